@@ -1,0 +1,139 @@
+//! The composed libp2p behaviour of an Iris node, and the swarm around it.
+
+use std::time::Duration;
+
+use libp2p::{
+    gossipsub, identify,
+    identity::Keypair,
+    ping,
+    request_response::{self, ProtocolSupport},
+    swarm::NetworkBehaviour,
+    StreamProtocol, Swarm, SwarmBuilder,
+};
+
+use crate::{
+    codec::CborCodec,
+    messages::{ControlRequest, ControlResponse, CONTROL_PROTOCOL},
+    psk::PreSharedKey,
+    transport::build_transport,
+};
+
+/// Largest control request (a join carries one record).
+pub const MAX_CONTROL_REQUEST: usize = 64 * 1024;
+/// Largest control response (a welcome carries the whole map).
+pub const MAX_CONTROL_RESPONSE: usize = 8 * 1024 * 1024;
+/// Largest gossip message (one record).
+pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
+
+/// Everything a node speaks.
+#[derive(NetworkBehaviour)]
+pub struct IrisBehaviour {
+    /// The network map: records and heartbeats.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Commands answered by one peer: join, hello, leave.
+    pub control: request_response::Behaviour<CborCodec<ControlRequest, ControlResponse>>,
+    /// Tells each peer the addresses we see it at.
+    pub identify: identify::Behaviour,
+    /// Detects a peer that hangs with its sockets open.
+    pub ping: ping::Behaviour,
+}
+
+/// Timings of the swarm; the node's config fills them in.
+#[derive(Debug, Clone)]
+pub struct SwarmSettings {
+    /// Bounds the TCP + pnet + noise + yamux upgrade (a wrong key shows up as
+    /// this timeout or as a reset).
+    pub handshake_timeout: Duration,
+    pub gossip_heartbeat: Duration,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for SwarmSettings {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(3),
+            gossip_heartbeat: Duration::from_millis(200),
+            ping_interval: Duration::from_millis(500),
+            ping_timeout: Duration::from_millis(1000),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("noise setup failed: {0}")]
+    Noise(#[from] libp2p::noise::Error),
+    #[error("gossipsub setup failed: {0}")]
+    Gossipsub(String),
+}
+
+/// Builds a swarm for a network protected by `psk`.
+pub fn build_swarm(
+    keypair: Keypair,
+    psk: PreSharedKey,
+    settings: &SwarmSettings,
+) -> Result<Swarm<IrisBehaviour>, BuildError> {
+    let transport = build_transport(&keypair, psk, settings.handshake_timeout)?;
+    let behaviour = build_behaviour(&keypair, settings)?;
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(|_| transport)
+        .expect("an infallible constructor")
+        .with_behaviour(|_| behaviour)
+        .expect("an infallible constructor")
+        // Liveness is our own business (ping and heartbeats); an idle
+        // connection to a member must not be dropped behind our back.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .with_connection_timeout(settings.handshake_timeout)
+        .build();
+    Ok(swarm)
+}
+
+fn build_behaviour(
+    keypair: &Keypair,
+    settings: &SwarmSettings,
+) -> Result<IrisBehaviour, BuildError> {
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(settings.gossip_heartbeat)
+        .heartbeat_initial_delay(settings.gossip_heartbeat)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .max_transmit_size(MAX_GOSSIP_MESSAGE)
+        // Keep 2 * outbound_min <= mesh_n_low <= mesh_n <= mesh_n_high:
+        // build() does not check it for us.
+        .mesh_n_low(4)
+        .mesh_n(6)
+        .mesh_n_high(12)
+        .mesh_outbound_min(2)
+        .build()
+        .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+        gossip_config,
+    )
+    .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+
+    let control = request_response::Behaviour::with_codec(
+        CborCodec::new(MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE),
+        [(StreamProtocol::new(CONTROL_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(settings.request_timeout),
+    );
+    let identify = identify::Behaviour::new(identify::Config::new(
+        "/iris/1".to_string(),
+        keypair.public(),
+    ));
+    let ping = ping::Behaviour::new(
+        ping::Config::new()
+            .with_interval(settings.ping_interval)
+            .with_timeout(settings.ping_timeout),
+    );
+    Ok(IrisBehaviour {
+        gossipsub,
+        control,
+        identify,
+        ping,
+    })
+}

@@ -1,0 +1,239 @@
+//! CBOR messages in length-prefixed frames, with hard size limits.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of CBOR.
+//! The length is checked against the limit *before* anything is read, and the
+//! body is read through `take`, so a peer cannot make us allocate more than
+//! the limit, whatever it claims. ciborium itself has no size limit, which is
+//! why the frame carries one.
+
+use std::{io, marker::PhantomData};
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::{request_response, StreamProtocol};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame ended after {got} of {len} bytes")]
+    Truncated { got: usize, len: usize },
+    #[error("malformed CBOR message: {0}")]
+    Decode(String),
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+}
+
+impl From<CodecError> for io::Error {
+    fn from(err: CodecError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidData, err)
+    }
+}
+
+/// Serializes `value` to CBOR, refusing to produce a frame over `max` bytes.
+pub fn encode<T: Serialize>(value: &T, max: usize) -> Result<Vec<u8>, CodecError> {
+    let mut body = Vec::new();
+    ciborium::into_writer(value, &mut body).map_err(|e| CodecError::Encode(e.to_string()))?;
+    if body.len() > max {
+        return Err(CodecError::TooLarge {
+            len: body.len(),
+            max,
+        });
+    }
+    Ok(body)
+}
+
+/// Parses CBOR bytes; any malformation is an error, never a panic.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    ciborium::from_reader(bytes).map_err(|e| CodecError::Decode(e.to_string()))
+}
+
+/// Reads one frame of at most `max` bytes.
+pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R, max: usize) -> io::Result<Vec<u8>> {
+    let mut prefix = [0u8; 4];
+    io.read_exact(&mut prefix).await?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > max {
+        return Err(CodecError::TooLarge { len, max }.into());
+    }
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    io.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(CodecError::Truncated {
+            got: body.len(),
+            len,
+        }
+        .into());
+    }
+    Ok(body)
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(body).await?;
+    io.flush().await
+}
+
+/// A request-response codec for any pair of serde types, one frame each way.
+pub struct CborCodec<Req, Resp> {
+    max_request: usize,
+    max_response: usize,
+    _types: PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> CborCodec<Req, Resp> {
+    pub fn new(max_request: usize, max_response: usize) -> Self {
+        Self {
+            max_request,
+            max_response,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> Clone for CborCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self::new(self.max_request, self.max_response)
+    }
+}
+
+impl<Req, Resp> request_response::Codec for CborCodec<Req, Resp>
+where
+    Req: Serialize + DeserializeOwned + Send,
+    Resp: Serialize + DeserializeOwned + Send,
+{
+    type Protocol = StreamProtocol;
+    type Request = Req;
+    type Response = Resp;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let body = read_frame(io, self.max_request).await?;
+        Ok(decode(&body)?)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let body = read_frame(io, self.max_response).await?;
+        Ok(decode(&body)?)
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &encode(&req, self.max_request)?).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: Resp,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &encode(&resp, self.max_response)?).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::{ControlRequest, ControlResponse, Departure};
+    use futures::io::Cursor;
+    use libp2p::request_response::Codec;
+
+    fn protocol() -> StreamProtocol {
+        StreamProtocol::new(crate::messages::CONTROL_PROTOCOL)
+    }
+
+    fn codec() -> CborCodec<ControlRequest, ControlResponse> {
+        CborCodec::new(1024, 4096)
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        futures::executor::block_on(f)
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut wire = Vec::new();
+        block_on(codec().write_request(
+            &protocol(),
+            &mut wire,
+            ControlRequest::Leave {
+                departure: Departure::Shutdown,
+            },
+        ))
+        .unwrap();
+        let back = block_on(codec().read_request(&protocol(), &mut Cursor::new(wire))).unwrap();
+        assert!(matches!(
+            back,
+            ControlRequest::Leave {
+                departure: Departure::Shutdown
+            }
+        ));
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_reading_the_body() {
+        // Claims 4 GiB - 1 and carries nothing: must fail on the length alone.
+        let wire = u32::MAX.to_be_bytes().to_vec();
+        let err = block_on(codec().read_request(&protocol(), &mut Cursor::new(wire))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+    }
+
+    #[test]
+    fn truncated_frame_is_an_error() {
+        let mut wire = 100u32.to_be_bytes().to_vec();
+        wire.extend_from_slice(&[0xa0; 10]);
+        assert!(block_on(codec().read_request(&protocol(), &mut Cursor::new(wire))).is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        // A deterministic pseudo-random walk over many garbage bodies.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..600usize {
+            let mut body = Vec::with_capacity(len);
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                body.push(state as u8);
+            }
+            let mut wire = (len as u32).to_be_bytes().to_vec();
+            wire.extend_from_slice(&body);
+            let result = block_on(codec().read_request(&protocol(), &mut Cursor::new(wire)));
+            assert!(result.is_err() || len > 0, "empty body decoded");
+        }
+    }
+
+    #[test]
+    fn deeply_nested_cbor_is_refused() {
+        // 1000 nested one-element arrays: must hit ciborium's recursion limit.
+        let mut body = vec![0x81u8; 1000];
+        body.push(0x00);
+        let mut wire = (body.len() as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&body);
+        assert!(block_on(codec().read_request(&protocol(), &mut Cursor::new(wire))).is_err());
+    }
+
+    #[test]
+    fn encoding_over_the_limit_is_refused() {
+        let big = "x".repeat(2000);
+        let err = encode(&big, 1024).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { .. }));
+    }
+}

@@ -1,0 +1,21 @@
+//! The Iris wire protocol, and nothing else.
+//!
+//! Everything two Iris nodes say to each other is defined here: how the
+//! byte stream is secured ([`transport`], [`psk`]), the messages
+//! ([`messages`]), how they are framed ([`codec`]) and the composed libp2p
+//! [`behaviour`]. The node crate drives a `Swarm` built from these parts and
+//! never touches bytes on the wire itself.
+
+pub mod behaviour;
+pub mod codec;
+pub mod messages;
+pub mod psk;
+pub mod transport;
+
+pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
+pub use codec::{CborCodec, CodecError};
+pub use messages::*;
+pub use psk::{derive_psk, PreSharedKey};
+
+/// Re-exported so the node and the wire agree on one libp2p version.
+pub use libp2p;

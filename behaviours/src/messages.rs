@@ -1,0 +1,273 @@
+//! Every message Iris nodes exchange, and the records they describe.
+//!
+//! Two channels carry them:
+//! - the **control** request-response protocol ([`ControlRequest`] /
+//!   [`ControlResponse`]): joining, introductions between two nodes, and
+//!   graceful leaves, all answered by the peer that was asked;
+//! - the **map** gossipsub topic ([`MapMessage`]): every node announces its
+//!   own [`NodeRecord`] there, on change and as a heartbeat.
+//!
+//! A record is only ever accepted from the node it describes: receivers check
+//! the record's `peer_id` against the authenticated sender.
+
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+/// The request-response protocol for commands between nodes.
+pub const CONTROL_PROTOCOL: &str = "/iris/control/1";
+
+/// Longest node or network name we accept, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Most tags a node may carry, and the longest tag.
+pub const MAX_TAGS: usize = 32;
+pub const MAX_TAG_LEN: usize = 64;
+/// Most addresses a record may list.
+pub const MAX_ADDRS: usize = 32;
+
+/// How a network is governed. Only one mode exists today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// The genesis node is master: only it may run jobs on, or push files to,
+    /// other nodes.
+    MasterSlave,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "master_slave" => Ok(Self::MasterSlave),
+            other => Err(format!(
+                "unsupported network mode '{other}': the only mode is 'master_slave'"
+            )),
+        }
+    }
+}
+
+/// What every member knows about the network it belongs to. The key is not
+/// here: it never leaves the node it was typed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub mode: NetworkMode,
+    /// The genesis node, master in `master_slave` mode.
+    pub master: PeerId,
+    /// Unix time in milliseconds when the network was created.
+    pub created_at_ms: u64,
+}
+
+/// A node's part in the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Master,
+    Slave,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Master => "master",
+            Role::Slave => "slave",
+        })
+    }
+}
+
+/// What a node says about itself. Only the node itself writes its record;
+/// a higher `version` replaces a lower one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub peer_id: PeerId,
+    /// Addresses others can dial, without the `/p2p/` suffix.
+    pub addrs: Vec<Multiaddr>,
+    pub api_port: u16,
+    pub p2p_port: u16,
+    pub role: Role,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Grows with every change of the record, across restarts too.
+    pub version: u64,
+}
+
+impl NodeRecord {
+    /// Checks what a peer could get wrong on purpose or by accident.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name("node name", &self.name)?;
+        if self.addrs.len() > MAX_ADDRS {
+            return Err(format!(
+                "record lists {} addresses, at most {MAX_ADDRS}",
+                self.addrs.len()
+            ));
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(format!(
+                "record has {} tags, at most {MAX_TAGS}",
+                self.tags.len()
+            ));
+        }
+        for tag in &self.tags {
+            validate_tag(tag)?;
+        }
+        Ok(())
+    }
+}
+
+/// A name must be short, printable and free of separators, so that it can be
+/// used in tables, file paths and `--on` lists without quoting.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "{what} '{name}' is longer than {MAX_NAME_LEN} bytes"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || name.starts_with('.')
+    {
+        return Err(format!(
+            "{what} '{name}' may hold only letters, digits, '-', '_' and '.', and may not start with '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Tags follow the name rules, with ':' and '=' allowed as well (`site=paris`).
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    if tag.is_empty() || tag.len() > MAX_TAG_LEN {
+        return Err(format!("tag '{tag}' must be 1 to {MAX_TAG_LEN} bytes"));
+    }
+    if !tag
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:=".contains(c))
+    {
+        return Err(format!(
+            "tag '{tag}' may hold only letters, digits and '-', '_', '.', ':', '='"
+        ));
+    }
+    Ok(())
+}
+
+/// How a node looks to the node that holds the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Liveness {
+    Alive,
+    /// Its connection dropped or it stopped answering; it may come back.
+    Suspect,
+    /// Suspect for too long.
+    Gone,
+    /// It said goodbye.
+    Left,
+}
+
+impl std::fmt::Display for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Liveness::Alive => "alive",
+            Liveness::Suspect => "suspect",
+            Liveness::Gone => "gone",
+            Liveness::Left => "left",
+        })
+    }
+}
+
+/// One line of the network map: a record and what the holder makes of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapEntry {
+    pub record: NodeRecord,
+    pub state: Liveness,
+    /// Unix time in milliseconds when the holder last heard from the node.
+    pub last_seen_ms: u64,
+}
+
+/// Why a node says goodbye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Departure {
+    /// It left the network for good (`iris network leave`).
+    Leave,
+    /// It is shutting down and will rejoin when it restarts.
+    Shutdown,
+}
+
+impl std::fmt::Display for Departure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Departure::Leave => "left the network",
+            Departure::Shutdown => "shut down",
+        })
+    }
+}
+
+/// Requests on the control protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// "Let me in": answered with [`ControlResponse::Welcome`] or
+    /// [`ControlResponse::Refused`].
+    Join { record: NodeRecord },
+    /// Sent on every new connection so both sides know each other at once,
+    /// without waiting for gossip. Answered with the peer's own record.
+    Hello { record: NodeRecord },
+    /// "I am going": sent to every connected member before leaving or
+    /// shutting down.
+    Leave { departure: Departure },
+}
+
+/// Responses on the control protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlResponse {
+    Welcome {
+        config: NetworkConfig,
+        map: Vec<MapEntry>,
+    },
+    Hello {
+        record: NodeRecord,
+    },
+    Ack,
+    Refused {
+        reason: String,
+    },
+}
+
+/// Messages on the network's gossipsub topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MapMessage {
+    /// The sender's own record; also its heartbeat.
+    Announce { record: NodeRecord },
+    /// The sender leaves the network or shuts down.
+    Leave { departure: Departure },
+}
+
+/// The gossipsub topic of a network.
+pub fn map_topic(network_name: &str) -> String {
+    format!("iris/{network_name}/map/1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("node name", "alice-1.b_c").is_ok());
+        for bad in ["", ".hidden", "a/b", "a b", "../x", &"x".repeat(65)] {
+            assert!(validate_name("node name", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn modes_other_than_master_slave_are_refused() {
+        assert_eq!(
+            "master_slave".parse::<NetworkMode>(),
+            Ok(NetworkMode::MasterSlave)
+        );
+        let err = "fully_distributed".parse::<NetworkMode>().unwrap_err();
+        assert!(err.contains("master_slave"), "{err}");
+    }
+}

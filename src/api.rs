@@ -1,0 +1,275 @@
+//! The local REST API: JSON over HTTP, every route behind the bearer token
+//! that `iris init` generated. Errors are `{"error": "..."}` with a status
+//! code that says whose fault it was. docs/api.md documents each route.
+
+use std::{convert::Infallible, sync::Arc};
+
+use axum::{
+    extract::{rejection::JsonRejection, FromRequest, Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{
+        sse::{Event as SseEvent, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    routing::{get, post},
+    Json, Router,
+};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::{
+    network::NetworkError,
+    node::{Membership, Node, NodeError, NodeView, Status},
+};
+
+/// Request bodies here are small; anything larger is refused unread.
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct ApiState {
+    node: Arc<Node>,
+    token: Arc<str>,
+}
+
+/// Builds the router; `token` is what every request must present.
+pub fn router(node: Arc<Node>, token: String) -> Router {
+    let state = ApiState {
+        node,
+        token: token.into(),
+    };
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/network", get(network).post(create_network))
+        .route("/v1/network/join", post(join_network))
+        .route("/v1/network/leave", post(leave_network))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/events", get(events))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// An error as the API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: &self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(err: NodeError) -> Self {
+        let status = match &err {
+            NodeError::NotInNetwork | NodeError::AlreadyInNetwork(_) => StatusCode::CONFLICT,
+            NodeError::Invalid(_) => StatusCode::BAD_REQUEST,
+            NodeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::Network(e) => match e {
+                NetworkError::NoPeerId(_) => StatusCode::BAD_REQUEST,
+                NetworkError::Refused { .. } => StatusCode::CONFLICT,
+                NetworkError::WrongKey { .. }
+                | NetworkError::Unreachable { .. }
+                | NetworkError::NoAnswer { .. }
+                | NetworkError::BadWelcome { .. } => StatusCode::BAD_GATEWAY,
+                NetworkError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                NetworkError::Listen { .. } | NetworkError::Store(_) | NetworkError::Build(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
+        };
+        Self::new(status, err.to_string())
+    }
+}
+
+/// `Json` whose every rejection (bad syntax, wrong fields, wrong content
+/// type, too large) is a 400 with a JSON error naming the problem.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => {
+                let status = match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                Err(ApiError::new(
+                    status,
+                    format!("invalid request body: {}", rejection.body_text()),
+                ))
+            }
+        }
+    }
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token").into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API token: send 'Authorization: Bearer <token>' (the token is in the node's api.token)",
+        )
+        .into_response(),
+    }
+}
+
+/// Compares without stopping at the first difference, so response times do
+/// not tell how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route; see docs/api.md")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route; see docs/api.md",
+    )
+}
+
+async fn status(State(state): State<ApiState>) -> Json<Status> {
+    Json(state.node.status().await)
+}
+
+async fn network(
+    State(state): State<ApiState>,
+) -> Result<Json<iris_behaviours::NetworkConfig>, ApiError> {
+    match state.node.network().await {
+        Ok(config) => Ok(Json(config)),
+        Err(NodeError::NotInNetwork) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            NodeError::NotInNetwork.to_string(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateNetwork {
+    name: String,
+    key: String,
+    #[serde(default = "default_mode")]
+    mode: String,
+}
+
+fn default_mode() -> String {
+    "master_slave".into()
+}
+
+async fn create_network(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<CreateNetwork>,
+) -> Result<(StatusCode, Json<Membership>), ApiError> {
+    let membership = state
+        .node
+        .create_network(&body.name, &body.key, &body.mode)
+        .await?;
+    Ok((StatusCode::CREATED, Json(membership)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinNetwork {
+    key: String,
+    bootstrap: String,
+}
+
+async fn join_network(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<JoinNetwork>,
+) -> Result<Json<Membership>, ApiError> {
+    Ok(Json(
+        state.node.join_network(&body.key, &body.bootstrap).await?,
+    ))
+}
+
+#[derive(Serialize)]
+struct Left {
+    left: String,
+}
+
+async fn leave_network(State(state): State<ApiState>) -> Result<Json<Left>, ApiError> {
+    let network = state.node.leave_network().await?;
+    Ok(Json(Left { left: network.name }))
+}
+
+async fn nodes(State(state): State<ApiState>) -> Result<Json<Vec<NodeView>>, ApiError> {
+    Ok(Json(state.node.nodes().await?))
+}
+
+async fn events(
+    State(state): State<ApiState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let node = state.node.clone();
+    let stream = BroadcastStream::new(state.node.events().subscribe())
+        .filter_map(|item| async move {
+            // A listener that fell behind skips what it missed.
+            let event = item.ok()?;
+            SseEvent::default()
+                .event(event.kind.name())
+                .json_data(&event)
+                .ok()
+                .map(Ok)
+        })
+        .take_until(async move { node.stopped().await });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

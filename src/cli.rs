@@ -1,0 +1,474 @@
+//! The `iris` command line: `init` and `run` work on a node directory
+//! directly; every other command is a thin client of the node's REST API.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::{
+    client::ApiClient,
+    config::{NodeConfig, CONFIG_FILE},
+    store::Store,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iris",
+    version,
+    about = "Run containers next to private data, across a peer-to-peer network of nodes",
+    after_help = "Start with `iris init --dir ./a --name alice`, then `iris run --dir ./a`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeDir {
+    /// The node directory (config, identity, token, workspace).
+    #[arg(long, env = "IRIS_DIR", default_value = ".", global = true)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node directory: config, identity, API token, workspace.
+    Init(InitArgs),
+    /// Run the node in the foreground (logs to stderr; RUST_LOG filters).
+    Run {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Create, join, show or leave a network.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List the nodes of the network map.
+    Nodes {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show this node: name, peer id, addresses, network, role.
+    Status {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Follow the node's events (joined, suspect, gone, left, ...) live.
+    Events {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub dir: NodeDir,
+    /// The node's name in the network (default: the directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// TCP port for peers (0: any free port).
+    #[arg(long, default_value_t = 7000)]
+    pub p2p_port: u16,
+    /// Interface to listen on for peers.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub p2p_listen: IpAddr,
+    /// Port of the local REST API.
+    #[arg(long, default_value_t = 8000)]
+    pub api_port: u16,
+    /// Interface of the REST API; keep it on loopback unless you know why not.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub api_bind: IpAddr,
+    /// A tag for `--on tag:T` targeting; repeat for several.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Extra address to announce to peers (e.g. behind NAT); repeatable.
+    #[arg(long = "external")]
+    pub external: Vec<String>,
+    /// The host's path of the workspace, for a node in a container.
+    #[arg(long)]
+    pub workspace_host_path: Option<PathBuf>,
+    /// Replace an existing node in DIR (new identity and token; the
+    /// workspace is kept).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network with this node as genesis and master; prints the
+    /// addresses others join through.
+    Create {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The network's name.
+        #[arg(long)]
+        name: String,
+        /// The secret every member needs to connect.
+        #[arg(long, env = "IRIS_NETWORK_KEY", hide_env_values = true)]
+        key: String,
+        /// How the network is governed; only master_slave exists.
+        #[arg(long, default_value = "master_slave")]
+        mode: String,
+    },
+    /// Join a network through any of its members.
+    Join {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The network's secret key.
+        #[arg(long, env = "IRIS_NETWORK_KEY", hide_env_values = true)]
+        key: String,
+        /// A member's address, ending in /p2p/<peer id>.
+        bootstrap: String,
+    },
+    /// Show the network this node belongs to.
+    Show {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Leave the network for good (a restart will not rejoin).
+    Leave {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+}
+
+pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(args) => init(args),
+        Command::Run { dir } => {
+            init_logging();
+            crate::daemon::run(&dir.dir).await
+        }
+        Command::Network(command) => network(command).await,
+        Command::Nodes { dir, output } => {
+            let nodes: Value = ApiClient::from_dir(&dir.dir)?.get("/v1/nodes").await?;
+            if output.json {
+                print_json(&nodes)
+            } else {
+                print_nodes(&nodes);
+                Ok(())
+            }
+        }
+        Command::Status { dir, output } => {
+            let status: Value = ApiClient::from_dir(&dir.dir)?.get("/v1/status").await?;
+            if output.json {
+                print_json(&status)
+            } else {
+                print_status(&status);
+                Ok(())
+            }
+        }
+        Command::Events { dir, output } => follow_events(&dir.dir, output.json).await,
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_gossipsub=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    let dir = &args.dir.dir;
+    if dir.join(CONFIG_FILE).exists() && !args.force {
+        bail!(
+            "{} already holds a node; use --force to replace its identity and config",
+            dir.display()
+        );
+    }
+    let name = match args.name {
+        Some(name) => name,
+        None => dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .context("no --name given and the directory has no usable name")?,
+    };
+    let mut config = NodeConfig::new(name);
+    config.tags = args.tags;
+    config.p2p.port = args.p2p_port;
+    config.p2p.listen = args.p2p_listen;
+    config.p2p.external = args.external;
+    config.api.port = args.api_port;
+    config.api.bind = args.api_bind;
+    config.workspace.host_path = args.workspace_host_path;
+    config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    create_private_dir(dir)?;
+    let workspace = config.workspace_dir(dir);
+    for sub in ["image", "private", "public"] {
+        std::fs::create_dir_all(workspace.join(sub))
+            .with_context(|| format!("cannot create {}", workspace.join(sub).display()))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        workspace.join("private"),
+        std::fs::Permissions::from_mode(0o700),
+    )?;
+
+    let store = Store::new(dir);
+    store.clear_membership()?;
+    store.create_secrets()?;
+    crate::store::write_private(
+        &dir.join(CONFIG_FILE),
+        config.to_commented_toml().as_bytes(),
+    )?;
+    let peer_id = store.load_identity()?.public().to_peer_id();
+    println!(
+        "initialized node '{}' in {} (peer id {peer_id})",
+        config.name,
+        dir.display()
+    );
+    println!("start it with: iris run --dir {}", dir.display());
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))
+}
+
+async fn network(command: NetworkCommand) -> anyhow::Result<()> {
+    match command {
+        NetworkCommand::Create {
+            dir,
+            name,
+            key,
+            mode,
+        } => {
+            let client = ApiClient::from_dir(&dir.dir)?;
+            let answer: Value = client
+                .post(
+                    "/v1/network",
+                    &json!({ "name": name, "key": key, "mode": mode }),
+                )
+                .await?;
+            println!(
+                "created network '{}' ({}); this node is master",
+                answer["network"]["name"].as_str().unwrap_or(&name),
+                answer["network"]["mode"].as_str().unwrap_or(&mode)
+            );
+            println!("others join with `iris network join --key <key> <address>`, through one of:");
+            for addr in answer["addrs"].as_array().into_iter().flatten() {
+                println!("{}", addr.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+        NetworkCommand::Join {
+            dir,
+            key,
+            bootstrap,
+        } => {
+            let client = ApiClient::from_dir(&dir.dir)?;
+            let answer: Value = client
+                .post(
+                    "/v1/network/join",
+                    &json!({ "key": key, "bootstrap": bootstrap }),
+                )
+                .await?;
+            println!(
+                "joined network '{}' as {}; {} nodes in the map",
+                answer["network"]["name"].as_str().unwrap_or_default(),
+                answer["role"].as_str().unwrap_or_default(),
+                answer["nodes"].as_array().map_or(0, Vec::len)
+            );
+            Ok(())
+        }
+        NetworkCommand::Show { dir, output } => {
+            let network: Value = ApiClient::from_dir(&dir.dir)?.get("/v1/network").await?;
+            if output.json {
+                return print_json(&network);
+            }
+            println!("name:    {}", network["name"].as_str().unwrap_or_default());
+            println!("mode:    {}", network["mode"].as_str().unwrap_or_default());
+            println!(
+                "master:  {}",
+                network["master"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
+        NetworkCommand::Leave { dir } => {
+            let answer: Value = ApiClient::from_dir(&dir.dir)?
+                .post("/v1/network/leave", &json!({}))
+                .await?;
+            println!(
+                "left network '{}'",
+                answer["left"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn print_status(status: &Value) {
+    let s = |k: &str| status[k].as_str().unwrap_or("-").to_string();
+    println!("name:     {}", s("name"));
+    println!("peer id:  {}", s("peer_id"));
+    match status["network"].as_object() {
+        Some(network) => {
+            println!(
+                "network:  {} ({})",
+                network["name"].as_str().unwrap_or_default(),
+                network["mode"].as_str().unwrap_or_default()
+            );
+            println!("role:     {}", s("role"));
+        }
+        None => println!("network:  none"),
+    }
+    for addr in status["addrs"].as_array().into_iter().flatten() {
+        println!("address:  {}", addr.as_str().unwrap_or_default());
+    }
+}
+
+/// A plain table: a header, then one row per node, columns padded.
+fn print_nodes(nodes: &Value) {
+    let now = crate::now_ms();
+    let header = [
+        "NAME",
+        "ROLE",
+        "STATE",
+        "PEER ID",
+        "ADDRESS",
+        "LAST SEEN",
+        "TAGS",
+    ]
+    .map(String::from);
+    let mut rows = vec![header.to_vec()];
+    for node in nodes.as_array().into_iter().flatten() {
+        let text = |k: &str| node[k].as_str().unwrap_or("-").to_string();
+        let name = if node["self"].as_bool() == Some(true) {
+            format!("{} *", text("name"))
+        } else {
+            text("name")
+        };
+        let last_seen = node["last_seen"].as_u64().map_or("-".into(), |ms| {
+            format!("{:.1}s ago", now.saturating_sub(ms) as f64 / 1000.0)
+        });
+        let addr = node["addrs"][0].as_str().map_or("-".into(), |a| {
+            a.split("/p2p/").next().unwrap_or(a).to_string()
+        });
+        let tags: Vec<&str> = node["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        rows.push(vec![
+            name,
+            text("role"),
+            text("state"),
+            text("peer_id"),
+            addr,
+            last_seen,
+            if tags.is_empty() {
+                "-".into()
+            } else {
+                tags.join(",")
+            },
+        ]);
+    }
+    print_table(&rows);
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+async fn follow_events(dir: &Path, as_json: bool) -> anyhow::Result<()> {
+    let client = ApiClient::from_dir(dir)?;
+    let mut events = Box::pin(client.events().await?);
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if as_json {
+            println!("{event}");
+        } else {
+            println!("{}", describe_event(&event));
+        }
+    }
+    bail!("the node closed the event stream (did it stop?)")
+}
+
+fn describe_event(event: &Value) -> String {
+    let text = |k: &str| event[k].as_str().unwrap_or_default().to_string();
+    let time = event["at_ms"].as_u64().map_or("--:--:--".into(), clock);
+    let what = match text("type").as_str() {
+        "joined" => format!("joined   {} ({})", text("name"), text("peer_id")),
+        "alive" => format!("alive    {} ({})", text("name"), text("peer_id")),
+        "suspect" => format!(
+            "suspect  {} ({}): {}",
+            text("name"),
+            text("peer_id"),
+            text("reason")
+        ),
+        "gone" => format!("gone     {} ({})", text("name"), text("peer_id")),
+        "left" => format!(
+            "left     {} ({}): {}",
+            text("name"),
+            text("peer_id"),
+            text("reason")
+        ),
+        "network_created" => format!("created  network '{}'", text("network")),
+        "network_joined" => format!("joined   network '{}' via {}", text("network"), text("via")),
+        "network_left" => format!("left     network '{}'", text("network")),
+        other => format!("{other} {event}"),
+    };
+    format!("{time}  {what}")
+}
+
+/// UTC wall-clock time of day with milliseconds, from Unix milliseconds.
+fn clock(ms: u64) -> String {
+    let day_ms = ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        day_ms / 60_000 % 60,
+        day_ms / 1000 % 60,
+        day_ms % 1000
+    )
+}

@@ -1,0 +1,280 @@
+//! `iris.toml`: what the user may change about a node.
+//!
+//! `iris init` writes the file with every setting present and commented, so
+//! the file documents itself. Missing settings take the defaults below, and
+//! unknown ones are an error (a typo should not be silently ignored).
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use iris_behaviours::{validate_name, validate_tag};
+use serde::{Deserialize, Serialize};
+
+pub const CONFIG_FILE: &str = "iris.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's name in the network map.
+    pub name: String,
+    /// Tags other nodes can target with `--on tag:T`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub p2p: P2pConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub workspace: WorkspaceConfig,
+    #[serde(default)]
+    pub liveness: LivenessConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// Interface to listen on for peers (0.0.0.0: all).
+    pub listen: IpAddr,
+    /// TCP port for peers; 0 picks a free one at start.
+    pub port: u16,
+    /// Addresses to announce besides the listening ones, e.g. behind NAT.
+    pub external: Vec<String>,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        Self {
+            listen: [0, 0, 0, 0].into(),
+            port: 7000,
+            external: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Interface of the REST API. Loopback keeps it to this machine.
+    pub bind: IpAddr,
+    pub port: u16,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            bind: [127, 0, 0, 1].into(),
+            port: 8000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkspaceConfig {
+    /// The workspace, relative to the node directory unless absolute.
+    pub path: PathBuf,
+    /// Where Docker finds the workspace when this node itself runs in a
+    /// container (Docker-out-of-Docker): the host's path of `path`.
+    pub host_path: Option<PathBuf>,
+}
+
+impl Default for WorkspaceConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("workspace"),
+            host_path: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LivenessConfig {
+    /// How often this node announces itself.
+    pub heartbeat_ms: u64,
+    /// Silence after which a member becomes suspect.
+    pub suspect_after_ms: u64,
+    /// Time as suspect after which a member is gone.
+    pub gone_after_ms: u64,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 500,
+            suspect_after_ms: 2000,
+            gone_after_ms: 10_000,
+        }
+    }
+}
+
+impl LivenessConfig {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+    pub fn suspect_after(&self) -> Duration {
+        Duration::from_millis(self.suspect_after_ms)
+    }
+    pub fn gone_after(&self) -> Duration {
+        Duration::from_millis(self.gone_after_ms)
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid node config: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl NodeConfig {
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            tags: Vec::new(),
+            p2p: P2pConfig::default(),
+            api: ApiConfig::default(),
+            workspace: WorkspaceConfig::default(),
+            liveness: LivenessConfig::default(),
+        }
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { path, message })?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name("node name", &self.name)?;
+        for tag in &self.tags {
+            validate_tag(tag)?;
+        }
+        for addr in &self.p2p.external {
+            addr.parse::<libp2p::Multiaddr>()
+                .map_err(|e| format!("p2p.external address '{addr}' is not a multiaddr: {e}"))?;
+        }
+        let l = &self.liveness;
+        if l.heartbeat_ms == 0 || l.suspect_after_ms <= l.heartbeat_ms || l.gone_after_ms == 0 {
+            return Err(format!(
+                "liveness: need heartbeat_ms > 0, suspect_after_ms > heartbeat_ms and gone_after_ms > 0 \
+                 (got {}, {}, {})",
+                l.heartbeat_ms, l.suspect_after_ms, l.gone_after_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The workspace directory, resolved against the node directory.
+    pub fn workspace_dir(&self, node_dir: &Path) -> PathBuf {
+        node_dir.join(&self.workspace.path)
+    }
+
+    /// The config as `iris init` writes it: every setting, with comments.
+    pub fn to_commented_toml(&self) -> String {
+        let tags = self
+            .tags
+            .iter()
+            .map(|t| format!("{t:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let host_path = match &self.workspace.host_path {
+            Some(p) => format!("host_path = {:?}", p.display().to_string()),
+            None => "# host_path = \"/srv/iris/alice/workspace\"".to_string(),
+        };
+        format!(
+            r#"# Iris node configuration, written by `iris init`. Restart the node after editing.
+
+# This node's name in the network map: letters, digits, '-', '_' and '.'.
+name = "{name}"
+# Tags other nodes can target, e.g. `iris job run --on tag:gpu`.
+tags = [{tags}]
+
+[p2p]
+# Interface and TCP port for peer-to-peer traffic (0.0.0.0: every interface).
+listen = "{p2p_listen}"
+port = {p2p_port}
+# Extra addresses to announce, e.g. behind NAT: ["/ip4/203.0.113.7/tcp/7001"]
+external = []
+
+[api]
+# The local REST API and CLI endpoint. Every route needs the token in api.token.
+# Keep it on 127.0.0.1 unless the node runs in a container you publish it from.
+bind = "{api_bind}"
+port = {api_port}
+
+[workspace]
+# image/ (image tars), private/ (never leaves this node), public/ (shared).
+# Relative paths are relative to this directory.
+path = {workspace:?}
+# When this node runs in a container with the host's Docker socket mounted,
+# the host's path of the workspace, so job containers can mount it.
+{host_path}
+
+[liveness]
+# How often this node announces itself to the network, in milliseconds.
+heartbeat_ms = {heartbeat}
+# Silence after which another node is marked suspect.
+suspect_after_ms = {suspect}
+# Time as suspect after which a node is marked gone.
+gone_after_ms = {gone}
+"#,
+            name = self.name,
+            p2p_listen = self.p2p.listen,
+            p2p_port = self.p2p.port,
+            api_bind = self.api.bind,
+            api_port = self.api.port,
+            workspace = self.workspace.path.display().to_string(),
+            heartbeat = self.liveness.heartbeat_ms,
+            suspect = self.liveness.suspect_after_ms,
+            gone = self.liveness.gone_after_ms,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_toml_parses_back_to_the_same_config() {
+        let mut config = NodeConfig::new("alice".into());
+        config.tags = vec!["gpu".into(), "site=paris".into()];
+        config.api.port = 8001;
+        let back: NodeConfig = toml::from_str(&config.to_commented_toml()).unwrap();
+        assert_eq!(back.name, "alice");
+        assert_eq!(back.tags, config.tags);
+        assert_eq!(back.api.port, 8001);
+        assert!(back.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_settings_and_bad_values_are_errors() {
+        assert!(toml::from_str::<NodeConfig>("name = \"a\"\nnmae = \"b\"").is_err());
+        let mut config = NodeConfig::new("a".into());
+        config.liveness.suspect_after_ms = 100;
+        assert!(config.validate().unwrap_err().contains("suspect_after_ms"));
+        config = NodeConfig::new("../evil".into());
+        assert!(config.validate().is_err());
+    }
+}

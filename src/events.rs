@@ -1,0 +1,107 @@
+//! What happened, for whoever listens: the REST API streams these as
+//! server-sent events and `iris events` prints them.
+
+use iris_behaviours::libp2p::PeerId;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// How many events a slow listener may fall behind before it misses some.
+const CAPACITY: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A node appeared in the map for the first time.
+    Joined {
+        name: String,
+        peer_id: PeerId,
+    },
+    /// A suspect, gone or departed node was heard from again.
+    Alive {
+        name: String,
+        peer_id: PeerId,
+    },
+    Suspect {
+        name: String,
+        peer_id: PeerId,
+        reason: String,
+    },
+    Gone {
+        name: String,
+        peer_id: PeerId,
+    },
+    /// A node said goodbye: it left the network, or shut down.
+    Left {
+        name: String,
+        peer_id: PeerId,
+        reason: String,
+    },
+    /// This node created a network, joined one, or left one.
+    NetworkCreated {
+        network: String,
+    },
+    NetworkJoined {
+        network: String,
+        via: PeerId,
+    },
+    NetworkLeft {
+        network: String,
+    },
+}
+
+impl EventKind {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Joined { .. } => "joined",
+            EventKind::Alive { .. } => "alive",
+            EventKind::Suspect { .. } => "suspect",
+            EventKind::Gone { .. } => "gone",
+            EventKind::Left { .. } => "left",
+            EventKind::NetworkCreated { .. } => "network_created",
+            EventKind::NetworkJoined { .. } => "network_joined",
+            EventKind::NetworkLeft { .. } => "network_left",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The sending side; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Events {
+    sender: broadcast::Sender<Event>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+impl Events {
+    pub fn emit(&self, kind: EventKind) {
+        tracing::info!(
+            event = kind.name(),
+            "{}",
+            serde_json::to_string(&kind).unwrap_or_default()
+        );
+        // No listener is fine: events are for whoever is watching now.
+        let _ = self.sender.send(Event {
+            at_ms: crate::now_ms(),
+            kind,
+        });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+}

@@ -1,0 +1,464 @@
+//! The task that owns the swarm: it keeps the map, answers peers, announces
+//! this node, watches liveness and saves the membership.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use iris_behaviours::{
+    behaviour::MAX_GOSSIP_MESSAGE,
+    codec,
+    libp2p::{
+        gossipsub::{self, IdentTopic},
+        ping,
+        request_response::{self, ResponseChannel},
+        swarm::{
+            dial_opts::{DialOpts, PeerCondition},
+            SwarmEvent,
+        },
+        PeerId, Swarm,
+    },
+    ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, Liveness,
+    MapMessage, NetworkConfig, NodeRecord,
+};
+use tokio::sync::mpsc;
+
+use super::{map::NetworkMap, next_version, Command, NetworkContext, Snapshot};
+use crate::{events::EventKind, store::Membership};
+
+/// How often liveness timeouts are checked.
+const LIVENESS_CHECK: Duration = Duration::from_millis(100);
+/// How often we try to reconnect to members we have no connection to.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
+/// Gone members are redialed only every this many redial rounds.
+const GONE_REDIAL_EVERY: u64 = 5;
+/// At most this often the membership is written to disk.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long goodbyes may take before we go anyway.
+const DEPART_DEADLINE: Duration = Duration::from_secs(1);
+
+pub(super) fn topic(network: &NetworkConfig) -> IdentTopic {
+    IdentTopic::new(iris_behaviours::map_topic(&network.name))
+}
+
+pub(super) struct EventLoop {
+    ctx: Arc<NetworkContext>,
+    swarm: Swarm<IrisBehaviour>,
+    commands: mpsc::Receiver<Command>,
+    network: NetworkConfig,
+    topic: IdentTopic,
+    own: NodeRecord,
+    map: NetworkMap,
+    /// The map or our record changed since the last save.
+    dirty: bool,
+    redial_round: u64,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        ctx: Arc<NetworkContext>,
+        swarm: Swarm<IrisBehaviour>,
+        commands: mpsc::Receiver<Command>,
+        network: NetworkConfig,
+        own: NodeRecord,
+        map: NetworkMap,
+    ) -> Self {
+        let topic = topic(&network);
+        Self {
+            ctx,
+            swarm,
+            commands,
+            network,
+            topic,
+            own,
+            map,
+            dirty: true,
+            redial_round: 0,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let liveness = self.ctx.config.liveness.clone();
+        let mut heartbeat = tokio::time::interval(liveness.heartbeat());
+        let mut liveness_check = tokio::time::interval(LIVENESS_CHECK);
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        let mut save = tokio::time::interval(SAVE_INTERVAL);
+        for timer in [&mut heartbeat, &mut liveness_check, &mut redial, &mut save] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(Command::Snapshot { reply }) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    Some(Command::Depart { departure, reply }) => {
+                        self.depart(departure).await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    // Every handle is gone: the node is going away.
+                    None => {
+                        self.depart(Departure::Shutdown).await;
+                        return;
+                    }
+                },
+                _ = heartbeat.tick() => self.announce(),
+                _ = liveness_check.tick() => {
+                    let events = self.map.tick(Instant::now(), liveness.suspect_after(), liveness.gone_after());
+                    self.emit_all(events);
+                }
+                _ = redial.tick() => self.redial(),
+                _ = save.tick() => self.save_if_dirty(),
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            network: self.network.clone(),
+            own: self.own.clone(),
+            map: self.map.entries(),
+        }
+    }
+
+    fn emit(&mut self, event: Option<EventKind>) {
+        if let Some(event) = event {
+            self.ctx.events.emit(event);
+            self.dirty = true;
+        }
+    }
+
+    fn emit_all(&mut self, events: Vec<EventKind>) {
+        for event in events {
+            self.emit(Some(event));
+        }
+    }
+
+    fn save_if_dirty(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let membership = Membership {
+            network: self.network.clone(),
+            own_version: self.own.version,
+            map: self.map.entries(),
+        };
+        match self.ctx.store.save_membership(&membership) {
+            Ok(()) => self.dirty = false,
+            Err(e) => tracing::error!("cannot save the network map: {e}"),
+        }
+    }
+
+    /// Publishes our record on the map topic; it doubles as our heartbeat.
+    fn announce(&mut self) {
+        let now = Instant::now();
+        self.map.heard_from(&self.own.peer_id, now);
+        let message = MapMessage::Announce {
+            record: self.own.clone(),
+        };
+        self.publish(&message);
+    }
+
+    fn publish(&mut self, message: &MapMessage) {
+        let bytes = match codec::encode(message, MAX_GOSSIP_MESSAGE) {
+            Ok(bytes) => bytes,
+            Err(e) => return tracing::error!("cannot encode a map message: {e}"),
+        };
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), bytes)
+        {
+            Ok(_) => {}
+            // Nobody has subscribed yet (we are alone, or just connected).
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => tracing::debug!("map publish failed: {e}"),
+        }
+    }
+
+    /// Dials members we have no connection to, so the overlay heals by itself
+    /// after restarts and partitions.
+    fn redial(&mut self) {
+        self.redial_round += 1;
+        for (peer, addrs, state) in self.map.peers_to_dial() {
+            if addrs.is_empty() || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            if state == Liveness::Gone && !self.redial_round.is_multiple_of(GONE_REDIAL_EVERY) {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::trace!(%peer, "redial not started: {e}");
+            }
+        }
+    }
+
+    /// Tells every connected member we are going, on the control protocol
+    /// (acknowledged) and on gossip (for members we reach only through
+    /// others), and waits a little for the acknowledgements.
+    async fn depart(&mut self, departure: Departure) {
+        self.publish(&MapMessage::Leave { departure });
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let mut pending: std::collections::HashSet<_> = peers
+            .iter()
+            .map(|peer| {
+                self.swarm
+                    .behaviour_mut()
+                    .control
+                    .send_request(peer, ControlRequest::Leave { departure })
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + DEPART_DEADLINE;
+        while !pending.is_empty() {
+            let Ok(event) = tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await
+            else {
+                tracing::warn!(
+                    "{} members did not acknowledge our departure in time",
+                    pending.len()
+                );
+                break;
+            };
+            if let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event)) = event {
+                match event {
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, .. },
+                        ..
+                    }
+                    | request_response::Event::OutboundFailure { request_id, .. } => {
+                        pending.remove(&request_id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if departure == Departure::Shutdown {
+            self.dirty = true;
+            self.save_if_dirty();
+        }
+        tracing::info!(network = %self.network.name, "{departure}");
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<IrisBehaviourEvent>) {
+        let now = Instant::now();
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                // The dialer introduces itself; the answer introduces the other side.
+                if endpoint.is_dialer() && num_established.get() == 1 {
+                    let hello = ControlRequest::Hello {
+                        record: self.own.clone(),
+                    };
+                    self.swarm
+                        .behaviour_mut()
+                        .control
+                        .send_request(&peer_id, hello);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, "disconnected: {cause:?}");
+                let event = self.map.connection_lost(&peer_id, now);
+                self.emit(event);
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                tracing::warn!(
+                    from = %send_back_addr,
+                    "refused an incoming connection: handshake failed, wrong network key? ({})",
+                    super::error_chain(&error)
+                );
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, "dial failed: {}", super::error_chain(&error));
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if !self.own.addrs.contains(&address)
+                    && self.own.addrs.len() < iris_behaviours::MAX_ADDRS
+                {
+                    self.own.addrs.push(address);
+                    self.own_record_changed();
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.own.addrs.retain(|a| a != &address);
+                self.own_record_changed();
+            }
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Gossipsub(event)) => {
+                self.on_gossip(event, now)
+            }
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event)) => {
+                self.on_control(event, now)
+            }
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Ping(ping::Event {
+                peer, result, ..
+            })) => {
+                match result {
+                    Ok(_) => {
+                        let event = self.map.heard_from(&peer, now);
+                        self.emit(event);
+                    }
+                    Err(e) => {
+                        // A hung peer keeps its sockets open; close ours so
+                        // the redial loop notices when it comes back.
+                        tracing::debug!(%peer, "ping failed: {e}; closing the connection");
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn own_record_changed(&mut self) {
+        self.own.version = next_version(self.own.version);
+        self.map.set_own(self.own.clone(), Instant::now());
+        self.dirty = true;
+        self.announce();
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event, now: Instant) {
+        let gossipsub::Event::Message { message, .. } = event else {
+            if let gossipsub::Event::Subscribed { .. } = event {
+                // Someone new listens: let them hear us without waiting.
+                self.announce();
+            }
+            return;
+        };
+        // Strict validation guarantees a signed author.
+        let Some(author) = message.source else { return };
+        let decoded: MapMessage = match codec::decode(&message.data) {
+            Ok(m) => m,
+            Err(e) => return tracing::warn!(%author, "ignored a malformed map message: {e}"),
+        };
+        match decoded {
+            MapMessage::Announce { record } => {
+                if record.peer_id != author {
+                    return tracing::warn!(%author, "ignored a record for {} sent by someone else", record.peer_id);
+                }
+                match self.map.merge(record, now) {
+                    Ok(event) => self.emit(event),
+                    Err(reason) => tracing::warn!(%author, "ignored a record: {reason}"),
+                }
+            }
+            MapMessage::Leave { departure } => {
+                let event = self.map.left(&author, &departure.to_string());
+                self.emit(event);
+            }
+        }
+    }
+
+    fn on_control(
+        &mut self,
+        event: request_response::Event<ControlRequest, ControlResponse>,
+        now: Instant,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_request(peer, request, channel, now),
+                request_response::Message::Response { response, .. } => match response {
+                    ControlResponse::Hello { record } => {
+                        let _ = self.take_record(peer, record, now);
+                    }
+                    ControlResponse::Refused { reason } => {
+                        tracing::warn!(%peer, "peer refused us: {reason}");
+                    }
+                    _ => {}
+                },
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "control request failed: {error}");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "control request from peer failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Merges a record that arrived on a connection authenticated as `peer`.
+    fn take_record(
+        &mut self,
+        peer: PeerId,
+        record: NodeRecord,
+        now: Instant,
+    ) -> Result<(), String> {
+        if record.peer_id != peer {
+            let reason = format!("the record is for {}, but you are {peer}", record.peer_id);
+            tracing::warn!(%peer, "{reason}");
+            return Err(reason);
+        }
+        match self.map.merge(record, now) {
+            Ok(event) => {
+                self.emit(event);
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(%peer, "refused a record: {reason}");
+                Err(reason)
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: ControlRequest,
+        channel: ResponseChannel<ControlResponse>,
+        now: Instant,
+    ) {
+        let response = match request {
+            ControlRequest::Join { record } => match self.take_record(peer, record, now) {
+                Ok(()) => ControlResponse::Welcome {
+                    config: self.network.clone(),
+                    map: self.map.entries(),
+                },
+                Err(reason) => ControlResponse::Refused {
+                    reason: format!("{reason} in network '{}'", self.network.name),
+                },
+            },
+            ControlRequest::Hello { record } => match self.take_record(peer, record, now) {
+                Ok(()) => ControlResponse::Hello {
+                    record: self.own.clone(),
+                },
+                Err(reason) => ControlResponse::Refused { reason },
+            },
+            ControlRequest::Leave { departure } => {
+                let event = self.map.left(&peer, &departure.to_string());
+                self.emit(event);
+                ControlResponse::Ack
+            }
+        };
+        if self
+            .swarm
+            .behaviour_mut()
+            .control
+            .send_response(channel, response)
+            .is_err()
+        {
+            tracing::debug!(%peer, "could not answer: the connection closed");
+        }
+    }
+}

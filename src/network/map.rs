@@ -1,0 +1,405 @@
+//! The network map as one node sees it: every member's record and liveness.
+//!
+//! Pure logic with the clock passed in, so the state machine
+//! alive -> suspect -> gone (and back to alive when heard from) is tested
+//! without a network. The event loop feeds it what it observes.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use iris_behaviours::{libp2p::PeerId, Liveness, MapEntry, NetworkConfig, NodeRecord, Role};
+
+use crate::events::EventKind;
+
+#[derive(Debug, Clone)]
+struct Member {
+    record: NodeRecord,
+    state: Liveness,
+    /// When we last heard from it (monotonic, for timeouts).
+    heard: Instant,
+    /// The same as wall-clock milliseconds, for people.
+    heard_ms: u64,
+    /// When it became suspect.
+    suspect_since: Option<Instant>,
+}
+
+impl Member {
+    fn entry(&self) -> MapEntry {
+        MapEntry {
+            record: self.record.clone(),
+            state: self.state,
+            last_seen_ms: self.heard_ms,
+        }
+    }
+}
+
+/// Records by peer, plus our view of each one's liveness.
+#[derive(Debug)]
+pub struct NetworkMap {
+    local: PeerId,
+    master: PeerId,
+    members: BTreeMap<PeerId, Member>,
+}
+
+impl NetworkMap {
+    /// A map holding only our own record.
+    pub fn new(config: &NetworkConfig, own: NodeRecord, now: Instant) -> Self {
+        let mut map = Self {
+            local: own.peer_id,
+            master: config.master,
+            members: BTreeMap::new(),
+        };
+        map.set_own(own, now);
+        map
+    }
+
+    /// Loads entries from a saved map or a bootstrap peer's welcome. Their
+    /// liveness is taken as given but their clocks restart now, so a member
+    /// that stays silent turns suspect after the usual timeout.
+    pub fn load(&mut self, entries: Vec<MapEntry>, now: Instant) {
+        for entry in entries {
+            if entry.record.peer_id == self.local || self.check(&entry.record).is_err() {
+                continue;
+            }
+            let state = match entry.state {
+                Liveness::Left | Liveness::Gone => entry.state,
+                Liveness::Alive | Liveness::Suspect => Liveness::Alive,
+            };
+            self.members.insert(
+                entry.record.peer_id,
+                Member {
+                    record: entry.record,
+                    state,
+                    heard: now,
+                    heard_ms: entry.last_seen_ms,
+                    suspect_since: None,
+                },
+            );
+        }
+    }
+
+    pub fn set_own(&mut self, own: NodeRecord, now: Instant) {
+        self.members.insert(
+            own.peer_id,
+            Member {
+                record: own,
+                state: Liveness::Alive,
+                heard: now,
+                heard_ms: crate::now_ms(),
+                suspect_since: None,
+            },
+        );
+    }
+
+    pub fn entries(&self) -> Vec<MapEntry> {
+        let mut entries: Vec<_> = self.members.values().map(Member::entry).collect();
+        entries.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        entries
+    }
+
+    pub fn get(&self, peer: &PeerId) -> Option<MapEntry> {
+        self.members.get(peer).map(Member::entry)
+    }
+
+    /// Peers we should be connected to: everyone but us and those who left.
+    pub fn peers_to_dial(
+        &self,
+    ) -> Vec<(PeerId, Vec<iris_behaviours::libp2p::Multiaddr>, Liveness)> {
+        self.members
+            .values()
+            .filter(|m| m.record.peer_id != self.local && m.state != Liveness::Left)
+            .map(|m| (m.record.peer_id, m.record.addrs.clone(), m.state))
+            .collect()
+    }
+
+    /// The member other than `record`'s node that holds `record`'s name, if
+    /// it still counts (a name is free again once its holder left or is gone).
+    pub fn name_holder(&self, record: &NodeRecord) -> Option<&NodeRecord> {
+        self.members
+            .values()
+            .find(|m| {
+                m.record.name == record.name
+                    && m.record.peer_id != record.peer_id
+                    && matches!(m.state, Liveness::Alive | Liveness::Suspect)
+            })
+            .map(|m| &m.record)
+    }
+
+    /// What a record must satisfy before it enters the map.
+    fn check(&self, record: &NodeRecord) -> Result<(), String> {
+        record.validate()?;
+        let expected = if record.peer_id == self.master {
+            Role::Master
+        } else {
+            Role::Slave
+        };
+        if record.role != expected {
+            return Err(format!(
+                "node '{}' claims role {} but the network's master decides it is {expected}",
+                record.name, record.role
+            ));
+        }
+        if let Some(holder) = self.name_holder(record) {
+            return Err(format!(
+                "node name '{}' is already taken by {}",
+                record.name, holder.peer_id
+            ));
+        }
+        Ok(())
+    }
+
+    /// Takes in a record its own node sent us (the caller has checked the
+    /// sender), and counts it as a sign of life.
+    pub fn merge(&mut self, record: NodeRecord, now: Instant) -> Result<Option<EventKind>, String> {
+        if record.peer_id == self.local {
+            return Ok(None);
+        }
+        self.check(&record)?;
+        let peer = record.peer_id;
+        match self.members.get_mut(&peer) {
+            Some(member) => {
+                if record.version > member.record.version {
+                    member.record = record;
+                } else if record.version < member.record.version {
+                    // A stale copy still proves the node was alive when it
+                    // sent it, but it must not undo a newer record.
+                }
+                Ok(self.heard_from(&peer, now))
+            }
+            None => {
+                let name = record.name.clone();
+                self.members.insert(
+                    peer,
+                    Member {
+                        record,
+                        state: Liveness::Alive,
+                        heard: now,
+                        heard_ms: crate::now_ms(),
+                        suspect_since: None,
+                    },
+                );
+                Ok(Some(EventKind::Joined {
+                    name,
+                    peer_id: peer,
+                }))
+            }
+        }
+    }
+
+    /// Any sign of life: a message, a ping, a request.
+    pub fn heard_from(&mut self, peer: &PeerId, now: Instant) -> Option<EventKind> {
+        let member = self.members.get_mut(peer)?;
+        member.heard = now;
+        member.heard_ms = crate::now_ms();
+        if member.state == Liveness::Alive {
+            return None;
+        }
+        member.state = Liveness::Alive;
+        member.suspect_since = None;
+        Some(EventKind::Alive {
+            name: member.record.name.clone(),
+            peer_id: *peer,
+        })
+    }
+
+    /// Our last connection to `peer` closed.
+    pub fn connection_lost(&mut self, peer: &PeerId, now: Instant) -> Option<EventKind> {
+        self.suspect(peer, now, "connection lost")
+    }
+
+    fn suspect(&mut self, peer: &PeerId, now: Instant, reason: &str) -> Option<EventKind> {
+        let member = self.members.get_mut(peer)?;
+        if member.state != Liveness::Alive || *peer == self.local {
+            return None;
+        }
+        member.state = Liveness::Suspect;
+        member.suspect_since = Some(now);
+        Some(EventKind::Suspect {
+            name: member.record.name.clone(),
+            peer_id: *peer,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// `peer` said goodbye.
+    pub fn left(&mut self, peer: &PeerId, reason: &str) -> Option<EventKind> {
+        let member = self.members.get_mut(peer)?;
+        if member.state == Liveness::Left || *peer == self.local {
+            return None;
+        }
+        member.state = Liveness::Left;
+        member.suspect_since = None;
+        Some(EventKind::Left {
+            name: member.record.name.clone(),
+            peer_id: *peer,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Applies the timeouts: silent alive members turn suspect, long-suspect
+    /// members turn gone.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        suspect_after: Duration,
+        gone_after: Duration,
+    ) -> Vec<EventKind> {
+        let mut events = Vec::new();
+        let silent: Vec<PeerId> = self
+            .members
+            .values()
+            .filter(|m| m.state == Liveness::Alive && now.duration_since(m.heard) >= suspect_after)
+            .map(|m| m.record.peer_id)
+            .collect();
+        for peer in silent {
+            let reason = format!("silent for {} ms", suspect_after.as_millis());
+            events.extend(self.suspect(&peer, now, &reason));
+        }
+        for member in self.members.values_mut() {
+            let Some(since) = member.suspect_since else {
+                continue;
+            };
+            if member.state == Liveness::Suspect && now.duration_since(since) >= gone_after {
+                member.state = Liveness::Gone;
+                member.suspect_since = None;
+                events.push(EventKind::Gone {
+                    name: member.record.name.clone(),
+                    peer_id: member.record.peer_id,
+                });
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iris_behaviours::{libp2p::identity::Keypair, NetworkMode};
+
+    fn record(name: &str, peer_id: PeerId, role: Role) -> NodeRecord {
+        NodeRecord {
+            name: name.into(),
+            peer_id,
+            addrs: vec![],
+            api_port: 1,
+            p2p_port: 2,
+            role,
+            tags: vec![],
+            version: 1,
+        }
+    }
+
+    fn peer() -> PeerId {
+        Keypair::generate_ed25519().public().to_peer_id()
+    }
+
+    fn setup() -> (NetworkMap, PeerId, Instant) {
+        let master = peer();
+        let config = NetworkConfig {
+            name: "lab".into(),
+            mode: NetworkMode::MasterSlave,
+            master,
+            created_at_ms: 0,
+        };
+        let now = Instant::now();
+        (
+            NetworkMap::new(&config, record("alice", master, Role::Master), now),
+            master,
+            now,
+        )
+    }
+
+    const SUSPECT: Duration = Duration::from_secs(2);
+    const GONE: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn alive_suspect_gone_and_back() {
+        let (mut map, _, t0) = setup();
+        let bob = peer();
+        let joined = map.merge(record("bob", bob, Role::Slave), t0).unwrap();
+        assert!(matches!(joined, Some(EventKind::Joined { .. })));
+
+        assert!(map
+            .tick(t0 + Duration::from_millis(1999), SUSPECT, GONE)
+            .is_empty());
+        let events = map.tick(t0 + SUSPECT, SUSPECT, GONE);
+        assert!(
+            matches!(events[..], [EventKind::Suspect { .. }]),
+            "{events:?}"
+        );
+        assert!(map
+            .tick(
+                t0 + SUSPECT + GONE - Duration::from_millis(1),
+                SUSPECT,
+                GONE
+            )
+            .is_empty());
+        let events = map.tick(t0 + SUSPECT + GONE, SUSPECT, GONE);
+        assert!(matches!(events[..], [EventKind::Gone { .. }]), "{events:?}");
+        assert_eq!(map.get(&bob).unwrap().state, Liveness::Gone);
+
+        let back = map.heard_from(&bob, t0 + Duration::from_secs(20));
+        assert!(matches!(back, Some(EventKind::Alive { .. })));
+        assert_eq!(map.get(&bob).unwrap().state, Liveness::Alive);
+    }
+
+    #[test]
+    fn a_lost_connection_makes_a_member_suspect_at_once() {
+        let (mut map, master, t0) = setup();
+        let bob = peer();
+        map.merge(record("bob", bob, Role::Slave), t0).unwrap();
+        assert!(matches!(
+            map.connection_lost(&bob, t0),
+            Some(EventKind::Suspect { .. })
+        ));
+        assert!(map.connection_lost(&bob, t0).is_none(), "suspect twice");
+        assert!(
+            map.connection_lost(&master, t0).is_none(),
+            "we never suspect ourselves"
+        );
+        assert!(map
+            .tick(t0 + Duration::from_secs(60), SUSPECT, GONE)
+            .iter()
+            .all(|e| { !matches!(e, EventKind::Suspect { name, .. } if name == "alice") }));
+    }
+
+    #[test]
+    fn duplicate_names_and_false_roles_are_refused() {
+        let (mut map, _, t0) = setup();
+        let err = map
+            .merge(record("alice", peer(), Role::Slave), t0)
+            .unwrap_err();
+        assert!(err.contains("already taken"), "{err}");
+        let err = map
+            .merge(record("mallory", peer(), Role::Master), t0)
+            .unwrap_err();
+        assert!(err.contains("claims role master"), "{err}");
+    }
+
+    #[test]
+    fn a_name_is_free_again_after_its_holder_left() {
+        let (mut map, _, t0) = setup();
+        let bob = peer();
+        map.merge(record("bob", bob, Role::Slave), t0).unwrap();
+        map.left(&bob, "leave");
+        assert!(map.merge(record("bob", peer(), Role::Slave), t0).is_ok());
+    }
+
+    #[test]
+    fn newer_versions_win_and_older_ones_do_not_undo_them() {
+        let (mut map, _, t0) = setup();
+        let bob = peer();
+        let mut r = record("bob", bob, Role::Slave);
+        r.version = 5;
+        r.tags = vec!["new".into()];
+        map.merge(r.clone(), t0).unwrap();
+        let mut old = r.clone();
+        old.version = 4;
+        old.tags = vec![];
+        map.merge(old, t0).unwrap();
+        assert_eq!(map.get(&bob).unwrap().record.tags, vec!["new".to_string()]);
+    }
+}

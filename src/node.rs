@@ -1,0 +1,305 @@
+//! The node: its identity and config, and its membership of at most one
+//! network at a time. The REST API calls these methods; nothing here knows
+//! about HTTP.
+
+use std::{
+    path::Path,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use iris_behaviours::{
+    libp2p::{multiaddr::Protocol, Multiaddr, PeerId},
+    Departure, Liveness, MapEntry, NetworkConfig, NetworkMode, Role, SwarmSettings,
+};
+use serde::Serialize;
+
+use crate::{
+    config::NodeConfig,
+    events::{EventKind, Events},
+    network::{self, NetworkClient, NetworkContext, NetworkError, Snapshot},
+    store::{Store, StoreError},
+};
+
+/// Why a request to the node failed. The API maps each to a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("this node is in no network: create one with `iris network create` or join one with `iris network join`")]
+    NotInNetwork,
+    #[error("this node is already in network '{0}': leave it first with `iris network leave`")]
+    AlreadyInNetwork(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One node of the map, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub name: String,
+    pub peer_id: PeerId,
+    pub role: Role,
+    pub state: Liveness,
+    /// Dialable addresses, each ending in `/p2p/<peer id>`.
+    pub addrs: Vec<Multiaddr>,
+    pub api_port: u16,
+    pub p2p_port: u16,
+    pub tags: Vec<String>,
+    pub version: u64,
+    /// Unix time in milliseconds when this node last heard from it.
+    pub last_seen: u64,
+    /// Whether it is the node answering.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+}
+
+/// This node, as `GET /v1/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub name: String,
+    pub peer_id: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    pub p2p_port: u16,
+    pub api_port: u16,
+    pub tags: Vec<String>,
+    pub network: Option<NetworkConfig>,
+    pub role: Option<Role>,
+}
+
+/// The answer to a create or a join.
+#[derive(Debug, Clone, Serialize)]
+pub struct Membership {
+    pub network: NetworkConfig,
+    pub role: Role,
+    /// Where others can join through this node.
+    pub addrs: Vec<Multiaddr>,
+    pub nodes: Vec<NodeView>,
+}
+
+pub struct Node {
+    ctx: Arc<NetworkContext>,
+    /// Serializes create, join and leave.
+    membership_change: tokio::sync::Mutex<()>,
+    network: RwLock<Option<NetworkClient>>,
+    /// Turns true when the node shuts down, so long-lived streams end.
+    stopped: tokio::sync::watch::Sender<bool>,
+}
+
+impl Node {
+    /// Loads the node in `dir` and, if it belonged to a network when it
+    /// stopped, rejoins it.
+    pub async fn start(dir: &Path) -> anyhow::Result<Arc<Node>> {
+        let config = NodeConfig::load(dir)?;
+        let store = Store::new(dir);
+        let keypair = store.load_identity()?;
+        let membership = store.load_membership()?;
+        let settings = SwarmSettings {
+            // Ping a little faster than the heartbeat so a hung peer's
+            // connection is closed soon after it turns suspect.
+            ping_interval: config.liveness.heartbeat(),
+            ping_timeout: config.liveness.suspect_after(),
+            ..SwarmSettings::default()
+        };
+        let ctx = Arc::new(NetworkContext {
+            keypair,
+            config,
+            store,
+            events: Events::default(),
+            settings,
+        });
+        let node = Arc::new(Node {
+            ctx: ctx.clone(),
+            membership_change: tokio::sync::Mutex::new(()),
+            network: RwLock::new(None),
+            stopped: tokio::sync::watch::Sender::new(false),
+        });
+        if let Some(membership) = membership {
+            let name = membership.network.name.clone();
+            let (client, _) = network::resume(ctx, membership)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot rejoin network '{name}': {e}"))?;
+            node.set_network(Some(client));
+        }
+        Ok(node)
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.ctx.events
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.ctx.config
+    }
+
+    fn client(&self) -> Option<NetworkClient> {
+        self.network.read().expect("lock poisoned").clone()
+    }
+
+    fn set_network(&self, client: Option<NetworkClient>) {
+        *self.network.write().expect("lock poisoned") = client;
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, NodeError> {
+        let client = self.client().ok_or(NodeError::NotInNetwork)?;
+        Ok(client.snapshot().await?)
+    }
+
+    pub async fn status(&self) -> Status {
+        let snapshot = self.snapshot().await.ok();
+        let config = &self.ctx.config;
+        let (addrs, p2p_port) = match &snapshot {
+            Some(s) => (with_peer_id(&s.own.addrs, s.own.peer_id), s.own.p2p_port),
+            None => (Vec::new(), config.p2p.port),
+        };
+        Status {
+            name: config.name.clone(),
+            peer_id: self.ctx.peer_id(),
+            addrs,
+            p2p_port,
+            api_port: config.api.port,
+            tags: config.tags.clone(),
+            role: snapshot.as_ref().map(|s| s.own.role),
+            network: snapshot.map(|s| s.network),
+        }
+    }
+
+    pub async fn network(&self) -> Result<NetworkConfig, NodeError> {
+        Ok(self.snapshot().await?.network)
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, NodeError> {
+        let snapshot = self.snapshot().await?;
+        Ok(self.views(snapshot.map))
+    }
+
+    fn views(&self, map: Vec<MapEntry>) -> Vec<NodeView> {
+        let local = self.ctx.peer_id();
+        map.into_iter()
+            .map(|e| NodeView {
+                addrs: with_peer_id(&e.record.addrs, e.record.peer_id),
+                name: e.record.name,
+                peer_id: e.record.peer_id,
+                role: e.record.role,
+                state: e.state,
+                api_port: e.record.api_port,
+                p2p_port: e.record.p2p_port,
+                tags: e.record.tags,
+                version: e.record.version,
+                last_seen: e.last_seen_ms,
+                is_self: e.record.peer_id == local,
+            })
+            .collect()
+    }
+
+    fn membership(&self, snapshot: Snapshot) -> Membership {
+        Membership {
+            role: snapshot.own.role,
+            addrs: with_peer_id(&snapshot.own.addrs, snapshot.own.peer_id),
+            network: snapshot.network,
+            nodes: self.views(snapshot.map),
+        }
+    }
+
+    /// Creates a network with this node as genesis and master.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        key: &str,
+        mode: &str,
+    ) -> Result<Membership, NodeError> {
+        iris_behaviours::validate_name("network name", name).map_err(NodeError::Invalid)?;
+        validate_key(key)?;
+        let mode: NetworkMode = mode.parse().map_err(NodeError::Invalid)?;
+        let _guard = self.membership_change.lock().await;
+        self.refuse_if_member().await?;
+        let (client, snapshot) =
+            network::create(self.ctx.clone(), name.to_string(), mode, key).await?;
+        self.set_network(Some(client));
+        Ok(self.membership(snapshot))
+    }
+
+    /// Joins a network through any of its members.
+    pub async fn join_network(&self, key: &str, bootstrap: &str) -> Result<Membership, NodeError> {
+        validate_key(key)?;
+        let bootstrap: Multiaddr = bootstrap.trim().parse().map_err(|e| {
+            NodeError::Invalid(format!("bootstrap '{bootstrap}' is not a multiaddr: {e}"))
+        })?;
+        let _guard = self.membership_change.lock().await;
+        self.refuse_if_member().await?;
+        let (client, snapshot) = network::join(self.ctx.clone(), key, bootstrap).await?;
+        self.set_network(Some(client));
+        Ok(self.membership(snapshot))
+    }
+
+    /// Leaves the network for good: the others see it as left, and a restart
+    /// does not rejoin.
+    pub async fn leave_network(&self) -> Result<NetworkConfig, NodeError> {
+        let _guard = self.membership_change.lock().await;
+        let client = self.client().ok_or(NodeError::NotInNetwork)?;
+        let network = client.snapshot().await?.network;
+        client.depart(Departure::Leave).await?;
+        self.set_network(None);
+        self.ctx.store.clear_membership()?;
+        self.ctx.events.emit(EventKind::NetworkLeft {
+            network: network.name.clone(),
+        });
+        Ok(network)
+    }
+
+    /// Says goodbye for now: the others see the node as left until it
+    /// restarts and rejoins.
+    pub async fn shutdown(&self) {
+        let _guard = self.membership_change.lock().await;
+        if let Some(client) = self.client() {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), client.depart(Departure::Shutdown))
+                    .await;
+            self.set_network(None);
+        }
+        self.stopped.send_replace(true);
+    }
+
+    /// Resolves once [`Node::shutdown`] has finished.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+
+    async fn refuse_if_member(&self) -> Result<(), NodeError> {
+        if let Some(client) = self.client() {
+            if let Ok(snapshot) = client.snapshot().await {
+                return Err(NodeError::AlreadyInNetwork(snapshot.network.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_key(key: &str) -> Result<(), NodeError> {
+    if key.is_empty() {
+        return Err(NodeError::Invalid("the network key is empty".into()));
+    }
+    if key.len() > 1024 {
+        return Err(NodeError::Invalid(
+            "the network key is longer than 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn with_peer_id(addrs: &[Multiaddr], peer: PeerId) -> Vec<Multiaddr> {
+    addrs
+        .iter()
+        .map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a))
+        .collect()
+}
+
+/// Strips a trailing `/p2p/...` (used by tests and the CLI).
+pub fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
+}

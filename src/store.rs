@@ -1,0 +1,245 @@
+//! What a node keeps on disk besides its config, all readable by the owner
+//! only: its identity, the API token, the network's PSK and its membership
+//! (network config and last known map).
+//!
+//! Every write goes to a temporary file that is renamed over the old one, so
+//! a crash leaves either the old or the new content, never half of either.
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use iris_behaviours::{
+    libp2p::{identity::Keypair, pnet::PreSharedKey},
+    MapEntry, NetworkConfig,
+};
+use serde::{Deserialize, Serialize};
+
+pub const IDENTITY_FILE: &str = "identity.key";
+pub const TOKEN_FILE: &str = "api.token";
+pub const PSK_FILE: &str = "network.psk";
+pub const STATE_FILE: &str = "state.json";
+
+/// Why something on disk could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is corrupt ({message}); move it aside to start without it")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// The node's membership of a network, saved so a restart rejoins by itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Membership {
+    pub network: NetworkConfig,
+    /// The last version of our own record, so versions keep growing.
+    pub own_version: u64,
+    /// The last known map, our own entry included.
+    pub map: Vec<MapEntry>,
+}
+
+/// The files of one node directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Creates a fresh identity and API token (by `iris init`).
+    pub fn create_secrets(&self) -> Result<(), StoreError> {
+        let keypair = Keypair::generate_ed25519();
+        let encoded = keypair.to_protobuf_encoding().expect("ed25519 keys encode");
+        write_private(&self.path(IDENTITY_FILE), &encoded)?;
+        write_private(
+            &self.path(TOKEN_FILE),
+            format!("{}\n", random_hex(32)).as_bytes(),
+        )
+    }
+
+    pub fn load_identity(&self) -> Result<Keypair, StoreError> {
+        let path = self.path(IDENTITY_FILE);
+        let bytes = read(&path)?;
+        Keypair::from_protobuf_encoding(&bytes).map_err(|e| StoreError::Corrupt {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    pub fn load_token(&self) -> Result<String, StoreError> {
+        let path = self.path(TOKEN_FILE);
+        let text = String::from_utf8(read(&path)?).map_err(|_| StoreError::Corrupt {
+            path: path.clone(),
+            message: "not UTF-8".into(),
+        })?;
+        let token = text.trim().to_string();
+        if token.len() < 32 {
+            return Err(StoreError::Corrupt {
+                path,
+                message: "token too short".into(),
+            });
+        }
+        Ok(token)
+    }
+
+    pub fn save_psk(&self, psk: &PreSharedKey) -> Result<(), StoreError> {
+        write_private(&self.path(PSK_FILE), psk.to_string().as_bytes())
+    }
+
+    pub fn load_psk(&self) -> Result<PreSharedKey, StoreError> {
+        let path = self.path(PSK_FILE);
+        let text = String::from_utf8(read(&path)?).map_err(|_| StoreError::Corrupt {
+            path: path.clone(),
+            message: "not UTF-8".into(),
+        })?;
+        text.parse().map_err(|e| StoreError::Corrupt {
+            path,
+            message: format!("{e}"),
+        })
+    }
+
+    /// The saved membership, or `None` if this node is in no network.
+    pub fn load_membership(&self) -> Result<Option<Membership>, StoreError> {
+        let path = self.path(STATE_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Read { path, source }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    pub fn save_membership(&self, membership: &Membership) -> Result<(), StoreError> {
+        let json = serde_json::to_vec_pretty(membership).expect("membership serializes");
+        write_private(&self.path(STATE_FILE), &json)
+    }
+
+    /// Forgets the network: after a leave, a restart does not rejoin.
+    pub fn clear_membership(&self) -> Result<(), StoreError> {
+        for name in [STATE_FILE, PSK_FILE] {
+            let path = self.path(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Write { path, source }),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, StoreError> {
+    fs::read(path).map_err(|source| StoreError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `path` atomically, readable and writable by the owner only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let err = |source| StoreError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    // The mode above applies only to new files; make sure of it.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(err)
+}
+
+/// `n` random bytes from the OS, as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.create_secrets().unwrap();
+        let a = store.load_identity().unwrap().public().to_peer_id();
+        let b = store.load_identity().unwrap().public().to_peer_id();
+        assert_eq!(a, b);
+        for name in [IDENTITY_FILE, TOKEN_FILE] {
+            let mode = fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+        assert_eq!(store.load_token().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn corrupt_state_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert!(store.load_membership().unwrap().is_none());
+        fs::write(dir.path().join(STATE_FILE), b"{ not json").unwrap();
+        let err = store.load_membership().unwrap_err().to_string();
+        assert!(err.contains("corrupt") && err.contains(STATE_FILE), "{err}");
+        fs::write(dir.path().join(IDENTITY_FILE), b"garbage").unwrap();
+        assert!(store
+            .load_identity()
+            .unwrap_err()
+            .to_string()
+            .contains("corrupt"));
+    }
+
+    #[test]
+    fn psk_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let psk = iris_behaviours::derive_psk("k");
+        store.save_psk(&psk).unwrap();
+        assert_eq!(
+            store.load_psk().unwrap().fingerprint().to_string(),
+            psk.fingerprint().to_string()
+        );
+    }
+}
