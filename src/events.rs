@@ -26,15 +26,16 @@ pub enum EventKind {
         peer_id: PeerId,
         reason: String,
     },
+    /// Suspect for too long, or it announced its shutdown.
     Gone {
         name: String,
         peer_id: PeerId,
+        reason: String,
     },
-    /// A node said goodbye: it left the network, or shut down.
+    /// It left the network for good.
     Left {
         name: String,
         peer_id: PeerId,
-        reason: String,
     },
     /// This node created a network, joined one, or left one.
     NetworkCreated {

@@ -189,7 +189,8 @@ impl EventLoop {
             if addrs.is_empty() || self.swarm.is_connected(&peer) {
                 continue;
             }
-            if state == Liveness::Gone && !self.redial_round.is_multiple_of(GONE_REDIAL_EVERY) {
+            // Gone members are tried less often, but in the first round too.
+            if state == Liveness::Gone && self.redial_round % GONE_REDIAL_EVERY != 1 {
                 continue;
             }
             let opts = DialOpts::peer_id(peer)
@@ -362,7 +363,7 @@ impl EventLoop {
                 }
             }
             MapMessage::Leave { departure } => {
-                let event = self.map.left(&author, &departure.to_string());
+                let event = self.map.departed(&author, departure);
                 self.emit(event);
             }
         }
@@ -446,7 +447,7 @@ impl EventLoop {
                 Err(reason) => ControlResponse::Refused { reason },
             },
             ControlRequest::Leave { departure } => {
-                let event = self.map.left(&peer, &departure.to_string());
+                let event = self.map.departed(&peer, departure);
                 self.emit(event);
                 ControlResponse::Ack
             }

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use iris_behaviours::{libp2p::PeerId, Liveness, MapEntry, NetworkConfig, NodeRecord, Role};
+use iris_behaviours::{libp2p::PeerId, Departure, Liveness, MapEntry, NetworkConfig, NodeRecord, Role};
 
 use crate::events::EventKind;
 
@@ -223,18 +223,23 @@ impl NetworkMap {
         })
     }
 
-    /// `peer` said goodbye.
-    pub fn left(&mut self, peer: &PeerId, reason: &str) -> Option<EventKind> {
+    /// `peer` said goodbye. One that left is no member any more; one that
+    /// shut down is gone until it comes back by itself.
+    pub fn departed(&mut self, peer: &PeerId, departure: Departure) -> Option<EventKind> {
         let member = self.members.get_mut(peer)?;
-        if member.state == Liveness::Left || *peer == self.local {
+        let state = match departure {
+            Departure::Leave => Liveness::Left,
+            Departure::Shutdown => Liveness::Gone,
+        };
+        if member.state == state || *peer == self.local {
             return None;
         }
-        member.state = Liveness::Left;
+        member.state = state;
         member.suspect_since = None;
-        Some(EventKind::Left {
-            name: member.record.name.clone(),
-            peer_id: *peer,
-            reason: reason.to_string(),
+        let (name, peer_id) = (member.record.name.clone(), *peer);
+        Some(match departure {
+            Departure::Leave => EventKind::Left { name, peer_id },
+            Departure::Shutdown => EventKind::Gone { name, peer_id, reason: "shut down".into() },
         })
     }
 
@@ -267,6 +272,7 @@ impl NetworkMap {
                 events.push(EventKind::Gone {
                     name: member.record.name.clone(),
                     peer_id: member.record.peer_id,
+                    reason: format!("suspect for {} ms", gone_after.as_millis()),
                 });
             }
         }
@@ -380,11 +386,23 @@ mod tests {
     }
 
     #[test]
+    fn a_shutdown_is_gone_and_a_leave_is_left() {
+        let (mut map, _, t0) = setup();
+        let (bob, carol) = (peer(), peer());
+        map.merge(record("bob", bob, Role::Slave), t0).unwrap();
+        map.merge(record("carol", carol, Role::Slave), t0).unwrap();
+        assert!(matches!(map.departed(&bob, Departure::Shutdown), Some(EventKind::Gone { .. })));
+        assert!(matches!(map.departed(&carol, Departure::Leave), Some(EventKind::Left { .. })));
+        let dial: Vec<PeerId> = map.peers_to_dial().into_iter().map(|(p, _, _)| p).collect();
+        assert_eq!(dial, vec![bob], "a node that shut down comes back, one that left does not");
+    }
+
+    #[test]
     fn a_name_is_free_again_after_its_holder_left() {
         let (mut map, _, t0) = setup();
         let bob = peer();
         map.merge(record("bob", bob, Role::Slave), t0).unwrap();
-        map.left(&bob, "leave");
+        map.departed(&bob, Departure::Leave);
         assert!(map.merge(record("bob", peer(), Role::Slave), t0).is_ok());
     }
 

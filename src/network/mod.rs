@@ -135,7 +135,7 @@ pub async fn create(
     key: &str,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
     let psk = iris_behaviours::derive_psk(key);
-    let (mut swarm, addrs) = start_swarm(&ctx, psk).await?;
+    let (mut swarm, addrs) = start_swarm(&ctx, psk, None).await?;
     let network = NetworkConfig {
         name,
         mode,
@@ -163,7 +163,7 @@ pub async fn join(
         return Err(NetworkError::NoPeerId(bootstrap));
     };
     let psk = iris_behaviours::derive_psk(key);
-    let (mut swarm, addrs) = start_swarm(&ctx, psk).await?;
+    let (mut swarm, addrs) = start_swarm(&ctx, psk, None).await?;
     let own = own_record(&ctx, Role::Slave, addrs, 0);
     let deadline = ctx.settings.handshake_timeout + ctx.settings.request_timeout;
     let (network, entries) =
@@ -199,7 +199,12 @@ pub async fn resume(
     membership: Membership,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
     let psk = ctx.store.load_psk()?;
-    let (mut swarm, addrs) = start_swarm(&ctx, psk).await?;
+    let previous_port = membership
+        .map
+        .iter()
+        .find(|e| e.record.peer_id == ctx.peer_id())
+        .map(|e| e.record.p2p_port);
+    let (mut swarm, addrs) = start_swarm(&ctx, psk, previous_port).await?;
     let network = membership.network;
     let role = if network.master == ctx.peer_id() {
         Role::Master
@@ -296,19 +301,29 @@ fn advertised(ctx: &NetworkContext, listening: Vec<Multiaddr>) -> Vec<Multiaddr>
 }
 
 /// Builds the swarm and starts listening; returns the addresses it listens on.
+///
+/// With port 0 in the config, a node that rejoins asks for the port it had
+/// before (`previous_port`), so the addresses the others saved still work.
 async fn start_swarm(
     ctx: &NetworkContext,
     psk: PreSharedKey,
+    previous_port: Option<u16>,
 ) -> Result<(Swarm<IrisBehaviour>, Vec<Multiaddr>), NetworkError> {
     let mut swarm = build_swarm(ctx.keypair.clone(), psk, &ctx.settings)?;
-    let addr: Multiaddr =
-        Multiaddr::from(ctx.config.p2p.listen).with(Protocol::Tcp(ctx.config.p2p.port));
-    swarm
-        .listen_on(addr.clone())
-        .map_err(|e| NetworkError::Listen {
+    let listen = |port| Multiaddr::from(ctx.config.p2p.listen).with(Protocol::Tcp(port));
+    let reused = match previous_port {
+        Some(port) if ctx.config.p2p.port == 0 && port != 0 => {
+            swarm.listen_on(listen(port)).is_ok()
+        }
+        _ => false,
+    };
+    let addr = listen(ctx.config.p2p.port);
+    if !reused {
+        swarm.listen_on(addr.clone()).map_err(|e| NetworkError::Listen {
             addr: addr.clone(),
             reason: error_chain(&e),
         })?;
+    }
     // The listener reports its addresses (one per interface for 0.0.0.0) in
     // one burst once polled: take the first, then whatever follows at once.
     let mut addrs = Vec::new();

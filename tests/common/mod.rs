@@ -1,0 +1,293 @@
+//! A harness that runs real `iris` processes on loopback ports.
+#![allow(dead_code)]
+
+use std::{
+    future::Future,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+pub const IRIS: &str = env!("CARGO_BIN_EXE_iris");
+
+/// Generous: the machine may be busy with other tests.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct TestNode {
+    pub name: String,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub api_port: u16,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl TestNode {
+    /// `iris init` in a fresh temporary directory, with fast liveness
+    /// timings so tests do not wait for the defaults.
+    pub fn init(name: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(name);
+        let mut node = Self::init_in(name, &dir);
+        node._tmp = Some(tmp);
+        node
+    }
+
+    pub fn init_in(name: &str, dir: &Path) -> Self {
+        let api_port = free_port();
+        let out = iris(&[
+            "init", "--dir", dir.to_str().unwrap(), "--name", name, "--p2p-port", "0",
+            "--p2p-listen", "127.0.0.1", "--api-port", &api_port.to_string(),
+        ]);
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let node = Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            api_port,
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        node.set_liveness(500, 2000, 4000);
+        node
+    }
+
+    pub fn set_liveness(&self, heartbeat_ms: u64, suspect_ms: u64, gone_ms: u64) {
+        let path = self.dir.join("iris.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("heartbeat_ms") && !l.starts_with("suspect_after_ms") && !l.starts_with("gone_after_ms"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text = text.replace(
+            "[liveness]\n",
+            &format!("[liveness]\nheartbeat_ms = {heartbeat_ms}\nsuspect_after_ms = {suspect_ms}\ngone_after_ms = {gone_ms}\n"),
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn dir_str(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    /// Starts `iris run` and waits until its API answers.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already runs", self.name);
+        let log = std::fs::File::create(self.dir.join("node.log")).unwrap();
+        let child = Command::new(IRIS)
+            .args(["run", "--dir", self.dir_str()])
+            .env("RUST_LOG", "info,iris=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{} exited with {status}: {}", self.name, self.log());
+            }
+            if let Ok((200, _)) = self.get("/v1/status").await {
+                return;
+            }
+            assert!(start.elapsed() < DEADLINE, "{}'s API did not come up", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node runs").id()
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = Command::new("kill").args([signal, &self.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for the process to exit.
+    pub async fn terminate(&mut self) {
+        self.signal("-TERM");
+        let mut child = self.child.take().unwrap();
+        wait_for("the node to exit after SIGTERM", DEADLINE, || {
+            let done = child.try_wait().unwrap().is_some();
+            async move { done.then_some(()) }
+        })
+        .await;
+    }
+
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("api.token")).unwrap().trim().to_string()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api_port)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Result<(u16, Value)> {
+        let response = self.http.get(self.url(path)).bearer_auth(self.token()).send().await?;
+        let code = response.status().as_u16();
+        Ok((code, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(self.token())
+            .json(&body)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap();
+        let code = response.status().as_u16();
+        (code, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn status(&self) -> Value {
+        let (code, body) = self.get("/v1/status").await.unwrap();
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    pub async fn peer_id(&self) -> String {
+        self.status().await["peer_id"].as_str().unwrap().to_string()
+    }
+
+    /// The address others join through.
+    pub async fn bootstrap(&self) -> String {
+        let status = self.status().await;
+        status["addrs"][0].as_str().expect("node listens for peers").to_string()
+    }
+
+    pub async fn create_network(&self, key: &str) {
+        let (code, body) = self.post("/v1/network", json!({"name": "lab", "key": key})).await;
+        assert_eq!(code, 201, "create: {body}");
+    }
+
+    pub async fn join(&self, key: &str, via: &TestNode) -> (u16, Value) {
+        let bootstrap = via.bootstrap().await;
+        self.post("/v1/network/join", json!({"key": key, "bootstrap": bootstrap})).await
+    }
+
+    /// name -> state, as this node sees the map.
+    pub async fn states(&self) -> Vec<(String, String)> {
+        match self.get("/v1/nodes").await {
+            Ok((200, Value::Array(nodes))) => nodes
+                .iter()
+                .map(|n| (n["name"].as_str().unwrap().into(), n["state"].as_str().unwrap().into()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub async fn state_of(&self, name: &str) -> Option<String> {
+        self.states().await.into_iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+
+    /// Waits until this node sees `name` in `state`.
+    pub async fn wait_state(&self, name: &str, state: &str) {
+        wait_for(&format!("{} to see {name} {state}", self.name), DEADLINE, || async {
+            (self.state_of(name).await.as_deref() == Some(state)).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until this node's map holds exactly `names`, all alive.
+    pub async fn wait_all_alive(&self, names: &[&str]) {
+        let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        wait_for(&format!("{} to see {want:?} alive", self.name), DEADLINE, || async {
+            let states = self.states().await;
+            let mut alive: Vec<String> = states.iter().filter(|(_, s)| s == "alive").map(|(n, _)| n.clone()).collect();
+            alive.sort();
+            (alive == want && states.len() == want.len()).then_some(())
+        })
+        .await;
+    }
+
+    /// Runs the CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--dir", self.dir_str()]);
+        iris(&all)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process ignores SIGKILL until continued on some kernels.
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn iris(args: &[&str]) -> Output {
+    Command::new(IRIS).args(args).output().unwrap()
+}
+
+/// Starts a network of `names.len()` nodes: the first creates it, each next
+/// one joins through the one before it (so most join via a non-genesis node).
+pub async fn network(names: &[&str], key: &str) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = names.iter().map(|n| TestNode::init(n)).collect();
+    for node in nodes.iter_mut() {
+        node.start().await;
+    }
+    nodes[0].create_network(key).await;
+    for i in 1..nodes.len() {
+        let (code, body) = nodes[i].join(key, &nodes[i - 1]).await;
+        assert_eq!(code, 200, "{} join: {body}", nodes[i].name);
+    }
+    for node in &nodes {
+        node.wait_all_alive(names).await;
+    }
+    nodes
+}
