@@ -54,6 +54,8 @@ pub struct NodeView {
     /// Whether it is the node answering.
     #[serde(rename = "self")]
     pub is_self: bool,
+    /// Whether the node answering has a direct connection to it.
+    pub connected: bool,
 }
 
 /// This node, as `GET /v1/status` shows it.
@@ -172,10 +174,10 @@ impl Node {
 
     pub async fn nodes(&self) -> Result<Vec<NodeView>, NodeError> {
         let snapshot = self.snapshot().await?;
-        Ok(self.views(snapshot.map))
+        Ok(self.views(snapshot.map, &snapshot.connected))
     }
 
-    fn views(&self, map: Vec<MapEntry>) -> Vec<NodeView> {
+    fn views(&self, map: Vec<MapEntry>, connected: &[PeerId]) -> Vec<NodeView> {
         let local = self.ctx.peer_id();
         map.into_iter()
             .map(|e| NodeView {
@@ -190,6 +192,7 @@ impl Node {
                 version: e.record.version,
                 last_seen: e.last_seen_ms,
                 is_self: e.record.peer_id == local,
+                connected: connected.contains(&e.record.peer_id),
             })
             .collect()
     }
@@ -199,7 +202,7 @@ impl Node {
             role: snapshot.own.role,
             addrs: with_peer_id(&snapshot.own.addrs, snapshot.own.peer_id),
             network: snapshot.network,
-            nodes: self.views(snapshot.map),
+            nodes: self.views(snapshot.map, &snapshot.connected),
         }
     }
 

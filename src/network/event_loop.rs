@@ -122,6 +122,7 @@ impl EventLoop {
             network: self.network.clone(),
             own: self.own.clone(),
             map: self.map.entries(),
+            connected: self.swarm.connected_peers().copied().collect(),
         }
     }
 

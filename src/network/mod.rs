@@ -85,6 +85,8 @@ pub struct Snapshot {
     pub network: NetworkConfig,
     pub own: NodeRecord,
     pub map: Vec<MapEntry>,
+    /// Peers this node has a direct connection to.
+    pub connected: Vec<PeerId>,
 }
 
 pub(crate) enum Command {
@@ -231,6 +233,7 @@ fn spawn(
         network: network.clone(),
         own: own.clone(),
         map: map.entries(),
+        connected: Vec::new(),
     };
     let (commands, receiver) = mpsc::channel(64);
     let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, map);

@@ -291,3 +291,37 @@ pub async fn network(names: &[&str], key: &str) -> Vec<TestNode> {
     }
     nodes
 }
+
+impl TestNode {
+    /// Streams this node's events into `sink` as (node name, event) pairs,
+    /// from a background task, until the node stops.
+    pub async fn forward_events(&self, sink: tokio::sync::mpsc::UnboundedSender<(String, Value)>) {
+        use futures::StreamExt;
+        let response = self
+            .http
+            .get(self.url("/v1/events"))
+            .bearer_auth(self.token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let mut bytes = response.bytes_stream();
+            let mut buffer = String::new();
+            while let Some(Ok(chunk)) = bytes.next().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    for data in block.lines().filter_map(|l| l.strip_prefix("data:")) {
+                        if let Ok(event) = serde_json::from_str(data.trim()) {
+                            if sink.send((name.clone(), event)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
