@@ -24,8 +24,15 @@ use tokio::sync::mpsc;
 
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![5, 10, 25] } else { sizes };
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![5, 10, 25]
+    } else {
+        sizes
+    };
     println!("overlay benchmark: liveness heartbeat 500 ms, suspect after 2000 ms of silence");
     println!(
         "{:>4}  {:>15}  {:>22}  {:>22}",
@@ -80,11 +87,18 @@ async fn run(n: usize) -> (u64, (u64, u64), (u64, u64)) {
 
     // Steady state: every node holds a direct connection to every other.
     for node in &nodes {
-        wait_for("a full mesh of connections", Duration::from_secs(60), || async {
-            let (_, map) = node.get("/v1/nodes").await.ok()?;
-            let all = map.as_array()?.iter().all(|e| e["self"] == true || e["connected"] == true);
-            all.then_some(())
-        })
+        wait_for(
+            "a full mesh of connections",
+            Duration::from_secs(60),
+            || async {
+                let (_, map) = node.get("/v1/nodes").await.ok()?;
+                let all = map
+                    .as_array()?
+                    .iter()
+                    .all(|e| e["self"] == true || e["connected"] == true);
+                all.then_some(())
+            },
+        )
         .await;
     }
 
@@ -92,13 +106,19 @@ async fn run(n: usize) -> (u64, (u64, u64), (u64, u64)) {
     let victim = n - 1;
     let killed_at = iris::now_ms();
     nodes[victim].kill();
-    let kill = spread(collect(&mut events, "suspect", &names[victim], n - 1).await, killed_at);
+    let kill = spread(
+        collect(&mut events, "suspect", &names[victim], n - 1).await,
+        killed_at,
+    );
 
     // A hang: the sockets stay open and nothing answers.
     let hung = n / 2;
     let stopped_at = iris::now_ms();
     nodes[hung].pause();
-    let stop = spread(collect(&mut events, "suspect", &names[hung], n - 2).await, stopped_at);
+    let stop = spread(
+        collect(&mut events, "suspect", &names[hung], n - 2).await,
+        stopped_at,
+    );
     nodes[hung].resume();
     (converge, kill, stop)
 }
@@ -116,10 +136,17 @@ async fn collect(
     while stamps.len() < count {
         let (reporter, event) = tokio::time::timeout_at(deadline, events.recv())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {count} nodes reported {kind} {about}", stamps.len()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {count} nodes reported {kind} {about}",
+                    stamps.len()
+                )
+            })
             .expect("event streams open");
         if event["type"] == kind && event["name"] == about && reporter != about {
-            stamps.entry(reporter).or_insert(event["at_ms"].as_u64().unwrap());
+            stamps
+                .entry(reporter)
+                .or_insert(event["at_ms"].as_u64().unwrap());
         }
     }
     stamps.into_values().collect()
@@ -129,5 +156,8 @@ async fn collect(
 fn spread(mut stamps: Vec<u64>, since: u64) -> (u64, u64) {
     stamps.sort_unstable();
     let delay = |t: u64| t.saturating_sub(since);
-    (delay(*stamps.last().unwrap()), delay(stamps[stamps.len() / 2]))
+    (
+        delay(*stamps.last().unwrap()),
+        delay(stamps[stamps.len() / 2]),
+    )
 }

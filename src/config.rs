@@ -126,6 +126,8 @@ impl LivenessConfig {
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("no node in {dir}: create one with `iris init --dir {dir}`", dir = .dir.display())]
+    Missing { dir: PathBuf },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -151,6 +153,11 @@ impl NodeConfig {
 
     pub fn load(dir: &Path) -> Result<Self, ConfigError> {
         let path = dir.join(CONFIG_FILE);
+        if !path.exists() {
+            return Err(ConfigError::Missing {
+                dir: dir.to_owned(),
+            });
+        }
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
             path: path.clone(),
             source,

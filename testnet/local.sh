@@ -34,7 +34,8 @@ wait_api() { # dir
     iris status --dir "$1" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "node in $1 did not start; see $1/node.log" >&2
+  echo "node in $1 did not start; its log ends with:" >&2
+  tail -5 "$1/node.log" >&2
   return 1
 }
 

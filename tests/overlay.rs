@@ -15,7 +15,11 @@ async fn three_nodes_converge_with_roles_and_the_cli_shows_them() {
     for node in &nodes {
         let (_, map) = node.get("/v1/nodes").await.unwrap();
         for entry in map.as_array().unwrap() {
-            let expected = if entry["peer_id"] == alice_id.as_str() { "master" } else { "slave" };
+            let expected = if entry["peer_id"] == alice_id.as_str() {
+                "master"
+            } else {
+                "slave"
+            };
             assert_eq!(entry["role"], expected, "{} sees {entry}", node.name);
         }
     }
@@ -23,9 +27,22 @@ async fn three_nodes_converge_with_roles_and_the_cli_shows_them() {
     let out = nodes[1].cli(&["nodes"]);
     assert!(out.status.success());
     let table = String::from_utf8(out.stdout).unwrap();
-    let alice_row = table.lines().find(|l| l.starts_with("alice")).expect(&table);
-    assert!(alice_row.contains("master") && alice_row.contains("alive"), "{table}");
-    assert_eq!(table.lines().filter(|l| l.contains("slave") && l.contains("alive")).count(), 2, "{table}");
+    let alice_row = table
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .expect(&table);
+    assert!(
+        alice_row.contains("master") && alice_row.contains("alive"),
+        "{table}"
+    );
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.contains("slave") && l.contains("alive"))
+            .count(),
+        2,
+        "{table}"
+    );
 
     let out = nodes[1].cli(&["nodes", "--json"]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -37,7 +54,10 @@ async fn three_nodes_converge_with_roles_and_the_cli_shows_them() {
     assert_eq!(status["role"], "slave");
     assert_eq!(status["network"]["name"], "lab");
     assert_eq!(status["network"]["master"], alice_id.as_str());
-    assert!(status["addrs"][0].as_str().unwrap().ends_with(status["peer_id"].as_str().unwrap()));
+    assert!(status["addrs"][0]
+        .as_str()
+        .unwrap()
+        .ends_with(status["peer_id"].as_str().unwrap()));
 }
 
 #[tokio::test]
@@ -67,7 +87,10 @@ async fn a_wrong_key_is_refused_quickly_and_the_member_stays_healthy() {
     let took = started.elapsed();
     assert_eq!(code, 502, "{body}");
     let error = body["error"].as_str().unwrap();
-    assert!(error.contains("handshake") && error.contains("wrong network key"), "{error}");
+    assert!(
+        error.contains("handshake") && error.contains("wrong network key"),
+        "{error}"
+    );
     assert!(took < Duration::from_secs(10), "took {took:?}");
 
     // Alice logged it, still answers and still has the same map.
@@ -91,7 +114,13 @@ async fn a_duplicate_name_is_refused_at_join() {
     impostor.start().await;
     let (code, body) = impostor.join("s3cret", &nodes[0]).await;
     assert_eq!(code, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("'bob' is already taken"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("'bob' is already taken"),
+        "{body}"
+    );
     assert_eq!(impostor.status().await["network"], Value::Null);
     nodes[0].wait_all_alive(&["alice", "bob"]).await;
 }
@@ -108,7 +137,11 @@ async fn a_killed_member_turns_suspect_then_gone_then_alive_after_restart() {
         node.wait_state("carol", "gone").await;
     }
     nodes[2].start().await;
-    assert_eq!(nodes[2].peer_id().await, carol_id, "peer id changed across restart");
+    assert_eq!(
+        nodes[2].peer_id().await,
+        carol_id,
+        "peer id changed across restart"
+    );
     for node in &nodes {
         node.wait_all_alive(&["alice", "bob", "carol"]).await;
     }
@@ -148,7 +181,9 @@ async fn the_others_keep_working_while_the_genesis_is_down() {
     // The master comes back, keeps its role and learns about dave.
     nodes[0].start().await;
     assert_eq!(nodes[0].status().await["role"], "master");
-    nodes[0].wait_all_alive(&["alice", "bob", "carol", "dave"]).await;
+    nodes[0]
+        .wait_all_alive(&["alice", "bob", "carol", "dave"])
+        .await;
 }
 
 #[tokio::test]
@@ -156,7 +191,11 @@ async fn leave_and_shutdown_are_announced_and_only_a_shutdown_rejoins() {
     let mut nodes = network(&["alice", "bob", "carol"], "s3cret").await;
 
     let out = nodes[1].cli(&["network", "leave"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     nodes[0].wait_state("bob", "left").await;
     nodes[2].wait_state("bob", "left").await;
     assert_eq!(nodes[1].status().await["network"], Value::Null);
@@ -203,7 +242,12 @@ async fn the_api_wants_a_token_and_answers_errors_in_json() {
         let body: Value = response.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
     }
-    let response = http.get(url("/v1/status")).bearer_auth("wrong").send().await.unwrap();
+    let response = http
+        .get(url("/v1/status"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
 
     let post = |path: &str, body: &'static str| {
@@ -222,10 +266,19 @@ async fn the_api_wants_a_token_and_answers_errors_in_json() {
         let response = post(path, body).await.unwrap();
         assert_eq!(response.status(), 400, "{path} {body}");
         let json: Value = response.json().await.unwrap();
-        assert!(json["error"].as_str().unwrap().starts_with("invalid request body"), "{json}");
+        assert!(
+            json["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid request body"),
+            "{json}"
+        );
     }
     for (body, needle) in [
-        (r#"{"name": "lab", "key": "k", "mode": "star"}"#, "master_slave"),
+        (
+            r#"{"name": "lab", "key": "k", "mode": "star"}"#,
+            "master_slave",
+        ),
         (r#"{"name": "../lab", "key": "k"}"#, "network name"),
         (r#"{"name": "lab", "key": ""}"#, "key is empty"),
     ] {
@@ -234,7 +287,12 @@ async fn the_api_wants_a_token_and_answers_errors_in_json() {
         let json: Value = response.json().await.unwrap();
         assert!(json["error"].as_str().unwrap().contains(needle), "{json}");
     }
-    let (code, body) = node.post("/v1/network/join", json!({"key": "k", "bootstrap": "/ip4/127.0.0.1/tcp/1"})).await;
+    let (code, body) = node
+        .post(
+            "/v1/network/join",
+            json!({"key": "k", "bootstrap": "/ip4/127.0.0.1/tcp/1"}),
+        )
+        .await;
     assert_eq!(code, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("/p2p/"), "{body}");
 
@@ -300,7 +358,9 @@ async fn init_refuses_to_overwrite_and_a_corrupt_state_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
 
     let key_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(node.dir.join("identity.key")).unwrap().permissions(),
+        &std::fs::metadata(node.dir.join("identity.key"))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(key_mode & 0o077, 0, "identity readable by others");
 
@@ -308,9 +368,15 @@ async fn init_refuses_to_overwrite_and_a_corrupt_state_is_a_clear_error() {
     node.create_network("k").await;
     node.terminate().await;
     std::fs::write(node.dir.join("state.json"), "{ truncated").unwrap();
-    let out = std::process::Command::new(IRIS).args(["run", "--dir", node.dir_str()]).output().unwrap();
+    let out = std::process::Command::new(IRIS)
+        .args(["run", "--dir", node.dir_str()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("state.json") && stderr.contains("corrupt"), "{stderr}");
+    assert!(
+        stderr.contains("state.json") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -229,17 +229,16 @@ impl EventLoop {
                 );
                 break;
             };
-            if let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event)) = event {
-                match event {
-                    request_response::Event::Message {
-                        message: request_response::Message::Response { request_id, .. },
-                        ..
-                    }
-                    | request_response::Event::OutboundFailure { request_id, .. } => {
-                        pending.remove(&request_id);
-                    }
-                    _ => {}
+            use request_response::{Event, Message};
+            if let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(
+                Event::Message {
+                    message: Message::Response { request_id, .. },
+                    ..
                 }
+                | Event::OutboundFailure { request_id, .. },
+            )) = event
+            {
+                pending.remove(&request_id);
             }
         }
         if departure == Departure::Shutdown {
@@ -294,13 +293,12 @@ impl EventLoop {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, "dial failed: {}", super::error_chain(&error));
             }
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr { address, .. }
                 if !self.own.addrs.contains(&address)
-                    && self.own.addrs.len() < iris_behaviours::MAX_ADDRS
-                {
-                    self.own.addrs.push(address);
-                    self.own_record_changed();
-                }
+                    && self.own.addrs.len() < iris_behaviours::MAX_ADDRS =>
+            {
+                self.own.addrs.push(address);
+                self.own_record_changed();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.own.addrs.retain(|a| a != &address);

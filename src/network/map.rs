@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use iris_behaviours::{libp2p::PeerId, Departure, Liveness, MapEntry, NetworkConfig, NodeRecord, Role};
+use iris_behaviours::{
+    libp2p::PeerId, Departure, Liveness, MapEntry, NetworkConfig, NodeRecord, Role,
+};
 
 use crate::events::EventKind;
 
@@ -239,7 +241,11 @@ impl NetworkMap {
         let (name, peer_id) = (member.record.name.clone(), *peer);
         Some(match departure {
             Departure::Leave => EventKind::Left { name, peer_id },
-            Departure::Shutdown => EventKind::Gone { name, peer_id, reason: "shut down".into() },
+            Departure::Shutdown => EventKind::Gone {
+                name,
+                peer_id,
+                reason: "shut down".into(),
+            },
         })
     }
 
@@ -391,10 +397,20 @@ mod tests {
         let (bob, carol) = (peer(), peer());
         map.merge(record("bob", bob, Role::Slave), t0).unwrap();
         map.merge(record("carol", carol, Role::Slave), t0).unwrap();
-        assert!(matches!(map.departed(&bob, Departure::Shutdown), Some(EventKind::Gone { .. })));
-        assert!(matches!(map.departed(&carol, Departure::Leave), Some(EventKind::Left { .. })));
+        assert!(matches!(
+            map.departed(&bob, Departure::Shutdown),
+            Some(EventKind::Gone { .. })
+        ));
+        assert!(matches!(
+            map.departed(&carol, Departure::Leave),
+            Some(EventKind::Left { .. })
+        ));
         let dial: Vec<PeerId> = map.peers_to_dial().into_iter().map(|(p, _, _)| p).collect();
-        assert_eq!(dial, vec![bob], "a node that shut down comes back, one that left does not");
+        assert_eq!(
+            dial,
+            vec![bob],
+            "a node that shut down comes back, one that left does not"
+        );
     }
 
     #[test]

@@ -322,10 +322,12 @@ async fn start_swarm(
     };
     let addr = listen(ctx.config.p2p.port);
     if !reused {
-        swarm.listen_on(addr.clone()).map_err(|e| NetworkError::Listen {
-            addr: addr.clone(),
-            reason: error_chain(&e),
-        })?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetworkError::Listen {
+                addr: addr.clone(),
+                reason: error_chain(&e),
+            })?;
     }
     // The listener reports its addresses (one per interface for 0.0.0.0) in
     // one burst once polled: take the first, then whatever follows at once.

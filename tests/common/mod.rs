@@ -18,7 +18,11 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` until it returns `Some`, or panics after `deadline`.
@@ -62,10 +66,23 @@ impl TestNode {
     pub fn init_in(name: &str, dir: &Path) -> Self {
         let api_port = free_port();
         let out = iris(&[
-            "init", "--dir", dir.to_str().unwrap(), "--name", name, "--p2p-port", "0",
-            "--p2p-listen", "127.0.0.1", "--api-port", &api_port.to_string(),
+            "init",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--name",
+            name,
+            "--p2p-port",
+            "0",
+            "--p2p-listen",
+            "127.0.0.1",
+            "--api-port",
+            &api_port.to_string(),
         ]);
-        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let node = Self {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -83,7 +100,11 @@ impl TestNode {
         let text = std::fs::read_to_string(&path).unwrap();
         let mut text: String = text
             .lines()
-            .filter(|l| !l.starts_with("heartbeat_ms") && !l.starts_with("suspect_after_ms") && !l.starts_with("gone_after_ms"))
+            .filter(|l| {
+                !l.starts_with("heartbeat_ms")
+                    && !l.starts_with("suspect_after_ms")
+                    && !l.starts_with("gone_after_ms")
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         text = text.replace(
@@ -117,7 +138,11 @@ impl TestNode {
             if let Ok((200, _)) = self.get("/v1/status").await {
                 return;
             }
-            assert!(start.elapsed() < DEADLINE, "{}'s API did not come up", self.name);
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{}'s API did not come up",
+                self.name
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -131,7 +156,10 @@ impl TestNode {
     }
 
     fn signal(&self, signal: &str) {
-        let ok = Command::new("kill").args([signal, &self.pid().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -162,7 +190,10 @@ impl TestNode {
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.join("api.token")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.dir.join("api.token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     fn url(&self, path: &str) -> String {
@@ -170,7 +201,12 @@ impl TestNode {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Result<(u16, Value)> {
-        let response = self.http.get(self.url(path)).bearer_auth(self.token()).send().await?;
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token())
+            .send()
+            .await?;
         let code = response.status().as_u16();
         Ok((code, response.json().await.unwrap_or(Value::Null)))
     }
@@ -202,17 +238,26 @@ impl TestNode {
     /// The address others join through.
     pub async fn bootstrap(&self) -> String {
         let status = self.status().await;
-        status["addrs"][0].as_str().expect("node listens for peers").to_string()
+        status["addrs"][0]
+            .as_str()
+            .expect("node listens for peers")
+            .to_string()
     }
 
     pub async fn create_network(&self, key: &str) {
-        let (code, body) = self.post("/v1/network", json!({"name": "lab", "key": key})).await;
+        let (code, body) = self
+            .post("/v1/network", json!({"name": "lab", "key": key}))
+            .await;
         assert_eq!(code, 201, "create: {body}");
     }
 
     pub async fn join(&self, key: &str, via: &TestNode) -> (u16, Value) {
         let bootstrap = via.bootstrap().await;
-        self.post("/v1/network/join", json!({"key": key, "bootstrap": bootstrap})).await
+        self.post(
+            "/v1/network/join",
+            json!({"key": key, "bootstrap": bootstrap}),
+        )
+        .await
     }
 
     /// name -> state, as this node sees the map.
@@ -220,21 +265,32 @@ impl TestNode {
         match self.get("/v1/nodes").await {
             Ok((200, Value::Array(nodes))) => nodes
                 .iter()
-                .map(|n| (n["name"].as_str().unwrap().into(), n["state"].as_str().unwrap().into()))
+                .map(|n| {
+                    (
+                        n["name"].as_str().unwrap().into(),
+                        n["state"].as_str().unwrap().into(),
+                    )
+                })
                 .collect(),
             _ => Vec::new(),
         }
     }
 
     pub async fn state_of(&self, name: &str) -> Option<String> {
-        self.states().await.into_iter().find(|(n, _)| n == name).map(|(_, s)| s)
+        self.states()
+            .await
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
     }
 
     /// Waits until this node sees `name` in `state`.
     pub async fn wait_state(&self, name: &str, state: &str) {
-        wait_for(&format!("{} to see {name} {state}", self.name), DEADLINE, || async {
-            (self.state_of(name).await.as_deref() == Some(state)).then_some(())
-        })
+        wait_for(
+            &format!("{} to see {name} {state}", self.name),
+            DEADLINE,
+            || async { (self.state_of(name).await.as_deref() == Some(state)).then_some(()) },
+        )
         .await;
     }
 
@@ -242,12 +298,20 @@ impl TestNode {
     pub async fn wait_all_alive(&self, names: &[&str]) {
         let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         want.sort();
-        wait_for(&format!("{} to see {want:?} alive", self.name), DEADLINE, || async {
-            let states = self.states().await;
-            let mut alive: Vec<String> = states.iter().filter(|(_, s)| s == "alive").map(|(n, _)| n.clone()).collect();
-            alive.sort();
-            (alive == want && states.len() == want.len()).then_some(())
-        })
+        wait_for(
+            &format!("{} to see {want:?} alive", self.name),
+            DEADLINE,
+            || async {
+                let states = self.states().await;
+                let mut alive: Vec<String> = states
+                    .iter()
+                    .filter(|(_, s)| s == "alive")
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                alive.sort();
+                (alive == want && states.len() == want.len()).then_some(())
+            },
+        )
         .await;
     }
 
@@ -263,7 +327,9 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // A stopped process ignores SIGKILL until continued on some kernels.
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
