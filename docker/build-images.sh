@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the images Iris needs from our own static binaries, FROM scratch
+# (no registry is involved), and saves them as docker-save tars:
+#
+#   docker/.build/iris-worker.tar    image iris-worker:latest
+#
+# Usage: docker/build-images.sh [worker]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out="$root/docker/.build"
+target=x86_64-unknown-linux-gnu
+mkdir -p "$out"
+
+static_build() { # package
+  # The explicit --target keeps RUSTFLAGS away from proc-macro crates.
+  (cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=true \
+    cargo build --release --target "$target" -p "$1")
+}
+
+image() { # name binary dockerfile
+  local context="$out/$1"
+  rm -rf "$context" && mkdir -p "$context"
+  cp "$root/target/$target/release/$2" "$context/"
+  cp "$3" "$context/Dockerfile"
+  docker build --quiet -t "$1:latest" "$context" >/dev/null
+  docker save "$1:latest" -o "$out/$1.tar"
+  echo "built $1:latest -> $out/$1.tar ($(du -h "$out/$1.tar" | cut -f1))"
+}
+
+what=${1:-worker}
+case "$what" in
+  worker)
+    static_build iris-worker
+    image iris-worker iris-worker "$root/docker/worker/Dockerfile"
+    ;;
+  *) echo "usage: $0 [worker]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,265 @@
+//! `iris-worker`: the small, statically linked program that Iris runs in
+//! containers for its tests and demos. It reads a CSV of numbers from the
+//! node's private data and writes JSON results to `/workspace/out` (or
+//! `$IRIS_OUT`), and prints the same JSON to stdout.
+//!
+//! ```text
+//! iris-worker stats CSV                      row count, column sums and means
+//! iris-worker gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K]
+//!                                            K gradient steps of a linear regression
+//! iris-worker average FILE...                row-weighted average of gradient outputs
+//! iris-worker exit N | sleep SECS | touch PATH | connect HOST:PORT
+//!                                            probes for tests
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use serde_json::{json, Value};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("iris-worker: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode, String> {
+    let (command, rest) = args.split_first().ok_or_else(usage)?;
+    match command.as_str() {
+        "stats" => {
+            let [csv] = rest else { return Err(usage()) };
+            emit("stats.json", stats(&Table::read(Path::new(csv))?))?;
+        }
+        "gradient" => emit("update.json", gradient(rest)?)?,
+        "average" => emit("model.json", average(rest)?)?,
+        "exit" => {
+            let code: u8 = rest.first().and_then(|c| c.parse().ok()).ok_or_else(usage)?;
+            return Ok(ExitCode::from(code));
+        }
+        "sleep" => {
+            let secs: f64 = rest.first().and_then(|s| s.parse().ok()).ok_or_else(usage)?;
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        }
+        "touch" => {
+            let path = rest.first().ok_or_else(usage)?;
+            fs::write(path, b"written by iris-worker\n").map_err(|e| format!("cannot write {path}: {e}"))?;
+            println!("wrote {path}");
+        }
+        "connect" => {
+            let addr = rest.first().ok_or_else(usage)?;
+            let target = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
+                .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{addr} resolves to nothing"))?;
+            std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(3))
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            println!("connected to {addr}");
+        }
+        _ => return Err(usage()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn usage() -> String {
+    "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
+     | average FILE... | exit N | sleep SECS | touch PATH | connect HOST:PORT"
+        .into()
+}
+
+/// Prints `value` and writes it to the output directory as `name`.
+fn emit(name: &str, value: Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(&value).expect("JSON values serialize");
+    println!("{text}");
+    let dir = PathBuf::from(std::env::var("IRIS_OUT").unwrap_or_else(|_| "/workspace/out".into()));
+    if dir.is_dir() {
+        let path = dir.join(name);
+        fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A CSV of numbers with a header row.
+struct Table {
+    columns: Vec<String>,
+    rows: Vec<Vec<f64>>,
+}
+
+impl Table {
+    fn read(path: &Path) -> Result<Self, String> {
+        let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header = lines.next().ok_or_else(|| format!("{} is empty", path.display()))?;
+        let columns: Vec<String> = header.split(',').map(|c| c.trim().to_string()).collect();
+        let mut rows = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let row: Vec<f64> = line
+                .split(',')
+                .map(|v| v.trim().parse::<f64>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{} line {}: {e}", path.display(), i + 2))?;
+            if row.len() != columns.len() {
+                return Err(format!(
+                    "{} line {}: {} values for {} columns",
+                    path.display(),
+                    i + 2,
+                    row.len(),
+                    columns.len()
+                ));
+            }
+            rows.push(row);
+        }
+        Ok(Self { columns, rows })
+    }
+}
+
+fn stats(table: &Table) -> Value {
+    let n = table.rows.len();
+    let mut columns = BTreeMap::new();
+    for (c, name) in table.columns.iter().enumerate() {
+        let sum: f64 = table.rows.iter().map(|r| r[c]).sum();
+        let mean = if n > 0 { sum / n as f64 } else { 0.0 };
+        columns.insert(name.clone(), json!({ "sum": sum, "mean": mean }));
+    }
+    json!({ "rows": n, "columns": columns })
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+/// Linear regression y = w.x + b by full-batch gradient descent on the mean
+/// squared error. Reports the loss before the first step.
+fn gradient(args: &[String]) -> Result<Value, String> {
+    let csv = args.first().ok_or_else(usage)?;
+    let table = Table::read(Path::new(csv))?;
+    let target = flag(args, "--target").ok_or("--target COL is required")?;
+    let y_col = table
+        .columns
+        .iter()
+        .position(|c| c == target)
+        .ok_or_else(|| format!("no column '{target}' in {csv}"))?;
+    let features: Vec<usize> = (0..table.columns.len()).filter(|&c| c != y_col).collect();
+    let mut weights: Vec<f64> = flag(args, "--weights")
+        .ok_or("--weights W1,..,Wn,B is required")?
+        .split(',')
+        .map(|w| w.trim().parse::<f64>().map_err(|e| format!("bad weight '{w}': {e}")))
+        .collect::<Result<_, _>>()?;
+    if weights.len() != features.len() + 1 {
+        return Err(format!("{} weights given, {} needed ({} features and a bias)", weights.len(), features.len() + 1, features.len()));
+    }
+    let lr: f64 = flag(args, "--lr").unwrap_or("0.1").parse().map_err(|e| format!("bad --lr: {e}"))?;
+    let steps: usize = flag(args, "--steps").unwrap_or("1").parse().map_err(|e| format!("bad --steps: {e}"))?;
+    let n = table.rows.len();
+    if n == 0 {
+        return Err(format!("{csv} has no rows"));
+    }
+    let predict = |w: &[f64], row: &[f64]| -> f64 {
+        features.iter().zip(w).map(|(&c, wi)| wi * row[c]).sum::<f64>() + w[features.len()]
+    };
+    let loss = |w: &[f64]| table.rows.iter().map(|r| (predict(w, r) - r[y_col]).powi(2)).sum::<f64>() / n as f64;
+    let initial_loss = loss(&weights);
+    for _ in 0..steps {
+        let mut grad = vec![0.0; weights.len()];
+        for row in &table.rows {
+            let err = predict(&weights, row) - row[y_col];
+            for (i, &c) in features.iter().enumerate() {
+                grad[i] += 2.0 * err * row[c] / n as f64;
+            }
+            grad[features.len()] += 2.0 * err / n as f64;
+        }
+        for (w, g) in weights.iter_mut().zip(&grad) {
+            *w -= lr * g;
+        }
+    }
+    let feature_names: Vec<&str> = features.iter().map(|&c| table.columns[c].as_str()).collect();
+    Ok(json!({
+        "rows": n,
+        "features": feature_names,
+        "weights": weights,
+        "loss": initial_loss,
+        "loss_after": loss(&weights),
+    }))
+}
+
+/// The row-weighted mean of several `gradient` outputs: one round of
+/// federated averaging.
+fn average(files: &[String]) -> Result<Value, String> {
+    if files.is_empty() {
+        return Err(usage());
+    }
+    let mut total_rows = 0.0;
+    let mut sum: Vec<f64> = Vec::new();
+    let mut loss = 0.0;
+    for file in files {
+        let text = fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let update: Value = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+        let rows = update["rows"].as_f64().ok_or_else(|| format!("{file}: no rows"))?;
+        let weights: Vec<f64> = update["weights"]
+            .as_array()
+            .ok_or_else(|| format!("{file}: no weights"))?
+            .iter()
+            .map(|w| w.as_f64().ok_or_else(|| format!("{file}: weight is not a number")))
+            .collect::<Result<_, _>>()?;
+        if sum.is_empty() {
+            sum = vec![0.0; weights.len()];
+        } else if sum.len() != weights.len() {
+            return Err(format!("{file}: {} weights, others have {}", weights.len(), sum.len()));
+        }
+        for (s, w) in sum.iter_mut().zip(&weights) {
+            *s += w * rows;
+        }
+        loss += update["loss"].as_f64().unwrap_or(0.0) * rows;
+        total_rows += rows;
+    }
+    let weights: Vec<f64> = sum.iter().map(|s| s / total_rows).collect();
+    Ok(json!({ "rows": total_rows, "weights": weights, "loss": loss / total_rows, "updates": files.len() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        // y = 2x + 1
+        Table { columns: vec!["x".into(), "y".into()], rows: (0..10).map(|i| vec![i as f64, 2.0 * i as f64 + 1.0]).collect() }
+    }
+
+    #[test]
+    fn stats_sums_and_means() {
+        let s = stats(&table());
+        assert_eq!(s["rows"], 10);
+        assert_eq!(s["columns"]["x"]["sum"], 45.0);
+        assert_eq!(s["columns"]["y"]["mean"], 10.0);
+    }
+
+    #[test]
+    fn gradient_descent_approaches_the_true_line() {
+        let dir = std::env::temp_dir().join(format!("iris-worker-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("d.csv");
+        let mut text = "x,y\n".to_string();
+        for row in table().rows {
+            text += &format!("{},{}\n", row[0] / 10.0, row[1]);
+        }
+        fs::write(&csv, text).unwrap();
+        let args: Vec<String> = [csv.to_str().unwrap(), "--target", "y", "--weights", "0,0", "--lr", "0.5", "--steps", "2000"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = gradient(&args).unwrap();
+        let w = out["weights"].as_array().unwrap();
+        assert!((w[0].as_f64().unwrap() - 20.0).abs() < 1e-3, "{out}");
+        assert!((w[1].as_f64().unwrap() - 1.0).abs() < 1e-3, "{out}");
+        assert!(out["loss_after"].as_f64().unwrap() < out["loss"].as_f64().unwrap());
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
