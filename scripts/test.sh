@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: unit and integration tests (real node
-# processes on loopback), then a smoke run of the local network script.
+# processes on loopback, the real Docker engine), then a smoke run of the
+# local network script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The worker image the executor tests run (FROM scratch, our own binary).
+docker/build-images.sh worker
 cargo build --workspace --all-targets
 cargo test --workspace
 

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod executor;
 pub mod network;
 pub mod node;
 pub mod store;

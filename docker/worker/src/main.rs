@@ -8,7 +8,7 @@
 //! iris-worker gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K]
 //!                                            K gradient steps of a linear regression
 //! iris-worker average FILE...                row-weighted average of gradient outputs
-//! iris-worker exit N | sleep SECS | touch PATH | connect HOST:PORT
+//! iris-worker exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT
 //!                                            probes for tests
 //! ```
 
@@ -42,17 +42,36 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         "gradient" => emit("update.json", gradient(rest)?)?,
         "average" => emit("model.json", average(rest)?)?,
         "exit" => {
-            let code: u8 = rest.first().and_then(|c| c.parse().ok()).ok_or_else(usage)?;
+            let code: u8 = rest
+                .first()
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(usage)?;
             return Ok(ExitCode::from(code));
         }
         "sleep" => {
-            let secs: f64 = rest.first().and_then(|s| s.parse().ok()).ok_or_else(usage)?;
+            let secs: f64 = rest
+                .first()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(usage)?;
             std::thread::sleep(std::time::Duration::from_secs_f64(secs));
         }
         "touch" => {
             let path = rest.first().ok_or_else(usage)?;
-            fs::write(path, b"written by iris-worker\n").map_err(|e| format!("cannot write {path}: {e}"))?;
+            fs::write(path, b"written by iris-worker\n")
+                .map_err(|e| format!("cannot write {path}: {e}"))?;
             println!("wrote {path}");
+        }
+        "netifs" => {
+            // The container's network interfaces, from the kernel's own list.
+            let dev =
+                fs::read_to_string("/proc/net/dev").map_err(|e| format!("/proc/net/dev: {e}"))?;
+            let names: Vec<&str> = dev
+                .lines()
+                .skip(2)
+                .filter_map(|l| l.split(':').next())
+                .map(str::trim)
+                .collect();
+            println!("{}", names.join(" "));
         }
         "connect" => {
             let addr = rest.first().ok_or_else(usage)?;
@@ -71,7 +90,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 fn usage() -> String {
     "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
-     | average FILE... | exit N | sleep SECS | touch PATH | connect HOST:PORT"
+     | average FILE... | exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT"
         .into()
 }
 
@@ -82,7 +101,8 @@ fn emit(name: &str, value: Value) -> Result<(), String> {
     let dir = PathBuf::from(std::env::var("IRIS_OUT").unwrap_or_else(|_| "/workspace/out".into()));
     if dir.is_dir() {
         let path = dir.join(name);
-        fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        fs::write(&path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -95,9 +115,12 @@ struct Table {
 
 impl Table {
     fn read(path: &Path) -> Result<Self, String> {
-        let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text =
+            fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let header = lines.next().ok_or_else(|| format!("{} is empty", path.display()))?;
+        let header = lines
+            .next()
+            .ok_or_else(|| format!("{} is empty", path.display()))?;
         let columns: Vec<String> = header.split(',').map(|c| c.trim().to_string()).collect();
         let mut rows = Vec::new();
         for (i, line) in lines.enumerate() {
@@ -133,7 +156,10 @@ fn stats(table: &Table) -> Value {
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
 /// Linear regression y = w.x + b by full-batch gradient descent on the mean
@@ -151,21 +177,48 @@ fn gradient(args: &[String]) -> Result<Value, String> {
     let mut weights: Vec<f64> = flag(args, "--weights")
         .ok_or("--weights W1,..,Wn,B is required")?
         .split(',')
-        .map(|w| w.trim().parse::<f64>().map_err(|e| format!("bad weight '{w}': {e}")))
+        .map(|w| {
+            w.trim()
+                .parse::<f64>()
+                .map_err(|e| format!("bad weight '{w}': {e}"))
+        })
         .collect::<Result<_, _>>()?;
     if weights.len() != features.len() + 1 {
-        return Err(format!("{} weights given, {} needed ({} features and a bias)", weights.len(), features.len() + 1, features.len()));
+        return Err(format!(
+            "{} weights given, {} needed ({} features and a bias)",
+            weights.len(),
+            features.len() + 1,
+            features.len()
+        ));
     }
-    let lr: f64 = flag(args, "--lr").unwrap_or("0.1").parse().map_err(|e| format!("bad --lr: {e}"))?;
-    let steps: usize = flag(args, "--steps").unwrap_or("1").parse().map_err(|e| format!("bad --steps: {e}"))?;
+    let lr: f64 = flag(args, "--lr")
+        .unwrap_or("0.1")
+        .parse()
+        .map_err(|e| format!("bad --lr: {e}"))?;
+    let steps: usize = flag(args, "--steps")
+        .unwrap_or("1")
+        .parse()
+        .map_err(|e| format!("bad --steps: {e}"))?;
     let n = table.rows.len();
     if n == 0 {
         return Err(format!("{csv} has no rows"));
     }
     let predict = |w: &[f64], row: &[f64]| -> f64 {
-        features.iter().zip(w).map(|(&c, wi)| wi * row[c]).sum::<f64>() + w[features.len()]
+        features
+            .iter()
+            .zip(w)
+            .map(|(&c, wi)| wi * row[c])
+            .sum::<f64>()
+            + w[features.len()]
     };
-    let loss = |w: &[f64]| table.rows.iter().map(|r| (predict(w, r) - r[y_col]).powi(2)).sum::<f64>() / n as f64;
+    let loss = |w: &[f64]| {
+        table
+            .rows
+            .iter()
+            .map(|r| (predict(w, r) - r[y_col]).powi(2))
+            .sum::<f64>()
+            / n as f64
+    };
     let initial_loss = loss(&weights);
     for _ in 0..steps {
         let mut grad = vec![0.0; weights.len()];
@@ -180,7 +233,10 @@ fn gradient(args: &[String]) -> Result<Value, String> {
             *w -= lr * g;
         }
     }
-    let feature_names: Vec<&str> = features.iter().map(|&c| table.columns[c].as_str()).collect();
+    let feature_names: Vec<&str> = features
+        .iter()
+        .map(|&c| table.columns[c].as_str())
+        .collect();
     Ok(json!({
         "rows": n,
         "features": feature_names,
@@ -202,17 +258,26 @@ fn average(files: &[String]) -> Result<Value, String> {
     for file in files {
         let text = fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
         let update: Value = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
-        let rows = update["rows"].as_f64().ok_or_else(|| format!("{file}: no rows"))?;
+        let rows = update["rows"]
+            .as_f64()
+            .ok_or_else(|| format!("{file}: no rows"))?;
         let weights: Vec<f64> = update["weights"]
             .as_array()
             .ok_or_else(|| format!("{file}: no weights"))?
             .iter()
-            .map(|w| w.as_f64().ok_or_else(|| format!("{file}: weight is not a number")))
+            .map(|w| {
+                w.as_f64()
+                    .ok_or_else(|| format!("{file}: weight is not a number"))
+            })
             .collect::<Result<_, _>>()?;
         if sum.is_empty() {
             sum = vec![0.0; weights.len()];
         } else if sum.len() != weights.len() {
-            return Err(format!("{file}: {} weights, others have {}", weights.len(), sum.len()));
+            return Err(format!(
+                "{file}: {} weights, others have {}",
+                weights.len(),
+                sum.len()
+            ));
         }
         for (s, w) in sum.iter_mut().zip(&weights) {
             *s += w * rows;
@@ -221,7 +286,9 @@ fn average(files: &[String]) -> Result<Value, String> {
         total_rows += rows;
     }
     let weights: Vec<f64> = sum.iter().map(|s| s / total_rows).collect();
-    Ok(json!({ "rows": total_rows, "weights": weights, "loss": loss / total_rows, "updates": files.len() }))
+    Ok(
+        json!({ "rows": total_rows, "weights": weights, "loss": loss / total_rows, "updates": files.len() }),
+    )
 }
 
 #[cfg(test)]
@@ -230,7 +297,12 @@ mod tests {
 
     fn table() -> Table {
         // y = 2x + 1
-        Table { columns: vec!["x".into(), "y".into()], rows: (0..10).map(|i| vec![i as f64, 2.0 * i as f64 + 1.0]).collect() }
+        Table {
+            columns: vec!["x".into(), "y".into()],
+            rows: (0..10)
+                .map(|i| vec![i as f64, 2.0 * i as f64 + 1.0])
+                .collect(),
+        }
     }
 
     #[test]
@@ -251,10 +323,20 @@ mod tests {
             text += &format!("{},{}\n", row[0] / 10.0, row[1]);
         }
         fs::write(&csv, text).unwrap();
-        let args: Vec<String> = [csv.to_str().unwrap(), "--target", "y", "--weights", "0,0", "--lr", "0.5", "--steps", "2000"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> = [
+            csv.to_str().unwrap(),
+            "--target",
+            "y",
+            "--weights",
+            "0,0",
+            "--lr",
+            "0.5",
+            "--steps",
+            "2000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let out = gradient(&args).unwrap();
         let w = out["weights"].as_array().unwrap();
         assert!((w[0].as_f64().unwrap() - 20.0).abs() < 1e-3, "{out}");

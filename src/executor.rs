@@ -1,0 +1,465 @@
+//! Runs containers on the local Docker engine, the way a job must run:
+//! private data read-only, a fresh writable output directory, no network
+//! unless asked, memory/CPU/pid limits, no capabilities, no new privileges,
+//! a timeout, and argv passed as an array (no shell anywhere).
+//!
+//! The node keeps working when Docker is unreachable: the executor then
+//! reports itself unavailable and every task fails with that reason.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bollard::{
+    models::{ContainerCreateBody, HostConfig, Mount, MountType},
+    query_parameters::{
+        CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+        ListImagesOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    },
+    Docker,
+};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+/// Every container Iris creates carries this label (value: the node's peer
+/// id), so a restarted node finds its own containers and nobody else's.
+pub const LABEL_NODE: &str = "iris.node";
+/// The job a container belongs to.
+pub const LABEL_JOB: &str = "iris.job";
+
+/// Why the executor could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("executor: unavailable ({0})")]
+    Unavailable(String),
+    #[error("docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("image {path} could not be loaded: {message}")]
+    BadImage { path: PathBuf, message: String },
+}
+
+/// An image the engine has, as the map shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+}
+
+/// What to run, after validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub job_id: String,
+    pub image: String,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// `None`: no network at all; `Some("bridge")`: Docker's default bridge.
+    #[serde(default)]
+    pub network: Option<String>,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    pub timeout_ms: u64,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskEnd {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    pub end: TaskEnd,
+    pub exit_code: Option<i64>,
+    /// Files the task wrote, relative to its output directory.
+    pub outputs: Vec<String>,
+    /// Why it failed before or outside the container's own exit code.
+    pub error: Option<String>,
+}
+
+/// Where a node's workspace is, for the node and for Docker.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// As this process sees it.
+    pub local: PathBuf,
+    /// As the Docker engine sees it (differs when the node itself runs in a
+    /// container with the host's Docker socket mounted).
+    pub host: PathBuf,
+}
+
+impl Workspace {
+    pub fn output_dir(&self, job_id: &str) -> PathBuf {
+        self.local.join("public").join("jobs").join(job_id)
+    }
+}
+
+pub struct Executor {
+    docker: Result<Docker, String>,
+    node_label: String,
+    workspace: Workspace,
+}
+
+impl Executor {
+    /// Connects to `docker_host` (a `unix://` path), or else `DOCKER_HOST` or
+    /// the default socket, and agrees on an API version. Never fails: an
+    /// unreachable engine is recorded and reported.
+    pub async fn connect(
+        node_label: String,
+        workspace: Workspace,
+        docker_host: Option<&str>,
+    ) -> Self {
+        let client = match docker_host {
+            Some(host) => {
+                let path = host.strip_prefix("unix://").unwrap_or(host);
+                Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+            }
+            None => Docker::connect_with_local_defaults(),
+        };
+        let docker = match client {
+            Ok(docker) => match docker.negotiate_version().await {
+                Ok(docker) => match docker.ping().await {
+                    Ok(_) => Ok(docker),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = &docker {
+            tracing::warn!("executor: unavailable ({reason})");
+        }
+        Self {
+            docker,
+            node_label,
+            workspace,
+        }
+    }
+
+    pub fn availability(&self) -> Result<(), String> {
+        self.docker.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    fn docker(&self) -> Result<&Docker, ExecutorError> {
+        self.docker
+            .as_ref()
+            .map_err(|e| ExecutorError::Unavailable(e.clone()))
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    /// Tagged images the engine has.
+    pub async fn images(&self) -> Result<Vec<ImageInfo>, ExecutorError> {
+        let summaries = self
+            .docker()?
+            .list_images(None::<ListImagesOptions>)
+            .await?;
+        let mut images: Vec<ImageInfo> = summaries
+            .into_iter()
+            .filter(|s| s.repo_tags.iter().any(|t| t != "<none>:<none>"))
+            .map(|s| ImageInfo {
+                id: s.id,
+                tags: s.repo_tags,
+            })
+            .collect();
+        images.sort_by(|a, b| a.tags.cmp(&b.tags));
+        Ok(images)
+    }
+
+    /// `docker load` of a `docker save` tar, streamed from disk. Returns what
+    /// the engine reported loading.
+    pub async fn load_image(&self, tar: &Path) -> Result<Vec<String>, ExecutorError> {
+        let docker = self.docker()?;
+        let bad = |message: String| ExecutorError::BadImage {
+            path: tar.to_owned(),
+            message,
+        };
+        let file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let body = tokio_util::io::ReaderStream::new(file);
+        let mut progress = docker.import_image_stream(
+            bollard::query_parameters::ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            body,
+            None,
+        );
+        let mut loaded = Vec::new();
+        while let Some(item) = progress.next().await {
+            let info = item.map_err(|e| bad(e.to_string()))?;
+            if let Some(stream) = info.stream {
+                let line = stream.trim();
+                if let Some(name) = line
+                    .strip_prefix("Loaded image: ")
+                    .or(line.strip_prefix("Loaded image ID: "))
+                {
+                    loaded.push(name.to_string());
+                }
+            }
+        }
+        if loaded.is_empty() {
+            return Err(bad(
+                "the engine loaded nothing from it (not a docker-save tar?)".into(),
+            ));
+        }
+        Ok(loaded)
+    }
+
+    /// Runs one task to its end and removes its container. `logs` receives
+    /// stdout and stderr; `cancel` stops the task early.
+    pub async fn run(
+        &self,
+        spec: &TaskSpec,
+        logs_dir: &Path,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> TaskOutcome {
+        match self.run_inner(spec, logs_dir, cancel).await {
+            Ok(outcome) => outcome,
+            Err(e) => TaskOutcome {
+                end: TaskEnd::Failed,
+                exit_code: None,
+                outputs: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        spec: &TaskSpec,
+        logs_dir: &Path,
+        mut cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<TaskOutcome, ExecutorError> {
+        let docker = self.docker()?;
+        let out_dir = self.workspace.output_dir(&spec.job_id);
+        for dir in [
+            &out_dir,
+            &logs_dir.to_path_buf(),
+            &self.workspace.local.join("private"),
+        ] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| ExecutorError::File {
+                    path: dir.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        let host_out = self
+            .workspace
+            .host
+            .join("public")
+            .join("jobs")
+            .join(&spec.job_id);
+        let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
+        let body = self.container_body(spec, &host_out);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        docker.create_container(Some(options), body).await?;
+        let outcome = self
+            .start_and_wait(docker, &name, spec, logs_dir, &mut cancel)
+            .await;
+        let remove = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        if let Err(e) = docker.remove_container(&name, Some(remove)).await {
+            tracing::warn!(container = %name, "cannot remove container: {e}");
+        }
+        let mut outcome = outcome?;
+        outcome.outputs = list_files(&out_dir);
+        Ok(outcome)
+    }
+
+    fn container_body(&self, spec: &TaskSpec, host_out: &Path) -> ContainerCreateBody {
+        let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
+            target: Some(target.to_string()),
+            source: Some(source.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(read_only),
+            ..Default::default()
+        };
+        let labels = HashMap::from([
+            (LABEL_NODE.to_string(), self.node_label.clone()),
+            (LABEL_JOB.to_string(), spec.job_id.clone()),
+        ]);
+        ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(spec.argv.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            working_dir: Some("/workspace".into()),
+            network_disabled: Some(spec.network.is_none()),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![
+                    bind(
+                        self.workspace.host.join("private"),
+                        "/workspace/private",
+                        true,
+                    ),
+                    bind(host_out.to_path_buf(), "/workspace/out", false),
+                ]),
+                network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
+                memory: Some(spec.memory_bytes),
+                memory_swap: Some(spec.memory_bytes),
+                nano_cpus: Some(spec.nano_cpus),
+                pids_limit: Some(spec.pids_limit),
+                readonly_rootfs: Some(true),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn start_and_wait(
+        &self,
+        docker: &Docker,
+        name: &str,
+        spec: &TaskSpec,
+        logs_dir: &Path,
+        cancel: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<TaskOutcome, ExecutorError> {
+        docker.start_container(name, None).await?;
+        let logs = tokio::spawn(copy_logs(
+            docker.clone(),
+            name.to_string(),
+            logs_dir.to_path_buf(),
+        ));
+        let mut wait = docker.wait_container(name, None);
+        let timeout = tokio::time::sleep(Duration::from_millis(spec.timeout_ms));
+        let (end, exit_code, error) = tokio::select! {
+            result = wait.next() => match result {
+                Some(Ok(response)) => exit_end(response.status_code),
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => exit_end(code),
+                Some(Err(e)) => (TaskEnd::Failed, None, Some(e.to_string())),
+                None => (TaskEnd::Failed, None, Some("the engine ended the wait without a status".into())),
+            },
+            _ = timeout => {
+                self.kill(docker, name).await;
+                (TaskEnd::TimedOut, None, Some(format!("killed after the timeout of {} ms", spec.timeout_ms)))
+            }
+            _ = cancel.wait_for(|c| *c) => {
+                self.kill(docker, name).await;
+                (TaskEnd::Cancelled, None, Some("cancelled".into()))
+            }
+        };
+        // The log stream ends with the container; give it a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
+        Ok(TaskOutcome {
+            end,
+            exit_code,
+            outputs: Vec::new(),
+            error,
+        })
+    }
+
+    async fn kill(&self, docker: &Docker, name: &str) {
+        let options = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
+        if let Err(e) = docker.kill_container(name, Some(options)).await {
+            tracing::debug!(container = %name, "kill: {e}");
+        }
+    }
+
+    /// Removes containers this node made that are still there (after a
+    /// crash or restart); returns their job ids.
+    pub async fn remove_orphans(&self) -> Result<Vec<String>, ExecutorError> {
+        let docker = self.docker()?;
+        let filters = HashMap::from([("label", vec![format!("{LABEL_NODE}={}", self.node_label)])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let mut jobs = Vec::new();
+        for container in docker.list_containers(Some(options)).await? {
+            let Some(id) = container.id else { continue };
+            let remove = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            docker.remove_container(&id, Some(remove)).await?;
+            if let Some(job) = container.labels.and_then(|mut l| l.remove(LABEL_JOB)) {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+}
+
+fn exit_end(code: i64) -> (TaskEnd, Option<i64>, Option<String>) {
+    let end = if code == 0 {
+        TaskEnd::Succeeded
+    } else {
+        TaskEnd::Failed
+    };
+    (end, Some(code), None)
+}
+
+/// Follows the container's output into `stdout.log` and `stderr.log`.
+async fn copy_logs(docker: Docker, name: String, dir: PathBuf) {
+    let open = |file: &str| {
+        let path = dir.join(file);
+        async move { tokio::fs::File::create(&path).await }
+    };
+    let (Ok(mut stdout), Ok(mut stderr)) = (open("stdout.log").await, open("stderr.log").await)
+    else {
+        return tracing::warn!(dir = %dir.display(), "cannot create log files");
+    };
+    let options = LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut stream = docker.logs(&name, Some(options));
+    while let Some(Ok(output)) = stream.next().await {
+        let result = match output {
+            bollard::container::LogOutput::StdErr { message } => stderr.write_all(&message).await,
+            other => stdout.write_all(other.as_ref()).await,
+        };
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = stdout.flush().await;
+    let _ = stderr.flush().await;
+}
+
+/// Regular files under `dir`, relative to it, sorted.
+fn list_files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                walk(root, &path, out);
+            } else if kind.is_file() {
+                if let Ok(relative) = path.strip_prefix(root) {
+                    out.push(relative.display().to_string());
+                }
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    files
+}
