@@ -21,7 +21,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::{
     network::NetworkError,
-    node::{Membership, Node, NodeError, NodeView, Status},
+    node::{Images, LoadedImage, Membership, Node, NodeError, NodeView, Status},
 };
 
 /// Request bodies here are small; anything larger is refused unread.
@@ -46,6 +46,8 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/v1/network/leave", post(leave_network))
         .route("/v1/nodes", get(nodes))
         .route("/v1/events", get(events))
+        .route("/v1/images", get(images))
+        .route("/v1/images/load", post(load_image))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -242,6 +244,24 @@ async fn leave_network(State(state): State<ApiState>) -> Result<Json<Left>, ApiE
 
 async fn nodes(State(state): State<ApiState>) -> Result<Json<Vec<NodeView>>, ApiError> {
     Ok(Json(state.node.nodes().await?))
+}
+
+async fn images(State(state): State<ApiState>) -> Json<Images> {
+    Json(state.node.images())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadImage {
+    /// A `docker save` tar on this machine.
+    path: String,
+}
+
+async fn load_image(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<LoadImage>,
+) -> Result<Json<LoadedImage>, ApiError> {
+    Ok(Json(state.node.load_image(&body.path).await?))
 }
 
 async fn events(

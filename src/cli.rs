@@ -69,6 +69,15 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// List the images this node's Docker engine has, or load one.
+    Images {
+        #[command(subcommand)]
+        command: Option<ImagesCommand>,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Follow the node's events (joined, suspect, gone, left, ...) live.
     Events {
         #[command(flatten)]
@@ -110,6 +119,17 @@ pub struct InitArgs {
     /// workspace is kept).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Copy a `docker save` tar into workspace/image and load it.
+    Load {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The image tar.
+        tar: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +198,53 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 print_status(&status);
                 Ok(())
             }
+        }
+        Command::Images {
+            command: Some(ImagesCommand::Load { dir, tar }),
+            ..
+        } => {
+            let path =
+                std::path::absolute(&tar).with_context(|| format!("bad path {}", tar.display()))?;
+            let body = json!({ "path": path });
+            let answer: Value = ApiClient::from_dir(&dir.dir)?
+                .post("/v1/images/load", &body)
+                .await?;
+            for image in answer["loaded"].as_array().into_iter().flatten() {
+                println!("loaded {}", image.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+        Command::Images {
+            command: None,
+            dir,
+            output,
+        } => {
+            let answer: Value = ApiClient::from_dir(&dir.dir)?.get("/v1/images").await?;
+            if output.json {
+                return print_json(&answer);
+            }
+            println!(
+                "executor: {}",
+                answer["executor"].as_str().unwrap_or_default()
+            );
+            let mut rows = vec![vec!["IMAGE".to_string(), "ID".to_string()]];
+            for image in answer["images"].as_array().into_iter().flatten() {
+                let id = image["id"].as_str().unwrap_or_default();
+                let short: String = id
+                    .strip_prefix("sha256:")
+                    .unwrap_or(id)
+                    .chars()
+                    .take(12)
+                    .collect();
+                for tag in image["tags"].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        tag.as_str().unwrap_or_default().to_string(),
+                        short.clone(),
+                    ]);
+                }
+            }
+            print_table(&rows);
+            Ok(())
         }
         Command::Events { dir, output } => follow_events(&dir.dir, output.json).await,
     }
@@ -339,6 +406,7 @@ fn print_status(status: &Value) {
     let s = |k: &str| status[k].as_str().unwrap_or("-").to_string();
     println!("name:     {}", s("name"));
     println!("peer id:  {}", s("peer_id"));
+    println!("executor: {}", s("executor"));
     match status["network"].as_object() {
         Some(network) => {
             println!(
@@ -456,6 +524,8 @@ fn describe_event(event: &Value) -> String {
         "network_created" => format!("created  network '{}'", text("network")),
         "network_joined" => format!("joined   network '{}' via {}", text("network"), text("via")),
         "network_left" => format!("left     network '{}'", text("network")),
+        "image_loaded" => format!("loaded   {} from {}", event["images"], text("file")),
+        "image_failed" => format!("failed   to load {}: {}", text("file"), text("error")),
         other => format!("{other} {event}"),
     };
     format!("{time}  {what}")

@@ -48,6 +48,16 @@ pub enum EventKind {
     NetworkLeft {
         network: String,
     },
+    /// An image tar from workspace/image was loaded into the engine.
+    ImageLoaded {
+        file: String,
+        images: Vec<String>,
+    },
+    /// An image tar could not be loaded.
+    ImageFailed {
+        file: String,
+        error: String,
+    },
 }
 
 impl EventKind {
@@ -62,6 +72,8 @@ impl EventKind {
             EventKind::NetworkCreated { .. } => "network_created",
             EventKind::NetworkJoined { .. } => "network_joined",
             EventKind::NetworkLeft { .. } => "network_left",
+            EventKind::ImageLoaded { .. } => "image_loaded",
+            EventKind::ImageFailed { .. } => "image_failed",
         }
     }
 }

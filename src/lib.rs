@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod executor;
+pub mod images;
 pub mod network;
 pub mod node;
 pub mod store;

@@ -17,6 +17,8 @@ use serde::Serialize;
 use crate::{
     config::NodeConfig,
     events::{EventKind, Events},
+    executor::{Executor, Workspace},
+    images::{Capabilities, ImageLibrary},
     network::{self, NetworkClient, NetworkContext, NetworkError, Snapshot},
     store::{Store, StoreError},
 };
@@ -56,6 +58,8 @@ pub struct NodeView {
     pub is_self: bool,
     /// Whether the node answering has a direct connection to it.
     pub connected: bool,
+    pub executor: iris_behaviours::ExecutorState,
+    pub images: Vec<iris_behaviours::ImageRef>,
 }
 
 /// This node, as `GET /v1/status` shows it.
@@ -69,6 +73,23 @@ pub struct Status {
     pub tags: Vec<String>,
     pub network: Option<NetworkConfig>,
     pub role: Option<Role>,
+    /// "available", or "unavailable (why)".
+    pub executor: String,
+}
+
+/// The images this node's engine has.
+#[derive(Debug, Clone, Serialize)]
+pub struct Images {
+    pub executor: String,
+    pub images: Vec<iris_behaviours::ImageRef>,
+}
+
+/// The answer to an image load.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedImage {
+    /// Where the tar now is, in workspace/image.
+    pub file: String,
+    pub loaded: Vec<String>,
 }
 
 /// The answer to a create or a join.
@@ -83,6 +104,8 @@ pub struct Membership {
 
 pub struct Node {
     ctx: Arc<NetworkContext>,
+    executor: Arc<Executor>,
+    images: Arc<ImageLibrary>,
     /// Serializes create, join and leave.
     membership_change: tokio::sync::Mutex<()>,
     network: RwLock<Option<NetworkClient>>,
@@ -105,15 +128,45 @@ impl Node {
             ping_timeout: config.liveness.suspect_after(),
             ..SwarmSettings::default()
         };
+        let events = Events::default();
+        let workspace_dir = config.workspace_dir(dir);
+        let local = std::fs::canonicalize(&workspace_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "workspace {} is missing ({e}); run `iris init`",
+                workspace_dir.display()
+            )
+        })?;
+        let host = config.workspace.host_path.clone().unwrap_or(local.clone());
+        let workspace = Workspace { host, local };
+        let peer_id = keypair.public().to_peer_id();
+        let executor =
+            Arc::new(Executor::connect(peer_id.to_string(), workspace.clone(), None).await);
+        match executor.remove_orphans().await {
+            Ok(jobs) if !jobs.is_empty() => {
+                tracing::warn!("removed containers left from an earlier run: jobs {jobs:?}")
+            }
+            _ => {}
+        }
+        let capabilities = tokio::sync::watch::Sender::new(Capabilities::default());
+        let images = ImageLibrary::new(
+            executor.clone(),
+            workspace.local.join("image"),
+            capabilities.clone(),
+            events.clone(),
+        );
+        tokio::spawn(images.clone().watch());
         let ctx = Arc::new(NetworkContext {
             keypair,
             config,
             store,
-            events: Events::default(),
+            events,
             settings,
+            capabilities,
         });
         let node = Arc::new(Node {
             ctx: ctx.clone(),
+            executor,
+            images,
             membership_change: tokio::sync::Mutex::new(()),
             network: RwLock::new(None),
             stopped: tokio::sync::watch::Sender::new(false),
@@ -165,7 +218,68 @@ impl Node {
             tags: config.tags.clone(),
             role: snapshot.as_ref().map(|s| s.own.role),
             network: snapshot.map(|s| s.network),
+            executor: self.executor_state(),
         }
+    }
+
+    fn executor_state(&self) -> String {
+        match self.executor.availability() {
+            Ok(()) => "available".into(),
+            Err(reason) => format!("unavailable ({reason})"),
+        }
+    }
+
+    pub fn images(&self) -> Images {
+        Images {
+            executor: self.executor_state(),
+            images: self.ctx.capabilities.borrow().images.clone(),
+        }
+    }
+
+    /// Copies a `docker save` tar into workspace/image and loads it.
+    pub async fn load_image(&self, source: &str) -> Result<LoadedImage, NodeError> {
+        let source = Path::new(source);
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tar") && !n.starts_with('.'))
+            .ok_or_else(|| {
+                NodeError::Invalid(format!("{} is not a .tar file", source.display()))
+            })?;
+        let meta = std::fs::metadata(source)
+            .map_err(|e| NodeError::Invalid(format!("cannot read {}: {e}", source.display())))?;
+        if !meta.is_file() {
+            return Err(NodeError::Invalid(format!(
+                "{} is not a regular file",
+                source.display()
+            )));
+        }
+        let dir = self.executor.workspace().local.join("image");
+        let target = dir.join(&name);
+        // Copy under a hidden name the watcher ignores, then rename: the tar
+        // appears whole or not at all.
+        let partial = dir.join(format!(".{name}.partial"));
+        let copy = tokio::fs::copy(source, &partial).await;
+        if let Err(e) = copy.and(tokio::fs::rename(&partial, &target).await.map(|_| 0)) {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(NodeError::Invalid(format!(
+                "cannot copy {} into {}: {e}",
+                source.display(),
+                dir.display()
+            )));
+        }
+        let loaded = match self.images.load(&target).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                // A tar the engine refused is not kept in the library.
+                let _ = tokio::fs::remove_file(&target).await;
+                return Err(NodeError::Invalid(error));
+            }
+        };
+        Ok(LoadedImage {
+            file: target.display().to_string(),
+            loaded,
+        })
     }
 
     pub async fn network(&self) -> Result<NetworkConfig, NodeError> {
@@ -193,6 +307,8 @@ impl Node {
                 last_seen: e.last_seen_ms,
                 is_self: e.record.peer_id == local,
                 connected: connected.contains(&e.record.peer_id),
+                executor: e.record.executor,
+                images: e.record.images,
             })
             .collect()
     }

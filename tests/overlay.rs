@@ -380,3 +380,61 @@ async fn init_refuses_to_overwrite_and_a_corrupt_state_is_a_clear_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn images_in_the_workspace_are_loaded_at_start_and_listed_in_the_map() {
+    let worker = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");
+    assert!(
+        std::path::Path::new(worker).exists(),
+        "run docker/build-images.sh first"
+    );
+    let mut alice = TestNode::init("alice");
+    let mut bob = TestNode::init("bob");
+    // bob starts with the worker and a corrupt tar in his library.
+    std::fs::copy(worker, bob.dir.join("workspace/image/iris-worker.tar")).unwrap();
+    std::fs::write(bob.dir.join("workspace/image/broken.tar"), "not a tar").unwrap();
+    alice.start().await;
+    bob.start().await;
+    alice.create_network("k").await;
+    let (code, body) = bob.join("k", &alice).await;
+    assert_eq!(code, 200, "{body}");
+
+    wait_for("alice to see bob's worker image", DEADLINE, || async {
+        let (_, nodes) = alice.get("/v1/nodes").await.ok()?;
+        let bob = nodes
+            .as_array()?
+            .iter()
+            .find(|n| n["name"] == "bob")?
+            .clone();
+        assert_eq!(bob["executor"]["state"], "available", "{bob}");
+        let has = bob["images"]
+            .as_array()?
+            .iter()
+            .any(|i| i["tags"].to_string().contains("iris-worker:latest"));
+        has.then_some(())
+    })
+    .await;
+    assert!(
+        bob.log().contains("broken.tar"),
+        "the corrupt tar is reported"
+    );
+
+    // Loading through the API: a bad tar is refused and not kept.
+    let bad = alice.dir.join("bad.tar");
+    std::fs::write(&bad, "garbage").unwrap();
+    let (code, body) = alice.post("/v1/images/load", json!({"path": bad})).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("bad.tar"),
+        "{body}"
+    );
+    assert!(!alice.dir.join("workspace/image/bad.tar").exists());
+    let out = alice.cli(&["images", "load", worker]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("loaded iris-worker:latest"));
+    assert!(alice.dir.join("workspace/image/iris-worker.tar").exists());
+}

@@ -87,8 +87,44 @@ pub struct NodeRecord {
     pub role: Role,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Whether this node can run containers, and why not.
+    #[serde(default)]
+    pub executor: ExecutorState,
+    /// The tagged images its Docker engine has.
+    #[serde(default)]
+    pub images: Vec<ImageRef>,
     /// Grows with every change of the record, across restarts too.
     pub version: u64,
+}
+
+/// Most images a record may list.
+pub const MAX_IMAGES: usize = 256;
+
+/// Whether a node's Docker engine answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum ExecutorState {
+    Available,
+    #[default]
+    Unknown,
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ExecutorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecutorState::Available => f.write_str("available"),
+            ExecutorState::Unknown => f.write_str("unknown"),
+            ExecutorState::Unavailable(reason) => write!(f, "unavailable ({reason})"),
+        }
+    }
+}
+
+/// An image a node has: its content id and tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub id: String,
+    pub tags: Vec<String>,
 }
 
 impl NodeRecord {
@@ -109,6 +145,12 @@ impl NodeRecord {
         }
         for tag in &self.tags {
             validate_tag(tag)?;
+        }
+        if self.images.len() > MAX_IMAGES {
+            return Err(format!(
+                "record lists {} images, at most {MAX_IMAGES}",
+                self.images.len()
+            ));
         }
         Ok(())
     }

@@ -88,6 +88,9 @@ impl EventLoop {
         for timer in [&mut heartbeat, &mut liveness_check, &mut redial, &mut save] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
+        let mut capabilities = self.ctx.capabilities.subscribe();
+        // Our record was built from an earlier look; catch up once.
+        capabilities.mark_changed();
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -112,6 +115,12 @@ impl EventLoop {
                     self.emit_all(events);
                 }
                 _ = redial.tick() => self.redial(),
+                Ok(()) = capabilities.changed() => {
+                    let current = capabilities.borrow_and_update().clone();
+                    self.own.executor = current.executor;
+                    self.own.images = current.images;
+                    self.own_record_changed();
+                }
                 _ = save.tick() => self.save_if_dirty(),
             }
         }

@@ -300,6 +300,8 @@ mod tests {
             p2p_port: 2,
             role,
             tags: vec![],
+            executor: Default::default(),
+            images: vec![],
             version: 1,
         }
     }

@@ -46,6 +46,8 @@ pub struct NetworkContext {
     pub store: Store,
     pub events: Events,
     pub settings: SwarmSettings,
+    /// What this node can run; its record follows every change.
+    pub capabilities: tokio::sync::watch::Sender<crate::images::Capabilities>,
 }
 
 impl NetworkContext {
@@ -280,6 +282,8 @@ fn own_record(
         p2p_port,
         role,
         tags: ctx.config.tags.clone(),
+        executor: ctx.capabilities.borrow().executor.clone(),
+        images: ctx.capabilities.borrow().images.clone(),
         version: next_version(previous),
     }
 }

@@ -1,0 +1,176 @@
+//! The node's image library: every `*.tar` (docker-save format) in
+//! `workspace/image` is loaded into the local engine at start and whenever
+//! one is added, and the resulting list of images goes into the node's map
+//! record so the master knows who has what.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use iris_behaviours::{ExecutorState, ImageRef};
+use tokio::sync::watch;
+
+use crate::{
+    events::{EventKind, Events},
+    executor::Executor,
+};
+
+/// What this node can run, as its map record shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub executor: ExecutorState,
+    pub images: Vec<ImageRef>,
+}
+
+const SCAN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Size and modification time: a file that keeps both between two scans is
+/// complete (not still being copied in).
+type Fingerprint = (u64, SystemTime);
+
+pub struct ImageLibrary {
+    executor: Arc<Executor>,
+    dir: PathBuf,
+    capabilities: watch::Sender<Capabilities>,
+    events: Events,
+    /// Files already handled (loaded or failed), by their fingerprint then.
+    handled: tokio::sync::Mutex<HashMap<PathBuf, Fingerprint>>,
+}
+
+impl ImageLibrary {
+    pub fn new(
+        executor: Arc<Executor>,
+        dir: PathBuf,
+        capabilities: watch::Sender<Capabilities>,
+        events: Events,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            executor,
+            dir,
+            capabilities,
+            events,
+            handled: Default::default(),
+        })
+    }
+
+    /// Scans forever; the first scan loads every tar at once.
+    pub async fn watch(self: Arc<Self>) {
+        let mut previous: HashMap<PathBuf, Fingerprint> = HashMap::new();
+        let mut first = true;
+        loop {
+            let current = scan(&self.dir);
+            for (path, fingerprint) in &current {
+                let stable = first || previous.get(path) == Some(fingerprint);
+                let done = self.handled.lock().await.get(path) == Some(fingerprint);
+                if stable && !done {
+                    let _ = self.load(path).await;
+                }
+            }
+            self.refresh().await;
+            previous = current;
+            first = false;
+            tokio::time::sleep(SCAN_INTERVAL).await;
+        }
+    }
+
+    /// Loads one tar from the image directory and refreshes the list.
+    pub async fn load(&self, path: &Path) -> Result<Vec<String>, String> {
+        let fingerprint = fingerprint(path);
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = self
+            .executor
+            .load_image(path)
+            .await
+            .map_err(|e| e.to_string());
+        if let Some(fingerprint) = fingerprint {
+            self.handled
+                .lock()
+                .await
+                .insert(path.to_owned(), fingerprint);
+        }
+        match &result {
+            Ok(images) => {
+                self.events.emit(EventKind::ImageLoaded {
+                    file,
+                    images: images.clone(),
+                });
+            }
+            Err(error) => {
+                tracing::error!("{error}");
+                self.events.emit(EventKind::ImageFailed {
+                    file,
+                    error: error.clone(),
+                });
+            }
+        }
+        self.refresh().await;
+        result
+    }
+
+    /// Publishes the engine's current state and images.
+    async fn refresh(&self) {
+        let capabilities = match self.executor.availability() {
+            Err(reason) => Capabilities {
+                executor: ExecutorState::Unavailable(reason),
+                images: vec![],
+            },
+            Ok(()) => match self.executor.images().await {
+                Ok(images) => Capabilities {
+                    executor: ExecutorState::Available,
+                    images: images
+                        .into_iter()
+                        .take(iris_behaviours::MAX_IMAGES)
+                        .map(|i| ImageRef {
+                            id: i.id,
+                            tags: i.tags,
+                        })
+                        .collect(),
+                },
+                Err(e) => Capabilities {
+                    executor: ExecutorState::Unavailable(e.to_string()),
+                    images: vec![],
+                },
+            },
+        };
+        self.capabilities.send_if_modified(|current| {
+            let changed = *current != capabilities;
+            *current = capabilities;
+            changed
+        });
+    }
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.is_file().then(|| {
+        (
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        )
+    })
+}
+
+/// Regular `*.tar` files directly in `dir` (not links, not hidden files).
+fn scan(dir: &Path) -> HashMap<PathBuf, Fingerprint> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.ends_with(".tar") && !name.starts_with('.')
+        })
+        .filter_map(|p| fingerprint(&p).map(|f| (p, f)))
+        .collect()
+}
