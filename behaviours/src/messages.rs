@@ -278,6 +278,9 @@ pub enum ControlResponse {
 }
 
 /// Messages on the network's gossipsub topic.
+// Announcements are the common case and live only until they are encoded or
+// merged, so boxing the record would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MapMessage {
     /// The sender's own record; also its heartbeat.
