@@ -9,7 +9,7 @@ use std::{
 };
 
 use iris_behaviours::{
-    libp2p::{multiaddr::Protocol, Multiaddr, PeerId},
+    libp2p::{Multiaddr, PeerId},
     Departure, Liveness, MapEntry, NetworkConfig, NetworkMode, Role, SwarmSettings,
 };
 use serde::Serialize;
@@ -413,12 +413,5 @@ fn with_peer_id(addrs: &[Multiaddr], peer: PeerId) -> Vec<Multiaddr> {
     addrs
         .iter()
         .map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a))
-        .collect()
-}
-
-/// Strips a trailing `/p2p/...` (used by tests and the CLI).
-pub fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
-    addr.iter()
-        .filter(|p| !matches!(p, Protocol::P2p(_)))
         .collect()
 }
