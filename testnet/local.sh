@@ -51,7 +51,8 @@ up() {
     local name=${names[$i]} dir="$data/${names[$i]}"
     iris init --dir "$dir" --name "$name" --p2p-listen 127.0.0.1 \
       --p2p-port $((p2p_base + i + 1)) --api-port $((api_base + i + 1)) >/dev/null
-    iris run --dir "$dir" >/dev/null 2>"$dir/node.log" &
+    # The binary itself, not the shell function: $! must be the node's pid.
+    "$root/target/$profile/iris" run --dir "$dir" >/dev/null 2>"$dir/node.log" &
     echo $! >"$dir/pid"
   done
   for i in $(seq 0 $((n - 1))); do wait_api "$data/${names[$i]}"; done
