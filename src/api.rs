@@ -5,7 +5,10 @@
 use std::{convert::Infallible, sync::Arc};
 
 use axum::{
-    extract::{rejection::JsonRejection, FromRequest, Request, State},
+    extract::{
+        rejection::{JsonRejection, QueryRejection},
+        FromRequest, Path, Query, Request, State,
+    },
     http::{header, StatusCode},
     middleware::{self, Next},
     response::{
@@ -20,6 +23,10 @@ use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::{
+    jobs::{
+        store::{Job, JobRequest},
+        TaskLogs,
+    },
     network::NetworkError,
     node::{Images, LoadedImage, Membership, Node, NodeError, NodeView, Status},
 };
@@ -48,6 +55,10 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/images", get(images))
         .route("/v1/images/load", post(load_image))
+        .route("/v1/jobs", get(list_jobs).post(submit_job))
+        .route("/v1/jobs/{id}", get(show_job))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/logs", get(job_logs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -93,10 +104,15 @@ impl From<NodeError> for ApiError {
         let status = match &err {
             NodeError::NotInNetwork | NodeError::AlreadyInNetwork(_) => StatusCode::CONFLICT,
             NodeError::Invalid(_) => StatusCode::BAD_REQUEST,
+            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
             NodeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             NodeError::Network(e) => match e {
                 NetworkError::NoPeerId(_) => StatusCode::BAD_REQUEST,
                 NetworkError::Refused { .. } => StatusCode::CONFLICT,
+                NetworkError::PeerRefused { reason, .. } if reason.starts_with("forbidden") => {
+                    StatusCode::FORBIDDEN
+                }
+                NetworkError::PeerRefused { .. } => StatusCode::CONFLICT,
                 NetworkError::WrongKey { .. }
                 | NetworkError::Unreachable { .. }
                 | NetworkError::NoAnswer { .. }
@@ -262,6 +278,45 @@ async fn load_image(
     ApiJson(body): ApiJson<LoadImage>,
 ) -> Result<Json<LoadedImage>, ApiError> {
     Ok(Json(state.node.load_image(&body.path).await?))
+}
+
+async fn submit_job(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<JobRequest>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    Ok((StatusCode::CREATED, Json(state.node.submit_job(request).await?)))
+}
+
+async fn list_jobs(State(state): State<ApiState>) -> Json<Vec<Job>> {
+    Json(state.node.jobs())
+}
+
+async fn show_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.node.job(&id)?))
+}
+
+async fn cancel_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.node.cancel_job(&id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    node: Option<String>,
+    #[serde(default)]
+    stdout_offset: u64,
+    #[serde(default)]
+    stderr_offset: u64,
+}
+
+async fn job_logs(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Json<Vec<TaskLogs>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let offsets = (query.stdout_offset, query.stderr_offset);
+    Ok(Json(state.node.job_logs(&id, query.node.as_deref(), offsets).await?))
 }
 
 async fn events(

@@ -31,6 +31,21 @@ pub struct NodeConfig {
     pub workspace: WorkspaceConfig,
     #[serde(default)]
     pub liveness: LivenessConfig,
+    #[serde(default)]
+    pub jobs: JobsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Tasks this node runs at once; the rest wait in a queue.
+    pub max_concurrent: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { max_concurrent: 2 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +163,7 @@ impl NodeConfig {
             api: ApiConfig::default(),
             workspace: WorkspaceConfig::default(),
             liveness: LivenessConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 
@@ -245,6 +261,10 @@ heartbeat_ms = {heartbeat}
 suspect_after_ms = {suspect}
 # Time as suspect after which a node is marked gone.
 gone_after_ms = {gone}
+
+[jobs]
+# Tasks this node runs at once; more wait in a queue (kept across restarts).
+max_concurrent = {max_concurrent}
 "#,
             name = self.name,
             p2p_listen = self.p2p.listen,
@@ -255,6 +275,7 @@ gone_after_ms = {gone}
             heartbeat = self.liveness.heartbeat_ms,
             suspect = self.liveness.suspect_after_ms,
             gone = self.liveness.gone_after_ms,
+            max_concurrent = self.jobs.max_concurrent,
         )
     }
 }

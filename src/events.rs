@@ -53,6 +53,11 @@ pub enum EventKind {
         file: String,
         images: Vec<String>,
     },
+    /// Every task of a job this node submitted has ended.
+    JobFinished {
+        job: String,
+        state: String,
+    },
     /// An image tar could not be loaded.
     ImageFailed {
         file: String,
@@ -74,6 +79,7 @@ impl EventKind {
             EventKind::NetworkLeft { .. } => "network_left",
             EventKind::ImageLoaded { .. } => "image_loaded",
             EventKind::ImageFailed { .. } => "image_failed",
+            EventKind::JobFinished { .. } => "job_finished",
         }
     }
 }

@@ -21,6 +21,7 @@ use bollard::{
     Docker,
 };
 use futures::StreamExt;
+pub use iris_behaviours::{TaskSpec, TaskState};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
@@ -50,36 +51,9 @@ pub struct ImageInfo {
     pub tags: Vec<String>,
 }
 
-/// What to run, after validation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskSpec {
-    pub job_id: String,
-    pub image: String,
-    pub argv: Vec<String>,
-    #[serde(default)]
-    pub env: Vec<(String, String)>,
-    /// `None`: no network at all; `Some("bridge")`: Docker's default bridge.
-    #[serde(default)]
-    pub network: Option<String>,
-    pub memory_bytes: i64,
-    pub nano_cpus: i64,
-    pub pids_limit: i64,
-    pub timeout_ms: u64,
-}
-
-/// How a task ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskEnd {
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskOutcome {
-    pub end: TaskEnd,
+    pub end: TaskState,
     pub exit_code: Option<i64>,
     /// Files the task wrote, relative to its output directory.
     pub outputs: Vec<String>,
@@ -229,7 +203,7 @@ impl Executor {
         match self.run_inner(spec, logs_dir, cancel).await {
             Ok(outcome) => outcome,
             Err(e) => TaskOutcome {
-                end: TaskEnd::Failed,
+                end: TaskState::Failed,
                 exit_code: None,
                 outputs: Vec::new(),
                 error: Some(e.to_string()),
@@ -344,16 +318,17 @@ impl Executor {
             result = wait.next() => match result {
                 Some(Ok(response)) => exit_end(response.status_code),
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => exit_end(code),
-                Some(Err(e)) => (TaskEnd::Failed, None, Some(e.to_string())),
-                None => (TaskEnd::Failed, None, Some("the engine ended the wait without a status".into())),
+                Some(Err(e)) => (TaskState::Failed, None, Some(e.to_string())),
+                None => (TaskState::Failed, None, Some("the engine ended the wait without a status".into())),
             },
             _ = timeout => {
                 self.kill(docker, name).await;
-                (TaskEnd::TimedOut, None, Some(format!("killed after the timeout of {} ms", spec.timeout_ms)))
+                (TaskState::TimedOut, None, Some(format!("killed after the timeout of {} ms", spec.timeout_ms)))
             }
-            _ = cancel.wait_for(|c| *c) => {
+            // The guard wait_for returns must not live across the kill.
+            _ = async { let _ = cancel.wait_for(|c| *c).await; } => {
                 self.kill(docker, name).await;
-                (TaskEnd::Cancelled, None, Some("cancelled".into()))
+                (TaskState::Cancelled, None, Some("cancelled".into()))
             }
         };
         // The log stream ends with the container; give it a moment.
@@ -400,11 +375,11 @@ impl Executor {
     }
 }
 
-fn exit_end(code: i64) -> (TaskEnd, Option<i64>, Option<String>) {
+fn exit_end(code: i64) -> (TaskState, Option<i64>, Option<String>) {
     let end = if code == 0 {
-        TaskEnd::Succeeded
+        TaskState::Succeeded
     } else {
-        TaskEnd::Failed
+        TaskState::Failed
     };
     (end, Some(code), None)
 }

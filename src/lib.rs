@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod events;
 pub mod executor;
 pub mod images;
+pub mod jobs;
 pub mod network;
 pub mod node;
 pub mod store;

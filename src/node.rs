@@ -4,7 +4,7 @@
 
 use std::{
     path::Path,
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::Duration,
 };
 
@@ -19,6 +19,12 @@ use crate::{
     events::{EventKind, Events},
     executor::{Executor, Workspace},
     images::{Capabilities, ImageLibrary},
+    jobs::{
+        resolve_targets,
+        runner::TaskRunner,
+        store::{Job, JobRequest, JobStore},
+        Jobs, TaskLogs,
+    },
     network::{self, NetworkClient, NetworkContext, NetworkError, Snapshot},
     store::{Store, StoreError},
 };
@@ -32,6 +38,8 @@ pub enum NodeError {
     AlreadyInNetwork(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error(transparent)]
@@ -108,7 +116,8 @@ pub struct Node {
     images: Arc<ImageLibrary>,
     /// Serializes create, join and leave.
     membership_change: tokio::sync::Mutex<()>,
-    network: RwLock<Option<NetworkClient>>,
+    jobs: Arc<Jobs>,
+    network: tokio::sync::watch::Sender<Option<NetworkClient>>,
     /// Turns true when the node shuts down, so long-lived streams end.
     stopped: tokio::sync::watch::Sender<bool>,
 }
@@ -155,6 +164,19 @@ impl Node {
             events.clone(),
         );
         tokio::spawn(images.clone().watch());
+
+        let network = tokio::sync::watch::Sender::new(None);
+        let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
+        let runner = TaskRunner::new(executor.clone(), dir.join("tasks"), config.jobs.max_concurrent, deliveries.clone());
+        let job_store = JobStore::open(dir.join("jobs"))
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.join("jobs").display()))?;
+        let jobs = Jobs::new(job_store, runner.clone(), peer_id, events.clone(), network.subscribe());
+        tokio::spawn(jobs.clone().deliver(delivery_queue, deliveries));
+        runner.recover();
+        let (inbound, inbound_queue) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(answer_inbound(jobs.clone(), inbound_queue));
+        tokio::spawn(watch_departures(jobs.clone(), events.subscribe()));
+
         let ctx = Arc::new(NetworkContext {
             keypair,
             config,
@@ -162,13 +184,15 @@ impl Node {
             events,
             settings,
             capabilities,
+            inbound,
         });
         let node = Arc::new(Node {
             ctx: ctx.clone(),
             executor,
             images,
+            jobs,
             membership_change: tokio::sync::Mutex::new(()),
-            network: RwLock::new(None),
+            network,
             stopped: tokio::sync::watch::Sender::new(false),
         });
         if let Some(membership) = membership {
@@ -190,11 +214,64 @@ impl Node {
     }
 
     fn client(&self) -> Option<NetworkClient> {
-        self.network.read().expect("lock poisoned").clone()
+        self.network.borrow().clone()
     }
 
     fn set_network(&self, client: Option<NetworkClient>) {
-        *self.network.write().expect("lock poisoned") = client;
+        self.network.send_replace(client);
+    }
+
+    /// Submits a job to the nodes `request.on` names; returns once every
+    /// target has accepted (or refused) its task.
+    pub async fn submit_job(&self, request: JobRequest) -> Result<Job, NodeError> {
+        let map = match self.snapshot().await {
+            Ok(snapshot) => snapshot.map,
+            // Alone, a node can still run jobs on itself.
+            Err(NodeError::NotInNetwork) => vec![self.own_entry()],
+            Err(e) => return Err(e),
+        };
+        let load = self.jobs.store.load_by_peer();
+        let targets = resolve_targets(&request.on, request.any, &map, &load).map_err(NodeError::Invalid)?;
+        Jobs::task_spec("check", &request).map_err(NodeError::Invalid)?;
+        self.jobs.submit(request, targets).await.map_err(NodeError::Invalid)
+    }
+
+    fn own_entry(&self) -> MapEntry {
+        let config = &self.ctx.config;
+        MapEntry {
+            record: iris_behaviours::NodeRecord {
+                name: config.name.clone(),
+                peer_id: self.ctx.peer_id(),
+                addrs: vec![],
+                api_port: config.api.port,
+                p2p_port: config.p2p.port,
+                role: Role::Master,
+                tags: config.tags.clone(),
+                executor: Default::default(),
+                images: vec![],
+                version: 0,
+            },
+            state: Liveness::Alive,
+            last_seen_ms: crate::now_ms(),
+        }
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        self.jobs.store.list()
+    }
+
+    pub fn job(&self, id: &str) -> Result<Job, NodeError> {
+        self.jobs.store.get(id).ok_or_else(|| NodeError::NotFound(format!("no job {id} on this node")))
+    }
+
+    pub async fn cancel_job(&self, id: &str) -> Result<Job, NodeError> {
+        self.job(id)?;
+        self.jobs.cancel(id).await.map_err(NodeError::Invalid)
+    }
+
+    pub async fn job_logs(&self, id: &str, node: Option<&str>, offsets: (u64, u64)) -> Result<Vec<TaskLogs>, NodeError> {
+        self.job(id)?;
+        self.jobs.logs(id, node, offsets).await.map_err(NodeError::Invalid)
     }
 
     async fn snapshot(&self) -> Result<Snapshot, NodeError> {
@@ -414,4 +491,30 @@ fn with_peer_id(addrs: &[Multiaddr], peer: PeerId) -> Vec<Multiaddr> {
         .iter()
         .map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a))
         .collect()
+}
+
+/// Answers peers' job requests, each in its own task so a slow one (a
+/// Docker call) holds up no other.
+async fn answer_inbound(jobs: Arc<Jobs>, mut inbound: tokio::sync::mpsc::Receiver<network::Inbound>) {
+    while let Some(network::Inbound { peer, request, reply }) = inbound.recv().await {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            let _ = reply.send(jobs.handle(peer, request).await);
+        });
+    }
+}
+
+/// Tasks on a node that is gone or left will never report again.
+async fn watch_departures(jobs: Arc<Jobs>, mut events: tokio::sync::broadcast::Receiver<crate::events::Event>) {
+    loop {
+        match events.recv().await {
+            Ok(event) => match event.kind {
+                EventKind::Gone { peer_id, reason, .. } => jobs.node_gone(peer_id, &format!("node gone: {reason}")),
+                EventKind::Left { peer_id, .. } => jobs.node_gone(peer_id, "node left the network"),
+                _ => {}
+            },
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use iris::executor::{Executor, TaskEnd, TaskSpec, Workspace};
+use iris::executor::{Executor, TaskState, TaskSpec, Workspace};
 use serde_json::Value;
 
 const WORKER_TAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");
@@ -94,7 +94,7 @@ async fn stats_on_private_data_succeed_and_write_outputs_and_logs() {
     let s = setup().await;
     let spec = s.spec(&["/iris-worker", "stats", "/workspace/private/data.csv"]);
     let (outcome, stdout, _) = s.run(&spec).await;
-    assert_eq!(outcome.end, TaskEnd::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.end, TaskState::Succeeded, "{outcome:?}");
     assert_eq!(outcome.exit_code, Some(0));
     assert_eq!(outcome.outputs, vec!["stats.json".to_string()]);
     let out = s
@@ -112,7 +112,7 @@ async fn stats_on_private_data_succeed_and_write_outputs_and_logs() {
 async fn a_failing_command_reports_its_exit_code() {
     let s = setup().await;
     let (outcome, _, _) = s.run(&s.spec(&["/iris-worker", "exit", "3"])).await;
-    assert_eq!(outcome.end, TaskEnd::Failed);
+    assert_eq!(outcome.end, TaskState::Failed);
     assert_eq!(outcome.exit_code, Some(3));
     let (outcome, _, stderr) = s
         .run(&s.spec(&["/iris-worker", "stats", "/workspace/private/missing.csv"]))
@@ -128,7 +128,7 @@ async fn a_timeout_kills_the_container() {
     spec.timeout_ms = 1000;
     let started = std::time::Instant::now();
     let (outcome, _, _) = s.run(&spec).await;
-    assert_eq!(outcome.end, TaskEnd::TimedOut, "{outcome:?}");
+    assert_eq!(outcome.end, TaskState::TimedOut, "{outcome:?}");
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "took {:?}",
@@ -148,7 +148,7 @@ async fn cancel_stops_a_running_task() {
         cancel.send_replace(true);
     };
     let (outcome, ()) = tokio::join!(run, trigger);
-    assert_eq!(outcome.end, TaskEnd::Cancelled, "{outcome:?}");
+    assert_eq!(outcome.end, TaskState::Cancelled, "{outcome:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -157,21 +157,21 @@ async fn a_job_cannot_write_to_private_data() {
     let (outcome, _, stderr) = s
         .run(&s.spec(&["/iris-worker", "touch", "/workspace/private/evil.txt"]))
         .await;
-    assert_eq!(outcome.end, TaskEnd::Failed, "{outcome:?}");
+    assert_eq!(outcome.end, TaskState::Failed, "{outcome:?}");
     assert!(stderr.contains("Read-only file system"), "{stderr}");
     assert!(!s.root.join("workspace/private/evil.txt").exists());
     // Nor to its own root file system.
     let (outcome, _, _) = s
         .run(&s.spec(&["/iris-worker", "touch", "/evil.txt"]))
         .await;
-    assert_eq!(outcome.end, TaskEnd::Failed);
+    assert_eq!(outcome.end, TaskState::Failed);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_without_network_has_only_loopback() {
     let s = setup().await;
     let (outcome, stdout, _) = s.run(&s.spec(&["/iris-worker", "netifs"])).await;
-    assert_eq!(outcome.end, TaskEnd::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.end, TaskState::Succeeded, "{outcome:?}");
     assert_eq!(stdout.trim(), "lo");
     let mut spec = s.spec(&["/iris-worker", "netifs"]);
     spec.network = Some("bridge".into());
@@ -201,7 +201,7 @@ async fn an_unreachable_engine_is_reported_not_fatal() {
         timeout_ms: 1000,
     };
     let outcome = executor.run(&spec, tmp.path(), rx).await;
-    assert_eq!(outcome.end, TaskEnd::Failed);
+    assert_eq!(outcome.end, TaskState::Failed);
     assert!(outcome.error.unwrap().contains("executor: unavailable"));
 }
 

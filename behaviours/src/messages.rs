@@ -259,6 +259,16 @@ pub enum ControlRequest {
     /// "I am going": sent to every connected member before leaving or
     /// shutting down.
     Leave { departure: Departure },
+    /// Run a task here; only the network's master may ask another node.
+    /// Answered with `Ack` once queued; progress comes as `TaskUpdate`s.
+    RunTask { spec: TaskSpec },
+    /// Stop a task this node runs for the asker.
+    CancelTask { job_id: String },
+    /// A task's new state, sent by the node running it to the node that
+    /// asked for it.
+    TaskUpdate { report: TaskReport },
+    /// The task's output from the given offsets on; only the master asks.
+    FetchLogs { job_id: String, stdout_offset: u64, stderr_offset: u64 },
 }
 
 /// Responses on the control protocol.
@@ -275,6 +285,129 @@ pub enum ControlResponse {
     Refused {
         reason: String,
     },
+    Logs {
+        #[serde(with = "serde_bytes")]
+        stdout: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        stderr: Vec<u8>,
+    },
+}
+
+/// Most log bytes one `Logs` answer carries per stream.
+pub const MAX_LOG_CHUNK: usize = 1024 * 1024;
+
+/// A container to run on one node, as the wire carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub job_id: String,
+    pub image: String,
+    /// The command as an array: no shell ever sees it.
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// `None`: no network; `Some("bridge")`: Docker's default bridge.
+    #[serde(default)]
+    pub network: Option<String>,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    pub timeout_ms: u64,
+}
+
+impl TaskSpec {
+    /// Checks what a peer or a user could get wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_job_id(&self.job_id)?;
+        if self.image.is_empty() || self.image.len() > 256 || self.image.chars().any(char::is_whitespace) {
+            return Err(format!("image '{}' is not a valid image reference", self.image));
+        }
+        if self.argv.is_empty() {
+            return Err("the command is empty: give it after `--`".into());
+        }
+        if self.argv.len() > 1024 || self.argv.iter().any(|a| a.len() > 64 * 1024) {
+            return Err("the command is too long".into());
+        }
+        for (key, _) in &self.env {
+            let mut chars = key.chars();
+            let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("environment variable name '{key}' is not valid"));
+            }
+        }
+        match self.network.as_deref() {
+            None | Some("bridge") => {}
+            Some(other) => return Err(format!("network '{other}' is not allowed: use none or bridge")),
+        }
+        if !(6 << 20..=1 << 40).contains(&self.memory_bytes) {
+            return Err("memory must be between 6 MiB and 1 TiB".into());
+        }
+        if !(1_000_000..=1024 * 1_000_000_000).contains(&self.nano_cpus) {
+            return Err("cpus must be between 0.001 and 1024".into());
+        }
+        if !(1..=1_000_000).contains(&self.pids_limit) {
+            return Err("the pid limit must be between 1 and 1000000".into());
+        }
+        if !(1..=7 * 24 * 3600 * 1000).contains(&self.timeout_ms) {
+            return Err("the timeout must be between 1 ms and 7 days".into());
+        }
+        Ok(())
+    }
+}
+
+/// Job ids name directories and container labels: keep them plain.
+pub fn validate_job_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(format!("job id '{id}' may hold only 1 to 64 letters, digits and '-'"));
+    }
+    Ok(())
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// Its node went away (or restarted) before it finished.
+    Lost,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, TaskState::Queued | TaskState::Running)
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+        TaskState::Queued => "queued",
+        TaskState::Running => "running",
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+        TaskState::TimedOut => "timed_out",
+        TaskState::Cancelled => "cancelled",
+        TaskState::Lost => "lost",
+        })
+    }
+}
+
+/// A task's state as the node running it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub job_id: String,
+    pub state: TaskState,
+    pub exit_code: Option<i64>,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    /// Files the task wrote, relative to its output directory.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    pub error: Option<String>,
 }
 
 /// Messages on the network's gossipsub topic.

@@ -2,6 +2,7 @@
 //! this node, watches liveness and saves the membership.
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -13,7 +14,7 @@ use iris_behaviours::{
     libp2p::{
         gossipsub::{self, IdentTopic},
         ping,
-        request_response::{self, ResponseChannel},
+        request_response::{self, OutboundRequestId, ResponseChannel},
         swarm::{
             dial_opts::{DialOpts, PeerCondition},
             SwarmEvent,
@@ -23,7 +24,8 @@ use iris_behaviours::{
     ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, Liveness,
     MapMessage, NetworkConfig, NodeRecord,
 };
-use tokio::sync::mpsc;
+use futures::{future::BoxFuture, stream::FuturesUnordered};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{map::NetworkMap, next_version, Command, NetworkContext, Snapshot};
 use crate::{events::EventKind, store::Membership};
@@ -54,6 +56,10 @@ pub(super) struct EventLoop {
     /// The map or our record changed since the last save.
     dirty: bool,
     redial_round: u64,
+    /// Our requests waiting for an answer, by request id.
+    outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, String>>>,
+    /// Answers the node is still working out, with where they go.
+    replies: FuturesUnordered<BoxFuture<'static, (ResponseChannel<ControlResponse>, ControlResponse)>>,
 }
 
 impl EventLoop {
@@ -76,6 +82,8 @@ impl EventLoop {
             map,
             dirty: true,
             redial_round: 0,
+            outbound: HashMap::new(),
+            replies: FuturesUnordered::new(),
         }
     }
 
@@ -98,6 +106,10 @@ impl EventLoop {
                     Some(Command::Snapshot { reply }) => {
                         let _ = reply.send(self.snapshot());
                     }
+                    Some(Command::Request { peer, request, reply }) => {
+                        let id = self.swarm.behaviour_mut().control.send_request(&peer, request);
+                        self.outbound.insert(id, reply);
+                    }
                     Some(Command::Depart { departure, reply }) => {
                         self.depart(departure).await;
                         let _ = reply.send(());
@@ -115,6 +127,11 @@ impl EventLoop {
                     self.emit_all(events);
                 }
                 _ = redial.tick() => self.redial(),
+                Some((channel, response)) = self.replies.next(), if !self.replies.is_empty() => {
+                    if self.swarm.behaviour_mut().control.send_response(channel, response).is_err() {
+                        tracing::debug!("could not answer: the connection closed");
+                    }
+                }
                 Ok(()) = capabilities.changed() => {
                     let current = capabilities.borrow_and_update().clone();
                     self.own.executor = current.executor;
@@ -384,20 +401,23 @@ impl EventLoop {
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_request(peer, request, channel, now),
-                request_response::Message::Response { response, .. } => match response {
-                    ControlResponse::Hello { record } => {
-                        let _ = self.take_record(peer, record, now);
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_request(peer, request, channel, now)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let event = self.map.heard_from(&peer, now);
+                    self.emit(event);
+                    if let Some(reply) = self.outbound.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                        return;
                     }
-                    ControlResponse::Refused { reason } => {
-                        tracing::warn!(%peer, "peer refused us: {reason}");
-                    }
-                    _ => {}
-                },
+                    self.on_response(peer, response, now);
+                }
             },
-            request_response::Event::OutboundFailure { peer, error, .. } => {
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                if let Some(reply) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
                 tracing::debug!(%peer, "control request failed: {error}");
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -405,6 +425,45 @@ impl EventLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+
+    /// Answers to our own hellos.
+    fn on_response(&mut self, peer: PeerId, response: ControlResponse, now: Instant) {
+        match response {
+            ControlResponse::Hello { record } => {
+                let _ = self.take_record(peer, record, now);
+            }
+            ControlResponse::Refused { reason } => {
+                tracing::warn!(%peer, "peer refused us: {reason}");
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands a job request to the node, after the one check that needs the
+    /// network config: only the master may command another node.
+    fn forward(&mut self, peer: PeerId, request: ControlRequest, channel: ResponseChannel<ControlResponse>) {
+        let what = match &request {
+            ControlRequest::RunTask { .. } => Some("run jobs on"),
+            ControlRequest::CancelTask { .. } => Some("cancel jobs on"),
+            ControlRequest::FetchLogs { .. } => Some("read job logs of"),
+            _ => None,
+        };
+        let (reply, answer) = oneshot::channel();
+        if let Some(what) = what.filter(|_| peer != self.network.master) {
+            tracing::warn!(%peer, "refused a request from a node that is not the master");
+            let _ = reply.send(ControlResponse::Refused {
+                reason: format!("forbidden: only the master can {what} other nodes"),
+            });
+        } else if self.ctx.inbound.try_send(super::Inbound { peer, request, reply }).is_err() {
+            tracing::warn!(%peer, "too many requests waiting; refused one");
+        }
+        self.replies.push(Box::pin(async move {
+            let response = answer.await.unwrap_or_else(|_| ControlResponse::Refused {
+                reason: "the node is busy or shutting down; try again".into(),
+            });
+            (channel, response)
+        }));
     }
 
     /// Merges a record that arrived on a connection authenticated as `peer`.
@@ -459,6 +518,7 @@ impl EventLoop {
                 self.emit(event);
                 ControlResponse::Ack
             }
+            request => return self.forward(peer, request, channel),
         };
         if self
             .swarm

@@ -48,6 +48,15 @@ pub struct NetworkContext {
     pub settings: SwarmSettings,
     /// What this node can run; its record follows every change.
     pub capabilities: tokio::sync::watch::Sender<crate::images::Capabilities>,
+    /// Where requests about jobs go; the event loop sends back the answer.
+    pub inbound: mpsc::Sender<Inbound>,
+}
+
+/// A request from a peer that the node, not the event loop, answers.
+pub struct Inbound {
+    pub peer: PeerId,
+    pub request: ControlRequest,
+    pub reply: oneshot::Sender<ControlResponse>,
 }
 
 impl NetworkContext {
@@ -69,8 +78,10 @@ pub enum NetworkError {
     Unreachable { addr: Multiaddr, detail: String },
     #[error("join refused by {peer}: {reason}")]
     Refused { peer: PeerId, reason: String },
-    #[error("bootstrap peer {peer} did not answer the join: {detail}")]
+    #[error("peer {peer} did not answer: {detail}")]
     NoAnswer { peer: PeerId, detail: String },
+    #[error("{reason}")]
+    PeerRefused { peer: PeerId, reason: String },
     #[error("bootstrap peer {peer} sent an invalid welcome: {reason}")]
     BadWelcome { peer: PeerId, reason: String },
     #[error(transparent)]
@@ -100,6 +111,12 @@ pub(crate) enum Command {
         departure: Departure,
         reply: oneshot::Sender<()>,
     },
+    /// Send a request to a peer and hand back its answer.
+    Request {
+        peer: PeerId,
+        request: ControlRequest,
+        reply: oneshot::Sender<Result<ControlResponse, String>>,
+    },
 }
 
 /// The handle to a running membership. Cheap to clone.
@@ -116,6 +133,19 @@ impl NetworkClient {
             .await
             .map_err(|_| NetworkError::Stopped)?;
         rx.await.map_err(|_| NetworkError::Stopped)
+    }
+
+    /// Sends `request` to `peer` and waits for the answer. A `Refused`
+    /// answer comes back as an error carrying the peer's reason.
+    pub async fn request(&self, peer: PeerId, request: ControlRequest) -> Result<ControlResponse, NetworkError> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Request { peer, request, reply };
+        self.commands.send(command).await.map_err(|_| NetworkError::Stopped)?;
+        match rx.await.map_err(|_| NetworkError::Stopped)? {
+            Ok(ControlResponse::Refused { reason }) => Err(NetworkError::PeerRefused { peer, reason }),
+            Ok(response) => Ok(response),
+            Err(detail) => Err(NetworkError::NoAnswer { peer, detail }),
+        }
     }
 
     /// Tells the other members we are going and stops the session. Returns

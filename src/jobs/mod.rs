@@ -1,0 +1,309 @@
+//! Jobs: a container image run on a set of nodes.
+//!
+//! The node that submits a job keeps its record ([`store`]) and sends each
+//! target a `RunTask`; every node runs what it is given in its
+//! [`runner`] and reports each change of state back with `TaskUpdate`.
+//! Only the network's master may give tasks to other nodes; the event loop
+//! checks that against the authenticated PeerId before a request gets here.
+
+pub mod runner;
+pub mod store;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use iris_behaviours::{
+    libp2p::PeerId, ControlRequest, ControlResponse, Liveness, MapEntry, Role, TaskSpec, TaskState,
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    events::{EventKind, Events},
+    network::NetworkClient,
+};
+use runner::{Delivery, TaskRunner};
+use store::{Job, JobRequest, JobStore, Task};
+
+/// How long to wait before sending an unacknowledged report again.
+const REDELIVER_AFTER: Duration = Duration::from_secs(2);
+
+/// One task's output, as `GET /v1/jobs/:id/logs` returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskLogs {
+    pub node: String,
+    pub state: TaskState,
+    pub stdout: String,
+    pub stderr: String,
+    /// Offsets to ask from next time (for `--follow`).
+    pub stdout_offset: u64,
+    pub stderr_offset: u64,
+}
+
+pub struct Jobs {
+    pub store: JobStore,
+    pub runner: Arc<TaskRunner>,
+    local: PeerId,
+    events: Events,
+    network: watch::Receiver<Option<NetworkClient>>,
+}
+
+impl Jobs {
+    pub fn new(
+        store: JobStore,
+        runner: Arc<TaskRunner>,
+        local: PeerId,
+        events: Events,
+        network: watch::Receiver<Option<NetworkClient>>,
+    ) -> Arc<Self> {
+        Arc::new(Self { store, runner, local, events, network })
+    }
+
+    fn client(&self) -> Option<NetworkClient> {
+        self.network.borrow().clone()
+    }
+
+    /// Validates a request and turns it into the spec every target runs.
+    pub fn task_spec(job_id: &str, request: &JobRequest) -> Result<TaskSpec, String> {
+        let mut env = Vec::new();
+        for pair in &request.env {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("environment entry '{pair}' must be KEY=VALUE"))?;
+            env.push((key.to_string(), value.to_string()));
+        }
+        let network = match request.network.as_deref() {
+            None | Some("none") => None,
+            Some(other) => Some(other.to_string()),
+        };
+        if !request.cpus.is_finite() || !request.timeout_secs.is_finite() {
+            return Err("cpus and timeout must be finite numbers".into());
+        }
+        let spec = TaskSpec {
+            job_id: job_id.to_string(),
+            image: request.image.clone(),
+            argv: request.argv.clone(),
+            env,
+            network,
+            memory_bytes: i64::try_from(request.memory_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX),
+            nano_cpus: (request.cpus * 1e9) as i64,
+            pids_limit: 256,
+            timeout_ms: (request.timeout_secs * 1000.0) as u64,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Records the job and hands each target its task. Returns the job as it
+    /// stands once every target has accepted or refused.
+    pub async fn submit(&self, request: JobRequest, targets: Vec<(PeerId, String)>) -> Result<Job, String> {
+        let id = format!("job-{}", crate::store::random_hex(6));
+        let spec = Self::task_spec(&id, &request)?;
+        let tasks = targets
+            .iter()
+            .map(|(peer, name)| {
+                let task = Task {
+                    node: name.clone(),
+                    peer_id: *peer,
+                    state: TaskState::Queued,
+                    exit_code: None,
+                    started_ms: None,
+                    finished_ms: None,
+                    outputs: Vec::new(),
+                    error: None,
+                };
+                (name.clone(), task)
+            })
+            .collect();
+        let job = Job { id: id.clone(), state: String::new(), request, created_ms: crate::now_ms(), tasks };
+        self.store.insert(job.with_state());
+        for (peer, _) in targets {
+            let sent = if peer == self.local {
+                self.runner.submit(self.local, spec.clone())
+            } else {
+                match self.client() {
+                    Some(client) => client
+                        .request(peer, ControlRequest::RunTask { spec: spec.clone() })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    None => Err("this node is in no network".into()),
+                }
+            };
+            if let Err(error) = sent {
+                self.fail_task(&id, peer, error);
+            }
+        }
+        self.store.get(&id).ok_or_else(|| "the job vanished".into())
+    }
+
+    fn fail_task(&self, id: &str, peer: PeerId, error: String) {
+        let job = self.store.update_task(id, peer, |task| {
+            task.state = TaskState::Failed;
+            task.finished_ms = Some(crate::now_ms());
+            task.error = Some(error);
+        });
+        self.announce_if_finished(job);
+    }
+
+    fn announce_if_finished(&self, job: Option<Job>) {
+        if let Some(job) = job.filter(Job::finished) {
+            self.events.emit(EventKind::JobFinished { job: job.id.clone(), state: job.state().to_string() });
+        }
+    }
+
+    /// Answers a peer's job request (authority already checked).
+    pub async fn handle(&self, peer: PeerId, request: ControlRequest) -> ControlResponse {
+        let result = match request {
+            ControlRequest::RunTask { spec } => self.runner.submit(peer, spec).map(|_| ControlResponse::Ack),
+            ControlRequest::CancelTask { job_id } => self.runner.cancel(&job_id, peer).map(|_| ControlResponse::Ack),
+            ControlRequest::FetchLogs { job_id, stdout_offset, stderr_offset } => self
+                .runner
+                .logs(&job_id, peer, (stdout_offset, stderr_offset))
+                .map(|(stdout, stderr)| ControlResponse::Logs { stdout, stderr }),
+            ControlRequest::TaskUpdate { report } => {
+                let job = self.store.apply(peer, report);
+                self.announce_if_finished(job);
+                Ok(ControlResponse::Ack)
+            }
+            other => Err(format!("unexpected request {other:?}")),
+        };
+        result.unwrap_or_else(|reason| ControlResponse::Refused { reason })
+    }
+
+    /// Passes the runner's reports to the nodes that asked for the tasks,
+    /// again and again until they are acknowledged.
+    pub async fn deliver(self: Arc<Self>, mut deliveries: mpsc::UnboundedReceiver<Delivery>, retry: mpsc::UnboundedSender<Delivery>) {
+        while let Some(delivery) = deliveries.recv().await {
+            let Delivery { origin, report } = delivery.clone();
+            if origin == self.local {
+                let job = self.store.apply(origin, report.clone());
+                self.announce_if_finished(job);
+                self.runner.delivered(&report);
+                continue;
+            }
+            let jobs = self.clone();
+            let retry = retry.clone();
+            tokio::spawn(async move {
+                let sent = match jobs.client() {
+                    Some(client) => client.request(origin, ControlRequest::TaskUpdate { report: report.clone() }).await.is_ok(),
+                    None => false,
+                };
+                if sent {
+                    jobs.runner.delivered(&report);
+                } else {
+                    tokio::time::sleep(REDELIVER_AFTER).await;
+                    let _ = retry.send(delivery);
+                }
+            });
+        }
+    }
+
+    /// Marks a departed node's unfinished tasks lost.
+    pub fn node_gone(&self, peer: PeerId, reason: &str) {
+        for job in self.store.node_lost(peer, reason) {
+            self.announce_if_finished(Some(job));
+        }
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<Job, String> {
+        let job = self.store.get(id).ok_or_else(|| format!("no job {id}"))?;
+        for task in job.tasks.values().filter(|t| !t.state.is_terminal()) {
+            let result = if task.peer_id == self.local {
+                self.runner.cancel(id, self.local)
+            } else if let Some(client) = self.client() {
+                let request = ControlRequest::CancelTask { job_id: id.to_string() };
+                client.request(task.peer_id, request).await.map(|_| ()).map_err(|e| e.to_string())
+            } else {
+                Err("this node is in no network".into())
+            };
+            if let Err(e) = result {
+                tracing::warn!(job = %id, node = %task.node, "cancel failed: {e}");
+            }
+        }
+        self.store.get(id).ok_or_else(|| format!("no job {id}"))
+    }
+
+    pub async fn logs(&self, id: &str, node: Option<&str>, offsets: (u64, u64)) -> Result<Vec<TaskLogs>, String> {
+        let job = self.store.get(id).ok_or_else(|| format!("no job {id}"))?;
+        if let Some(node) = node {
+            if !job.tasks.contains_key(node) {
+                return Err(format!("job {id} has no task on node '{node}'"));
+            }
+        }
+        let mut all = Vec::new();
+        for task in job.tasks.values().filter(|t| node.is_none_or(|n| n == t.node)) {
+            let (stdout, stderr) = if task.peer_id == self.local {
+                self.runner.logs(id, self.local, offsets)?
+            } else {
+                let client = self.client().ok_or("this node is in no network")?;
+                let request = ControlRequest::FetchLogs {
+                    job_id: id.to_string(),
+                    stdout_offset: offsets.0,
+                    stderr_offset: offsets.1,
+                };
+                match client.request(task.peer_id, request).await {
+                    Ok(ControlResponse::Logs { stdout, stderr }) => (stdout, stderr),
+                    Ok(_) => return Err(format!("{} sent no logs", task.node)),
+                    Err(e) => return Err(format!("cannot fetch logs from {}: {e}", task.node)),
+                }
+            };
+            all.push(TaskLogs {
+                node: task.node.clone(),
+                state: task.state,
+                stdout_offset: offsets.0 + stdout.len() as u64,
+                stderr_offset: offsets.1 + stderr.len() as u64,
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            });
+        }
+        Ok(all)
+    }
+}
+
+/// Which nodes `--on` names, among the alive ones. `any` keeps the least
+/// loaded one, so a tag or a list acts as one load-balanced cluster.
+pub fn resolve_targets(
+    on: &str,
+    any: bool,
+    map: &[MapEntry],
+    load: &BTreeMap<PeerId, usize>,
+) -> Result<Vec<(PeerId, String)>, String> {
+    let alive = |e: &&MapEntry| e.state == Liveness::Alive;
+    let mut chosen: Vec<&MapEntry> = match on.split_once(':') {
+        _ if on == "all" => map.iter().filter(alive).collect(),
+        Some(("role", role)) => {
+            let role = match role {
+                "master" => Role::Master,
+                "slave" => Role::Slave,
+                other => return Err(format!("unknown role '{other}': use role:master or role:slave")),
+            };
+            map.iter().filter(alive).filter(|e| e.record.role == role).collect()
+        }
+        Some(("tag", tag)) => map.iter().filter(alive).filter(|e| e.record.tags.iter().any(|t| t == tag)).collect(),
+        Some((kind, _)) => return Err(format!("unknown target '{kind}:': use all, names, role:R or tag:T")),
+        None => {
+            let mut named = Vec::new();
+            for name in on.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let entry = map
+                    .iter()
+                    .find(|e| e.record.name == name)
+                    .ok_or_else(|| format!("no node named '{name}' in the network"))?;
+                if entry.state != Liveness::Alive {
+                    return Err(format!("node '{name}' is {}", entry.state));
+                }
+                if !named.iter().any(|e: &&MapEntry| e.record.peer_id == entry.record.peer_id) {
+                    named.push(entry);
+                }
+            }
+            named
+        }
+    };
+    if chosen.is_empty() {
+        return Err(format!("no alive node matches --on {on}"));
+    }
+    if any {
+        chosen.sort_by_key(|e| (load.get(&e.record.peer_id).copied().unwrap_or(0), e.record.name.clone()));
+        chosen.truncate(1);
+    }
+    Ok(chosen.into_iter().map(|e| (e.record.peer_id, e.record.name.clone())).collect())
+}

@@ -1,0 +1,213 @@
+//! Runs the tasks other nodes (or this one) ask this node to run: a queue
+//! bounded by `jobs.max_concurrent`, each task's state kept on disk in
+//! `DIR/tasks/<job>/task.json` beside its logs, and every change reported
+//! back to the node that asked, until that node has acknowledged it.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use iris_behaviours::{libp2p::PeerId, TaskReport, TaskSpec, TaskState, MAX_LOG_CHUNK};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::executor::Executor;
+
+/// A task as this node keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TaskFile {
+    origin: PeerId,
+    spec: TaskSpec,
+    report: TaskReport,
+    /// The origin has acknowledged `report`.
+    delivered: bool,
+}
+
+/// A report on its way to the node that asked for the task.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub origin: PeerId,
+    pub report: TaskReport,
+}
+
+pub struct TaskRunner {
+    executor: Arc<Executor>,
+    dir: PathBuf,
+    permits: Arc<Semaphore>,
+    cancels: Mutex<HashMap<String, (PeerId, watch::Sender<bool>)>>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+}
+
+impl TaskRunner {
+    /// `deliveries` receives every report to pass on; the receiver calls
+    /// [`TaskRunner::delivered`] once the origin has it.
+    pub fn new(
+        executor: Arc<Executor>,
+        dir: PathBuf,
+        max_concurrent: usize,
+        deliveries: mpsc::UnboundedSender<Delivery>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            executor,
+            dir,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            cancels: Mutex::new(HashMap::new()),
+            deliveries,
+        })
+    }
+
+    fn task_dir(&self, job_id: &str) -> PathBuf {
+        self.dir.join(job_id)
+    }
+
+    fn save(&self, task: &TaskFile) {
+        let dir = self.task_dir(&task.spec.job_id);
+        let json = serde_json::to_vec_pretty(task).expect("tasks serialize");
+        if let Err(e) = std::fs::create_dir_all(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_| crate::store::write_private(&dir.join("task.json"), &json).map_err(|e| e.to_string()))
+        {
+            tracing::error!(job = %task.spec.job_id, "cannot save task state: {e}");
+        }
+    }
+
+    fn load(&self, job_id: &str) -> Option<TaskFile> {
+        let bytes = std::fs::read(self.task_dir(job_id).join("task.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records a new state, saves it and sends it on its way.
+    fn update(&self, task: &mut TaskFile, change: impl FnOnce(&mut TaskReport)) {
+        change(&mut task.report);
+        task.delivered = false;
+        self.save(task);
+        let _ = self.deliveries.send(Delivery { origin: task.origin, report: task.report.clone() });
+    }
+
+    /// Marks a report as received by its origin, so a restart does not
+    /// send it again.
+    pub fn delivered(&self, report: &TaskReport) {
+        if let Some(mut task) = self.load(&report.job_id) {
+            if task.report == *report {
+                task.delivered = true;
+                self.save(&task);
+            }
+        }
+    }
+
+    /// Queues a task for `origin`. Returns at once.
+    pub fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), String> {
+        spec.validate()?;
+        if self.task_dir(&spec.job_id).join("task.json").exists() {
+            return Err(format!("this node already has a task for job {}", spec.job_id));
+        }
+        let report = TaskReport {
+            job_id: spec.job_id.clone(),
+            state: TaskState::Queued,
+            exit_code: None,
+            started_ms: None,
+            finished_ms: None,
+            outputs: Vec::new(),
+            error: None,
+        };
+        let mut task = TaskFile { origin, spec, report, delivered: false };
+        self.update(&mut task, |_| {});
+        self.start(task);
+        Ok(())
+    }
+
+    fn start(self: &Arc<Self>, mut task: TaskFile) {
+        let (cancel, cancelled) = watch::channel(false);
+        self.cancels.lock().expect("lock").insert(task.spec.job_id.clone(), (task.origin, cancel));
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let mut queue_cancel = cancelled.clone();
+            let permit = tokio::select! {
+                permit = runner.permits.clone().acquire_owned() => permit.ok(),
+                _ = async { let _ = queue_cancel.wait_for(|c| *c).await; } => None,
+            };
+            if permit.is_none() {
+                runner.update(&mut task, |r| {
+                    r.state = TaskState::Cancelled;
+                    r.finished_ms = Some(crate::now_ms());
+                    r.error = Some("cancelled while queued".into());
+                });
+            } else {
+                runner.update(&mut task, |r| {
+                    r.state = TaskState::Running;
+                    r.started_ms = Some(crate::now_ms());
+                });
+                let outcome = runner.executor.run(&task.spec, &runner.task_dir(&task.spec.job_id), cancelled).await;
+                runner.update(&mut task, |r| {
+                    r.state = outcome.end;
+                    r.exit_code = outcome.exit_code;
+                    r.outputs = outcome.outputs;
+                    r.error = outcome.error;
+                    r.finished_ms = Some(crate::now_ms());
+                });
+            }
+            runner.cancels.lock().expect("lock").remove(&task.spec.job_id);
+            drop(permit);
+        });
+    }
+
+    /// Stops a queued or running task, if `origin` is the one that asked for it.
+    pub fn cancel(&self, job_id: &str, origin: PeerId) -> Result<(), String> {
+        let cancels = self.cancels.lock().expect("lock");
+        match cancels.get(job_id) {
+            Some((owner, cancel)) if *owner == origin => {
+                cancel.send_replace(true);
+                Ok(())
+            }
+            Some(_) => Err(format!("forbidden: job {job_id} is not yours")),
+            None => Ok(()), // finished already, or never here: nothing to stop
+        }
+    }
+
+    /// Up to [`MAX_LOG_CHUNK`] bytes of each stream from the given offsets.
+    pub fn logs(&self, job_id: &str, origin: PeerId, offsets: (u64, u64)) -> Result<(Vec<u8>, Vec<u8>), String> {
+        iris_behaviours::validate_job_id(job_id)?;
+        let task = self.load(job_id).ok_or_else(|| format!("no task for job {job_id} on this node"))?;
+        if task.origin != origin {
+            return Err(format!("forbidden: job {job_id} is not yours"));
+        }
+        let read = |name: &str, offset: u64| -> Vec<u8> {
+            use std::io::{Read, Seek, SeekFrom};
+            let Ok(mut file) = std::fs::File::open(self.task_dir(job_id).join(name)) else { return Vec::new() };
+            let mut buf = Vec::new();
+            if file.seek(SeekFrom::Start(offset)).is_ok() {
+                let _ = file.take(MAX_LOG_CHUNK as u64).read_to_end(&mut buf);
+            }
+            buf
+        };
+        Ok((read("stdout.log", offsets.0), read("stderr.log", offsets.1)))
+    }
+
+    /// After a restart: tasks that were running lost their container (the
+    /// executor removed it), so they are reported lost; queued ones run;
+    /// reports the origin never acknowledged are sent again.
+    pub fn recover(self: &Arc<Self>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let job_id = entry.file_name().to_string_lossy().into_owned();
+            let Some(mut task) = self.load(&job_id) else {
+                tracing::warn!(job = %job_id, "ignoring a task directory without a readable task.json");
+                continue;
+            };
+            match task.report.state {
+                TaskState::Running => self.update(&mut task, |r| {
+                    r.state = TaskState::Lost;
+                    r.finished_ms = Some(crate::now_ms());
+                    r.error = Some("interrupted by a restart of the node".into());
+                }),
+                TaskState::Queued => self.start(task),
+                _ if !task.delivered => {
+                    let _ = self.deliveries.send(Delivery { origin: task.origin, report: task.report });
+                }
+                _ => {}
+            }
+        }
+    }
+}
