@@ -284,18 +284,27 @@ async fn submit_job(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<JobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.node.submit_job(request).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.node.submit_job(request).await?),
+    ))
 }
 
 async fn list_jobs(State(state): State<ApiState>) -> Json<Vec<Job>> {
     Json(state.node.jobs())
 }
 
-async fn show_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+async fn show_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(state.node.job(&id)?))
 }
 
-async fn cancel_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+async fn cancel_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(state.node.cancel_job(&id).await?))
 }
 
@@ -316,7 +325,12 @@ async fn job_logs(
 ) -> Result<Json<Vec<TaskLogs>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let offsets = (query.stdout_offset, query.stderr_offset);
-    Ok(Json(state.node.job_logs(&id, query.node.as_deref(), offsets).await?))
+    Ok(Json(
+        state
+            .node
+            .job_logs(&id, query.node.as_deref(), offsets)
+            .await?,
+    ))
 }
 
 async fn events(

@@ -78,6 +78,9 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Run containers on nodes of the network and follow them.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Follow the node's events (joined, suspect, gone, left, ...) live.
     Events {
         #[command(flatten)]
@@ -119,6 +122,126 @@ pub struct InitArgs {
     /// workspace is kept).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub dir: NodeDir,
+    /// The image to run, e.g. iris-worker:latest.
+    #[arg(long)]
+    pub image: String,
+    /// Where: all, node names (a,b), role:slave or tag:T.
+    #[arg(long, default_value = "all")]
+    pub on: String,
+    /// Run on just one of the targets, the least loaded.
+    #[arg(long)]
+    pub any: bool,
+    /// An environment variable for the container; repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// `bridge` gives the container Docker's default network; none by default.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Memory limit, e.g. 512m or 2g.
+    #[arg(long, default_value = "512m", value_parser = parse_memory_mb)]
+    pub memory: u64,
+    /// CPU limit, e.g. 0.5 or 2.
+    #[arg(long, default_value_t = 1.0)]
+    pub cpus: f64,
+    /// Kill the container after this long, e.g. 90s, 10m, 2h.
+    #[arg(long, default_value = "1h", value_parser = parse_duration_secs)]
+    pub timeout: f64,
+    /// The command, after `--`, as an argument list (no shell).
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+impl JobArgs {
+    fn body(&self) -> Value {
+        json!({
+            "image": self.image, "argv": self.argv, "env": self.env, "on": self.on,
+            "any": self.any, "network": self.network, "memory_mb": self.memory,
+            "cpus": self.cpus, "timeout_secs": self.timeout,
+        })
+    }
+}
+
+fn parse_memory_mb(text: &str) -> Result<u64, String> {
+    let text = text.trim().to_ascii_lowercase();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 512m or 2g"))?;
+    let mb = match unit {
+        "" | "m" | "mb" | "mib" => value,
+        "g" | "gb" | "gib" => value * 1024.0,
+        _ => return Err(format!("unknown size unit '{unit}': use m or g")),
+    };
+    Ok(mb as u64)
+}
+
+fn parse_duration_secs(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 90s, 10m or 2h"))?;
+    let factor = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown time unit '{unit}': use ms, s, m or h")),
+    };
+    Ok(value * factor)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Run a job and wait for it: a line per node; fails if any node failed.
+    Run(JobArgs),
+    /// Submit a job and print its id at once.
+    Submit(JobArgs),
+    /// List the jobs this node submitted.
+    List {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// A job's tasks: state, exit code, times, output files.
+    Show {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// A job's stdout and stderr, per node.
+    Logs {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+        /// Only this node's task.
+        #[arg(long)]
+        node: Option<String>,
+        /// Keep printing new output until the tasks end.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Stop a job's unfinished tasks.
+    Cancel {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +369,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             print_table(&rows);
             Ok(())
         }
+        Command::Job(command) => job(command).await,
         Command::Events { dir, output } => follow_events(&dir.dir, output.json).await,
     }
 }
@@ -397,6 +521,176 @@ async fn network(command: NetworkCommand) -> anyhow::Result<()> {
     }
 }
 
+async fn job(command: JobCommand) -> anyhow::Result<()> {
+    match command {
+        JobCommand::Submit(args) => {
+            let job: Value = ApiClient::from_dir(&args.dir.dir)?
+                .post("/v1/jobs", &args.body())
+                .await?;
+            println!("{}", job["id"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        JobCommand::Run(args) => {
+            let client = ApiClient::from_dir(&args.dir.dir)?;
+            let mut job: Value = client.post("/v1/jobs", &args.body()).await?;
+            let id = job["id"].as_str().unwrap_or_default().to_string();
+            eprintln!(
+                "job {id} on {} node(s)",
+                job["tasks"].as_object().map_or(0, |t| t.len())
+            );
+            while job["state"] == "running" {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                job = client.get(&format!("/v1/jobs/{id}")).await?;
+            }
+            print_tasks(&job);
+            if job["state"] != "succeeded" {
+                bail!("job {id} {}", job["state"].as_str().unwrap_or("failed"));
+            }
+            Ok(())
+        }
+        JobCommand::List { dir, output } => {
+            let jobs: Value = ApiClient::from_dir(&dir.dir)?.get("/v1/jobs").await?;
+            if output.json {
+                return print_json(&jobs);
+            }
+            let mut rows = vec![["JOB", "STATE", "IMAGE", "NODES", "CREATED"]
+                .map(String::from)
+                .to_vec()];
+            for job in jobs.as_array().into_iter().flatten() {
+                rows.push(vec![
+                    job["id"].as_str().unwrap_or_default().into(),
+                    job["state"].as_str().unwrap_or_default().into(),
+                    job["request"]["image"].as_str().unwrap_or_default().into(),
+                    job["tasks"].as_object().map_or(0, |t| t.len()).to_string(),
+                    job["created_ms"].as_u64().map_or("-".into(), clock),
+                ]);
+            }
+            print_table(&rows);
+            Ok(())
+        }
+        JobCommand::Show { dir, job, output } => {
+            let job: Value = ApiClient::from_dir(&dir.dir)?
+                .get(&format!("/v1/jobs/{job}"))
+                .await?;
+            if output.json {
+                return print_json(&job);
+            }
+            println!(
+                "job {} ({}): {} {}",
+                job["id"].as_str().unwrap_or_default(),
+                job["state"].as_str().unwrap_or_default(),
+                job["request"]["image"].as_str().unwrap_or_default(),
+                job["request"]["argv"]
+            );
+            print_tasks(&job);
+            for (node, task) in job["tasks"].as_object().into_iter().flatten() {
+                for file in task["outputs"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {node}: public/jobs/{}/{}",
+                        job["id"].as_str().unwrap_or_default(),
+                        file.as_str().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        JobCommand::Logs {
+            dir,
+            job,
+            node,
+            follow,
+        } => {
+            let client = ApiClient::from_dir(&dir.dir)?;
+            let mut offsets: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+            loop {
+                let mut all_done = true;
+                let nodes: Vec<String> = match &node {
+                    Some(n) => vec![n.clone()],
+                    None => {
+                        let j: Value = client.get(&format!("/v1/jobs/{job}")).await?;
+                        j["tasks"]
+                            .as_object()
+                            .map(|t| t.keys().cloned().collect())
+                            .unwrap_or_default()
+                    }
+                };
+                for name in nodes {
+                    let (out, err) = offsets.get(&name).copied().unwrap_or((0, 0));
+                    let path = format!(
+                        "/v1/jobs/{job}/logs?node={name}&stdout_offset={out}&stderr_offset={err}"
+                    );
+                    let logs: Value = client.get(&path).await?;
+                    for task in logs.as_array().into_iter().flatten() {
+                        let prefix = if node.is_some() {
+                            String::new()
+                        } else {
+                            format!("[{name}] ")
+                        };
+                        for line in task["stdout"].as_str().unwrap_or_default().lines() {
+                            println!("{prefix}{line}");
+                        }
+                        for line in task["stderr"].as_str().unwrap_or_default().lines() {
+                            eprintln!("{prefix}{line}");
+                        }
+                        let state = task["state"].as_str().unwrap_or_default();
+                        all_done &= !matches!(state, "queued" | "running");
+                        offsets.insert(
+                            name.clone(),
+                            (
+                                task["stdout_offset"].as_u64().unwrap_or(out),
+                                task["stderr_offset"].as_u64().unwrap_or(err),
+                            ),
+                        );
+                    }
+                }
+                if !follow || all_done {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+        JobCommand::Cancel { dir, job } => {
+            let job: Value = ApiClient::from_dir(&dir.dir)?
+                .post(&format!("/v1/jobs/{job}/cancel"), &json!({}))
+                .await?;
+            println!(
+                "cancel sent for job {}",
+                job["id"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A line per node: node, state, exit code, duration.
+fn print_tasks(job: &Value) {
+    let mut rows = vec![["NODE", "STATE", "EXIT", "DURATION"]
+        .map(String::from)
+        .to_vec()];
+    for (node, task) in job["tasks"].as_object().into_iter().flatten() {
+        let duration = match (task["started_ms"].as_u64(), task["finished_ms"].as_u64()) {
+            (Some(start), Some(end)) => {
+                format!("{:.2}s", end.saturating_sub(start) as f64 / 1000.0)
+            }
+            _ => "-".into(),
+        };
+        rows.push(vec![
+            node.clone(),
+            task["state"].as_str().unwrap_or_default().into(),
+            task["exit_code"]
+                .as_i64()
+                .map_or("-".into(), |c| c.to_string()),
+            duration,
+        ]);
+    }
+    print_table(&rows);
+    for (node, task) in job["tasks"].as_object().into_iter().flatten() {
+        if let Some(error) = task["error"].as_str() {
+            println!("{node}: {error}");
+        }
+    }
+}
+
 fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -526,6 +820,7 @@ fn describe_event(event: &Value) -> String {
         "network_left" => format!("left     network '{}'", text("network")),
         "image_loaded" => format!("loaded   {} from {}", event["images"], text("file")),
         "image_failed" => format!("failed   to load {}: {}", text("file"), text("error")),
+        "job_finished" => format!("job      {} {}", text("job"), text("state")),
         other => format!("{other} {event}"),
     };
     format!("{time}  {what}")

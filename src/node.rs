@@ -2,11 +2,7 @@
 //! network at a time. The REST API calls these methods; nothing here knows
 //! about HTTP.
 
-use std::{
-    path::Path,
-    sync::Arc,
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use iris_behaviours::{
     libp2p::{Multiaddr, PeerId},
@@ -167,10 +163,21 @@ impl Node {
 
         let network = tokio::sync::watch::Sender::new(None);
         let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
-        let runner = TaskRunner::new(executor.clone(), dir.join("tasks"), config.jobs.max_concurrent, deliveries.clone());
+        let runner = TaskRunner::new(
+            executor.clone(),
+            dir.join("tasks"),
+            config.jobs.max_concurrent,
+            deliveries.clone(),
+        );
         let job_store = JobStore::open(dir.join("jobs"))
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.join("jobs").display()))?;
-        let jobs = Jobs::new(job_store, runner.clone(), peer_id, events.clone(), network.subscribe());
+        let jobs = Jobs::new(
+            job_store,
+            runner.clone(),
+            peer_id,
+            events.clone(),
+            network.subscribe(),
+        );
         tokio::spawn(jobs.clone().deliver(delivery_queue, deliveries));
         runner.recover();
         let (inbound, inbound_queue) = tokio::sync::mpsc::channel(256);
@@ -231,9 +238,13 @@ impl Node {
             Err(e) => return Err(e),
         };
         let load = self.jobs.store.load_by_peer();
-        let targets = resolve_targets(&request.on, request.any, &map, &load).map_err(NodeError::Invalid)?;
+        let targets =
+            resolve_targets(&request.on, request.any, &map, &load).map_err(NodeError::Invalid)?;
         Jobs::task_spec("check", &request).map_err(NodeError::Invalid)?;
-        self.jobs.submit(request, targets).await.map_err(NodeError::Invalid)
+        self.jobs
+            .submit(request, targets)
+            .await
+            .map_err(NodeError::Invalid)
     }
 
     fn own_entry(&self) -> MapEntry {
@@ -261,7 +272,10 @@ impl Node {
     }
 
     pub fn job(&self, id: &str) -> Result<Job, NodeError> {
-        self.jobs.store.get(id).ok_or_else(|| NodeError::NotFound(format!("no job {id} on this node")))
+        self.jobs
+            .store
+            .get(id)
+            .ok_or_else(|| NodeError::NotFound(format!("no job {id} on this node")))
     }
 
     pub async fn cancel_job(&self, id: &str) -> Result<Job, NodeError> {
@@ -269,9 +283,17 @@ impl Node {
         self.jobs.cancel(id).await.map_err(NodeError::Invalid)
     }
 
-    pub async fn job_logs(&self, id: &str, node: Option<&str>, offsets: (u64, u64)) -> Result<Vec<TaskLogs>, NodeError> {
+    pub async fn job_logs(
+        &self,
+        id: &str,
+        node: Option<&str>,
+        offsets: (u64, u64),
+    ) -> Result<Vec<TaskLogs>, NodeError> {
         self.job(id)?;
-        self.jobs.logs(id, node, offsets).await.map_err(NodeError::Invalid)
+        self.jobs
+            .logs(id, node, offsets)
+            .await
+            .map_err(NodeError::Invalid)
     }
 
     async fn snapshot(&self) -> Result<Snapshot, NodeError> {
@@ -495,8 +517,16 @@ fn with_peer_id(addrs: &[Multiaddr], peer: PeerId) -> Vec<Multiaddr> {
 
 /// Answers peers' job requests, each in its own task so a slow one (a
 /// Docker call) holds up no other.
-async fn answer_inbound(jobs: Arc<Jobs>, mut inbound: tokio::sync::mpsc::Receiver<network::Inbound>) {
-    while let Some(network::Inbound { peer, request, reply }) = inbound.recv().await {
+async fn answer_inbound(
+    jobs: Arc<Jobs>,
+    mut inbound: tokio::sync::mpsc::Receiver<network::Inbound>,
+) {
+    while let Some(network::Inbound {
+        peer,
+        request,
+        reply,
+    }) = inbound.recv().await
+    {
         let jobs = jobs.clone();
         tokio::spawn(async move {
             let _ = reply.send(jobs.handle(peer, request).await);
@@ -505,11 +535,16 @@ async fn answer_inbound(jobs: Arc<Jobs>, mut inbound: tokio::sync::mpsc::Receive
 }
 
 /// Tasks on a node that is gone or left will never report again.
-async fn watch_departures(jobs: Arc<Jobs>, mut events: tokio::sync::broadcast::Receiver<crate::events::Event>) {
+async fn watch_departures(
+    jobs: Arc<Jobs>,
+    mut events: tokio::sync::broadcast::Receiver<crate::events::Event>,
+) {
     loop {
         match events.recv().await {
             Ok(event) => match event.kind {
-                EventKind::Gone { peer_id, reason, .. } => jobs.node_gone(peer_id, &format!("node gone: {reason}")),
+                EventKind::Gone {
+                    peer_id, reason, ..
+                } => jobs.node_gone(peer_id, &format!("node gone: {reason}")),
                 EventKind::Left { peer_id, .. } => jobs.node_gone(peer_id, "node left the network"),
                 _ => {}
             },

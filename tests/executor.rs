@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use iris::executor::{Executor, TaskState, TaskSpec, Workspace};
+use iris::executor::{Executor, TaskSpec, TaskState, Workspace};
 use serde_json::Value;
 
 const WORKER_TAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");

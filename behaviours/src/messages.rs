@@ -268,7 +268,11 @@ pub enum ControlRequest {
     /// asked for it.
     TaskUpdate { report: TaskReport },
     /// The task's output from the given offsets on; only the master asks.
-    FetchLogs { job_id: String, stdout_offset: u64, stderr_offset: u64 },
+    FetchLogs {
+        job_id: String,
+        stdout_offset: u64,
+        stderr_offset: u64,
+    },
 }
 
 /// Responses on the control protocol.
@@ -318,8 +322,14 @@ impl TaskSpec {
     /// Checks what a peer or a user could get wrong.
     pub fn validate(&self) -> Result<(), String> {
         validate_job_id(&self.job_id)?;
-        if self.image.is_empty() || self.image.len() > 256 || self.image.chars().any(char::is_whitespace) {
-            return Err(format!("image '{}' is not a valid image reference", self.image));
+        if self.image.is_empty()
+            || self.image.len() > 256
+            || self.image.chars().any(char::is_whitespace)
+        {
+            return Err(format!(
+                "image '{}' is not a valid image reference",
+                self.image
+            ));
         }
         if self.argv.is_empty() {
             return Err("the command is empty: give it after `--`".into());
@@ -329,14 +339,20 @@ impl TaskSpec {
         }
         for (key, _) in &self.env {
             let mut chars = key.chars();
-            let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            let first_ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
             if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("environment variable name '{key}' is not valid"));
             }
         }
         match self.network.as_deref() {
             None | Some("bridge") => {}
-            Some(other) => return Err(format!("network '{other}' is not allowed: use none or bridge")),
+            Some(other) => {
+                return Err(format!(
+                    "network '{other}' is not allowed: use none or bridge"
+                ))
+            }
         }
         if !(6 << 20..=1 << 40).contains(&self.memory_bytes) {
             return Err("memory must be between 6 MiB and 1 TiB".into());
@@ -356,8 +372,11 @@ impl TaskSpec {
 
 /// Job ids name directories and container labels: keep them plain.
 pub fn validate_job_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(format!("job id '{id}' may hold only 1 to 64 letters, digits and '-'"));
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(format!(
+            "job id '{id}' may hold only 1 to 64 letters, digits and '-'"
+        ));
     }
     Ok(())
 }
@@ -385,13 +404,13 @@ impl TaskState {
 impl std::fmt::Display for TaskState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-        TaskState::Queued => "queued",
-        TaskState::Running => "running",
-        TaskState::Succeeded => "succeeded",
-        TaskState::Failed => "failed",
-        TaskState::TimedOut => "timed_out",
-        TaskState::Cancelled => "cancelled",
-        TaskState::Lost => "lost",
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::TimedOut => "timed_out",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Lost => "lost",
         })
     }
 }

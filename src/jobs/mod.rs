@@ -55,7 +55,13 @@ impl Jobs {
         events: Events,
         network: watch::Receiver<Option<NetworkClient>>,
     ) -> Arc<Self> {
-        Arc::new(Self { store, runner, local, events, network })
+        Arc::new(Self {
+            store,
+            runner,
+            local,
+            events,
+            network,
+        })
     }
 
     fn client(&self) -> Option<NetworkClient> {
@@ -84,7 +90,8 @@ impl Jobs {
             argv: request.argv.clone(),
             env,
             network,
-            memory_bytes: i64::try_from(request.memory_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX),
+            memory_bytes: i64::try_from(request.memory_mb.saturating_mul(1 << 20))
+                .unwrap_or(i64::MAX),
             nano_cpus: (request.cpus * 1e9) as i64,
             pids_limit: 256,
             timeout_ms: (request.timeout_secs * 1000.0) as u64,
@@ -95,7 +102,11 @@ impl Jobs {
 
     /// Records the job and hands each target its task. Returns the job as it
     /// stands once every target has accepted or refused.
-    pub async fn submit(&self, request: JobRequest, targets: Vec<(PeerId, String)>) -> Result<Job, String> {
+    pub async fn submit(
+        &self,
+        request: JobRequest,
+        targets: Vec<(PeerId, String)>,
+    ) -> Result<Job, String> {
         let id = format!("job-{}", crate::store::random_hex(6));
         let spec = Self::task_spec(&id, &request)?;
         let tasks = targets
@@ -114,7 +125,13 @@ impl Jobs {
                 (name.clone(), task)
             })
             .collect();
-        let job = Job { id: id.clone(), state: String::new(), request, created_ms: crate::now_ms(), tasks };
+        let job = Job {
+            id: id.clone(),
+            state: String::new(),
+            request,
+            created_ms: crate::now_ms(),
+            tasks,
+        };
         self.store.insert(job.with_state());
         for (peer, _) in targets {
             let sent = if peer == self.local {
@@ -141,22 +158,35 @@ impl Jobs {
             task.state = TaskState::Failed;
             task.finished_ms = Some(crate::now_ms());
             task.error = Some(error);
+            true
         });
         self.announce_if_finished(job);
     }
 
     fn announce_if_finished(&self, job: Option<Job>) {
         if let Some(job) = job.filter(Job::finished) {
-            self.events.emit(EventKind::JobFinished { job: job.id.clone(), state: job.state().to_string() });
+            self.events.emit(EventKind::JobFinished {
+                job: job.id.clone(),
+                state: job.state().to_string(),
+            });
         }
     }
 
     /// Answers a peer's job request (authority already checked).
     pub async fn handle(&self, peer: PeerId, request: ControlRequest) -> ControlResponse {
         let result = match request {
-            ControlRequest::RunTask { spec } => self.runner.submit(peer, spec).map(|_| ControlResponse::Ack),
-            ControlRequest::CancelTask { job_id } => self.runner.cancel(&job_id, peer).map(|_| ControlResponse::Ack),
-            ControlRequest::FetchLogs { job_id, stdout_offset, stderr_offset } => self
+            ControlRequest::RunTask { spec } => {
+                self.runner.submit(peer, spec).map(|_| ControlResponse::Ack)
+            }
+            ControlRequest::CancelTask { job_id } => self
+                .runner
+                .cancel(&job_id, peer)
+                .map(|_| ControlResponse::Ack),
+            ControlRequest::FetchLogs {
+                job_id,
+                stdout_offset,
+                stderr_offset,
+            } => self
                 .runner
                 .logs(&job_id, peer, (stdout_offset, stderr_offset))
                 .map(|(stdout, stderr)| ControlResponse::Logs { stdout, stderr }),
@@ -172,7 +202,11 @@ impl Jobs {
 
     /// Passes the runner's reports to the nodes that asked for the tasks,
     /// again and again until they are acknowledged.
-    pub async fn deliver(self: Arc<Self>, mut deliveries: mpsc::UnboundedReceiver<Delivery>, retry: mpsc::UnboundedSender<Delivery>) {
+    pub async fn deliver(
+        self: Arc<Self>,
+        mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+        retry: mpsc::UnboundedSender<Delivery>,
+    ) {
         while let Some(delivery) = deliveries.recv().await {
             let Delivery { origin, report } = delivery.clone();
             if origin == self.local {
@@ -185,7 +219,15 @@ impl Jobs {
             let retry = retry.clone();
             tokio::spawn(async move {
                 let sent = match jobs.client() {
-                    Some(client) => client.request(origin, ControlRequest::TaskUpdate { report: report.clone() }).await.is_ok(),
+                    Some(client) => client
+                        .request(
+                            origin,
+                            ControlRequest::TaskUpdate {
+                                report: report.clone(),
+                            },
+                        )
+                        .await
+                        .is_ok(),
                     None => false,
                 };
                 if sent {
@@ -211,8 +253,14 @@ impl Jobs {
             let result = if task.peer_id == self.local {
                 self.runner.cancel(id, self.local)
             } else if let Some(client) = self.client() {
-                let request = ControlRequest::CancelTask { job_id: id.to_string() };
-                client.request(task.peer_id, request).await.map(|_| ()).map_err(|e| e.to_string())
+                let request = ControlRequest::CancelTask {
+                    job_id: id.to_string(),
+                };
+                client
+                    .request(task.peer_id, request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             } else {
                 Err("this node is in no network".into())
             };
@@ -223,7 +271,12 @@ impl Jobs {
         self.store.get(id).ok_or_else(|| format!("no job {id}"))
     }
 
-    pub async fn logs(&self, id: &str, node: Option<&str>, offsets: (u64, u64)) -> Result<Vec<TaskLogs>, String> {
+    pub async fn logs(
+        &self,
+        id: &str,
+        node: Option<&str>,
+        offsets: (u64, u64),
+    ) -> Result<Vec<TaskLogs>, String> {
         let job = self.store.get(id).ok_or_else(|| format!("no job {id}"))?;
         if let Some(node) = node {
             if !job.tasks.contains_key(node) {
@@ -231,7 +284,11 @@ impl Jobs {
             }
         }
         let mut all = Vec::new();
-        for task in job.tasks.values().filter(|t| node.is_none_or(|n| n == t.node)) {
+        for task in job
+            .tasks
+            .values()
+            .filter(|t| node.is_none_or(|n| n == t.node))
+        {
             let (stdout, stderr) = if task.peer_id == self.local {
                 self.runner.logs(id, self.local, offsets)?
             } else {
@@ -275,12 +332,27 @@ pub fn resolve_targets(
             let role = match role {
                 "master" => Role::Master,
                 "slave" => Role::Slave,
-                other => return Err(format!("unknown role '{other}': use role:master or role:slave")),
+                other => {
+                    return Err(format!(
+                        "unknown role '{other}': use role:master or role:slave"
+                    ))
+                }
             };
-            map.iter().filter(alive).filter(|e| e.record.role == role).collect()
+            map.iter()
+                .filter(alive)
+                .filter(|e| e.record.role == role)
+                .collect()
         }
-        Some(("tag", tag)) => map.iter().filter(alive).filter(|e| e.record.tags.iter().any(|t| t == tag)).collect(),
-        Some((kind, _)) => return Err(format!("unknown target '{kind}:': use all, names, role:R or tag:T")),
+        Some(("tag", tag)) => map
+            .iter()
+            .filter(alive)
+            .filter(|e| e.record.tags.iter().any(|t| t == tag))
+            .collect(),
+        Some((kind, _)) => {
+            return Err(format!(
+                "unknown target '{kind}:': use all, names, role:R or tag:T"
+            ))
+        }
         None => {
             let mut named = Vec::new();
             for name in on.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -291,7 +363,10 @@ pub fn resolve_targets(
                 if entry.state != Liveness::Alive {
                     return Err(format!("node '{name}' is {}", entry.state));
                 }
-                if !named.iter().any(|e: &&MapEntry| e.record.peer_id == entry.record.peer_id) {
+                if !named
+                    .iter()
+                    .any(|e: &&MapEntry| e.record.peer_id == entry.record.peer_id)
+                {
                     named.push(entry);
                 }
             }
@@ -302,8 +377,16 @@ pub fn resolve_targets(
         return Err(format!("no alive node matches --on {on}"));
     }
     if any {
-        chosen.sort_by_key(|e| (load.get(&e.record.peer_id).copied().unwrap_or(0), e.record.name.clone()));
+        chosen.sort_by_key(|e| {
+            (
+                load.get(&e.record.peer_id).copied().unwrap_or(0),
+                e.record.name.clone(),
+            )
+        });
         chosen.truncate(1);
     }
-    Ok(chosen.into_iter().map(|e| (e.record.peer_id, e.record.name.clone())).collect())
+    Ok(chosen
+        .into_iter()
+        .map(|e| (e.record.peer_id, e.record.name.clone()))
+        .collect())
 }

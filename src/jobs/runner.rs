@@ -67,7 +67,10 @@ impl TaskRunner {
         let json = serde_json::to_vec_pretty(task).expect("tasks serialize");
         if let Err(e) = std::fs::create_dir_all(&dir)
             .map_err(|e| e.to_string())
-            .and_then(|_| crate::store::write_private(&dir.join("task.json"), &json).map_err(|e| e.to_string()))
+            .and_then(|_| {
+                crate::store::write_private(&dir.join("task.json"), &json)
+                    .map_err(|e| e.to_string())
+            })
         {
             tracing::error!(job = %task.spec.job_id, "cannot save task state: {e}");
         }
@@ -83,7 +86,10 @@ impl TaskRunner {
         change(&mut task.report);
         task.delivered = false;
         self.save(task);
-        let _ = self.deliveries.send(Delivery { origin: task.origin, report: task.report.clone() });
+        let _ = self.deliveries.send(Delivery {
+            origin: task.origin,
+            report: task.report.clone(),
+        });
     }
 
     /// Marks a report as received by its origin, so a restart does not
@@ -101,7 +107,10 @@ impl TaskRunner {
     pub fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), String> {
         spec.validate()?;
         if self.task_dir(&spec.job_id).join("task.json").exists() {
-            return Err(format!("this node already has a task for job {}", spec.job_id));
+            return Err(format!(
+                "this node already has a task for job {}",
+                spec.job_id
+            ));
         }
         let report = TaskReport {
             job_id: spec.job_id.clone(),
@@ -112,7 +121,12 @@ impl TaskRunner {
             outputs: Vec::new(),
             error: None,
         };
-        let mut task = TaskFile { origin, spec, report, delivered: false };
+        let mut task = TaskFile {
+            origin,
+            spec,
+            report,
+            delivered: false,
+        };
         self.update(&mut task, |_| {});
         self.start(task);
         Ok(())
@@ -120,7 +134,10 @@ impl TaskRunner {
 
     fn start(self: &Arc<Self>, mut task: TaskFile) {
         let (cancel, cancelled) = watch::channel(false);
-        self.cancels.lock().expect("lock").insert(task.spec.job_id.clone(), (task.origin, cancel));
+        self.cancels
+            .lock()
+            .expect("lock")
+            .insert(task.spec.job_id.clone(), (task.origin, cancel));
         let runner = self.clone();
         tokio::spawn(async move {
             let mut queue_cancel = cancelled.clone();
@@ -139,7 +156,10 @@ impl TaskRunner {
                     r.state = TaskState::Running;
                     r.started_ms = Some(crate::now_ms());
                 });
-                let outcome = runner.executor.run(&task.spec, &runner.task_dir(&task.spec.job_id), cancelled).await;
+                let outcome = runner
+                    .executor
+                    .run(&task.spec, &runner.task_dir(&task.spec.job_id), cancelled)
+                    .await;
                 runner.update(&mut task, |r| {
                     r.state = outcome.end;
                     r.exit_code = outcome.exit_code;
@@ -148,7 +168,11 @@ impl TaskRunner {
                     r.finished_ms = Some(crate::now_ms());
                 });
             }
-            runner.cancels.lock().expect("lock").remove(&task.spec.job_id);
+            runner
+                .cancels
+                .lock()
+                .expect("lock")
+                .remove(&task.spec.job_id);
             drop(permit);
         });
     }
@@ -167,15 +191,24 @@ impl TaskRunner {
     }
 
     /// Up to [`MAX_LOG_CHUNK`] bytes of each stream from the given offsets.
-    pub fn logs(&self, job_id: &str, origin: PeerId, offsets: (u64, u64)) -> Result<(Vec<u8>, Vec<u8>), String> {
+    pub fn logs(
+        &self,
+        job_id: &str,
+        origin: PeerId,
+        offsets: (u64, u64),
+    ) -> Result<(Vec<u8>, Vec<u8>), String> {
         iris_behaviours::validate_job_id(job_id)?;
-        let task = self.load(job_id).ok_or_else(|| format!("no task for job {job_id} on this node"))?;
+        let task = self
+            .load(job_id)
+            .ok_or_else(|| format!("no task for job {job_id} on this node"))?;
         if task.origin != origin {
             return Err(format!("forbidden: job {job_id} is not yours"));
         }
         let read = |name: &str, offset: u64| -> Vec<u8> {
             use std::io::{Read, Seek, SeekFrom};
-            let Ok(mut file) = std::fs::File::open(self.task_dir(job_id).join(name)) else { return Vec::new() };
+            let Ok(mut file) = std::fs::File::open(self.task_dir(job_id).join(name)) else {
+                return Vec::new();
+            };
             let mut buf = Vec::new();
             if file.seek(SeekFrom::Start(offset)).is_ok() {
                 let _ = file.take(MAX_LOG_CHUNK as u64).read_to_end(&mut buf);
@@ -189,7 +222,9 @@ impl TaskRunner {
     /// executor removed it), so they are reported lost; queued ones run;
     /// reports the origin never acknowledged are sent again.
     pub fn recover(self: &Arc<Self>) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let job_id = entry.file_name().to_string_lossy().into_owned();
             let Some(mut task) = self.load(&job_id) else {
@@ -204,7 +239,10 @@ impl TaskRunner {
                 }),
                 TaskState::Queued => self.start(task),
                 _ if !task.delivered => {
-                    let _ = self.deliveries.send(Delivery { origin: task.origin, report: task.report });
+                    let _ = self.deliveries.send(Delivery {
+                        origin: task.origin,
+                        report: task.report,
+                    });
                 }
                 _ => {}
             }

@@ -8,6 +8,7 @@ use std::{
 };
 
 use futures::StreamExt;
+use futures::{future::BoxFuture, stream::FuturesUnordered};
 use iris_behaviours::{
     behaviour::MAX_GOSSIP_MESSAGE,
     codec,
@@ -24,7 +25,6 @@ use iris_behaviours::{
     ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, Liveness,
     MapMessage, NetworkConfig, NodeRecord,
 };
-use futures::{future::BoxFuture, stream::FuturesUnordered};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{map::NetworkMap, next_version, Command, NetworkContext, Snapshot};
@@ -59,7 +59,8 @@ pub(super) struct EventLoop {
     /// Our requests waiting for an answer, by request id.
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, String>>>,
     /// Answers the node is still working out, with where they go.
-    replies: FuturesUnordered<BoxFuture<'static, (ResponseChannel<ControlResponse>, ControlResponse)>>,
+    replies:
+        FuturesUnordered<BoxFuture<'static, (ResponseChannel<ControlResponse>, ControlResponse)>>,
 }
 
 impl EventLoop {
@@ -401,10 +402,13 @@ impl EventLoop {
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_request(peer, request, channel, now)
-                }
-                request_response::Message::Response { request_id, response } => {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_request(peer, request, channel, now),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
                     let event = self.map.heard_from(&peer, now);
                     self.emit(event);
                     if let Some(reply) = self.outbound.remove(&request_id) {
@@ -414,7 +418,12 @@ impl EventLoop {
                     self.on_response(peer, response, now);
                 }
             },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 if let Some(reply) = self.outbound.remove(&request_id) {
                     let _ = reply.send(Err(error.to_string()));
                 }
@@ -442,7 +451,12 @@ impl EventLoop {
 
     /// Hands a job request to the node, after the one check that needs the
     /// network config: only the master may command another node.
-    fn forward(&mut self, peer: PeerId, request: ControlRequest, channel: ResponseChannel<ControlResponse>) {
+    fn forward(
+        &mut self,
+        peer: PeerId,
+        request: ControlRequest,
+        channel: ResponseChannel<ControlResponse>,
+    ) {
         let what = match &request {
             ControlRequest::RunTask { .. } => Some("run jobs on"),
             ControlRequest::CancelTask { .. } => Some("cancel jobs on"),
@@ -455,7 +469,16 @@ impl EventLoop {
             let _ = reply.send(ControlResponse::Refused {
                 reason: format!("forbidden: only the master can {what} other nodes"),
             });
-        } else if self.ctx.inbound.try_send(super::Inbound { peer, request, reply }).is_err() {
+        } else if self
+            .ctx
+            .inbound
+            .try_send(super::Inbound {
+                peer,
+                request,
+                reply,
+            })
+            .is_err()
+        {
             tracing::warn!(%peer, "too many requests waiting; refused one");
         }
         self.replies.push(Box::pin(async move {

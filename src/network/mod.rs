@@ -137,12 +137,25 @@ impl NetworkClient {
 
     /// Sends `request` to `peer` and waits for the answer. A `Refused`
     /// answer comes back as an error carrying the peer's reason.
-    pub async fn request(&self, peer: PeerId, request: ControlRequest) -> Result<ControlResponse, NetworkError> {
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: ControlRequest,
+    ) -> Result<ControlResponse, NetworkError> {
         let (reply, rx) = oneshot::channel();
-        let command = Command::Request { peer, request, reply };
-        self.commands.send(command).await.map_err(|_| NetworkError::Stopped)?;
+        let command = Command::Request {
+            peer,
+            request,
+            reply,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| NetworkError::Stopped)?;
         match rx.await.map_err(|_| NetworkError::Stopped)? {
-            Ok(ControlResponse::Refused { reason }) => Err(NetworkError::PeerRefused { peer, reason }),
+            Ok(ControlResponse::Refused { reason }) => {
+                Err(NetworkError::PeerRefused { peer, reason })
+            }
             Ok(response) => Ok(response),
             Err(detail) => Err(NetworkError::NoAnswer { peer, detail }),
         }

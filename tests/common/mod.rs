@@ -120,11 +120,17 @@ impl TestNode {
 
     /// Starts `iris run` and waits until its API answers.
     pub async fn start(&mut self) {
+        self.start_with_env(&[]).await
+    }
+
+    /// [`TestNode::start`] with extra environment variables.
+    pub async fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "{} already runs", self.name);
         let log = std::fs::File::create(self.dir.join("node.log")).unwrap();
         let child = Command::new(IRIS)
             .args(["run", "--dir", self.dir_str()])
             .env("RUST_LOG", "info,iris=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -315,11 +321,14 @@ impl TestNode {
         .await;
     }
 
-    /// Runs the CLI against this node.
+    /// Runs the CLI against this node (named by `IRIS_DIR`, so that a
+    /// command after `--` stays last).
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--dir", self.dir_str()]);
-        iris(&all)
+        Command::new(IRIS)
+            .args(args)
+            .env("IRIS_DIR", self.dir_str())
+            .output()
+            .unwrap()
     }
 }
 
@@ -334,6 +343,16 @@ impl Drop for TestNode {
             let _ = child.wait();
         }
     }
+}
+
+/// The worker image tar that docker/build-images.sh makes.
+pub fn worker_tar() -> &'static str {
+    let tar = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");
+    assert!(
+        Path::new(tar).exists(),
+        "{tar} is missing: run docker/build-images.sh (scripts/test.sh does)"
+    );
+    tar
 }
 
 pub fn iris(args: &[&str]) -> Output {

@@ -1,0 +1,275 @@
+//! Jobs across a real network of `iris` processes and the real Docker
+//! engine, with the worker image built by docker/build-images.sh.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A network of `names` where every node holds its own private CSV: node i
+/// has i + 2 rows of y = 2x + i.
+async fn data_network(names: &[&str]) -> Vec<TestNode> {
+    let nodes = network(names, "k").await;
+    for (i, node) in nodes.iter().enumerate() {
+        let mut csv = "x,y\n".to_string();
+        for x in 1..=(i + 2) {
+            csv += &format!("{x},{}\n", 2 * x + i);
+        }
+        std::fs::write(node.dir.join("workspace/private/data.csv"), csv).unwrap();
+        let out = node.cli(&["images", "load", worker_tar()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    nodes
+}
+
+fn job_body(on: &str, argv: &[&str]) -> Value {
+    json!({"image": "iris-worker:latest", "on": on, "argv": argv})
+}
+
+async fn wait_job(node: &TestNode, id: &str) -> Value {
+    wait_for(
+        &format!("job {id} to finish"),
+        Duration::from_secs(90),
+        || async {
+            let (_, job) = node.get(&format!("/v1/jobs/{id}")).await.ok()?;
+            (job["state"] != "running").then_some(job)
+        },
+    )
+    .await
+}
+
+async fn submit(node: &TestNode, body: Value) -> String {
+    let (code, job) = node.post("/v1/jobs", body).await;
+    assert_eq!(code, 201, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_master_runs_the_worker_on_every_node_against_its_own_private_data() {
+    let nodes = data_network(&["alice", "bob", "carol"]).await;
+    let out = nodes[0].cli(&[
+        "job",
+        "run",
+        "--image",
+        "iris-worker:latest",
+        "--on",
+        "all",
+        "--",
+        "/iris-worker",
+        "stats",
+        "/workspace/private/data.csv",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["alice", "bob", "carol"] {
+        let line = stdout.lines().find(|l| l.starts_with(name)).expect(&stdout);
+        assert!(line.contains("succeeded") && line.contains(" 0 "), "{line}");
+    }
+
+    let (_, jobs) = nodes[0].get("/v1/jobs").await.unwrap();
+    let id = jobs[0]["id"].as_str().unwrap().to_string();
+    for (i, node) in nodes.iter().enumerate() {
+        // The result is in that node's public workspace...
+        let path = node
+            .dir
+            .join(format!("workspace/public/jobs/{id}/stats.json"));
+        let stats: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(stats["rows"], i + 2);
+        // ...and the master reads it from the node's logs.
+        let (code, logs) = nodes[0]
+            .get(&format!("/v1/jobs/{id}/logs?node={}", node.name))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{logs}");
+        let printed: Value = serde_json::from_str(logs[0]["stdout"].as_str().unwrap()).unwrap();
+        assert_eq!(printed, stats, "{}", node.name);
+    }
+    let (_, job) = nodes[0].get(&format!("/v1/jobs/{id}")).await.unwrap();
+    assert_eq!(job["tasks"]["bob"]["outputs"], json!(["stats.json"]));
+}
+
+#[tokio::test]
+async fn exit_codes_timeouts_and_cancel_are_reported() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let out = nodes[0].cli(&[
+        "job",
+        "run",
+        "--image",
+        "iris-worker:latest",
+        "--on",
+        "bob",
+        "--",
+        "/iris-worker",
+        "exit",
+        "3",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("bob") && l.contains("failed") && l.contains(" 3 ")),
+        "{stdout}"
+    );
+
+    let mut body = job_body("bob", &["/iris-worker", "sleep", "60"]);
+    body["timeout_secs"] = json!(1);
+    let id = submit(&nodes[0], body).await;
+    let job = wait_job(&nodes[0], &id).await;
+    assert_eq!(job["tasks"]["bob"]["state"], "timed_out", "{job}");
+
+    let id = submit(&nodes[0], job_body("all", &["/iris-worker", "sleep", "60"])).await;
+    wait_for("both tasks to run", DEADLINE, || async {
+        let (_, job) = nodes[0].get(&format!("/v1/jobs/{id}")).await.ok()?;
+        let running = job["tasks"]
+            .as_object()?
+            .values()
+            .all(|t| t["state"] == "running");
+        running.then_some(())
+    })
+    .await;
+    let out = nodes[0].cli(&["job", "cancel", &id]);
+    assert!(out.status.success());
+    let job = wait_job(&nodes[0], &id).await;
+    for task in job["tasks"].as_object().unwrap().values() {
+        assert_eq!(task["state"], "cancelled", "{job}");
+    }
+}
+
+#[tokio::test]
+async fn a_slave_cannot_command_another_node() {
+    let nodes = data_network(&["alice", "bob", "carol"]).await;
+    let id = submit(&nodes[1], job_body("carol", &["/iris-worker", "exit", "0"])).await;
+    let job = wait_job(&nodes[1], &id).await;
+    let error = job["tasks"]["carol"]["error"].as_str().unwrap_or_default();
+    assert_eq!(job["tasks"]["carol"]["state"], "failed");
+    assert!(
+        error.contains("forbidden: only the master can run jobs on other nodes"),
+        "{job}"
+    );
+    // Carol ran nothing for bob.
+    assert!(!nodes[2].dir.join(format!("tasks/{id}")).exists());
+    // A slave may still run jobs on itself.
+    let id = submit(&nodes[1], job_body("bob", &["/iris-worker", "exit", "0"])).await;
+    assert_eq!(wait_job(&nodes[1], &id).await["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_node_that_dies_during_a_job_is_lost_while_the_others_finish() {
+    let mut nodes = data_network(&["alice", "bob", "carol"]).await;
+    let id = submit(&nodes[0], job_body("all", &["/iris-worker", "sleep", "4"])).await;
+    wait_for("carol's task to run", DEADLINE, || async {
+        let (_, job) = nodes[0].get(&format!("/v1/jobs/{id}")).await.ok()?;
+        let state = &job["tasks"]["carol"]["state"];
+        assert!(state == "queued" || state == "running", "{job}");
+        (state == "running").then_some(())
+    })
+    .await;
+    nodes[2].kill();
+    let job = wait_job(&nodes[0], &id).await;
+    assert_eq!(job["tasks"]["carol"]["state"], "lost", "{job}");
+    assert_eq!(job["tasks"]["alice"]["state"], "succeeded", "{job}");
+    assert_eq!(job["tasks"]["bob"]["state"], "succeeded", "{job}");
+
+    // carol comes back, reports her interrupted task and leaves no container.
+    nodes[2].start().await;
+    let label = format!("label=iris.job={id}");
+    wait_for("carol's container to be removed", DEADLINE, || async {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+            .ok()?;
+        out.stdout.is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn job_records_survive_a_master_restart() {
+    let mut nodes = data_network(&["alice", "bob"]).await;
+    let id = submit(
+        &nodes[0],
+        job_body(
+            "all",
+            &["/iris-worker", "stats", "/workspace/private/data.csv"],
+        ),
+    )
+    .await;
+    wait_job(&nodes[0], &id).await;
+    nodes[0].terminate().await;
+    nodes[0].start().await;
+    let (code, job) = nodes[0].get(&format!("/v1/jobs/{id}")).await.unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let out = nodes[0].cli(&["job", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+}
+
+#[tokio::test]
+async fn an_unreachable_docker_is_reported_and_jobs_fail_with_the_reason() {
+    let mut node = TestNode::init("alice");
+    node.start_with_env(&[("DOCKER_HOST", "unix:///nonexistent/docker.sock")])
+        .await;
+    let status = node.status().await;
+    assert!(
+        status["executor"]
+            .as_str()
+            .unwrap()
+            .starts_with("unavailable"),
+        "{status}"
+    );
+    let id = submit(&node, job_body("alice", &["/iris-worker", "exit", "0"])).await;
+    let job = wait_job(&node, &id).await;
+    assert_eq!(job["tasks"]["alice"]["state"], "failed");
+    assert!(
+        job["tasks"]["alice"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("executor: unavailable"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn bad_job_requests_are_refused_with_a_reason() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    for (body, needle) in [
+        (job_body("all", &[]), "command is empty"),
+        (
+            job_body("nobody", &["/iris-worker"]),
+            "no node named 'nobody'",
+        ),
+        (job_body("tag:none", &["/iris-worker"]), "no alive node"),
+        (
+            json!({"image": "iris-worker:latest", "argv": ["x"], "network": "host"}),
+            "network 'host' is not allowed",
+        ),
+        (
+            json!({"image": "iris-worker:latest", "argv": ["x"], "env": ["NOEQUALS"]}),
+            "KEY=VALUE",
+        ),
+        (
+            json!({"image": "iris-worker:latest", "argv": ["x"], "memory_mb": 1}),
+            "memory",
+        ),
+    ] {
+        let (code, answer) = nodes[0].post("/v1/jobs", body.clone()).await;
+        assert_eq!(code, 400, "{body} -> {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(needle),
+            "{body} -> {answer}"
+        );
+    }
+    let (code, _) = nodes[0].get("/v1/jobs/job-nope").await.unwrap();
+    assert_eq!(code, 404);
+}
