@@ -539,8 +539,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
                 job["tasks"].as_object().map_or(0, |t| t.len())
             );
             while job["state"] == "running" {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                job = client.get(&format!("/v1/jobs/{id}")).await?;
+                job = client.get(&format!("/v1/jobs/{id}?wait=60")).await?;
             }
             print_tasks(&job);
             if job["state"] != "succeeded" {

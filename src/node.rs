@@ -278,6 +278,35 @@ impl Node {
             .ok_or_else(|| NodeError::NotFound(format!("no job {id} on this node")))
     }
 
+    /// The job once it has finished, or as it stands after `wait`.
+    pub async fn wait_job(&self, id: &str, wait: Duration) -> Result<Job, NodeError> {
+        // Subscribe before looking, so the finish cannot slip in between.
+        let mut events = self.ctx.events.subscribe();
+        let job = self.job(id)?;
+        if job.finished() || wait.is_zero() {
+            return Ok(job);
+        }
+        let finished = async {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        if matches!(&event.kind, EventKind::JobFinished { job, .. } if job == id) {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if self.job(id).is_ok_and(|j| j.finished()) {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(wait, finished).await;
+        self.job(id)
+    }
+
     pub async fn cancel_job(&self, id: &str) -> Result<Job, NodeError> {
         self.job(id)?;
         self.jobs.cancel(id).await.map_err(NodeError::Invalid)

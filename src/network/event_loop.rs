@@ -108,7 +108,7 @@ impl EventLoop {
                         let _ = reply.send(self.snapshot());
                     }
                     Some(Command::Request { peer, request, reply }) => {
-                        let id = self.swarm.behaviour_mut().control.send_request(&peer, request);
+                        let id = self.swarm.behaviour_mut().control.send_request(&peer, *request);
                         self.outbound.insert(id, reply);
                     }
                     Some(Command::Depart { departure, reply }) => {

@@ -114,7 +114,7 @@ pub(crate) enum Command {
     /// Send a request to a peer and hand back its answer.
     Request {
         peer: PeerId,
-        request: ControlRequest,
+        request: Box<ControlRequest>,
         reply: oneshot::Sender<Result<ControlResponse, String>>,
     },
 }
@@ -145,7 +145,7 @@ impl NetworkClient {
         let (reply, rx) = oneshot::channel();
         let command = Command::Request {
             peer,
-            request,
+            request: Box::new(request),
             reply,
         };
         self.commands
