@@ -25,7 +25,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::{
     jobs::{
         store::{Job, JobRequest},
-        TaskLogs,
+        NodeAnswer, TaskLogs,
     },
     network::NetworkError,
     node::{Images, LoadedImage, Membership, Node, NodeError, NodeView, Status},
@@ -59,6 +59,9 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/v1/jobs/{id}", get(show_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/jobs/{id}/logs", get(job_logs))
+        .route("/v1/containers", post(create_containers))
+        .route("/v1/containers/{name}/exec", post(exec_containers))
+        .route("/v1/containers/{name}/rm", post(remove_containers))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -331,6 +334,109 @@ async fn job_logs(
             .job_logs(&id, query.node.as_deref(), offsets)
             .await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateContainers {
+    name: String,
+    image: String,
+    #[serde(default = "all")]
+    on: String,
+    /// Empty: the image's own command, which must keep running.
+    #[serde(default)]
+    argv: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    network: Option<String>,
+    #[serde(default = "default_memory_mb")]
+    memory_mb: u64,
+    #[serde(default = "default_cpus")]
+    cpus: f64,
+}
+
+fn all() -> String {
+    "all".into()
+}
+fn default_memory_mb() -> u64 {
+    512
+}
+fn default_cpus() -> f64 {
+    1.0
+}
+
+async fn create_containers(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<CreateContainers>,
+) -> Result<Json<Vec<NodeAnswer>>, ApiError> {
+    let request = JobRequest {
+        image: body.image,
+        argv: body.argv,
+        env: body.env,
+        on: body.on.clone(),
+        any: false,
+        network: body.network,
+        memory_mb: body.memory_mb,
+        cpus: body.cpus,
+        // A session lives until it is removed; the limit is never reached.
+        timeout_secs: 7.0 * 24.0 * 3600.0,
+    };
+    Ok(Json(
+        state
+            .node
+            .create_containers(&body.name, &body.on, request)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecContainers {
+    #[serde(default = "all")]
+    on: String,
+    argv: Vec<String>,
+    #[serde(default = "default_exec_timeout")]
+    timeout_secs: f64,
+}
+
+fn default_exec_timeout() -> f64 {
+    3600.0
+}
+
+async fn exec_containers(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<ExecContainers>,
+) -> Result<Json<Vec<NodeAnswer>>, ApiError> {
+    if !(body.timeout_secs > 0.0 && body.timeout_secs <= 86_400.0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "timeout_secs must be in (0, 86400]",
+        ));
+    }
+    let timeout_ms = (body.timeout_secs * 1000.0) as u64;
+    Ok(Json(
+        state
+            .node
+            .exec_containers(&name, &body.on, body.argv, timeout_ms)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveContainers {
+    #[serde(default = "all")]
+    on: String,
+}
+
+async fn remove_containers(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<RemoveContainers>,
+) -> Result<Json<Vec<NodeAnswer>>, ApiError> {
+    Ok(Json(state.node.remove_containers(&name, &body.on).await?))
 }
 
 async fn events(

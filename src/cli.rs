@@ -81,6 +81,9 @@ pub enum Command {
     /// Run containers on nodes of the network and follow them.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Long-lived containers on nodes: create, exec commands in, remove.
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Follow the node's events (joined, suspect, gone, left, ...) live.
     Events {
         #[command(flatten)]
@@ -201,6 +204,55 @@ fn parse_duration_secs(text: &str) -> Result<f64, String> {
         _ => return Err(format!("unknown time unit '{unit}': use ms, s, m or h")),
     };
     Ok(value * factor)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Start a long-lived container on every target.
+    Create {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        image: String,
+        /// Where: all, node names (a,b), role:slave or tag:T.
+        #[arg(long, default_value = "all")]
+        on: String,
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long, default_value = "512m", value_parser = parse_memory_mb)]
+        memory: u64,
+        #[arg(long, default_value_t = 1.0)]
+        cpus: f64,
+        /// The command to keep running (default: the image's own).
+        #[arg(last = true)]
+        argv: Vec<String>,
+    },
+    /// Run a command in the container on every target; fails if any failed.
+    Exec {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "all")]
+        on: String,
+        #[arg(long, default_value = "1h", value_parser = parse_duration_secs)]
+        timeout: f64,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Remove the container on every target.
+    Rm {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "all")]
+        on: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -370,6 +422,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Job(command) => job(command).await,
+        Command::Container(command) => container(command).await,
         Command::Events { dir, output } => follow_events(&dir.dir, output.json).await,
     }
 }
@@ -659,6 +712,71 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn container(command: ContainerCommand) -> anyhow::Result<()> {
+    let (dir, path, body) = match command {
+        ContainerCommand::Create {
+            dir,
+            name,
+            image,
+            on,
+            env,
+            network,
+            memory,
+            cpus,
+            argv,
+        } => {
+            let body = json!({
+                "name": name, "image": image, "on": on, "env": env, "network": network,
+                "memory_mb": memory, "cpus": cpus, "argv": argv,
+            });
+            (dir, "/v1/containers".to_string(), body)
+        }
+        ContainerCommand::Exec {
+            dir,
+            name,
+            on,
+            timeout,
+            argv,
+        } => {
+            let body = json!({ "on": on, "argv": argv, "timeout_secs": timeout });
+            (dir, format!("/v1/containers/{name}/exec"), body)
+        }
+        ContainerCommand::Rm { dir, name, on } => (
+            dir,
+            format!("/v1/containers/{name}/rm"),
+            json!({ "on": on }),
+        ),
+    };
+    let answers: Value = ApiClient::from_dir(&dir.dir)?.post(&path, &body).await?;
+    let mut failed = 0;
+    for answer in answers.as_array().into_iter().flatten() {
+        let node = answer["node"].as_str().unwrap_or_default();
+        if let Some(stdout) = answer["stdout"].as_str() {
+            for line in stdout.lines() {
+                println!("[{node}] {line}");
+            }
+        }
+        if let Some(stderr) = answer["stderr"].as_str() {
+            for line in stderr.lines() {
+                eprintln!("[{node}] {line}");
+            }
+        }
+        let outcome = match (answer["error"].as_str(), answer["exit_code"].as_i64()) {
+            (Some(error), _) => format!("error: {error}"),
+            (None, Some(code)) => format!("exit {code}"),
+            (None, None) => "ok".to_string(),
+        };
+        if answer["ok"] != true {
+            failed += 1;
+        }
+        println!("{node}: {outcome}");
+    }
+    if failed > 0 {
+        bail!("{failed} node(s) failed");
+    }
+    Ok(())
 }
 
 /// A line per node: node, state, exit code, duration.

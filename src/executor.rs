@@ -30,6 +30,18 @@ use tokio::io::AsyncWriteExt;
 pub const LABEL_NODE: &str = "iris.node";
 /// The job a container belongs to.
 pub const LABEL_JOB: &str = "iris.job";
+/// The name of a long-lived container (a session).
+pub const LABEL_SESSION: &str = "iris.session";
+
+/// What a command run in a session printed, and how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecOutput {
+    pub exit_code: Option<i64>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output beyond the limit was dropped.
+    pub truncated: bool,
+}
 
 /// Why the executor could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +52,8 @@ pub enum ExecutorError {
     Docker(#[from] bollard::errors::Error),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("the command did not finish within {0:?}")]
+    Timeout(Duration),
     #[error("image {path} could not be loaded: {message}")]
     BadImage { path: PathBuf, message: String },
 }
@@ -238,7 +252,7 @@ impl Executor {
             .join("jobs")
             .join(&spec.job_id);
         let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
-        let body = self.container_body(spec, &host_out);
+        let body = self.container_body(spec, &host_out, (LABEL_JOB, &spec.job_id));
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         docker.create_container(Some(options), body).await?;
         let outcome = self
@@ -256,7 +270,12 @@ impl Executor {
         Ok(outcome)
     }
 
-    fn container_body(&self, spec: &TaskSpec, host_out: &Path) -> ContainerCreateBody {
+    fn container_body(
+        &self,
+        spec: &TaskSpec,
+        host_out: &Path,
+        kind: (&str, &str),
+    ) -> ContainerCreateBody {
         let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
             target: Some(target.to_string()),
             source: Some(source.display().to_string()),
@@ -266,11 +285,12 @@ impl Executor {
         };
         let labels = HashMap::from([
             (LABEL_NODE.to_string(), self.node_label.clone()),
-            (LABEL_JOB.to_string(), spec.job_id.clone()),
+            (kind.0.to_string(), kind.1.to_string()),
         ]);
         ContainerCreateBody {
             image: Some(spec.image.clone()),
-            cmd: Some(spec.argv.clone()),
+            // Empty: the image's own command.
+            cmd: (!spec.argv.is_empty()).then(|| spec.argv.clone()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
             working_dir: Some("/workspace".into()),
@@ -350,11 +370,131 @@ impl Executor {
         }
     }
 
+    /// Nodes may share one engine (a testnet on one machine), so the
+    /// container name carries the node as well as the session.
+    fn session_container(&self, name: &str) -> String {
+        let node: String = self
+            .node_label
+            .chars()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("iris-session-{name}-{node}")
+    }
+
+    /// Starts a long-lived container in the job sandbox; its output
+    /// directory is `workspace/public/sessions/<name>/`. The command must
+    /// keep running (`/iris-worker sleep inf` for the worker image).
+    pub async fn create_session(&self, name: &str, spec: &TaskSpec) -> Result<(), ExecutorError> {
+        let docker = self.docker()?;
+        let out = self
+            .workspace
+            .local
+            .join("public")
+            .join("sessions")
+            .join(name);
+        tokio::fs::create_dir_all(&out)
+            .await
+            .map_err(|e| ExecutorError::File {
+                path: out.clone(),
+                message: e.to_string(),
+            })?;
+        let host_out = self
+            .workspace
+            .host
+            .join("public")
+            .join("sessions")
+            .join(name);
+        let body = self.container_body(spec, &host_out, (LABEL_SESSION, name));
+        let container = self.session_container(name);
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&container)
+            .build();
+        docker.create_container(Some(options), body).await?;
+        if let Err(e) = docker.start_container(&container, None).await {
+            let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+            let _ = docker.remove_container(&container, Some(remove)).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Runs `argv` in a session (as an array, no shell) and collects up to
+    /// `limit` bytes of each stream.
+    pub async fn exec(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<ExecOutput, ExecutorError> {
+        let docker = self.docker()?;
+        let container = self.session_container(name);
+        let config = bollard::models::ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv.to_vec()),
+            ..Default::default()
+        };
+        let exec = docker.create_exec(&container, config).await?;
+        let mut result = ExecOutput {
+            exit_code: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            truncated: false,
+        };
+        let started = docker.start_exec(&exec.id, None).await?;
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            let collect = async {
+                while let Some(Ok(chunk)) = output.next().await {
+                    let (buf, bytes) = match chunk {
+                        bollard::container::LogOutput::StdErr { message } => {
+                            (&mut result.stderr, message)
+                        }
+                        other => (
+                            &mut result.stdout,
+                            bytes::Bytes::copy_from_slice(other.as_ref()),
+                        ),
+                    };
+                    let room = limit.saturating_sub(buf.len());
+                    result.truncated |= bytes.len() > room;
+                    buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                }
+            };
+            if tokio::time::timeout(timeout, collect).await.is_err() {
+                return Err(ExecutorError::Timeout(timeout));
+            }
+        }
+        result.exit_code = docker.inspect_exec(&exec.id).await?.exit_code;
+        Ok(result)
+    }
+
+    pub async fn remove_session(&self, name: &str) -> Result<(), ExecutorError> {
+        let remove = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        self.docker()?
+            .remove_container(&self.session_container(name), Some(remove))
+            .await?;
+        Ok(())
+    }
+
     /// Removes containers this node made that are still there (after a
     /// crash or restart); returns their job ids.
     pub async fn remove_orphans(&self) -> Result<Vec<String>, ExecutorError> {
         let docker = self.docker()?;
-        let filters = HashMap::from([("label", vec![format!("{LABEL_NODE}={}", self.node_label)])]);
+        // Only job containers: sessions are meant to outlive the node process.
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                format!("{LABEL_NODE}={}", self.node_label),
+                LABEL_JOB.to_string(),
+            ],
+        )]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)

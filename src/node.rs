@@ -6,7 +6,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use iris_behaviours::{
     libp2p::{Multiaddr, PeerId},
-    Departure, Liveness, MapEntry, NetworkConfig, NetworkMode, Role, SwarmSettings,
+    ControlRequest, Departure, Liveness, MapEntry, NetworkConfig, NetworkMode, Role, SwarmSettings,
 };
 use serde::Serialize;
 
@@ -19,7 +19,7 @@ use crate::{
         resolve_targets,
         runner::TaskRunner,
         store::{Job, JobRequest, JobStore},
-        Jobs, TaskLogs,
+        Jobs, NodeAnswer, TaskLogs,
     },
     network::{self, NetworkClient, NetworkContext, NetworkError, Snapshot},
     store::{Store, StoreError},
@@ -173,6 +173,7 @@ impl Node {
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.join("jobs").display()))?;
         let jobs = Jobs::new(
             job_store,
+            executor.clone(),
             runner.clone(),
             peer_id,
             events.clone(),
@@ -276,6 +277,68 @@ impl Node {
             .store
             .get(id)
             .ok_or_else(|| NodeError::NotFound(format!("no job {id} on this node")))
+    }
+
+    async fn targets(&self, on: &str, any: bool) -> Result<Vec<(PeerId, String)>, NodeError> {
+        let map = match self.snapshot().await {
+            Ok(snapshot) => snapshot.map,
+            Err(NodeError::NotInNetwork) => vec![self.own_entry()],
+            Err(e) => return Err(e),
+        };
+        resolve_targets(on, any, &map, &self.jobs.store.load_by_peer()).map_err(NodeError::Invalid)
+    }
+
+    /// Starts a long-lived container named `name` on every target.
+    pub async fn create_containers(
+        &self,
+        name: &str,
+        on: &str,
+        request: JobRequest,
+    ) -> Result<Vec<NodeAnswer>, NodeError> {
+        iris_behaviours::validate_name("container name", name).map_err(NodeError::Invalid)?;
+        let spec =
+            Jobs::task_spec(&format!("session-{name}"), &request).map_err(NodeError::Invalid)?;
+        let targets = self.targets(on, false).await?;
+        let request = ControlRequest::ContainerCreate {
+            name: name.to_string(),
+            spec,
+        };
+        Ok(self.jobs.on_targets(targets, request).await)
+    }
+
+    pub async fn exec_containers(
+        &self,
+        name: &str,
+        on: &str,
+        argv: Vec<String>,
+        timeout_ms: u64,
+    ) -> Result<Vec<NodeAnswer>, NodeError> {
+        iris_behaviours::validate_name("container name", name).map_err(NodeError::Invalid)?;
+        if argv.is_empty() {
+            return Err(NodeError::Invalid(
+                "the command is empty: give it after `--`".into(),
+            ));
+        }
+        let targets = self.targets(on, false).await?;
+        let request = ControlRequest::ContainerExec {
+            name: name.to_string(),
+            argv,
+            timeout_ms,
+        };
+        Ok(self.jobs.on_targets(targets, request).await)
+    }
+
+    pub async fn remove_containers(
+        &self,
+        name: &str,
+        on: &str,
+    ) -> Result<Vec<NodeAnswer>, NodeError> {
+        iris_behaviours::validate_name("container name", name).map_err(NodeError::Invalid)?;
+        let targets = self.targets(on, false).await?;
+        let request = ControlRequest::ContainerRemove {
+            name: name.to_string(),
+        };
+        Ok(self.jobs.on_targets(targets, request).await)
     }
 
     /// The job once it has finished, or as it stands after `wait`.

@@ -273,3 +273,93 @@ async fn bad_job_requests_are_refused_with_a_reason() {
     let (code, _) = nodes[0].get("/v1/jobs/job-nope").await.unwrap();
     assert_eq!(code, 404);
 }
+
+#[tokio::test]
+async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let name = format!("trainer-{}", iris::store::random_hex(3));
+    let out = nodes[0].cli(&[
+        "container",
+        "create",
+        "--on",
+        "all",
+        "--image",
+        "iris-worker:latest",
+        "--name",
+        &name,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = nodes[0].cli(&[
+        "container",
+        "exec",
+        "--on",
+        "all",
+        "--name",
+        &name,
+        "--",
+        "/iris-worker",
+        "stats",
+        "/workspace/private/data.csv",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[alice]   \"rows\": 2"), "{stdout}");
+    assert!(stdout.contains("[bob]   \"rows\": 3"), "{stdout}");
+    assert!(nodes[1]
+        .dir
+        .join(format!("workspace/public/sessions/{name}/stats.json"))
+        .exists());
+
+    // The same sandbox as a job: private data stays read-only.
+    let out = nodes[0].cli(&[
+        "container",
+        "exec",
+        "--on",
+        "bob",
+        "--name",
+        &name,
+        "--",
+        "/iris-worker",
+        "touch",
+        "/workspace/private/x",
+    ]);
+    assert!(!out.status.success());
+    // A slave cannot use another node's container.
+    let (code, answers) = nodes[1]
+        .post(
+            &format!("/v1/containers/{name}/exec"),
+            json!({"on": "alice", "argv": ["/iris-worker", "exit", "0"]}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert!(
+        answers[0]["error"].as_str().unwrap().contains("forbidden"),
+        "{answers}"
+    );
+
+    let out = nodes[0].cli(&["container", "rm", "--on", "all", "--name", &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=iris.session={name}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "session containers left behind");
+}

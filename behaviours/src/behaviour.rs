@@ -47,6 +47,9 @@ pub struct SwarmSettings {
     pub gossip_heartbeat: Duration,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// Bounds a whole request-response exchange. Long, because a command
+    /// run in a container answers when it ends; a dead or hung peer is
+    /// caught sooner by liveness, which closes its connection.
     pub request_timeout: Duration,
 }
 
@@ -57,7 +60,7 @@ impl Default for SwarmSettings {
             gossip_heartbeat: Duration::from_millis(200),
             ping_interval: Duration::from_millis(500),
             ping_timeout: Duration::from_millis(1000),
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(24 * 3600),
         }
     }
 }

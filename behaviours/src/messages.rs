@@ -273,6 +273,17 @@ pub enum ControlRequest {
         stdout_offset: u64,
         stderr_offset: u64,
     },
+    /// Start a long-lived container (a session) named `name`; `spec.argv`
+    /// must keep running. Master only.
+    ContainerCreate { name: String, spec: TaskSpec },
+    /// Run a command in a session and answer with its output. Master only.
+    ContainerExec {
+        name: String,
+        argv: Vec<String>,
+        timeout_ms: u64,
+    },
+    /// Remove a session. Master only.
+    ContainerRemove { name: String },
 }
 
 /// Responses on the control protocol.
@@ -294,6 +305,14 @@ pub enum ControlResponse {
         stdout: Vec<u8>,
         #[serde(with = "serde_bytes")]
         stderr: Vec<u8>,
+    },
+    Exec {
+        exit_code: Option<i64>,
+        #[serde(with = "serde_bytes")]
+        stdout: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        stderr: Vec<u8>,
+        truncated: bool,
     },
 }
 
@@ -321,6 +340,15 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// Checks what a peer or a user could get wrong.
     pub fn validate(&self) -> Result<(), String> {
+        if self.argv.is_empty() {
+            return Err("the command is empty: give it after `--`".into());
+        }
+        self.validate_allowing_image_command()
+    }
+
+    /// As [`TaskSpec::validate`], but an empty `argv` means the image's own
+    /// command (for long-lived containers).
+    pub fn validate_allowing_image_command(&self) -> Result<(), String> {
         validate_job_id(&self.job_id)?;
         if self.image.is_empty()
             || self.image.len() > 256
@@ -330,9 +358,6 @@ impl TaskSpec {
                 "image '{}' is not a valid image reference",
                 self.image
             ));
-        }
-        if self.argv.is_empty() {
-            return Err("the command is empty: give it after `--`".into());
         }
         if self.argv.len() > 1024 || self.argv.iter().any(|a| a.len() > 64 * 1024) {
             return Err("the command is too long".into());

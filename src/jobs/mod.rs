@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     events::{EventKind, Events},
+    executor::Executor,
     network::NetworkClient,
 };
 use runner::{Delivery, TaskRunner};
@@ -26,6 +27,52 @@ use store::{Job, JobRequest, JobStore, Task};
 
 /// How long to wait before sending an unacknowledged report again.
 const REDELIVER_AFTER: Duration = Duration::from_secs(2);
+
+/// One node's answer to a session command.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeAnswer {
+    pub node: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub exit_code: Option<i64>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub truncated: bool,
+}
+
+impl NodeAnswer {
+    fn new(node: String, answer: Result<ControlResponse, String>) -> Self {
+        let mut out = Self {
+            node,
+            ok: true,
+            error: None,
+            exit_code: None,
+            stdout: None,
+            stderr: None,
+            truncated: false,
+        };
+        match answer {
+            Ok(ControlResponse::Exec {
+                exit_code,
+                stdout,
+                stderr,
+                truncated,
+            }) => {
+                out.ok = exit_code == Some(0);
+                out.exit_code = exit_code;
+                out.stdout = Some(String::from_utf8_lossy(&stdout).into_owned());
+                out.stderr = Some(String::from_utf8_lossy(&stderr).into_owned());
+                out.truncated = truncated;
+            }
+            Ok(ControlResponse::Refused { reason }) | Err(reason) => {
+                out.ok = false;
+                out.error = Some(reason);
+            }
+            Ok(_) => {}
+        }
+        out
+    }
+}
 
 /// One task's output, as `GET /v1/jobs/:id/logs` returns it.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +88,7 @@ pub struct TaskLogs {
 
 pub struct Jobs {
     pub store: JobStore,
+    executor: Arc<Executor>,
     pub runner: Arc<TaskRunner>,
     local: PeerId,
     events: Events,
@@ -50,6 +98,7 @@ pub struct Jobs {
 impl Jobs {
     pub fn new(
         store: JobStore,
+        executor: Arc<Executor>,
         runner: Arc<TaskRunner>,
         local: PeerId,
         events: Events,
@@ -57,6 +106,7 @@ impl Jobs {
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            executor,
             runner,
             local,
             events,
@@ -96,7 +146,7 @@ impl Jobs {
             pids_limit: 256,
             timeout_ms: (request.timeout_secs * 1000.0) as u64,
         };
-        spec.validate()?;
+        spec.validate_allowing_image_command()?;
         Ok(spec)
     }
 
@@ -109,6 +159,7 @@ impl Jobs {
     ) -> Result<Job, String> {
         let id = format!("job-{}", crate::store::random_hex(6));
         let spec = Self::task_spec(&id, &request)?;
+        spec.validate()?;
         let tasks = targets
             .iter()
             .map(|(peer, name)| {
@@ -195,9 +246,93 @@ impl Jobs {
                 self.announce_if_finished(job);
                 Ok(ControlResponse::Ack)
             }
+            ControlRequest::ContainerCreate { name, spec } => self
+                .create_session(&name, spec)
+                .await
+                .map(|_| ControlResponse::Ack),
+            ControlRequest::ContainerExec {
+                name,
+                argv,
+                timeout_ms,
+            } => self.exec(&name, argv, timeout_ms).await,
+            ControlRequest::ContainerRemove { name } => self
+                .remove_session(&name)
+                .await
+                .map(|_| ControlResponse::Ack),
             other => Err(format!("unexpected request {other:?}")),
         };
         result.unwrap_or_else(|reason| ControlResponse::Refused { reason })
+    }
+
+    /// Starts a session here.
+    pub async fn create_session(&self, name: &str, spec: TaskSpec) -> Result<(), String> {
+        iris_behaviours::validate_name("container name", name)?;
+        spec.validate_allowing_image_command()?;
+        self.executor
+            .create_session(name, &spec)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs a command in a session here.
+    pub async fn exec(
+        &self,
+        name: &str,
+        argv: Vec<String>,
+        timeout_ms: u64,
+    ) -> Result<ControlResponse, String> {
+        iris_behaviours::validate_name("container name", name)?;
+        if argv.is_empty() {
+            return Err("the command is empty: give it after `--`".into());
+        }
+        let timeout = Duration::from_millis(timeout_ms.clamp(1, 24 * 3600 * 1000));
+        let limit = iris_behaviours::MAX_LOG_CHUNK;
+        let out = self
+            .executor
+            .exec(name, &argv, timeout, limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ControlResponse::Exec {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            truncated: out.truncated,
+        })
+    }
+
+    pub async fn remove_session(&self, name: &str) -> Result<(), String> {
+        iris_behaviours::validate_name("container name", name)?;
+        self.executor
+            .remove_session(name)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a session request to every target (this node included) and
+    /// gathers each node's answer.
+    pub async fn on_targets(
+        &self,
+        targets: Vec<(PeerId, String)>,
+        request: ControlRequest,
+    ) -> Vec<NodeAnswer> {
+        let calls = targets.into_iter().map(|(peer, node)| {
+            let request = request.clone();
+            async move {
+                let answer = if peer == self.local {
+                    Ok(self.handle(peer, request).await)
+                } else {
+                    match self.client() {
+                        Some(client) => client
+                            .request(peer, request)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err("this node is in no network".to_string()),
+                    }
+                };
+                NodeAnswer::new(node, answer)
+            }
+        });
+        futures::future::join_all(calls).await
     }
 
     /// Passes the runner's reports to the nodes that asked for the tasks,

@@ -461,6 +461,9 @@ impl EventLoop {
             ControlRequest::RunTask { .. } => Some("run jobs on"),
             ControlRequest::CancelTask { .. } => Some("cancel jobs on"),
             ControlRequest::FetchLogs { .. } => Some("read job logs of"),
+            ControlRequest::ContainerCreate { .. }
+            | ControlRequest::ContainerExec { .. }
+            | ControlRequest::ContainerRemove { .. } => Some("manage containers on"),
             _ => None,
         };
         let (reply, answer) = oneshot::channel();

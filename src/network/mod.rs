@@ -39,6 +39,9 @@ use crate::{
 use event_loop::EventLoop;
 use map::NetworkMap;
 
+/// How long a bootstrap peer may take to answer a join.
+const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a network session needs from the node that runs it.
 pub struct NetworkContext {
     pub keypair: Keypair,
@@ -212,7 +215,7 @@ pub async fn join(
     let psk = iris_behaviours::derive_psk(key);
     let (mut swarm, addrs) = start_swarm(&ctx, psk, None).await?;
     let own = own_record(&ctx, Role::Slave, addrs, 0);
-    let deadline = ctx.settings.handshake_timeout + ctx.settings.request_timeout;
+    let deadline = ctx.settings.handshake_timeout + JOIN_ANSWER_TIMEOUT;
     let (network, entries) =
         ask_to_join(&mut swarm, &bootstrap, peer, own.clone(), deadline).await?;
     if network.master == ctx.peer_id() {

@@ -52,8 +52,16 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let secs: f64 = rest
                 .first()
                 .and_then(|s| s.parse().ok())
+                .filter(|s: &f64| *s >= 0.0)
                 .ok_or_else(usage)?;
-            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            // `sleep inf` idles forever: the default command of a session.
+            if secs.is_finite() {
+                std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            } else {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
         }
         "touch" => {
             let path = rest.first().ok_or_else(usage)?;
