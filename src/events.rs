@@ -5,6 +5,10 @@ use iris_behaviours::libp2p::PeerId;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+/// The reason of a `gone` event for a node that announced its shutdown: it
+/// means to come back, so its unfinished tasks are not written off.
+pub const SHUT_DOWN: &str = "shut down";
+
 /// How many events a slow listener may fall behind before it misses some.
 const CAPACITY: usize = 1024;
 

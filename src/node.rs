@@ -626,7 +626,9 @@ async fn answer_inbound(
     }
 }
 
-/// Tasks on a node that is gone or left will never report again.
+/// Tasks on a node that is gone (by timeout) or left will never report
+/// again. A node that announced its shutdown reports for itself when it is
+/// back: queued tasks then run, interrupted ones come back as lost.
 async fn watch_departures(
     jobs: Arc<Jobs>,
     mut events: tokio::sync::broadcast::Receiver<crate::events::Event>,
@@ -636,7 +638,9 @@ async fn watch_departures(
             Ok(event) => match event.kind {
                 EventKind::Gone {
                     peer_id, reason, ..
-                } => jobs.node_gone(peer_id, &format!("node gone: {reason}")),
+                } if reason != crate::events::SHUT_DOWN => {
+                    jobs.node_gone(peer_id, &format!("node gone: {reason}"))
+                }
                 EventKind::Left { peer_id, .. } => jobs.node_gone(peer_id, "node left the network"),
                 _ => {}
             },

@@ -363,3 +363,64 @@ async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
         .unwrap();
     assert!(left.stdout.is_empty(), "session containers left behind");
 }
+
+#[tokio::test]
+async fn a_queued_task_survives_a_restart_of_its_node() {
+    let mut nodes = data_network(&["alice", "bob"]).await;
+    // bob runs one task at a time.
+    nodes[1].terminate().await;
+    let config = nodes[1].dir.join("iris.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("max_concurrent = 2", "max_concurrent = 1");
+    std::fs::write(&config, text).unwrap();
+    nodes[1].start().await;
+    nodes[0].wait_state("bob", "alive").await;
+
+    let first = submit(&nodes[0], job_body("bob", &["/iris-worker", "sleep", "60"])).await;
+    let second = submit(&nodes[0], job_body("bob", &["/iris-worker", "exit", "0"])).await;
+    wait_for(
+        "the first task to run and the second to wait",
+        DEADLINE,
+        || async {
+            let (_, a) = nodes[0].get(&format!("/v1/jobs/{first}")).await.ok()?;
+            let (_, b) = nodes[0].get(&format!("/v1/jobs/{second}")).await.ok()?;
+            (a["tasks"]["bob"]["state"] == "running" && b["tasks"]["bob"]["state"] == "queued")
+                .then_some(())
+        },
+    )
+    .await;
+
+    nodes[1].terminate().await;
+    nodes[1].start().await;
+    // The running task was interrupted; the queued one runs after the restart.
+    let a = wait_job(&nodes[0], &first).await;
+    assert_eq!(a["tasks"]["bob"]["state"], "lost", "{a}");
+    let b = wait_job(&nodes[0], &second).await;
+    assert_eq!(b["tasks"]["bob"]["state"], "succeeded", "{b}");
+}
+
+#[tokio::test]
+async fn any_runs_on_one_node_and_follow_streams_logs_to_the_end() {
+    let nodes = data_network(&["alice", "bob", "carol"]).await;
+    let mut body = job_body(
+        "role:slave",
+        &["/iris-worker", "stats", "/workspace/private/data.csv"],
+    );
+    body["any"] = json!(true);
+    let id = submit(&nodes[0], body).await;
+    let job = wait_job(&nodes[0], &id).await;
+    assert_eq!(job["tasks"].as_object().unwrap().len(), 1, "{job}");
+    let node = job["tasks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert!(node == "bob" || node == "carol");
+
+    let out = nodes[0].cli(&["job", "logs", &id, "--follow"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("[{node}]   \"rows\"")));
+}

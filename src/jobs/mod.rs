@@ -400,7 +400,14 @@ impl Jobs {
                 Err("this node is in no network".into())
             };
             if let Err(e) = result {
-                tracing::warn!(job = %id, node = %task.node, "cancel failed: {e}");
+                // The node cannot be told; the job should not wait on it.
+                tracing::warn!(job = %id, node = %task.node, "cancel not delivered: {e}");
+                self.store.update_task(id, task.peer_id, |t| {
+                    t.state = TaskState::Cancelled;
+                    t.finished_ms = Some(crate::now_ms());
+                    t.error = Some(format!("cancelled here; the node could not be told: {e}"));
+                    true
+                });
             }
         }
         self.store.get(id).ok_or_else(|| format!("no job {id}"))
@@ -524,4 +531,89 @@ pub fn resolve_targets(
         .into_iter()
         .map(|e| (e.record.peer_id, e.record.name.clone()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iris_behaviours::{libp2p::identity::Keypair, NodeRecord};
+
+    fn entry(name: &str, role: Role, tags: &[&str], state: Liveness) -> MapEntry {
+        MapEntry {
+            record: NodeRecord {
+                name: name.into(),
+                peer_id: Keypair::generate_ed25519().public().to_peer_id(),
+                addrs: vec![],
+                api_port: 1,
+                p2p_port: 2,
+                role,
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                executor: Default::default(),
+                images: vec![],
+                version: 1,
+            },
+            state,
+            last_seen_ms: 0,
+        }
+    }
+
+    fn map() -> Vec<MapEntry> {
+        vec![
+            entry("alice", Role::Master, &[], Liveness::Alive),
+            entry("bob", Role::Slave, &["gpu"], Liveness::Alive),
+            entry("carol", Role::Slave, &["gpu"], Liveness::Alive),
+            entry("dave", Role::Slave, &["gpu"], Liveness::Suspect),
+        ]
+    }
+
+    fn names(targets: Vec<(PeerId, String)>) -> Vec<String> {
+        targets.into_iter().map(|(_, n)| n).collect()
+    }
+
+    #[test]
+    fn targets_by_all_names_role_and_tag_skip_nodes_that_are_not_alive() {
+        let (map, load) = (map(), BTreeMap::new());
+        assert_eq!(
+            names(resolve_targets("all", false, &map, &load).unwrap()),
+            ["alice", "bob", "carol"]
+        );
+        assert_eq!(
+            names(resolve_targets("role:slave", false, &map, &load).unwrap()),
+            ["bob", "carol"]
+        );
+        assert_eq!(
+            names(resolve_targets("tag:gpu", false, &map, &load).unwrap()),
+            ["bob", "carol"]
+        );
+        assert_eq!(
+            names(resolve_targets("carol, bob,carol", false, &map, &load).unwrap()),
+            ["carol", "bob"]
+        );
+        assert!(resolve_targets("dave", false, &map, &load)
+            .unwrap_err()
+            .contains("suspect"));
+        assert!(resolve_targets("zoe", false, &map, &load)
+            .unwrap_err()
+            .contains("no node named"));
+        assert!(resolve_targets("tag:tpu", false, &map, &load)
+            .unwrap_err()
+            .contains("no alive node"));
+        assert!(resolve_targets("role:king", false, &map, &load).is_err());
+        assert!(resolve_targets("zone:x", false, &map, &load).is_err());
+    }
+
+    #[test]
+    fn any_picks_the_least_loaded_target() {
+        let map = map();
+        let load = BTreeMap::from([(map[1].record.peer_id, 3), (map[2].record.peer_id, 1)]);
+        assert_eq!(
+            names(resolve_targets("tag:gpu", true, &map, &load).unwrap()),
+            ["carol"]
+        );
+        let load = BTreeMap::from([(map[2].record.peer_id, 5)]);
+        assert_eq!(
+            names(resolve_targets("tag:gpu", true, &map, &load).unwrap()),
+            ["bob"]
+        );
+    }
 }

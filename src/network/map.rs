@@ -244,7 +244,7 @@ impl NetworkMap {
             Departure::Shutdown => EventKind::Gone {
                 name,
                 peer_id,
-                reason: "shut down".into(),
+                reason: crate::events::SHUT_DOWN.into(),
             },
         })
     }
