@@ -22,7 +22,13 @@ image() { # name binary dockerfile
   rm -rf "$context" && mkdir -p "$context"
   cp "$root/target/$target/release/$2" "$context/"
   cp "$3" "$context/Dockerfile"
-  docker build --quiet -t "$1:latest" "$context" >/dev/null
+  # The legacy builder warns about BuildKit on every build; show its output
+  # only when the build fails.
+  local log
+  if ! log=$(docker build --quiet -t "$1:latest" "$context" 2>&1); then
+    echo "$log" >&2
+    exit 1
+  fi
   docker save "$1:latest" -o "$out/$1.tar"
   echo "built $1:latest -> $out/$1.tar ($(du -h "$out/$1.tar" | cut -f1))"
 }

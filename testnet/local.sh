@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A local Iris network of real node processes on this machine's loopback.
 #
-#   testnet/local.sh up [N]   build iris, start N nodes (default 3), create a
-#                             network on the first, join the others (each
-#                             through the node before it), show the map
+#   testnet/local.sh up [N]   build iris and the worker image, start N nodes
+#                             (default 3) each with its own private CSV,
+#                             create a network on the first, join the others
+#                             (each through the node before it), show the
+#                             map, and run a statistics job on every node
 #   testnet/local.sh status   the map as every node sees it
 #   testnet/local.sh down     stop the nodes and delete their directories
 #
@@ -68,9 +70,37 @@ up() {
   sleep 1
   echo "== the map as ${names[$((n - 1))]} sees it"
   iris nodes --dir "$data/${names[$((n - 1))]}"
+  if docker info >/dev/null 2>&1; then
+    job "$n"
+  else
+    echo "(no Docker engine here: skipping the job)"
+  fi
   echo
   echo "Try: $root/target/$profile/iris events --dir $data/${names[0]}"
   echo "Stop with: testnet/local.sh down"
+}
+
+# Every node gets the worker image and its own private data (y = 2x + i on
+# 100 * (i + 1) rows); the master runs the worker on all of them.
+job() { # n
+  local n=$1
+  "$root/docker/build-images.sh" worker >/dev/null
+  for i in $(seq 0 $((n - 1))); do
+    local dir="$data/${names[$i]}"
+    iris images load --dir "$dir" "$root/docker/.build/iris-worker.tar" >/dev/null
+    { echo "x,y"; for x in $(seq 1 $((100 * (i + 1)))); do echo "$x,$((2 * x + i))"; done; } \
+      >"$dir/workspace/private/data.csv"
+  done
+  echo "== ${names[0]} (master) runs the worker on every node's private data"
+  iris job run --dir "$data/${names[0]}" --image iris-worker:latest --on all -- \
+    /iris-worker stats /workspace/private/data.csv
+  local id
+  id=$(iris job list --dir "$data/${names[0]}" --json | sed -n 's/.*"id": "\(job-[0-9a-f]*\)".*/\1/p' | tail -1)
+  echo "== results, from each node's workspace/public/jobs/$id/stats.json"
+  for i in $(seq 0 $((n - 1))); do
+    local stats="$data/${names[$i]}/workspace/public/jobs/$id/stats.json"
+    printf '%-6s rows=%s\n' "${names[$i]}" "$(sed -n 's/.*"rows": \([0-9]*\).*/\1/p' "$stats")"
+  done
 }
 
 status() {
