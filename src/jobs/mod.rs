@@ -184,19 +184,26 @@ impl Jobs {
             tasks,
         };
         self.store.insert(job.with_state());
-        for (peer, _) in targets {
-            let sent = if peer == self.local {
-                self.runner.submit(self.local, spec.clone())
-            } else {
-                match self.client() {
-                    Some(client) => client
-                        .request(peer, ControlRequest::RunTask { spec: spec.clone() })
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    None => Err("this node is in no network".into()),
-                }
-            };
+        // All targets at once: each waits only for its own acknowledgement.
+        let dispatches = targets.into_iter().map(|(peer, _)| {
+            let spec = spec.clone();
+            async move {
+                let sent = if peer == self.local {
+                    self.runner.submit(self.local, spec)
+                } else {
+                    match self.client() {
+                        Some(client) => client
+                            .request(peer, ControlRequest::RunTask { spec })
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        None => Err("this node is in no network".into()),
+                    }
+                };
+                (peer, sent)
+            }
+        });
+        for (peer, sent) in futures::future::join_all(dispatches).await {
             if let Err(error) = sent {
                 self.fail_task(&id, peer, error);
             }
