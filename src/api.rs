@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::{
+    files::Transfer,
     jobs::{
         store::{Job, JobRequest},
         NodeAnswer, TaskLogs,
@@ -59,6 +60,11 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/v1/jobs/{id}", get(show_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/jobs/{id}/logs", get(job_logs))
+        .route("/v1/jobs/{id}/gather", post(gather_job))
+        .route("/v1/files", get(list_files))
+        .route("/v1/files/get", post(get_file))
+        .route("/v1/files/put", post(put_file))
+        .route("/v1/images/push", post(push_image))
         .route("/v1/containers", post(create_containers))
         .route("/v1/containers/{name}/exec", post(exec_containers))
         .route("/v1/containers/{name}/rm", post(remove_containers))
@@ -311,6 +317,20 @@ async fn cancel_job(
     Ok(Json(state.node.cancel_job(&id).await?))
 }
 
+#[derive(Serialize)]
+struct Gathered {
+    files: Vec<String>,
+}
+
+async fn gather_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Gathered>, ApiError> {
+    Ok(Json(Gathered {
+        files: state.node.gather(&id).await?,
+    }))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogsQuery {
@@ -332,6 +352,105 @@ async fn job_logs(
         state
             .node
             .job_logs(&id, query.node.as_deref(), offsets)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilesQuery {
+    node: Option<String>,
+}
+
+async fn list_files(
+    State(state): State<ApiState>,
+    query: Result<Query<FilesQuery>, QueryRejection>,
+) -> Result<Json<Vec<iris_behaviours::FileEntry>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    Ok(Json(state.node.list_files(query.node.as_deref()).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetFile {
+    from: String,
+    path: String,
+    to: Option<String>,
+    dest: Option<String>,
+}
+
+async fn get_file(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<GetFile>,
+) -> Result<Json<Transfer>, ApiError> {
+    let transfer = state
+        .node
+        .get_file(
+            &body.from,
+            &body.path,
+            body.to.as_deref(),
+            body.dest.as_deref(),
+        )
+        .await?;
+    Ok(Json(transfer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutFile {
+    /// A file on this machine.
+    source: String,
+    /// Where it goes in every target's workspace (default public/<name>).
+    #[serde(rename = "as")]
+    dest: Option<String>,
+    #[serde(default = "all")]
+    to: String,
+}
+
+fn file_name(path: &str) -> Result<String, ApiError> {
+    std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{path} names no file")))
+}
+
+async fn put_file(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<PutFile>,
+) -> Result<Json<Vec<NodeAnswer>>, ApiError> {
+    let dest = match body.dest {
+        Some(dest) if dest.starts_with("public/") => dest,
+        Some(dest) => format!("public/{dest}"),
+        None => format!("public/{}", file_name(&body.source)?),
+    };
+    Ok(Json(
+        state.node.put_file(&body.source, &dest, &body.to).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushImage {
+    path: String,
+    #[serde(default = "all")]
+    to: String,
+}
+
+async fn push_image(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<PushImage>,
+) -> Result<Json<Vec<NodeAnswer>>, ApiError> {
+    let name = file_name(&body.path)?;
+    if !name.ends_with(".tar") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name} is not a .tar file"),
+        ));
+    }
+    Ok(Json(
+        state
+            .node
+            .put_file(&body.path, &format!("image/{name}"), &body.to)
             .await?,
     ))
 }

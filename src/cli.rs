@@ -81,6 +81,9 @@ pub enum Command {
     /// Run containers on nodes of the network and follow them.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Files in nodes' public and image areas: list, put, get.
+    #[command(subcommand)]
+    Files(FilesCommand),
     /// Long-lived containers on nodes: create, exec commands in, remove.
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -155,6 +158,10 @@ pub struct JobArgs {
     /// Kill the container after this long, e.g. 90s, 10m, 2h.
     #[arg(long, default_value = "1h", value_parser = parse_duration_secs)]
     pub timeout: f64,
+    /// When the job ends, pull every task's outputs to this node, under
+    /// workspace/public/jobs/<job-id>/<node>/ (`job run` only).
+    #[arg(long)]
+    pub gather: bool,
     /// The command, after `--`, as an argument list (no shell).
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
@@ -204,6 +211,47 @@ fn parse_duration_secs(text: &str) -> Result<f64, String> {
         _ => return Err(format!("unknown time unit '{unit}': use ms, s, m or h")),
     };
     Ok(value * factor)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FilesCommand {
+    /// The public and image files of this node or another.
+    Ls {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        node: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Copy a local file into the public workspace of every target.
+    Put {
+        #[command(flatten)]
+        dir: NodeDir,
+        file: PathBuf,
+        /// all, node names, role:R or tag:T.
+        #[arg(long, default_value = "all")]
+        to: String,
+        /// The path under public/ (default: the file's name).
+        #[arg(long = "as")]
+        as_path: Option<String>,
+    },
+    /// Fetch a file from a node's public (or image/) area.
+    Get {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The node that has the file.
+        #[arg(long)]
+        from: String,
+        /// The file, relative to that node's public/ (or starting with image/).
+        path: String,
+        /// Have this node fetch it directly from the source instead.
+        #[arg(long)]
+        to: Option<String>,
+        /// Also copy it to this local directory or file.
+        #[arg(long)]
+        dest: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +346,15 @@ pub enum JobCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
+    /// Ship a `docker save` tar into every target's workspace/image; each
+    /// loads it.
+    Push {
+        #[command(flatten)]
+        dir: NodeDir,
+        tar: PathBuf,
+        #[arg(long, default_value = "all")]
+        to: String,
+    },
     /// Copy a `docker save` tar into workspace/image and load it.
     Load {
         #[command(flatten)]
@@ -423,6 +480,18 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Job(command) => job(command).await,
         Command::Container(command) => container(command).await,
+        Command::Files(command) => files(command).await,
+        Command::Images {
+            command: Some(ImagesCommand::Push { dir, tar, to }),
+            ..
+        } => {
+            let path =
+                std::path::absolute(&tar).with_context(|| format!("bad path {}", tar.display()))?;
+            let answers: Value = ApiClient::from_dir(&dir.dir)?
+                .post("/v1/images/push", &json!({ "path": path, "to": to }))
+                .await?;
+            report_answers(&answers, "pushed")
+        }
         Command::Events { dir, output } => follow_events(&dir.dir, output.json).await,
     }
 }
@@ -595,6 +664,14 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
                 job = client.get(&format!("/v1/jobs/{id}?wait=60")).await?;
             }
             print_tasks(&job);
+            if args.gather {
+                let gathered: Value = client
+                    .post(&format!("/v1/jobs/{id}/gather"), &json!({}))
+                    .await?;
+                for file in gathered["files"].as_array().into_iter().flatten() {
+                    println!("gathered {}", file.as_str().unwrap_or_default());
+                }
+            }
             if job["state"] != "succeeded" {
                 bail!("job {id} {}", job["state"].as_str().unwrap_or("failed"));
             }
@@ -712,6 +789,100 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn files(command: FilesCommand) -> anyhow::Result<()> {
+    match command {
+        FilesCommand::Ls { dir, node, output } => {
+            let path = match &node {
+                Some(node) => format!("/v1/files?node={node}"),
+                None => "/v1/files".to_string(),
+            };
+            let entries: Value = ApiClient::from_dir(&dir.dir)?.get(&path).await?;
+            if output.json {
+                return print_json(&entries);
+            }
+            let mut rows = vec![vec!["PATH".to_string(), "SIZE".to_string()]];
+            for entry in entries.as_array().into_iter().flatten() {
+                rows.push(vec![
+                    entry["path"].as_str().unwrap_or_default().to_string(),
+                    entry["size"].as_u64().unwrap_or(0).to_string(),
+                ]);
+            }
+            print_table(&rows);
+            Ok(())
+        }
+        FilesCommand::Put {
+            dir,
+            file,
+            to,
+            as_path,
+        } => {
+            let source = std::path::absolute(&file)
+                .with_context(|| format!("bad path {}", file.display()))?;
+            let body = json!({ "source": source, "to": to, "as": as_path });
+            let answers: Value = ApiClient::from_dir(&dir.dir)?
+                .post("/v1/files/put", &body)
+                .await?;
+            report_answers(&answers, "received it")
+        }
+        FilesCommand::Get {
+            dir,
+            from,
+            path,
+            to,
+            dest,
+        } => {
+            let body = json!({ "from": from, "path": path, "to": to });
+            let transfer: Value = ApiClient::from_dir(&dir.dir)?
+                .post("/v1/files/get", &body)
+                .await?;
+            let bytes = transfer["bytes"].as_u64().unwrap_or(0);
+            let seconds = transfer["seconds"].as_f64().unwrap_or(0.0).max(1e-6);
+            let into = transfer["path"].as_str().unwrap_or_default();
+            println!(
+                "{into}: {bytes} bytes in {seconds:.2}s ({:.1} MiB/s), sha256 {}",
+                bytes as f64 / seconds / (1 << 20) as f64,
+                transfer["sha256"].as_str().unwrap_or_default()
+            );
+            if let Some(dest) = dest {
+                anyhow::ensure!(
+                    to.is_none(),
+                    "--dest copies to this machine; it does not go with --to"
+                );
+                let config = NodeConfig::load(&dir.dir)?;
+                let local = config.workspace_dir(&dir.dir).join(into);
+                let target = if dest.is_dir() {
+                    dest.join(local.file_name().unwrap_or_default())
+                } else {
+                    dest
+                };
+                std::fs::copy(&local, &target)
+                    .with_context(|| format!("cannot copy to {}", target.display()))?;
+                println!("copied to {}", target.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints each node's answer; fails if any node failed.
+fn report_answers(answers: &Value, done: &str) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for answer in answers.as_array().into_iter().flatten() {
+        let node = answer["node"].as_str().unwrap_or_default();
+        match answer["error"].as_str() {
+            Some(error) => {
+                failed += 1;
+                println!("{node}: error: {error}");
+            }
+            None => println!("{node}: {done}"),
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} node(s) failed");
+    }
+    Ok(())
 }
 
 async fn container(command: ContainerCommand) -> anyhow::Result<()> {

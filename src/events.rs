@@ -62,6 +62,12 @@ pub enum EventKind {
         job: String,
         state: String,
     },
+    /// A file transfer into this node progressed.
+    Transfer {
+        path: String,
+        bytes: u64,
+        total: u64,
+    },
     /// An image tar could not be loaded.
     ImageFailed {
         file: String,
@@ -84,6 +90,7 @@ impl EventKind {
             EventKind::ImageLoaded { .. } => "image_loaded",
             EventKind::ImageFailed { .. } => "image_failed",
             EventKind::JobFinished { .. } => "job_finished",
+            EventKind::Transfer { .. } => "transfer",
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct ImageLibrary {
     events: Events,
     /// Files already handled (loaded or failed), by their fingerprint then.
     handled: tokio::sync::Mutex<HashMap<PathBuf, Fingerprint>>,
+    /// The tar each image tag was loaded from, to ship it to other nodes.
+    sources: std::sync::Mutex<HashMap<String, PathBuf>>,
 }
 
 impl ImageLibrary {
@@ -53,6 +55,7 @@ impl ImageLibrary {
             capabilities,
             events,
             handled: Default::default(),
+            sources: Default::default(),
         })
     }
 
@@ -96,6 +99,11 @@ impl ImageLibrary {
         }
         match &result {
             Ok(images) => {
+                let mut sources = self.sources.lock().expect("lock");
+                for image in images {
+                    sources.insert(image.clone(), path.to_owned());
+                }
+                drop(sources);
                 self.events.emit(EventKind::ImageLoaded {
                     file,
                     images: images.clone(),
@@ -111,6 +119,21 @@ impl ImageLibrary {
         }
         self.refresh().await;
         result
+    }
+
+    /// The tar in workspace/image that `image` (a tag) was loaded from.
+    pub fn source_of(&self, image: &str) -> Option<PathBuf> {
+        let sources = self.sources.lock().expect("lock");
+        let tagged = if image.contains(':') {
+            image.to_string()
+        } else {
+            format!("{image}:latest")
+        };
+        sources
+            .get(&tagged)
+            .or_else(|| sources.get(image))
+            .filter(|p| p.is_file())
+            .cloned()
     }
 
     /// Publishes the engine's current state and images.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod executor;
+pub mod files;
 pub mod images;
 pub mod jobs;
 pub mod network;

@@ -6,7 +6,8 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use iris_behaviours::{
     libp2p::{Multiaddr, PeerId},
-    ControlRequest, Departure, Liveness, MapEntry, NetworkConfig, NetworkMode, Role, SwarmSettings,
+    ControlRequest, ControlResponse, Departure, Liveness, MapEntry, NetworkConfig, NetworkMode,
+    Role, SwarmSettings,
 };
 use serde::Serialize;
 
@@ -14,6 +15,7 @@ use crate::{
     config::NodeConfig,
     events::{EventKind, Events},
     executor::{Executor, Workspace},
+    files::{Files, Transfer},
     images::{Capabilities, ImageLibrary},
     jobs::{
         resolve_targets,
@@ -113,6 +115,7 @@ pub struct Node {
     /// Serializes create, join and leave.
     membership_change: tokio::sync::Mutex<()>,
     jobs: Arc<Jobs>,
+    files: Arc<Files>,
     network: tokio::sync::watch::Sender<Option<NetworkClient>>,
     /// Turns true when the node shuts down, so long-lived streams end.
     stopped: tokio::sync::watch::Sender<bool>,
@@ -182,7 +185,13 @@ impl Node {
         tokio::spawn(jobs.clone().deliver(delivery_queue, deliveries));
         runner.recover();
         let (inbound, inbound_queue) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(answer_inbound(jobs.clone(), inbound_queue));
+        let files = Files::new(workspace.local.clone(), network.subscribe(), events.clone());
+        tokio::spawn(answer_inbound(
+            jobs.clone(),
+            files.clone(),
+            images.clone(),
+            inbound_queue,
+        ));
         tokio::spawn(watch_departures(jobs.clone(), events.subscribe()));
 
         let ctx = Arc::new(NetworkContext {
@@ -199,6 +208,7 @@ impl Node {
             executor,
             images,
             jobs,
+            files,
             membership_change: tokio::sync::Mutex::new(()),
             network,
             stopped: tokio::sync::watch::Sender::new(false),
@@ -242,10 +252,78 @@ impl Node {
         let targets =
             resolve_targets(&request.on, request.any, &map, &load).map_err(NodeError::Invalid)?;
         Jobs::task_spec("check", &request).map_err(NodeError::Invalid)?;
+        let ship = self.image_shipment(&request.image, &targets, &map);
         self.jobs
-            .submit(request, targets)
+            .submit(request, targets, ship)
             .await
             .map_err(NodeError::Invalid)
+    }
+
+    /// Which targets lack `image` (by their map records), and the tar this
+    /// node loaded it from, if it has one to send them.
+    fn image_shipment(
+        &self,
+        image: &str,
+        targets: &[(PeerId, String)],
+        map: &[MapEntry],
+    ) -> Option<(String, Vec<PeerId>)> {
+        let tag = if image.contains(':') {
+            image.to_string()
+        } else {
+            format!("{image}:latest")
+        };
+        let lacking: Vec<PeerId> = targets
+            .iter()
+            .filter(|(peer, _)| *peer != self.ctx.peer_id())
+            .filter(|(peer, _)| {
+                let entry = map.iter().find(|e| e.record.peer_id == *peer);
+                !entry.is_some_and(|e| e.record.images.iter().any(|i| i.tags.contains(&tag)))
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        if lacking.is_empty() {
+            return None;
+        }
+        let tar = self.images.source_of(&tag)?;
+        let name = tar.file_name()?.to_string_lossy().into_owned();
+        Some((format!("image/{name}"), lacking))
+    }
+
+    /// Pulls every task's outputs into this node's
+    /// `public/jobs/<id>/<node>/`.
+    pub async fn gather(&self, id: &str) -> Result<Vec<String>, NodeError> {
+        let job = self.job(id)?;
+        let mut gathered = Vec::new();
+        for task in job.tasks.values() {
+            for file in &task.outputs {
+                let source = format!("public/jobs/{id}/{file}");
+                let dest = format!("public/jobs/{id}/{}/{file}", task.node);
+                if task.peer_id == self.ctx.peer_id() {
+                    let from = crate::files::resolve(self.files.workspace(), &source)
+                        .map_err(NodeError::Invalid)?;
+                    let to = crate::files::resolve(self.files.workspace(), &dest)
+                        .map_err(NodeError::Invalid)?;
+                    if let Some(dir) = to.parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+                    }
+                    std::fs::copy(&from, &to)
+                        .map_err(|e| NodeError::Invalid(format!("{source}: {e}")))?;
+                } else {
+                    self.files
+                        .fetch(task.peer_id, &source, &dest)
+                        .await
+                        .map_err(|e| {
+                            NodeError::Invalid(format!(
+                                "cannot gather {file} from {}: {e}",
+                                task.node
+                            ))
+                        })?;
+                }
+                gathered.push(dest);
+            }
+        }
+        Ok(gathered)
     }
 
     fn own_entry(&self) -> MapEntry {
@@ -337,6 +415,127 @@ impl Node {
         let targets = self.targets(on, false).await?;
         let request = ControlRequest::ContainerRemove {
             name: name.to_string(),
+        };
+        Ok(self.jobs.on_targets(targets, request).await)
+    }
+
+    fn peer_named(&self, map: &[MapEntry], name: &str) -> Result<PeerId, NodeError> {
+        map.iter()
+            .find(|e| e.record.name == name)
+            .map(|e| e.record.peer_id)
+            .ok_or_else(|| NodeError::Invalid(format!("no node named '{name}' in the network")))
+    }
+
+    /// The public and image files of this node, or of `node`.
+    pub async fn list_files(
+        &self,
+        node: Option<&str>,
+    ) -> Result<Vec<iris_behaviours::FileEntry>, NodeError> {
+        let Some(node) = node.filter(|n| *n != self.ctx.config.name) else {
+            return Ok(self.files.list());
+        };
+        let snapshot = self.snapshot().await?;
+        let peer = self.peer_named(&snapshot.map, node)?;
+        let client = self.client().ok_or(NodeError::NotInNetwork)?;
+        match client.request(peer, ControlRequest::ListFiles).await? {
+            ControlResponse::Files { entries } => Ok(entries),
+            other => Err(NodeError::Invalid(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Pulls `path` (public/ unless it says image/) from node `from` into
+    /// this node's `dest`, or, with `to`, has node `to` pull it directly.
+    pub async fn get_file(
+        &self,
+        from: &str,
+        path: &str,
+        to: Option<&str>,
+        dest: Option<&str>,
+    ) -> Result<Transfer, NodeError> {
+        let path = workspace_path(path);
+        let dest = dest.map(workspace_path).unwrap_or_else(|| {
+            format!(
+                "public/received/{from}/{}",
+                path.split_once('/').map_or(path.as_str(), |(_, rest)| rest)
+            )
+        });
+        let snapshot = self.snapshot().await?;
+        let source = self.peer_named(&snapshot.map, from)?;
+        match to.filter(|t| *t != self.ctx.config.name) {
+            None => self
+                .files
+                .fetch(source, &path, &dest)
+                .await
+                .map_err(NodeError::Invalid),
+            Some(to) => {
+                let target = self.peer_named(&snapshot.map, to)?;
+                let client = self.client().ok_or(NodeError::NotInNetwork)?;
+                let started = std::time::Instant::now();
+                let request = ControlRequest::FetchFile {
+                    from: source,
+                    path: path.clone(),
+                    dest: dest.clone(),
+                };
+                match client.request(target, request).await? {
+                    ControlResponse::Fetched { bytes, sha256 } => Ok(Transfer {
+                        path: dest,
+                        bytes,
+                        sha256,
+                        fetched_chunks: 0,
+                        resumed_chunks: 0,
+                        refetched_chunks: 0,
+                        seconds: started.elapsed().as_secs_f64(),
+                    }),
+                    other => Err(NodeError::Invalid(format!("unexpected answer {other:?}"))),
+                }
+            }
+        }
+    }
+
+    /// Copies a local file into this node's workspace (`dest`), then has
+    /// every target pull it to the same place.
+    pub async fn put_file(
+        &self,
+        source: &str,
+        dest: &str,
+        on: &str,
+    ) -> Result<Vec<NodeAnswer>, NodeError> {
+        let source = Path::new(source);
+        let meta = std::fs::metadata(source)
+            .map_err(|e| NodeError::Invalid(format!("cannot read {}: {e}", source.display())))?;
+        if !meta.is_file() {
+            return Err(NodeError::Invalid(format!(
+                "{} is not a regular file",
+                source.display()
+            )));
+        }
+        let local =
+            crate::files::resolve(self.files.workspace(), dest).map_err(NodeError::Invalid)?;
+        if let Some(dir) = local.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        }
+        if std::fs::canonicalize(source).ok() != std::fs::canonicalize(&local).ok() {
+            let partial = local.with_file_name(format!(
+                ".{}.copy",
+                local.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            tokio::fs::copy(source, &partial)
+                .await
+                .map_err(|e| NodeError::Invalid(format!("cannot copy: {e}")))?;
+            tokio::fs::rename(&partial, &local)
+                .await
+                .map_err(|e| NodeError::Invalid(format!("cannot copy: {e}")))?;
+        }
+        let targets: Vec<_> = self
+            .targets(on, false)
+            .await?
+            .into_iter()
+            .filter(|(p, _)| *p != self.ctx.peer_id())
+            .collect();
+        let request = ControlRequest::FetchFile {
+            from: self.ctx.peer_id(),
+            path: dest.to_string(),
+            dest: dest.to_string(),
         };
         Ok(self.jobs.on_targets(targets, request).await)
     }
@@ -607,10 +806,12 @@ fn with_peer_id(addrs: &[Multiaddr], peer: PeerId) -> Vec<Multiaddr> {
         .collect()
 }
 
-/// Answers peers' job requests, each in its own task so a slow one (a
-/// Docker call) holds up no other.
+/// Answers peers' requests, each in its own task so a slow one (a Docker
+/// call, a transfer) holds up no other.
 async fn answer_inbound(
     jobs: Arc<Jobs>,
+    files: Arc<Files>,
+    images: Arc<ImageLibrary>,
     mut inbound: tokio::sync::mpsc::Receiver<network::Inbound>,
 ) {
     while let Some(network::Inbound {
@@ -619,11 +820,41 @@ async fn answer_inbound(
         reply,
     }) = inbound.recv().await
     {
-        let jobs = jobs.clone();
+        let (jobs, files, images) = (jobs.clone(), files.clone(), images.clone());
         tokio::spawn(async move {
-            let _ = reply.send(jobs.handle(peer, request).await);
+            let answer = match request {
+                ControlRequest::ListFiles
+                | ControlRequest::FileManifest { .. }
+                | ControlRequest::FileChunk { .. } => files.handle(request).await,
+                ControlRequest::FetchFile { from, path, dest } => {
+                    fetch_into(&files, &images, from, &path, &dest)
+                        .await
+                        .map(|t| ControlResponse::Fetched {
+                            bytes: t.bytes,
+                            sha256: t.sha256,
+                        })
+                }
+                request => Ok(jobs.handle(peer, request).await),
+            };
+            let _ = reply.send(answer.unwrap_or_else(|reason| ControlResponse::Refused { reason }));
         });
     }
+}
+
+/// Pulls a file into this node; an image tar is loaded once it is here.
+async fn fetch_into(
+    files: &Files,
+    images: &ImageLibrary,
+    from: PeerId,
+    path: &str,
+    dest: &str,
+) -> Result<crate::files::Transfer, String> {
+    let transfer = files.fetch(from, path, dest).await?;
+    if dest.starts_with("image/") {
+        let full = crate::files::resolve(files.workspace(), dest)?;
+        images.load(&full).await?;
+    }
+    Ok(transfer)
 }
 
 /// Tasks on a node that is gone (by timeout) or left will never report
@@ -647,5 +878,17 @@ async fn watch_departures(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+/// A user's path in a node's workspace: `image/...` stays, anything else
+/// is taken as under `public/`.
+fn workspace_path(path: &str) -> String {
+    let path = path.trim_start_matches("./");
+    // An absolute path stays as it is, for resolve() to refuse by name.
+    if path.starts_with('/') || path.starts_with("public/") || path.starts_with("image/") {
+        path.to_string()
+    } else {
+        format!("public/{path}")
     }
 }

@@ -284,6 +284,26 @@ pub enum ControlRequest {
     },
     /// Remove a session. Master only.
     ContainerRemove { name: String },
+    /// The public and image files this node serves.
+    ListFiles,
+    /// Describe a file for a transfer: size, version and chunk hashes.
+    /// `path` is relative to the workspace and starts with `public/` or
+    /// `image/`: nothing else is ever served.
+    FileManifest { path: String },
+    /// One chunk of a file, as of the version its manifest named.
+    FileChunk {
+        path: String,
+        version: FileVersion,
+        index: u64,
+    },
+    /// Pull `path` from `from` into this node's workspace at `dest`
+    /// (`public/...` or `image/...`; an image is loaded once it is here).
+    /// Master only.
+    FetchFile {
+        from: PeerId,
+        path: String,
+        dest: String,
+    },
 }
 
 /// Responses on the control protocol.
@@ -306,6 +326,18 @@ pub enum ControlResponse {
         #[serde(with = "serde_bytes")]
         stderr: Vec<u8>,
     },
+    Files {
+        entries: Vec<FileEntry>,
+    },
+    Manifest(FileManifest),
+    Chunk {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    Fetched {
+        bytes: u64,
+        sha256: String,
+    },
     Exec {
         exit_code: Option<i64>,
         #[serde(with = "serde_bytes")]
@@ -314,6 +346,37 @@ pub enum ControlResponse {
         stderr: Vec<u8>,
         truncated: bool,
     },
+}
+
+/// The size of a file chunk on the wire.
+pub const CHUNK_SIZE: u64 = 1024 * 1024;
+
+/// Which state of a file a transfer reads: a chunk request for another
+/// version fails ("the file changed during the transfer").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileVersion {
+    pub size: u64,
+    pub modified_ns: u128,
+}
+
+/// What a receiver needs to fetch and check a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileManifest {
+    pub path: String,
+    pub version: FileVersion,
+    pub chunk_size: u64,
+    /// SHA-256 of the whole file, hex.
+    pub sha256: String,
+    /// SHA-256 of each chunk.
+    pub chunks: Vec<serde_bytes::ByteBuf>,
+}
+
+/// A file a node serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub modified_ms: u64,
 }
 
 /// Most log bytes one `Logs` answer carries per stream.

@@ -152,10 +152,13 @@ impl Jobs {
 
     /// Records the job and hands each target its task. Returns the job as it
     /// stands once every target has accepted or refused.
+    /// `ship`: the workspace path of this node's image tar, and the targets
+    /// that lack the image and must fetch it first.
     pub async fn submit(
         &self,
         request: JobRequest,
         targets: Vec<(PeerId, String)>,
+        ship: Option<(String, Vec<PeerId>)>,
     ) -> Result<Job, String> {
         let id = format!("job-{}", crate::store::random_hex(6));
         let spec = Self::task_spec(&id, &request)?;
@@ -187,16 +190,38 @@ impl Jobs {
         // All targets at once: each waits only for its own acknowledgement.
         let dispatches = targets.into_iter().map(|(peer, _)| {
             let spec = spec.clone();
+            let ship = ship
+                .as_ref()
+                .filter(|(_, to)| to.contains(&peer))
+                .map(|(tar, _)| tar.clone());
             async move {
                 let sent = if peer == self.local {
                     self.runner.submit(self.local, spec)
                 } else {
                     match self.client() {
-                        Some(client) => client
-                            .request(peer, ControlRequest::RunTask { spec })
+                        Some(client) => {
+                            async {
+                                if let Some(tar) = ship {
+                                    // The target lacks the image: it pulls our tar
+                                    // first (once; its record lists it afterwards).
+                                    let fetch = ControlRequest::FetchFile {
+                                        from: self.local,
+                                        path: tar.clone(),
+                                        dest: tar,
+                                    };
+                                    client
+                                        .request(peer, fetch)
+                                        .await
+                                        .map_err(|e| format!("cannot ship the image: {e}"))?;
+                                }
+                                client
+                                    .request(peer, ControlRequest::RunTask { spec })
+                                    .await
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string())
+                            }
                             .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
+                        }
                         None => Err("this node is in no network".into()),
                     }
                 };

@@ -461,6 +461,7 @@ impl EventLoop {
             ControlRequest::RunTask { .. } => Some("run jobs on"),
             ControlRequest::CancelTask { .. } => Some("cancel jobs on"),
             ControlRequest::FetchLogs { .. } => Some("read job logs of"),
+            ControlRequest::FetchFile { .. } => Some("push files to"),
             ControlRequest::ContainerCreate { .. }
             | ControlRequest::ContainerExec { .. }
             | ControlRequest::ContainerRemove { .. } => Some("manage containers on"),
