@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Chunks requested at once by one transfer.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 16;
 /// Attempts at a chunk whose hash does not match before giving up.
 const CHUNK_ATTEMPTS: usize = 3;
 /// The receiver saves its progress every this many chunks.

@@ -1,0 +1,223 @@
+//! File transfer benchmark, in one run on one machine: 1 GiB through
+//! `iris files get` between two local nodes, through scp over loopback (when
+//! /usr/sbin/sshd is installed: a private sshd on a free port is started for
+//! the run), and through a plain TCP socket copy. Prints MiB/s for each, the
+//! ratio to scp, and how much each node's resident memory grew.
+//!
+//! Target (issue 4): at least as fast as scp; each node grows by at most
+//! 64 MiB. Run: `cargo bench --bench files` (or `-- 256` for MiB).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::json;
+
+fn kib_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn tcp_copy(source: &Path, dest: &Path) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let source = source.to_path_buf();
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let mut file = std::fs::File::open(source).unwrap();
+        let mut socket = TcpStream::connect(addr).unwrap();
+        std::io::copy(&mut file, &mut socket).unwrap();
+    });
+    let (mut socket, _) = listener.accept().unwrap();
+    let mut out = std::fs::File::create(dest).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = socket.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).unwrap();
+    }
+    out.sync_all().unwrap();
+    sender.join().unwrap();
+    start.elapsed()
+}
+
+/// A throwaway sshd on a free loopback port, and scp through it.
+fn scp_copy(work: &Path, source: &Path, dest: &Path) -> Option<Duration> {
+    if !Path::new("/usr/sbin/sshd").exists() {
+        return None;
+    }
+    let keygen = |name: &str| {
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(work.join(name))
+            .status()
+            .ok()
+    };
+    // sshd insists on its privilege separation directory.
+    let _ = std::fs::create_dir_all("/run/sshd");
+    keygen("host")?;
+    keygen("client")?;
+    std::fs::copy(work.join("client.pub"), work.join("authorized_keys")).ok()?;
+    let port = free_port();
+    let mut sshd = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string()])
+        .arg("-o")
+        .arg(format!("HostKey={}", work.join("host").display()))
+        .arg("-o")
+        .arg(format!(
+            "AuthorizedKeysFile={}",
+            work.join("authorized_keys").display()
+        ))
+        .args([
+            "-o",
+            "ListenAddress=127.0.0.1",
+            "-o",
+            "StrictModes=no",
+            "-o",
+            "UsePAM=no",
+        ])
+        .args(["-o", "Subsystem=sftp internal-sftp"])
+        .arg("-o")
+        .arg(format!("PidFile={}", work.join("sshd.pid").display()))
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let status = Command::new("scp")
+        .args([
+            "-q",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .arg("-i")
+        .arg(work.join("client"))
+        .args(["-P", &port.to_string()])
+        .arg(format!("root@127.0.0.1:{}", source.display()))
+        .arg(dest)
+        .status()
+        .ok();
+    let elapsed = start.elapsed();
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+    status.filter(|s| s.success()).map(|_| elapsed)
+}
+
+#[tokio::main]
+async fn main() {
+    let mib: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1024);
+    let bytes = mib << 20;
+    let mut nodes = network(&["alice", "bob"], "bench").await;
+    let source = nodes[1].dir.join("workspace/public/big.bin");
+    {
+        let mut file = std::fs::File::create(&source).unwrap();
+        let mut block = vec![0u8; 1 << 20];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..mib {
+            for chunk in block.chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                chunk.copy_from_slice(&state.to_le_bytes());
+            }
+            file.write_all(&block).unwrap();
+        }
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let rate = |d: Duration| mib as f64 / d.as_secs_f64();
+
+    // Warm the page cache the same way for everyone.
+    let _ = std::fs::read(&source);
+    let tcp = tcp_copy(&source, &scratch.path().join("tcp.bin"));
+    let scp = scp_copy(scratch.path(), &source, &scratch.path().join("scp.bin"));
+
+    let (pa, pb) = (nodes[0].pid(), nodes[1].pid());
+    let (rss_a, rss_b) = (kib_field(pa, "VmRSS:"), kib_field(pb, "VmRSS:"));
+    let start = Instant::now();
+    let (code, transfer) = nodes[0]
+        .post("/v1/files/get", json!({"from": "bob", "path": "big.bin"}))
+        .await;
+    let iris = start.elapsed();
+    assert_eq!(code, 200, "{transfer}");
+    let (peak_a, peak_b) = (kib_field(pa, "VmHWM:"), kib_field(pb, "VmHWM:"));
+    // Again, into another name: the sender's manifest is cached now, so this
+    // shows the transfer without the sender's hashing pass.
+    let start = Instant::now();
+    let (code, _) = nodes[0]
+        .post(
+            "/v1/files/get",
+            json!({"from": "bob", "path": "big.bin", "dest": "public/again.bin"}),
+        )
+        .await;
+    let again = start.elapsed();
+    assert_eq!(code, 200);
+
+    println!("file transfer benchmark: {mib} MiB over loopback");
+    println!("{:<32} {:>10} {:>12}", "", "MiB/s", "ratio to scp");
+    let ratio = |d: Duration| {
+        scp.map_or("-".to_string(), |s| {
+            format!("{:.2}", s.as_secs_f64() / d.as_secs_f64())
+        })
+    };
+    println!(
+        "{:<32} {:>10.1} {:>12}",
+        "iris files get (verified)",
+        rate(iris),
+        ratio(iris)
+    );
+    println!(
+        "{:<32} {:>10.1} {:>12}",
+        "  same, sender's manifest cached",
+        rate(again),
+        ratio(again)
+    );
+    match scp {
+        Some(s) => println!(
+            "{:<32} {:>10.1} {:>12}",
+            "scp (sshd on loopback)",
+            rate(s),
+            "1.00"
+        ),
+        None => println!("{:<32} {:>10} {:>12}", "scp", "n/a", "(no /usr/sbin/sshd)"),
+    }
+    println!(
+        "{:<32} {:>10.1} {:>12}",
+        "plain TCP socket copy",
+        rate(tcp),
+        ratio(tcp)
+    );
+    println!(
+        "resident memory growth during the transfer: receiver {:.1} MiB (peak {:.1} MiB), sender {:.1} MiB (peak {:.1} MiB)",
+        peak_a.saturating_sub(rss_a) as f64 / 1024.0,
+        peak_a as f64 / 1024.0,
+        peak_b.saturating_sub(rss_b) as f64 / 1024.0,
+        peak_b as f64 / 1024.0
+    );
+    println!(
+        "(iris time includes hashing the file for its manifest and checking the whole on arrival)"
+    );
+    let _ = bytes;
+    nodes.clear();
+}
