@@ -834,9 +834,23 @@ async fn files(command: FilesCommand) -> anyhow::Result<()> {
             dest,
         } => {
             let body = json!({ "from": from, "path": path, "to": to });
-            let transfer: Value = ApiClient::from_dir(&dir.dir)?
-                .post("/v1/files/get", &body)
-                .await?;
+            let client = ApiClient::from_dir(&dir.dir)?;
+            // Progress comes as events from the node that receives the file.
+            let progress = match to {
+                None => Some(tokio::spawn(show_progress(
+                    ApiClient::from_dir(&dir.dir)?,
+                    path.clone(),
+                ))),
+                Some(_) => None,
+            };
+            let transfer: anyhow::Result<Value> = client.post("/v1/files/get", &body).await;
+            if let Some(progress) = progress {
+                progress.abort();
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    eprintln!();
+                }
+            }
+            let transfer = transfer?;
             let bytes = transfer["bytes"].as_u64().unwrap_or(0);
             let seconds = transfer["seconds"].as_f64().unwrap_or(0.0).max(1e-6);
             let into = transfer["path"].as_str().unwrap_or_default();
@@ -862,6 +876,44 @@ async fn files(command: FilesCommand) -> anyhow::Result<()> {
                 println!("copied to {}", target.display());
             }
             Ok(())
+        }
+    }
+}
+
+/// Follows `transfer` events for `path`: a bar with rate and ETA on a
+/// terminal, plain lines otherwise.
+async fn show_progress(client: ApiClient, path: String) {
+    let Ok(events) = client.events().await else {
+        return;
+    };
+    let mut events = Box::pin(events);
+    let wanted = if path.starts_with("public/") || path.starts_with("image/") {
+        path
+    } else {
+        format!("public/{path}")
+    };
+    let started = std::time::Instant::now();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    while let Some(Ok(event)) = events.next().await {
+        if event["type"] != "transfer" || event["path"].as_str() != Some(wanted.as_str()) {
+            continue;
+        }
+        let (bytes, total) = (
+            event["bytes"].as_u64().unwrap_or(0),
+            event["total"].as_u64().unwrap_or(1).max(1),
+        );
+        let rate = bytes as f64 / started.elapsed().as_secs_f64().max(1e-3) / (1 << 20) as f64;
+        let eta = (total - bytes.min(total)) as f64 / (rate * (1 << 20) as f64).max(1.0);
+        let percent = bytes * 100 / total;
+        if terminal {
+            let filled = (percent / 5) as usize;
+            eprint!(
+                "\r[{}{}] {percent:>3}% {rate:>7.1} MiB/s ETA {eta:>4.0}s",
+                "#".repeat(filled),
+                "-".repeat(20 - filled)
+            );
+        } else {
+            eprintln!("{percent}% of {total} bytes, {rate:.1} MiB/s, ETA {eta:.0}s");
         }
     }
 }
