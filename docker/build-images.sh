@@ -24,10 +24,15 @@ image() { # name binary dockerfile
   cp "$3" "$context/Dockerfile"
   # The legacy builder warns about BuildKit on every build; show its output
   # only when the build fails.
-  local log
+  local log old
+  old=$(docker image inspect --format '{{.Id}}' "$1:latest" 2>/dev/null || true)
   if ! log=$(docker build --quiet -t "$1:latest" "$context" 2>&1); then
     echo "$log" >&2
     exit 1
+  fi
+  # Our previous build of this image, now untagged, goes; nothing else.
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect --format '{{.Id}}' "$1:latest")" ]; then
+    docker rmi "$old" >/dev/null 2>&1 || true
   fi
   docker save "$1:latest" -o "$out/$1.tar"
   echo "built $1:latest -> $out/$1.tar ($(du -h "$out/$1.tar" | cut -f1))"
