@@ -501,14 +501,7 @@ impl Node {
         on: &str,
     ) -> Result<Vec<NodeAnswer>, NodeError> {
         let source = Path::new(source);
-        let meta = std::fs::metadata(source)
-            .map_err(|e| NodeError::Invalid(format!("cannot read {}: {e}", source.display())))?;
-        if !meta.is_file() {
-            return Err(NodeError::Invalid(format!(
-                "{} is not a regular file",
-                source.display()
-            )));
-        }
+        require_regular_file(source)?;
         let local =
             crate::files::resolve(self.files.workspace(), dest).map_err(NodeError::Invalid)?;
         if let Some(dir) = local.parent() {
@@ -636,14 +629,7 @@ impl Node {
             .ok_or_else(|| {
                 NodeError::Invalid(format!("{} is not a .tar file", source.display()))
             })?;
-        let meta = std::fs::metadata(source)
-            .map_err(|e| NodeError::Invalid(format!("cannot read {}: {e}", source.display())))?;
-        if !meta.is_file() {
-            return Err(NodeError::Invalid(format!(
-                "{} is not a regular file",
-                source.display()
-            )));
-        }
+        require_regular_file(source)?;
         let dir = self.executor.workspace().local.join("image");
         let target = dir.join(&name);
         // Copy under a hidden name the watcher ignores, then rename: the tar
@@ -891,4 +877,17 @@ fn workspace_path(path: &str) -> String {
     } else {
         format!("public/{path}")
     }
+}
+
+/// A file a user named on this machine must exist and be a regular file.
+fn require_regular_file(path: &Path) -> Result<(), NodeError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| NodeError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(NodeError::Invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(())
 }
