@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Chunks requested at once by one transfer.
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 8;
 /// Attempts at a chunk whose hash does not match before giving up.
 const CHUNK_ATTEMPTS: usize = 3;
 /// The receiver saves its progress every this many chunks.
@@ -337,6 +337,8 @@ impl Files {
         let mut in_flight = FuturesUnordered::new();
         let (mut fetched, mut refetched, mut since_save) = (0u64, 0u64, 0usize);
         let mut last_event = Instant::now();
+        // A fresh transfer hashes the whole file as it arrives.
+        let mut whole = (resumed == 0).then(|| InOrderHash::new(manifest.chunks.len() as u64));
         let request = |index: u64, attempt: usize| {
             let client = client.clone();
             let path = path.to_string();
@@ -378,6 +380,9 @@ impl Files {
                 in_flight.push(request(index, attempt + 1));
                 continue;
             }
+            if let Some(whole) = whole.as_mut() {
+                whole.add(index, &data);
+            }
             let writer = file.clone();
             tokio::task::spawn_blocking(move || writer.write_all_at(&data, index * CHUNK_SIZE))
                 .await
@@ -403,11 +408,17 @@ impl Files {
             }
         }
 
-        // Every chunk checked; now the whole, from disk, before it gets its name.
-        let check = partial.clone();
-        let whole = tokio::task::spawn_blocking(move || hash_whole(&check))
-            .await
-            .map_err(|e| e.to_string())??;
+        // Every chunk checked; now the whole, before it gets its name: hashed
+        // on the way in if the chunks allowed it, else read back from disk.
+        let whole = match whole.and_then(InOrderHash::finish) {
+            Some(sha) => sha,
+            None => {
+                let check = partial.clone();
+                tokio::task::spawn_blocking(move || hash_whole(&check))
+                    .await
+                    .map_err(|e| e.to_string())??
+            }
+        };
         if whole != manifest.sha256 {
             let _ = std::fs::remove_file(&partial);
             let _ = std::fs::remove_file(&progress_path);
@@ -440,6 +451,55 @@ impl Files {
         if let Err(e) = crate::store::write_private(path, &json) {
             tracing::warn!("cannot save transfer progress: {e}");
         }
+    }
+}
+
+/// The SHA-256 of a file whose chunks arrive in any order: chunks are fed
+/// in order, and the few that arrive early wait. If too many wait (a chunk
+/// kept failing), it gives up and the file is read back instead.
+struct InOrderHash {
+    hasher: Sha256,
+    next: u64,
+    total: u64,
+    waiting: std::collections::BTreeMap<u64, Vec<u8>>,
+    gave_up: bool,
+}
+
+impl InOrderHash {
+    const MAX_WAITING: usize = 4 * IN_FLIGHT;
+
+    fn new(total: u64) -> Self {
+        Self {
+            hasher: Sha256::new(),
+            next: 0,
+            total,
+            waiting: Default::default(),
+            gave_up: false,
+        }
+    }
+
+    fn add(&mut self, index: u64, data: &[u8]) {
+        if self.gave_up {
+            return;
+        }
+        if index != self.next {
+            self.waiting.insert(index, data.to_vec());
+            if self.waiting.len() > Self::MAX_WAITING {
+                self.gave_up = true;
+                self.waiting.clear();
+            }
+            return;
+        }
+        self.hasher.update(data);
+        self.next += 1;
+        while let Some(data) = self.waiting.remove(&self.next) {
+            self.hasher.update(&data);
+            self.next += 1;
+        }
+    }
+
+    fn finish(self) -> Option<String> {
+        (!self.gave_up && self.next == self.total).then(|| hex::encode(self.hasher.finalize()))
     }
 }
 
@@ -489,6 +549,20 @@ fn hash_whole(path: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_hashed_out_of_order_give_the_whole_file_hash() {
+        let chunks: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000 + i as usize]).collect();
+        let expected = hex::encode(Sha256::digest(chunks.concat()));
+        let mut hash = InOrderHash::new(10);
+        for i in [1, 0, 3, 2, 5, 4, 9, 6, 7, 8] {
+            hash.add(i, &chunks[i as usize]);
+        }
+        assert_eq!(hash.finish(), Some(expected));
+        let mut incomplete = InOrderHash::new(10);
+        incomplete.add(0, &chunks[0]);
+        assert_eq!(incomplete.finish(), None);
+    }
 
     #[test]
     fn only_public_and_image_paths_inside_the_workspace_resolve() {
