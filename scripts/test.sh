@@ -12,7 +12,7 @@ cargo test --workspace
 
 echo "== smoke: testnet/local.sh up 3 / down"
 trap 'testnet/local.sh down >/dev/null 2>&1 || true' EXIT
-IRIS_PROFILE=debug testnet/local.sh up 3 | tee /tmp/iris-local-smoke.$$
+IRIS_PROFILE=debug IRIS_NO_BUILD=1 testnet/local.sh up 3 | tee /tmp/iris-local-smoke.$$
 alive=$(grep -cE ' (master|slave) +alive ' /tmp/iris-local-smoke.$$ || true)
 succeeded=$(grep -cE '^(alice|bob|carol) +succeeded +0 ' /tmp/iris-local-smoke.$$ || true)
 rm -f /tmp/iris-local-smoke.$$

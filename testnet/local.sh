@@ -11,7 +11,8 @@
 #
 # Nodes live in testnet/.data/local/<name>/ with logs beside them. Ports:
 # p2p 17001.., API 18001.. (IRIS_P2P_BASE, IRIS_API_BASE to change).
-# IRIS_PROFILE=debug reuses a debug build instead of building release.
+# IRIS_PROFILE=debug reuses a debug build instead of building release;
+# IRIS_NO_BUILD=1 uses the binary already there.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +27,9 @@ names=(alice bob carol dave erin frank grace heidi ivan judy)
 iris() { "$root/target/$profile/iris" "$@"; }
 
 build() {
+  # scripts/test.sh has just built everything; building only the binary
+  # again would unify features differently and recompile half the tree.
+  [ -n "${IRIS_NO_BUILD:-}" ] && [ -x "$root/target/$profile/iris" ] && return 0
   local flags=()
   [ "$profile" = release ] && flags=(--release)
   (cd "$root" && cargo build "${flags[@]}" --bin iris)
