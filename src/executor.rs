@@ -86,9 +86,28 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// Where a job's outputs land on this node.
     pub fn output_dir(&self, job_id: &str) -> PathBuf {
-        self.local.join("public").join("jobs").join(job_id)
+        self.public_dirs("jobs", job_id).0
     }
+
+    /// `public/<kind>/<name>` as this process and as the engine see it.
+    fn public_dirs(&self, kind: &str, name: &str) -> (PathBuf, PathBuf) {
+        let relative = Path::new("public").join(kind).join(name);
+        (self.local.join(&relative), self.host.join(relative))
+    }
+}
+
+async fn create_dirs(dirs: &[&Path]) -> Result<(), ExecutorError> {
+    for dir in dirs {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| ExecutorError::File {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 pub struct Executor {
@@ -232,25 +251,9 @@ impl Executor {
         mut cancel: tokio::sync::watch::Receiver<bool>,
     ) -> Result<TaskOutcome, ExecutorError> {
         let docker = self.docker()?;
-        let out_dir = self.workspace.output_dir(&spec.job_id);
-        for dir in [
-            &out_dir,
-            &logs_dir.to_path_buf(),
-            &self.workspace.local.join("private"),
-        ] {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| ExecutorError::File {
-                    path: dir.clone(),
-                    message: e.to_string(),
-                })?;
-        }
-        let host_out = self
-            .workspace
-            .host
-            .join("public")
-            .join("jobs")
-            .join(&spec.job_id);
+        let (out_dir, host_out) = self.workspace.public_dirs("jobs", &spec.job_id);
+        let private = self.workspace.local.join("private");
+        create_dirs(&[&out_dir, logs_dir, &private]).await?;
         let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
         let body = self.container_body(spec, &host_out, (LABEL_JOB, &spec.job_id));
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
@@ -390,24 +393,8 @@ impl Executor {
     /// keep running (`/iris-worker sleep inf` for the worker image).
     pub async fn create_session(&self, name: &str, spec: &TaskSpec) -> Result<(), ExecutorError> {
         let docker = self.docker()?;
-        let out = self
-            .workspace
-            .local
-            .join("public")
-            .join("sessions")
-            .join(name);
-        tokio::fs::create_dir_all(&out)
-            .await
-            .map_err(|e| ExecutorError::File {
-                path: out.clone(),
-                message: e.to_string(),
-            })?;
-        let host_out = self
-            .workspace
-            .host
-            .join("public")
-            .join("sessions")
-            .join(name);
+        let (out, host_out) = self.workspace.public_dirs("sessions", name);
+        create_dirs(&[&out]).await?;
         let body = self.container_body(spec, &host_out, (LABEL_SESSION, name));
         let container = self.session_container(name);
         let options = CreateContainerOptionsBuilder::default()

@@ -251,7 +251,6 @@ impl Node {
         let load = self.jobs.store.load_by_peer();
         let targets =
             resolve_targets(&request.on, request.any, &map, &load).map_err(NodeError::Invalid)?;
-        Jobs::task_spec("check", &request).map_err(NodeError::Invalid)?;
         let ship = self.image_shipment(&request.image, &targets, &map);
         self.jobs
             .submit(request, targets, ship)
