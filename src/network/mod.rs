@@ -345,12 +345,24 @@ fn advertised(ctx: &NetworkContext, listening: Vec<Multiaddr>) -> Vec<Multiaddr>
         .filter_map(|a| a.parse().ok())
         .collect();
     for addr in listening {
-        if !addrs.contains(&addr) {
+        if !addrs.contains(&addr) && worth_announcing(ctx, &addr) {
             addrs.push(addr);
         }
     }
     addrs.truncate(iris_behaviours::MAX_ADDRS);
     addrs
+}
+
+/// A node listening on all interfaces also listens on loopback, but
+/// 127.0.0.1 on another machine (or in another container) is that peer
+/// itself: announce loopback only when it is all we listen on.
+pub(crate) fn worth_announcing(ctx: &NetworkContext, addr: &Multiaddr) -> bool {
+    let loopback = addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    });
+    !loopback || ctx.config.p2p.listen.is_loopback()
 }
 
 /// Builds the swarm and starts listening; returns the addresses it listens on.
