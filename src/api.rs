@@ -500,6 +500,7 @@ async fn create_containers(
         cpus: body.cpus,
         // A session lives until it is removed; the limit is never reached.
         timeout_secs: 7.0 * 24.0 * 3600.0,
+        inputs: Vec::new(),
     };
     Ok(Json(
         state

@@ -162,6 +162,14 @@ pub struct JobArgs {
     /// workspace/public/jobs/<job-id>/<node>/ (`job run` only).
     #[arg(long)]
     pub gather: bool,
+    /// A file or directory in each target's workspace/public to mount
+    /// read-only at /workspace/in/PATH, e.g. jobs/<job-id>; repeatable.
+    #[arg(long = "input", value_name = "PATH")]
+    pub inputs: Vec<String>,
+    /// Print the job as JSON: when it is accepted (`submit`), or finished
+    /// with what was gathered (`run`).
+    #[arg(long)]
+    pub json: bool,
     /// The command, after `--`, as an argument list (no shell).
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
@@ -172,7 +180,7 @@ impl JobArgs {
         json!({
             "image": self.image, "argv": self.argv, "env": self.env, "on": self.on,
             "any": self.any, "network": self.network, "memory_mb": self.memory,
-            "cpus": self.cpus, "timeout_secs": self.timeout,
+            "cpus": self.cpus, "timeout_secs": self.timeout, "inputs": self.inputs,
         })
     }
 }
@@ -649,6 +657,9 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             let job: Value = ApiClient::from_dir(&args.dir.dir)?
                 .post("/v1/jobs", &args.body())
                 .await?;
+            if args.json {
+                return print_json(&job);
+            }
             println!("{}", job["id"].as_str().unwrap_or_default());
             Ok(())
         }
@@ -656,19 +667,28 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             let client = ApiClient::from_dir(&args.dir.dir)?;
             let mut job: Value = client.post("/v1/jobs", &args.body()).await?;
             let id = job["id"].as_str().unwrap_or_default().to_string();
-            eprintln!(
-                "job {id} on {} node(s)",
-                job["tasks"].as_object().map_or(0, |t| t.len())
-            );
+            if !args.json {
+                eprintln!(
+                    "job {id} on {} node(s)",
+                    job["tasks"].as_object().map_or(0, |t| t.len())
+                );
+            }
             while job["state"] == "running" {
                 job = client.get(&format!("/v1/jobs/{id}?wait=60")).await?;
             }
-            print_tasks(&job);
+            let mut gathered = json!([]);
             if args.gather {
-                let gathered: Value = client
+                let answer: Value = client
                     .post(&format!("/v1/jobs/{id}/gather"), &json!({}))
                     .await?;
-                for file in gathered["files"].as_array().into_iter().flatten() {
+                gathered = answer["files"].clone();
+            }
+            if args.json {
+                job["gathered"] = gathered;
+                print_json(&job)?;
+            } else {
+                print_tasks(&job);
+                for file in gathered.as_array().into_iter().flatten() {
                     println!("gathered {}", file.as_str().unwrap_or_default());
                 }
             }

@@ -56,6 +56,8 @@ pub enum ExecutorError {
     Timeout(Duration),
     #[error("image {path} could not be loaded: {message}")]
     BadImage { path: PathBuf, message: String },
+    #[error("input '{input}': {reason}")]
+    BadInput { input: String, reason: String },
 }
 
 /// An image the engine has, as the map shows it.
@@ -95,6 +97,37 @@ impl Workspace {
     fn public_dirs(&self, kind: &str, name: &str) -> (PathBuf, PathBuf) {
         let relative = Path::new("public").join(kind).join(name);
         (self.local.join(&relative), self.host.join(relative))
+    }
+
+    /// The engine's path of an input in `public/`. It must exist, and its
+    /// real path (links followed, as the engine will follow them) must stay
+    /// inside `public/`.
+    fn input_source(&self, input: &str) -> Result<PathBuf, ExecutorError> {
+        let bad = |reason: String| ExecutorError::BadInput {
+            input: input.to_string(),
+            reason,
+        };
+        let local = crate::files::resolve(&self.local, &format!("public/{input}")).map_err(bad)?;
+        let real = local
+            .canonicalize()
+            .map_err(|e| bad(format!("not in this node's public workspace ({e})")))?;
+        let root = self
+            .local
+            .canonicalize()
+            .map_err(|e| bad(format!("workspace: {e}")))?;
+        let relative = real
+            .strip_prefix(&root)
+            .map_err(|_| bad("leads out of the workspace".into()))?;
+        Ok(self.host.join(relative))
+    }
+
+    /// The user that owns the workspace, as `uid:gid`: job containers run
+    /// as that user, so they can read the private data and write their
+    /// outputs without any capability, and their files belong to the node.
+    fn owner(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.local).ok()?;
+        Some(format!("{}:{}", meta.uid(), meta.gid()))
     }
 }
 
@@ -255,7 +288,7 @@ impl Executor {
         let private = self.workspace.local.join("private");
         create_dirs(&[&out_dir, logs_dir, &private]).await?;
         let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
-        let body = self.container_body(spec, &host_out, (LABEL_JOB, &spec.job_id));
+        let body = self.container_body(spec, &host_out, (LABEL_JOB, &spec.job_id))?;
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         docker.create_container(Some(options), body).await?;
         let outcome = self
@@ -278,7 +311,7 @@ impl Executor {
         spec: &TaskSpec,
         host_out: &Path,
         kind: (&str, &str),
-    ) -> ContainerCreateBody {
+    ) -> Result<ContainerCreateBody, ExecutorError> {
         let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
             target: Some(target.to_string()),
             source: Some(source.display().to_string()),
@@ -290,8 +323,21 @@ impl Executor {
             (LABEL_NODE.to_string(), self.node_label.clone()),
             (kind.0.to_string(), kind.1.to_string()),
         ]);
-        ContainerCreateBody {
+        let mut mounts = vec![
+            bind(
+                self.workspace.host.join("private"),
+                "/workspace/private",
+                true,
+            ),
+            bind(host_out.to_path_buf(), "/workspace/out", false),
+        ];
+        for input in &spec.inputs {
+            let source = self.workspace.input_source(input)?;
+            mounts.push(bind(source, &format!("/workspace/in/{input}"), true));
+        }
+        Ok(ContainerCreateBody {
             image: Some(spec.image.clone()),
+            user: self.workspace.owner(),
             // Empty: the image's own command.
             cmd: (!spec.argv.is_empty()).then(|| spec.argv.clone()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
@@ -299,14 +345,7 @@ impl Executor {
             working_dir: Some("/workspace".into()),
             network_disabled: Some(spec.network.is_none()),
             host_config: Some(HostConfig {
-                mounts: Some(vec![
-                    bind(
-                        self.workspace.host.join("private"),
-                        "/workspace/private",
-                        true,
-                    ),
-                    bind(host_out.to_path_buf(), "/workspace/out", false),
-                ]),
+                mounts: Some(mounts),
                 network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
                 memory: Some(spec.memory_bytes),
                 memory_swap: Some(spec.memory_bytes),
@@ -318,7 +357,7 @@ impl Executor {
                 ..Default::default()
             }),
             ..Default::default()
-        }
+        })
     }
 
     async fn start_and_wait(
@@ -395,7 +434,7 @@ impl Executor {
         let docker = self.docker()?;
         let (out, host_out) = self.workspace.public_dirs("sessions", name);
         create_dirs(&[&out]).await?;
-        let body = self.container_body(spec, &host_out, (LABEL_SESSION, name));
+        let body = self.container_body(spec, &host_out, (LABEL_SESSION, name))?;
         let container = self.session_container(name);
         let options = CreateContainerOptionsBuilder::default()
             .name(&container)

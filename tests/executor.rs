@@ -61,6 +61,7 @@ impl Setup {
             nano_cpus: 1_000_000_000,
             pids_limit: 64,
             timeout_ms: 60_000,
+            inputs: vec![],
         }
     }
 
@@ -199,6 +200,7 @@ async fn an_unreachable_engine_is_reported_not_fatal() {
         nano_cpus: 1_000_000_000,
         pids_limit: 64,
         timeout_ms: 1000,
+        inputs: vec![],
     };
     let outcome = executor.run(&spec, tmp.path(), rx).await;
     assert_eq!(outcome.end, TaskState::Failed);

@@ -262,6 +262,14 @@ async fn bad_job_requests_are_refused_with_a_reason() {
             json!({"image": "iris-worker:latest", "argv": ["x"], "memory_mb": 1}),
             "memory",
         ),
+        (
+            json!({"image": "iris-worker:latest", "argv": ["x"], "inputs": ["../private"]}),
+            "input '../private' must be a relative path",
+        ),
+        (
+            json!({"image": "iris-worker:latest", "argv": ["x"], "inputs": ["/etc"]}),
+            "input '/etc' must be a relative path",
+        ),
     ] {
         let (code, answer) = nodes[0].post("/v1/jobs", body.clone()).await;
         assert_eq!(code, 400, "{body} -> {answer}");
@@ -423,4 +431,108 @@ async fn any_runs_on_one_node_and_follow_streams_logs_to_the_end() {
     let out = nodes[0].cli(&["job", "logs", &id, "--follow"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("[{node}]   \"rows\"")));
+}
+
+/// Federated averaging in miniature: every node computes an update, the
+/// master gathers them, and a second job on the master reads them as
+/// read-only inputs.
+#[tokio::test]
+async fn a_job_reads_gathered_outputs_of_an_earlier_job_as_read_only_inputs() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let run = |args: &[&str]| {
+        let mut all = vec!["job", "run", "--json", "--image", "iris-worker:latest"];
+        all.extend_from_slice(args);
+        let out = nodes[0].cli(&all);
+        let job: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.success(),
+            job,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, train, err) = run(&[
+        "--on",
+        "all",
+        "--gather",
+        "--",
+        "/iris-worker",
+        "gradient",
+        "/workspace/private/data.csv",
+        "--target",
+        "y",
+        "--weights",
+        "0,0",
+    ]);
+    assert!(ok, "{train} {err}");
+    let id = train["id"].as_str().unwrap();
+    let gathered: Vec<String> = train["gathered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "/workspace/in/{}",
+                f.as_str().unwrap().trim_start_matches("public/")
+            )
+        })
+        .collect();
+    assert_eq!(gathered.len(), 2, "{train}");
+
+    let input = format!("jobs/{id}");
+    let mut args = vec![
+        "--on",
+        "alice",
+        "--input",
+        input.as_str(),
+        "--",
+        "/iris-worker",
+        "average",
+    ];
+    args.extend(gathered.iter().map(String::as_str));
+    let (ok, average, err) = run(&args);
+    assert!(ok, "{average} {err}");
+    let model_path = nodes[0].dir.join(format!(
+        "workspace/public/jobs/{}/model.json",
+        average["id"].as_str().unwrap()
+    ));
+    let model: Value = serde_json::from_str(&std::fs::read_to_string(model_path).unwrap()).unwrap();
+    // alice has 2 rows, bob 3.
+    assert_eq!(model["rows"], 5.0, "{model}");
+    assert_eq!(model["updates"], 2, "{model}");
+
+    // Inputs are read-only.
+    let target = format!("/workspace/in/{input}/planted");
+    let (ok, job, _) = run(&[
+        "--on",
+        "alice",
+        "--input",
+        &input,
+        "--",
+        "/iris-worker",
+        "touch",
+        &target,
+    ]);
+    assert!(!ok, "{job}");
+    assert!(!nodes[0]
+        .dir
+        .join(format!("workspace/public/{input}/planted"))
+        .exists());
+
+    // A missing input, and a link out of public/, fail the task with the reason.
+    std::os::unix::fs::symlink("../private", nodes[0].dir.join("workspace/public/escape")).unwrap();
+    for (input, reason) in [("jobs/nope", "input 'jobs/nope'"), ("escape", "leads out")] {
+        let (ok, job, _) = run(&[
+            "--on",
+            "alice",
+            "--input",
+            input,
+            "--",
+            "/iris-worker",
+            "exit",
+            "0",
+        ]);
+        assert!(!ok, "{job}");
+        let error = job["tasks"]["alice"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{input}: {job}");
+    }
 }

@@ -398,7 +398,15 @@ pub struct TaskSpec {
     pub nano_cpus: i64,
     pub pids_limit: i64,
     pub timeout_ms: u64,
+    /// Paths in the node's own `public` workspace area, mounted read-only
+    /// at `/workspace/in/<path>`: how one job reads what an earlier one
+    /// wrote or gathered.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
+
+/// Most inputs one task may mount.
+pub const MAX_INPUTS: usize = 16;
 
 impl TaskSpec {
     /// Checks what a peer or a user could get wrong.
@@ -454,7 +462,30 @@ impl TaskSpec {
         if !(1..=7 * 24 * 3600 * 1000).contains(&self.timeout_ms) {
             return Err("the timeout must be between 1 ms and 7 days".into());
         }
+        if self.inputs.len() > MAX_INPUTS {
+            return Err(format!("at most {MAX_INPUTS} inputs"));
+        }
+        for input in &self.inputs {
+            validate_input(input)?;
+        }
         Ok(())
+    }
+}
+
+/// An input is a plain relative path: its parts are names, never `..`,
+/// `.` or empty, so `/workspace/in/<path>` stays under `/workspace/in`.
+fn validate_input(path: &str) -> Result<(), String> {
+    let plain = !path.is_empty()
+        && path.len() <= 1024
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "input '{path}' must be a relative path inside the public workspace, like jobs/<id>"
+        ))
     }
 }
 

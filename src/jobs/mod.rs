@@ -145,6 +145,7 @@ impl Jobs {
             nano_cpus: (request.cpus * 1e9) as i64,
             pids_limit: 256,
             timeout_ms: (request.timeout_secs * 1000.0) as u64,
+            inputs: request.inputs.clone(),
         };
         spec.validate_allowing_image_command()?;
         Ok(spec)

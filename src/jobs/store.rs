@@ -29,6 +29,10 @@ pub struct JobRequest {
     pub cpus: f64,
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
+    /// Paths in each target's public workspace, mounted read-only at
+    /// `/workspace/in/<path>`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 fn default_on() -> String {
