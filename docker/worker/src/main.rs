@@ -8,6 +8,7 @@
 //! iris-worker gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K]
 //!                                            K gradient steps of a linear regression
 //! iris-worker average FILE...                row-weighted average of gradient outputs
+//! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
 //! iris-worker exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT
 //!                                            probes for tests
 //! ```
@@ -41,6 +42,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         "gradient" => emit("update.json", gradient(rest)?)?,
         "average" => emit("model.json", average(rest)?)?,
+        "fit" => emit("fit.json", fit(rest)?)?,
         "exit" => {
             let code: u8 = rest
                 .first()
@@ -98,7 +100,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 fn usage() -> String {
     "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
-     | average FILE... | exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT"
+     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT"
         .into()
 }
 
@@ -254,6 +256,89 @@ fn gradient(args: &[String]) -> Result<Value, String> {
     }))
 }
 
+/// Ordinary least squares on the rows of every CSV together, solved
+/// exactly from the normal equations. The demo uses it only to check the
+/// federated model against the one a central fit would give.
+fn fit(args: &[String]) -> Result<Value, String> {
+    let target = flag(args, "--target").ok_or("--target COL is required")?;
+    let files: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--target"))
+        .map(|(_, a)| a)
+        .collect();
+    if files.is_empty() {
+        return Err(usage());
+    }
+    let mut columns: Option<Vec<String>> = None;
+    let mut rows = Vec::new();
+    for file in files {
+        let table = Table::read(Path::new(file))?;
+        match &columns {
+            Some(c) if *c != table.columns => {
+                return Err(format!("{file}: columns differ from the first file's"))
+            }
+            _ => columns = Some(table.columns.clone()),
+        }
+        rows.extend(table.rows);
+    }
+    let columns = columns.unwrap_or_default();
+    let y_col = columns
+        .iter()
+        .position(|c| c == target)
+        .ok_or_else(|| format!("no column '{target}'"))?;
+    let features: Vec<usize> = (0..columns.len()).filter(|&c| c != y_col).collect();
+    // With a constant 1 for the bias: (X^T X) w = X^T y.
+    let k = features.len() + 1;
+    let mut a = vec![vec![0.0; k + 1]; k];
+    for row in &rows {
+        let x: Vec<f64> = features.iter().map(|&c| row[c]).chain([1.0]).collect();
+        for i in 0..k {
+            for j in 0..k {
+                a[i][j] += x[i] * x[j];
+            }
+            a[i][k] += x[i] * row[y_col];
+        }
+    }
+    let weights = solve(a).ok_or("the data do not determine a unique fit")?;
+    let n = rows.len() as f64;
+    let loss = rows
+        .iter()
+        .map(|row| {
+            let prediction: f64 = features
+                .iter()
+                .zip(&weights)
+                .map(|(&c, w)| w * row[c])
+                .sum::<f64>()
+                + weights[k - 1];
+            (prediction - row[y_col]).powi(2)
+        })
+        .sum::<f64>()
+        / n;
+    Ok(json!({ "rows": rows.len(), "weights": weights, "loss": loss }))
+}
+
+/// Gauss-Jordan elimination with partial pivoting on an augmented matrix.
+fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+    let k = a.len();
+    for col in 0..k {
+        let pivot = (col..k).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        for row in 0..k {
+            if row != col {
+                let factor = a[row][col] / a[col][col];
+                for c in col..=k {
+                    a[row][c] -= factor * a[col][c];
+                }
+            }
+        }
+    }
+    Some((0..k).map(|i| a[i][k] / a[i][i]).collect())
+}
+
 /// The row-weighted mean of several `gradient` outputs: one round of
 /// federated averaging.
 fn average(files: &[String]) -> Result<Value, String> {
@@ -319,6 +404,59 @@ mod tests {
         assert_eq!(s["rows"], 10);
         assert_eq!(s["columns"]["x"]["sum"], 45.0);
         assert_eq!(s["columns"]["y"]["mean"], 10.0);
+    }
+
+    #[test]
+    fn fit_recovers_an_exact_plane_from_several_files() {
+        let dir = std::env::temp_dir().join(format!("iris-worker-fit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        // y = 3a - 2b + 1, split over two files.
+        let mut paths = Vec::new();
+        for part in 0..2 {
+            let mut text = "a,b,y\n".to_string();
+            for i in 0..20 {
+                let (a, b) = (i as f64 * 0.1 + part as f64, (i * i % 7) as f64);
+                text += &format!("{a},{b},{}\n", 3.0 * a - 2.0 * b + 1.0);
+            }
+            let path = dir.join(format!("{part}.csv"));
+            fs::write(&path, text).unwrap();
+            paths.push(path.display().to_string());
+        }
+        let args: Vec<String> = paths
+            .into_iter()
+            .chain(["--target".into(), "y".into()])
+            .collect();
+        let out = fit(&args).unwrap();
+        assert_eq!(out["rows"], 40);
+        let w: Vec<f64> = out["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_f64().unwrap())
+            .collect();
+        for (got, want) in w.iter().zip([3.0, -2.0, 1.0]) {
+            assert!((got - want).abs() < 1e-9, "{w:?}");
+        }
+        assert!(out["loss"].as_f64().unwrap() < 1e-18);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn average_weights_each_update_by_its_rows() {
+        let dir = std::env::temp_dir().join(format!("iris-worker-avg-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut files = Vec::new();
+        for (node, rows, w) in [("a", 1, 0.0), ("b", 3, 4.0)] {
+            let update = json!({ "rows": rows, "weights": [w, 1.0], "loss": w });
+            let path = dir.join(format!("{node}.json"));
+            fs::write(&path, update.to_string()).unwrap();
+            files.push(path.display().to_string());
+        }
+        let model = average(&files).unwrap();
+        assert_eq!(model["weights"], json!([3.0, 1.0]));
+        assert_eq!(model["loss"], json!(3.0));
+        assert_eq!(model["updates"], 2);
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
