@@ -2,19 +2,22 @@
 # Builds the images Iris needs from our own static binaries, FROM scratch
 # (no registry is involved), and saves them as docker-save tars:
 #
-#   docker/.build/iris-worker.tar    image iris-worker:latest
+#   docker/.build/iris-worker.tar    image iris-worker:latest (jobs' programs)
+#   docker/.build/iris-node.tar      image iris-node:latest (a node, for testnet/)
 #
-# Usage: docker/build-images.sh [worker]
+# Usage: docker/build-images.sh [worker|node|all]   (default: worker)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/docker/.build"
 target=x86_64-unknown-linux-gnu
 mkdir -p "$out"
 
-static_build() { # package
+static_build() { # package...
   # The explicit --target keeps RUSTFLAGS away from proc-macro crates.
+  local packages=()
+  for p in "$@"; do packages+=(-p "$p"); done
   (cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=true \
-    cargo build --release --target "$target" -p "$1")
+    CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release --target "$target" "${packages[@]}")
 }
 
 image() { # name binary dockerfile
@@ -44,5 +47,14 @@ case "$what" in
     static_build iris-worker
     image iris-worker iris-worker "$root/docker/worker/Dockerfile"
     ;;
-  *) echo "usage: $0 [worker]" >&2; exit 2 ;;
+  node)
+    static_build iris
+    image iris-node iris "$root/docker/node/Dockerfile"
+    ;;
+  all)
+    static_build iris iris-worker
+    image iris-worker iris-worker "$root/docker/worker/Dockerfile"
+    image iris-node iris "$root/docker/node/Dockerfile"
+    ;;
+  *) echo "usage: $0 [worker|node|all]" >&2; exit 2 ;;
 esac

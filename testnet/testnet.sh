@@ -1,0 +1,463 @@
+#!/usr/bin/env bash
+# An Iris network of node containers on a private Docker network, on this
+# one machine. Each node is an `iris-node` container that drives the host's
+# Docker engine through the mounted socket (Docker-out-of-Docker).
+#
+#   testnet/testnet.sh up [N]     build the images, start N nodes (default 3,
+#                                 at most 10) with their own private data; the
+#                                 first creates the network, the second joins
+#                                 through it, every later one through the node
+#                                 before it
+#   testnet/testnet.sh status     the map as every node sees it
+#   testnet/testnet.sh demo [R]   federated averaging of a linear model over
+#                                 R rounds (default 10), checked against a
+#                                 central fit; no private file may leak
+#   testnet/testnet.sh chaos      kill -9 a member during a job, cut another
+#                                 off the network and back, restart the
+#                                 master; ends with a table of outcomes
+#   testnet/testnet.sh down       remove the containers, network and files
+#                                 this script made, and nothing else
+#
+# Options for up (or the environment):
+#   --key K      network key       (IRIS_TESTNET_KEY; default: random)
+#   --image I    node image        (IRIS_TESTNET_IMAGE; default iris-node:latest)
+#   --subnet S   Docker subnet     (IRIS_TESTNET_SUBNET; default: a free 10.213.x.0/24)
+# IRIS_NO_BUILD=1 uses the images as they are instead of building them;
+# IRIS_TESTNET_NAME (default iris-testnet) names the Docker network and
+# prefixes the containers.
+#
+# Node directories live in testnet/.data/<node>/ (iris.toml, identity, state,
+# workspace/{private,public,image}); what up made is listed in
+# testnet/.data/testnet.state.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+# A second testnet (the test suite's smoke run) takes another name, so it
+# never touches yours: its files go to testnet/.data/<name>/.
+prefix=${IRIS_TESTNET_NAME:-iris-testnet}
+[[ "$prefix" =~ ^[a-z][a-z0-9-]{0,30}$ ]] || { echo "testnet: bad IRIS_TESTNET_NAME '$prefix'" >&2; exit 2; }
+data="$here/.data"
+[ "$prefix" = iris-testnet ] || data="$here/.data/$prefix"
+state="$data/testnet.state"
+names=(alice bob carol dave erin frank grace heidi ivan judy)
+worker=iris-worker:latest
+
+# ---------------------------------------------------------------- helpers
+
+say() { printf '== %s\n' "$*"; }
+die() { printf 'testnet: %s\n' "$*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+secs() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
+
+# `iris` in a node's container; its API listens on the container's loopback.
+on() { # node args...
+  local node=$1; shift
+  docker exec "$prefix-$node" iris "$@"
+}
+
+load_state() {
+  [ -f "$state" ] || die "no testnet is up here: run testnet/testnet.sh up"
+  # shellcheck disable=SC1090
+  source "$state"
+  read -r -a nodes <<<"$NODES"
+  master=${nodes[0]}
+}
+
+# Each node's view of the map as "name state" lines.
+view() { # node
+  on "$1" nodes 2>/dev/null | awk 'NR > 1 { print $1, ($2 == "*" ? $4 : $3) }'
+}
+
+# How `observer` sees `subject`: alive, suspect, gone, left or unknown.
+state_of() { # observer subject
+  view "$1" | awk -v s="$2" '$1 == s { print $2; found = 1 } END { if (!found) print "unknown" }'
+}
+
+# Polls `check args...` every 200 ms until it succeeds or `seconds` pass;
+# prints the milliseconds it took.
+wait_until() { # seconds check args...
+  local deadline=$(($(now_ms) + $1 * 1000)) start
+  start=$(now_ms)
+  shift
+  until "$@"; do
+    [ "$(now_ms)" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+  echo $(($(now_ms) - start))
+}
+
+all_see() { # state subject nodes...: every node but the subject sees that
+  local want=$1 subject=$2 node; shift 2
+  for node in "$@"; do
+    [ "$node" = "$subject" ] && continue
+    [ "$(state_of "$node" "$subject")" = "$want" ] || return 1
+  done
+}
+
+all_alive() { # nodes...: every node sees every node alive
+  local node
+  for node in "$@"; do
+    [ "$(view "$node" | awk '$2 == "alive"' | wc -l)" -eq $# ] || return 1
+  done
+}
+
+api_up() { on "$1" status >/dev/null 2>&1; }
+
+# A field of our own JSON: `iris ... --json` output and the worker's files.
+# Top-level only, numbers and arrays of numbers; enough for what we read.
+json_field() { # key < json: the first such field
+  tr -d ' \n' | grep -o "\"$1\":\(\[[^]]*\]\|[^,}]*\)" | head -1 | sed "s/^\"$1\"://" | tr -d '[]"'
+}
+
+# "node state" per task of `iris job show --json`: each task names its node
+# before its state.
+task_states() { # < job json
+  awk -F'"' '/"node":/ { node = $4 } /"state":/ && node != "" { print node, $4; node = "" }'
+}
+
+# "3.0090 -1.9987 0.9903" from "3.00903885891,-1.99871997809,0.99034984285".
+brief() { awk -v w="$1" 'BEGIN { n = split(w, a, ","); for (i = 1; i <= n; i++) printf "%s%.4f", (i > 1 ? " " : ""), a[i] }'; }
+
+# ---------------------------------------------------------------- up
+
+# A node's private shard: y = 3 x1 - 2 x2 + 1 + noise. Shards differ in
+# size and in where x1 lies, as real sites' data would.
+make_shard() { # index rows
+  awk -v i="$1" -v n="$2" -v seed=$((1000 + $1)) 'BEGIN {
+    srand(seed); pi = atan2(0, -1)
+    print "x1,x2,y"
+    for (r = 0; r < n; r++) {
+      x1 = rand() * 2 - 1 + 0.3 * (i % 4)
+      x2 = rand() * 2 - 1
+      noise = 0.3 * sqrt(-2 * log(1 - rand())) * cos(2 * pi * rand())
+      printf "%.6f,%.6f,%.6f\n", x1, x2, 3 * x1 - 2 * x2 + 1 + noise
+    }
+  }'
+}
+
+docker_socket() {
+  local host=${DOCKER_HOST:-unix:///var/run/docker.sock}
+  case "$host" in
+    unix://*) echo "${host#unix://}" ;;
+    *) die "DOCKER_HOST=$host: the nodes need a unix socket to mount" ;;
+  esac
+}
+
+# The first 10.213.x.0/24 (x = 0..99) no other Docker network uses.
+create_network() { # subnet-or-empty
+  local subnet
+  for subnet in ${1:-$(seq -f '10.213.%g.0/24' 0 99)}; do
+    if docker network create --driver bridge --subnet "$subnet" \
+      --label "iris.testnet=$data" "$prefix" >/dev/null 2>&1; then
+      echo "$subnet"
+      return 0
+    fi
+  done
+  die "cannot create Docker network $prefix (subnet in use? set --subnet)"
+}
+
+up() {
+  local n=3 key=${IRIS_TESTNET_KEY:-} image=${IRIS_TESTNET_IMAGE:-iris-node:latest}
+  local subnet=${IRIS_TESTNET_SUBNET:-}
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --key) key=${2:?--key needs a value}; shift 2 ;;
+      --image) image=${2:?--image needs a value}; shift 2 ;;
+      --subnet) subnet=${2:?--subnet needs a value}; shift 2 ;;
+      [0-9]*) n=$1; shift ;;
+      *) die "unknown option '$1' for up" ;;
+    esac
+  done
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le ${#names[@]} ] ||
+    die "N must be a number from 1 to ${#names[@]}"
+  [ -n "$key" ] || key=testnet-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  docker info >/dev/null 2>&1 || die "no Docker engine answers here"
+  [ -f "$state" ] && down
+  if [ -z "${IRIS_NO_BUILD:-}" ]; then
+    "$root/docker/build-images.sh" all
+  fi
+  docker image inspect "$image" >/dev/null 2>&1 || die "no image $image: run docker/build-images.sh all"
+  docker image inspect "$worker" >/dev/null 2>&1 || die "no image $worker: run docker/build-images.sh all"
+  local sock user
+  sock=$(docker_socket)
+  # The nodes run as you, so the files they make are yours; the socket's
+  # group lets them use the engine.
+  user=(--user "$(id -u):$(id -g)" --group-add "$(stat -c %g "$sock")")
+
+  mkdir -p "$data"
+  subnet=$(create_network "$subnet")
+  local base=${subnet%.0/24}
+  nodes=("${names[@]:0:n}")
+  # Written first, so that down can clean up after a failed up.
+  printf 'NODES="%s"\nSUBNET=%s\nBASE=%s\n' "${nodes[*]}" "$subnet" "$base" >"$state"
+  say "network $prefix on $subnet; $n nodes"
+
+  for i in "${!nodes[@]}"; do
+    local node=${nodes[$i]} dir="$data/${nodes[$i]}"
+    mkdir -p "$dir/workspace/private" "$dir/workspace/public" "$dir/workspace/image"
+    make_shard "$i" $((200 * (i + 2))) >"$dir/workspace/private/shard.csv"
+    # Only the master starts with the worker image; jobs ship it to the others.
+    [ "$i" -eq 0 ] && cp "$root/docker/.build/iris-worker.tar" "$dir/workspace/image/"
+    docker run --rm "${user[@]}" --label "iris.testnet=$data" -v "$dir:/iris" "$image" \
+      init --name "$node" --workspace-host-path "$dir/workspace" >/dev/null
+    docker run -d --name "$prefix-$node" --hostname "$node" "${user[@]}" \
+      --network "$prefix" --ip "$base.$((10 + i))" --label "iris.testnet=$data" \
+      -v "$dir:/iris" -v "$sock:/var/run/docker.sock" "$image" run >/dev/null
+  done
+  for node in "${nodes[@]}"; do
+    wait_until 30 api_up "$node" >/dev/null || {
+      docker logs --tail 20 "$prefix-$node" >&2
+      die "node $node did not start"
+    }
+    # down removes the job containers each node made, by its peer id.
+    echo "PEER_$node=$(on "$node" status | sed -n 's/^peer id: *//p')" >>"$state"
+  done
+
+  local master=${nodes[0]}
+  say "$master creates network 'testnet'"
+  on "$master" network create --name testnet --key "$key"
+  for i in $(seq 1 $((n - 1))); do
+    # bob joins through the genesis, every later node through the one before.
+    local via=${nodes[$((i - 1))]} peer
+    peer=$(on "$via" status | sed -n 's/^peer id: *//p')
+    say "${nodes[$i]} joins through $via"
+    on "${nodes[$i]}" network join --key "$key" "/ip4/$base.$((10 + i - 1))/tcp/7000/p2p/$peer"
+  done
+  wait_until 30 all_alive "${nodes[@]}" >/dev/null || die "the nodes did not all see each other alive"
+  say "the map as ${nodes[$((n - 1))]} sees it"
+  on "${nodes[$((n - 1))]}" nodes
+  echo
+  echo "Next: testnet/testnet.sh demo | status | chaos | down"
+}
+
+status() {
+  load_state
+  local node
+  for node in "${nodes[@]}"; do
+    say "$node ($(docker inspect -f '{{.State.Status}}' "$prefix-$node" 2>/dev/null || echo missing))"
+    on "$node" nodes 2>&1 || true
+  done
+}
+
+# ---------------------------------------------------------------- demo
+
+has_worker() { on "$1" images 2>/dev/null | grep -q "${worker%:*}"; }
+
+# Runs a job from the master and prints its JSON; on failure shows why.
+master_job() { # iris job run args...
+  local out
+  if ! out=$(on "$master" job run --json --image "$worker" --memory 64m --timeout 60s "$@"); then
+    echo "$out" >&2
+    die "a job failed: iris job run $*"
+  fi
+  echo "$out"
+}
+
+# One round of federated averaging: every node takes `steps` gradient steps
+# from `weights` on its own shard; the master gathers the updates and a
+# container on the master averages them. Prints "LOSS WEIGHTS", where LOSS
+# is the loss of `weights` over all the data.
+fedavg_round() { # weights steps
+  local train id avg model files=()
+  train=$(master_job --on all --gather -- /iris-worker gradient /workspace/private/shard.csv \
+    --target y --weights "$1" --lr "$lr" --steps "$2")
+  id=$(json_field id <<<"$train")
+  # Gathered as public/jobs/<id>/<node>/update.json; mounted under /workspace/in.
+  while read -r file; do files+=("/workspace/in/${file#public/}"); done \
+    < <(grep -o '"public/jobs/[^"]*/update.json"' <<<"$train" | tr -d '"')
+  [ ${#files[@]} -eq ${#nodes[@]} ] || die "round gathered ${#files[@]} updates from ${#nodes[@]} nodes"
+  avg=$(master_job --on "$master" --input "jobs/$id" -- /iris-worker average "${files[@]}")
+  model="$data/$master/workspace/public/jobs/$(json_field id <<<"$avg")/model.json"
+  echo "$(json_field loss <"$model") $(json_field weights <"$model")"
+}
+
+demo() {
+  local rounds=${1:-10} lr=0.4 steps=25 weight_tol=0.05 loss_tol=0.01
+  [[ "$rounds" =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] || die "R must be a number of rounds, 1 or more"
+  load_state
+  wait_until 60 has_worker "$master" >/dev/null || die "$master has not loaded $worker"
+  say "federated averaging over ${nodes[*]}: $rounds rounds of $steps local steps (learning rate $lr)"
+  printf '%5s  %-10s  %-7s  %s\n' ROUND LOSS TIME "WEIGHTS (x1, x2, bias)"
+  local weights=0,0,0 times=() r t0 ms result loss next
+  for r in $(seq 1 "$rounds"); do
+    t0=$(now_ms)
+    result=$(fedavg_round "$weights" "$steps")
+    loss=${result% *} next=${result#* }
+    ms=$(($(now_ms) - t0))
+    times+=("$ms")
+    printf '%5d  %-10.6f  %-7s  %s\n' "$r" "$loss" "$(secs "$ms")s" "$(brief "$next")"
+    weights=$next
+  done
+  # Zero steps: the loss of the final model, evaluated where the data are.
+  result=$(fedavg_round "$weights" 0)
+  loss=${result% *}
+  printf '%5s  %-10.6f  %-7s  %s\n' final "$loss" "" "$(brief "$weights")"
+
+  say "check: a central fit on the union of the shards (done here only to verify)"
+  local mounts=() csvs=() node central
+  for node in "${nodes[@]}"; do
+    mounts+=(-v "$data/$node/workspace/private/shard.csv:/shards/$node.csv:ro")
+    csvs+=("/shards/$node.csv")
+  done
+  central=$(docker run --rm --network none --user "$(id -u):$(id -g)" --label "iris.testnet=$data" \
+    "${mounts[@]}" "$worker" /iris-worker fit "${csvs[@]}" --target y)
+  local c_weights c_loss verdict
+  c_weights=$(json_field weights <<<"$central")
+  c_loss=$(json_field loss <<<"$central")
+  verdict=$(awk -v f="$weights" -v c="$c_weights" -v fl="$loss" -v cl="$c_loss" \
+    -v wt="$weight_tol" -v lt="$loss_tol" 'BEGIN {
+      n = split(f, a, ","); split(c, b, ",")
+      for (i = 1; i <= n; i++) { d = a[i] - b[i]; if (d < 0) d = -d; if (d > gap) gap = d }
+      rel = (fl - cl) / cl
+      printf "federated  loss %.6f  weights", fl; for (i = 1; i <= n; i++) printf " %.4f", a[i]; print ""
+      printf "central    loss %.6f  weights", cl; for (i = 1; i <= n; i++) printf " %.4f", b[i]; print ""
+      printf "gap: weights %.4f (tolerance %s), loss %+.2f%% (tolerance %.0f%%) ", gap, wt, 100 * rel, 100 * lt
+      print (gap <= wt && rel <= lt) ? "-> agree" : "-> DISAGREE"
+    }')
+  echo "$verdict"
+
+  say "check: no private shard appears in another node's workspace"
+  local leaks=0 owner other hash row
+  for owner in "${nodes[@]}"; do
+    hash=$(sha256sum <"$data/$owner/workspace/private/shard.csv" | cut -d' ' -f1)
+    row=$(sed -n 2p "$data/$owner/workspace/private/shard.csv")
+    for other in "${nodes[@]}"; do
+      [ "$other" = "$owner" ] && continue
+      if find "$data/$other/workspace" -type f -exec sha256sum {} + | grep -q "^$hash" ||
+        grep -rqF -- "$row" "$data/$other/workspace"; then
+        echo "LEAK: $owner's shard is in $other's workspace"
+        leaks=$((leaks + 1))
+      fi
+    done
+  done
+  [ "$leaks" -eq 0 ] && echo "none: ${#nodes[@]} shards checked, by hash and by content, against every other workspace"
+
+  say "time per round"
+  printf '%s\n' "${times[@]}" | awk '{ sum += $1; if (NR == 1 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 } END {
+    printf "mean %.2f s over %d rounds (fastest %.2f s, slowest %.2f s), containers included\n", sum / NR / 1000, NR, lo / 1000, hi / 1000
+    print "target: under 1 s with 3 nodes; Flower 1.41 (3 SuperNodes) took 5.9 s"
+  }'
+  docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' $(printf "$prefix-%s " "${nodes[@]}") |
+    awk '{ v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v)
+           f = (u == "GiB") ? 1024 : (u == "KiB") ? 1 / 1024 : 1; total += v * f }
+         END { printf "memory of the %d node containers: %.0f MiB in all (Flower: about 1.5 GiB)\n", NR, total }'
+  [[ "$verdict" == *"-> agree" ]] && [ "$leaks" -eq 0 ] || die "the demo's checks failed"
+}
+
+# ---------------------------------------------------------------- chaos
+
+outcomes=()
+# One row of the final table: fault, what should happen, what did, verdict.
+outcome() { # fault expected observed ok(0/1)
+  local verdict=FAILED
+  [ "$4" -eq 1 ] && verdict=ok
+  outcomes+=("$1|$2|$3|$verdict")
+  printf '   %s: %s\n' "$verdict" "$3"
+}
+
+job_states() { on "$master" job show "$1" --json | task_states; }
+task_is() { [ "$(job_states "$1" | awk -v n="$2" '$1 == n { print $2 }')" = "$3" ]; }
+job_ended() { ! job_states "$1" | grep -qE ' (queued|running)$'; }
+no_containers() { [ -z "$(docker ps -aq --filter "label=iris.node=$1" --filter "label=iris.job=$2")" ]; }
+
+chaos() {
+  load_state
+  local n=${#nodes[@]}
+  [ "$n" -ge 3 ] || die "chaos needs 3 nodes or more (testnet.sh up 3)"
+  local killed=${nodes[$((n - 1))]} cut=${nodes[1]} ms job id states ok peer
+
+  say "1. kill -9 $killed while a job runs on every node"
+  job=$(on "$master" job submit --json --image "$worker" --on all --memory 32m --timeout 60s -- \
+    /iris-worker sleep 8)
+  id=$(json_field id <<<"$job")
+  wait_until 60 task_is "$id" "$killed" running >/dev/null || die "$id never ran on $killed"
+  docker kill --signal KILL "$prefix-$killed" >/dev/null
+  ms=$(wait_until 90 job_ended "$id") || ms=timeout
+  states=$(job_states "$id" | tr '\n' ' ')
+  ok=$(job_states "$id" | awk -v k="$killed" '($1 == k) != ($2 == "lost") || ($1 != k && $2 != "succeeded") { bad = 1 }
+    END { print bad ? 0 : 1 }')
+  outcome "kill -9 $killed mid-job" "$killed's task lost, others succeed" \
+    "$(sed 's/ \([a-z]*\) \([a-z]\)/ \1, \2/g' <<<"${states% }"); job over $(secs "${ms/timeout/90000}") s after the kill" "$ok"
+
+  say "   restart $killed"
+  docker start "$prefix-$killed" >/dev/null
+  peer=PEER_$killed
+  ok=0
+  if ms=$(wait_until 60 all_alive "${nodes[@]}") &&
+    wait_until 30 no_containers "${!peer}" "$id" >/dev/null; then ok=1; fi
+  outcome "restart $killed" "rejoins; its stray job container removed" \
+    "all alive after $(secs "${ms:-60000}") s; $(docker ps -aq --filter "label=iris.job=$id" | wc -l) containers of the job left" "$ok"
+
+  say "2. cut $cut off the Docker network, then reconnect it"
+  local ip t0 suspect gone alive
+  ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$prefix\").IPAddress}}" "$prefix-$cut")
+  t0=$(now_ms)
+  docker network disconnect "$prefix" "$prefix-$cut"
+  suspect=$(wait_until 30 all_see suspect "$cut" "${nodes[@]}") && suspect=$(($(now_ms) - t0))
+  gone=$(wait_until 60 all_see gone "$cut" "${nodes[@]}") && gone=$(($(now_ms) - t0))
+  ok=0; [ -n "$suspect" ] && [ -n "$gone" ] && ok=1
+  outcome "cut $cut off the network" "suspect, then gone, on every node" \
+    "suspect after $(secs "${suspect:-0}") s, gone after $(secs "${gone:-0}") s" "$ok"
+  t0=$(now_ms)
+  docker network connect --ip "$ip" "$prefix" "$prefix-$cut"
+  ok=0
+  alive=$(wait_until 60 all_alive "${nodes[@]}") && ok=1
+  outcome "reconnect $cut" "alive again on every node" \
+    "all alive after $(secs "${alive:-60000}") s" "$ok"
+
+  say "3. restart the master, $master"
+  local jobs_before jobs_after='' role='' same=0 new_job=failed
+  jobs_before=$(on "$master" job list | awk 'NR > 1 { print $1, $2 }' | sort)
+  t0=$(now_ms)
+  docker restart "$prefix-$master" >/dev/null
+  ok=0 ms=''
+  if wait_until 60 api_up "$master" >/dev/null && wait_until 60 all_alive "${nodes[@]}" >/dev/null; then
+    ms=$(($(now_ms) - t0))
+    jobs_after=$(on "$master" job list | awk 'NR > 1 { print $1, $2 }' | sort)
+    same=$(comm -12 <(echo "$jobs_before") <(echo "$jobs_after") | wc -l)
+    role=$(on "$master" status | sed -n 's/^role: *//p')
+    on "$master" job run --image "$worker" --on all --memory 32m --timeout 60s -- \
+      /iris-worker stats /workspace/private/shard.csv >/dev/null 2>&1 && new_job=succeeded
+    [ "$jobs_after" = "$jobs_before" ] && [ "$role" = master ] && [ "$new_job" = succeeded ] && ok=1
+  fi
+  outcome "restart $master (master)" "jobs and map restored, still master" \
+    "$same of $(wc -l <<<"$jobs_before") jobs as before; all alive $(secs "${ms:-60000}") s after the restart; role ${role:-?}; a new job $new_job" "$ok"
+
+  say "faults injected and outcomes"
+  local row failed=0
+  { echo "FAULT|EXPECTED|OBSERVED|RESULT"; printf '%s\n' "${outcomes[@]}"; } |
+    awk -F'|' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } }
+      END { for (r = 1; r <= NR; r++) printf "%-*s  %-*s  %-*s  %s\n", w[1], cell[r, 1], w[2], cell[r, 2], w[3], cell[r, 3], cell[r, 4] }'
+  for row in "${outcomes[@]}"; do [[ "$row" == *"|FAILED" ]] && failed=$((failed + 1)); done
+  [ "$failed" -eq 0 ] || die "$failed of ${#outcomes[@]} outcomes were not as expected"
+}
+
+# ---------------------------------------------------------------- down
+
+down() {
+  local ours="label=iris.testnet=$data" var node
+  [ -f "$state" ] && source "$state"
+  # The nodes, and the job containers each of them made on the engine.
+  docker ps -aq --filter "$ours" | xargs -r docker rm -f >/dev/null
+  for var in $(compgen -v PEER_ || true); do
+    docker ps -aq --filter "label=iris.node=${!var}" | xargs -r docker rm -f >/dev/null
+  done
+  if [ "$(docker network inspect -f '{{index .Labels "iris.testnet"}}' "$prefix" 2>/dev/null)" = "$data" ]; then
+    docker network rm "$prefix" >/dev/null
+  fi
+  for node in ${NODES:-}; do rm -rf "${data:?}/$node"; done
+  rm -f "$state"
+  [ "$prefix" = iris-testnet ] || rmdir "$data" 2>/dev/null || true
+  unset NODES
+  echo "testnet down"
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  status) status ;;
+  demo) demo "${2:-10}" ;;
+  chaos) chaos ;;
+  down) down ;;
+  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
