@@ -272,6 +272,28 @@ fedavg_round() { # weights steps
   echo "$(json_field loss <"$model") $(json_field weights <"$model")"
 }
 
+# The same round with no Iris at all: `docker run --rm` of the training
+# containers side by side, then of the averaging one, on this one host.
+# Prints the mean milliseconds of 3 such rounds.
+bare_round_ms() { # weights steps
+  local tmp="$data/.bare" total=0 t0 node run
+  run=(docker run --rm --network none --user "$(id -u):$(id -g)" --label "iris.testnet=$data")
+  mkdir -p "$tmp"
+  for _ in 1 2 3; do
+    t0=$(now_ms)
+    for node in "${nodes[@]}"; do
+      "${run[@]}" -v "$data/$node/workspace/private:/workspace/private:ro" "$worker" \
+        /iris-worker gradient /workspace/private/shard.csv --target y --weights "$1" \
+        --lr "$lr" --steps "$2" >"$tmp/$node.json" &
+    done
+    wait
+    "${run[@]}" -v "$tmp:/in:ro" "$worker" /iris-worker average $(printf '/in/%s.json ' "${nodes[@]}") >/dev/null
+    total=$((total + $(now_ms) - t0))
+  done
+  rm -rf "$tmp"
+  echo $((total / 3))
+}
+
 demo() {
   local rounds=${1:-10} lr=0.4 steps=25 weight_tol=0.05 loss_tol=0.01
   [[ "$rounds" =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] || die "R must be a number of rounds, 1 or more"
@@ -334,8 +356,12 @@ demo() {
   [ "$leaks" -eq 0 ] && echo "none: ${#nodes[@]} shards checked, by hash and by content, against every other workspace"
 
   say "time per round"
-  printf '%s\n' "${times[@]}" | awk '{ sum += $1; if (NR == 1 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 } END {
-    printf "mean %.2f s over %d rounds (fastest %.2f s, slowest %.2f s), containers included\n", sum / NR / 1000, NR, lo / 1000, hi / 1000
+  local bare
+  bare=$(bare_round_ms "$weights" "$steps")
+  printf '%s\n' "${times[@]}" | awk -v bare="$bare" '{ sum += $1; if (NR == 1 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 } END {
+    mean = sum / NR
+    printf "mean %.2f s over %d rounds (fastest %.2f s, slowest %.2f s), containers included\n", mean / 1000, NR, lo / 1000, hi / 1000
+    printf "baseline: the same containers by bare docker run, no Iris: %.2f s; Iris / bare = %.2f\n", bare / 1000, mean / bare
     print "target: under 1 s with 3 nodes; Flower 1.41 (3 SuperNodes) took 5.9 s"
   }'
   docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' $(printf "$prefix-%s " "${nodes[@]}") |
