@@ -169,7 +169,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     };
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // A temporary name of its own per call: two writers of one file must
+    // not rename each other's half-written temporary away.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -213,6 +217,27 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
         assert_eq!(store.load_token().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_all_succeed_and_leave_a_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.json");
+        std::thread::scope(|scope| {
+            for writer in 0..8u8 {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..50 {
+                        write_private(path, &[writer; 4096]).unwrap();
+                    }
+                });
+            }
+        });
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 4096);
+        assert!(bytes.iter().all(|b| *b == bytes[0]), "a torn file");
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "temporary files left behind");
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct TaskRunner {
     permits: Arc<Semaphore>,
     cancels: Mutex<HashMap<String, (PeerId, watch::Sender<bool>)>>,
     deliveries: mpsc::UnboundedSender<Delivery>,
+    /// Held across every read-modify-write of a `task.json`: the task's own
+    /// updates and the delivery receipts race, and a receipt must never
+    /// write back an older state over a newer one.
+    files: Mutex<()>,
 }
 
 impl TaskRunner {
@@ -55,6 +59,7 @@ impl TaskRunner {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             cancels: Mutex::new(HashMap::new()),
             deliveries,
+            files: Mutex::new(()),
         })
     }
 
@@ -85,7 +90,10 @@ impl TaskRunner {
     fn update(&self, task: &mut TaskFile, change: impl FnOnce(&mut TaskReport)) {
         change(&mut task.report);
         task.delivered = false;
-        self.save(task);
+        {
+            let _files = self.files.lock().expect("lock");
+            self.save(task);
+        }
         let _ = self.deliveries.send(Delivery {
             origin: task.origin,
             report: task.report.clone(),
@@ -95,6 +103,7 @@ impl TaskRunner {
     /// Marks a report as received by its origin, so a restart does not
     /// send it again.
     pub fn delivered(&self, report: &TaskReport) {
+        let _files = self.files.lock().expect("lock");
         if let Some(mut task) = self.load(&report.job_id) {
             if task.report == *report {
                 task.delivered = true;

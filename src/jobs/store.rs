@@ -182,8 +182,10 @@ impl JobStore {
             return None;
         }
         let job = job.clone().with_state();
-        drop(jobs);
+        // Saved under the lock: two updates of one job must reach the disk
+        // in the order they were made.
         self.save(&job);
+        drop(jobs);
         Some(job)
     }
 
