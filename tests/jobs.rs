@@ -213,6 +213,12 @@ async fn job_records_survive_a_master_restart() {
     assert_eq!(job["state"], "succeeded", "{job}");
     let out = nodes[0].cli(&["job", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+
+    // At once, before the redial has reconnected anyone: the restored map
+    // shows bob alive, so his task must reach him.
+    let again = submit(&nodes[0], job_body("all", &["/iris-worker", "exit", "0"])).await;
+    let job = wait_job(&nodes[0], &again).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
 }
 
 #[tokio::test]

@@ -108,7 +108,14 @@ impl EventLoop {
                         let _ = reply.send(self.snapshot());
                     }
                     Some(Command::Request { peer, request, reply }) => {
-                        let id = self.swarm.behaviour_mut().control.send_request(&peer, *request);
+                        // Not connected (say, just after a restart): dial the
+                        // addresses the member's record gives.
+                        let addrs = self.map.get(&peer).map(|e| e.record.addrs).unwrap_or_default();
+                        let id = self
+                            .swarm
+                            .behaviour_mut()
+                            .control
+                            .send_request_with_addresses(&peer, *request, addrs);
                         self.outbound.insert(id, reply);
                     }
                     Some(Command::Depart { departure, reply }) => {
