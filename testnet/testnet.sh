@@ -104,6 +104,15 @@ all_alive() { # nodes...: every node sees every node alive
 
 api_up() { on "$1" status >/dev/null 2>&1; }
 
+# `node` has heard from every other member since `since_ms`: a restored map
+# starts out alive, so only fresh news proves the node is back in touch.
+heard_from_all_since() { # node since_ms
+  on "$1" nodes --json | awk -F'[:,]' -v since="$2" '
+    /"last_seen":/ { seen = $2 + 0 }
+    /"self": false/ { others++; if (seen >= since) fresh++ }
+    END { exit !(others > 0 && fresh == others) }'
+}
+
 # A field of our own JSON: `iris ... --json` output and the worker's files.
 # Top-level only, numbers and arrays of numbers; enough for what we read.
 json_field() { # key < json: the first such field
@@ -197,7 +206,9 @@ up() {
     local node=${nodes[$i]} dir="$data/${nodes[$i]}"
     mkdir -p "$dir/workspace/private" "$dir/workspace/public" "$dir/workspace/image"
     make_shard "$i" $((200 * (i + 2))) >"$dir/workspace/private/shard.csv"
-    # Only the master starts with the worker image; jobs ship it to the others.
+    # The master loads the worker image from its library. (The nodes share
+    # this host's engine, so all of them list it in the map; between
+    # machines, a job ships the tar to nodes that lack the image.)
     [ "$i" -eq 0 ] && cp "$root/docker/.build/iris-worker.tar" "$dir/workspace/image/"
     docker run --rm "${user[@]}" --label "iris.testnet=$data" -v "$dir:/iris" "$image" \
       init --name "$node" --workspace-host-path "$dir/workspace" >/dev/null
@@ -391,7 +402,7 @@ chaos() {
   load_state
   local n=${#nodes[@]}
   [ "$n" -ge 3 ] || die "chaos needs 3 nodes or more (testnet.sh up 3)"
-  local killed=${nodes[$((n - 1))]} cut=${nodes[1]} ms job id states ok peer
+  local killed=${nodes[$((n - 1))]} cut=${nodes[1]} ms job id states ok peer t0
 
   say "1. kill -9 $killed while a job runs on every node"
   job=$(on "$master" job submit --json --image "$worker" --on all --memory 32m --timeout 60s -- \
@@ -411,15 +422,19 @@ chaos() {
   # Its job container outlived it: the engine is the host's, not the node's.
   local stray
   stray=$(docker ps -aq --filter "label=iris.node=${!peer}" --filter "label=iris.job=$id" | wc -l)
+  t0=$(now_ms)
   docker start "$prefix-$killed" >/dev/null
   ok=0
-  if ms=$(wait_until 60 all_alive "${nodes[@]}") &&
-    wait_until 30 no_containers "${!peer}" "$id" >/dev/null; then ok=1; fi
+  if wait_until 60 api_up "$killed" >/dev/null && wait_until 60 heard_from_all_since "$killed" "$t0" >/dev/null &&
+    wait_until 60 all_alive "${nodes[@]}" >/dev/null &&
+    wait_until 30 no_containers "${!peer}" "$id" >/dev/null; then
+    ok=1 ms=$(($(now_ms) - t0))
+  fi
   outcome "restart $killed" "rejoins; removes its stray job container" \
-    "all alive after $(secs "${ms:-60000}") s; its containers of the job: $stray before, $(docker ps -aq --filter "label=iris.job=$id" | wc -l) after" "$ok"
+    "all in touch $(secs "${ms:-60000}") s after the start; its containers of the job: $stray before, $(docker ps -aq --filter "label=iris.job=$id" | wc -l) after" "$ok"
 
   say "2. cut $cut off the Docker network, then reconnect it"
-  local ip t0 suspect gone alive
+  local ip suspect gone alive
   ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$prefix\").IPAddress}}" "$prefix-$cut")
   t0=$(now_ms)
   docker network disconnect "$prefix" "$prefix-$cut"
@@ -444,7 +459,8 @@ chaos() {
   t0=$(now_ms)
   docker restart "$prefix-$master" >/dev/null
   ok=0 ms=''
-  if wait_until 60 api_up "$master" >/dev/null && wait_until 60 all_alive "${nodes[@]}" >/dev/null; then
+  if wait_until 60 api_up "$master" >/dev/null && wait_until 60 heard_from_all_since "$master" "$t0" >/dev/null &&
+    wait_until 60 all_alive "${nodes[@]}" >/dev/null; then
     ms=$(($(now_ms) - t0))
     jobs_after=$(on "$master" job list | awk 'NR > 1 { print $1, $2 }' | sort)
     same=$(comm -12 <(echo "$jobs_before") <(echo "$jobs_after") | wc -l)
@@ -454,7 +470,7 @@ chaos() {
     [ "$jobs_after" = "$jobs_before" ] && [ "$role" = master ] && [ "$new_job" = succeeded ] && ok=1
   fi
   outcome "restart $master (master)" "jobs and map restored, still master" \
-    "$same of $(wc -l <<<"$jobs_before") jobs as before; all alive $(secs "${ms:-60000}") s after the restart; role ${role:-?}; a new job $new_job" "$ok"
+    "$same of $(wc -l <<<"$jobs_before") jobs as before; heard from all $(secs "${ms:-60000}") s after the restart; role ${role:-?}; a new job $new_job" "$ok"
 
   say "faults injected and outcomes"
   local row failed=0
