@@ -102,6 +102,12 @@ all_alive() { # nodes...: every node sees every node alive
   done
 }
 
+# As `on`, passing IRIS_NETWORK_KEY from our environment into the container.
+with_key() { # node args...
+  local node=$1; shift
+  docker exec -e IRIS_NETWORK_KEY "$prefix-$node" iris "$@"
+}
+
 api_up() { on "$1" status >/dev/null 2>&1; }
 
 # `node` has heard from every other member since `since_ms`: a restored map
@@ -227,13 +233,16 @@ up() {
 
   local master=${nodes[0]}
   say "$master creates network 'testnet'"
-  on "$master" network create --name testnet --key "$key"
+  # The key goes through the environment, never on a command line that
+  # `ps` would show.
+  export IRIS_NETWORK_KEY=$key
+  with_key "$master" network create --name testnet
   for i in $(seq 1 $((n - 1))); do
     # bob joins through the genesis, every later node through the one before.
     local via=${nodes[$((i - 1))]} peer
     peer=$(on "$via" status | sed -n 's/^peer id: *//p')
     say "${nodes[$i]} joins through $via"
-    on "${nodes[$i]}" network join --key "$key" "/ip4/$base.$((10 + i - 1))/tcp/7000/p2p/$peer"
+    with_key "${nodes[$i]}" network join "/ip4/$base.$((10 + i - 1))/tcp/7000/p2p/$peer"
   done
   wait_until 30 all_alive "${nodes[@]}" >/dev/null || die "the nodes did not all see each other alive"
   say "the map as ${nodes[$((n - 1))]} sees it"
