@@ -330,7 +330,8 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. }
                 if !self.own.addrs.contains(&address)
                     && self.own.addrs.len() < iris_behaviours::MAX_ADDRS
-                    && super::worth_announcing(&self.ctx, &address) =>
+                    && (super::worth_announcing(&self.ctx, &address)
+                        || self.own.addrs.is_empty()) =>
             {
                 self.own.addrs.push(address);
                 self.own_record_changed();

@@ -344,8 +344,10 @@ fn advertised(ctx: &NetworkContext, listening: Vec<Multiaddr>) -> Vec<Multiaddr>
         .iter()
         .filter_map(|a| a.parse().ok())
         .collect();
+    let any_reachable = listening.iter().any(|a| worth_announcing(ctx, a));
     for addr in listening {
-        if !addrs.contains(&addr) && worth_announcing(ctx, &addr) {
+        // A machine with no network but loopback still announces that.
+        if !addrs.contains(&addr) && (worth_announcing(ctx, &addr) || !any_reachable) {
             addrs.push(addr);
         }
     }
