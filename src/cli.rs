@@ -109,7 +109,8 @@ pub struct InitArgs {
     /// Interface to listen on for peers.
     #[arg(long, default_value = "0.0.0.0")]
     pub p2p_listen: IpAddr,
-    /// Port of the local REST API.
+    /// Port of the local REST API (0: any free port, written to DIR/api.port
+    /// at each start).
     #[arg(long, default_value_t = 8000)]
     pub api_port: u16,
     /// Interface of the REST API; keep it on loopback unless you know why not.

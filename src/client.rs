@@ -1,5 +1,6 @@
 //! The HTTP client the CLI uses to talk to a node's API. It finds the
-//! address in `DIR/iris.toml` and the token in `DIR/api.token`.
+//! address in `DIR/iris.toml` (or, with `api.port = 0`, the port the node
+//! picked in `DIR/api.port`) and the token in `DIR/api.token`.
 
 use std::path::Path;
 
@@ -27,8 +28,18 @@ impl ApiClient {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
+        // Port 0: the node picked one at start and wrote it down.
+        let port = match config.api.port {
+            0 => Store::new(dir).load_api_port().with_context(|| {
+                format!(
+                    "the API port is chosen at start (api.port = 0): is the node in {} running?",
+                    dir.display()
+                )
+            })?,
+            port => port,
+        };
         Ok(Self {
-            base: format!("http://{host}:{}", config.api.port),
+            base: format!("http://{host}:{port}"),
             token,
             dir: dir.display().to_string(),
             http: reqwest::Client::new(),

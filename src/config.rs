@@ -74,6 +74,7 @@ impl Default for P2pConfig {
 pub struct ApiConfig {
     /// Interface of the REST API. Loopback keeps it to this machine.
     pub bind: IpAddr,
+    /// 0 picks a free port at start and writes it to `DIR/api.port`.
     pub port: u16,
 }
 
@@ -244,6 +245,7 @@ external = []
 # The local REST API and CLI endpoint. Every route needs the token in api.token.
 # Keep it on 127.0.0.1 unless the node runs in a container you publish it from.
 bind = "{api_bind}"
+# 0 picks a free port at each start and writes it to api.port for the CLI.
 port = {api_port}
 
 [workspace]

@@ -15,6 +15,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for the API on {addr}"))?;
+    let addr = listener.local_addr()?;
+    Store::new(dir).save_api_port(addr.port())?;
     tracing::info!(name = %config.name, api = %addr, "node running");
 
     let app = crate::api::router(node.clone(), token);

@@ -22,6 +22,9 @@ pub const IDENTITY_FILE: &str = "identity.key";
 pub const TOKEN_FILE: &str = "api.token";
 pub const PSK_FILE: &str = "network.psk";
 pub const STATE_FILE: &str = "state.json";
+/// The port the API listens on, written at every start: with `api.port = 0`
+/// the node picks a free one and the CLI finds it here.
+pub const API_PORT_FILE: &str = "api.port";
 
 /// Why something on disk could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,22 @@ impl Store {
             });
         }
         Ok(token)
+    }
+
+    pub fn save_api_port(&self, port: u16) -> Result<(), StoreError> {
+        write_private(&self.path(API_PORT_FILE), format!("{port}\n").as_bytes())
+    }
+
+    pub fn load_api_port(&self) -> Result<u16, StoreError> {
+        let path = self.path(API_PORT_FILE);
+        let text = String::from_utf8_lossy(&read(&path)?).trim().to_string();
+        text.parse()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or(StoreError::Corrupt {
+                path,
+                message: format!("'{text}' is not a port"),
+            })
     }
 
     pub fn save_psk(&self, psk: &PreSharedKey) -> Result<(), StoreError> {

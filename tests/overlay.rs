@@ -364,6 +364,16 @@ async fn init_refuses_to_overwrite_and_a_corrupt_state_is_a_clear_error() {
     );
     assert_eq!(key_mode & 0o077, 0, "identity readable by others");
 
+    // The harness inits with api.port = 0: before the first start the CLI
+    // has no port to go to, and says why.
+    let out = node.cli(&["status"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("api.port = 0") && stderr.contains("running?"),
+        "{stderr}"
+    );
+
     node.start().await;
     node.create_network("k").await;
     node.terminate().await;

@@ -64,7 +64,6 @@ impl TestNode {
     }
 
     pub fn init_in(name: &str, dir: &Path) -> Self {
-        let api_port = free_port();
         let out = iris(&[
             "init",
             "--dir",
@@ -75,8 +74,10 @@ impl TestNode {
             "0",
             "--p2p-listen",
             "127.0.0.1",
+            // Any free port, chosen by the node as it binds: a port picked
+            // here and bound later could be taken in between.
             "--api-port",
-            &api_port.to_string(),
+            "0",
         ]);
         assert!(
             out.status.success(),
@@ -87,7 +88,7 @@ impl TestNode {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             _tmp: None,
-            api_port,
+            api_port: 0,
             child: None,
             http: reqwest::Client::new(),
         };
@@ -127,6 +128,9 @@ impl TestNode {
     pub async fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "{} already runs", self.name);
         let log = std::fs::File::create(self.dir.join("node.log")).unwrap();
+        // The previous run's port must not be mistaken for this one's.
+        let port_file = self.dir.join("api.port");
+        let _ = std::fs::remove_file(&port_file);
         let child = Command::new(IRIS)
             .args(["run", "--dir", self.dir_str()])
             .env("RUST_LOG", "info,iris=debug")
@@ -141,8 +145,14 @@ impl TestNode {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("{} exited with {status}: {}", self.name, self.log());
             }
-            if let Ok((200, _)) = self.get("/v1/status").await {
-                return;
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                self.api_port = port;
+                if let Ok((200, _)) = self.get("/v1/status").await {
+                    return;
+                }
             }
             assert!(
                 start.elapsed() < DEADLINE,
