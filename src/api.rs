@@ -303,11 +303,35 @@ async fn list_jobs(State(state): State<ApiState>) -> Json<Vec<Job>> {
     Json(state.node.jobs())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    /// Answer once the job has ended, or after this many seconds.
+    wait: Option<f64>,
+}
+
+/// The longest wait one request may ask for.
+const MAX_WAIT_SECS: f64 = 300.0;
+
 async fn show_job(
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.node.job(&id)?))
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let wait = match query.wait {
+        None => std::time::Duration::ZERO,
+        Some(secs) if secs.is_finite() && (0.0..=MAX_WAIT_SECS).contains(&secs) => {
+            std::time::Duration::from_secs_f64(secs)
+        }
+        Some(secs) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("wait={secs}: give seconds from 0 to {MAX_WAIT_SECS}"),
+            ))
+        }
+    };
+    Ok(Json(state.node.wait_job(&id, wait).await?))
 }
 
 async fn cancel_job(

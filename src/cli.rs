@@ -1169,13 +1169,13 @@ fn describe_event(event: &Value) -> String {
             text("peer_id"),
             text("reason")
         ),
-        "gone" => format!("gone     {} ({})", text("name"), text("peer_id")),
-        "left" => format!(
-            "left     {} ({}): {}",
+        "gone" => format!(
+            "gone     {} ({}): {}",
             text("name"),
             text("peer_id"),
             text("reason")
         ),
+        "left" => format!("left     {} ({})", text("name"), text("peer_id")),
         "network_created" => format!("created  network '{}'", text("network")),
         "network_joined" => format!("joined   network '{}' via {}", text("network"), text("via")),
         "network_left" => format!("left     network '{}'", text("network")),
@@ -1197,4 +1197,22 @@ fn clock(ms: u64) -> String {
         day_ms / 1000 % 60,
         day_ms % 1000
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_show_the_reasons_they_carry_and_no_others() {
+        let gone = json!({"type": "gone", "at_ms": 0, "name": "bob", "peer_id": "P", "reason": "no heartbeat for 10 s"});
+        let line = describe_event(&gone);
+        assert!(
+            line.contains("gone") && line.ends_with(": no heartbeat for 10 s"),
+            "{line}"
+        );
+        let left = json!({"type": "left", "at_ms": 0, "name": "bob", "peer_id": "P"});
+        let line = describe_event(&left);
+        assert!(line.trim_end().ends_with("(P)"), "{line}");
+    }
 }

@@ -222,6 +222,13 @@ impl NodeConfig {
             .map(|t| format!("{t:?}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let external = self
+            .p2p
+            .external
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let host_path = match &self.workspace.host_path {
             Some(p) => format!("host_path = {:?}", p.display().to_string()),
             None => "# host_path = \"/srv/iris/alice/workspace\"".to_string(),
@@ -239,7 +246,7 @@ tags = [{tags}]
 listen = "{p2p_listen}"
 port = {p2p_port}
 # Extra addresses to announce, e.g. behind NAT: ["/ip4/203.0.113.7/tcp/7001"]
-external = []
+external = [{external}]
 
 [api]
 # The local REST API and CLI endpoint. Every route needs the token in api.token.

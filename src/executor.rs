@@ -17,6 +17,7 @@ use bollard::{
     query_parameters::{
         CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
         ListImagesOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        RestartContainerOptionsBuilder,
     },
     Docker,
 };
@@ -52,7 +53,7 @@ pub enum ExecutorError {
     Docker(#[from] bollard::errors::Error),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("the command did not finish within {0:?}")]
+    #[error("the command did not finish within {0:?}; the session was restarted to stop it")]
     Timeout(Duration),
     #[error("image {path} could not be loaded: {message}")]
     BadImage { path: PathBuf, message: String },
@@ -221,6 +222,13 @@ impl Executor {
     /// the engine reported loading.
     pub async fn load_image(&self, tar: &Path) -> Result<Vec<String>, ExecutorError> {
         let docker = self.docker()?;
+        // Test hook: a slow engine, to show that loads never overlap.
+        if let Some(ms) = std::env::var("IRIS_FAULT_SLOW_IMAGE_LOAD_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let bad = |message: String| ExecutorError::BadImage {
             path: tar.to_owned(),
             message,
@@ -491,6 +499,15 @@ impl Executor {
                 }
             };
             if tokio::time::timeout(timeout, collect).await.is_err() {
+                // The engine cannot stop one exec: it has no call for that,
+                // and its process lives on after we stop reading. Restarting
+                // the session ends every command in it; the session itself
+                // comes back with its own command and the same mounts.
+                let restart = RestartContainerOptionsBuilder::default()
+                    .signal("SIGKILL")
+                    .t(0)
+                    .build();
+                docker.restart_container(&container, Some(restart)).await?;
                 return Err(ExecutorError::Timeout(timeout));
             }
         }

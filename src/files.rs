@@ -122,6 +122,9 @@ pub struct Files {
     manifests: Mutex<HashMap<PathBuf, FileManifest>>,
     network: watch::Receiver<Option<NetworkClient>>,
     events: Events,
+    /// One transfer into a destination at a time: two would share its
+    /// partial file, and one could truncate chunks the other had checked.
+    destinations: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     /// Test hook: serve chunk N damaged, once (`IRIS_FAULT_CORRUPT_CHUNK`).
     corrupt_once: Mutex<Option<u64>>,
 }
@@ -140,6 +143,7 @@ impl Files {
             manifests: Mutex::new(HashMap::new()),
             network,
             events,
+            destinations: Mutex::new(HashMap::new()),
             corrupt_once: Mutex::new(corrupt_once),
         })
     }
@@ -274,6 +278,33 @@ impl Files {
         if target.is_dir() {
             return Err(format!("'{dest}' is a directory"));
         }
+        let lock = self
+            .destinations
+            .lock()
+            .expect("lock")
+            .entry(target.clone())
+            .or_default()
+            .clone();
+        let held = lock.lock_owned().await;
+        let result = self.fetch_into(&client, peer, path, dest, &target).await;
+        drop(held);
+        // Forget destinations nobody waits for any more.
+        self.destinations
+            .lock()
+            .expect("lock")
+            .retain(|_, lock| Arc::strong_count(lock) > 1);
+        result
+    }
+
+    /// [`Files::fetch`] once the destination is ours alone.
+    async fn fetch_into(
+        &self,
+        client: &NetworkClient,
+        peer: PeerId,
+        path: &str,
+        dest: &str,
+        target: &Path,
+    ) -> Result<Transfer, String> {
         let started = Instant::now();
         let manifest = match client
             .request(
@@ -427,7 +458,7 @@ impl Files {
             ));
         }
         file.sync_all().map_err(|e| e.to_string())?;
-        std::fs::rename(&partial, &target)
+        std::fs::rename(&partial, target)
             .map_err(|e| format!("cannot move into {}: {e}", target.display()))?;
         let _ = std::fs::remove_file(&progress_path);
         self.events.emit(EventKind::Transfer {

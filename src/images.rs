@@ -40,6 +40,9 @@ pub struct ImageLibrary {
     handled: tokio::sync::Mutex<HashMap<PathBuf, Fingerprint>>,
     /// The tar each image tag was loaded from, to ship it to other nodes.
     sources: std::sync::Mutex<HashMap<String, PathBuf>>,
+    /// Held for every load, by the watcher and by explicit loads alike, so
+    /// a tar is never loaded twice at once nor removed while loading.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl ImageLibrary {
@@ -56,6 +59,7 @@ impl ImageLibrary {
             events,
             handled: Default::default(),
             sources: Default::default(),
+            loading: Default::default(),
         })
     }
 
@@ -67,9 +71,13 @@ impl ImageLibrary {
             let current = scan(&self.dir);
             for (path, fingerprint) in &current {
                 let stable = first || previous.get(path) == Some(fingerprint);
-                let done = self.handled.lock().await.get(path) == Some(fingerprint);
-                if stable && !done {
-                    let _ = self.load(path).await;
+                if stable {
+                    let _loading = self.loading.lock().await;
+                    // Checked under the lock: an explicit load may just
+                    // have handled this very file.
+                    if self.handled.lock().await.get(path) != Some(fingerprint) {
+                        let _ = self.load_now(path).await;
+                    }
                 }
             }
             self.refresh().await;
@@ -81,6 +89,23 @@ impl ImageLibrary {
 
     /// Loads one tar from the image directory and refreshes the list.
     pub async fn load(&self, path: &Path) -> Result<Vec<String>, String> {
+        let _loading = self.loading.lock().await;
+        self.load_now(path).await
+    }
+
+    /// Loads a tar that a refused load must not leave behind: it is
+    /// removed, under the same lock, so the watcher never sees it.
+    pub async fn load_or_remove(&self, path: &Path) -> Result<Vec<String>, String> {
+        let _loading = self.loading.lock().await;
+        let result = self.load_now(path).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        result
+    }
+
+    /// [`ImageLibrary::load`] with the lock held.
+    async fn load_now(&self, path: &Path) -> Result<Vec<String>, String> {
         let fingerprint = fingerprint(path);
         let file = path
             .file_name()

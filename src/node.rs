@@ -643,14 +643,12 @@ impl Node {
                 dir.display()
             )));
         }
-        let loaded = match self.images.load(&target).await {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                // A tar the engine refused is not kept in the library.
-                let _ = tokio::fs::remove_file(&target).await;
-                return Err(NodeError::Invalid(error));
-            }
-        };
+        // A tar the engine refused is not kept in the library.
+        let loaded = self
+            .images
+            .load_or_remove(&target)
+            .await
+            .map_err(NodeError::Invalid)?;
         Ok(LoadedImage {
             file: target.display().to_string(),
             loaded,

@@ -78,14 +78,16 @@ impl Drop for Setup {
     fn drop(&mut self) {
         // Nothing of ours may be left behind, whatever the test did.
         let executor = &self.executor;
+        if std::thread::panicking() {
+            return;
+        }
         let left = futures::executor::block_on(async {
             tokio::time::timeout(Duration::from_secs(30), executor.remove_orphans()).await
         });
-        if let Ok(Ok(jobs)) = left {
-            assert!(
-                jobs.is_empty() || std::thread::panicking(),
-                "containers left behind: {jobs:?}"
-            );
+        match left {
+            Ok(Ok(jobs)) => assert!(jobs.is_empty(), "containers left behind: {jobs:?}"),
+            Ok(Err(e)) => panic!("cannot check for containers left behind: {e}"),
+            Err(_) => panic!("the check for containers left behind did not finish in 30 s"),
         }
     }
 }

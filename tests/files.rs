@@ -287,3 +287,45 @@ async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
         assert_eq!(stats["rows"], 2, "{name}");
     }
 }
+
+#[tokio::test]
+async fn two_fetches_into_one_destination_both_succeed_and_leave_the_file_intact() {
+    let nodes = network(&["alice", "bob"], "k").await;
+    let sha = random_file(&nodes[1].dir.join("workspace/public/twice.bin"), 48 << 20);
+    let body = json!({"from": "bob", "path": "twice.bin", "dest": "public/in/twice.bin"});
+    let (first, second) = tokio::join!(
+        nodes[0].post("/v1/files/get", body.clone()),
+        nodes[0].post("/v1/files/get", body.clone())
+    );
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(second.0, 200, "{}", second.1);
+    assert_eq!(
+        sha256_of(&nodes[0].dir.join("workspace/public/in/twice.bin")),
+        sha
+    );
+}
+
+#[tokio::test]
+async fn an_image_tar_is_loaded_once_even_while_a_load_is_slow() {
+    let mut node = TestNode::init("alice");
+    // Every engine load takes 3 s longer: the watcher scans every 2 s.
+    node.start_with_env(&[("IRIS_FAULT_SLOW_IMAGE_LOAD_MS", "3000")])
+        .await;
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    node.forward_events(events).await;
+    let out = node.cli(&["images", "load", worker_tar()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two more scans of the watcher, then count the loads.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut loads = 0;
+    while let Ok((_, event)) = received.try_recv() {
+        if event["type"] == "image_loaded" {
+            loads += 1;
+        }
+    }
+    assert_eq!(loads, 1, "the tar was loaded {loads} times");
+}

@@ -3,52 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
-
-/// A network of `names` where every node holds its own private CSV: node i
-/// has i + 2 rows of y = 2x + i.
-async fn data_network(names: &[&str]) -> Vec<TestNode> {
-    let nodes = network(names, "k").await;
-    for (i, node) in nodes.iter().enumerate() {
-        let mut csv = "x,y\n".to_string();
-        for x in 1..=(i + 2) {
-            csv += &format!("{x},{}\n", 2 * x + i);
-        }
-        std::fs::write(node.dir.join("workspace/private/data.csv"), csv).unwrap();
-        let out = node.cli(&["images", "load", worker_tar()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    nodes
-}
-
-fn job_body(on: &str, argv: &[&str]) -> Value {
-    json!({"image": "iris-worker:latest", "on": on, "argv": argv})
-}
-
-async fn wait_job(node: &TestNode, id: &str) -> Value {
-    wait_for(
-        &format!("job {id} to finish"),
-        Duration::from_secs(90),
-        || async {
-            let (_, job) = node.get(&format!("/v1/jobs/{id}")).await.ok()?;
-            (job["state"] != "running").then_some(job)
-        },
-    )
-    .await
-}
-
-async fn submit(node: &TestNode, body: Value) -> String {
-    let (code, job) = node.post("/v1/jobs", body).await;
-    assert_eq!(code, 201, "{job}");
-    job["id"].as_str().unwrap().to_string()
-}
 
 #[tokio::test]
 async fn the_master_runs_the_worker_on_every_node_against_its_own_private_data() {
@@ -286,96 +242,6 @@ async fn bad_job_requests_are_refused_with_a_reason() {
     }
     let (code, _) = nodes[0].get("/v1/jobs/job-nope").await.unwrap();
     assert_eq!(code, 404);
-}
-
-#[tokio::test]
-async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
-    let nodes = data_network(&["alice", "bob"]).await;
-    let name = format!("trainer-{}", iris::store::random_hex(3));
-    let out = nodes[0].cli(&[
-        "container",
-        "create",
-        "--on",
-        "all",
-        "--image",
-        "iris-worker:latest",
-        "--name",
-        &name,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let out = nodes[0].cli(&[
-        "container",
-        "exec",
-        "--on",
-        "all",
-        "--name",
-        &name,
-        "--",
-        "/iris-worker",
-        "stats",
-        "/workspace/private/data.csv",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("[alice]   \"rows\": 2"), "{stdout}");
-    assert!(stdout.contains("[bob]   \"rows\": 3"), "{stdout}");
-    assert!(nodes[1]
-        .dir
-        .join(format!("workspace/public/sessions/{name}/stats.json"))
-        .exists());
-
-    // The same sandbox as a job: private data stays read-only.
-    let out = nodes[0].cli(&[
-        "container",
-        "exec",
-        "--on",
-        "bob",
-        "--name",
-        &name,
-        "--",
-        "/iris-worker",
-        "touch",
-        "/workspace/private/x",
-    ]);
-    assert!(!out.status.success());
-    // A slave cannot use another node's container.
-    let (code, answers) = nodes[1]
-        .post(
-            &format!("/v1/containers/{name}/exec"),
-            json!({"on": "alice", "argv": ["/iris-worker", "exit", "0"]}),
-        )
-        .await;
-    assert_eq!(code, 200);
-    assert!(
-        answers[0]["error"].as_str().unwrap().contains("forbidden"),
-        "{answers}"
-    );
-
-    let out = nodes[0].cli(&["container", "rm", "--on", "all", "--name", &name]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let left = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=iris.session={name}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(left.stdout.is_empty(), "session containers left behind");
 }
 
 #[tokio::test]

@@ -448,3 +448,54 @@ async fn images_in_the_workspace_are_loaded_at_start_and_listed_in_the_map() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("loaded iris-worker:latest"));
     assert!(alice.dir.join("workspace/image/iris-worker.tar").exists());
 }
+
+#[tokio::test]
+async fn init_keeps_external_addresses_and_the_node_announces_them_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("alice");
+    let external = "/ip4/203.0.113.7/tcp/7000";
+    let mut node = TestNode::init_in_with("alice", &dir, &["--external", external]);
+    let config = std::fs::read_to_string(dir.join("iris.toml")).unwrap();
+    assert!(config.contains(external), "{config}");
+    node.start().await;
+    node.create_network("k").await;
+    let status = node.status().await;
+    assert!(
+        status["addrs"][0].as_str().unwrap().starts_with(external),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_healthy_network_warns_of_no_wrong_key() {
+    // Listening on every interface, each node announces several addresses
+    // that all reach it: peers dial them at once and drop all but one.
+    let names = ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"];
+    let mut nodes: Vec<TestNode> = names.iter().map(|n| TestNode::init(n)).collect();
+    for node in nodes.iter_mut() {
+        let path = node.dir.join("iris.toml");
+        let config = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("listen = \"127.0.0.1\"", "listen = \"0.0.0.0\"");
+        std::fs::write(path, config).unwrap();
+        node.start().await;
+    }
+    nodes[0].create_network("k").await;
+    for i in 1..nodes.len() {
+        let (code, body) = nodes[i].join("k", &nodes[i - 1]).await;
+        assert_eq!(code, 200, "{} join: {body}", nodes[i].name);
+    }
+    for node in &nodes {
+        node.wait_all_alive(&names).await;
+    }
+    // Redials run every 2 s: give every pair a few chances to dial at once.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for node in &nodes {
+        let log = node.log();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("wrong network key"))
+            .collect();
+        assert!(warnings.is_empty(), "{}: {warnings:#?}", node.name);
+    }
+}

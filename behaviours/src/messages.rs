@@ -468,9 +468,24 @@ impl TaskSpec {
         for input in &self.inputs {
             validate_input(input)?;
         }
+        // What runs here must also run on any other node: the spec travels
+        // in one request frame, with room to spare for the envelope.
+        let size = crate::codec::encode(self, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .len();
+        if size > MAX_SPEC_BYTES {
+            return Err(format!(
+                "the job is too large to send to another node: its command, \
+                 environment and inputs take {size} bytes, at most {MAX_SPEC_BYTES}"
+            ));
+        }
         Ok(())
     }
 }
+
+/// The most a [`TaskSpec`] may take on the wire: a request frame less room
+/// for the request around it (a session's name, the enum tag).
+pub const MAX_SPEC_BYTES: usize = crate::behaviour::MAX_CONTROL_REQUEST - 1024;
 
 /// An input is a plain relative path: its parts are names, never `..`,
 /// `.` or empty, so `/workspace/in/<path>` stays under `/workspace/in`.
@@ -542,10 +557,56 @@ pub struct TaskReport {
     pub exit_code: Option<i64>,
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
-    /// Files the task wrote, relative to its output directory.
+    /// Files the task wrote, relative to its output directory; the first
+    /// of them if there were more than a report carries.
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// Some outputs are not listed: see [`TaskReport::set_outputs`].
+    #[serde(default)]
+    pub outputs_truncated: bool,
     pub error: Option<String>,
+}
+
+/// The most the output names of one report may take, so that a report
+/// always fits in a request frame however many files a task wrote.
+pub const MAX_REPORT_OUTPUT_BYTES: usize = 32 * 1024;
+/// The longest error text a report carries.
+pub const MAX_REPORT_ERROR_BYTES: usize = 4 * 1024;
+
+impl TaskReport {
+    /// Lists as many of `outputs` as fit in [`MAX_REPORT_OUTPUT_BYTES`], in
+    /// order, and says whether any were left out.
+    pub fn set_outputs(&mut self, outputs: Vec<String>) {
+        let mut room = MAX_REPORT_OUTPUT_BYTES;
+        let total = outputs.len();
+        self.outputs = outputs
+            .into_iter()
+            // A name costs its bytes and a few more for its CBOR header.
+            .take_while(|name| match room.checked_sub(name.len() + 8) {
+                Some(left) => {
+                    room = left;
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        self.outputs_truncated = self.outputs.len() < total;
+    }
+
+    /// Keeps the error text within [`MAX_REPORT_ERROR_BYTES`].
+    pub fn set_error(&mut self, error: Option<String>) {
+        self.error = error.map(|mut text| {
+            if text.len() > MAX_REPORT_ERROR_BYTES {
+                let mut end = MAX_REPORT_ERROR_BYTES;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push_str(" [...]");
+            }
+            text
+        });
+    }
 }
 
 /// Messages on the network's gossipsub topic.
@@ -575,6 +636,59 @@ mod tests {
         for bad in ["", ".hidden", "a/b", "a b", "../x", &"x".repeat(65)] {
             assert!(validate_name("node name", bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    fn spec(argv: Vec<String>) -> TaskSpec {
+        TaskSpec {
+            job_id: "job-1".into(),
+            image: "iris-worker:latest".into(),
+            argv,
+            env: vec![],
+            network: None,
+            memory_bytes: 256 << 20,
+            nano_cpus: 1_000_000_000,
+            pids_limit: 64,
+            timeout_ms: 1000,
+            inputs: vec![],
+        }
+    }
+
+    #[test]
+    fn a_spec_too_large_for_a_request_frame_is_refused() {
+        // Each argument is within its own limit; together they are not.
+        let big = spec(vec!["x".repeat(30 * 1024); 3]);
+        let err = big.validate().unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let request = ControlRequest::RunTask {
+            spec: spec(vec!["x".repeat(40 * 1024)]),
+        };
+        assert!(crate::codec::encode(&request, crate::behaviour::MAX_CONTROL_REQUEST).is_ok());
+        spec(vec!["x".repeat(40 * 1024)]).validate().unwrap();
+    }
+
+    #[test]
+    fn a_report_of_a_task_with_many_outputs_fits_a_request_frame() {
+        let mut report = TaskReport {
+            job_id: "job-1".into(),
+            state: TaskState::Succeeded,
+            exit_code: Some(0),
+            started_ms: Some(1),
+            finished_ms: Some(2),
+            outputs: vec![],
+            outputs_truncated: false,
+            error: None,
+        };
+        let names: Vec<String> = (0..20_000).map(|i| format!("out/{i:0>60}")).collect();
+        report.set_outputs(names.clone());
+        report.set_error(Some("é".repeat(10_000)));
+        assert!(report.outputs_truncated);
+        assert_eq!(report.outputs[..], names[..report.outputs.len()]);
+        let request = ControlRequest::TaskUpdate {
+            report: report.clone(),
+        };
+        assert!(crate::codec::encode(&request, crate::behaviour::MAX_CONTROL_REQUEST).is_ok());
+        report.set_outputs(names[..3].to_vec());
+        assert!(!report.outputs_truncated && report.outputs.len() == 3);
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct TaskFile {
 pub struct Delivery {
     pub origin: PeerId,
     pub report: TaskReport,
+    /// Earlier attempts that failed.
+    pub failures: u32,
 }
 
 pub struct TaskRunner {
@@ -97,6 +99,7 @@ impl TaskRunner {
         let _ = self.deliveries.send(Delivery {
             origin: task.origin,
             report: task.report.clone(),
+            failures: 0,
         });
     }
 
@@ -115,12 +118,17 @@ impl TaskRunner {
     /// Queues a task for `origin`. Returns at once.
     pub fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), String> {
         spec.validate()?;
-        if self.task_dir(&spec.job_id).join("task.json").exists() {
-            return Err(format!(
-                "this node already has a task for job {}",
-                spec.job_id
-            ));
-        }
+        // Creating the task's directory claims the job id: of two requests
+        // for one job, however close together, exactly one gets it.
+        let dir = self.task_dir(&spec.job_id);
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|_| std::fs::create_dir(&dir))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    format!("this node already has a task for job {}", spec.job_id)
+                }
+                _ => format!("cannot create {}: {e}", dir.display()),
+            })?;
         let report = TaskReport {
             job_id: spec.job_id.clone(),
             state: TaskState::Queued,
@@ -128,6 +136,7 @@ impl TaskRunner {
             started_ms: None,
             finished_ms: None,
             outputs: Vec::new(),
+            outputs_truncated: false,
             error: None,
         };
         let mut task = TaskFile {
@@ -172,8 +181,8 @@ impl TaskRunner {
                 runner.update(&mut task, |r| {
                     r.state = outcome.end;
                     r.exit_code = outcome.exit_code;
-                    r.outputs = outcome.outputs;
-                    r.error = outcome.error;
+                    r.set_outputs(outcome.outputs);
+                    r.set_error(outcome.error);
                     r.finished_ms = Some(crate::now_ms());
                 });
             }
@@ -251,10 +260,86 @@ impl TaskRunner {
                     let _ = self.deliveries.send(Delivery {
                         origin: task.origin,
                         report: task.report,
+                        failures: 0,
                     });
                 }
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::Workspace;
+
+    fn spec(job_id: &str) -> TaskSpec {
+        TaskSpec {
+            job_id: job_id.into(),
+            image: "iris-worker:latest".into(),
+            argv: vec!["/iris-worker".into(), "exit".into(), "0".into()],
+            env: vec![],
+            network: None,
+            memory_bytes: 64 << 20,
+            nano_cpus: 1_000_000_000,
+            pids_limit: 64,
+            timeout_ms: 1000,
+            inputs: vec![],
+        }
+    }
+
+    /// The same RunTask twice at the same moment (a resent request, a
+    /// rogue master) must start one task, never two containers.
+    #[test]
+    fn a_duplicate_task_submitted_at_the_same_moment_is_accepted_once() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let workspace = Workspace {
+            local: tmp.path().join("workspace"),
+            host: tmp.path().join("workspace"),
+        };
+        // No engine: every task fails at once, which is all this needs.
+        let executor = runtime.block_on(Executor::connect(
+            "test".into(),
+            workspace,
+            Some("unix:///nonexistent/docker.sock"),
+        ));
+        let (deliveries, _queue) = mpsc::unbounded_channel();
+        let runner = TaskRunner::new(Arc::new(executor), tmp.path().join("tasks"), 2, deliveries);
+        let origin = PeerId::random();
+        let mut accepted_twice = 0;
+        for round in 0..200 {
+            let job_id = format!("job-{round}");
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let attempts: Vec<_> = (0..2)
+                .map(|_| {
+                    let (runner, barrier, spec) = (runner.clone(), barrier.clone(), spec(&job_id));
+                    let handle = runtime.handle().clone();
+                    std::thread::spawn(move || {
+                        let _context = handle.enter();
+                        barrier.wait();
+                        runner.submit(origin, spec).is_ok()
+                    })
+                })
+                .collect();
+            let accepted = attempts
+                .into_iter()
+                .map(|a| a.join().unwrap())
+                .filter(|ok| *ok)
+                .count();
+            assert!(accepted >= 1, "round {round}: neither was accepted");
+            if accepted == 2 {
+                accepted_twice += 1;
+            }
+        }
+        assert_eq!(
+            accepted_twice, 0,
+            "{accepted_twice} of 200 duplicates accepted"
+        );
     }
 }

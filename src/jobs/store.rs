@@ -58,6 +58,10 @@ pub struct Task {
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
     pub outputs: Vec<String>,
+    /// The task wrote more files than a report carries; `outputs` lists
+    /// the first of them.
+    #[serde(default)]
+    pub outputs_truncated: bool,
     pub error: Option<String>,
 }
 
@@ -202,6 +206,7 @@ impl JobStore {
             task.started_ms = report.started_ms.or(task.started_ms);
             task.finished_ms = report.finished_ms;
             task.outputs = report.outputs;
+            task.outputs_truncated = report.outputs_truncated;
             task.error = report.error;
             true
         })

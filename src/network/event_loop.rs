@@ -318,11 +318,19 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                tracing::warn!(
-                    from = %send_back_addr,
-                    "refused an incoming connection: handshake failed, wrong network key? ({})",
-                    super::error_chain(&error)
-                );
+                if super::looks_like_wrong_key(&error) {
+                    tracing::warn!(
+                        from = %send_back_addr,
+                        "refused an incoming connection: handshake failed, wrong network key? ({})",
+                        super::error_chain(&error)
+                    )
+                } else {
+                    tracing::debug!(
+                        from = %send_back_addr,
+                        "an incoming connection ended in its handshake: {}",
+                        super::error_chain(&error)
+                    )
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, "dial failed: {}", super::error_chain(&error));

@@ -26,6 +26,7 @@ use iris_behaviours::{
         swarm::{dial_opts::DialOpts, DialError, SwarmEvent},
         Multiaddr, PeerId, Swarm,
     },
+    transport::HandshakeError,
     ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, MapEntry,
     NetworkConfig, NetworkMode, NodeRecord, Role, SwarmSettings,
 };
@@ -499,33 +500,72 @@ async fn ask_to_join(
 }
 
 /// Turns libp2p's dial errors into what a user can act on. A wrong network
-/// key gives no error of its own: the far side reads garbage and either
-/// resets the connection or says nothing until our handshake timeout.
+/// key gives no error of its own: the far side reads garbage and hangs up,
+/// or says nothing until our handshake timeout. Dialing with
+/// multistream's lazy mode, we notice only once noise has started.
 fn classify_dial_error(addr: &Multiaddr, error: &DialError) -> NetworkError {
-    let detail = match error {
-        // The transport error wraps the cause in several layers; the
-        // innermost one is what happened.
-        DialError::Transport(errors) => errors
-            .iter()
-            .map(|(_, e)| root_cause(e))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => error_chain(other),
-    };
+    use iris_behaviours::transport::HandshakeStage::*;
     let addr = addr.clone();
-    match error {
-        DialError::WrongPeerId { obtained, .. } => NetworkError::Unreachable {
-            addr,
-            detail: format!("the node there is {obtained}, not the peer id in the address"),
-        },
-        DialError::Transport(_) if detail.contains("Connection refused") => {
-            NetworkError::Unreachable {
-                addr,
-                detail: "connection refused: is a node listening there?".into(),
+    let DialError::Transport(errors) = error else {
+        let detail = match error {
+            DialError::WrongPeerId { obtained, .. } => {
+                format!("the node there is {obtained}, not the peer id in the address")
             }
+            other => error_chain(other),
+        };
+        return NetworkError::Unreachable { addr, detail };
+    };
+    let failures: Vec<_> = errors
+        .iter()
+        .filter_map(|(_, e)| HandshakeError::find(e))
+        .collect();
+    let detail = failures
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let refused = |f: &&HandshakeError| {
+        f.stage == Connect && f.io_kind == Some(std::io::ErrorKind::ConnectionRefused)
+    };
+    if failures
+        .iter()
+        .any(|f| matches!(f.stage, Negotiation | Authentication | Timeout))
+    {
+        NetworkError::WrongKey { addr, detail }
+    } else if failures.iter().any(refused) {
+        NetworkError::Unreachable {
+            addr,
+            detail: "connection refused: is a node listening there?".into(),
         }
-        DialError::Transport(_) => NetworkError::WrongKey { addr, detail },
-        _ => NetworkError::Unreachable { addr, detail },
+    } else if failures.iter().any(|f| f.stage == Nonces) {
+        NetworkError::Unreachable {
+            addr,
+            detail: format!("it hung up before the handshake: is it an Iris node? ({detail})"),
+        }
+    } else {
+        NetworkError::Unreachable { addr, detail }
+    }
+}
+
+/// Whether a failed incoming connection looks like a wrong network key:
+/// garbage while negotiating over the pnet stream (the dialer speaks first,
+/// so we read its garbage before it reads ours), or silence. A dialer that
+/// reached us on several addresses at once hangs up on all connections but
+/// one, at any stage: a hang-up is never taken for a wrong key.
+pub(crate) fn looks_like_wrong_key(error: &(dyn std::error::Error + 'static)) -> bool {
+    use iris_behaviours::transport::HandshakeStage::*;
+    use std::io::ErrorKind::*;
+    let Some(failure) = HandshakeError::find(error) else {
+        return true;
+    };
+    let hung_up = matches!(
+        failure.io_kind,
+        Some(ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
+    );
+    match failure.stage {
+        Negotiation => !hung_up,
+        Timeout => true,
+        _ => false,
     }
 }
 
@@ -542,13 +582,4 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
-}
-
-/// The innermost source of an error.
-fn root_cause(error: &dyn std::error::Error) -> String {
-    let mut current = error;
-    while let Some(inner) = current.source() {
-        current = inner;
-    }
-    current.to_string()
 }

@@ -64,7 +64,12 @@ impl TestNode {
     }
 
     pub fn init_in(name: &str, dir: &Path) -> Self {
-        let out = iris(&[
+        Self::init_in_with(name, dir, &[])
+    }
+
+    /// [`TestNode::init_in`] with more arguments for `iris init`.
+    pub fn init_in_with(name: &str, dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
             "init",
             "--dir",
             dir.to_str().unwrap(),
@@ -78,7 +83,9 @@ impl TestNode {
             // here and bound later could be taken in between.
             "--api-port",
             "0",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let out = iris(&args);
         assert!(
             out.status.success(),
             "init failed: {}",
@@ -419,4 +426,46 @@ impl TestNode {
             }
         });
     }
+}
+
+/// A network of `names` where every node holds its own private CSV: node i
+/// has i + 2 rows of y = 2x + i.
+pub async fn data_network(names: &[&str]) -> Vec<TestNode> {
+    let nodes = network(names, "k").await;
+    for (i, node) in nodes.iter().enumerate() {
+        let mut csv = "x,y\n".to_string();
+        for x in 1..=(i + 2) {
+            csv += &format!("{x},{}\n", 2 * x + i);
+        }
+        std::fs::write(node.dir.join("workspace/private/data.csv"), csv).unwrap();
+        let out = node.cli(&["images", "load", worker_tar()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    nodes
+}
+
+pub fn job_body(on: &str, argv: &[&str]) -> Value {
+    json!({"image": "iris-worker:latest", "on": on, "argv": argv})
+}
+
+pub async fn wait_job(node: &TestNode, id: &str) -> Value {
+    wait_for(
+        &format!("job {id} to finish"),
+        Duration::from_secs(90),
+        || async {
+            let (_, job) = node.get(&format!("/v1/jobs/{id}")).await.ok()?;
+            (job["state"] != "running").then_some(job)
+        },
+    )
+    .await
+}
+
+pub async fn submit(node: &TestNode, body: Value) -> String {
+    let (code, job) = node.post("/v1/jobs", body).await;
+    assert_eq!(code, 201, "{job}");
+    job["id"].as_str().unwrap().to_string()
 }
