@@ -1,14 +1,16 @@
-//! The HTTP client the CLI uses to talk to a node's API. It finds the
+//! The typed client of a node's REST API, what the CLI uses. It finds the
 //! address in `DIR/iris.toml` (or, with `api.port = 0`, the port the node
-//! picked in `DIR/api.port`) and the token in `DIR/api.token`.
+//! picked in `DIR/api.port`) and the token in `DIR/api.token`. Every method
+//! sends and reads the types of [`crate::api_types`], as the server does.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use anyhow::{anyhow, Context};
 use futures::{Stream, StreamExt};
+use iris_behaviours::{FileEntry, NetworkConfig};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{config::NodeConfig, store::Store};
+use crate::{api_types::*, config::NodeConfig, events::Event, store::Store};
 
 pub struct ApiClient {
     base: String,
@@ -46,11 +48,121 @@ impl ApiClient {
         })
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub async fn status(&self) -> anyhow::Result<Status> {
+        self.get("/v1/status").await
+    }
+
+    pub async fn nodes(&self) -> anyhow::Result<Vec<NodeView>> {
+        self.get("/v1/nodes").await
+    }
+
+    pub async fn network(&self) -> anyhow::Result<NetworkConfig> {
+        self.get("/v1/network").await
+    }
+
+    pub async fn create_network(&self, body: &CreateNetwork) -> anyhow::Result<NetworkMembership> {
+        self.post("/v1/network", body).await
+    }
+
+    pub async fn join_network(&self, body: &JoinNetwork) -> anyhow::Result<NetworkMembership> {
+        self.post("/v1/network/join", body).await
+    }
+
+    pub async fn leave_network(&self) -> anyhow::Result<Left> {
+        self.post("/v1/network/leave", &serde_json::json!({})).await
+    }
+
+    pub async fn images(&self) -> anyhow::Result<Images> {
+        self.get("/v1/images").await
+    }
+
+    pub async fn load_image(&self, body: &LoadImage) -> anyhow::Result<LoadedImage> {
+        self.post("/v1/images/load", body).await
+    }
+
+    pub async fn push_image(&self, body: &PushImage) -> anyhow::Result<Vec<NodeAnswer>> {
+        self.post("/v1/images/push", body).await
+    }
+
+    pub async fn submit_job(&self, request: &JobRequest) -> anyhow::Result<Job> {
+        self.post("/v1/jobs", request).await
+    }
+
+    pub async fn jobs(&self) -> anyhow::Result<Vec<Job>> {
+        self.get("/v1/jobs").await
+    }
+
+    /// The job; with `wait`, once it has ended or `wait` has passed.
+    pub async fn job(&self, id: &str, wait: Option<Duration>) -> anyhow::Result<Job> {
+        let query = WaitQuery {
+            wait: wait.map(|w| w.as_secs_f64()),
+        };
+        self.get_with(&format!("/v1/jobs/{id}"), &query).await
+    }
+
+    pub async fn cancel_job(&self, id: &str) -> anyhow::Result<Job> {
+        self.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn job_logs(&self, id: &str, query: &LogsQuery) -> anyhow::Result<Vec<TaskLogs>> {
+        self.get_with(&format!("/v1/jobs/{id}/logs"), query).await
+    }
+
+    pub async fn gather(&self, id: &str) -> anyhow::Result<Gathered> {
+        self.post(&format!("/v1/jobs/{id}/gather"), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn files(&self, query: &FilesQuery) -> anyhow::Result<Vec<FileEntry>> {
+        self.get_with("/v1/files", query).await
+    }
+
+    pub async fn get_file(&self, body: &GetFile) -> anyhow::Result<Transfer> {
+        self.post("/v1/files/get", body).await
+    }
+
+    pub async fn put_file(&self, body: &PutFile) -> anyhow::Result<Vec<NodeAnswer>> {
+        self.post("/v1/files/put", body).await
+    }
+
+    pub async fn create_containers(
+        &self,
+        body: &CreateContainers,
+    ) -> anyhow::Result<Vec<NodeAnswer>> {
+        self.post("/v1/containers", body).await
+    }
+
+    pub async fn exec_containers(
+        &self,
+        name: &str,
+        body: &ExecContainers,
+    ) -> anyhow::Result<Vec<NodeAnswer>> {
+        self.post(&format!("/v1/containers/{name}/exec"), body)
+            .await
+    }
+
+    pub async fn remove_containers(
+        &self,
+        name: &str,
+        body: &RemoveContainers,
+    ) -> anyhow::Result<Vec<NodeAnswer>> {
+        self.post(&format!("/v1/containers/{name}/rm"), body).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(self.url(path))).await
     }
 
-    pub async fn post<T: DeserializeOwned>(
+    async fn get_with<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(self.http.get(self.url(path)).query(query)).await
+    }
+
+    async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         body: &impl Serialize,
@@ -90,17 +202,14 @@ impl ApiClient {
         }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|body| body.error)
             .unwrap_or(text);
         Err(anyhow!("{message} (HTTP {})", status.as_u16()))
     }
 
-    /// The node's event stream, one JSON value per server-sent event.
-    pub async fn events(
-        &self,
-    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<serde_json::Value>>> {
+    /// The node's event stream, one event per server-sent event.
+    pub async fn events(&self) -> anyhow::Result<impl Stream<Item = anyhow::Result<Event>>> {
         let response = self.execute(self.http.get(self.url("/v1/events"))).await?;
         let mut bytes = response.bytes_stream();
         let mut buffer = String::new();
@@ -124,9 +233,9 @@ impl ApiClient {
                     if data.is_empty() {
                         continue; // keep-alive comment
                     }
-                    let value =
+                    let event =
                         serde_json::from_str(&data).context("malformed event from the node");
-                    if tx.send(value).await.is_err() {
+                    if tx.send(event).await.is_err() {
                         return;
                     }
                 }

@@ -2,7 +2,7 @@
 //! server-sent events and `iris events` prints them.
 
 use iris_behaviours::libp2p::PeerId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 /// The reason of a `gone` event for a node that announced its shutdown: it
@@ -12,7 +12,7 @@ pub const SHUT_DOWN: &str = "shut down";
 /// How many events a slow listener may fall behind before it misses some.
 const CAPACITY: usize = 1024;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A node appeared in the map for the first time.
@@ -95,7 +95,7 @@ impl EventKind {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Unix time in milliseconds.
     pub at_ms: u64,

@@ -26,6 +26,9 @@ pub use iris_behaviours::{TaskSpec, TaskState};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+use crate::workspace::files_under;
+pub use crate::workspace::Workspace;
+
 /// Every container Iris creates carries this label (value: the node's peer
 /// id), so a restarted node finds its own containers and nobody else's.
 pub const LABEL_NODE: &str = "iris.node";
@@ -76,60 +79,6 @@ pub struct TaskOutcome {
     pub outputs: Vec<String>,
     /// Why it failed before or outside the container's own exit code.
     pub error: Option<String>,
-}
-
-/// Where a node's workspace is, for the node and for Docker.
-#[derive(Debug, Clone)]
-pub struct Workspace {
-    /// As this process sees it.
-    pub local: PathBuf,
-    /// As the Docker engine sees it (differs when the node itself runs in a
-    /// container with the host's Docker socket mounted).
-    pub host: PathBuf,
-}
-
-impl Workspace {
-    /// Where a job's outputs land on this node.
-    pub fn output_dir(&self, job_id: &str) -> PathBuf {
-        self.public_dirs("jobs", job_id).0
-    }
-
-    /// `public/<kind>/<name>` as this process and as the engine see it.
-    fn public_dirs(&self, kind: &str, name: &str) -> (PathBuf, PathBuf) {
-        let relative = Path::new("public").join(kind).join(name);
-        (self.local.join(&relative), self.host.join(relative))
-    }
-
-    /// The engine's path of an input in `public/`. It must exist, and its
-    /// real path (links followed, as the engine will follow them) must stay
-    /// inside `public/`.
-    fn input_source(&self, input: &str) -> Result<PathBuf, ExecutorError> {
-        let bad = |reason: String| ExecutorError::BadInput {
-            input: input.to_string(),
-            reason,
-        };
-        let local = crate::files::resolve(&self.local, &format!("public/{input}")).map_err(bad)?;
-        let real = local
-            .canonicalize()
-            .map_err(|e| bad(format!("not in this node's public workspace ({e})")))?;
-        let root = self
-            .local
-            .canonicalize()
-            .map_err(|e| bad(format!("workspace: {e}")))?;
-        let relative = real
-            .strip_prefix(&root)
-            .map_err(|_| bad("leads out of the workspace".into()))?;
-        Ok(self.host.join(relative))
-    }
-
-    /// The user that owns the workspace, as `uid:gid`: job containers run
-    /// as that user, so they can read the private data and write their
-    /// outputs without any capability, and their files belong to the node.
-    fn owner(&self) -> Option<String> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(&self.local).ok()?;
-        Some(format!("{}:{}", meta.uid(), meta.gid()))
-    }
 }
 
 async fn create_dirs(dirs: &[&Path]) -> Result<(), ExecutorError> {
@@ -310,7 +259,7 @@ impl Executor {
             tracing::warn!(container = %name, "cannot remove container: {e}");
         }
         let mut outcome = outcome?;
-        outcome.outputs = list_files(&out_dir);
+        outcome.outputs = files_under(&out_dir);
         Ok(outcome)
     }
 
@@ -340,7 +289,13 @@ impl Executor {
             bind(host_out.to_path_buf(), "/workspace/out", false),
         ];
         for input in &spec.inputs {
-            let source = self.workspace.input_source(input)?;
+            let source =
+                self.workspace
+                    .input_source(input)
+                    .map_err(|reason| ExecutorError::BadInput {
+                        input: input.clone(),
+                        reason,
+                    })?;
             mounts.push(bind(source, &format!("/workspace/in/{input}"), true));
         }
         Ok(ContainerCreateBody {
@@ -594,30 +549,4 @@ async fn copy_logs(docker: Docker, name: String, dir: PathBuf) {
     }
     let _ = stdout.flush().await;
     let _ = stderr.flush().await;
-}
-
-/// Regular files under `dir`, relative to it, sorted.
-fn list_files(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let path = entry.path();
-            if kind.is_dir() {
-                walk(root, &path, out);
-            } else if kind.is_file() {
-                if let Ok(relative) = path.strip_prefix(root) {
-                    out.push(relative.display().to_string());
-                }
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, dir, &mut files);
-    files.sort();
-    files
 }

@@ -14,15 +14,25 @@ use iris_behaviours::{ExecutorState, ImageRef};
 use tokio::sync::watch;
 
 use crate::{
+    api_types::{Images, LoadedImage},
     events::{EventKind, Events},
     executor::Executor,
+    network::Capabilities,
+    workspace::require_regular_file,
 };
 
-/// What this node can run, as its map record shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Capabilities {
-    pub executor: ExecutorState,
-    pub images: Vec<ImageRef>,
+/// Why an image could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The path the caller named is not a tar file.
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine would not load it.
+    #[error("{0}")]
+    Refused(String),
+    /// This node could not copy it into its workspace.
+    #[error("{0}")]
+    Local(String),
 }
 
 const SCAN_INTERVAL: Duration = Duration::from_secs(2);
@@ -144,6 +154,60 @@ impl ImageLibrary {
         }
         self.refresh().await;
         result
+    }
+
+    /// Copies a `docker save` tar from this machine into workspace/image and
+    /// loads it; a tar the engine refuses is not kept.
+    pub async fn load_from(&self, source: &str) -> Result<LoadedImage, ImageError> {
+        let source = Path::new(source);
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tar") && !n.starts_with('.'))
+            .ok_or_else(|| {
+                ImageError::Invalid(format!("{} is not a .tar file", source.display()))
+            })?;
+        require_regular_file(source).map_err(ImageError::Invalid)?;
+        let target = self.dir.join(&name);
+        // Copy under a hidden name the watcher ignores, then rename: the tar
+        // appears whole or not at all.
+        let partial = self.dir.join(format!(".{name}.partial"));
+        let copied = async {
+            tokio::fs::copy(source, &partial).await?;
+            tokio::fs::rename(&partial, &target).await
+        };
+        if let Err(e) = copied.await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(ImageError::Local(format!(
+                "cannot copy {} into {}: {e}",
+                source.display(),
+                self.dir.display()
+            )));
+        }
+        let loaded = self
+            .load_or_remove(&target)
+            .await
+            .map_err(ImageError::Refused)?;
+        Ok(LoadedImage {
+            file: target.display().to_string(),
+            loaded,
+        })
+    }
+
+    /// "available", or "unavailable (why)".
+    pub fn executor_state(&self) -> String {
+        match self.executor.availability() {
+            Ok(()) => "available".into(),
+            Err(reason) => format!("unavailable ({reason})"),
+        }
+    }
+
+    /// The images this node's engine has, as the API lists them.
+    pub fn view(&self) -> Images {
+        Images {
+            executor: self.executor_state(),
+            images: self.capabilities.borrow().images.clone(),
+        }
     }
 
     /// The tar in workspace/image that `image` (a tag) was loaded from.

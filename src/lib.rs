@@ -7,6 +7,7 @@
 //! [`cli`] is the thin client the `iris` binary offers on top of the API.
 
 pub mod api;
+pub mod api_types;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -16,9 +17,13 @@ pub mod executor;
 pub mod files;
 pub mod images;
 pub mod jobs;
+pub mod membership;
 pub mod network;
 pub mod node;
+pub mod router;
+pub mod sessions;
 pub mod store;
+pub mod workspace;
 
 /// Wall-clock time as Unix milliseconds (for records and people, never for
 /// timeouts: those use `Instant`).

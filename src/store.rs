@@ -45,7 +45,7 @@ pub enum StoreError {
 
 /// The node's membership of a network, saved so a restart rejoins by itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Membership {
+pub struct SavedMembership {
     pub network: NetworkConfig,
     /// The last version of our own record, so versions keep growing.
     pub own_version: u64,
@@ -141,7 +141,7 @@ impl Store {
     }
 
     /// The saved membership, or `None` if this node is in no network.
-    pub fn load_membership(&self) -> Result<Option<Membership>, StoreError> {
+    pub fn load_membership(&self) -> Result<Option<SavedMembership>, StoreError> {
         let path = self.path(STATE_FILE);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -156,7 +156,7 @@ impl Store {
             })
     }
 
-    pub fn save_membership(&self, membership: &Membership) -> Result<(), StoreError> {
+    pub fn save_membership(&self, membership: &SavedMembership) -> Result<(), StoreError> {
         let json = serde_json::to_vec_pretty(membership).expect("membership serializes");
         write_private(&self.path(STATE_FILE), &json)
     }

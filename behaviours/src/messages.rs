@@ -13,8 +13,9 @@
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-/// The request-response protocol for commands between nodes.
-pub const CONTROL_PROTOCOL: &str = "/iris/control/1";
+/// The request-response protocol for commands between nodes. Version 2:
+/// refusals carry a [`RefusalKind`].
+pub const CONTROL_PROTOCOL: &str = "/iris/control/2";
 
 /// Longest node or network name we accept, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -318,6 +319,7 @@ pub enum ControlResponse {
     },
     Ack,
     Refused {
+        kind: RefusalKind,
         reason: String,
     },
     Logs {
@@ -346,6 +348,64 @@ pub enum ControlResponse {
         stderr: Vec<u8>,
         truncated: bool,
     },
+}
+
+/// Why a node refused a request, so the asker can act on the cause (and
+/// the REST API answer with the right status) without reading the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// The asker may not ask this (not the master, not its job).
+    Forbidden,
+    /// Too much is going on; try again later.
+    Busy,
+    /// The request itself is wrong.
+    Invalid,
+    /// What it names does not exist here.
+    NotFound,
+    /// The request was fine, but carrying it out failed here.
+    Failed,
+}
+
+/// A refusal: its kind and a reason for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Self::new(RefusalKind::Invalid, reason)
+    }
+
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Self::new(RefusalKind::Forbidden, reason)
+    }
+
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Self::new(RefusalKind::NotFound, reason)
+    }
+
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self::new(RefusalKind::Failed, reason)
+    }
+}
+
+impl From<Refusal> for ControlResponse {
+    fn from(refusal: Refusal) -> Self {
+        ControlResponse::Refused {
+            kind: refusal.kind,
+            reason: refusal.reason,
+        }
+    }
 }
 
 /// The size of a file chunk on the wire.

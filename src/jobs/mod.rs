@@ -1,132 +1,84 @@
 //! Jobs: a container image run on a set of nodes.
 //!
 //! The node that submits a job keeps its record ([`store`]) and sends each
-//! target a `RunTask`; every node runs what it is given in its
-//! [`runner`] and reports each change of state back with `TaskUpdate`.
-//! Only the network's master may give tasks to other nodes; the event loop
-//! checks that against the authenticated PeerId before a request gets here.
+//! target a `RunTask`; every node runs what it is given in its [`runner`]
+//! and reports each change of state back with `TaskUpdate` ([`deliver`]).
+//! Only the network's master may give tasks to other nodes: the router
+//! checks that against the authenticated peer id before a request gets here.
 
+mod deliver;
 pub mod runner;
 pub mod store;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use iris_behaviours::{
-    libp2p::PeerId, ControlRequest, ControlResponse, Liveness, MapEntry, Role, TaskSpec, TaskState,
+    libp2p::PeerId, ControlRequest, ControlResponse, MapEntry, Refusal, TaskSpec, TaskState,
 };
-use serde::Serialize;
-use tokio::sync::{mpsc, watch};
 
 use crate::{
-    events::{EventKind, Events},
-    executor::Executor,
-    network::NetworkClient,
+    api_types::{Job, JobRequest, LogsQuery, Task, TaskLogs},
+    events::{EventKind, Events, SHUT_DOWN},
+    files::{FileError, Files},
+    images::ImageLibrary,
+    membership::{Membership, MembershipError},
+    workspace::resolve,
 };
-use runner::{Delivery, TaskRunner};
-use store::{Job, JobRequest, JobStore, Task};
+use runner::TaskRunner;
+use store::JobStore;
 
-/// How long to wait before sending an unacknowledged report again: it
-/// doubles with each failure, up to [`MAX_REDELIVERY_DELAY`].
-const REDELIVER_AFTER: Duration = Duration::from_secs(2);
-const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(10);
-/// Failed attempts after which a report waits for the next start (about
-/// an hour of trying).
-const MAX_DELIVERY_FAILURES: u32 = 360;
-
-fn redelivery_delay(failures: u32) -> Duration {
-    REDELIVER_AFTER
-        .saturating_mul(1 << failures.min(16))
-        .min(MAX_REDELIVERY_DELAY)
-}
-
-/// One node's answer to a session command.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeAnswer {
-    pub node: String,
-    pub ok: bool,
-    pub error: Option<String>,
-    pub exit_code: Option<i64>,
-    pub stdout: Option<String>,
-    pub stderr: Option<String>,
-    pub truncated: bool,
-}
-
-impl NodeAnswer {
-    fn new(node: String, answer: Result<ControlResponse, String>) -> Self {
-        let mut out = Self {
-            node,
-            ok: true,
-            error: None,
-            exit_code: None,
-            stdout: None,
-            stderr: None,
-            truncated: false,
-        };
-        match answer {
-            Ok(ControlResponse::Exec {
-                exit_code,
-                stdout,
-                stderr,
-                truncated,
-            }) => {
-                out.ok = exit_code == Some(0);
-                out.exit_code = exit_code;
-                out.stdout = Some(String::from_utf8_lossy(&stdout).into_owned());
-                out.stderr = Some(String::from_utf8_lossy(&stderr).into_owned());
-                out.truncated = truncated;
-            }
-            Ok(ControlResponse::Refused { reason }) | Err(reason) => {
-                out.ok = false;
-                out.error = Some(reason);
-            }
-            Ok(_) => {}
-        }
-        out
-    }
-}
-
-/// One task's output, as `GET /v1/jobs/:id/logs` returns it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskLogs {
-    pub node: String,
-    pub state: TaskState,
-    pub stdout: String,
-    pub stderr: String,
-    /// Offsets to ask from next time (for `--follow`).
-    pub stdout_offset: u64,
-    pub stderr_offset: u64,
+/// Why a job operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("no job {0} on this node")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    #[error("cannot fetch logs from {node}: {source}")]
+    Logs {
+        node: String,
+        source: MembershipError,
+    },
+    #[error("cannot gather {file} from {node}: {source}")]
+    Gather {
+        file: String,
+        node: String,
+        source: FileError,
+    },
 }
 
 pub struct Jobs {
-    pub store: JobStore,
-    executor: Arc<Executor>,
+    store: JobStore,
     pub runner: Arc<TaskRunner>,
-    local: PeerId,
+    membership: Arc<Membership>,
+    files: Arc<Files>,
+    images: Arc<ImageLibrary>,
     events: Events,
-    network: watch::Receiver<Option<NetworkClient>>,
 }
 
 impl Jobs {
     pub fn new(
         store: JobStore,
-        executor: Arc<Executor>,
         runner: Arc<TaskRunner>,
-        local: PeerId,
+        membership: Arc<Membership>,
+        files: Arc<Files>,
+        images: Arc<ImageLibrary>,
         events: Events,
-        network: watch::Receiver<Option<NetworkClient>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
-            executor,
             runner,
-            local,
+            membership,
+            files,
+            images,
             events,
-            network,
         })
     }
 
-    fn client(&self) -> Option<NetworkClient> {
-        self.network.borrow().clone()
+    fn local(&self) -> PeerId {
+        self.membership.local_peer()
     }
 
     /// Validates a request and turns it into the spec every target runs.
@@ -162,39 +114,29 @@ impl Jobs {
         Ok(spec)
     }
 
-    /// Records the job and hands each target its task. Returns the job as it
-    /// stands once every target has accepted or refused.
-    /// `ship`: the workspace path of this node's image tar, and the targets
-    /// that lack the image and must fetch it first.
-    pub async fn submit(
-        &self,
-        request: JobRequest,
-        targets: Vec<(PeerId, String)>,
-        ship: Option<(String, Vec<PeerId>)>,
-    ) -> Result<Job, String> {
+    /// Records a job and hands each target its task; returns the job as it
+    /// stands once every target has accepted or refused. A target that
+    /// lacks the image gets this node's tar of it first.
+    pub async fn submit(&self, request: JobRequest) -> Result<Job, JobError> {
+        let map = self.membership.map().await?;
+        let targets = super::membership::resolve_targets(
+            &request.on,
+            request.any,
+            &map,
+            &self.store.load_by_peer(),
+        )
+        .map_err(JobError::Invalid)?;
+        let ship = self.image_shipment(&request.image, &targets, &map);
         let id = format!("job-{}", crate::store::random_hex(6));
-        let spec = Self::task_spec(&id, &request)?;
-        spec.validate()?;
+        let spec = Self::task_spec(&id, &request).map_err(JobError::Invalid)?;
+        spec.validate().map_err(JobError::Invalid)?;
         let tasks = targets
             .iter()
-            .map(|(peer, name)| {
-                let task = Task {
-                    node: name.clone(),
-                    peer_id: *peer,
-                    state: TaskState::Queued,
-                    exit_code: None,
-                    started_ms: None,
-                    finished_ms: None,
-                    outputs: Vec::new(),
-                    outputs_truncated: false,
-                    error: None,
-                };
-                (name.clone(), task)
-            })
+            .map(|(peer, name)| (name.clone(), Task::queued(name.clone(), *peer)))
             .collect();
         let job = Job {
             id: id.clone(),
-            state: String::new(),
+            state: Default::default(),
             request,
             created_ms: crate::now_ms(),
             tasks,
@@ -207,46 +149,74 @@ impl Jobs {
                 .as_ref()
                 .filter(|(_, to)| to.contains(&peer))
                 .map(|(tar, _)| tar.clone());
-            async move {
-                let sent = if peer == self.local {
-                    self.runner.submit(self.local, spec)
-                } else {
-                    match self.client() {
-                        Some(client) => {
-                            async {
-                                if let Some(tar) = ship {
-                                    // The target lacks the image: it pulls our tar
-                                    // first (once; its record lists it afterwards).
-                                    let fetch = ControlRequest::FetchFile {
-                                        from: self.local,
-                                        path: tar.clone(),
-                                        dest: tar,
-                                    };
-                                    client
-                                        .request(peer, fetch)
-                                        .await
-                                        .map_err(|e| format!("cannot ship the image: {e}"))?;
-                                }
-                                client
-                                    .request(peer, ControlRequest::RunTask { spec })
-                                    .await
-                                    .map(|_| ())
-                                    .map_err(|e| e.to_string())
-                            }
-                            .await
-                        }
-                        None => Err("this node is in no network".into()),
-                    }
-                };
-                (peer, sent)
-            }
+            async move { (peer, self.dispatch(peer, spec, ship).await) }
         });
         for (peer, sent) in futures::future::join_all(dispatches).await {
             if let Err(error) = sent {
                 self.fail_task(&id, peer, error);
             }
         }
-        self.store.get(&id).ok_or_else(|| "the job vanished".into())
+        self.job(&id)
+    }
+
+    /// Hands one target its task, after shipping it the image `tar`.
+    async fn dispatch(
+        &self,
+        peer: PeerId,
+        spec: TaskSpec,
+        tar: Option<String>,
+    ) -> Result<(), String> {
+        if peer == self.local() {
+            return self.runner.submit(self.local(), spec);
+        }
+        if let Some(tar) = tar {
+            // The target lacks the image: it pulls our tar first (once;
+            // its record lists the image afterwards).
+            let fetch = ControlRequest::FetchFile {
+                from: self.local(),
+                path: tar.clone(),
+                dest: tar,
+            };
+            self.membership
+                .request(peer, fetch)
+                .await
+                .map_err(|e| format!("cannot ship the image: {e}"))?;
+        }
+        self.membership
+            .request(peer, ControlRequest::RunTask { spec })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Which targets lack `image` (by their map records), and the tar this
+    /// node loaded it from, if it has one to send them.
+    fn image_shipment(
+        &self,
+        image: &str,
+        targets: &[(PeerId, String)],
+        map: &[MapEntry],
+    ) -> Option<(String, Vec<PeerId>)> {
+        let tag = if image.contains(':') {
+            image.to_string()
+        } else {
+            format!("{image}:latest")
+        };
+        let lacking: Vec<PeerId> = targets
+            .iter()
+            .filter(|(peer, _)| *peer != self.local())
+            .filter(|(peer, _)| {
+                let entry = map.iter().find(|e| e.record.peer_id == *peer);
+                !entry.is_some_and(|e| e.record.images.iter().any(|i| i.tags.contains(&tag)))
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        if lacking.is_empty() {
+            return None;
+        }
+        let tar = self.images.source_of(&tag)?;
+        let name = tar.file_name()?.to_string_lossy().into_owned();
+        Some((format!("image/{name}"), lacking))
     }
 
     fn fail_task(&self, id: &str, peer: PeerId, error: String) {
@@ -263,17 +233,63 @@ impl Jobs {
         if let Some(job) = job.filter(Job::finished) {
             self.events.emit(EventKind::JobFinished {
                 job: job.id.clone(),
-                state: job.state().to_string(),
+                state: job.state.to_string(),
             });
         }
     }
 
-    /// Answers a peer's job request (authority already checked).
-    pub async fn handle(&self, peer: PeerId, request: ControlRequest) -> ControlResponse {
-        let result = match request {
-            ControlRequest::RunTask { spec } => {
-                self.runner.submit(peer, spec).map(|_| ControlResponse::Ack)
+    pub fn jobs(&self) -> Vec<Job> {
+        self.store.list()
+    }
+
+    pub fn job(&self, id: &str) -> Result<Job, JobError> {
+        self.store
+            .get(id)
+            .ok_or_else(|| JobError::NotFound(id.to_string()))
+    }
+
+    /// The job once it has finished, or as it stands after `wait`.
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Job, JobError> {
+        // Subscribe before looking, so the finish cannot slip in between.
+        let mut events = self.events.subscribe();
+        let job = self.job(id)?;
+        if job.finished() || wait.is_zero() {
+            return Ok(job);
+        }
+        let finished = async {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        if matches!(&event.kind, EventKind::JobFinished { job, .. } if job == id) {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if self.job(id).is_ok_and(|j| j.finished()) {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
             }
+        };
+        let _ = tokio::time::timeout(wait, finished).await;
+        self.job(id)
+    }
+
+    /// Answers a peer's job request (authority already checked by the
+    /// router), or this node's own report.
+    pub async fn handle(
+        &self,
+        peer: PeerId,
+        request: ControlRequest,
+    ) -> Result<ControlResponse, Refusal> {
+        match request {
+            ControlRequest::RunTask { spec } => self
+                .runner
+                .submit(peer, spec)
+                .map(|_| ControlResponse::Ack)
+                .map_err(Refusal::invalid),
             ControlRequest::CancelTask { job_id } => self
                 .runner
                 .cancel(&job_id, peer)
@@ -291,160 +307,7 @@ impl Jobs {
                 self.announce_if_finished(job);
                 Ok(ControlResponse::Ack)
             }
-            ControlRequest::ContainerCreate { name, spec } => self
-                .create_session(&name, spec)
-                .await
-                .map(|_| ControlResponse::Ack),
-            ControlRequest::ContainerExec {
-                name,
-                argv,
-                timeout_ms,
-            } => self.exec(&name, argv, timeout_ms).await,
-            ControlRequest::ContainerRemove { name } => self
-                .remove_session(&name)
-                .await
-                .map(|_| ControlResponse::Ack),
-            other => Err(format!("unexpected request {other:?}")),
-        };
-        result.unwrap_or_else(|reason| ControlResponse::Refused { reason })
-    }
-
-    /// Starts a session here.
-    pub async fn create_session(&self, name: &str, spec: TaskSpec) -> Result<(), String> {
-        iris_behaviours::validate_name("container name", name)?;
-        spec.validate_allowing_image_command()?;
-        self.executor
-            .create_session(name, &spec)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    /// Runs a command in a session here.
-    pub async fn exec(
-        &self,
-        name: &str,
-        argv: Vec<String>,
-        timeout_ms: u64,
-    ) -> Result<ControlResponse, String> {
-        iris_behaviours::validate_name("container name", name)?;
-        if argv.is_empty() {
-            return Err("the command is empty: give it after `--`".into());
-        }
-        let timeout = Duration::from_millis(timeout_ms.clamp(1, 24 * 3600 * 1000));
-        let limit = iris_behaviours::MAX_LOG_CHUNK;
-        let out = self
-            .executor
-            .exec(name, &argv, timeout, limit)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(ControlResponse::Exec {
-            exit_code: out.exit_code,
-            stdout: out.stdout,
-            stderr: out.stderr,
-            truncated: out.truncated,
-        })
-    }
-
-    pub async fn remove_session(&self, name: &str) -> Result<(), String> {
-        iris_behaviours::validate_name("container name", name)?;
-        self.executor
-            .remove_session(name)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    /// Sends a session request to every target (this node included) and
-    /// gathers each node's answer.
-    pub async fn on_targets(
-        &self,
-        targets: Vec<(PeerId, String)>,
-        request: ControlRequest,
-    ) -> Vec<NodeAnswer> {
-        let calls = targets.into_iter().map(|(peer, node)| {
-            let request = request.clone();
-            async move {
-                let answer = if peer == self.local {
-                    Ok(self.handle(peer, request).await)
-                } else {
-                    match self.client() {
-                        Some(client) => client
-                            .request(peer, request)
-                            .await
-                            .map_err(|e| e.to_string()),
-                        None => Err("this node is in no network".to_string()),
-                    }
-                };
-                NodeAnswer::new(node, answer)
-            }
-        });
-        futures::future::join_all(calls).await
-    }
-
-    /// Passes the runner's reports to the nodes that asked for the tasks,
-    /// again until they are acknowledged, waiting longer after each failure.
-    /// A report is given up when its node has left the network, or after
-    /// [`MAX_DELIVERY_FAILURES`]; it stays on disk, unacknowledged, and the
-    /// next start of this node sends it again.
-    pub async fn deliver(
-        self: Arc<Self>,
-        mut deliveries: mpsc::UnboundedReceiver<Delivery>,
-        retry: mpsc::UnboundedSender<Delivery>,
-    ) {
-        while let Some(delivery) = deliveries.recv().await {
-            let Delivery {
-                origin,
-                report,
-                failures,
-            } = delivery.clone();
-            if origin == self.local {
-                let job = self.store.apply(origin, report.clone());
-                self.announce_if_finished(job);
-                self.runner.delivered(&report);
-                continue;
-            }
-            let jobs = self.clone();
-            let retry = retry.clone();
-            tokio::spawn(async move {
-                // Not in a network (yet: a restarting node delivers before
-                // it has rejoined) counts as a failed attempt.
-                let client = jobs.client();
-                if let Some(client) = &client {
-                    let request = ControlRequest::TaskUpdate {
-                        report: report.clone(),
-                    };
-                    if client.request(origin, request).await.is_ok() {
-                        return jobs.runner.delivered(&report);
-                    }
-                }
-                let left = match &client {
-                    Some(client) => client.snapshot().await.is_ok_and(|snapshot| {
-                        snapshot
-                            .map
-                            .iter()
-                            .any(|e| e.record.peer_id == origin && e.state == Liveness::Left)
-                    }),
-                    None => false,
-                };
-                let give_up = if left {
-                    Some("it left the network".to_string())
-                } else if failures + 1 >= MAX_DELIVERY_FAILURES {
-                    Some(format!("{MAX_DELIVERY_FAILURES} attempts failed"))
-                } else {
-                    None
-                };
-                if let Some(why) = give_up {
-                    return tracing::warn!(
-                        job = %report.job_id,
-                        "dropped the report of job {} for {origin}: {why}",
-                        report.job_id
-                    );
-                }
-                tokio::time::sleep(redelivery_delay(failures)).await;
-                let _ = retry.send(Delivery {
-                    failures: failures + 1,
-                    ..delivery
-                });
-            });
+            other => Err(Refusal::invalid(format!("not a job request: {other:?}"))),
         }
     }
 
@@ -455,22 +318,46 @@ impl Jobs {
         }
     }
 
-    pub async fn cancel(&self, id: &str) -> Result<Job, String> {
-        let job = self.store.get(id).ok_or_else(|| format!("no job {id}"))?;
+    /// Tasks on a node that is gone (by timeout) or left will never report
+    /// again. A node that announced its shutdown reports for itself when it
+    /// is back: queued tasks then run, interrupted ones come back as lost.
+    pub async fn watch_departures(self: Arc<Self>) {
+        let mut events = self.events.subscribe();
+        loop {
+            match events.recv().await {
+                Ok(event) => match event.kind {
+                    EventKind::Gone {
+                        peer_id, reason, ..
+                    } if reason != SHUT_DOWN => {
+                        self.node_gone(peer_id, &format!("node gone: {reason}"))
+                    }
+                    EventKind::Left { peer_id, .. } => {
+                        self.node_gone(peer_id, "node left the network")
+                    }
+                    _ => {}
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<Job, JobError> {
+        let job = self.job(id)?;
         for task in job.tasks.values().filter(|t| !t.state.is_terminal()) {
-            let result = if task.peer_id == self.local {
-                self.runner.cancel(id, self.local)
-            } else if let Some(client) = self.client() {
+            let result = if task.peer_id == self.local() {
+                self.runner
+                    .cancel(id, self.local())
+                    .map_err(|refusal| refusal.reason)
+            } else {
                 let request = ControlRequest::CancelTask {
                     job_id: id.to_string(),
                 };
-                client
+                self.membership
                     .request(task.peer_id, request)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
-            } else {
-                Err("this node is in no network".into())
             };
             if let Err(e) = result {
                 // The node cannot be told; the job should not wait on it.
@@ -483,40 +370,48 @@ impl Jobs {
                 });
             }
         }
-        self.store.get(id).ok_or_else(|| format!("no job {id}"))
+        self.job(id)
     }
 
-    pub async fn logs(
-        &self,
-        id: &str,
-        node: Option<&str>,
-        offsets: (u64, u64),
-    ) -> Result<Vec<TaskLogs>, String> {
-        let job = self.store.get(id).ok_or_else(|| format!("no job {id}"))?;
+    /// Each task's output from the offsets on.
+    pub async fn logs(&self, id: &str, query: &LogsQuery) -> Result<Vec<TaskLogs>, JobError> {
+        let job = self.job(id)?;
+        let node = query.node.as_deref();
         if let Some(node) = node {
             if !job.tasks.contains_key(node) {
-                return Err(format!("job {id} has no task on node '{node}'"));
+                return Err(JobError::Invalid(format!(
+                    "job {id} has no task on node '{node}'"
+                )));
             }
         }
+        let offsets = (query.stdout_offset, query.stderr_offset);
         let mut all = Vec::new();
         for task in job
             .tasks
             .values()
             .filter(|t| node.is_none_or(|n| n == t.node))
         {
-            let (stdout, stderr) = if task.peer_id == self.local {
-                self.runner.logs(id, self.local, offsets)?
+            let (stdout, stderr) = if task.peer_id == self.local() {
+                self.runner
+                    .logs(id, self.local(), offsets)
+                    .map_err(|refusal| JobError::Invalid(refusal.reason))?
             } else {
-                let client = self.client().ok_or("this node is in no network")?;
                 let request = ControlRequest::FetchLogs {
                     job_id: id.to_string(),
                     stdout_offset: offsets.0,
                     stderr_offset: offsets.1,
                 };
-                match client.request(task.peer_id, request).await {
+                let logs_error = |source| JobError::Logs {
+                    node: task.node.clone(),
+                    source,
+                };
+                match self.membership.request(task.peer_id, request).await {
                     Ok(ControlResponse::Logs { stdout, stderr }) => (stdout, stderr),
-                    Ok(_) => return Err(format!("{} sent no logs", task.node)),
-                    Err(e) => return Err(format!("cannot fetch logs from {}: {e}", task.node)),
+                    Ok(other) => {
+                        let unexpected = format!("unexpected answer {other:?}");
+                        return Err(logs_error(MembershipError::Invalid(unexpected)));
+                    }
+                    Err(e) => return Err(logs_error(e)),
                 }
             };
             all.push(TaskLogs {
@@ -530,173 +425,47 @@ impl Jobs {
         }
         Ok(all)
     }
-}
 
-/// Which nodes `--on` names, among the alive ones. `any` keeps the least
-/// loaded one, so a tag or a list acts as one load-balanced cluster.
-pub fn resolve_targets(
-    on: &str,
-    any: bool,
-    map: &[MapEntry],
-    load: &BTreeMap<PeerId, usize>,
-) -> Result<Vec<(PeerId, String)>, String> {
-    let alive = |e: &&MapEntry| e.state == Liveness::Alive;
-    let mut chosen: Vec<&MapEntry> = match on.split_once(':') {
-        _ if on == "all" => map.iter().filter(alive).collect(),
-        Some(("role", role)) => {
-            let role = match role {
-                "master" => Role::Master,
-                "slave" => Role::Slave,
-                other => {
-                    return Err(format!(
-                        "unknown role '{other}': use role:master or role:slave"
-                    ))
+    /// Pulls every task's outputs into this node's
+    /// `public/jobs/<id>/<node>/`.
+    pub async fn gather(&self, id: &str) -> Result<Vec<String>, JobError> {
+        let job = self.job(id)?;
+        let mut gathered = Vec::new();
+        for task in job.tasks.values() {
+            for file in &task.outputs {
+                let source = format!("public/jobs/{id}/{file}");
+                let dest = format!("public/jobs/{id}/{}/{file}", task.node);
+                let failed = |source| JobError::Gather {
+                    file: file.clone(),
+                    node: task.node.clone(),
+                    source,
+                };
+                if task.peer_id == self.local() {
+                    self.copy_local(&source, &dest).await.map_err(failed)?;
+                } else {
+                    self.files
+                        .fetch(task.peer_id, &source, &dest)
+                        .await
+                        .map_err(failed)?;
                 }
-            };
-            map.iter()
-                .filter(alive)
-                .filter(|e| e.record.role == role)
-                .collect()
-        }
-        Some(("tag", tag)) => map
-            .iter()
-            .filter(alive)
-            .filter(|e| e.record.tags.iter().any(|t| t == tag))
-            .collect(),
-        Some((kind, _)) => {
-            return Err(format!(
-                "unknown target '{kind}:': use all, names, role:R or tag:T"
-            ))
-        }
-        None => {
-            let mut named = Vec::new();
-            for name in on.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                let entry = map
-                    .iter()
-                    .find(|e| e.record.name == name)
-                    .ok_or_else(|| format!("no node named '{name}' in the network"))?;
-                if entry.state != Liveness::Alive {
-                    return Err(format!("node '{name}' is {}", entry.state));
-                }
-                if !named
-                    .iter()
-                    .any(|e: &&MapEntry| e.record.peer_id == entry.record.peer_id)
-                {
-                    named.push(entry);
-                }
+                gathered.push(dest);
             }
-            named
         }
-    };
-    if chosen.is_empty() {
-        return Err(format!("no alive node matches --on {on}"));
+        Ok(gathered)
     }
-    if any {
-        chosen.sort_by_key(|e| {
-            (
-                load.get(&e.record.peer_id).copied().unwrap_or(0),
-                e.record.name.clone(),
-            )
-        });
-        chosen.truncate(1);
-    }
-    Ok(chosen
-        .into_iter()
-        .map(|e| (e.record.peer_id, e.record.name.clone()))
-        .collect())
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use iris_behaviours::{libp2p::identity::Keypair, NodeRecord};
-
-    fn entry(name: &str, role: Role, tags: &[&str], state: Liveness) -> MapEntry {
-        MapEntry {
-            record: NodeRecord {
-                name: name.into(),
-                peer_id: Keypair::generate_ed25519().public().to_peer_id(),
-                addrs: vec![],
-                api_port: 1,
-                p2p_port: 2,
-                role,
-                tags: tags.iter().map(|t| t.to_string()).collect(),
-                executor: Default::default(),
-                images: vec![],
-                version: 1,
-            },
-            state,
-            last_seen_ms: 0,
+    async fn copy_local(&self, source: &str, dest: &str) -> Result<(), FileError> {
+        let workspace = self.files.workspace();
+        let from = resolve(workspace, source).map_err(FileError::Invalid)?;
+        let to = resolve(workspace, dest).map_err(FileError::Invalid)?;
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| FileError::Local(e.to_string()))?;
         }
-    }
-
-    fn map() -> Vec<MapEntry> {
-        vec![
-            entry("alice", Role::Master, &[], Liveness::Alive),
-            entry("bob", Role::Slave, &["gpu"], Liveness::Alive),
-            entry("carol", Role::Slave, &["gpu"], Liveness::Alive),
-            entry("dave", Role::Slave, &["gpu"], Liveness::Suspect),
-        ]
-    }
-
-    fn names(targets: Vec<(PeerId, String)>) -> Vec<String> {
-        targets.into_iter().map(|(_, n)| n).collect()
-    }
-
-    #[test]
-    fn targets_by_all_names_role_and_tag_skip_nodes_that_are_not_alive() {
-        let (map, load) = (map(), BTreeMap::new());
-        assert_eq!(
-            names(resolve_targets("all", false, &map, &load).unwrap()),
-            ["alice", "bob", "carol"]
-        );
-        assert_eq!(
-            names(resolve_targets("role:slave", false, &map, &load).unwrap()),
-            ["bob", "carol"]
-        );
-        assert_eq!(
-            names(resolve_targets("tag:gpu", false, &map, &load).unwrap()),
-            ["bob", "carol"]
-        );
-        assert_eq!(
-            names(resolve_targets("carol, bob,carol", false, &map, &load).unwrap()),
-            ["carol", "bob"]
-        );
-        assert!(resolve_targets("dave", false, &map, &load)
-            .unwrap_err()
-            .contains("suspect"));
-        assert!(resolve_targets("zoe", false, &map, &load)
-            .unwrap_err()
-            .contains("no node named"));
-        assert!(resolve_targets("tag:tpu", false, &map, &load)
-            .unwrap_err()
-            .contains("no alive node"));
-        assert!(resolve_targets("role:king", false, &map, &load).is_err());
-        assert!(resolve_targets("zone:x", false, &map, &load).is_err());
-    }
-
-    #[test]
-    fn redelivery_backs_off_to_ten_seconds_and_gives_up_within_about_an_hour() {
-        assert_eq!(redelivery_delay(0), Duration::from_secs(2));
-        assert_eq!(redelivery_delay(1), Duration::from_secs(4));
-        assert_eq!(redelivery_delay(40), MAX_REDELIVERY_DELAY);
-        let total: Duration = (0..MAX_DELIVERY_FAILURES).map(redelivery_delay).sum();
-        assert!(total > Duration::from_secs(50 * 60), "{total:?}");
-        assert!(total < Duration::from_secs(70 * 60), "{total:?}");
-    }
-
-    #[test]
-    fn any_picks_the_least_loaded_target() {
-        let map = map();
-        let load = BTreeMap::from([(map[1].record.peer_id, 3), (map[2].record.peer_id, 1)]);
-        assert_eq!(
-            names(resolve_targets("tag:gpu", true, &map, &load).unwrap()),
-            ["carol"]
-        );
-        let load = BTreeMap::from([(map[2].record.peer_id, 5)]);
-        assert_eq!(
-            names(resolve_targets("tag:gpu", true, &map, &load).unwrap()),
-            ["bob"]
-        );
+        tokio::fs::copy(&from, &to)
+            .await
+            .map_err(|e| FileError::Local(format!("{source}: {e}")))?;
+        Ok(())
     }
 }

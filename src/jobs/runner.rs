@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use iris_behaviours::{libp2p::PeerId, TaskReport, TaskSpec, TaskState, MAX_LOG_CHUNK};
+use iris_behaviours::{libp2p::PeerId, Refusal, TaskReport, TaskSpec, TaskState, MAX_LOG_CHUNK};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -196,14 +196,16 @@ impl TaskRunner {
     }
 
     /// Stops a queued or running task, if `origin` is the one that asked for it.
-    pub fn cancel(&self, job_id: &str, origin: PeerId) -> Result<(), String> {
+    pub fn cancel(&self, job_id: &str, origin: PeerId) -> Result<(), Refusal> {
         let cancels = self.cancels.lock().expect("lock");
         match cancels.get(job_id) {
             Some((owner, cancel)) if *owner == origin => {
                 cancel.send_replace(true);
                 Ok(())
             }
-            Some(_) => Err(format!("forbidden: job {job_id} is not yours")),
+            Some(_) => Err(Refusal::forbidden(format!(
+                "forbidden: job {job_id} is not yours"
+            ))),
             None => Ok(()), // finished already, or never here: nothing to stop
         }
     }
@@ -214,13 +216,15 @@ impl TaskRunner {
         job_id: &str,
         origin: PeerId,
         offsets: (u64, u64),
-    ) -> Result<(Vec<u8>, Vec<u8>), String> {
-        iris_behaviours::validate_job_id(job_id)?;
+    ) -> Result<(Vec<u8>, Vec<u8>), Refusal> {
+        iris_behaviours::validate_job_id(job_id).map_err(Refusal::invalid)?;
         let task = self
             .load(job_id)
-            .ok_or_else(|| format!("no task for job {job_id} on this node"))?;
+            .ok_or_else(|| Refusal::not_found(format!("no task for job {job_id} on this node")))?;
         if task.origin != origin {
-            return Err(format!("forbidden: job {job_id} is not yours"));
+            return Err(Refusal::forbidden(format!(
+                "forbidden: job {job_id} is not yours"
+            )));
         }
         let read = |name: &str, offset: u64| -> Vec<u8> {
             use std::io::{Read, Seek, SeekFrom};

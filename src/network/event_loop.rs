@@ -23,12 +23,12 @@ use iris_behaviours::{
         PeerId, Swarm,
     },
     ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, Liveness,
-    MapMessage, NetworkConfig, NodeRecord,
+    MapMessage, NetworkConfig, NodeRecord, Refusal, RefusalKind,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{map::NetworkMap, next_version, Command, NetworkContext, Snapshot};
-use crate::{events::EventKind, store::Membership};
+use crate::{events::EventKind, store::SavedMembership};
 
 /// How often liveness timeouts are checked.
 const LIVENESS_CHECK: Duration = Duration::from_millis(100);
@@ -177,7 +177,7 @@ impl EventLoop {
         if !self.dirty {
             return;
         }
-        let membership = Membership {
+        let membership = SavedMembership {
             network: self.network.clone(),
             own_version: self.own.version,
             map: self.map.entries(),
@@ -459,52 +459,38 @@ impl EventLoop {
             ControlResponse::Hello { record } => {
                 let _ = self.take_record(peer, record, now);
             }
-            ControlResponse::Refused { reason } => {
+            ControlResponse::Refused { reason, .. } => {
                 tracing::warn!(%peer, "peer refused us: {reason}");
             }
             _ => {}
         }
     }
 
-    /// Hands a job request to the node, after the one check that needs the
-    /// network config: only the master may command another node.
+    /// Hands a request to the node's router, with who sent it; the answer
+    /// goes back on the connection once the node has worked it out.
     fn forward(
         &mut self,
         peer: PeerId,
         request: ControlRequest,
         channel: ResponseChannel<ControlResponse>,
     ) {
-        let what = match &request {
-            ControlRequest::RunTask { .. } => Some("run jobs on"),
-            ControlRequest::CancelTask { .. } => Some("cancel jobs on"),
-            ControlRequest::FetchLogs { .. } => Some("read job logs of"),
-            ControlRequest::FetchFile { .. } => Some("push files to"),
-            ControlRequest::ContainerCreate { .. }
-            | ControlRequest::ContainerExec { .. }
-            | ControlRequest::ContainerRemove { .. } => Some("manage containers on"),
-            _ => None,
-        };
         let (reply, answer) = oneshot::channel();
-        if let Some(what) = what.filter(|_| peer != self.network.master) {
-            tracing::warn!(%peer, "refused a request from a node that is not the master");
-            let _ = reply.send(ControlResponse::Refused {
-                reason: format!("forbidden: only the master can {what} other nodes"),
-            });
-        } else if self
-            .ctx
-            .inbound
-            .try_send(super::Inbound {
-                peer,
-                request,
-                reply,
-            })
-            .is_err()
-        {
+        let inbound = super::Inbound {
+            peer,
+            from_master: peer == self.network.master,
+            request,
+            reply,
+        };
+        if self.ctx.inbound.try_send(inbound).is_err() {
             tracing::warn!(%peer, "too many requests waiting; refused one");
         }
         self.replies.push(Box::pin(async move {
-            let response = answer.await.unwrap_or_else(|_| ControlResponse::Refused {
-                reason: "the node is busy or shutting down; try again".into(),
+            let response = answer.await.unwrap_or_else(|_| {
+                Refusal::new(
+                    RefusalKind::Busy,
+                    "the node is busy or shutting down; try again",
+                )
+                .into()
             });
             (channel, response)
         }));
@@ -547,15 +533,15 @@ impl EventLoop {
                     config: self.network.clone(),
                     map: self.map.entries(),
                 },
-                Err(reason) => ControlResponse::Refused {
-                    reason: format!("{reason} in network '{}'", self.network.name),
-                },
+                Err(reason) => {
+                    Refusal::invalid(format!("{reason} in network '{}'", self.network.name)).into()
+                }
             },
             ControlRequest::Hello { record } => match self.take_record(peer, record, now) {
                 Ok(()) => ControlResponse::Hello {
                     record: self.own.clone(),
                 },
-                Err(reason) => ControlResponse::Refused { reason },
+                Err(reason) => Refusal::invalid(reason).into(),
             },
             ControlRequest::Leave { departure } => {
                 let event = self.map.departed(&peer, departure);

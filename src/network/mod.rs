@@ -27,21 +27,29 @@ use iris_behaviours::{
         Multiaddr, PeerId, Swarm,
     },
     transport::HandshakeError,
-    ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, MapEntry,
-    NetworkConfig, NetworkMode, NodeRecord, Role, SwarmSettings,
+    ControlRequest, ControlResponse, Departure, ExecutorState, ImageRef, IrisBehaviour,
+    IrisBehaviourEvent, MapEntry, NetworkConfig, NetworkMode, NodeRecord, RefusalKind, Role,
+    SwarmSettings,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     config::NodeConfig,
     events::{EventKind, Events},
-    store::{Membership, Store, StoreError},
+    store::{SavedMembership, Store, StoreError},
 };
 use event_loop::EventLoop;
 use map::NetworkMap;
 
 /// How long a bootstrap peer may take to answer a join.
 const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What this node can run, as its map record shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub executor: ExecutorState,
+    pub images: Vec<ImageRef>,
+}
 
 /// What a network session needs from the node that runs it.
 pub struct NetworkContext {
@@ -51,14 +59,17 @@ pub struct NetworkContext {
     pub events: Events,
     pub settings: SwarmSettings,
     /// What this node can run; its record follows every change.
-    pub capabilities: tokio::sync::watch::Sender<crate::images::Capabilities>,
+    pub capabilities: tokio::sync::watch::Sender<Capabilities>,
     /// Where requests about jobs go; the event loop sends back the answer.
     pub inbound: mpsc::Sender<Inbound>,
 }
 
-/// A request from a peer that the node, not the event loop, answers.
+/// A request from a peer that the node's router, not the event loop,
+/// answers: who sent it (the connection authenticated the peer id) and
+/// whether that is the network's master.
 pub struct Inbound {
     pub peer: PeerId,
+    pub from_master: bool,
     pub request: ControlRequest,
     pub reply: oneshot::Sender<ControlResponse>,
 }
@@ -85,7 +96,11 @@ pub enum NetworkError {
     #[error("peer {peer} did not answer: {detail}")]
     NoAnswer { peer: PeerId, detail: String },
     #[error("{reason}")]
-    PeerRefused { peer: PeerId, reason: String },
+    PeerRefused {
+        peer: PeerId,
+        kind: RefusalKind,
+        reason: String,
+    },
     #[error("bootstrap peer {peer} sent an invalid welcome: {reason}")]
     BadWelcome { peer: PeerId, reason: String },
     #[error(transparent)]
@@ -157,8 +172,8 @@ impl NetworkClient {
             .await
             .map_err(|_| NetworkError::Stopped)?;
         match rx.await.map_err(|_| NetworkError::Stopped)? {
-            Ok(ControlResponse::Refused { reason }) => {
-                Err(NetworkError::PeerRefused { peer, reason })
+            Ok(ControlResponse::Refused { kind, reason }) => {
+                Err(NetworkError::PeerRefused { peer, kind, reason })
             }
             Ok(response) => Ok(response),
             Err(detail) => Err(NetworkError::NoAnswer { peer, detail }),
@@ -247,7 +262,7 @@ pub async fn join(
 /// Rejoins the network this node belonged to when it stopped.
 pub async fn resume(
     ctx: Arc<NetworkContext>,
-    membership: Membership,
+    membership: SavedMembership,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
     let psk = ctx.store.load_psk()?;
     let previous_port = membership
@@ -475,7 +490,7 @@ async fn ask_to_join(
                 } if Some(request_id) == join_request => {
                     return match response {
                         ControlResponse::Welcome { config, map } => Ok((config, map)),
-                        ControlResponse::Refused { reason } => {
+                        ControlResponse::Refused { reason, .. } => {
                             Err(NetworkError::Refused { peer, reason })
                         }
                         other => Err(NetworkError::BadWelcome {

@@ -1,0 +1,431 @@
+//! What the REST API takes and gives, in one place: the axum handlers
+//! serve these types and the typed client (`client.rs`) reads them, so
+//! the server and the CLI cannot drift apart. docs/api.md describes each.
+
+use std::collections::BTreeMap;
+
+use iris_behaviours::{
+    libp2p::{Multiaddr, PeerId},
+    ControlResponse, ExecutorState, ImageRef, Liveness, NetworkConfig, Role, TaskState,
+};
+use serde::{Deserialize, Serialize};
+
+/// Every error answer: `{"error": "..."}` with a status that says whose
+/// fault it was.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// This node, as `GET /v1/status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub name: String,
+    pub peer_id: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    pub p2p_port: u16,
+    pub api_port: u16,
+    pub tags: Vec<String>,
+    pub network: Option<NetworkConfig>,
+    pub role: Option<Role>,
+    /// "available", or "unavailable (why)".
+    pub executor: String,
+}
+
+/// One node of the map, as `GET /v1/nodes` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub peer_id: PeerId,
+    pub role: Role,
+    pub state: Liveness,
+    /// Dialable addresses, each ending in `/p2p/<peer id>`.
+    pub addrs: Vec<Multiaddr>,
+    pub api_port: u16,
+    pub p2p_port: u16,
+    pub tags: Vec<String>,
+    pub version: u64,
+    /// Unix time in milliseconds when this node last heard from it.
+    pub last_seen: u64,
+    /// Whether it is the node answering.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    /// Whether the node answering has a direct connection to it.
+    pub connected: bool,
+    pub executor: ExecutorState,
+    pub images: Vec<ImageRef>,
+}
+
+/// `POST /v1/network`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNetwork {
+    pub name: String,
+    pub key: String,
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "master_slave".into()
+}
+
+/// `POST /v1/network/join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinNetwork {
+    pub key: String,
+    /// A member's address, ending in `/p2p/<peer id>`.
+    pub bootstrap: String,
+}
+
+/// The answer to a create or a join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkMembership {
+    pub network: NetworkConfig,
+    pub role: Role,
+    /// Where others can join through this node.
+    pub addrs: Vec<Multiaddr>,
+    pub nodes: Vec<NodeView>,
+}
+
+/// The answer to `POST /v1/network/leave`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Left {
+    pub left: String,
+}
+
+/// The images this node's engine has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Images {
+    pub executor: String,
+    pub images: Vec<ImageRef>,
+}
+
+/// `POST /v1/images/load`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadImage {
+    /// A `docker save` tar on this machine.
+    pub path: String,
+}
+
+/// The answer to an image load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadedImage {
+    /// Where the tar now is, in workspace/image.
+    pub file: String,
+    pub loaded: Vec<String>,
+}
+
+/// `POST /v1/images/push`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushImage {
+    pub path: String,
+    #[serde(default = "all")]
+    pub to: String,
+}
+
+/// What the user asked for in `POST /v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub image: String,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `all`, `name,name`, `role:R` or `tag:T`.
+    #[serde(default = "all")]
+    pub on: String,
+    /// Run on one target only, the least loaded.
+    #[serde(default)]
+    pub any: bool,
+    /// `none` (default) or `bridge`.
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    #[serde(default = "default_cpus")]
+    pub cpus: f64,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: f64,
+    /// Paths in each target's public workspace, mounted read-only at
+    /// `/workspace/in/<path>`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
+fn all() -> String {
+    "all".into()
+}
+fn default_memory_mb() -> u64 {
+    512
+}
+fn default_cpus() -> f64 {
+    1.0
+}
+fn default_timeout() -> f64 {
+    3600.0
+}
+
+/// Where a job stands: running until every task has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        })
+    }
+}
+
+/// One node's part of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub node: String,
+    pub peer_id: PeerId,
+    pub state: TaskState,
+    pub exit_code: Option<i64>,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub outputs: Vec<String>,
+    /// The task wrote more files than a report carries; `outputs` lists
+    /// the first of them.
+    #[serde(default)]
+    pub outputs_truncated: bool,
+    pub error: Option<String>,
+}
+
+impl Task {
+    /// A task just handed to `node`.
+    pub fn queued(node: String, peer_id: PeerId) -> Self {
+        Self {
+            node,
+            peer_id,
+            state: TaskState::Queued,
+            exit_code: None,
+            started_ms: None,
+            finished_ms: None,
+            outputs: Vec::new(),
+            outputs_truncated: false,
+            error: None,
+        }
+    }
+}
+
+/// A job and every task's last known state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    /// Derived from the tasks; kept current by [`Job::with_state`].
+    #[serde(default)]
+    pub state: JobState,
+    pub request: JobRequest,
+    pub created_ms: u64,
+    /// By node name.
+    pub tasks: BTreeMap<String, Task>,
+}
+
+impl Job {
+    /// The job with its derived `state` filled in.
+    pub fn with_state(mut self) -> Self {
+        self.state = self.derived_state();
+        self
+    }
+
+    pub fn finished(&self) -> bool {
+        self.tasks.values().all(|t| t.state.is_terminal())
+    }
+
+    fn derived_state(&self) -> JobState {
+        if !self.finished() {
+            JobState::Running
+        } else if self.tasks.values().all(|t| t.state == TaskState::Succeeded) {
+            JobState::Succeeded
+        } else {
+            JobState::Failed
+        }
+    }
+}
+
+/// `GET /v1/jobs/{id}?wait=S`: answer once the job has ended, or after S
+/// seconds with the job as it stands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    #[serde(default)]
+    pub wait: Option<f64>,
+}
+
+/// The longest wait one request may ask for.
+pub const MAX_WAIT_SECS: f64 = 300.0;
+
+/// `GET /v1/jobs/{id}/logs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    pub node: Option<String>,
+    #[serde(default)]
+    pub stdout_offset: u64,
+    #[serde(default)]
+    pub stderr_offset: u64,
+}
+
+/// One task's output, as `GET /v1/jobs/{id}/logs` returns it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskLogs {
+    pub node: String,
+    pub state: TaskState,
+    pub stdout: String,
+    pub stderr: String,
+    /// Offsets to ask from next time (for `--follow`).
+    pub stdout_offset: u64,
+    pub stderr_offset: u64,
+}
+
+/// The answer to `POST /v1/jobs/{id}/gather`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Gathered {
+    pub files: Vec<String>,
+}
+
+/// `GET /v1/files`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesQuery {
+    pub node: Option<String>,
+}
+
+/// `POST /v1/files/get`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetFile {
+    pub from: String,
+    pub path: String,
+    pub to: Option<String>,
+    pub dest: Option<String>,
+}
+
+/// The result of a transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transfer {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    /// Chunks fetched in this run, and chunks already here from an earlier one.
+    pub fetched_chunks: u64,
+    pub resumed_chunks: u64,
+    /// Chunks that arrived damaged and were fetched again.
+    pub refetched_chunks: u64,
+    pub seconds: f64,
+}
+
+/// `POST /v1/files/put`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutFile {
+    /// A file on this machine.
+    pub source: String,
+    /// Where it goes in every target's workspace (default public/<name>).
+    #[serde(rename = "as")]
+    pub dest: Option<String>,
+    #[serde(default = "all")]
+    pub to: String,
+}
+
+/// `POST /v1/containers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContainers {
+    pub name: String,
+    pub image: String,
+    #[serde(default = "all")]
+    pub on: String,
+    /// Empty: the image's own command, which must keep running.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    #[serde(default = "default_cpus")]
+    pub cpus: f64,
+}
+
+/// `POST /v1/containers/{name}/exec`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecContainers {
+    #[serde(default = "all")]
+    pub on: String,
+    pub argv: Vec<String>,
+    #[serde(default = "default_exec_timeout")]
+    pub timeout_secs: f64,
+}
+
+fn default_exec_timeout() -> f64 {
+    3600.0
+}
+
+/// `POST /v1/containers/{name}/rm`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveContainers {
+    #[serde(default = "all")]
+    pub on: String,
+}
+
+/// One node's answer to a command sent to several nodes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeAnswer {
+    pub node: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub exit_code: Option<i64>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub truncated: bool,
+}
+
+impl NodeAnswer {
+    /// What one node answered to a command (or why it could not be asked).
+    pub fn from_answer(node: String, answer: Result<ControlResponse, String>) -> Self {
+        let mut out = NodeAnswer {
+            node,
+            ok: true,
+            ..NodeAnswer::default()
+        };
+        match answer {
+            Ok(ControlResponse::Exec {
+                exit_code,
+                stdout,
+                stderr,
+                truncated,
+            }) => {
+                out.ok = exit_code == Some(0);
+                out.exit_code = exit_code;
+                out.stdout = Some(String::from_utf8_lossy(&stdout).into_owned());
+                out.stderr = Some(String::from_utf8_lossy(&stderr).into_owned());
+                out.truncated = truncated;
+            }
+            Ok(ControlResponse::Refused { reason, .. }) | Err(reason) => {
+                out.ok = false;
+                out.error = Some(reason);
+            }
+            Ok(_) => {}
+        }
+        out
+    }
+}

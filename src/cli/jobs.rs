@@ -1,0 +1,256 @@
+//! `iris job run|submit|list|show|logs|cancel`.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+
+use super::{
+    output::{clock, header, print_json, print_table, print_tasks},
+    parse_duration_secs, parse_memory_mb, NodeDir, Output,
+};
+use crate::api_types::{Job, JobRequest, JobState, LogsQuery};
+
+/// How long one wait for a running job lasts before `job run` asks again.
+const WAIT_PER_REQUEST: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub dir: NodeDir,
+    /// The image to run, e.g. iris-worker:latest.
+    #[arg(long)]
+    pub image: String,
+    /// Where: all, node names (a,b), role:slave or tag:T.
+    #[arg(long, default_value = "all")]
+    pub on: String,
+    /// Run on just one of the targets, the least loaded.
+    #[arg(long)]
+    pub any: bool,
+    /// An environment variable for the container; repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// `bridge` gives the container Docker's default network; none by default.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Memory limit, e.g. 512m or 2g.
+    #[arg(long, default_value = "512m", value_parser = parse_memory_mb)]
+    pub memory: u64,
+    /// CPU limit, e.g. 0.5 or 2.
+    #[arg(long, default_value_t = 1.0)]
+    pub cpus: f64,
+    /// Kill the container after this long, e.g. 90s, 10m, 2h.
+    #[arg(long, default_value = "1h", value_parser = parse_duration_secs)]
+    pub timeout: f64,
+    /// When the job ends, pull every task's outputs to this node, under
+    /// workspace/public/jobs/<job-id>/<node>/ (`job run` only).
+    #[arg(long)]
+    pub gather: bool,
+    /// A file or directory in each target's workspace/public to mount
+    /// read-only at /workspace/in/PATH, e.g. jobs/<job-id>; repeatable.
+    #[arg(long = "input", value_name = "PATH")]
+    pub inputs: Vec<String>,
+    /// Print the job as JSON: when it is accepted (`submit`), or finished
+    /// with what was gathered (`run`).
+    #[arg(long)]
+    pub json: bool,
+    /// The command, after `--`, as an argument list (no shell).
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+impl JobArgs {
+    fn request(&self) -> JobRequest {
+        JobRequest {
+            image: self.image.clone(),
+            argv: self.argv.clone(),
+            env: self.env.clone(),
+            on: self.on.clone(),
+            any: self.any,
+            network: self.network.clone(),
+            memory_mb: self.memory,
+            cpus: self.cpus,
+            timeout_secs: self.timeout,
+            inputs: self.inputs.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Run a job and wait for it: a line per node; fails if any node failed.
+    Run(JobArgs),
+    /// Submit a job and print its id at once.
+    Submit(JobArgs),
+    /// List the jobs this node submitted.
+    List {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// A job's tasks: state, exit code, times, output files.
+    Show {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// A job's stdout and stderr, per node.
+    Logs {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+        /// Only this node's task.
+        #[arg(long)]
+        node: Option<String>,
+        /// Keep printing new output until the tasks end.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Stop a job's unfinished tasks.
+    Cancel {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+    },
+}
+
+/// `job run --json` prints the job with what was gathered.
+#[derive(serde::Serialize)]
+struct RunOutcome<'a> {
+    #[serde(flatten)]
+    job: &'a Job,
+    gathered: &'a [String],
+}
+
+pub async fn job(command: JobCommand) -> anyhow::Result<()> {
+    match command {
+        JobCommand::Submit(args) => {
+            let job = args.dir.client()?.submit_job(&args.request()).await?;
+            if args.json {
+                return print_json(&job);
+            }
+            println!("{}", job.id);
+        }
+        JobCommand::Run(args) => run(args).await?,
+        JobCommand::List { dir, output } => {
+            let jobs = dir.client()?.jobs().await?;
+            if output.json {
+                return print_json(&jobs);
+            }
+            let mut rows = vec![header(&["JOB", "STATE", "IMAGE", "NODES", "CREATED"])];
+            for job in &jobs {
+                rows.push(vec![
+                    job.id.clone(),
+                    job.state.to_string(),
+                    job.request.image.clone(),
+                    job.tasks.len().to_string(),
+                    clock(job.created_ms),
+                ]);
+            }
+            print_table(&rows);
+        }
+        JobCommand::Show { dir, job, output } => {
+            let job = dir.client()?.job(&job, None).await?;
+            if output.json {
+                return print_json(&job);
+            }
+            println!(
+                "job {} ({}): {} {:?}",
+                job.id, job.state, job.request.image, job.request.argv
+            );
+            print_tasks(&job);
+            for (node, task) in &job.tasks {
+                for file in &task.outputs {
+                    println!("  {node}: public/jobs/{}/{file}", job.id);
+                }
+                if task.outputs_truncated {
+                    println!("  {node}: (more outputs than a report lists)");
+                }
+            }
+        }
+        JobCommand::Logs {
+            dir,
+            job,
+            node,
+            follow,
+        } => logs(&dir, &job, node, follow).await?,
+        JobCommand::Cancel { dir, job } => {
+            let job = dir.client()?.cancel_job(&job).await?;
+            println!("cancel sent for job {}", job.id);
+        }
+    }
+    Ok(())
+}
+
+/// Submits, then waits on the node until the job has ended: one request a
+/// minute, no polling in between.
+async fn run(args: JobArgs) -> anyhow::Result<()> {
+    let client = args.dir.client()?;
+    let mut job = client.submit_job(&args.request()).await?;
+    if !args.json {
+        eprintln!("job {} on {} node(s)", job.id, job.tasks.len());
+    }
+    while job.state == JobState::Running {
+        job = client.job(&job.id, Some(WAIT_PER_REQUEST)).await?;
+    }
+    let gathered = match args.gather {
+        true => client.gather(&job.id).await?.files,
+        false => Vec::new(),
+    };
+    if args.json {
+        print_json(&RunOutcome {
+            job: &job,
+            gathered: &gathered,
+        })?;
+    } else {
+        print_tasks(&job);
+        for file in &gathered {
+            println!("gathered {file}");
+        }
+    }
+    if job.state != JobState::Succeeded {
+        bail!("job {} {}", job.id, job.state);
+    }
+    Ok(())
+}
+
+async fn logs(dir: &NodeDir, job: &str, node: Option<String>, follow: bool) -> anyhow::Result<()> {
+    let client = dir.client()?;
+    let mut offsets: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    loop {
+        let nodes: Vec<String> = match &node {
+            Some(n) => vec![n.clone()],
+            None => client.job(job, None).await?.tasks.into_keys().collect(),
+        };
+        let mut all_done = true;
+        for name in nodes {
+            let (out, err) = offsets.get(&name).copied().unwrap_or((0, 0));
+            let query = LogsQuery {
+                node: Some(name.clone()),
+                stdout_offset: out,
+                stderr_offset: err,
+            };
+            for task in client.job_logs(job, &query).await? {
+                let prefix = match node {
+                    Some(_) => String::new(),
+                    None => format!("[{name}] "),
+                };
+                for line in task.stdout.lines() {
+                    println!("{prefix}{line}");
+                }
+                for line in task.stderr.lines() {
+                    eprintln!("{prefix}{line}");
+                }
+                all_done &= task.state.is_terminal();
+                offsets.insert(name.clone(), (task.stdout_offset, task.stderr_offset));
+            }
+        }
+        if !follow || all_done {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

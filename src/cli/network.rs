@@ -1,0 +1,196 @@
+//! `iris network create|join|show|leave`, `iris nodes` and `iris status`.
+
+use clap::Subcommand;
+
+use super::{
+    output::{header, print_json, print_table},
+    NodeDir, Output,
+};
+use crate::api_types::{CreateNetwork, JoinNetwork, NodeView, Status};
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network with this node as genesis and master; prints the
+    /// addresses others join through.
+    Create {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The network's name.
+        #[arg(long)]
+        name: String,
+        /// The secret every member needs to connect.
+        #[arg(long, env = "IRIS_NETWORK_KEY", hide_env_values = true)]
+        key: String,
+        /// How the network is governed; only master_slave exists.
+        #[arg(long, default_value = "master_slave")]
+        mode: String,
+    },
+    /// Join a network through any of its members.
+    Join {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The network's secret key.
+        #[arg(long, env = "IRIS_NETWORK_KEY", hide_env_values = true)]
+        key: String,
+        /// A member's address, ending in /p2p/<peer id>.
+        bootstrap: String,
+    },
+    /// Show the network this node belongs to.
+    Show {
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Leave the network for good (a restart will not rejoin).
+    Leave {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+}
+
+pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
+    match command {
+        NetworkCommand::Create {
+            dir,
+            name,
+            key,
+            mode,
+        } => {
+            let answer = dir
+                .client()?
+                .create_network(&CreateNetwork { name, key, mode })
+                .await?;
+            println!(
+                "created network '{}' ({}); this node is master",
+                answer.network.name,
+                serde_plain(&answer.network.mode)
+            );
+            println!("others join with `iris network join --key <key> <address>`, through one of:");
+            for addr in &answer.addrs {
+                println!("{addr}");
+            }
+        }
+        NetworkCommand::Join {
+            dir,
+            key,
+            bootstrap,
+        } => {
+            let answer = dir
+                .client()?
+                .join_network(&JoinNetwork { key, bootstrap })
+                .await?;
+            println!(
+                "joined network '{}' as {}; {} nodes in the map",
+                answer.network.name,
+                answer.role,
+                answer.nodes.len()
+            );
+        }
+        NetworkCommand::Show { dir, output } => {
+            let network = dir.client()?.network().await?;
+            if output.json {
+                return print_json(&network);
+            }
+            println!("name:    {}", network.name);
+            println!("mode:    {}", serde_plain(&network.mode));
+            println!("master:  {}", network.master);
+        }
+        NetworkCommand::Leave { dir } => {
+            let answer = dir.client()?.leave_network().await?;
+            println!("left network '{}'", answer.left);
+        }
+    }
+    Ok(())
+}
+
+/// A unit enum as its JSON name, without the quotes.
+fn serde_plain(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub async fn nodes(dir: &NodeDir, output: &Output) -> anyhow::Result<()> {
+    let nodes = dir.client()?.nodes().await?;
+    if output.json {
+        return print_json(&nodes);
+    }
+    print_nodes(&nodes);
+    Ok(())
+}
+
+pub async fn status(dir: &NodeDir, output: &Output) -> anyhow::Result<()> {
+    let status = dir.client()?.status().await?;
+    if output.json {
+        return print_json(&status);
+    }
+    print_status(&status);
+    Ok(())
+}
+
+fn print_status(status: &Status) {
+    println!("name:     {}", status.name);
+    println!("peer id:  {}", status.peer_id);
+    println!("executor: {}", status.executor);
+    match &status.network {
+        Some(network) => {
+            println!(
+                "network:  {} ({})",
+                network.name,
+                serde_plain(&network.mode)
+            );
+            let role = status.role.map_or("-".to_string(), |r| r.to_string());
+            println!("role:     {role}");
+        }
+        None => println!("network:  none"),
+    }
+    for addr in &status.addrs {
+        println!("address:  {addr}");
+    }
+}
+
+/// A plain table: a header, then one row per node, columns padded.
+fn print_nodes(nodes: &[NodeView]) {
+    let now = crate::now_ms();
+    let mut rows = vec![header(&[
+        "NAME",
+        "ROLE",
+        "STATE",
+        "PEER ID",
+        "ADDRESS",
+        "LAST SEEN",
+        "TAGS",
+    ])];
+    for node in nodes {
+        let name = if node.is_self {
+            format!("{} *", node.name)
+        } else {
+            node.name.clone()
+        };
+        let last_seen = format!(
+            "{:.1}s ago",
+            now.saturating_sub(node.last_seen) as f64 / 1000.0
+        );
+        let addr = node.addrs.first().map_or("-".into(), |a| {
+            let text = a.to_string();
+            text.split("/p2p/").next().unwrap_or(&text).to_string()
+        });
+        let tags = if node.tags.is_empty() {
+            "-".into()
+        } else {
+            node.tags.join(",")
+        };
+        rows.push(vec![
+            name,
+            node.role.to_string(),
+            node.state.to_string(),
+            node.peer_id.to_string(),
+            addr,
+            last_seen,
+            tags,
+        ]);
+    }
+    print_table(&rows);
+}

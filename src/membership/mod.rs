@@ -1,0 +1,301 @@
+//! Membership: this node's place in at most one network at a time. It
+//! creates, joins and leaves networks, shows the map, and tells the other
+//! services who is out there: target resolution, names to peer ids, and the
+//! handle to the network for requests to peers.
+
+mod targets;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use iris_behaviours::{
+    libp2p::{Multiaddr, PeerId},
+    ControlRequest, ControlResponse, Departure, Liveness, MapEntry, NetworkConfig, NetworkMode,
+    Role,
+};
+use tokio::sync::watch;
+
+pub use targets::resolve_targets;
+
+use crate::{
+    api_types::{CreateNetwork, JoinNetwork, NetworkMembership, NodeView, Status},
+    events::EventKind,
+    network::{self, NetworkClient, NetworkContext, NetworkError, Snapshot},
+    store::{SavedMembership, StoreError},
+};
+
+/// Why a membership operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("this node is in no network: create one with `iris network create` or join one with `iris network join`")]
+    NotInNetwork,
+    #[error("this node is already in network '{0}': leave it first with `iris network leave`")]
+    AlreadyInNetwork(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no node named '{0}' in the network")]
+    NoSuchNode(String),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Membership {
+    ctx: Arc<NetworkContext>,
+    network: watch::Sender<Option<NetworkClient>>,
+    /// Serializes create, join and leave.
+    change: tokio::sync::Mutex<()>,
+}
+
+impl Membership {
+    pub fn new(ctx: Arc<NetworkContext>) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            network: watch::Sender::new(None),
+            change: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Rejoins the network this node belonged to when it stopped.
+    pub async fn resume(&self, saved: SavedMembership) -> Result<(), MembershipError> {
+        let _guard = self.change.lock().await;
+        let (client, _) = network::resume(self.ctx.clone(), saved).await?;
+        self.network.send_replace(Some(client));
+        Ok(())
+    }
+
+    pub fn local_peer(&self) -> PeerId {
+        self.ctx.peer_id()
+    }
+
+    /// The handle to the network, if this node is in one.
+    pub fn client(&self) -> Option<NetworkClient> {
+        self.network.borrow().clone()
+    }
+
+    /// Follows the handle as the node joins and leaves networks.
+    pub fn subscribe(&self) -> watch::Receiver<Option<NetworkClient>> {
+        self.network.subscribe()
+    }
+
+    /// Sends `request` to `peer` and waits for its answer.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: ControlRequest,
+    ) -> Result<ControlResponse, MembershipError> {
+        let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+        Ok(client.request(peer, request).await?)
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, MembershipError> {
+        let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+        Ok(client.snapshot().await?)
+    }
+
+    /// The map; alone, a node is a network of one that can still run jobs
+    /// on itself.
+    pub async fn map(&self) -> Result<Vec<MapEntry>, MembershipError> {
+        match self.snapshot().await {
+            Ok(snapshot) => Ok(snapshot.map),
+            Err(MembershipError::NotInNetwork) => Ok(vec![self.own_entry()]),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The alive nodes `on` names (see [`resolve_targets`]), as peer ids
+    /// and names.
+    pub async fn targets(
+        &self,
+        on: &str,
+        any: bool,
+        load: &BTreeMap<PeerId, usize>,
+    ) -> Result<Vec<(PeerId, String)>, MembershipError> {
+        let map = self.map().await?;
+        resolve_targets(on, any, &map, load).map_err(MembershipError::Invalid)
+    }
+
+    pub async fn peer_named(&self, name: &str) -> Result<PeerId, MembershipError> {
+        self.snapshot()
+            .await?
+            .map
+            .iter()
+            .find(|e| e.record.name == name)
+            .map(|e| e.record.peer_id)
+            .ok_or_else(|| MembershipError::NoSuchNode(name.to_string()))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.ctx.config.name
+    }
+
+    fn own_entry(&self) -> MapEntry {
+        let config = &self.ctx.config;
+        let capabilities = self.ctx.capabilities.borrow().clone();
+        MapEntry {
+            record: iris_behaviours::NodeRecord {
+                name: config.name.clone(),
+                peer_id: self.ctx.peer_id(),
+                addrs: vec![],
+                api_port: config.api.port,
+                p2p_port: config.p2p.port,
+                role: Role::Master,
+                tags: config.tags.clone(),
+                executor: capabilities.executor,
+                images: capabilities.images,
+                version: 0,
+            },
+            state: Liveness::Alive,
+            last_seen_ms: crate::now_ms(),
+        }
+    }
+
+    /// This node, as `GET /v1/status` shows it; `executor` says whether its
+    /// engine answers.
+    pub async fn status(&self, executor: String) -> Status {
+        let snapshot = self.snapshot().await.ok();
+        let config = &self.ctx.config;
+        let (addrs, p2p_port) = match &snapshot {
+            Some(s) => (with_peer_id(&s.own.addrs, s.own.peer_id), s.own.p2p_port),
+            None => (Vec::new(), config.p2p.port),
+        };
+        Status {
+            name: config.name.clone(),
+            peer_id: self.ctx.peer_id(),
+            addrs,
+            p2p_port,
+            api_port: config.api.port,
+            tags: config.tags.clone(),
+            role: snapshot.as_ref().map(|s| s.own.role),
+            network: snapshot.map(|s| s.network),
+            executor,
+        }
+    }
+
+    pub async fn network(&self) -> Result<NetworkConfig, MembershipError> {
+        Ok(self.snapshot().await?.network)
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, MembershipError> {
+        let snapshot = self.snapshot().await?;
+        Ok(self.views(snapshot.map, &snapshot.connected))
+    }
+
+    fn views(&self, map: Vec<MapEntry>, connected: &[PeerId]) -> Vec<NodeView> {
+        let local = self.ctx.peer_id();
+        map.into_iter()
+            .map(|e| NodeView {
+                addrs: with_peer_id(&e.record.addrs, e.record.peer_id),
+                name: e.record.name,
+                peer_id: e.record.peer_id,
+                role: e.record.role,
+                state: e.state,
+                api_port: e.record.api_port,
+                p2p_port: e.record.p2p_port,
+                tags: e.record.tags,
+                version: e.record.version,
+                last_seen: e.last_seen_ms,
+                is_self: e.record.peer_id == local,
+                connected: connected.contains(&e.record.peer_id),
+                executor: e.record.executor,
+                images: e.record.images,
+            })
+            .collect()
+    }
+
+    fn view(&self, snapshot: Snapshot) -> NetworkMembership {
+        NetworkMembership {
+            role: snapshot.own.role,
+            addrs: with_peer_id(&snapshot.own.addrs, snapshot.own.peer_id),
+            network: snapshot.network,
+            nodes: self.views(snapshot.map, &snapshot.connected),
+        }
+    }
+
+    /// Creates a network with this node as genesis and master.
+    pub async fn create(
+        &self,
+        request: &CreateNetwork,
+    ) -> Result<NetworkMembership, MembershipError> {
+        iris_behaviours::validate_name("network name", &request.name)
+            .map_err(MembershipError::Invalid)?;
+        validate_key(&request.key)?;
+        let mode: NetworkMode = request.mode.parse().map_err(MembershipError::Invalid)?;
+        let _guard = self.change.lock().await;
+        self.refuse_if_member().await?;
+        let (client, snapshot) =
+            network::create(self.ctx.clone(), request.name.clone(), mode, &request.key).await?;
+        self.network.send_replace(Some(client));
+        Ok(self.view(snapshot))
+    }
+
+    /// Joins a network through any of its members.
+    pub async fn join(&self, request: &JoinNetwork) -> Result<NetworkMembership, MembershipError> {
+        validate_key(&request.key)?;
+        let bootstrap: Multiaddr = request.bootstrap.trim().parse().map_err(|e| {
+            MembershipError::Invalid(format!(
+                "bootstrap '{}' is not a multiaddr: {e}",
+                request.bootstrap
+            ))
+        })?;
+        let _guard = self.change.lock().await;
+        self.refuse_if_member().await?;
+        let (client, snapshot) = network::join(self.ctx.clone(), &request.key, bootstrap).await?;
+        self.network.send_replace(Some(client));
+        Ok(self.view(snapshot))
+    }
+
+    /// Leaves the network for good: the others see it as left, and a restart
+    /// does not rejoin.
+    pub async fn leave(&self) -> Result<NetworkConfig, MembershipError> {
+        let _guard = self.change.lock().await;
+        let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+        let network = client.snapshot().await?.network;
+        client.depart(Departure::Leave).await?;
+        self.network.send_replace(None);
+        self.ctx.store.clear_membership()?;
+        self.ctx.events.emit(EventKind::NetworkLeft {
+            network: network.name.clone(),
+        });
+        Ok(network)
+    }
+
+    /// Says goodbye for now: the others see the node as gone until it
+    /// restarts and rejoins.
+    pub async fn shut_down(&self) {
+        let _guard = self.change.lock().await;
+        if let Some(client) = self.network.send_replace(None) {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), client.depart(Departure::Shutdown))
+                    .await;
+        }
+    }
+
+    async fn refuse_if_member(&self) -> Result<(), MembershipError> {
+        if let Some(client) = self.client() {
+            if let Ok(snapshot) = client.snapshot().await {
+                return Err(MembershipError::AlreadyInNetwork(snapshot.network.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_key(key: &str) -> Result<(), MembershipError> {
+    if key.is_empty() {
+        return Err(MembershipError::Invalid("the network key is empty".into()));
+    }
+    if key.len() > 1024 {
+        return Err(MembershipError::Invalid(
+            "the network key is longer than 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn with_peer_id(addrs: &[Multiaddr], peer: PeerId) -> Vec<Multiaddr> {
+    addrs
+        .iter()
+        .map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a))
+        .collect()
+}
