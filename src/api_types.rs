@@ -268,7 +268,7 @@ pub struct WaitQuery {
 }
 
 /// The longest wait one request may ask for.
-pub const MAX_WAIT_SECS: f64 = 300.0;
+pub const MAX_WAIT_SECS: f64 = 600.0;
 
 /// `GET /v1/jobs/{id}/logs`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -150,7 +150,7 @@ impl Node {
             "router",
             Box::pin(router.run(inbound_queue, shutdown.clone())),
         );
-        runner.recover();
+        runner.recover().await;
 
         if let Some(saved) = saved {
             let name = saved.network.name.clone();
@@ -201,9 +201,12 @@ impl Node {
             }
         })
         .await;
-        if ended.is_err() {
-            tracing::warn!("background tasks did not stop in time; aborting them");
-            tasks.shutdown().await;
+        match ended {
+            Ok(()) => tracing::info!("every background task ended"),
+            Err(_) => {
+                tracing::warn!("background tasks did not stop in time; aborting them");
+                tasks.shutdown().await;
+            }
         }
         self.stopped.send_replace(true);
     }

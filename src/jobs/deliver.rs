@@ -39,9 +39,9 @@ impl Jobs {
                 failures,
             } = delivery.clone();
             if origin == self.local() {
-                let job = self.store.apply(origin, report.clone());
+                let job = self.store.apply(origin, report.clone()).await;
                 self.announce_if_finished(job);
-                self.runner.delivered(&report);
+                self.runner.delivered(&report).await;
                 continue;
             }
             let jobs = self.clone();
@@ -55,7 +55,7 @@ impl Jobs {
                         report: report.clone(),
                     };
                     if client.request(origin, request).await.is_ok() {
-                        return jobs.runner.delivered(&report);
+                        return jobs.runner.delivered(&report).await;
                     }
                 }
                 let left = match &client {

@@ -141,7 +141,7 @@ impl Jobs {
             created_ms: crate::now_ms(),
             tasks,
         };
-        self.store.insert(job.with_state());
+        self.store.insert(job.with_state()).await;
         // All targets at once: each waits only for its own acknowledgement.
         let dispatches = targets.into_iter().map(|(peer, _)| {
             let spec = spec.clone();
@@ -153,7 +153,7 @@ impl Jobs {
         });
         for (peer, sent) in futures::future::join_all(dispatches).await {
             if let Err(error) = sent {
-                self.fail_task(&id, peer, error);
+                self.fail_task(&id, peer, error).await;
             }
         }
         self.job(&id)
@@ -167,7 +167,7 @@ impl Jobs {
         tar: Option<String>,
     ) -> Result<(), String> {
         if peer == self.local() {
-            return self.runner.submit(self.local(), spec);
+            return self.runner.submit(self.local(), spec).await;
         }
         if let Some(tar) = tar {
             // The target lacks the image: it pulls our tar first (once;
@@ -219,13 +219,16 @@ impl Jobs {
         Some((format!("image/{name}"), lacking))
     }
 
-    fn fail_task(&self, id: &str, peer: PeerId, error: String) {
-        let job = self.store.update_task(id, peer, |task| {
-            task.state = TaskState::Failed;
-            task.finished_ms = Some(crate::now_ms());
-            task.error = Some(error);
-            true
-        });
+    async fn fail_task(&self, id: &str, peer: PeerId, error: String) {
+        let job = self
+            .store
+            .update_task(id, peer, |task| {
+                task.state = TaskState::Failed;
+                task.finished_ms = Some(crate::now_ms());
+                task.error = Some(error);
+                true
+            })
+            .await;
         self.announce_if_finished(job);
     }
 
@@ -288,6 +291,7 @@ impl Jobs {
             ControlRequest::RunTask { spec } => self
                 .runner
                 .submit(peer, spec)
+                .await
                 .map(|_| ControlResponse::Ack)
                 .map_err(Refusal::invalid),
             ControlRequest::CancelTask { job_id } => self
@@ -301,9 +305,10 @@ impl Jobs {
             } => self
                 .runner
                 .logs(&job_id, peer, (stdout_offset, stderr_offset))
+                .await
                 .map(|(stdout, stderr)| ControlResponse::Logs { stdout, stderr }),
             ControlRequest::TaskUpdate { report } => {
-                let job = self.store.apply(peer, report);
+                let job = self.store.apply(peer, report).await;
                 self.announce_if_finished(job);
                 Ok(ControlResponse::Ack)
             }
@@ -312,8 +317,8 @@ impl Jobs {
     }
 
     /// Marks a departed node's unfinished tasks lost.
-    pub fn node_gone(&self, peer: PeerId, reason: &str) {
-        for job in self.store.node_lost(peer, reason) {
+    pub async fn node_gone(&self, peer: PeerId, reason: &str) {
+        for job in self.store.node_lost(peer, reason).await {
             self.announce_if_finished(Some(job));
         }
     }
@@ -330,9 +335,10 @@ impl Jobs {
                         peer_id, reason, ..
                     } if reason != SHUT_DOWN => {
                         self.node_gone(peer_id, &format!("node gone: {reason}"))
+                            .await
                     }
                     EventKind::Left { peer_id, .. } => {
-                        self.node_gone(peer_id, "node left the network")
+                        self.node_gone(peer_id, "node left the network").await
                     }
                     _ => {}
                 },
@@ -362,12 +368,14 @@ impl Jobs {
             if let Err(e) = result {
                 // The node cannot be told; the job should not wait on it.
                 tracing::warn!(job = %id, node = %task.node, "cancel not delivered: {e}");
-                self.store.update_task(id, task.peer_id, |t| {
-                    t.state = TaskState::Cancelled;
-                    t.finished_ms = Some(crate::now_ms());
-                    t.error = Some(format!("cancelled here; the node could not be told: {e}"));
-                    true
-                });
+                self.store
+                    .update_task(id, task.peer_id, |t| {
+                        t.state = TaskState::Cancelled;
+                        t.finished_ms = Some(crate::now_ms());
+                        t.error = Some(format!("cancelled here; the node could not be told: {e}"));
+                        true
+                    })
+                    .await;
             }
         }
         self.job(id)
@@ -394,6 +402,7 @@ impl Jobs {
             let (stdout, stderr) = if task.peer_id == self.local() {
                 self.runner
                     .logs(id, self.local(), offsets)
+                    .await
                     .map_err(|refusal| JobError::Invalid(refusal.reason))?
             } else {
                 let request = ControlRequest::FetchLogs {

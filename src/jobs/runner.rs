@@ -42,8 +42,9 @@ pub struct TaskRunner {
     deliveries: mpsc::UnboundedSender<Delivery>,
     /// Held across every read-modify-write of a `task.json`: the task's own
     /// updates and the delivery receipts race, and a receipt must never
-    /// write back an older state over a newer one.
-    files: Mutex<()>,
+    /// write back an older state over a newer one. An async lock: the
+    /// writes happen on blocking threads while it is held.
+    files: tokio::sync::Mutex<()>,
 }
 
 impl TaskRunner {
@@ -61,7 +62,7 @@ impl TaskRunner {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             cancels: Mutex::new(HashMap::new()),
             deliveries,
-            files: Mutex::new(()),
+            files: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -69,32 +70,44 @@ impl TaskRunner {
         self.dir.join(job_id)
     }
 
-    fn save(&self, task: &TaskFile) {
+    /// Writes `task.json`, on a blocking thread; the caller holds `files`.
+    async fn save(&self, task: &TaskFile) {
         let dir = self.task_dir(&task.spec.job_id);
         let json = serde_json::to_vec_pretty(task).expect("tasks serialize");
-        if let Err(e) = std::fs::create_dir_all(&dir)
-            .map_err(|e| e.to_string())
-            .and_then(|_| {
-                crate::store::write_private(&dir.join("task.json"), &json)
-                    .map_err(|e| e.to_string())
-            })
-        {
+        let written = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    crate::store::write_private(&dir.join("task.json"), &json)
+                        .map_err(|e| e.to_string())
+                })
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = written {
             tracing::error!(job = %task.spec.job_id, "cannot save task state: {e}");
         }
     }
 
-    fn load(&self, job_id: &str) -> Option<TaskFile> {
-        let bytes = std::fs::read(self.task_dir(job_id).join("task.json")).ok()?;
-        serde_json::from_slice(&bytes).ok()
+    /// Reads `task.json`, on a blocking thread.
+    async fn load(&self, job_id: &str) -> Option<TaskFile> {
+        let path = self.task_dir(job_id).join("task.json");
+        tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(path).ok()?;
+            serde_json::from_slice(&bytes).ok()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Records a new state, saves it and sends it on its way.
-    fn update(&self, task: &mut TaskFile, change: impl FnOnce(&mut TaskReport)) {
+    async fn update(&self, task: &mut TaskFile, change: impl FnOnce(&mut TaskReport)) {
         change(&mut task.report);
         task.delivered = false;
         {
-            let _files = self.files.lock().expect("lock");
-            self.save(task);
+            let _files = self.files.lock().await;
+            self.save(task).await;
         }
         let _ = self.deliveries.send(Delivery {
             origin: task.origin,
@@ -105,30 +118,34 @@ impl TaskRunner {
 
     /// Marks a report as received by its origin, so a restart does not
     /// send it again.
-    pub fn delivered(&self, report: &TaskReport) {
-        let _files = self.files.lock().expect("lock");
-        if let Some(mut task) = self.load(&report.job_id) {
+    pub async fn delivered(&self, report: &TaskReport) {
+        let _files = self.files.lock().await;
+        if let Some(mut task) = self.load(&report.job_id).await {
             if task.report == *report {
                 task.delivered = true;
-                self.save(&task);
+                self.save(&task).await;
             }
         }
     }
 
     /// Queues a task for `origin`. Returns at once.
-    pub fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), String> {
+    pub async fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), String> {
         spec.validate()?;
         // Creating the task's directory claims the job id: of two requests
         // for one job, however close together, exactly one gets it.
         let dir = self.task_dir(&spec.job_id);
-        std::fs::create_dir_all(&self.dir)
-            .and_then(|_| std::fs::create_dir(&dir))
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => {
-                    format!("this node already has a task for job {}", spec.job_id)
-                }
-                _ => format!("cannot create {}: {e}", dir.display()),
-            })?;
+        let claim = (self.dir.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&claim.0).and_then(|_| std::fs::create_dir(&claim.1))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("this node already has a task for job {}", spec.job_id)
+            }
+            _ => format!("cannot create {}: {e}", dir.display()),
+        })?;
         let report = TaskReport {
             job_id: spec.job_id.clone(),
             state: TaskState::Queued,
@@ -145,7 +162,7 @@ impl TaskRunner {
             report,
             delivered: false,
         };
-        self.update(&mut task, |_| {});
+        self.update(&mut task, |_| {}).await;
         self.start(task);
         Ok(())
     }
@@ -164,27 +181,33 @@ impl TaskRunner {
                 _ = async { let _ = queue_cancel.wait_for(|c| *c).await; } => None,
             };
             if permit.is_none() {
-                runner.update(&mut task, |r| {
-                    r.state = TaskState::Cancelled;
-                    r.finished_ms = Some(crate::now_ms());
-                    r.error = Some("cancelled while queued".into());
-                });
+                runner
+                    .update(&mut task, |r| {
+                        r.state = TaskState::Cancelled;
+                        r.finished_ms = Some(crate::now_ms());
+                        r.error = Some("cancelled while queued".into());
+                    })
+                    .await;
             } else {
-                runner.update(&mut task, |r| {
-                    r.state = TaskState::Running;
-                    r.started_ms = Some(crate::now_ms());
-                });
+                runner
+                    .update(&mut task, |r| {
+                        r.state = TaskState::Running;
+                        r.started_ms = Some(crate::now_ms());
+                    })
+                    .await;
                 let outcome = runner
                     .executor
                     .run(&task.spec, &runner.task_dir(&task.spec.job_id), cancelled)
                     .await;
-                runner.update(&mut task, |r| {
-                    r.state = outcome.end;
-                    r.exit_code = outcome.exit_code;
-                    r.set_outputs(outcome.outputs);
-                    r.set_error(outcome.error);
-                    r.finished_ms = Some(crate::now_ms());
-                });
+                runner
+                    .update(&mut task, |r| {
+                        r.state = outcome.end;
+                        r.exit_code = outcome.exit_code;
+                        r.set_outputs(outcome.outputs);
+                        r.set_error(outcome.error);
+                        r.finished_ms = Some(crate::now_ms());
+                    })
+                    .await;
             }
             runner
                 .cancels
@@ -211,7 +234,7 @@ impl TaskRunner {
     }
 
     /// Up to [`MAX_LOG_CHUNK`] bytes of each stream from the given offsets.
-    pub fn logs(
+    pub async fn logs(
         &self,
         job_id: &str,
         origin: PeerId,
@@ -220,15 +243,17 @@ impl TaskRunner {
         iris_behaviours::validate_job_id(job_id).map_err(Refusal::invalid)?;
         let task = self
             .load(job_id)
+            .await
             .ok_or_else(|| Refusal::not_found(format!("no task for job {job_id} on this node")))?;
         if task.origin != origin {
             return Err(Refusal::forbidden(format!(
                 "forbidden: job {job_id} is not yours"
             )));
         }
-        let read = |name: &str, offset: u64| -> Vec<u8> {
+        let dir = self.task_dir(job_id);
+        let read = move |name: &str, offset: u64| -> Vec<u8> {
             use std::io::{Read, Seek, SeekFrom};
-            let Ok(mut file) = std::fs::File::open(self.task_dir(job_id).join(name)) else {
+            let Ok(mut file) = std::fs::File::open(dir.join(name)) else {
                 return Vec::new();
             };
             let mut buf = Vec::new();
@@ -237,28 +262,35 @@ impl TaskRunner {
             }
             buf
         };
-        Ok((read("stdout.log", offsets.0), read("stderr.log", offsets.1)))
+        tokio::task::spawn_blocking(move || {
+            (read("stdout.log", offsets.0), read("stderr.log", offsets.1))
+        })
+        .await
+        .map_err(|e| Refusal::failed(e.to_string()))
     }
 
     /// After a restart: tasks that were running lost their container (the
     /// executor removed it), so they are reported lost; queued ones run;
     /// reports the origin never acknowledged are sent again.
-    pub fn recover(self: &Arc<Self>) {
+    pub async fn recover(self: &Arc<Self>) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
         for entry in entries.flatten() {
             let job_id = entry.file_name().to_string_lossy().into_owned();
-            let Some(mut task) = self.load(&job_id) else {
+            let Some(mut task) = self.load(&job_id).await else {
                 tracing::warn!(job = %job_id, "ignoring a task directory without a readable task.json");
                 continue;
             };
             match task.report.state {
-                TaskState::Running => self.update(&mut task, |r| {
-                    r.state = TaskState::Lost;
-                    r.finished_ms = Some(crate::now_ms());
-                    r.error = Some("interrupted by a restart of the node".into());
-                }),
+                TaskState::Running => {
+                    self.update(&mut task, |r| {
+                        r.state = TaskState::Lost;
+                        r.finished_ms = Some(crate::now_ms());
+                        r.error = Some("interrupted by a restart of the node".into());
+                    })
+                    .await
+                }
                 TaskState::Queued => self.start(task),
                 _ if !task.delivered => {
                     let _ = self.deliveries.send(Delivery {
@@ -325,9 +357,8 @@ mod tests {
                     let (runner, barrier, spec) = (runner.clone(), barrier.clone(), spec(&job_id));
                     let handle = runtime.handle().clone();
                     std::thread::spawn(move || {
-                        let _context = handle.enter();
                         barrier.wait();
-                        runner.submit(origin, spec).is_ok()
+                        handle.block_on(runner.submit(origin, spec)).is_ok()
                     })
                 })
                 .collect();

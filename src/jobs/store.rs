@@ -7,9 +7,15 @@ use iris_behaviours::{libp2p::PeerId, TaskReport, TaskState};
 
 pub use crate::api_types::{Job, JobRequest, JobState, Task};
 
+/// The jobs in memory, each saved after every change. The map's lock is
+/// never held across I/O: a save takes `writes` (an async lock), then
+/// writes the job as it stands at that moment, on a blocking thread. So the
+/// last save of a job always writes its latest state, whatever the order
+/// in which concurrent saves run.
 pub struct JobStore {
     dir: PathBuf,
     jobs: Mutex<BTreeMap<String, Job>>,
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl JobStore {
@@ -38,21 +44,32 @@ impl JobStore {
         Ok(Self {
             dir,
             jobs: Mutex::new(jobs),
+            writes: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn save(&self, job: &Job) {
-        let json = serde_json::to_vec_pretty(job).expect("jobs serialize");
-        if let Err(e) =
-            crate::store::write_private(&self.dir.join(format!("{}.json", job.id)), &json)
-        {
-            tracing::error!(job = %job.id, "cannot save job: {e}");
+    /// Writes job `id` as it stands now.
+    async fn save(&self, id: &str) {
+        let _writing = self.writes.lock().await;
+        let Some(job) = self.jobs.lock().expect("lock").get(id).cloned() else {
+            return;
+        };
+        let path = self.dir.join(format!("{id}.json"));
+        let written = tokio::task::spawn_blocking(move || {
+            let json = serde_json::to_vec_pretty(&job.with_state()).expect("jobs serialize");
+            crate::store::write_private(&path, &json).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = written {
+            tracing::error!(job = %id, "cannot save job: {e}");
         }
     }
 
-    pub fn insert(&self, job: Job) {
-        self.save(&job);
-        self.jobs.lock().expect("lock").insert(job.id.clone(), job);
+    pub async fn insert(&self, job: Job) {
+        let id = job.id.clone();
+        self.jobs.lock().expect("lock").insert(id.clone(), job);
+        self.save(&id).await;
     }
 
     pub fn get(&self, id: &str) -> Option<Job> {
@@ -80,31 +97,31 @@ impl JobStore {
     /// Changes one task with `change`, unless it has ended already (an end
     /// is final) or `change` declines (returns false). Returns the job if
     /// the task changed.
-    pub fn update_task(
+    pub async fn update_task(
         &self,
         id: &str,
         peer: PeerId,
         change: impl FnOnce(&mut Task) -> bool,
     ) -> Option<Job> {
-        let mut jobs = self.jobs.lock().expect("lock");
-        let job = jobs.get_mut(id)?;
-        let task = job.tasks.values_mut().find(|t| t.peer_id == peer)?;
-        if task.state.is_terminal() || !change(task) {
-            return None;
-        }
-        let job = job.clone().with_state();
-        // Saved under the lock: two updates of one job must reach the disk
-        // in the order they were made.
-        self.save(&job);
-        drop(jobs);
+        let job = {
+            let mut jobs = self.jobs.lock().expect("lock");
+            let job = jobs.get_mut(id)?;
+            let task = job.tasks.values_mut().find(|t| t.peer_id == peer)?;
+            if task.state.is_terminal() || !change(task) {
+                return None;
+            }
+            job.clone().with_state()
+        };
+        self.save(id).await;
         Some(job)
     }
 
     /// Applies a report from the node that runs the task. Reports travel
     /// independently and may arrive out of order: a task never goes back
     /// from running to queued.
-    pub fn apply(&self, peer: PeerId, report: TaskReport) -> Option<Job> {
-        self.update_task(&report.job_id, peer, |task| {
+    pub async fn apply(&self, peer: PeerId, report: TaskReport) -> Option<Job> {
+        let id = report.job_id.clone();
+        self.update_task(&id, peer, |task| {
             if task.state == TaskState::Running && report.state == TaskState::Queued {
                 return false;
             }
@@ -117,10 +134,11 @@ impl JobStore {
             task.error = report.error;
             true
         })
+        .await
     }
 
     /// Every unfinished task on `peer` becomes lost (its node is gone).
-    pub fn node_lost(&self, peer: PeerId, reason: &str) -> Vec<Job> {
+    pub async fn node_lost(&self, peer: PeerId, reason: &str) -> Vec<Job> {
         let ids: Vec<String> = self
             .jobs
             .lock()
@@ -133,16 +151,19 @@ impl JobStore {
             })
             .map(|j| j.id.clone())
             .collect();
-        ids.iter()
-            .filter_map(|id| {
-                self.update_task(id, peer, |task| {
+        let mut lost = Vec::new();
+        for id in ids {
+            let changed = self
+                .update_task(&id, peer, |task| {
                     task.state = TaskState::Lost;
                     task.finished_ms = Some(crate::now_ms());
                     task.error = Some(reason.to_string());
                     true
                 })
-            })
-            .collect()
+                .await;
+            lost.extend(changed);
+        }
+        lost
     }
 
     /// Unfinished tasks per node, for `--any` placement.

@@ -27,7 +27,7 @@ use iris_behaviours::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{map::NetworkMap, next_version, Command, NetworkContext, Snapshot};
+use super::{map::NetworkMap, next_version, saver::Saver, Command, NetworkContext, Snapshot};
 use crate::{events::EventKind, store::SavedMembership};
 
 /// How often liveness timeouts are checked.
@@ -55,6 +55,8 @@ pub(super) struct EventLoop {
     map: NetworkMap,
     /// The map or our record changed since the last save.
     dirty: bool,
+    /// Writes the membership to disk; taken when the loop departs.
+    saver: Option<Saver>,
     redial_round: u64,
     /// Our requests waiting for an answer, by request id.
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, String>>>,
@@ -73,6 +75,7 @@ impl EventLoop {
         map: NetworkMap,
     ) -> Self {
         let topic = topic(&network);
+        let saver = Saver::spawn(ctx.store.clone());
         Self {
             ctx,
             swarm,
@@ -82,6 +85,7 @@ impl EventLoop {
             own,
             map,
             dirty: true,
+            saver: Some(saver),
             redial_round: 0,
             outbound: HashMap::new(),
             replies: FuturesUnordered::new(),
@@ -173,19 +177,18 @@ impl EventLoop {
         }
     }
 
+    /// Hands the membership to the saver if it changed: no file I/O here,
+    /// on the swarm's task.
     fn save_if_dirty(&mut self) {
-        if !self.dirty {
+        let Some(saver) = self.saver.as_ref().filter(|_| self.dirty) else {
             return;
-        }
-        let membership = SavedMembership {
+        };
+        saver.save(SavedMembership {
             network: self.network.clone(),
             own_version: self.own.version,
             map: self.map.entries(),
-        };
-        match self.ctx.store.save_membership(&membership) {
-            Ok(()) => self.dirty = false,
-            Err(e) => tracing::error!("cannot save the network map: {e}"),
-        }
+        });
+        self.dirty = false;
     }
 
     /// Publishes our record on the map topic; it doubles as our heartbeat.
@@ -278,6 +281,11 @@ impl EventLoop {
         if departure == Departure::Shutdown {
             self.dirty = true;
             self.save_if_dirty();
+        }
+        // Every save is on disk before the goodbye completes: after a leave
+        // the membership is cleared, and no late write may bring it back.
+        if let Some(saver) = self.saver.take() {
+            saver.finish().await;
         }
         tracing::info!(network = %self.network.name, "{departure}");
     }

@@ -8,6 +8,7 @@
 
 mod event_loop;
 pub mod map;
+mod saver;
 
 use std::{
     sync::Arc,

@@ -193,15 +193,27 @@ impl TestNode {
         }
     }
 
-    /// SIGTERM, and wait for the process to exit.
+    /// SIGTERM, and wait for the process to exit; it must exit cleanly,
+    /// with every background task ended.
     pub async fn terminate(&mut self) {
         self.signal("-TERM");
         let mut child = self.child.take().unwrap();
-        wait_for("the node to exit after SIGTERM", DEADLINE, || {
-            let done = child.try_wait().unwrap().is_some();
-            async move { done.then_some(()) }
+        let status = wait_for("the node to exit after SIGTERM", DEADLINE, || {
+            let status = child.try_wait().unwrap();
+            async move { status }
         })
         .await;
+        let log = self.log();
+        assert!(
+            status.success(),
+            "{} exited with {status}: {log}",
+            self.name
+        );
+        assert!(
+            log.contains("every background task ended"),
+            "{} did not end its tasks: {log}",
+            self.name
+        );
     }
 
     pub fn pause(&self) {
