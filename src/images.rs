@@ -212,17 +212,17 @@ impl ImageLibrary {
 
     /// The tar in workspace/image that `image` (a tag) was loaded from.
     pub fn source_of(&self, image: &str) -> Option<PathBuf> {
-        let sources = self.sources.lock().expect("lock");
         let tagged = if image.contains(':') {
             image.to_string()
         } else {
             format!("{image}:latest")
         };
-        sources
-            .get(&tagged)
-            .or_else(|| sources.get(image))
-            .filter(|p| p.is_file())
-            .cloned()
+        let source = {
+            let sources = self.sources.lock().expect("lock");
+            sources.get(&tagged).or_else(|| sources.get(image)).cloned()
+        };
+        // Looked at with the lock released: no file I/O under a std mutex.
+        source.filter(|p| p.is_file())
     }
 
     /// Publishes the engine's current state and images.

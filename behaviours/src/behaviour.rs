@@ -90,7 +90,13 @@ pub fn build_swarm(
         .expect("an infallible constructor")
         // Liveness is our own business (ping and heartbeats); an idle
         // connection to a member must not be dropped behind our back.
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(24 * 3600))
+                // One address of a peer at a time: dialing all at once and
+                // dropping the losers mid-handshake looks, to the peer, like
+                // a wrong key. A record lists its best addresses first.
+                .with_dial_concurrency_factor(std::num::NonZeroU8::MIN)
+        })
         .with_connection_timeout(settings.handshake_timeout)
         .build();
     Ok(swarm)

@@ -634,6 +634,20 @@ pub const MAX_REPORT_OUTPUT_BYTES: usize = 32 * 1024;
 pub const MAX_REPORT_ERROR_BYTES: usize = 4 * 1024;
 
 impl TaskReport {
+    /// The first report of a task: queued, nothing else known yet.
+    pub fn queued(job_id: String) -> Self {
+        Self {
+            job_id,
+            state: TaskState::Queued,
+            exit_code: None,
+            started_ms: None,
+            finished_ms: None,
+            outputs: Vec::new(),
+            outputs_truncated: false,
+            error: None,
+        }
+    }
+
     /// Lists as many of `outputs` as fit in [`MAX_REPORT_OUTPUT_BYTES`], in
     /// order, and says whether any were left out.
     pub fn set_outputs(&mut self, outputs: Vec<String>) {

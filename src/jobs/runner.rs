@@ -146,16 +146,7 @@ impl TaskRunner {
             }
             _ => format!("cannot create {}: {e}", dir.display()),
         })?;
-        let report = TaskReport {
-            job_id: spec.job_id.clone(),
-            state: TaskState::Queued,
-            exit_code: None,
-            started_ms: None,
-            finished_ms: None,
-            outputs: Vec::new(),
-            outputs_truncated: false,
-            error: None,
-        };
+        let report = TaskReport::queued(spec.job_id.clone());
         let mut task = TaskFile {
             origin,
             spec,

@@ -10,40 +10,30 @@ mod event_loop;
 pub mod map;
 mod saver;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use iris_behaviours::{
     behaviour::BuildError,
     build_swarm,
     libp2p::{
-        identity::Keypair,
-        multiaddr::Protocol,
-        pnet::PreSharedKey,
-        request_response,
-        swarm::{dial_opts::DialOpts, DialError, SwarmEvent},
-        Multiaddr, PeerId, Swarm,
+        identity::Keypair, multiaddr::Protocol, pnet::PreSharedKey, swarm::DialError, Multiaddr,
+        PeerId,
     },
     transport::HandshakeError,
-    ControlRequest, ControlResponse, Departure, ExecutorState, ImageRef, IrisBehaviour,
-    IrisBehaviourEvent, MapEntry, NetworkConfig, NetworkMode, NodeRecord, RefusalKind, Role,
-    SwarmSettings,
+    ControlRequest, ControlResponse, Departure, ExecutorState, ImageRef, MapEntry, NetworkConfig,
+    NetworkMode, NodeRecord, RefusalKind, Role, SwarmSettings,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     config::NodeConfig,
-    events::{EventKind, Events},
+    events::Events,
     store::{SavedMembership, Store, StoreError},
 };
-use event_loop::EventLoop;
-use map::NetworkMap;
+use event_loop::{setup::Goal, EventLoop};
 
 /// How long a bootstrap peer may take to answer a join.
-const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What this node can run, as its map record shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -202,22 +192,17 @@ pub async fn create(
     key: &str,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
     let psk = iris_behaviours::derive_psk(key);
-    let (mut swarm, addrs) = start_swarm(&ctx, psk, None).await?;
     let network = NetworkConfig {
         name,
         mode,
         master: ctx.peer_id(),
         created_at_ms: crate::now_ms(),
     };
-    let own = own_record(&ctx, Role::Master, addrs, 0);
-    let map = NetworkMap::new(&network, own.clone(), Instant::now());
+    let own = own_record(&ctx, Role::Master, 0);
+    let started = start(ctx.clone(), psk, network, own, Goal::Create, None).await?;
     ctx.store.save_psk(&psk)?;
-    subscribe(&mut swarm, &network);
-    tracing::info!(network = %network.name, psk = %psk.fingerprint(), "created network");
-    ctx.events.emit(EventKind::NetworkCreated {
-        network: network.name.clone(),
-    });
-    Ok(spawn(ctx, swarm, network, own, map))
+    tracing::info!(network = %started.1.network.name, psk = %psk.fingerprint(), "created network");
+    Ok(started)
 }
 
 /// Joins the network that the node at `bootstrap` belongs to.
@@ -230,87 +215,60 @@ pub async fn join(
         return Err(NetworkError::NoPeerId(bootstrap));
     };
     let psk = iris_behaviours::derive_psk(key);
-    let (mut swarm, addrs) = start_swarm(&ctx, psk, None).await?;
-    let own = own_record(&ctx, Role::Slave, addrs, 0);
-    let deadline = ctx.settings.handshake_timeout + JOIN_ANSWER_TIMEOUT;
-    let (network, entries) =
-        ask_to_join(&mut swarm, &bootstrap, peer, own.clone(), deadline).await?;
-    if network.master == ctx.peer_id() {
-        return Err(NetworkError::BadWelcome {
-            peer,
-            reason: "it names this node as the master of a network it never created".into(),
-        });
-    }
-    let now = Instant::now();
-    let mut map = NetworkMap::new(&network, own.clone(), now);
-    map.load(entries, now);
-    if map.get(&network.master).is_none() {
-        return Err(NetworkError::BadWelcome {
-            peer,
-            reason: "the map has no master".into(),
-        });
-    }
+    // A stand-in until the bootstrap's welcome brings the real config.
+    let joining = NetworkConfig {
+        name: String::new(),
+        mode: NetworkMode::MasterSlave,
+        master: ctx.peer_id(),
+        created_at_ms: 0,
+    };
+    let own = own_record(&ctx, Role::Slave, 0);
+    let goal = Goal::Join { bootstrap, peer };
+    let started = start(ctx.clone(), psk, joining, own, goal, None).await?;
     ctx.store.save_psk(&psk)?;
-    subscribe(&mut swarm, &network);
-    tracing::info!(network = %network.name, via = %peer, psk = %psk.fingerprint(), "joined network");
-    ctx.events.emit(EventKind::NetworkJoined {
-        network: network.name.clone(),
-        via: peer,
-    });
-    Ok(spawn(ctx, swarm, network, own, map))
+    tracing::info!(psk = %psk.fingerprint(), "saved the network key's fingerprint");
+    Ok(started)
 }
 
 /// Rejoins the network this node belonged to when it stopped.
 pub async fn resume(
     ctx: Arc<NetworkContext>,
-    membership: SavedMembership,
+    saved: SavedMembership,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
     let psk = ctx.store.load_psk()?;
-    let previous_port = membership
+    let previous_port = saved
         .map
         .iter()
         .find(|e| e.record.peer_id == ctx.peer_id())
         .map(|e| e.record.p2p_port);
-    let (mut swarm, addrs) = start_swarm(&ctx, psk, previous_port).await?;
-    let network = membership.network;
+    let network = saved.network;
     let role = if network.master == ctx.peer_id() {
         Role::Master
     } else {
         Role::Slave
     };
-    let own = own_record(&ctx, role, addrs, membership.own_version);
-    let now = Instant::now();
-    let mut map = NetworkMap::new(&network, own.clone(), now);
-    map.load(membership.map, now);
-    subscribe(&mut swarm, &network);
-    tracing::info!(network = %network.name, psk = %psk.fingerprint(), "rejoining network");
-    Ok(spawn(ctx, swarm, network, own, map))
+    let own = own_record(&ctx, role, saved.own_version);
+    let goal = Goal::Resume { map: saved.map };
+    start(ctx, psk, network, own, goal, previous_port).await
 }
 
-fn spawn(
+/// Builds the swarm and hands it to a new event loop, which listens and
+/// sets up the membership; returns once it is set up (or failed).
+async fn start(
     ctx: Arc<NetworkContext>,
-    swarm: Swarm<IrisBehaviour>,
+    psk: PreSharedKey,
     network: NetworkConfig,
     own: NodeRecord,
-    map: NetworkMap,
-) -> (NetworkClient, Snapshot) {
-    let snapshot = Snapshot {
-        network: network.clone(),
-        own: own.clone(),
-        map: map.entries(),
-        connected: Vec::new(),
-    };
+    goal: Goal,
+    previous_port: Option<u16>,
+) -> Result<(NetworkClient, Snapshot), NetworkError> {
+    let swarm = build_swarm(ctx.keypair.clone(), psk, &ctx.settings)?;
     let (commands, receiver) = mpsc::channel(64);
-    let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, map);
-    tokio::spawn(event_loop.run());
-    (NetworkClient { commands }, snapshot)
-}
-
-fn subscribe(swarm: &mut Swarm<IrisBehaviour>, network: &NetworkConfig) {
-    let topic = event_loop::topic(network);
-    if let Err(e) = swarm.behaviour_mut().gossipsub.subscribe(&topic) {
-        tracing::error!("cannot subscribe to the map topic: {e}");
-    }
+    let (ready, setup) = oneshot::channel();
+    let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, ready);
+    tokio::spawn(event_loop.run(goal, previous_port));
+    let snapshot = setup.await.map_err(|_| NetworkError::Stopped)??;
+    Ok((NetworkClient { commands }, snapshot))
 }
 
 /// A version higher than `previous` that also keeps growing across a lost
@@ -319,30 +277,15 @@ fn next_version(previous: u64) -> u64 {
     (previous + 1).max(crate::now_ms())
 }
 
-fn own_record(
-    ctx: &NetworkContext,
-    role: Role,
-    addrs: Vec<Multiaddr>,
-    previous: u64,
-) -> NodeRecord {
-    let p2p_port = addrs
-        .iter()
-        .find_map(|a| {
-            a.iter().find_map(|p| {
-                if let Protocol::Tcp(port) = p {
-                    Some(port)
-                } else {
-                    None
-                }
-            })
-        })
-        .unwrap_or(ctx.config.p2p.port);
+/// This node's record before it listens: the event loop adds the
+/// addresses and port once the listener reports them.
+fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
     NodeRecord {
         name: ctx.config.name.clone(),
         peer_id: ctx.peer_id(),
-        addrs: advertised(ctx, addrs),
+        addrs: Vec::new(),
         api_port: ctx.config.api.port,
-        p2p_port,
+        p2p_port: ctx.config.p2p.port,
         role,
         tags: ctx.config.tags.clone(),
         executor: ctx.capabilities.borrow().executor.clone(),
@@ -382,137 +325,6 @@ pub(crate) fn worth_announcing(ctx: &NetworkContext, addr: &Multiaddr) -> bool {
         _ => false,
     });
     !loopback || ctx.config.p2p.listen.is_loopback()
-}
-
-/// Builds the swarm and starts listening; returns the addresses it listens on.
-///
-/// With port 0 in the config, a node that rejoins asks for the port it had
-/// before (`previous_port`), so the addresses the others saved still work.
-async fn start_swarm(
-    ctx: &NetworkContext,
-    psk: PreSharedKey,
-    previous_port: Option<u16>,
-) -> Result<(Swarm<IrisBehaviour>, Vec<Multiaddr>), NetworkError> {
-    let mut swarm = build_swarm(ctx.keypair.clone(), psk, &ctx.settings)?;
-    let listen = |port| Multiaddr::from(ctx.config.p2p.listen).with(Protocol::Tcp(port));
-    let reused = match previous_port {
-        Some(port) if ctx.config.p2p.port == 0 && port != 0 => {
-            swarm.listen_on(listen(port)).is_ok()
-        }
-        _ => false,
-    };
-    let addr = listen(ctx.config.p2p.port);
-    if !reused {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|e| NetworkError::Listen {
-                addr: addr.clone(),
-                reason: error_chain(&e),
-            })?;
-    }
-    // The listener reports its addresses (one per interface for 0.0.0.0) in
-    // one burst once polled: take the first, then whatever follows at once.
-    let mut addrs = Vec::new();
-    let mut wait = Duration::from_secs(5);
-    loop {
-        match tokio::time::timeout(wait, swarm.select_next_some()).await {
-            Ok(SwarmEvent::NewListenAddr { address, .. }) => {
-                addrs.push(address);
-                wait = Duration::from_millis(50);
-            }
-            Ok(SwarmEvent::ListenerClosed { reason: Err(e), .. })
-            | Ok(SwarmEvent::ListenerError { error: e, .. }) => {
-                return Err(NetworkError::Listen {
-                    addr,
-                    reason: e.to_string(),
-                });
-            }
-            Ok(_) => {}
-            Err(_) if !addrs.is_empty() => break,
-            Err(_) => {
-                return Err(NetworkError::Listen {
-                    addr,
-                    reason: "no address after 5 s".into(),
-                })
-            }
-        }
-    }
-    Ok((swarm, addrs))
-}
-
-/// Dials the bootstrap peer and asks to join; returns the network config and
-/// map from its welcome.
-async fn ask_to_join(
-    swarm: &mut Swarm<IrisBehaviour>,
-    addr: &Multiaddr,
-    peer: PeerId,
-    record: NodeRecord,
-    deadline: Duration,
-) -> Result<(NetworkConfig, Vec<MapEntry>), NetworkError> {
-    let dial = DialOpts::peer_id(peer)
-        .addresses(vec![addr.clone()])
-        .build();
-    swarm
-        .dial(dial)
-        .map_err(|e| classify_dial_error(addr, &e))?;
-    let mut join_request = None;
-    let deadline = tokio::time::Instant::now() + deadline;
-    loop {
-        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-            .await
-            .map_err(|_| NetworkError::NoAnswer {
-                peer,
-                detail: "timed out".into(),
-            })?;
-        match event {
-            SwarmEvent::ConnectionEstablished { peer_id, .. }
-                if peer_id == peer && join_request.is_none() =>
-            {
-                let request = ControlRequest::Join {
-                    record: record.clone(),
-                };
-                join_request = Some(swarm.behaviour_mut().control.send_request(&peer, request));
-            }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(p),
-                error,
-                ..
-            } if p == peer => {
-                return Err(classify_dial_error(addr, &error));
-            }
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event)) => match event {
-                request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                } if Some(request_id) == join_request => {
-                    return match response {
-                        ControlResponse::Welcome { config, map } => Ok((config, map)),
-                        ControlResponse::Refused { reason, .. } => {
-                            Err(NetworkError::Refused { peer, reason })
-                        }
-                        other => Err(NetworkError::BadWelcome {
-                            peer,
-                            reason: format!("unexpected answer {other:?}"),
-                        }),
-                    };
-                }
-                request_response::Event::OutboundFailure {
-                    request_id, error, ..
-                } if Some(request_id) == join_request => {
-                    return Err(NetworkError::NoAnswer {
-                        peer,
-                        detail: error.to_string(),
-                    });
-                }
-                _ => {}
-            },
-            _ => {}
-        }
-    }
 }
 
 /// Turns libp2p's dial errors into what a user can act on. A wrong network
@@ -564,25 +376,13 @@ fn classify_dial_error(addr: &Multiaddr, error: &DialError) -> NetworkError {
 }
 
 /// Whether a failed incoming connection looks like a wrong network key:
-/// garbage while negotiating over the pnet stream (the dialer speaks first,
-/// so we read its garbage before it reads ours), or silence. A dialer that
-/// reached us on several addresses at once hangs up on all connections but
-/// one, at any stage: a hang-up is never taken for a wrong key.
+/// it failed while negotiating over the pnet stream (garbage, or a dialer
+/// that read our garbage and hung up), or went silent. A failure before the
+/// key is used (the nonce exchange) or after the stream negotiated a
+/// protocol (so the key was right) is something else.
 pub(crate) fn looks_like_wrong_key(error: &(dyn std::error::Error + 'static)) -> bool {
     use iris_behaviours::transport::HandshakeStage::*;
-    use std::io::ErrorKind::*;
-    let Some(failure) = HandshakeError::find(error) else {
-        return true;
-    };
-    let hung_up = matches!(
-        failure.io_kind,
-        Some(ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
-    );
-    match failure.stage {
-        Negotiation => !hung_up,
-        Timeout => true,
-        _ => false,
-    }
+    HandshakeError::find(error).is_none_or(|f| matches!(f.stage, Negotiation | Timeout))
 }
 
 /// An error and all its sources on one line.

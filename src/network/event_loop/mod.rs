@@ -1,5 +1,10 @@
-//! The task that owns the swarm: it keeps the map, answers peers, announces
-//! this node, watches liveness and saves the membership.
+//! The task that owns the swarm, and the only code that drives it: it
+//! listens and joins ([`setup`]), keeps the map, answers peers ([`peers`]),
+//! announces this node, watches liveness, saves the membership and says
+//! goodbye.
+
+mod peers;
+pub(crate) mod setup;
 
 use std::{
     collections::HashMap,
@@ -23,12 +28,15 @@ use iris_behaviours::{
         PeerId, Swarm,
     },
     ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, Liveness,
-    MapMessage, NetworkConfig, NodeRecord, Refusal, RefusalKind,
+    MapMessage, NetworkConfig, NodeRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{map::NetworkMap, next_version, saver::Saver, Command, NetworkContext, Snapshot};
+use super::{
+    map::NetworkMap, next_version, saver::Saver, Command, NetworkContext, NetworkError, Snapshot,
+};
 use crate::{events::EventKind, store::SavedMembership};
+use setup::{Goal, Phase};
 
 /// How often liveness timeouts are checked.
 const LIVENESS_CHECK: Duration = Duration::from_millis(100);
@@ -63,18 +71,26 @@ pub(super) struct EventLoop {
     /// Answers the node is still working out, with where they go.
     replies:
         FuturesUnordered<BoxFuture<'static, (ResponseChannel<ControlResponse>, ControlResponse)>>,
+    /// Where the setup is ([`setup`]).
+    phase: Phase,
+    /// Told once the setup has succeeded or failed.
+    ready: Option<oneshot::Sender<Result<Snapshot, NetworkError>>>,
 }
 
 impl EventLoop {
+    /// A loop for `swarm`, which has not started listening. Until the setup
+    /// says otherwise, `network` is the config to create or resume, or a
+    /// stand-in while joining.
     pub(super) fn new(
         ctx: Arc<NetworkContext>,
         swarm: Swarm<IrisBehaviour>,
         commands: mpsc::Receiver<Command>,
         network: NetworkConfig,
         own: NodeRecord,
-        map: NetworkMap,
+        ready: oneshot::Sender<Result<Snapshot, NetworkError>>,
     ) -> Self {
         let topic = topic(&network);
+        let map = NetworkMap::new(&network, own.clone(), Instant::now());
         let saver = Saver::spawn(ctx.store.clone());
         Self {
             ctx,
@@ -89,10 +105,15 @@ impl EventLoop {
             redial_round: 0,
             outbound: HashMap::new(),
             replies: FuturesUnordered::new(),
+            phase: Phase::Member,
+            ready: Some(ready),
         }
     }
 
-    pub(super) async fn run(mut self) {
+    /// Listens, sets up the membership `goal` asks for, then runs it until
+    /// this node departs. Returns at once if the setup fails.
+    pub(super) async fn run(mut self, goal: Goal, previous_port: Option<u16>) {
+        self.start_listening(goal, previous_port);
         let liveness = self.ctx.config.liveness.clone();
         let mut heartbeat = tokio::time::interval(liveness.heartbeat());
         let mut liveness_check = tokio::time::interval(LIVENESS_CHECK);
@@ -104,10 +125,24 @@ impl EventLoop {
         let mut capabilities = self.ctx.capabilities.subscribe();
         // Our record was built from an earlier look; catch up once.
         capabilities.mark_changed();
+        let member = |l: &Self| l.is_member();
         loop {
+            if self.has_failed() {
+                return;
+            }
+            let setup_deadline = self.setup_deadline();
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                command = self.commands.recv() => match command {
+                event = self.swarm.select_next_some() => {
+                    if self.is_member() {
+                        self.on_swarm_event(event)
+                    } else {
+                        self.on_setup_event(event)
+                    }
+                }
+                _ = tokio::time::sleep_until(setup_deadline.unwrap_or_else(Instant::now).into()), if setup_deadline.is_some() => {
+                    self.on_setup_timer()
+                }
+                command = self.commands.recv(), if member(&self) => match command {
                     Some(Command::Snapshot { reply }) => {
                         let _ = reply.send(self.snapshot());
                     }
@@ -133,24 +168,24 @@ impl EventLoop {
                         return;
                     }
                 },
-                _ = heartbeat.tick() => self.announce(),
-                _ = liveness_check.tick() => {
+                _ = heartbeat.tick(), if member(&self) => self.announce(),
+                _ = liveness_check.tick(), if member(&self) => {
                     let events = self.map.tick(Instant::now(), liveness.suspect_after(), liveness.gone_after());
                     self.emit_all(events);
                 }
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick(), if member(&self) => self.redial(),
                 Some((channel, response)) = self.replies.next(), if !self.replies.is_empty() => {
                     if self.swarm.behaviour_mut().control.send_response(channel, response).is_err() {
                         tracing::debug!("could not answer: the connection closed");
                     }
                 }
-                Ok(()) = capabilities.changed() => {
+                Ok(()) = capabilities.changed(), if member(&self) => {
                     let current = capabilities.borrow_and_update().clone();
                     self.own.executor = current.executor;
                     self.own.images = current.images;
                     self.own_record_changed();
                 }
-                _ = save.tick() => self.save_if_dirty(),
+                _ = save.tick(), if member(&self) => self.save_if_dirty(),
             }
         }
     }
@@ -267,15 +302,18 @@ impl EventLoop {
                 break;
             };
             use request_response::{Event, Message};
-            if let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(
-                Event::Message {
-                    message: Message::Response { request_id, .. },
-                    ..
+            match event {
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Control(
+                    Event::Message {
+                        message: Message::Response { request_id, .. },
+                        ..
+                    }
+                    | Event::OutboundFailure { request_id, .. },
+                )) if pending.contains(&request_id) => {
+                    pending.remove(&request_id);
                 }
-                | Event::OutboundFailure { request_id, .. },
-            )) = event
-            {
-                pending.remove(&request_id);
+                // Goodbyes or not, the rest is handled as always.
+                other => self.on_swarm_event(other),
             }
         }
         if departure == Departure::Shutdown {
@@ -325,21 +363,7 @@ impl EventLoop {
                 send_back_addr,
                 error,
                 ..
-            } => {
-                if super::looks_like_wrong_key(&error) {
-                    tracing::warn!(
-                        from = %send_back_addr,
-                        "refused an incoming connection: handshake failed, wrong network key? ({})",
-                        super::error_chain(&error)
-                    )
-                } else {
-                    tracing::debug!(
-                        from = %send_back_addr,
-                        "an incoming connection ended in its handshake: {}",
-                        super::error_chain(&error)
-                    )
-                }
-            }
+            } => log_incoming_failure(&send_back_addr, &error),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, "dial failed: {}", super::error_chain(&error));
             }
@@ -388,184 +412,25 @@ impl EventLoop {
         self.dirty = true;
         self.announce();
     }
+}
 
-    fn on_gossip(&mut self, event: gossipsub::Event, now: Instant) {
-        let gossipsub::Event::Message { message, .. } = event else {
-            if let gossipsub::Event::Subscribed { .. } = event {
-                // Someone new listens: let them hear us without waiting.
-                self.announce();
-            }
-            return;
-        };
-        // Strict validation guarantees a signed author.
-        let Some(author) = message.source else { return };
-        let decoded: MapMessage = match codec::decode(&message.data) {
-            Ok(m) => m,
-            Err(e) => return tracing::warn!(%author, "ignored a malformed map message: {e}"),
-        };
-        match decoded {
-            MapMessage::Announce { record } => {
-                if record.peer_id != author {
-                    return tracing::warn!(%author, "ignored a record for {} sent by someone else", record.peer_id);
-                }
-                match self.map.merge(record, now) {
-                    Ok(event) => self.emit(event),
-                    Err(reason) => tracing::warn!(%author, "ignored a record: {reason}"),
-                }
-            }
-            MapMessage::Leave { departure } => {
-                let event = self.map.departed(&author, departure);
-                self.emit(event);
-            }
-        }
-    }
-
-    fn on_control(
-        &mut self,
-        event: request_response::Event<ControlRequest, ControlResponse>,
-        now: Instant,
-    ) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_request(peer, request, channel, now),
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    let event = self.map.heard_from(&peer, now);
-                    self.emit(event);
-                    if let Some(reply) = self.outbound.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                        return;
-                    }
-                    self.on_response(peer, response, now);
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some(reply) = self.outbound.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
-                tracing::debug!(%peer, "control request failed: {error}");
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "control request from peer failed: {error}");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    /// Answers to our own hellos.
-    fn on_response(&mut self, peer: PeerId, response: ControlResponse, now: Instant) {
-        match response {
-            ControlResponse::Hello { record } => {
-                let _ = self.take_record(peer, record, now);
-            }
-            ControlResponse::Refused { reason, .. } => {
-                tracing::warn!(%peer, "peer refused us: {reason}");
-            }
-            _ => {}
-        }
-    }
-
-    /// Hands a request to the node's router, with who sent it; the answer
-    /// goes back on the connection once the node has worked it out.
-    fn forward(
-        &mut self,
-        peer: PeerId,
-        request: ControlRequest,
-        channel: ResponseChannel<ControlResponse>,
-    ) {
-        let (reply, answer) = oneshot::channel();
-        let inbound = super::Inbound {
-            peer,
-            from_master: peer == self.network.master,
-            request,
-            reply,
-        };
-        if self.ctx.inbound.try_send(inbound).is_err() {
-            tracing::warn!(%peer, "too many requests waiting; refused one");
-        }
-        self.replies.push(Box::pin(async move {
-            let response = answer.await.unwrap_or_else(|_| {
-                Refusal::new(
-                    RefusalKind::Busy,
-                    "the node is busy or shutting down; try again",
-                )
-                .into()
-            });
-            (channel, response)
-        }));
-    }
-
-    /// Merges a record that arrived on a connection authenticated as `peer`.
-    fn take_record(
-        &mut self,
-        peer: PeerId,
-        record: NodeRecord,
-        now: Instant,
-    ) -> Result<(), String> {
-        if record.peer_id != peer {
-            let reason = format!("the record is for {}, but you are {peer}", record.peer_id);
-            tracing::warn!(%peer, "{reason}");
-            return Err(reason);
-        }
-        match self.map.merge(record, now) {
-            Ok(event) => {
-                self.emit(event);
-                Ok(())
-            }
-            Err(reason) => {
-                tracing::warn!(%peer, "refused a record: {reason}");
-                Err(reason)
-            }
-        }
-    }
-
-    fn on_request(
-        &mut self,
-        peer: PeerId,
-        request: ControlRequest,
-        channel: ResponseChannel<ControlResponse>,
-        now: Instant,
-    ) {
-        let response = match request {
-            ControlRequest::Join { record } => match self.take_record(peer, record, now) {
-                Ok(()) => ControlResponse::Welcome {
-                    config: self.network.clone(),
-                    map: self.map.entries(),
-                },
-                Err(reason) => {
-                    Refusal::invalid(format!("{reason} in network '{}'", self.network.name)).into()
-                }
-            },
-            ControlRequest::Hello { record } => match self.take_record(peer, record, now) {
-                Ok(()) => ControlResponse::Hello {
-                    record: self.own.clone(),
-                },
-                Err(reason) => Refusal::invalid(reason).into(),
-            },
-            ControlRequest::Leave { departure } => {
-                let event = self.map.departed(&peer, departure);
-                self.emit(event);
-                ControlResponse::Ack
-            }
-            request => return self.forward(peer, request, channel),
-        };
-        if self
-            .swarm
-            .behaviour_mut()
-            .control
-            .send_response(channel, response)
-            .is_err()
-        {
-            tracing::debug!(%peer, "could not answer: the connection closed");
-        }
+/// A connection that failed in its handshake: a wrong key is worth a
+/// warning, a dialer that hung up is not.
+fn log_incoming_failure(
+    from: &iris_behaviours::libp2p::Multiaddr,
+    error: &(dyn std::error::Error + 'static),
+) {
+    if super::looks_like_wrong_key(error) {
+        tracing::warn!(
+            from = %from,
+            "refused an incoming connection: handshake failed, wrong network key? ({})",
+            super::error_chain(error)
+        )
+    } else {
+        tracing::debug!(
+            from = %from,
+            "an incoming connection ended in its handshake: {}",
+            super::error_chain(error)
+        )
     }
 }

@@ -1,0 +1,200 @@
+//! What the event loop does with what members say: records on the map
+//! topic, and requests and answers on the control protocol. Requests about
+//! jobs, sessions and files go on to the node's router.
+
+use std::time::Instant;
+
+use iris_behaviours::{
+    codec,
+    libp2p::{
+        gossipsub,
+        request_response::{self, ResponseChannel},
+        PeerId,
+    },
+    ControlRequest, ControlResponse, MapMessage, NodeRecord, Refusal, RefusalKind,
+};
+use tokio::sync::oneshot;
+
+use super::EventLoop;
+
+impl EventLoop {
+    pub(super) fn on_gossip(&mut self, event: gossipsub::Event, now: Instant) {
+        let gossipsub::Event::Message { message, .. } = event else {
+            if let gossipsub::Event::Subscribed { .. } = event {
+                // Someone new listens: let them hear us without waiting.
+                self.announce();
+            }
+            return;
+        };
+        // Strict validation guarantees a signed author.
+        let Some(author) = message.source else { return };
+        let decoded: MapMessage = match codec::decode(&message.data) {
+            Ok(m) => m,
+            Err(e) => return tracing::warn!(%author, "ignored a malformed map message: {e}"),
+        };
+        match decoded {
+            MapMessage::Announce { record } => {
+                if record.peer_id != author {
+                    return tracing::warn!(%author, "ignored a record for {} sent by someone else", record.peer_id);
+                }
+                match self.map.merge(record, now) {
+                    Ok(event) => self.emit(event),
+                    Err(reason) => tracing::warn!(%author, "ignored a record: {reason}"),
+                }
+            }
+            MapMessage::Leave { departure } => {
+                let event = self.map.departed(&author, departure);
+                self.emit(event);
+            }
+        }
+    }
+
+    pub(super) fn on_control(
+        &mut self,
+        event: request_response::Event<ControlRequest, ControlResponse>,
+        now: Instant,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_request(peer, request, channel, now),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let event = self.map.heard_from(&peer, now);
+                    self.emit(event);
+                    if let Some(reply) = self.outbound.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                        return;
+                    }
+                    self.on_response(peer, response, now);
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+                tracing::debug!(%peer, "control request failed: {error}");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "control request from peer failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Answers to our own hellos.
+    fn on_response(&mut self, peer: PeerId, response: ControlResponse, now: Instant) {
+        match response {
+            ControlResponse::Hello { record } => {
+                let _ = self.take_record(peer, record, now);
+            }
+            ControlResponse::Refused { reason, .. } => {
+                tracing::warn!(%peer, "peer refused us: {reason}");
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands a request to the node's router, with who sent it; the answer
+    /// goes back on the connection once the node has worked it out.
+    fn forward(
+        &mut self,
+        peer: PeerId,
+        request: ControlRequest,
+        channel: ResponseChannel<ControlResponse>,
+    ) {
+        let (reply, answer) = oneshot::channel();
+        let inbound = crate::network::Inbound {
+            peer,
+            from_master: peer == self.network.master,
+            request,
+            reply,
+        };
+        if self.ctx.inbound.try_send(inbound).is_err() {
+            tracing::warn!(%peer, "too many requests waiting; refused one");
+        }
+        self.replies.push(Box::pin(async move {
+            let response = answer.await.unwrap_or_else(|_| {
+                Refusal::new(
+                    RefusalKind::Busy,
+                    "the node is busy or shutting down; try again",
+                )
+                .into()
+            });
+            (channel, response)
+        }));
+    }
+
+    /// Merges a record that arrived on a connection authenticated as `peer`.
+    fn take_record(
+        &mut self,
+        peer: PeerId,
+        record: NodeRecord,
+        now: Instant,
+    ) -> Result<(), String> {
+        if record.peer_id != peer {
+            let reason = format!("the record is for {}, but you are {peer}", record.peer_id);
+            tracing::warn!(%peer, "{reason}");
+            return Err(reason);
+        }
+        match self.map.merge(record, now) {
+            Ok(event) => {
+                self.emit(event);
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(%peer, "refused a record: {reason}");
+                Err(reason)
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: ControlRequest,
+        channel: ResponseChannel<ControlResponse>,
+        now: Instant,
+    ) {
+        let response = match request {
+            ControlRequest::Join { record } => match self.take_record(peer, record, now) {
+                Ok(()) => ControlResponse::Welcome {
+                    config: self.network.clone(),
+                    map: self.map.entries(),
+                },
+                Err(reason) => {
+                    Refusal::invalid(format!("{reason} in network '{}'", self.network.name)).into()
+                }
+            },
+            ControlRequest::Hello { record } => match self.take_record(peer, record, now) {
+                Ok(()) => ControlResponse::Hello {
+                    record: self.own.clone(),
+                },
+                Err(reason) => Refusal::invalid(reason).into(),
+            },
+            ControlRequest::Leave { departure } => {
+                let event = self.map.departed(&peer, departure);
+                self.emit(event);
+                ControlResponse::Ack
+            }
+            request => return self.forward(peer, request, channel),
+        };
+        if self
+            .swarm
+            .behaviour_mut()
+            .control
+            .send_response(channel, response)
+            .is_err()
+        {
+            tracing::debug!(%peer, "could not answer: the connection closed");
+        }
+    }
+}
