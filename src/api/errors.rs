@@ -102,7 +102,8 @@ impl From<JobError> for ApiError {
         let status = match &error {
             JobError::NotFound(_) => StatusCode::NOT_FOUND,
             JobError::Invalid(_) => StatusCode::BAD_REQUEST,
-            JobError::Membership(e) | JobError::Logs { source: e, .. } => membership_status(e),
+            JobError::Membership(e) => membership_status(e),
+            JobError::Logs { source, .. } => membership_status(source),
             JobError::Gather { source, .. } => file_status(source),
         };
         Self::from_error(status, &error)

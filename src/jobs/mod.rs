@@ -39,13 +39,13 @@ pub enum JobError {
     #[error("cannot fetch logs from {node}: {source}")]
     Logs {
         node: String,
-        source: MembershipError,
+        source: Box<MembershipError>,
     },
     #[error("cannot gather {file} from {node}: {source}")]
     Gather {
         file: String,
         node: String,
-        source: FileError,
+        source: Box<FileError>,
     },
 }
 
@@ -412,7 +412,7 @@ impl Jobs {
                 };
                 let logs_error = |source| JobError::Logs {
                     node: task.node.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 match self.membership.request(task.peer_id, request).await {
                     Ok(ControlResponse::Logs { stdout, stderr }) => (stdout, stderr),
@@ -447,7 +447,7 @@ impl Jobs {
                 let failed = |source| JobError::Gather {
                     file: file.clone(),
                     node: task.node.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 if task.peer_id == self.local() {
                     self.copy_local(&source, &dest).await.map_err(failed)?;
