@@ -7,13 +7,20 @@
 //! Membership messages (join, hello, leave) are answered by the event loop,
 //! which owns the map they change.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
-use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse, Refusal};
+use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse, Refusal, RefusalKind};
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{files::Files, jobs::Jobs, network::Inbound, sessions::Sessions};
+
+/// Requests one peer may have in the works at once: a transfer keeps 8
+/// chunks in flight, so this leaves room for a few at a time and the rest
+/// of what a member asks. More are refused as busy, at once.
+pub const MAX_REQUESTS_PER_PEER: usize = 32;
+/// Requests in the works at once, from every peer together.
+pub const MAX_REQUESTS: usize = 256;
 
 pub struct Router {
     jobs: Arc<Jobs>,
@@ -31,28 +38,50 @@ impl Router {
     }
 
     /// Answers requests until `shutdown`, each in its own task so a slow
-    /// one (a Docker call, a transfer) holds up no other. Answers still in
-    /// the works at shutdown are dropped: the peer sees the node going.
+    /// one (a Docker call, a transfer) holds up no other, at most
+    /// [`MAX_REQUESTS_PER_PEER`] per peer and [`MAX_REQUESTS`] in all; the
+    /// rest are refused as busy. Answers still in the works at shutdown are
+    /// dropped: the peer sees the node going.
     pub async fn run(
         self: Arc<Self>,
         mut inbound: mpsc::Receiver<Inbound>,
         shutdown: CancellationToken,
     ) {
         let mut answering = JoinSet::new();
+        let mut in_flight: HashMap<PeerId, usize> = HashMap::new();
         loop {
             tokio::select! {
                 request = inbound.recv() => {
                     let Some(Inbound { peer, from_master, request, reply }) = request else {
                         break;
                     };
+                    let mine = in_flight.entry(peer).or_default();
+                    if *mine >= MAX_REQUESTS_PER_PEER || answering.len() >= MAX_REQUESTS {
+                        let busy = Refusal::new(
+                            RefusalKind::Busy,
+                            "too many requests at once; try again",
+                        );
+                        let _ = reply.send(busy.into());
+                        continue;
+                    }
+                    *mine += 1;
                     let router = self.clone();
                     answering.spawn(async move {
                         let answer = router.answer(peer, from_master, request).await;
                         let _ = reply.send(answer.unwrap_or_else(Into::into));
+                        peer
                     });
                 }
-                // Reap finished answers so the set does not grow.
-                Some(_) = answering.join_next(), if !answering.is_empty() => {}
+                Some(done) = answering.join_next(), if !answering.is_empty() => {
+                    if let Ok(peer) = done {
+                        if let Some(count) = in_flight.get_mut(&peer) {
+                            *count -= 1;
+                            if *count == 0 {
+                                in_flight.remove(&peer);
+                            }
+                        }
+                    }
+                }
                 _ = shutdown.cancelled() => break,
             }
         }

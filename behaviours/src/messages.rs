@@ -307,6 +307,29 @@ pub enum ControlRequest {
     },
 }
 
+/// How long an asker waits for a plain answer (an acknowledgement, a
+/// record, a chunk): a member that says nothing for this long is not going
+/// to, and a command must not hang on it.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl ControlRequest {
+    /// How long the asker waits for the answer to this request. Work that
+    /// runs before the answer has a deadline of its own: an exec its
+    /// timeout, a manifest a whole-file hash, a fetch a whole transfer.
+    pub fn answer_within(&self) -> std::time::Duration {
+        use std::time::Duration;
+        match self {
+            ControlRequest::ContainerExec { timeout_ms, .. } => {
+                Duration::from_millis(*timeout_ms).saturating_add(ANSWER_WITHIN)
+            }
+            ControlRequest::ContainerCreate { .. } => 4 * ANSWER_WITHIN,
+            ControlRequest::FileManifest { .. } => 20 * ANSWER_WITHIN,
+            ControlRequest::FetchFile { .. } => Duration::from_secs(24 * 3600),
+            _ => ANSWER_WITHIN,
+        }
+    }
+}
+
 /// Responses on the control protocol.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControlResponse {

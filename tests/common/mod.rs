@@ -11,6 +11,8 @@ use std::{
 
 use serde_json::{json, Value};
 
+pub mod rogue;
+
 pub const IRIS: &str = env!("CARGO_BIN_EXE_iris");
 
 /// Generous: the machine may be busy with other tests.

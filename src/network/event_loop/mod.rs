@@ -53,6 +53,13 @@ pub(super) fn topic(network: &NetworkConfig) -> IdentTopic {
     IdentTopic::new(iris_behaviours::map_topic(&network.name))
 }
 
+/// One of our requests, waiting for its answer until `deadline`.
+struct Outbound {
+    deadline: Instant,
+    within: Duration,
+    reply: oneshot::Sender<Result<ControlResponse, String>>,
+}
+
 pub(super) struct EventLoop {
     ctx: Arc<NetworkContext>,
     swarm: Swarm<IrisBehaviour>,
@@ -67,7 +74,7 @@ pub(super) struct EventLoop {
     saver: Option<Saver>,
     redial_round: u64,
     /// Our requests waiting for an answer, by request id.
-    outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, String>>>,
+    outbound: HashMap<OutboundRequestId, Outbound>,
     /// Answers the node is still working out, with where they go.
     replies:
         FuturesUnordered<BoxFuture<'static, (ResponseChannel<ControlResponse>, ControlResponse)>>,
@@ -150,12 +157,14 @@ impl EventLoop {
                         // Not connected (say, just after a restart): dial the
                         // addresses the member's record gives.
                         let addrs = self.map.get(&peer).map(|e| e.record.addrs).unwrap_or_default();
+                        let within = request.answer_within();
+                        let deadline = Instant::now() + within;
                         let id = self
                             .swarm
                             .behaviour_mut()
                             .control
                             .send_request_with_addresses(&peer, *request, addrs);
-                        self.outbound.insert(id, reply);
+                        self.outbound.insert(id, Outbound { deadline, within, reply });
                     }
                     Some(Command::Depart { departure, reply }) => {
                         self.depart(departure).await;
@@ -170,6 +179,7 @@ impl EventLoop {
                 },
                 _ = heartbeat.tick(), if member(&self) => self.announce(),
                 _ = liveness_check.tick(), if member(&self) => {
+                    self.expire_requests();
                     let events = self.map.tick(Instant::now(), liveness.suspect_after(), liveness.gone_after());
                     self.emit_all(events);
                 }
@@ -186,6 +196,26 @@ impl EventLoop {
                     self.own_record_changed();
                 }
                 _ = save.tick(), if member(&self) => self.save_if_dirty(),
+            }
+        }
+    }
+
+    /// Gives up on requests whose peer has not answered in time: the asker
+    /// hears so, and a late answer is dropped.
+    fn expire_requests(&mut self) {
+        let now = Instant::now();
+        let overdue: Vec<OutboundRequestId> = self
+            .outbound
+            .iter()
+            .filter(|(_, o)| o.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            if let Some(outbound) = self.outbound.remove(&id) {
+                let within = outbound.within;
+                let _ = outbound
+                    .reply
+                    .send(Err(format!("no answer within {} s", within.as_secs())));
             }
         }
     }

@@ -65,8 +65,8 @@ impl EventLoop {
                 } => {
                     let event = self.map.heard_from(&peer, now);
                     self.emit(event);
-                    if let Some(reply) = self.outbound.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
+                    if let Some(outbound) = self.outbound.remove(&request_id) {
+                        let _ = outbound.reply.send(Ok(response));
                         return;
                     }
                     self.on_response(peer, response, now);
@@ -78,8 +78,8 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.outbound.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
+                if let Some(outbound) = self.outbound.remove(&request_id) {
+                    let _ = outbound.reply.send(Err(error.to_string()));
                 }
                 tracing::debug!(%peer, "control request failed: {error}");
             }

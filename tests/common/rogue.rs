@@ -1,0 +1,160 @@
+//! A rogue peer: a member of a network, with the key and a record of its
+//! own, built on iris-behaviours like a node, that says whatever a test
+//! tells it to. It drives its own swarm, so a test can send many requests
+//! at once and see every answer.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use iris_behaviours::{
+    build_swarm, derive_psk,
+    libp2p::{
+        identity::Keypair,
+        multiaddr::Protocol,
+        request_response::{self, OutboundRequestId},
+        swarm::{dial_opts::DialOpts, SwarmEvent},
+        Multiaddr, PeerId, Swarm,
+    },
+    ControlRequest, ControlResponse, IrisBehaviour, IrisBehaviourEvent, NetworkConfig, NodeRecord,
+    Role, SwarmSettings,
+};
+
+pub struct RoguePeer {
+    swarm: Swarm<IrisBehaviour>,
+    pub peer_id: PeerId,
+    pub network: NetworkConfig,
+}
+
+impl RoguePeer {
+    /// Joins the network of the node at `bootstrap` (ending in /p2p/<id>)
+    /// as `name`, with the right key.
+    pub async fn join(key: &str, bootstrap: &str, name: &str) -> Self {
+        let keypair = Keypair::generate_ed25519();
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = build_swarm(keypair, derive_psk(key), &SwarmSettings::default())
+            .expect("the rogue's swarm builds");
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        let listening = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        let bootstrap: Multiaddr = bootstrap.parse().unwrap();
+        let Some(Protocol::P2p(member)) = bootstrap.iter().last() else {
+            panic!("{bootstrap} has no peer id");
+        };
+        swarm
+            .dial(DialOpts::peer_id(member).addresses(vec![bootstrap]).build())
+            .unwrap();
+        let record = NodeRecord {
+            name: name.to_string(),
+            peer_id,
+            addrs: vec![listening],
+            api_port: 0,
+            p2p_port: 0,
+            role: Role::Slave,
+            tags: vec![],
+            executor: iris_behaviours::ExecutorState::Available,
+            // It claims the worker image, so nobody ships it one.
+            images: vec![iris_behaviours::ImageRef {
+                id: "sha256:rogue".into(),
+                tags: vec!["iris-worker:latest".into()],
+            }],
+            version: 1,
+        };
+        let mut rogue = Self {
+            swarm,
+            peer_id,
+            network: NetworkConfig {
+                name: String::new(),
+                mode: iris_behaviours::NetworkMode::MasterSlave,
+                master: member,
+                created_at_ms: 0,
+            },
+        };
+        loop {
+            match rogue.swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == member => break,
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    panic!("the rogue cannot connect: {error}")
+                }
+                _ => {}
+            }
+        }
+        match rogue.request(member, ControlRequest::Join { record }).await {
+            Ok(ControlResponse::Welcome { config, .. }) => rogue.network = config,
+            other => panic!("the rogue was not let in: {other:?}"),
+        }
+        rogue
+    }
+
+    /// Stays connected for `period`, answering pings (so it looks alive)
+    /// and taking every request without ever answering it.
+    pub async fn stay_silent(&mut self, period: Duration) {
+        let mut unanswered = Vec::new();
+        let until = tokio::time::Instant::now() + period;
+        while let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
+            use request_response::{Event, Message};
+            if let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                message: Message::Request { channel, .. },
+                ..
+            })) = event
+            {
+                // Held, not dropped: a dropped channel tells the asker at once.
+                unanswered.push(channel);
+            }
+        }
+    }
+
+    /// Sends one request and waits for its answer.
+    pub async fn request(
+        &mut self,
+        peer: PeerId,
+        request: ControlRequest,
+    ) -> Result<ControlResponse, String> {
+        self.requests(peer, vec![request]).await.remove(0)
+    }
+
+    /// Sends every request at once and returns the answers in order.
+    pub async fn requests(
+        &mut self,
+        peer: PeerId,
+        requests: Vec<ControlRequest>,
+    ) -> Vec<Result<ControlResponse, String>> {
+        let ids: Vec<OutboundRequestId> = requests
+            .into_iter()
+            .map(|r| self.swarm.behaviour_mut().control.send_request(&peer, r))
+            .collect();
+        let mut answers: Vec<Option<Result<ControlResponse, String>>> = vec![None; ids.len()];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while answers.iter().any(Option::is_none) {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .expect("the node answered every request within 2 minutes");
+            use request_response::{Event, Message};
+            let (id, answer) = match event {
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                    message:
+                        Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                })) => (request_id, Ok(response)),
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::OutboundFailure {
+                    request_id,
+                    error,
+                    ..
+                })) => (request_id, Err(error.to_string())),
+                // Members introduce themselves; the rogue says nothing back.
+                _ => continue,
+            };
+            if let Some(i) = ids.iter().position(|r| *r == id) {
+                answers[i] = Some(answer);
+            }
+        }
+        answers.into_iter().map(Option::unwrap).collect()
+    }
+}
