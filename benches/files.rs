@@ -129,7 +129,7 @@ async fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1024);
     let bytes = mib << 20;
-    let mut nodes = network(&["alice", "bob"], "bench").await;
+    let mut nodes = network(&["alice", "bob"], KEY).await;
     let source = nodes[1].dir.join("workspace/public/big.bin");
     {
         let mut file = std::fs::File::create(&source).unwrap();

@@ -98,7 +98,7 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(10);
-    let nodes = network(&["alice", "bob", "carol"], "bench").await;
+    let nodes = network(&["alice", "bob", "carol"], KEY).await;
     let mut csv = "x,y\n".to_string();
     for x in 0..1000 {
         csv += &format!("{x},{}\n", 2 * x + 1);

@@ -55,12 +55,12 @@ async fn run(n: usize) -> (u64, (u64, u64), (u64, u64)) {
         node.set_liveness(500, 2000, 10_000);
         node.start().await;
     }
-    nodes[0].create_network("bench-key").await;
+    nodes[0].create_network("bench-network-key-0123").await;
     // Everyone but the last joins through a member picked in turn, then the
     // network settles.
     for i in 1..n - 1 {
         let via = &nodes[(i * 7) % i];
-        let (code, body) = nodes[i].join("bench-key", via).await;
+        let (code, body) = nodes[i].join("bench-network-key-0123", via).await;
         assert_eq!(code, 200, "{body}");
     }
     let settled: Vec<&str> = names[..n - 1].iter().map(String::as_str).collect();
@@ -76,7 +76,7 @@ async fn run(n: usize) -> (u64, (u64, u64), (u64, u64)) {
     // Convergence after the last join, through a non-genesis member.
     let last = &nodes[n - 1];
     let started = iris::now_ms();
-    let (code, body) = last.join("bench-key", &nodes[n / 2]).await;
+    let (code, body) = last.join("bench-network-key-0123", &nodes[n / 2]).await;
     assert_eq!(code, 200, "{body}");
     let seen = collect(&mut events, "joined", &last.name, n - 2).await;
     let converge = seen.iter().max().unwrap() - started;

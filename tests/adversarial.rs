@@ -15,7 +15,7 @@ use iris_behaviours::{ControlRequest, ControlResponse, RefusalKind};
 /// answering its own user.
 #[tokio::test]
 async fn a_flood_of_manifest_requests_is_refused_as_busy_and_the_node_stays_responsive() {
-    let nodes = network(&["alice"], "k").await;
+    let nodes = network(&["alice"], KEY).await;
     let alice = &nodes[0];
     let public = alice.dir.join("workspace/public/flood");
     std::fs::create_dir_all(&public).unwrap();
@@ -23,7 +23,7 @@ async fn a_flood_of_manifest_requests_is_refused_as_busy_and_the_node_stays_resp
     for i in 0..64 {
         std::fs::write(public.join(format!("f{i}.bin")), &data).unwrap();
     }
-    let mut rogue = RoguePeer::join("k", &alice.bootstrap().await, "mallory").await;
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
     let master = rogue.network.master;
     let flood: Vec<ControlRequest> = (0..64)
         .map(|i| ControlRequest::FileManifest {
@@ -69,7 +69,7 @@ async fn a_flood_of_manifest_requests_is_refused_as_busy_and_the_node_stays_resp
 async fn a_member_that_never_answers_fails_its_task_within_a_minute() {
     let nodes = data_network(&["alice"]).await;
     let alice = &nodes[0];
-    let mut rogue = RoguePeer::join("k", &alice.bootstrap().await, "mallory").await;
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
     let silent = tokio::spawn(async move {
         rogue.stay_silent(Duration::from_secs(90)).await;
     });

@@ -28,7 +28,7 @@ fn sha256_of(path: &std::path::Path) -> String {
 
 #[tokio::test]
 async fn a_200_mib_file_moves_intact_and_a_third_party_transfer_works() {
-    let nodes = network(&["alice", "bob", "carol"], "k").await;
+    let nodes = network(&["alice", "bob", "carol"], KEY).await;
     let sha = random_file(
         &nodes[1].dir.join("workspace/public/results/big.bin"),
         200 << 20,
@@ -111,8 +111,8 @@ async fn a_corrupted_chunk_is_detected_and_fetched_again() {
     // bob damages chunk 3 once, on the wire's sending end.
     bob.start_with_env(&[("IRIS_FAULT_CORRUPT_CHUNK", "3")])
         .await;
-    alice.create_network("k").await;
-    let (code, body) = bob.join("k", &alice).await;
+    alice.create_network(KEY).await;
+    let (code, body) = bob.join(KEY, &alice).await;
     assert_eq!(code, 200, "{body}");
     let sha = random_file(&bob.dir.join("workspace/public/data.bin"), 10 << 20);
 
@@ -129,7 +129,7 @@ async fn a_corrupted_chunk_is_detected_and_fetched_again() {
 
 #[tokio::test]
 async fn traversal_private_files_and_links_out_are_refused() {
-    let nodes = network(&["alice", "bob"], "k").await;
+    let nodes = network(&["alice", "bob"], KEY).await;
     std::fs::write(nodes[1].dir.join("workspace/private/secret.csv"), "secret").unwrap();
     std::os::unix::fs::symlink(
         nodes[1].dir.join("workspace/private"),
@@ -170,7 +170,7 @@ async fn traversal_private_files_and_links_out_are_refused() {
 
 #[tokio::test]
 async fn a_transfer_resumes_after_its_source_restarts_without_refetching_chunks() {
-    let mut nodes = network(&["alice", "bob"], "k").await;
+    let mut nodes = network(&["alice", "bob"], KEY).await;
     let mut bob = nodes.pop().unwrap();
     let alice = &nodes[0];
     let sha = random_file(&bob.dir.join("workspace/public/big.bin"), 200 << 20);
@@ -216,7 +216,7 @@ async fn a_transfer_resumes_after_its_source_restarts_without_refetching_chunks(
 
 #[tokio::test]
 async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
-    let nodes = network(&["alice", "bob"], "k").await;
+    let nodes = network(&["alice", "bob"], KEY).await;
     for node in &nodes {
         std::fs::write(
             node.dir.join("workspace/private/data.csv"),
@@ -290,7 +290,7 @@ async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
 
 #[tokio::test]
 async fn two_fetches_into_one_destination_both_succeed_and_leave_the_file_intact() {
-    let nodes = network(&["alice", "bob"], "k").await;
+    let nodes = network(&["alice", "bob"], KEY).await;
     let sha = random_file(&nodes[1].dir.join("workspace/public/twice.bin"), 48 << 20);
     let body = json!({"from": "bob", "path": "twice.bin", "dest": "public/in/twice.bin"});
     let (first, second) = tokio::join!(

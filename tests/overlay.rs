@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn three_nodes_converge_with_roles_and_the_cli_shows_them() {
     // carol joins through bob, who is not the genesis.
-    let nodes = network(&["alice", "bob", "carol"], "s3cret").await;
+    let nodes = network(&["alice", "bob", "carol"], "s3cret-s3cret-s3cret").await;
     let alice_id = nodes[0].peer_id().await;
     for node in &nodes {
         let (_, map) = node.get("/v1/nodes").await.unwrap();
@@ -79,11 +79,11 @@ async fn the_network_key_never_appears_in_the_map_or_the_state() {
 
 #[tokio::test]
 async fn a_wrong_key_is_refused_quickly_and_the_member_stays_healthy() {
-    let nodes = network(&["alice", "bob"], "s3cret").await;
+    let nodes = network(&["alice", "bob"], "s3cret-s3cret-s3cret").await;
     let mut mallory = TestNode::init("mallory");
     mallory.start().await;
     let started = std::time::Instant::now();
-    let (code, body) = mallory.join("not-the-key", &nodes[0]).await;
+    let (code, body) = mallory.join("not-the-right-network-key", &nodes[0]).await;
     let took = started.elapsed();
     assert_eq!(code, 502, "{body}");
     let error = body["error"].as_str().unwrap();
@@ -102,17 +102,17 @@ async fn a_wrong_key_is_refused_quickly_and_the_member_stays_healthy() {
     assert_eq!(mallory.status().await["network"], Value::Null);
 
     // And the same node can still join with the right key.
-    let (code, body) = mallory.join("s3cret", &nodes[1]).await;
+    let (code, body) = mallory.join("s3cret-s3cret-s3cret", &nodes[1]).await;
     assert_eq!(code, 200, "{body}");
     nodes[0].wait_all_alive(&["alice", "bob", "mallory"]).await;
 }
 
 #[tokio::test]
 async fn a_duplicate_name_is_refused_at_join() {
-    let nodes = network(&["alice", "bob"], "s3cret").await;
+    let nodes = network(&["alice", "bob"], "s3cret-s3cret-s3cret").await;
     let mut impostor = TestNode::init("bob");
     impostor.start().await;
-    let (code, body) = impostor.join("s3cret", &nodes[0]).await;
+    let (code, body) = impostor.join("s3cret-s3cret-s3cret", &nodes[0]).await;
     assert_eq!(code, 409, "{body}");
     assert!(
         body["error"]
@@ -127,7 +127,7 @@ async fn a_duplicate_name_is_refused_at_join() {
 
 #[tokio::test]
 async fn a_killed_member_turns_suspect_then_gone_then_alive_after_restart() {
-    let mut nodes = network(&["alice", "bob", "carol"], "s3cret").await;
+    let mut nodes = network(&["alice", "bob", "carol"], "s3cret-s3cret-s3cret").await;
     let carol_id = nodes[2].peer_id().await;
     nodes[2].kill();
     for node in &nodes[..2] {
@@ -149,7 +149,7 @@ async fn a_killed_member_turns_suspect_then_gone_then_alive_after_restart() {
 
 #[tokio::test]
 async fn a_hung_member_turns_suspect_and_recovers() {
-    let nodes = network(&["alice", "bob", "carol"], "s3cret").await;
+    let nodes = network(&["alice", "bob", "carol"], "s3cret-s3cret-s3cret").await;
     nodes[1].pause();
     for node in [&nodes[0], &nodes[2]] {
         node.wait_state("bob", "suspect").await;
@@ -162,13 +162,13 @@ async fn a_hung_member_turns_suspect_and_recovers() {
 
 #[tokio::test]
 async fn the_others_keep_working_while_the_genesis_is_down() {
-    let mut nodes = network(&["alice", "bob", "carol"], "s3cret").await;
+    let mut nodes = network(&["alice", "bob", "carol"], "s3cret-s3cret-s3cret").await;
     nodes[0].kill();
     nodes[1].wait_state("alice", "suspect").await;
     // A newcomer joins through a member while the master is away.
     let mut dave = TestNode::init("dave");
     dave.start().await;
-    let (code, body) = dave.join("s3cret", &nodes[2]).await;
+    let (code, body) = dave.join("s3cret-s3cret-s3cret", &nodes[2]).await;
     assert_eq!(code, 200, "{body}");
     for node in [&nodes[1], &nodes[2], &dave] {
         wait_for("bob, carol, dave alive", DEADLINE, || async {
@@ -188,7 +188,7 @@ async fn the_others_keep_working_while_the_genesis_is_down() {
 
 #[tokio::test]
 async fn leave_and_shutdown_are_announced_and_only_a_shutdown_rejoins() {
-    let mut nodes = network(&["alice", "bob", "carol"], "s3cret").await;
+    let mut nodes = network(&["alice", "bob", "carol"], "s3cret-s3cret-s3cret").await;
 
     let out = nodes[1].cli(&["network", "leave"]);
     assert!(
@@ -214,7 +214,7 @@ async fn leave_and_shutdown_are_announced_and_only_a_shutdown_rejoins() {
 
 #[tokio::test]
 async fn membership_and_map_survive_a_restart_of_every_node() {
-    let mut nodes = network(&["alice", "bob", "carol"], "s3cret").await;
+    let mut nodes = network(&["alice", "bob", "carol"], "s3cret-s3cret-s3cret").await;
     let ids: Vec<String> = futures::future::join_all(nodes.iter().map(|n| n.peer_id())).await;
     for node in nodes.iter_mut() {
         node.terminate().await;
@@ -260,8 +260,14 @@ async fn the_api_wants_a_token_and_answers_errors_in_json() {
     for (path, body) in [
         ("/v1/network", "{not json"),
         ("/v1/network", r#"{"name": "lab"}"#),
-        ("/v1/network", r#"{"name": "lab", "key": "k", "extra": 1}"#),
-        ("/v1/network/join", r#"{"key": "k", "bootstrap": 7}"#),
+        (
+            "/v1/network",
+            r#"{"name": "lab", "key": "0123456789abcdef", "extra": 1}"#,
+        ),
+        (
+            "/v1/network/join",
+            r#"{"key": "0123456789abcdef", "bootstrap": 7}"#,
+        ),
     ] {
         let response = post(path, body).await.unwrap();
         assert_eq!(response.status(), 400, "{path} {body}");
@@ -276,11 +282,21 @@ async fn the_api_wants_a_token_and_answers_errors_in_json() {
     }
     for (body, needle) in [
         (
-            r#"{"name": "lab", "key": "k", "mode": "star"}"#,
+            r#"{"name": "lab", "key": "0123456789abcdef", "mode": "star"}"#,
             "master_slave",
         ),
-        (r#"{"name": "../lab", "key": "k"}"#, "network name"),
-        (r#"{"name": "lab", "key": ""}"#, "key is empty"),
+        (
+            r#"{"name": "../lab", "key": "0123456789abcdef"}"#,
+            "network name",
+        ),
+        (
+            r#"{"name": "lab", "key": ""}"#,
+            "shorter than 16 characters",
+        ),
+        (
+            r#"{"name": "lab", "key": "s3cret"}"#,
+            "shorter than 16 characters",
+        ),
     ] {
         let response = post("/v1/network", body).await.unwrap();
         assert_eq!(response.status(), 400, "{body}");
@@ -290,7 +306,7 @@ async fn the_api_wants_a_token_and_answers_errors_in_json() {
     let (code, body) = node
         .post(
             "/v1/network/join",
-            json!({"key": "k", "bootstrap": "/ip4/127.0.0.1/tcp/1"}),
+            json!({"key": "0123456789abcdef", "bootstrap": "/ip4/127.0.0.1/tcp/1"}),
         )
         .await;
     assert_eq!(code, 400, "{body}");
@@ -305,7 +321,7 @@ async fn the_api_wants_a_token_and_answers_errors_in_json() {
     assert!(body["error"].is_string());
 
     // The node is unharmed by all of it.
-    node.create_network("k").await;
+    node.create_network(KEY).await;
     let (code, _) = node.get("/v1/nodes").await.unwrap();
     assert_eq!(code, 200);
 }
@@ -314,7 +330,7 @@ async fn the_api_wants_a_token_and_answers_errors_in_json() {
 async fn events_stream_joins_and_departures_live() {
     let mut alice = TestNode::init("alice");
     alice.start().await;
-    alice.create_network("s3cret").await;
+    alice.create_network("s3cret-s3cret-s3cret").await;
 
     let mut events = tokio::process::Command::new(IRIS)
         .args(["events", "--json", "--dir", alice.dir_str()])
@@ -329,7 +345,7 @@ async fn events_stream_joins_and_departures_live() {
 
     let mut bob = TestNode::init("bob");
     bob.start().await;
-    let (code, body) = bob.join("s3cret", &alice).await;
+    let (code, body) = bob.join("s3cret-s3cret-s3cret", &alice).await;
     assert_eq!(code, 200, "{body}");
     let (code, body) = bob.post("/v1/network/leave", json!({})).await;
     assert_eq!(code, 200, "{body}");
@@ -375,7 +391,7 @@ async fn init_refuses_to_overwrite_and_a_corrupt_state_is_a_clear_error() {
     );
 
     node.start().await;
-    node.create_network("k").await;
+    node.create_network(KEY).await;
     node.terminate().await;
     std::fs::write(node.dir.join("state.json"), "{ truncated").unwrap();
     let out = std::process::Command::new(IRIS)
@@ -405,8 +421,8 @@ async fn images_in_the_workspace_are_loaded_at_start_and_listed_in_the_map() {
     std::fs::write(bob.dir.join("workspace/image/broken.tar"), "not a tar").unwrap();
     alice.start().await;
     bob.start().await;
-    alice.create_network("k").await;
-    let (code, body) = bob.join("k", &alice).await;
+    alice.create_network(KEY).await;
+    let (code, body) = bob.join(KEY, &alice).await;
     assert_eq!(code, 200, "{body}");
 
     wait_for("alice to see bob's worker image", DEADLINE, || async {
@@ -458,7 +474,7 @@ async fn init_keeps_external_addresses_and_the_node_announces_them_first() {
     let config = std::fs::read_to_string(dir.join("iris.toml")).unwrap();
     assert!(config.contains(external), "{config}");
     node.start().await;
-    node.create_network("k").await;
+    node.create_network(KEY).await;
     let status = node.status().await;
     assert!(
         status["addrs"][0].as_str().unwrap().starts_with(external),
@@ -480,9 +496,9 @@ async fn a_healthy_network_warns_of_no_wrong_key() {
         std::fs::write(path, config).unwrap();
         node.start().await;
     }
-    nodes[0].create_network("k").await;
+    nodes[0].create_network(KEY).await;
     for i in 1..nodes.len() {
-        let (code, body) = nodes[i].join("k", &nodes[i - 1]).await;
+        let (code, body) = nodes[i].join(KEY, &nodes[i - 1]).await;
         assert_eq!(code, 200, "{} join: {body}", nodes[i].name);
     }
     for node in &nodes {
@@ -498,4 +514,36 @@ async fn a_healthy_network_warns_of_no_wrong_key() {
             .collect();
         assert!(warnings.is_empty(), "{}: {warnings:#?}", node.name);
     }
+}
+
+#[tokio::test]
+async fn create_without_a_key_generates_one_shown_once_and_a_short_key_is_refused() {
+    let mut alice = TestNode::init("alice");
+    let mut bob = TestNode::init("bob");
+    alice.start().await;
+    bob.start().await;
+    let out = bob.cli(&["network", "create", "--name", "lab", "--key", "s3cret"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("shorter than 16 characters"), "{stderr}");
+
+    let out = alice.cli(&["network", "create", "--name", "lab"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    let key = stdout
+        .lines()
+        .find(|l| l.len() == 64 && l.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("no generated key in: {stdout}"))
+        .to_string();
+    // Shown once: nowhere in the node's files or logs.
+    for file in ["state.json", "network.psk", "iris.toml", "node.log"] {
+        let content = std::fs::read(alice.dir.join(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&content).contains(&key),
+            "the key is in {file}"
+        );
+    }
+    let (code, body) = bob.join(&key, &alice).await;
+    assert_eq!(code, 200, "{body}");
+    alice.wait_all_alive(&["alice", "bob"]).await;
 }

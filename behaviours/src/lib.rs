@@ -15,7 +15,7 @@ pub mod transport;
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
 pub use codec::{CborCodec, CodecError};
 pub use messages::*;
-pub use psk::{derive_psk, PreSharedKey};
+pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -18,9 +18,10 @@ pub enum NetworkCommand {
         /// The network's name.
         #[arg(long)]
         name: String,
-        /// The secret every member needs to connect.
+        /// The secret every member needs to connect, at least 16 characters.
+        /// Without it, a random 256-bit key is generated and printed once.
         #[arg(long, env = "IRIS_NETWORK_KEY", hide_env_values = true)]
-        key: String,
+        key: Option<String>,
         /// How the network is governed; only master_slave exists.
         #[arg(long, default_value = "master_slave")]
         mode: String,
@@ -57,15 +58,26 @@ pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
             key,
             mode,
         } => {
+            let generated = key.is_none();
+            let key = key.unwrap_or_else(|| crate::store::random_hex(32));
             let answer = dir
                 .client()?
-                .create_network(&CreateNetwork { name, key, mode })
+                .create_network(&CreateNetwork {
+                    name,
+                    key: key.clone(),
+                    mode,
+                })
                 .await?;
             println!(
                 "created network '{}' ({}); this node is master",
                 answer.network.name,
                 serde_plain(&answer.network.mode)
             );
+            if generated {
+                // The only time it is shown: nodes keep only what it derives.
+                println!("the network key (give it to those who join; it is not shown again):");
+                println!("{key}");
+            }
             println!("others join with `iris network join --key <key> <address>`, through one of:");
             for addr in &answer.addrs {
                 println!("{addr}");

@@ -282,15 +282,7 @@ impl Membership {
 }
 
 fn validate_key(key: &str) -> Result<(), MembershipError> {
-    if key.is_empty() {
-        return Err(MembershipError::Invalid("the network key is empty".into()));
-    }
-    if key.len() > 1024 {
-        return Err(MembershipError::Invalid(
-            "the network key is longer than 1024 bytes".into(),
-        ));
-    }
-    Ok(())
+    iris_behaviours::validate_key(key).map_err(MembershipError::Invalid)
 }
 
 fn with_peer_id(addrs: &[Multiaddr], peer: PeerId) -> Vec<Multiaddr> {

@@ -191,7 +191,7 @@ pub async fn create(
     mode: NetworkMode,
     key: &str,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
-    let psk = iris_behaviours::derive_psk(key);
+    let psk = derive_psk(key).await?;
     let network = NetworkConfig {
         name,
         mode,
@@ -201,7 +201,7 @@ pub async fn create(
     let own = own_record(&ctx, Role::Master, 0);
     let started = start(ctx.clone(), psk, network, own, Goal::Create, None).await?;
     ctx.store.save_psk(&psk)?;
-    tracing::info!(network = %started.1.network.name, psk = %psk.fingerprint(), "created network");
+    tracing::info!(network = %started.1.network.name, "created network");
     Ok(started)
 }
 
@@ -214,7 +214,7 @@ pub async fn join(
     let Some(Protocol::P2p(peer)) = bootstrap.iter().last() else {
         return Err(NetworkError::NoPeerId(bootstrap));
     };
-    let psk = iris_behaviours::derive_psk(key);
+    let psk = derive_psk(key).await?;
     // A stand-in until the bootstrap's welcome brings the real config.
     let joining = NetworkConfig {
         name: String::new(),
@@ -226,7 +226,6 @@ pub async fn join(
     let goal = Goal::Join { bootstrap, peer };
     let started = start(ctx.clone(), psk, joining, own, goal, None).await?;
     ctx.store.save_psk(&psk)?;
-    tracing::info!(psk = %psk.fingerprint(), "saved the network key's fingerprint");
     Ok(started)
 }
 
@@ -250,6 +249,15 @@ pub async fn resume(
     let own = own_record(&ctx, role, saved.own_version);
     let goal = Goal::Resume { map: saved.map };
     start(ctx, psk, network, own, goal, previous_port).await
+}
+
+/// The PSK of `key`, derived on a blocking thread: Argon2id takes a
+/// fraction of a second on purpose.
+async fn derive_psk(key: &str) -> Result<PreSharedKey, NetworkError> {
+    let key = key.to_string();
+    tokio::task::spawn_blocking(move || iris_behaviours::derive_psk(&key))
+        .await
+        .map_err(|_| NetworkError::Stopped)
 }
 
 /// Builds the swarm and hands it to a new event loop, which listens and

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 pub mod rogue;
 
+/// A network key long enough to be accepted (16 characters at least).
+pub const KEY: &str = "test-network-key-0123456789";
+
 pub const IRIS: &str = env!("CARGO_BIN_EXE_iris");
 
 /// Generous: the machine may be busy with other tests.
@@ -445,7 +448,7 @@ impl TestNode {
 /// A network of `names` where every node holds its own private CSV: node i
 /// has i + 2 rows of y = 2x + i.
 pub async fn data_network(names: &[&str]) -> Vec<TestNode> {
-    let nodes = network(names, "k").await;
+    let nodes = network(names, KEY).await;
     for (i, node) in nodes.iter().enumerate() {
         let mut csv = "x,y\n".to_string();
         for x in 1..=(i + 2) {
