@@ -49,6 +49,8 @@ impl Router {
     ) {
         let mut answering = JoinSet::new();
         let mut in_flight: HashMap<PeerId, usize> = HashMap::new();
+        // Whose each answer is, so even one that panicked frees its slot.
+        let mut owners: HashMap<tokio::task::Id, PeerId> = HashMap::new();
         loop {
             tokio::select! {
                 request = inbound.recv() => {
@@ -66,19 +68,25 @@ impl Router {
                     }
                     *mine += 1;
                     let router = self.clone();
-                    answering.spawn(async move {
+                    let task = answering.spawn(async move {
                         let answer = router.answer(peer, from_master, request).await;
                         let _ = reply.send(answer.unwrap_or_else(Into::into));
-                        peer
                     });
+                    owners.insert(task.id(), peer);
                 }
-                Some(done) = answering.join_next(), if !answering.is_empty() => {
-                    if let Ok(peer) = done {
-                        if let Some(count) = in_flight.get_mut(&peer) {
-                            *count -= 1;
-                            if *count == 0 {
-                                in_flight.remove(&peer);
-                            }
+                Some(done) = answering.join_next_with_id(), if !answering.is_empty() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(error) => {
+                            tracing::error!("answering a request failed: {error}");
+                            error.id()
+                        }
+                    };
+                    let Some(peer) = owners.remove(&id) else { continue };
+                    if let Some(count) = in_flight.get_mut(&peer) {
+                        *count -= 1;
+                        if *count == 0 {
+                            in_flight.remove(&peer);
                         }
                     }
                 }
