@@ -51,6 +51,8 @@ async fn a_wait_blocks_until_the_job_ends_and_job_run_idles_while_it_waits() {
     assert_eq!(code, 400, "{answer}");
     let out = nodes[0].cli(&["job", "cancel", &id]);
     assert!(out.status.success());
+    // Its container is gone before the node is.
+    assert_eq!(wait_job(&nodes[0], &id).await["state"], "failed");
 
     // `job run` waits without spinning: bash's `times` gives the CPU its
     // children used. A tight polling loop burns about as long as the job.
