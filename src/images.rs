@@ -18,7 +18,7 @@ use crate::{
     events::{EventKind, Events},
     executor::Executor,
     network::Capabilities,
-    workspace::require_regular_file,
+    workspace::{copy_into_place, require_regular_file},
 };
 
 /// Why an image could not be loaded.
@@ -169,21 +169,11 @@ impl ImageLibrary {
             })?;
         require_regular_file(source).map_err(ImageError::Invalid)?;
         let target = self.dir.join(&name);
-        // Copy under a hidden name the watcher ignores, then rename: the tar
+        // Under a hidden name the watcher ignores, then renamed: the tar
         // appears whole or not at all.
-        let partial = self.dir.join(format!(".{name}.partial"));
-        let copied = async {
-            tokio::fs::copy(source, &partial).await?;
-            tokio::fs::rename(&partial, &target).await
-        };
-        if let Err(e) = copied.await {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(ImageError::Local(format!(
-                "cannot copy {} into {}: {e}",
-                source.display(),
-                self.dir.display()
-            )));
-        }
+        copy_into_place(source, &target)
+            .await
+            .map_err(ImageError::Local)?;
         let loaded = self
             .load_or_remove(&target)
             .await

@@ -214,6 +214,36 @@ pub fn require_regular_file(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Copies `source` to `target` under a hidden name, then renames it: the
+/// file appears whole or not at all. Copying a file onto itself is a no-op.
+pub async fn copy_into_place(source: &Path, target: &Path) -> Result<(), String> {
+    if let Some(dir) = target.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    if tokio::fs::canonicalize(source).await.ok() == tokio::fs::canonicalize(target).await.ok() {
+        return Ok(());
+    }
+    let partial = target.with_file_name(format!(
+        ".{}.copy",
+        target.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let copied = async {
+        tokio::fs::copy(source, &partial).await?;
+        tokio::fs::rename(&partial, target).await
+    };
+    if let Err(e) = copied.await {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(format!(
+            "cannot copy {} to {}: {e}",
+            source.display(),
+            target.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

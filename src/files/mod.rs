@@ -25,7 +25,7 @@ use crate::{
     images::ImageLibrary,
     membership::{Membership, MembershipError},
     network::NetworkError,
-    workspace::{require_regular_file, resolve, user_path, version_of, Workspace},
+    workspace::{copy_into_place, require_regular_file, resolve, user_path, version_of, Workspace},
 };
 
 /// Why a file operation failed.
@@ -211,7 +211,9 @@ impl Files {
         let source = Path::new(source);
         require_regular_file(source).map_err(FileError::Invalid)?;
         let local = resolve(&self.workspace, dest).map_err(FileError::Invalid)?;
-        copy_into_place(source, &local).await?;
+        copy_into_place(source, &local)
+            .await
+            .map_err(FileError::Local)?;
         let local_peer = self.membership.local_peer();
         let targets = self
             .membership
@@ -359,34 +361,4 @@ fn file_name(path: &str) -> Result<String, FileError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| FileError::Invalid(format!("{path} names no file")))
-}
-
-/// Copies `source` to `target` under a hidden name, then renames it: the
-/// file appears whole or not at all. Copying a file onto itself is a no-op.
-async fn copy_into_place(source: &Path, target: &Path) -> Result<(), FileError> {
-    if let Some(dir) = target.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| FileError::Local(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    if tokio::fs::canonicalize(source).await.ok() == tokio::fs::canonicalize(target).await.ok() {
-        return Ok(());
-    }
-    let partial = target.with_file_name(format!(
-        ".{}.copy",
-        target.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let copied = async {
-        tokio::fs::copy(source, &partial).await?;
-        tokio::fs::rename(&partial, target).await
-    };
-    if let Err(e) = copied.await {
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(FileError::Local(format!(
-            "cannot copy {} to {}: {e}",
-            source.display(),
-            target.display()
-        )));
-    }
-    Ok(())
 }
