@@ -108,6 +108,9 @@ pub struct Images {
 pub struct LoadImage {
     /// A `docker save` tar on this machine.
     pub path: String,
+    /// Load it even if it gives a tag this engine has to another image.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// The answer to an image load.

@@ -217,13 +217,16 @@ impl Executor {
 
     /// Runs one task to its end and removes its container. `logs` receives
     /// stdout and stderr; `cancel` stops the task early.
+    /// `own_job`: this node asked for the task itself, so its inputs may
+    /// come from its `gathered/`.
     pub async fn run(
         &self,
         spec: &TaskSpec,
         logs_dir: &Path,
+        own_job: bool,
         cancel: tokio::sync::watch::Receiver<bool>,
     ) -> TaskOutcome {
-        match self.run_inner(spec, logs_dir, cancel).await {
+        match self.run_inner(spec, logs_dir, own_job, cancel).await {
             Ok(outcome) => outcome,
             Err(e) => TaskOutcome {
                 end: TaskState::Failed,
@@ -238,14 +241,15 @@ impl Executor {
         &self,
         spec: &TaskSpec,
         logs_dir: &Path,
+        own_job: bool,
         mut cancel: tokio::sync::watch::Receiver<bool>,
     ) -> Result<TaskOutcome, ExecutorError> {
         let docker = self.docker()?;
-        let (out_dir, host_out) = self.workspace.public_dirs("jobs", &spec.job_id);
+        let (out_dir, host_out) = self.workspace.output_dirs(&spec.job_id);
         let private = self.workspace.local.join("private");
         create_dirs(&[&out_dir, logs_dir, &private]).await?;
         let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
-        let body = self.container_body(spec, &host_out, (LABEL_JOB, &spec.job_id))?;
+        let body = self.container_body(spec, &host_out, own_job, (LABEL_JOB, &spec.job_id))?;
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         docker.create_container(Some(options), body).await?;
         let outcome = self
@@ -267,6 +271,7 @@ impl Executor {
         &self,
         spec: &TaskSpec,
         host_out: &Path,
+        own_job: bool,
         kind: (&str, &str),
     ) -> Result<ContainerCreateBody, ExecutorError> {
         let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
@@ -289,13 +294,13 @@ impl Executor {
             bind(host_out.to_path_buf(), "/workspace/out", false),
         ];
         for input in &spec.inputs {
-            let source =
-                self.workspace
-                    .input_source(input)
-                    .map_err(|reason| ExecutorError::BadInput {
-                        input: input.clone(),
-                        reason,
-                    })?;
+            let source = self
+                .workspace
+                .input_source(input, own_job)
+                .map_err(|reason| ExecutorError::BadInput {
+                    input: input.clone(),
+                    reason,
+                })?;
             mounts.push(bind(source, &format!("/workspace/in/{input}"), true));
         }
         Ok(ContainerCreateBody {
@@ -391,13 +396,13 @@ impl Executor {
     }
 
     /// Starts a long-lived container in the job sandbox; its output
-    /// directory is `workspace/public/sessions/<name>/`. The command must
+    /// directory is `workspace/sessions/<name>/`. The command must
     /// keep running (`/iris-worker sleep inf` for the worker image).
     pub async fn create_session(&self, name: &str, spec: &TaskSpec) -> Result<(), ExecutorError> {
         let docker = self.docker()?;
-        let (out, host_out) = self.workspace.public_dirs("sessions", name);
+        let (out, host_out) = self.workspace.session_dirs(name);
         create_dirs(&[&out]).await?;
-        let body = self.container_body(spec, &host_out, (LABEL_SESSION, name))?;
+        let body = self.container_body(spec, &host_out, false, (LABEL_SESSION, name))?;
         let container = self.session_container(name);
         let options = CreateContainerOptionsBuilder::default()
             .name(&container)

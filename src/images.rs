@@ -18,6 +18,7 @@ use crate::{
     events::{EventKind, Events},
     executor::Executor,
     network::Capabilities,
+    safe_fs::Dir,
     workspace::{copy_into_place, require_regular_file},
 };
 
@@ -86,7 +87,7 @@ impl ImageLibrary {
                     // Checked under the lock: an explicit load may just
                     // have handled this very file.
                     if self.handled.lock().await.get(path) != Some(fingerprint) {
-                        let _ = self.load_now(path).await;
+                        let _ = self.load_now(path, false).await;
                     }
                 }
             }
@@ -97,35 +98,39 @@ impl ImageLibrary {
         }
     }
 
-    /// Loads one tar from the image directory and refreshes the list.
-    pub async fn load(&self, path: &Path) -> Result<Vec<String>, String> {
-        let _loading = self.loading.lock().await;
-        self.load_now(path).await
-    }
-
     /// Loads a tar that a refused load must not leave behind: it is
-    /// removed, under the same lock, so the watcher never sees it.
-    pub async fn load_or_remove(&self, path: &Path) -> Result<Vec<String>, String> {
+    /// removed, under the same lock, so the watcher never sees it. With
+    /// `force` (the node's owner said so), it may retag local images.
+    pub async fn load_or_remove(&self, path: &Path, force: bool) -> Result<Vec<String>, String> {
         let _loading = self.loading.lock().await;
-        let result = self.load_now(path).await;
+        let result = self.load_now(path, force).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(path).await;
         }
         result
     }
 
-    /// [`ImageLibrary::load`] with the lock held.
-    async fn load_now(&self, path: &Path) -> Result<Vec<String>, String> {
+    /// Loads a tar with the lock held. Unless `force`, a tar that would
+    /// move a tag this engine has to another image is refused.
+    async fn load_now(&self, path: &Path, force: bool) -> Result<Vec<String>, String> {
         let fingerprint = fingerprint(path);
         let file = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let result = self
-            .executor
-            .load_image(path)
-            .await
-            .map_err(|e| e.to_string());
+        let checked = if force {
+            Ok(())
+        } else {
+            self.refuse_retag(path, &file).await
+        };
+        let result = match checked {
+            Ok(()) => self
+                .executor
+                .load_image(path)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(refused) => Err(refused),
+        };
         if let Some(fingerprint) = fingerprint {
             self.handled
                 .lock()
@@ -156,9 +161,35 @@ impl ImageLibrary {
         result
     }
 
+    /// Refuses a tar whose tags name other images here than in the tar:
+    /// loading it would change what jobs that name the tag run.
+    async fn refuse_retag(&self, path: &Path, file: &str) -> Result<(), String> {
+        let tar = path.to_owned();
+        let shipped = tokio::task::spawn_blocking(move || tar_images(&tar))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("image tar {file}: {e}"))?;
+        let here = self.executor.images().await.map_err(|e| e.to_string())?;
+        for tag in &shipped.tags {
+            let Some(local) = here.iter().find(|i| i.tags.contains(tag)) else {
+                continue;
+            };
+            if !shipped.ids.contains(&local.id) {
+                return Err(format!(
+                    "image tar {file} would make '{tag}' name another image than it does \
+                     here ({}); refused, so that a tag keeps its meaning. The node's owner \
+                     can load it anyway with `iris images load --force`",
+                    local.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Copies a `docker save` tar from this machine into workspace/image and
-    /// loads it; a tar the engine refuses is not kept.
-    pub async fn load_from(&self, source: &str) -> Result<LoadedImage, ImageError> {
+    /// loads it; a tar the engine refuses is not kept. With `force`, it may
+    /// retag images this engine already has.
+    pub async fn load_from(&self, source: &str, force: bool) -> Result<LoadedImage, ImageError> {
         let source = Path::new(source);
         let name = source
             .file_name()
@@ -171,11 +202,23 @@ impl ImageLibrary {
         let target = self.dir.join(&name);
         // Under a hidden name the watcher ignores, then renamed: the tar
         // appears whole or not at all.
-        copy_into_place(source, &target)
-            .await
-            .map_err(ImageError::Local)?;
+        let (from, dir, file) = (source.to_owned(), self.dir.clone(), name.clone());
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            let mut source = std::fs::File::open(&from)?;
+            copy_into_place(&mut source, &Dir::open(&dir)?, Path::new(&file))
+        })
+        .await
+        .map_err(|e| ImageError::Local(e.to_string()))?
+        .map_err(|e| {
+            ImageError::Local(format!(
+                "cannot copy {} into {}: {e}",
+                source.display(),
+                self.dir.display()
+            ))
+        })?;
         let loaded = self
-            .load_or_remove(&target)
+            .load_or_remove(&target, force)
             .await
             .map_err(ImageError::Refused)?;
         Ok(LoadedImage {
@@ -275,4 +318,134 @@ fn scan(dir: &Path) -> HashMap<PathBuf, Fingerprint> {
         })
         .filter_map(|p| fingerprint(&p).map(|f| (p, f)))
         .collect()
+}
+
+/// What a `docker save` tar says it holds, read from its `manifest.json`
+/// (and `index.json`, in the OCI layout) before the engine sees it.
+#[derive(Debug, Default, PartialEq)]
+struct TarImages {
+    /// Every id the engine may give its images: config digests, and the
+    /// manifest digests an engine with the containerd store uses.
+    ids: Vec<String>,
+    /// Every tag it sets, as `name:tag`.
+    tags: Vec<String>,
+}
+
+/// Reads [`TarImages`] from a tar. Blocking.
+fn tar_images(path: &Path) -> Result<TarImages, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct ManifestEntry {
+        config: String,
+        #[serde(default)]
+        repo_tags: Option<Vec<String>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<IndexEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct IndexEntry {
+        digest: String,
+    }
+    const MAX_JSON: u64 = 1 << 20;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut archive = tar::Archive::new(file);
+    let mut found = TarImages::default();
+    let mut has_manifest = false;
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| format!("not a readable tar: {e}"))?;
+        let name = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let is_manifest = name == Path::new("manifest.json");
+        if !is_manifest && name != Path::new("index.json") {
+            continue;
+        }
+        if entry.size() > MAX_JSON {
+            return Err(format!("its {} is larger than 1 MiB", name.display()));
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(entry, MAX_JSON), &mut bytes)
+            .map_err(|e| e.to_string())?;
+        if is_manifest {
+            let entries: Vec<ManifestEntry> = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("its manifest.json is not a docker-save manifest: {e}"))?;
+            for entry in entries {
+                found.ids.extend(config_id(&entry.config));
+                found.tags.extend(
+                    entry
+                        .repo_tags
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|t| full_tag(t)),
+                );
+            }
+            has_manifest = true;
+        } else if let Ok(index) = serde_json::from_slice::<Index>(&bytes) {
+            found
+                .ids
+                .extend(index.manifests.into_iter().map(|m| m.digest));
+        }
+    }
+    if !has_manifest {
+        return Err("it has no manifest.json (not a docker-save tar?)".into());
+    }
+    Ok(found)
+}
+
+/// The image id a manifest's config names: `blobs/sha256/<hex>` (OCI
+/// layout) or `<hex>.json` (older engines).
+fn config_id(config: &str) -> Option<String> {
+    let hex = config
+        .strip_prefix("blobs/sha256/")
+        .or_else(|| config.strip_suffix(".json"))?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("sha256:{hex}"))
+}
+
+/// A tag as the engine lists it: `name:latest` when no tag is given.
+fn full_tag(tag: &str) -> String {
+    let name = tag.rsplit('/').next().unwrap_or(tag);
+    if name.contains(':') {
+        tag.to_string()
+    } else {
+        format!("{tag}:latest")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_docker_save_tar_says_which_images_and_tags_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.tar");
+        let hex = "ab".repeat(32);
+        let manifest = format!(
+            r#"[{{"Config":"blobs/sha256/{hex}","RepoTags":["worker:1","localhost:5000/x"],"Layers":[]}}]"#
+        );
+        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        for (name, body) in [
+            ("manifest.json", manifest.as_str()),
+            ("index.json", r#"{"manifests":[{"digest":"sha256:cd"}]}"#),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, body.as_bytes())
+                .unwrap();
+        }
+        builder.finish().unwrap();
+        drop(builder);
+        let found = tar_images(&path).unwrap();
+        assert_eq!(
+            found.ids,
+            [format!("sha256:{hex}"), "sha256:cd".to_string()]
+        );
+        assert_eq!(found.tags, ["worker:1", "localhost:5000/x:latest"]);
+        std::fs::write(&path, b"not a tar at all").unwrap();
+        assert!(tar_images(&path).is_err());
+    }
 }

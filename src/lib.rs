@@ -21,6 +21,7 @@ pub mod membership;
 pub mod network;
 pub mod node;
 pub mod router;
+pub mod safe_fs;
 pub mod sessions;
 pub mod store;
 pub mod workspace;

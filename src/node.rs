@@ -110,6 +110,7 @@ impl Node {
         let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
         let runner = TaskRunner::new(
             executor.clone(),
+            peer_id,
             dir.join("tasks"),
             config.jobs.max_concurrent,
             deliveries.clone(),

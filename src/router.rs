@@ -13,7 +13,13 @@ use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse, Refusal, 
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::{files::Files, jobs::Jobs, network::Inbound, sessions::Sessions};
+use crate::{
+    files::Files,
+    jobs::Jobs,
+    network::Inbound,
+    sessions::Sessions,
+    workspace::{Area, WorkspacePath},
+};
 
 /// Requests one peer may have in the works at once: a transfer keeps 8
 /// chunks in flight, so this leaves room for a few at a time and the rest
@@ -116,16 +122,42 @@ impl Router {
             ControlRequest::ContainerCreate { .. }
             | ControlRequest::ContainerExec { .. }
             | ControlRequest::ContainerRemove { .. } => self.sessions.handle(request).await,
-            ControlRequest::ListFiles
-            | ControlRequest::FileManifest { .. }
-            | ControlRequest::FileChunk { .. }
-            | ControlRequest::FetchFile { .. } => self.files.handle(peer, request).await,
+            ControlRequest::FileManifest { ref path }
+            | ControlRequest::FileChunk { ref path, .. } => {
+                self.may_read(peer, path).await?;
+                self.files.handle(peer, request).await
+            }
+            ControlRequest::ListFiles | ControlRequest::FetchFile { .. } => {
+                self.files.handle(peer, request).await
+            }
             ControlRequest::Join { .. }
             | ControlRequest::Hello { .. }
             | ControlRequest::Leave { .. } => {
                 Err(Refusal::invalid("membership requests go to the event loop"))
             }
         }
+    }
+}
+
+impl Router {
+    /// A job's outputs are read only by the node that asked for the job;
+    /// `public/` and `image/` by any member. The files service refuses
+    /// every other area itself.
+    async fn may_read(&self, peer: PeerId, path: &str) -> Result<(), Refusal> {
+        let Ok(place) = WorkspacePath::parse(path) else {
+            return Ok(()); // the files service says what is wrong with it
+        };
+        if place.area != Area::Outputs {
+            return Ok(());
+        }
+        let job = place.job().unwrap_or_default();
+        if self.jobs.runner.origin(&job).await == Some(peer) {
+            return Ok(());
+        }
+        tracing::warn!(%peer, "refused to serve {path}: the job is not theirs");
+        Err(Refusal::forbidden(format!(
+            "forbidden: the outputs of job {job} are only for the node that asked for it"
+        )))
     }
 }
 

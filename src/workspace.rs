@@ -1,7 +1,19 @@
-//! A node's workspace on disk: `image/` (image tars), `private/` (never
-//! leaves the node) and `public/` (what may be served). This module knows
-//! where things are and which paths are allowed; it does no networking and
-//! runs no containers, so the executor, files and images can all build on it.
+//! A node's workspace on disk, and who may see each part of it:
+//!
+//! | area | what | written by | served to |
+//! |---|---|---|---|
+//! | `image/` | image tars | the node | members |
+//! | `public/` | what the node's user shares | the node, its user | members |
+//! | `private/` | the site's data | its user | no one; jobs read it |
+//! | `outputs/<job>/` | a task's outputs | the task's container | the node that submitted the job |
+//! | `gathered/<job>/<node>/` | what this node gathered | the node | no one |
+//! | `sessions/<name>/` | a session's outputs | its container | no one |
+//!
+//! Containers write only `outputs/` and `sessions/`, so what the node
+//! writes and serves elsewhere is out of their reach; what it reads from
+//! `outputs/` it opens through [`crate::safe_fs`], never through a link.
+//! This module knows where things are and which paths are allowed; it does
+//! no networking and runs no containers.
 
 use std::{
     path::{Component, Path, PathBuf},
@@ -9,6 +21,103 @@ use std::{
 };
 
 use iris_behaviours::{FileEntry, FileVersion};
+
+use crate::safe_fs::Dir;
+
+/// The parts of a workspace a path can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Image,
+    Public,
+    Outputs,
+    Gathered,
+}
+
+impl Area {
+    pub fn name(self) -> &'static str {
+        match self {
+            Area::Image => "image",
+            Area::Public => "public",
+            Area::Outputs => "outputs",
+            Area::Gathered => "gathered",
+        }
+    }
+}
+
+/// A path in a workspace, checked without touching the disk: an area and
+/// plain names below it (no `..`, nothing absolute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspacePath {
+    pub area: Area,
+    /// Below the area's directory; never empty.
+    pub relative: PathBuf,
+}
+
+impl WorkspacePath {
+    pub fn parse(path: &str) -> Result<Self, String> {
+        if path.is_empty() || path.len() > 4096 {
+            return Err("the path is empty or too long".into());
+        }
+        if Path::new(path).is_absolute() {
+            return Err(format!(
+                "'{path}' is absolute: give a path inside the workspace"
+            ));
+        }
+        let mut parts = Vec::new();
+        for component in Path::new(path).components() {
+            match component {
+                Component::Normal(part) => parts.push(part),
+                Component::CurDir => {}
+                _ => return Err(format!("'{path}' leaves the workspace")),
+            }
+        }
+        let area = match parts.first().and_then(|a| a.to_str()) {
+            Some("image") => Area::Image,
+            Some("public") => Area::Public,
+            Some("outputs") => Area::Outputs,
+            Some("gathered") => Area::Gathered,
+            _ => {
+                return Err(format!(
+                    "'{path}' is not under public/, image/, outputs/ or gathered/"
+                ))
+            }
+        };
+        if parts.len() < 2 {
+            return Err(format!("'{path}' names an area, not a file in it"));
+        }
+        Ok(Self {
+            area,
+            relative: parts[1..].iter().collect(),
+        })
+    }
+
+    /// The job an `outputs/<job>/...` or `gathered/<job>/...` path is of.
+    pub fn job(&self) -> Option<String> {
+        matches!(self.area, Area::Outputs | Area::Gathered)
+            .then(|| self.relative.iter().next())
+            .flatten()
+            .map(|j| j.to_string_lossy().into_owned())
+    }
+
+    /// Only the given areas are acceptable here.
+    pub fn require(self, areas: &[Area], what: &str) -> Result<Self, String> {
+        if areas.contains(&self.area) {
+            return Ok(self);
+        }
+        let names: Vec<String> = areas.iter().map(|a| format!("{}/", a.name())).collect();
+        Err(format!(
+            "{what} must be under {}, not {}/",
+            names.join(" or "),
+            self.area.name()
+        ))
+    }
+}
+
+impl std::fmt::Display for WorkspacePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.area.name(), self.relative.display())
+    }
+}
 
 /// Where a node's workspace is, for the node and for Docker.
 #[derive(Debug, Clone)]
@@ -34,38 +143,53 @@ impl Workspace {
         self.local.join("image")
     }
 
-    /// Where a job's outputs land on this node.
-    pub fn output_dir(&self, job_id: &str) -> PathBuf {
-        self.public_dirs("jobs", job_id).0
+    /// A handle on an area's directory (made if missing), through which
+    /// every path below it is opened without following links.
+    pub fn area(&self, area: Area) -> std::io::Result<Dir> {
+        let dir = self.local.join(area.name());
+        std::fs::create_dir_all(&dir)?;
+        Dir::open(&dir)
     }
 
-    /// `public/<kind>/<name>` as this process and as the engine see it.
-    pub fn public_dirs(&self, kind: &str, name: &str) -> (PathBuf, PathBuf) {
-        let relative = Path::new("public").join(kind).join(name);
-        (self.local.join(&relative), self.host.join(relative))
+    /// Where a job's task writes its outputs on this node, as this process
+    /// and as the engine see it: `outputs/<job>/`.
+    pub fn output_dirs(&self, job_id: &str) -> (PathBuf, PathBuf) {
+        self.dirs(&Path::new("outputs").join(job_id))
     }
 
-    /// Resolves a workspace path given by a peer or a user: see [`resolve`].
-    pub fn resolve(&self, path: &str) -> Result<PathBuf, String> {
-        resolve(&self.local, path)
+    /// A session's output directory: `sessions/<name>/`.
+    pub fn session_dirs(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.dirs(&Path::new("sessions").join(name))
     }
 
-    /// The engine's path of an input in `public/`. It must exist, and its
-    /// real path (links followed, as the engine will follow them) must stay
-    /// inside `public/`.
-    pub fn input_source(&self, input: &str) -> Result<PathBuf, String> {
-        let local = self.resolve(&format!("public/{input}"))?;
-        let real = local
+    fn dirs(&self, relative: &Path) -> (PathBuf, PathBuf) {
+        (self.local.join(relative), self.host.join(relative))
+    }
+
+    /// The engine's path of a job's input: a directory or file of
+    /// `public/`, or, for a job this node submitted itself, of `gathered/`.
+    /// No container writes either area, so none can redirect the path
+    /// between this check and the mount. It must exist, and its real path
+    /// (links followed, as the engine will follow them) must stay inside
+    /// its area.
+    pub fn input_source(&self, input: &str, own_job: bool) -> Result<PathBuf, String> {
+        let path = WorkspacePath::parse(&user_path(input))?;
+        let areas: &[Area] = if own_job {
+            &[Area::Public, Area::Gathered]
+        } else {
+            &[Area::Public]
+        };
+        let path = path.require(areas, "an input")?;
+        let area = self.local.join(path.area.name());
+        let real = area
+            .join(&path.relative)
             .canonicalize()
-            .map_err(|e| format!("not in this node's public workspace ({e})"))?;
-        let root = self
-            .local
-            .canonicalize()
-            .map_err(|e| format!("workspace: {e}"))?;
+            .map_err(|e| format!("not in this node's workspace ({e})"))?;
+        let root = area.canonicalize().map_err(|e| format!("workspace: {e}"))?;
         let relative = real
             .strip_prefix(&root)
-            .map_err(|_| "leads out of the workspace".to_string())?;
-        Ok(self.host.join(relative))
+            .map_err(|_| format!("leads out of {}/", path.area.name()))?;
+        Ok(self.host.join(path.area.name()).join(relative))
     }
 
     /// The user that owns the workspace, as `uid:gid`: job containers run
@@ -98,62 +222,13 @@ impl Workspace {
     }
 }
 
-/// Resolves a workspace path given by a peer or a user. Only `public/...`
-/// and `image/...` exist here; absolute paths, `..` and links that lead out
-/// of the area are refused.
-pub fn resolve(workspace: &Path, path: &str) -> Result<PathBuf, String> {
-    let relative = Path::new(path);
-    if path.is_empty() || path.len() > 4096 {
-        return Err("the path is empty or too long".into());
-    }
-    if relative.is_absolute() {
-        return Err(format!(
-            "'{path}' is absolute: give a path inside the workspace"
-        ));
-    }
-    let mut parts = Vec::new();
-    for component in relative.components() {
-        match component {
-            Component::Normal(part) => parts.push(part),
-            Component::CurDir => {}
-            _ => return Err(format!("'{path}' leaves the workspace")),
-        }
-    }
-    let area = parts.first().and_then(|a| a.to_str()).unwrap_or_default();
-    if area != "public" && area != "image" {
-        return Err(format!(
-            "'{path}' is not under public/ or image/: nothing else is served"
-        ));
-    }
-    let area_root = workspace
-        .join(area)
-        .canonicalize()
-        .map_err(|e| format!("workspace area {area}/ is missing: {e}"))?;
-    let full = workspace.join(relative);
-    // The deepest part that exists must resolve, links and all, inside the area.
-    let mut existing = full.clone();
-    while !existing.exists() {
-        if !existing.pop() {
-            break;
-        }
-    }
-    let real = existing
-        .canonicalize()
-        .map_err(|e| format!("'{path}': {e}"))?;
-    if !real.starts_with(&area_root) {
-        return Err(format!(
-            "'{path}' leads out of the workspace through a link"
-        ));
-    }
-    Ok(full)
-}
-
-/// A user's path in a node's workspace: `image/...` stays, anything else
-/// is taken as under `public/`.
+/// A user's path in a node's workspace: one that names an area stays,
+/// anything else is taken as under `public/`.
 pub fn user_path(path: &str) -> String {
     let path = path.trim_start_matches("./");
-    // An absolute path stays as it is, for resolve() to refuse by name.
-    if path.starts_with('/') || path.starts_with("public/") || path.starts_with("image/") {
+    // An absolute path stays as it is, to be refused by name.
+    let areas = ["public/", "image/", "outputs/", "gathered/"];
+    if path.starts_with('/') || areas.iter().any(|a| path.starts_with(a)) {
         path.to_string()
     } else {
         format!("public/{path}")
@@ -214,34 +289,39 @@ pub fn require_regular_file(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies `source` to `target` under a hidden name, then renames it: the
-/// file appears whole or not at all. Copying a file onto itself is a no-op.
-pub async fn copy_into_place(source: &Path, target: &Path) -> Result<(), String> {
-    if let Some(dir) = target.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    if tokio::fs::canonicalize(source).await.ok() == tokio::fs::canonicalize(target).await.ok() {
+/// Copies `source` to `relative` in `area`: under a hidden name made with
+/// `O_EXCL`, then renamed, so the file appears whole or not at all and no
+/// link on the way is followed. Copying a file onto itself is a no-op.
+/// Blocking: call it on a blocking thread.
+pub fn copy_into_place(
+    source: &mut std::fs::File,
+    area: &Dir,
+    relative: &Path,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let name = relative
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| std::io::Error::other(format!("{} names no file", relative.display())))?;
+    let dir = area.subdir(relative.parent().unwrap_or(Path::new("")), true)?;
+    let (from, to) = (
+        source.metadata()?,
+        area.open_file(relative).and_then(|f| f.metadata()),
+    );
+    if to.is_ok_and(|to| (to.dev(), to.ino()) == (from.dev(), from.ino())) {
         return Ok(());
     }
-    let partial = target.with_file_name(format!(
-        ".{}.copy",
-        target.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let copied = async {
-        tokio::fs::copy(source, &partial).await?;
-        tokio::fs::rename(&partial, target).await
-    };
-    if let Err(e) = copied.await {
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(format!(
-            "cannot copy {} to {}: {e}",
-            source.display(),
-            target.display()
-        ));
+    let partial = format!(".{name}.copy");
+    dir.remove(&partial)?;
+    let copied = dir.write_file(&partial, true).and_then(|mut target| {
+        std::io::copy(source, &mut target)?;
+        target.sync_all()?;
+        dir.rename(&partial, name)
+    });
+    if copied.is_err() {
+        let _ = dir.remove(&partial);
     }
-    Ok(())
+    copied
 }
 
 #[cfg(test)]
@@ -249,30 +329,73 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_public_and_image_paths_inside_the_workspace_resolve() {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = dir.path();
-        for area in ["public", "image", "private"] {
-            std::fs::create_dir_all(ws.join(area)).unwrap();
-        }
-        std::fs::write(ws.join("private/secret.csv"), "x").unwrap();
-        std::os::unix::fs::symlink(ws.join("private"), ws.join("public/escape")).unwrap();
-        std::os::unix::fs::symlink("/etc", ws.join("public/etc")).unwrap();
-
-        assert!(resolve(ws, "public/results/out.csv").is_ok());
-        assert!(resolve(ws, "image/worker.tar").is_ok());
+    fn only_plain_paths_in_an_area_parse() {
+        let ok = WorkspacePath::parse("public/results/./out.csv").unwrap();
+        assert_eq!(
+            (ok.area, ok.relative.as_path()),
+            (Area::Public, Path::new("results/out.csv"))
+        );
+        let output = WorkspacePath::parse("outputs/job-1/r.json").unwrap();
+        assert_eq!(output.job().as_deref(), Some("job-1"));
+        assert!(WorkspacePath::parse("image/worker.tar").is_ok());
         for bad in [
             "private/secret.csv",
             "public/../private/secret.csv",
             "/etc/passwd",
-            "public/escape/secret.csv",
-            "public/etc/passwd",
             "../outside",
             "",
+            "public",
             "iris.toml",
+            "sessions/s/out.txt",
         ] {
-            assert!(resolve(ws, bad).is_err(), "{bad:?} resolved");
+            assert!(WorkspacePath::parse(bad).is_err(), "{bad:?} parsed");
         }
+        let gathered = WorkspacePath::parse("gathered/j/bob/x").unwrap();
+        assert!(gathered
+            .require(&[Area::Public, Area::Image], "a destination")
+            .is_err());
+    }
+
+    #[test]
+    fn inputs_must_stay_in_public_or_what_this_node_gathered() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::same_for_engine(dir.path().to_path_buf());
+        for area in ["public/data", "gathered/j", "private"] {
+            std::fs::create_dir_all(ws.local.join(area)).unwrap();
+        }
+        std::os::unix::fs::symlink(ws.local.join("private"), ws.local.join("public/escape"))
+            .unwrap();
+        let public = ws.input_source("data", false).unwrap();
+        assert!(public.ends_with("public/data"), "{public:?}");
+        assert!(ws.input_source("gathered/j", true).is_ok());
+        assert!(ws.input_source("gathered/j", false).is_err());
+        assert!(ws.input_source("escape", false).is_err());
+        assert!(ws.input_source("missing", false).is_err());
+        assert!(ws.input_source("outputs/j", true).is_err());
+    }
+
+    #[test]
+    fn a_copy_appears_whole_and_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::same_for_engine(dir.path().join("ws"));
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::write(dir.path().join("source"), "new").unwrap();
+        let public = ws.area(Area::Public).unwrap();
+        std::fs::create_dir_all(ws.local.join("public/a")).unwrap();
+        std::os::unix::fs::symlink(&victim, ws.local.join("public/a/.f.copy")).unwrap();
+        std::os::unix::fs::symlink(&victim, ws.local.join("public/a/f")).unwrap();
+        let mut source = std::fs::File::open(dir.path().join("source")).unwrap();
+        copy_into_place(&mut source, &public, Path::new("a/f")).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(
+            std::fs::read_to_string(ws.local.join("public/a/f")).unwrap(),
+            "new"
+        );
+        std::os::unix::fs::symlink(dir.path(), ws.local.join("public/up")).unwrap();
+        let mut source = std::fs::File::open(dir.path().join("source")).unwrap();
+        assert!(copy_into_place(&mut source, &public, Path::new("up/victim")).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[test]

@@ -283,12 +283,13 @@ fedavg_round() { # weights steps
   train=$(master_job --on all --gather -- /iris-worker gradient /workspace/private/shard.csv \
     --target y --weights "$1" --lr "$lr" --steps "$2")
   id=$(json_field id <<<"$train")
-  # Gathered as public/jobs/<id>/<node>/update.json; mounted under /workspace/in.
-  while read -r file; do files+=("/workspace/in/${file#public/}"); done \
-    < <(grep -o '"public/jobs/[^"]*/update.json"' <<<"$train" | tr -d '"')
+  # Gathered into gathered/<id>/<node>/update.json, which no peer can read;
+  # the master's own job mounts them under /workspace/in.
+  while read -r file; do files+=("/workspace/in/$file"); done \
+    < <(grep -o '"gathered/[^"]*/update.json"' <<<"$train" | tr -d '"')
   [ ${#files[@]} -eq ${#nodes[@]} ] || die "round gathered ${#files[@]} updates from ${#nodes[@]} nodes"
-  avg=$(master_job --on "$master" --input "jobs/$id" -- /iris-worker average "${files[@]}")
-  model="$data/$master/workspace/public/jobs/$(json_field id <<<"$avg")/model.json"
+  avg=$(master_job --on "$master" --input "gathered/$id" -- /iris-worker average "${files[@]}")
+  model="$data/$master/workspace/outputs/$(json_field id <<<"$avg")/model.json"
   echo "$(json_field loss <"$model") $(json_field weights <"$model")"
 }
 

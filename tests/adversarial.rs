@@ -97,3 +97,262 @@ async fn a_member_that_never_answers_fails_its_task_within_a_minute() {
     );
     silent.abort();
 }
+
+/// Is this answer a refusal (of any kind)?
+fn refused(answer: &Result<ControlResponse, String>) -> bool {
+    matches!(answer, Ok(ControlResponse::Refused { .. }))
+}
+
+/// A member reads another site's results. Before: carol asked alice for
+/// `public/jobs/<job>/bob/...`, which alice had gathered, and got bob's
+/// result; she could also ask bob for his job outputs directly. Now a job's
+/// outputs are served only to the node that submitted the job, and what a
+/// node gathered is served to no one.
+#[tokio::test]
+async fn a_member_cannot_read_another_sites_job_outputs_or_what_the_master_gathered() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    let id = submit(
+        alice,
+        job_body(
+            "bob",
+            &["/iris-worker", "stats", "/workspace/private/data.csv"],
+        ),
+    )
+    .await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let (code, gathered) = alice
+        .post(&format!("/v1/jobs/{id}/gather"), serde_json::json!({}))
+        .await;
+    assert_eq!(code, 200, "{gathered}");
+    assert_eq!(gathered["files"].as_array().unwrap().len(), 1, "{gathered}");
+
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let alice_peer = rogue.network.master;
+    let bob_peer = rogue.connect(&bob.bootstrap().await).await;
+    // Every place the result is or was kept, on both nodes.
+    let paths = [
+        format!("public/jobs/{id}/bob/stats.json"),
+        format!("public/jobs/{id}/stats.json"),
+        format!("gathered/{id}/bob/stats.json"),
+        format!("outputs/{id}/stats.json"),
+    ];
+    for (peer, node) in [(alice_peer, "alice"), (bob_peer, "bob")] {
+        for path in &paths {
+            let manifest = rogue
+                .request(peer, ControlRequest::FileManifest { path: path.clone() })
+                .await;
+            assert!(
+                refused(&manifest),
+                "{node} served {path} to mallory: {manifest:?}"
+            );
+            let chunk = rogue
+                .request(
+                    peer,
+                    ControlRequest::FileChunk {
+                        path: path.clone(),
+                        version: iris_behaviours::FileVersion {
+                            size: 1,
+                            modified_ns: 0,
+                        },
+                        index: 0,
+                    },
+                )
+                .await;
+            assert!(
+                refused(&chunk),
+                "{node} served a chunk of {path}: {chunk:?}"
+            );
+        }
+        let Ok(ControlResponse::Files { entries }) =
+            rogue.request(peer, ControlRequest::ListFiles).await
+        else {
+            panic!("{node} did not list its files");
+        };
+        assert!(
+            entries.iter().all(|e| !e.path.contains(&id)),
+            "{node} lists the job's files to mallory: {entries:?}"
+        );
+    }
+}
+
+/// A job's container plants links in its outputs before the master
+/// gathers them. Before: on alice, where the master's own task wrote into
+/// the directory the gather fills, `bob/.r.txt.partial` and `alice/r.txt`
+/// as links made the gather overwrite a file in alice's node directory and
+/// create another. Now gathered files go where no container writes, and
+/// nothing is opened through a link.
+#[tokio::test]
+async fn links_planted_in_job_outputs_make_the_gather_write_nothing_outside_the_workspace() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let alice = &nodes[0];
+    let victim = alice.dir.join("victim");
+    let created = alice.dir.join("created");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let plant = [
+        "/iris-worker".to_string(),
+        "plant".into(),
+        "r.txt".into(),
+        format!("bob/.r.txt.partial={}", victim.display()),
+        format!("bob/.r.txt.partial.json={}", victim.display()),
+        format!("alice/r.txt={}", created.display()),
+        format!("leak.txt={}", alice.dir.join("identity.key").display()),
+    ];
+    let argv: Vec<&str> = plant.iter().map(String::as_str).collect();
+    let id = submit(alice, job_body("all", &argv)).await;
+    let job = wait_job(alice, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (code, gathered) = alice
+        .post(&format!("/v1/jobs/{id}/gather"), serde_json::json!({}))
+        .await;
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the gather wrote through a planted link ({code}: {gathered})"
+    );
+    assert!(
+        !created.exists(),
+        "the gather created a file outside the workspace ({code}: {gathered})"
+    );
+    // The honest results arrived, and the link to the identity was not
+    // taken for an output.
+    assert_eq!(code, 200, "{gathered}");
+    let mut files: Vec<&str> = gathered["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            format!("gathered/{id}/alice/r.txt"),
+            format!("gathered/{id}/bob/r.txt")
+        ],
+        "{gathered}"
+    );
+    for node in ["alice", "bob"] {
+        let got = std::fs::read_to_string(
+            alice
+                .dir
+                .join(format!("workspace/gathered/{id}/{node}/r.txt")),
+        )
+        .unwrap();
+        assert_eq!(got, "an honest result\n");
+    }
+}
+
+/// A key holder that left keeps asking. Before: every node served its
+/// `public/` to any peer that had the key, member or not. Now a peer that
+/// left (or never joined) is refused before its request is looked at.
+#[tokio::test]
+async fn a_key_holder_that_left_is_served_nothing() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    std::fs::write(alice.dir.join("workspace/public/shared.txt"), "for members").unwrap();
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let master = rogue.network.master;
+    let listed = rogue.request(master, ControlRequest::ListFiles).await;
+    assert!(
+        matches!(&listed, Ok(ControlResponse::Files { entries }) if entries.len() == 1),
+        "a member is served: {listed:?}"
+    );
+    let left = ControlRequest::Leave {
+        departure: iris_behaviours::Departure::Leave,
+    };
+    assert!(matches!(
+        rogue.request(master, left).await,
+        Ok(ControlResponse::Ack)
+    ));
+    alice.wait_state("mallory", "left").await;
+    for request in [
+        ControlRequest::ListFiles,
+        ControlRequest::FileManifest {
+            path: "public/shared.txt".into(),
+        },
+    ] {
+        let answer = rogue.request(master, request).await;
+        assert!(
+            matches!(
+                &answer,
+                Ok(ControlResponse::Refused {
+                    kind: RefusalKind::Forbidden,
+                    ..
+                })
+            ),
+            "a peer that left was answered: {answer:?}"
+        );
+    }
+}
+
+/// Runs the docker CLI; true when it succeeded.
+fn docker(args: &[&str], stdin: Option<&str>) -> bool {
+    use std::io::Write;
+    let mut child = std::process::Command::new("docker")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait().unwrap().success()
+}
+
+/// The id the engine's tag names.
+fn image_id(tag: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", tag])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The master ships a tar tagged like an image the node already has, but
+/// holding another image. Before: the node loaded it and the tag meant the
+/// shipped image from then on, for every job that named it. Now the load
+/// is refused with the reason, the tar is not kept, and only the node's
+/// owner can load it, with `--force`.
+#[tokio::test]
+async fn a_shipped_tar_cannot_retag_an_image_the_node_has() {
+    let nodes = network(&["alice", "bob"], KEY).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    // This test's own tag and images (the nodes share one engine).
+    let tag = format!("iris-retag-{}:latest", iris::store::random_hex(4));
+    let other = format!("{tag}-other");
+    let dockerfile = "FROM iris-worker:latest\nLABEL iris.test=retag\n";
+    assert!(docker(
+        &["build", "-q", "-t", &other, "-"],
+        Some(dockerfile)
+    ));
+    assert!(docker(&["tag", &other, &tag], None));
+    let tar = alice.dir.join("retag.tar");
+    assert!(docker(&["save", &tag, "-o", tar.to_str().unwrap()], None));
+    // Here the tag names the worker; the tar says it names the other image.
+    assert!(docker(&["tag", "iris-worker:latest", &tag], None));
+    let meant = image_id(&tag);
+
+    let out = alice.cli(&["images", "push", tar.to_str().unwrap(), "--to", "bob"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let retagged = image_id(&tag) != meant;
+    let kept = bob.dir.join("workspace/image/retag.tar").exists();
+    let out = bob.cli(&["images", "load", "--force", tar.to_str().unwrap()]);
+    let forced = out.status.success() && image_id(&tag) == image_id(&other);
+    let _ = docker(&["rmi", &tag, &other], None);
+
+    assert!(!retagged, "the shipped tar retagged {tag}: {said}");
+    assert!(said.contains("name another image"), "{said}");
+    assert!(!kept, "bob kept the refused tar");
+    assert!(forced, "the owner could not load it with --force: {out:?}");
+}

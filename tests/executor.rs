@@ -68,7 +68,7 @@ impl Setup {
     async fn run(&self, spec: &TaskSpec) -> (iris::executor::TaskOutcome, String, String) {
         let logs = self.root.join("logs").join(&spec.job_id);
         let (_cancel, rx) = tokio::sync::watch::channel(false);
-        let outcome = self.executor.run(spec, &logs, rx).await;
+        let outcome = self.executor.run(spec, &logs, true, rx).await;
         let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap_or_default();
         (outcome, read("stdout.log"), read("stderr.log"))
     }
@@ -103,7 +103,8 @@ async fn stats_on_private_data_succeed_and_write_outputs_and_logs() {
     let out = s
         .executor
         .workspace()
-        .output_dir(&spec.job_id)
+        .output_dirs(&spec.job_id)
+        .0
         .join("stats.json");
     let stats: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
     assert_eq!(stats["rows"], 4);
@@ -145,7 +146,7 @@ async fn cancel_stops_a_running_task() {
     let spec = s.spec(&["/iris-worker", "sleep", "60"]);
     let (cancel, rx) = tokio::sync::watch::channel(false);
     let logs = s.root.join("logs");
-    let run = s.executor.run(&spec, &logs, rx);
+    let run = s.executor.run(&spec, &logs, true, rx);
     let trigger = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         cancel.send_replace(true);
@@ -204,7 +205,7 @@ async fn an_unreachable_engine_is_reported_not_fatal() {
         timeout_ms: 1000,
         inputs: vec![],
     };
-    let outcome = executor.run(&spec, tmp.path(), rx).await;
+    let outcome = executor.run(&spec, tmp.path(), true, rx).await;
     assert_eq!(outcome.end, TaskState::Failed);
     assert!(outcome.error.unwrap().contains("executor: unavailable"));
 }

@@ -281,7 +281,7 @@ async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
     for name in ["alice", "bob"] {
         let gathered = nodes[0]
             .dir
-            .join(format!("workspace/public/jobs/{id}/{name}/stats.json"));
+            .join(format!("workspace/gathered/{id}/{name}/stats.json"));
         let stats: Value =
             serde_json::from_str(&std::fs::read_to_string(&gathered).unwrap()).unwrap();
         assert_eq!(stats["rows"], 2, "{name}");

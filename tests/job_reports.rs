@@ -91,7 +91,7 @@ async fn a_task_with_thousands_of_outputs_still_reports_its_end() {
     let id = submit(&nodes[0], job_body("bob", &["/iris-worker", "sleep", "3"])).await;
     // Files the task leaves in its output directory, with names long
     // enough that the list alone is larger than a request frame.
-    let out = nodes[1].dir.join(format!("workspace/public/jobs/{id}"));
+    let out = nodes[1].dir.join(format!("workspace/outputs/{id}"));
     wait_for("bob's output directory", DEADLINE, || async {
         out.is_dir().then_some(())
     })

@@ -35,10 +35,8 @@ async fn the_master_runs_the_worker_on_every_node_against_its_own_private_data()
     let (_, jobs) = nodes[0].get("/v1/jobs").await.unwrap();
     let id = jobs[0]["id"].as_str().unwrap().to_string();
     for (i, node) in nodes.iter().enumerate() {
-        // The result is in that node's public workspace...
-        let path = node
-            .dir
-            .join(format!("workspace/public/jobs/{id}/stats.json"));
+        // The result is in that node's outputs...
+        let path = node.dir.join(format!("workspace/outputs/{id}/stats.json"));
         let stats: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(stats["rows"], i + 2);
         // ...and the master reads it from the node's logs.
@@ -341,16 +339,13 @@ async fn a_job_reads_gathered_outputs_of_an_earlier_job_as_read_only_inputs() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| {
-            format!(
-                "/workspace/in/{}",
-                f.as_str().unwrap().trim_start_matches("public/")
-            )
-        })
+        .map(|f| format!("/workspace/in/{}", f.as_str().unwrap()))
         .collect();
     assert_eq!(gathered.len(), 2, "{train}");
 
-    let input = format!("jobs/{id}");
+    // What the master gathered is in its gathered/, which only its own
+    // jobs may read.
+    let input = format!("gathered/{id}");
     let mut args = vec![
         "--on",
         "alice",
@@ -364,7 +359,7 @@ async fn a_job_reads_gathered_outputs_of_an_earlier_job_as_read_only_inputs() {
     let (ok, average, err) = run(&args);
     assert!(ok, "{average} {err}");
     let model_path = nodes[0].dir.join(format!(
-        "workspace/public/jobs/{}/model.json",
+        "workspace/outputs/{}/model.json",
         average["id"].as_str().unwrap()
     ));
     let model: Value = serde_json::from_str(&std::fs::read_to_string(model_path).unwrap()).unwrap();
@@ -387,15 +382,26 @@ async fn a_job_reads_gathered_outputs_of_an_earlier_job_as_read_only_inputs() {
     assert!(!ok, "{job}");
     assert!(!nodes[0]
         .dir
-        .join(format!("workspace/public/{input}/planted"))
+        .join(format!("workspace/{input}/planted"))
         .exists());
 
-    // A missing input, and a link out of public/, fail the task with the reason.
+    // A missing input, a link out of public/, another job's outputs (which
+    // its container writes) and what bob gathered fail the task with the reason.
     std::os::unix::fs::symlink("../private", nodes[0].dir.join("workspace/public/escape")).unwrap();
-    for (input, reason) in [("jobs/nope", "input 'jobs/nope'"), ("escape", "leads out")] {
+    let outputs = format!("outputs/{id}");
+    for (on, input, reason) in [
+        ("alice", "jobs/nope", "input 'jobs/nope'"),
+        ("alice", "escape", "leads out"),
+        (
+            "alice",
+            outputs.as_str(),
+            "must be under public/ or gathered/",
+        ),
+        ("bob", input.as_str(), "must be under public/"),
+    ] {
         let (ok, job, _) = run(&[
             "--on",
-            "alice",
+            on,
             "--input",
             input,
             "--",
@@ -404,7 +410,7 @@ async fn a_job_reads_gathered_outputs_of_an_earlier_job_as_read_only_inputs() {
             "0",
         ]);
         assert!(!ok, "{job}");
-        let error = job["tasks"]["alice"]["error"].as_str().unwrap_or_default();
+        let error = job["tasks"][on]["error"].as_str().unwrap_or_default();
         assert!(error.contains(reason), "{input}: {job}");
     }
 }

@@ -75,7 +75,7 @@ async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
     assert!(stdout.contains("[bob]   \"rows\": 3"), "{stdout}");
     assert!(nodes[1]
         .dir
-        .join(format!("workspace/public/sessions/{name}/stats.json"))
+        .join(format!("workspace/sessions/{name}/stats.json"))
         .exists());
 
     // The same sandbox as a job: private data stays read-only.

@@ -38,7 +38,9 @@ pub(super) async fn load_image(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<LoadImage>,
 ) -> Result<Json<LoadedImage>, ApiError> {
-    Ok(Json(state.node.images.load_from(&body.path).await?))
+    Ok(Json(
+        state.node.images.load_from(&body.path, body.force).await?,
+    ))
 }
 
 pub(super) async fn push_image(

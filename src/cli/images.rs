@@ -28,6 +28,10 @@ pub enum ImagesCommand {
         dir: NodeDir,
         /// The image tar.
         tar: PathBuf,
+        /// Load it even if it gives a tag this engine already has to
+        /// another image (refused otherwise, and always when a peer ships it).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -37,9 +41,9 @@ pub async fn images(
     output: &Output,
 ) -> anyhow::Result<()> {
     match command {
-        Some(ImagesCommand::Load { dir, tar }) => {
+        Some(ImagesCommand::Load { dir, tar, force }) => {
             let path = absolute(&tar)?;
-            let answer = dir.client()?.load_image(&LoadImage { path }).await?;
+            let answer = dir.client()?.load_image(&LoadImage { path, force }).await?;
             for image in answer.loaded {
                 println!("loaded {image}");
             }

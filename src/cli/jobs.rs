@@ -43,11 +43,13 @@ pub struct JobArgs {
     #[arg(long, default_value = "1h", value_parser = parse_duration_secs)]
     pub timeout: f64,
     /// When the job ends, pull every task's outputs to this node, under
-    /// workspace/public/jobs/<job-id>/<node>/ (`job run` only).
+    /// workspace/gathered/<job-id>/<node>/, which no peer can read (`job run`
+    /// only).
     #[arg(long)]
     pub gather: bool,
     /// A file or directory in each target's workspace/public to mount
-    /// read-only at /workspace/in/PATH, e.g. jobs/<job-id>; repeatable.
+    /// read-only at /workspace/in/PATH; on this node itself, also
+    /// gathered/<job-id> (what it gathered); repeatable.
     #[arg(long = "input", value_name = "PATH")]
     pub inputs: Vec<String>,
     /// Print the job as JSON: when it is accepted (`submit`), or finished
@@ -164,7 +166,7 @@ pub async fn job(command: JobCommand) -> anyhow::Result<()> {
             print_tasks(&job);
             for (node, task) in &job.tasks {
                 for file in &task.outputs {
-                    println!("  {node}: public/jobs/{}/{file}", job.id);
+                    println!("  {node}: outputs/{}/{file}", job.id);
                 }
                 if task.outputs_truncated {
                     println!("  {node}: (more outputs than a report lists)");

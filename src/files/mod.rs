@@ -1,8 +1,11 @@
-//! Files between nodes: a node serves its `public/` and `image/` files (and
-//! nothing else) in 1 MiB chunks, each with its SHA-256 in a manifest; a
+//! Files between nodes: a node serves its `public/` and `image/` files to
+//! members, and a job's `outputs/` to the node that submitted it (the
+//! router checks who asks), in 1 MiB chunks, each with its SHA-256 in a manifest; a
 //! receiver fetches several chunks at once, checks each, writes it in place
 //! in a partial file it can resume, checks the whole file's SHA-256 and
 //! renames it into place ([`transfer`]). Nothing is held in memory whole.
+//! Every file is opened through a handle on its area ([`crate::safe_fs`]):
+//! no link is followed, whoever planted it.
 
 mod transfer;
 
@@ -25,7 +28,10 @@ use crate::{
     images::ImageLibrary,
     membership::{Membership, MembershipError},
     network::NetworkError,
-    workspace::{copy_into_place, require_regular_file, resolve, user_path, version_of, Workspace},
+    workspace::{
+        copy_into_place, require_regular_file, user_path, version_of, Area, Workspace,
+        WorkspacePath,
+    },
 };
 
 /// Why a file operation failed.
@@ -47,11 +53,16 @@ pub enum FileError {
     Local(String),
 }
 
+/// Where a peer may have this node pull a file to, or its user a file in.
+const DESTINATIONS: [Area; 2] = [Area::Public, Area::Image];
+/// What this node serves (the router decides to whom).
+const SERVED: [Area; 3] = [Area::Public, Area::Image, Area::Outputs];
+
 pub struct Files {
-    workspace: PathBuf,
+    workspace: Workspace,
     membership: Arc<Membership>,
     images: Arc<ImageLibrary>,
-    manifests: Mutex<HashMap<PathBuf, FileManifest>>,
+    manifests: Mutex<HashMap<String, FileManifest>>,
     events: Events,
     /// One transfer into a destination at a time: two would share its
     /// partial file, and one could truncate chunks the other had checked.
@@ -71,7 +82,7 @@ impl Files {
             .ok()
             .and_then(|v| v.parse().ok());
         Arc::new(Self {
-            workspace,
+            workspace: Workspace::same_for_engine(workspace),
             membership,
             images,
             manifests: Mutex::new(HashMap::new()),
@@ -79,10 +90,6 @@ impl Files {
             destinations: Mutex::new(HashMap::new()),
             corrupt_once: Mutex::new(corrupt_once),
         })
-    }
-
-    pub fn workspace(&self) -> &Path {
-        &self.workspace
     }
 
     /// Answers a peer's file request (authority already checked by the
@@ -108,6 +115,9 @@ impl Files {
                 .await
                 .map(|data| ControlResponse::Chunk { data }),
             ControlRequest::FetchFile { from, path, dest } => {
+                let dest = WorkspacePath::parse(&dest)
+                    .and_then(|d| d.require(&DESTINATIONS, "a destination"))
+                    .map_err(Refusal::invalid)?;
                 let transfer = self.fetch_and_load(from, &path, &dest).await.map_err(|e| {
                     tracing::warn!(%peer, "fetch of {path} asked by {peer} failed: {e}");
                     match e {
@@ -126,7 +136,7 @@ impl Files {
 
     /// Every regular file under public/ and image/ (hidden ones excluded).
     pub fn list(&self) -> Vec<FileEntry> {
-        Workspace::same_for_engine(self.workspace.clone()).served_files()
+        self.workspace.served_files()
     }
 
     /// The public and image files of this node, or of `node`.
@@ -145,21 +155,43 @@ impl Files {
         }
     }
 
-    /// Pulls `path` (public/ unless it says image/) from node `from` into
-    /// this node's `dest`, or, with `to`, has node `to` pull it directly.
+    /// Pulls `path` (public/ unless it names another area) from node
+    /// `from` into this node's `dest`, or, with `to`, has node `to` pull it
+    /// directly. A job's output lands in `gathered/<job>/<from>/` unless the
+    /// user names a destination: a site's result is not made public by
+    /// default.
     pub async fn get(&self, body: GetFile) -> Result<Transfer, FileError> {
         let path = user_path(&body.path);
-        let dest = body.dest.as_deref().map(user_path).unwrap_or_else(|| {
-            format!(
+        let source_path = WorkspacePath::parse(&path).map_err(FileError::Invalid)?;
+        let dest = match body.dest.as_deref() {
+            Some(dest) => user_path(dest),
+            None if source_path.area == Area::Outputs => {
+                let mut parts = source_path.relative.iter();
+                let job = parts.next().unwrap_or_default().to_string_lossy();
+                let rest = parts.as_path().display();
+                format!("gathered/{job}/{}/{rest}", body.from)
+            }
+            None => format!(
                 "public/received/{}/{}",
                 body.from,
-                path.split_once('/').map_or(path.as_str(), |(_, rest)| rest)
-            )
-        });
+                source_path.relative.display()
+            ),
+        };
+        let dest = WorkspacePath::parse(&dest).map_err(FileError::Invalid)?;
         let source = self.membership.peer_named(&body.from).await?;
         let Some(to) = body.to.filter(|t| t != self.membership.name()) else {
+            let dest = dest
+                .require(
+                    &[Area::Public, Area::Image, Area::Gathered],
+                    "a destination",
+                )
+                .map_err(FileError::Invalid)?;
             return self.fetch(source, &path, &dest).await;
         };
+        let dest = dest
+            .require(&DESTINATIONS, "a destination on another node")
+            .map_err(FileError::Invalid)?
+            .to_string();
         let target = self.membership.peer_named(&to).await?;
         let started = Instant::now();
         let request = ControlRequest::FetchFile {
@@ -208,12 +240,18 @@ impl Files {
         dest: &str,
         to: &str,
     ) -> Result<Vec<NodeAnswer>, FileError> {
-        let source = Path::new(source);
-        require_regular_file(source).map_err(FileError::Invalid)?;
-        let local = resolve(&self.workspace, dest).map_err(FileError::Invalid)?;
-        copy_into_place(source, &local)
-            .await
-            .map_err(FileError::Local)?;
+        require_regular_file(Path::new(source)).map_err(FileError::Invalid)?;
+        let place = WorkspacePath::parse(dest)
+            .and_then(|d| d.require(&DESTINATIONS, "a destination"))
+            .map_err(FileError::Invalid)?;
+        let (from, workspace) = (PathBuf::from(source), self.workspace.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut source = std::fs::File::open(&from)?;
+            copy_into_place(&mut source, &workspace.area(place.area)?, &place.relative)
+        })
+        .await
+        .map_err(|e| FileError::Local(e.to_string()))?
+        .map_err(|e| FileError::Local(format!("cannot copy {source} to {dest}: {e}")))?;
         let local_peer = self.membership.local_peer();
         let targets = self
             .membership
@@ -246,48 +284,76 @@ impl Files {
         &self,
         from: PeerId,
         path: &str,
-        dest: &str,
+        dest: &WorkspacePath,
     ) -> Result<Transfer, FileError> {
         let transfer = self.fetch(from, path, dest).await?;
-        if dest.starts_with("image/") {
-            let full = resolve(&self.workspace, dest).map_err(FileError::Invalid)?;
-            self.images.load(&full).await.map_err(FileError::Invalid)?;
+        if dest.area == Area::Image {
+            let full = self.workspace.local.join("image").join(&dest.relative);
+            // A shipped tar that the node refuses is not kept (nor served).
+            self.images
+                .load_or_remove(&full, false)
+                .await
+                .map_err(FileError::Invalid)?;
         }
         Ok(transfer)
     }
 
-    fn served_file(&self, path: &str) -> Result<PathBuf, Refusal> {
-        let full = resolve(&self.workspace, path).map_err(|e| {
-            tracing::warn!("refused to serve: {e}");
-            Refusal::invalid(e)
-        })?;
-        if !full.is_file() {
-            return Err(Refusal::not_found(format!("no file '{path}' here")));
-        }
-        Ok(full)
+    /// Opens a file this node serves, through its area's handle: a link
+    /// anywhere on the way is refused, and the handle opened is the one
+    /// read. Blocking.
+    fn open_served(
+        workspace: &Workspace,
+        path: &str,
+    ) -> Result<(std::fs::File, FileVersion), Refusal> {
+        let place = WorkspacePath::parse(path)
+            .and_then(|p| p.require(&SERVED, "a served file"))
+            .map_err(|e| {
+                tracing::warn!("refused to serve: {e}");
+                Refusal::invalid(e)
+            })?;
+        let area = workspace
+            .area(place.area)
+            .map_err(|e| Refusal::failed(e.to_string()))?;
+        let file = area
+            .open_file(&place.relative)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Refusal::not_found(format!("no file '{path}' here"))
+                }
+                _ => {
+                    tracing::warn!("refused to serve {path}: {e}");
+                    Refusal::invalid(format!("'{path}': {e}"))
+                }
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Refusal::failed(e.to_string()))?;
+        Ok((file, version_of(&meta)))
     }
 
     /// The manifest of a served file, hashed once per version.
     pub async fn manifest(&self, path: &str) -> Result<FileManifest, Refusal> {
-        let full = self.served_file(path)?;
-        let meta = std::fs::metadata(&full).map_err(|e| Refusal::failed(e.to_string()))?;
-        let version = version_of(&meta);
-        if let Some(cached) = self.manifests.lock().expect("lock").get(&full) {
+        let workspace = self.workspace.clone();
+        let name = path.to_string();
+        let (file, version) =
+            tokio::task::spawn_blocking(move || Self::open_served(&workspace, &name))
+                .await
+                .map_err(|e| Refusal::failed(e.to_string()))??;
+        if let Some(cached) = self.manifests.lock().expect("lock").get(path) {
             if cached.version == version {
                 return Ok(cached.clone());
             }
         }
-        let path_text = path.to_string();
-        let file = full.clone();
+        let name = path.to_string();
         let manifest =
-            tokio::task::spawn_blocking(move || transfer::hash_file(&file, &path_text, version))
+            tokio::task::spawn_blocking(move || transfer::hash_file(&file, &name, version))
                 .await
                 .map_err(|e| Refusal::failed(e.to_string()))?
                 .map_err(Refusal::failed)?;
         self.manifests
             .lock()
             .expect("lock")
-            .insert(full, manifest.clone());
+            .insert(path.to_string(), manifest.clone());
         Ok(manifest)
     }
 
@@ -297,25 +363,25 @@ impl Files {
         version: FileVersion,
         index: u64,
     ) -> Result<Vec<u8>, Refusal> {
-        let full = self.served_file(path)?;
-        let mut data = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-            let file = std::fs::File::open(&full).map_err(|e| e.to_string())?;
-            if version_of(&file.metadata().map_err(|e| e.to_string())?) != version {
-                return Err("the file changed during the transfer".into());
+        let workspace = self.workspace.clone();
+        let name = path.to_string();
+        let mut data = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Refusal> {
+            let (file, now) = Self::open_served(&workspace, &name)?;
+            if now != version {
+                return Err(Refusal::failed("the file changed during the transfer"));
             }
             let offset = index
                 .checked_mul(CHUNK_SIZE)
                 .filter(|o| *o < version.size)
-                .ok_or("no such chunk")?;
+                .ok_or_else(|| Refusal::invalid("no such chunk"))?;
             let len = CHUNK_SIZE.min(version.size - offset) as usize;
             let mut buf = vec![0u8; len];
             file.read_exact_at(&mut buf, offset)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Refusal::failed(e.to_string()))?;
             Ok(buf)
         })
         .await
-        .map_err(|e| Refusal::failed(e.to_string()))?
-        .map_err(Refusal::failed)?;
+        .map_err(|e| Refusal::failed(e.to_string()))??;
         let mut corrupt = self.corrupt_once.lock().expect("lock");
         if *corrupt == Some(index) && !data.is_empty() {
             data[0] ^= 0xff;
@@ -324,15 +390,37 @@ impl Files {
         Ok(data)
     }
 
+    /// Copies a file of this node's own workspace to another place in it
+    /// (a gather of this node's own task), never through a link.
+    pub async fn copy_local(&self, path: &str, dest: &WorkspacePath) -> Result<(), FileError> {
+        let (workspace, name, dest) = (self.workspace.clone(), path.to_string(), dest.clone());
+        tokio::task::spawn_blocking(move || {
+            let (mut source, _) =
+                Self::open_served(&workspace, &name).map_err(|r| FileError::Invalid(r.reason))?;
+            let area = workspace
+                .area(dest.area)
+                .map_err(|e| FileError::Local(e.to_string()))?;
+            copy_into_place(&mut source, &area, &dest.relative)
+                .map_err(|e| FileError::Local(format!("cannot copy {name} to {dest}: {e}")))
+        })
+        .await
+        .map_err(|e| FileError::Local(e.to_string()))?
+    }
+
     /// Pulls `path` from `peer` into `dest` (a workspace path), one
     /// transfer per destination at a time. Resumes a partial file left by an
     /// earlier attempt at the same version.
-    pub async fn fetch(&self, peer: PeerId, path: &str, dest: &str) -> Result<Transfer, FileError> {
+    pub async fn fetch(
+        &self,
+        peer: PeerId,
+        path: &str,
+        dest: &WorkspacePath,
+    ) -> Result<Transfer, FileError> {
         let client = self
             .membership
             .client()
             .ok_or(MembershipError::NotInNetwork)?;
-        let target = resolve(&self.workspace, dest).map_err(FileError::Invalid)?;
+        let target = self.workspace.local.join(dest.to_string());
         if target.is_dir() {
             return Err(FileError::Invalid(format!("'{dest}' is a directory")));
         }
@@ -344,7 +432,7 @@ impl Files {
             .or_default()
             .clone();
         let held = lock.lock_owned().await;
-        let result = self.fetch_into(&client, peer, path, dest, &target).await;
+        let result = self.fetch_into(&client, peer, path, dest).await;
         drop(held);
         // Forget destinations nobody waits for any more.
         self.destinations

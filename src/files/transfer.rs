@@ -19,7 +19,11 @@ use sha2::{Digest, Sha256};
 
 use super::{FileError, Files};
 use crate::{
-    api_types::Transfer, events::EventKind, network::NetworkClient, workspace::version_of,
+    api_types::Transfer,
+    events::EventKind,
+    network::NetworkClient,
+    safe_fs::Dir,
+    workspace::{version_of, WorkspacePath},
 };
 
 /// Chunks requested at once by one transfer.
@@ -44,8 +48,7 @@ impl Files {
         client: &NetworkClient,
         peer: PeerId,
         path: &str,
-        dest: &str,
-        target: &Path,
+        dest: &WorkspacePath,
     ) -> Result<Transfer, FileError> {
         let started = Instant::now();
         let manifest = match client
@@ -67,24 +70,39 @@ impl Files {
                 "the peer sent an inconsistent manifest".into(),
             ));
         }
+        // The partial file and its progress sit beside the destination, in
+        // a directory no container writes, created and opened without
+        // following links.
         let bad_destination = || FileError::Invalid(format!("'{dest}' is not a file path"));
-        let dir = target.parent().ok_or_else(bad_destination)?.to_path_buf();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| FileError::Local(format!("cannot create {}: {e}", dir.display())))?;
-        let name = target
+        let name = dest
+            .relative
             .file_name()
+            .and_then(|n| n.to_str())
             .ok_or_else(bad_destination)?
-            .to_string_lossy()
-            .into_owned();
-        let partial = dir.join(format!(".{name}.partial"));
-        let progress_path = dir.join(format!(".{name}.partial.json"));
+            .to_string();
+        let parent = dest
+            .relative
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let local = |e: std::io::Error| FileError::Local(format!("cannot write {dest}: {e}"));
+        let dir = self
+            .workspace
+            .area(dest.area)
+            .and_then(|area| area.subdir(&parent, true))
+            .map_err(local)?;
+        let partial = format!(".{name}.partial");
+        let progress_name = format!(".{name}.partial.json");
 
-        let mut progress = std::fs::read(&progress_path)
+        let saved = dir
+            .open_file(Path::new(&progress_name))
             .ok()
-            .and_then(|b| serde_json::from_slice::<Progress>(&b).ok())
+            .and_then(|f| serde_json::from_reader::<_, Progress>(std::io::BufReader::new(f)).ok());
+        let mut progress = saved
             .filter(|p| {
-                p.sha256 == manifest.sha256 && p.version == manifest.version && partial.exists()
+                p.sha256 == manifest.sha256
+                    && p.version == manifest.version
+                    && dir.open_file(Path::new(&partial)).is_ok()
             })
             .unwrap_or(Progress {
                 sha256: manifest.sha256.clone(),
@@ -94,17 +112,14 @@ impl Files {
         let resumed = progress.done.len() as u64;
         if resumed > 0 {
             tracing::info!(%path, "resuming: {resumed} of {} chunks already here", manifest.chunks.len());
+        } else {
+            dir.remove(&partial).map_err(local)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(resumed == 0)
-            .write(true)
-            .read(true)
-            .open(&partial)
-            .map_err(|e| FileError::Local(format!("cannot write {}: {e}", partial.display())))?;
-        file.set_len(manifest.version.size)
-            .map_err(|e| FileError::Local(format!("cannot size {}: {e}", partial.display())))?;
+        // A fresh partial file is made with O_EXCL: whatever was there is gone.
+        let file = dir.write_file(&partial, resumed == 0).map_err(local)?;
+        file.set_len(manifest.version.size).map_err(local)?;
         let file = Arc::new(file);
+        let save = |progress: &Progress| save_progress(&dir, &progress_name, progress);
 
         let todo: Vec<u64> = (0..manifest.chunks.len() as u64)
             .filter(|i| !progress.done.contains(i))
@@ -143,7 +158,7 @@ impl Files {
                     return Err(FileError::Transfer(format!("unexpected answer {other:?}")))
                 }
                 Err(e) => {
-                    self.save_progress(&progress_path, &progress);
+                    save(&progress);
                     return Err(FileError::Transfer(format!(
                         "transfer interrupted (resumable): {e}"
                     )));
@@ -152,7 +167,7 @@ impl Files {
             let hash: [u8; 32] = Sha256::digest(&data).into();
             if hash[..] != manifest.chunks[index as usize][..] {
                 if attempt >= CHUNK_ATTEMPTS {
-                    self.save_progress(&progress_path, &progress);
+                    save(&progress);
                     return Err(FileError::Transfer(format!(
                         "chunk {index} arrived damaged {attempt} times"
                     )));
@@ -169,14 +184,12 @@ impl Files {
             tokio::task::spawn_blocking(move || writer.write_all_at(&data, index * CHUNK_SIZE))
                 .await
                 .map_err(|e| FileError::Local(e.to_string()))?
-                .map_err(|e| {
-                    FileError::Local(format!("cannot write {}: {e}", partial.display()))
-                })?;
+                .map_err(local)?;
             progress.done.insert(index);
             fetched += 1;
             since_save += 1;
             if since_save >= SAVE_EVERY {
-                self.save_progress(&progress_path, &progress);
+                save(&progress);
                 since_save = 0;
             }
             if last_event.elapsed() > Duration::from_secs(1) {
@@ -197,7 +210,7 @@ impl Files {
         let whole = match whole.and_then(InOrderHash::finish) {
             Some(sha) => sha,
             None => {
-                let check = partial.clone();
+                let check = file.clone();
                 tokio::task::spawn_blocking(move || hash_whole(&check))
                     .await
                     .map_err(|e| FileError::Local(e.to_string()))?
@@ -205,17 +218,16 @@ impl Files {
             }
         };
         if whole != manifest.sha256 {
-            let _ = std::fs::remove_file(&partial);
-            let _ = std::fs::remove_file(&progress_path);
+            let _ = dir.remove(&partial);
+            let _ = dir.remove(&progress_name);
             return Err(FileError::Transfer(format!(
                 "'{path}' arrived whole but its SHA-256 does not match; discarded"
             )));
         }
         file.sync_all()
             .map_err(|e| FileError::Local(e.to_string()))?;
-        std::fs::rename(&partial, target)
-            .map_err(|e| FileError::Local(format!("cannot move into {}: {e}", target.display())))?;
-        let _ = std::fs::remove_file(&progress_path);
+        dir.rename(&partial, &name).map_err(local)?;
+        let _ = dir.remove(&progress_name);
         self.events.emit(EventKind::Transfer {
             path: path.to_string(),
             bytes: manifest.version.size,
@@ -231,12 +243,21 @@ impl Files {
             seconds: started.elapsed().as_secs_f64(),
         })
     }
+}
 
-    fn save_progress(&self, path: &Path, progress: &Progress) {
-        let json = serde_json::to_vec(progress).expect("progress serializes");
-        if let Err(e) = crate::store::write_private(path, &json) {
-            tracing::warn!("cannot save transfer progress: {e}");
-        }
+/// Saves a transfer's progress beside its partial file: written whole
+/// under a new name, then renamed.
+fn save_progress(dir: &Dir, name: &str, progress: &Progress) {
+    use std::io::Write;
+    let json = serde_json::to_vec(progress).expect("progress serializes");
+    let temporary = format!("{name}.new");
+    let saved = dir
+        .remove(&temporary)
+        .and_then(|_| dir.write_file(&temporary, true))
+        .and_then(|mut f| f.write_all(&json))
+        .and_then(|_| dir.rename(&temporary, name));
+    if let Err(e) = saved {
+        tracing::warn!("cannot save transfer progress: {e}");
     }
 }
 
@@ -290,11 +311,10 @@ impl InOrderHash {
 }
 
 pub(super) fn hash_file(
-    path: &Path,
+    file: &std::fs::File,
     name: &str,
     version: FileVersion,
 ) -> Result<FileManifest, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut whole = Sha256::new();
     let mut chunks = Vec::new();
     let mut buf = vec![0u8; CHUNK_SIZE as usize];
@@ -321,17 +341,17 @@ pub(super) fn hash_file(
     })
 }
 
-fn hash_whole(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+fn hash_whole(file: &std::fs::File) -> Result<String, String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0;
     loop {
-        let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+        let n = file.read_at(&mut buf, offset).map_err(|e| e.to_string())?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        offset += n as u64;
     }
     Ok(hex::encode(hasher.finalize()))
 }

@@ -22,7 +22,7 @@ use crate::{
     files::{FileError, Files},
     images::ImageLibrary,
     membership::{Membership, MembershipError},
-    workspace::resolve,
+    workspace::WorkspacePath,
 };
 use runner::TaskRunner;
 use store::JobStore;
@@ -436,45 +436,35 @@ impl Jobs {
     }
 
     /// Pulls every task's outputs into this node's
-    /// `public/jobs/<id>/<node>/`.
+    /// `gathered/<id>/<node>/`, which no container writes and no peer reads.
     pub async fn gather(&self, id: &str) -> Result<Vec<String>, JobError> {
         let job = self.job(id)?;
         let mut gathered = Vec::new();
         for task in job.tasks.values() {
             for file in &task.outputs {
-                let source = format!("public/jobs/{id}/{file}");
-                let dest = format!("public/jobs/{id}/{}/{file}", task.node);
                 let failed = |source| JobError::Gather {
                     file: file.clone(),
                     node: task.node.clone(),
                     source: Box::new(source),
                 };
+                let source = format!("outputs/{id}/{file}");
+                // The file names come from the node's report: checked here.
+                let dest = WorkspacePath::parse(&format!("gathered/{id}/{}/{file}", task.node))
+                    .map_err(|e| failed(FileError::Invalid(e)))?;
                 if task.peer_id == self.local() {
-                    self.copy_local(&source, &dest).await.map_err(failed)?;
+                    self.files
+                        .copy_local(&source, &dest)
+                        .await
+                        .map_err(failed)?;
                 } else {
                     self.files
                         .fetch(task.peer_id, &source, &dest)
                         .await
                         .map_err(failed)?;
                 }
-                gathered.push(dest);
+                gathered.push(dest.to_string());
             }
         }
         Ok(gathered)
-    }
-
-    async fn copy_local(&self, source: &str, dest: &str) -> Result<(), FileError> {
-        let workspace = self.files.workspace();
-        let from = resolve(workspace, source).map_err(FileError::Invalid)?;
-        let to = resolve(workspace, dest).map_err(FileError::Invalid)?;
-        if let Some(dir) = to.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| FileError::Local(e.to_string()))?;
-        }
-        tokio::fs::copy(&from, &to)
-            .await
-            .map_err(|e| FileError::Local(format!("{source}: {e}")))?;
-        Ok(())
     }
 }

@@ -36,6 +36,8 @@ pub struct Delivery {
 
 pub struct TaskRunner {
     executor: Arc<Executor>,
+    /// This node: a task it asked of itself may read its `gathered/`.
+    local: PeerId,
     dir: PathBuf,
     permits: Arc<Semaphore>,
     cancels: Mutex<HashMap<String, (PeerId, watch::Sender<bool>)>>,
@@ -52,12 +54,14 @@ impl TaskRunner {
     /// [`TaskRunner::delivered`] once the origin has it.
     pub fn new(
         executor: Arc<Executor>,
+        local: PeerId,
         dir: PathBuf,
         max_concurrent: usize,
         deliveries: mpsc::UnboundedSender<Delivery>,
     ) -> Arc<Self> {
         Arc::new(Self {
             executor,
+            local,
             dir,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             cancels: Mutex::new(HashMap::new()),
@@ -186,9 +190,11 @@ impl TaskRunner {
                         r.started_ms = Some(crate::now_ms());
                     })
                     .await;
+                let own_job = task.origin == runner.local;
+                let logs = runner.task_dir(&task.spec.job_id);
                 let outcome = runner
                     .executor
-                    .run(&task.spec, &runner.task_dir(&task.spec.job_id), cancelled)
+                    .run(&task.spec, &logs, own_job, cancelled)
                     .await;
                 runner
                     .update(&mut task, |r| {
@@ -222,6 +228,13 @@ impl TaskRunner {
             ))),
             None => Ok(()), // finished already, or never here: nothing to stop
         }
+    }
+
+    /// The node that asked for this node's task of `job_id`, if there is
+    /// one: the only peer its outputs are served to.
+    pub async fn origin(&self, job_id: &str) -> Option<PeerId> {
+        iris_behaviours::validate_job_id(job_id).ok()?;
+        self.load(job_id).await.map(|task| task.origin)
     }
 
     /// Up to [`MAX_LOG_CHUNK`] bytes of each stream from the given offsets.
@@ -337,7 +350,13 @@ mod tests {
             Some("unix:///nonexistent/docker.sock"),
         ));
         let (deliveries, _queue) = mpsc::unbounded_channel();
-        let runner = TaskRunner::new(Arc::new(executor), tmp.path().join("tasks"), 2, deliveries);
+        let runner = TaskRunner::new(
+            Arc::new(executor),
+            PeerId::random(),
+            tmp.path().join("tasks"),
+            2,
+            deliveries,
+        );
         let origin = PeerId::random();
         let mut accepted_twice = 0;
         for round in 0..200 {

@@ -22,6 +22,8 @@ use iris_behaviours::{
 pub struct RoguePeer {
     swarm: Swarm<IrisBehaviour>,
     pub peer_id: PeerId,
+    /// The record it joined with, which it introduces itself with.
+    pub record: NodeRecord,
     pub network: NetworkConfig,
 }
 
@@ -67,6 +69,7 @@ impl RoguePeer {
         let mut rogue = Self {
             swarm,
             peer_id,
+            record: record.clone(),
             network: NetworkConfig {
                 name: String::new(),
                 mode: iris_behaviours::NetworkMode::MasterSlave,
@@ -88,6 +91,38 @@ impl RoguePeer {
             other => panic!("the rogue was not let in: {other:?}"),
         }
         rogue
+    }
+
+    /// Connects to another member at `address` (ending in /p2p/<id>) and
+    /// says hello with its record, as a node does, so requests can go to it
+    /// directly; returns its peer id.
+    pub async fn connect(&mut self, address: &str) -> PeerId {
+        let address: Multiaddr = address.parse().unwrap();
+        let Some(Protocol::P2p(peer)) = address.iter().last() else {
+            panic!("{address} has no peer id");
+        };
+        if self.swarm.is_connected(&peer) {
+            return peer;
+        }
+        self.swarm
+            .dial(DialOpts::peer_id(peer).addresses(vec![address]).build())
+            .unwrap();
+        loop {
+            match self.swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => break,
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    panic!("the rogue cannot connect: {error}")
+                }
+                _ => {}
+            }
+        }
+        let hello = ControlRequest::Hello {
+            record: self.record.clone(),
+        };
+        match self.request(peer, hello).await {
+            Ok(ControlResponse::Hello { .. }) => peer,
+            other => panic!("{peer} did not take the rogue's hello: {other:?}"),
+        }
     }
 
     /// Stays connected for `period`, answering pings (so it looks alive)

@@ -11,6 +11,9 @@
 //! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
 //! iris-worker exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT
 //!                                            probes for tests
+//! iris-worker plant FILE [LINK=TARGET]...   writes FILE in the output directory
+//!                                            and plants links there: an attack,
+//!                                            for the adversarial tests
 //! ```
 
 use std::{
@@ -93,6 +96,22 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
             println!("connected to {addr}");
         }
+        "plant" => {
+            let (file, links) = rest.split_first().ok_or_else(usage)?;
+            let out = output_dir();
+            fs::write(out.join(file), b"an honest result\n")
+                .map_err(|e| format!("cannot write {file}: {e}"))?;
+            for link in links {
+                let (at, target) = link.split_once('=').ok_or_else(usage)?;
+                let at = out.join(at);
+                if let Some(dir) = at.parent() {
+                    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                std::os::unix::fs::symlink(target, &at)
+                    .map_err(|e| format!("cannot link {}: {e}", at.display()))?;
+                println!("planted {} -> {target}", at.display());
+            }
+        }
         _ => return Err(usage()),
     }
     Ok(ExitCode::SUCCESS)
@@ -100,7 +119,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 fn usage() -> String {
     "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
-     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT"
+     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT \
+     | plant FILE [LINK=TARGET]..."
         .into()
 }
 
@@ -108,13 +128,18 @@ fn usage() -> String {
 fn emit(name: &str, value: Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(&value).expect("JSON values serialize");
     println!("{text}");
-    let dir = PathBuf::from(std::env::var("IRIS_OUT").unwrap_or_else(|_| "/workspace/out".into()));
+    let dir = output_dir();
     if dir.is_dir() {
         let path = dir.join(name);
         fs::write(&path, text + "\n")
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Where results go: `/workspace/out`, or `$IRIS_OUT`.
+fn output_dir() -> PathBuf {
+    PathBuf::from(std::env::var("IRIS_OUT").unwrap_or_else(|_| "/workspace/out".into()))
 }
 
 /// A CSV of numbers with a header row.

@@ -104,13 +104,31 @@ impl EventLoop {
     }
 
     /// Hands a request to the node's router, with who sent it; the answer
-    /// goes back on the connection once the node has worked it out.
+    /// goes back on the connection once the node has worked it out. Only
+    /// current members are heard: a peer with the key but no record, or
+    /// one that left, is refused here.
     fn forward(
         &mut self,
         peer: PeerId,
         request: ControlRequest,
         channel: ResponseChannel<ControlResponse>,
     ) {
+        let member = self
+            .map
+            .get(&peer)
+            .is_some_and(|entry| entry.state != iris_behaviours::Liveness::Left);
+        if !member {
+            tracing::warn!(%peer, "refused a request from a peer that is not a current member");
+            let refusal = Refusal::forbidden(
+                "forbidden: you are not a current member of this network (join it first)",
+            );
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, refusal.into());
+            return;
+        }
         let (reply, answer) = oneshot::channel();
         let inbound = crate::network::Inbound {
             peer,
