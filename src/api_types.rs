@@ -207,6 +207,9 @@ pub struct Task {
     #[serde(default)]
     pub outputs_truncated: bool,
     pub error: Option<String>,
+    /// The image it ran, as the engine's id (`sha256:...`).
+    #[serde(default)]
+    pub image_id: Option<String>,
 }
 
 impl Task {
@@ -222,6 +225,7 @@ impl Task {
             outputs: Vec::new(),
             outputs_truncated: false,
             error: None,
+            image_id: None,
         }
     }
 }

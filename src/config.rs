@@ -40,11 +40,19 @@ pub struct NodeConfig {
 pub struct JobsConfig {
     /// Tasks this node runs at once; the rest wait in a queue.
     pub max_concurrent: usize,
+    /// Each of a task's stdout and stderr kept on disk, at most.
+    pub max_log_bytes: u64,
+    /// A task's outputs together, at most; past it the task is killed.
+    pub max_output_bytes: u64,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self { max_concurrent: 2 }
+        Self {
+            max_concurrent: 2,
+            max_log_bytes: 64 << 20,
+            max_output_bytes: 64 << 20,
+        }
     }
 }
 
@@ -274,6 +282,10 @@ gone_after_ms = {gone}
 [jobs]
 # Tasks this node runs at once; more wait in a queue (kept across restarts).
 max_concurrent = {max_concurrent}
+# Each of a task's stdout and stderr kept, at most (bytes).
+max_log_bytes = {max_log_bytes}
+# A task's outputs together, at most (bytes); past it the task is killed.
+max_output_bytes = {max_output_bytes}
 "#,
             name = self.name,
             p2p_listen = self.p2p.listen,
@@ -285,6 +297,8 @@ max_concurrent = {max_concurrent}
             suspect = self.liveness.suspect_after_ms,
             gone = self.liveness.gone_after_ms,
             max_concurrent = self.jobs.max_concurrent,
+            max_log_bytes = self.jobs.max_log_bytes,
+            max_output_bytes = self.jobs.max_output_bytes,
         )
     }
 }

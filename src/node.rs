@@ -20,7 +20,7 @@ use crate::{
     api_types::Status,
     config::NodeConfig,
     events::Events,
-    executor::{Executor, Workspace},
+    executor::{Executor, TaskLimits, Workspace},
     files::Files,
     images::ImageLibrary,
     jobs::{runner::TaskRunner, store::JobStore, Jobs},
@@ -68,8 +68,14 @@ impl Node {
         let host = config.workspace.host_path.clone().unwrap_or(local.clone());
         let workspace = Workspace { host, local };
         let peer_id = keypair.public().to_peer_id();
-        let executor =
-            Arc::new(Executor::connect(peer_id.to_string(), workspace.clone(), None).await);
+        let executor = Arc::new(
+            Executor::connect(peer_id.to_string(), workspace.clone(), None)
+                .await
+                .with_limits(TaskLimits {
+                    max_log_bytes: config.jobs.max_log_bytes,
+                    max_output_bytes: config.jobs.max_output_bytes,
+                }),
+        );
         match executor.remove_orphans().await {
             Ok(jobs) if !jobs.is_empty() => {
                 tracing::warn!("removed containers left from an earlier run: jobs {jobs:?}")

@@ -257,6 +257,13 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     files
 }
 
+/// The bytes of the regular files under `dir`. Links are not followed.
+pub fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    walk(dir, &mut |_, meta| total += meta.len());
+    total
+}
+
 /// Calls `visit` with the path relative to `root` and the metadata of every
 /// regular file below it. Links are neither followed nor reported.
 fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) {

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use iris::executor::{Executor, TaskSpec, TaskState, Workspace};
+use iris::executor::{Executor, TaskLimits, TaskSpec, TaskState, Workspace};
 use serde_json::Value;
 
 const WORKER_TAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");
@@ -16,6 +16,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(TaskLimits::default()).await
+}
+
+async fn setup_with(limits: TaskLimits) -> Setup {
     assert!(
         std::path::Path::new(WORKER_TAR).exists(),
         "{WORKER_TAR} is missing: run docker/build-images.sh (scripts/test.sh does)"
@@ -34,7 +38,8 @@ async fn setup() -> Setup {
         },
         None,
     )
-    .await;
+    .await
+    .with_limits(limits);
     executor
         .availability()
         .expect("the Docker engine is reachable");
@@ -228,4 +233,86 @@ async fn a_corrupt_image_tar_is_a_clear_error() {
         .unwrap()
         .iter()
         .any(|i| i.tags.contains(&"iris-worker:latest".to_string())));
+}
+
+/// Before, a job ran as the workspace's owner, which is root when root owns
+/// the workspace. Now it never runs as root, and the report names the
+/// image's id, not only its tag.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_never_runs_as_root_and_its_image_id_is_recorded() {
+    use std::os::unix::fs::MetadataExt;
+    let s = setup().await;
+    let spec = s.spec(&["/iris-worker", "touch", "/workspace/out/who.txt"]);
+    let (outcome, _, stderr) = s.run(&spec).await;
+    assert_eq!(outcome.end, TaskState::Succeeded, "{outcome:?} {stderr}");
+    let written = s
+        .executor
+        .workspace()
+        .output_dirs(&spec.job_id)
+        .0
+        .join("who.txt");
+    let uid = std::fs::metadata(&written).unwrap().uid();
+    assert_ne!(uid, 0, "the job ran as root");
+    let owner = std::fs::metadata(s.root.join("workspace")).unwrap().uid();
+    assert_eq!(uid, if owner == 0 { 65534 } else { owner });
+    let id = std::process::Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            "iris-worker:latest",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        outcome.image_id.as_deref(),
+        Some(String::from_utf8_lossy(&id.stdout).trim())
+    );
+}
+
+/// Before, a task could fill the node's disk through its logs and its
+/// outputs. Now each log keeps its first `max_log_bytes`, and outputs over
+/// `max_output_bytes` fail the task and are deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_and_outputs_are_capped() {
+    let cap = 1 << 20;
+    let s = setup_with(TaskLimits {
+        max_log_bytes: cap,
+        max_output_bytes: cap,
+    })
+    .await;
+    let three_mib = (3 << 20).to_string();
+    let (outcome, stdout, _) = s
+        .run(&s.spec(&["/iris-worker", "fill", "-", &three_mib]))
+        .await;
+    assert_eq!(outcome.end, TaskState::Succeeded, "{outcome:?}");
+    assert!(
+        stdout.len() as u64 <= cap + 100,
+        "{} bytes of log kept",
+        stdout.len()
+    );
+    assert!(
+        stdout.ends_with("(jobs.max_log_bytes)]\n"),
+        "{}",
+        &stdout[stdout.len() - 80..]
+    );
+
+    let spec = s.spec(&["/iris-worker", "fill", "/workspace/out/big.bin", &three_mib]);
+    let (outcome, _, _) = s.run(&spec).await;
+    assert_eq!(outcome.end, TaskState::Failed, "{outcome:?}");
+    assert!(
+        outcome
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("max_output_bytes"),
+        "{outcome:?}"
+    );
+    assert!(outcome.outputs.is_empty());
+    let out = s.executor.workspace().output_dirs(&spec.job_id).0;
+    assert!(
+        !out.join("big.bin").exists(),
+        "the outputs over the cap were kept"
+    );
 }

@@ -648,6 +648,10 @@ pub struct TaskReport {
     #[serde(default)]
     pub outputs_truncated: bool,
     pub error: Option<String>,
+    /// The image the task ran, as the engine's id (`sha256:...`): what a
+    /// tag meant when it ran.
+    #[serde(default)]
+    pub image_id: Option<String>,
 }
 
 /// The most the output names of one report may take, so that a report
@@ -668,6 +672,7 @@ impl TaskReport {
             outputs: Vec::new(),
             outputs_truncated: false,
             error: None,
+            image_id: None,
         }
     }
 

@@ -79,10 +79,12 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(workspace.join(sub))
             .with_context(|| format!("cannot create {}", workspace.join(sub).display()))?;
     }
+    // Private to the node's user and group: jobs of a root-owned node run
+    // as nobody with the workspace's group, and read the data through it.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
         workspace.join("private"),
-        std::fs::Permissions::from_mode(0o700),
+        std::fs::Permissions::from_mode(0o750),
     )?;
 
     let store = Store::new(dir);

@@ -202,6 +202,7 @@ impl TaskRunner {
                         r.exit_code = outcome.exit_code;
                         r.set_outputs(outcome.outputs);
                         r.set_error(outcome.error);
+                        r.image_id = outcome.image_id;
                         r.finished_ms = Some(crate::now_ms());
                     })
                     .await;

@@ -132,6 +132,7 @@ impl JobStore {
             task.outputs = report.outputs;
             task.outputs_truncated = report.outputs_truncated;
             task.error = report.error;
+            task.image_id = report.image_id.or(task.image_id.take());
             true
         })
         .await

@@ -11,6 +11,7 @@
 //! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
 //! iris-worker exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT
 //!                                            probes for tests
+//! iris-worker fill PATH|- BYTES            writes BYTES zeros to PATH or stdout
 //! iris-worker plant FILE [LINK=TARGET]...   writes FILE in the output directory
 //!                                            and plants links there: an attack,
 //!                                            for the adversarial tests
@@ -96,6 +97,28 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
             println!("connected to {addr}");
         }
+        "fill" => {
+            use std::io::Write;
+            let (Some(path), Some(bytes)) = (
+                rest.first(),
+                rest.get(1).and_then(|b| b.parse::<usize>().ok()),
+            ) else {
+                return Err(usage());
+            };
+            let mut sink: Box<dyn Write> = if path == "-" {
+                Box::new(std::io::stdout().lock())
+            } else {
+                Box::new(fs::File::create(path).map_err(|e| format!("cannot write {path}: {e}"))?)
+            };
+            let block = [b'0'; 64 * 1024];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(block.len());
+                sink.write_all(&block[..n])
+                    .map_err(|e| format!("cannot write {path}: {e}"))?;
+                left -= n;
+            }
+        }
         "plant" => {
             let (file, links) = rest.split_first().ok_or_else(usage)?;
             let out = output_dir();
@@ -120,7 +143,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 fn usage() -> String {
     "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
      | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT \
-     | plant FILE [LINK=TARGET]..."
+     | fill PATH|- BYTES | plant FILE [LINK=TARGET]..."
         .into()
 }
 

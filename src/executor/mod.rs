@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::workspace::files_under;
+
+mod task;
 pub use crate::workspace::Workspace;
 
 /// Every container Iris creates carries this label (value: the node's peer
@@ -36,6 +38,28 @@ pub const LABEL_NODE: &str = "iris.node";
 pub const LABEL_JOB: &str = "iris.job";
 /// The name of a long-lived container (a session).
 pub const LABEL_SESSION: &str = "iris.session";
+
+/// The user job containers run as when root owns the workspace: never
+/// root itself (`nobody:nogroup`).
+pub const JOB_USER: &str = "65534:65534";
+
+/// Caps on what one task may leave on the node's disk.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskLimits {
+    /// Each of stdout and stderr; the rest is dropped.
+    pub max_log_bytes: u64,
+    /// All of a task's outputs together; past it the task is killed.
+    pub max_output_bytes: u64,
+}
+
+impl Default for TaskLimits {
+    fn default() -> Self {
+        Self {
+            max_log_bytes: 64 << 20,
+            max_output_bytes: 64 << 20,
+        }
+    }
+}
 
 /// What a command run in a session printed, and how it ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +103,8 @@ pub struct TaskOutcome {
     pub outputs: Vec<String>,
     /// Why it failed before or outside the container's own exit code.
     pub error: Option<String>,
+    /// The id of the image it ran (`sha256:...`), once it was resolved.
+    pub image_id: Option<String>,
 }
 
 async fn create_dirs(dirs: &[&Path]) -> Result<(), ExecutorError> {
@@ -97,6 +123,7 @@ pub struct Executor {
     docker: Result<Docker, String>,
     node_label: String,
     workspace: Workspace,
+    limits: TaskLimits,
 }
 
 impl Executor {
@@ -132,7 +159,14 @@ impl Executor {
             docker,
             node_label,
             workspace,
+            limits: TaskLimits::default(),
         }
+    }
+
+    /// The same executor with other caps on what a task may leave.
+    pub fn with_limits(mut self, limits: TaskLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn availability(&self) -> Result<(), String> {
@@ -215,171 +249,6 @@ impl Executor {
         Ok(loaded)
     }
 
-    /// Runs one task to its end and removes its container. `logs` receives
-    /// stdout and stderr; `cancel` stops the task early.
-    /// `own_job`: this node asked for the task itself, so its inputs may
-    /// come from its `gathered/`.
-    pub async fn run(
-        &self,
-        spec: &TaskSpec,
-        logs_dir: &Path,
-        own_job: bool,
-        cancel: tokio::sync::watch::Receiver<bool>,
-    ) -> TaskOutcome {
-        match self.run_inner(spec, logs_dir, own_job, cancel).await {
-            Ok(outcome) => outcome,
-            Err(e) => TaskOutcome {
-                end: TaskState::Failed,
-                exit_code: None,
-                outputs: Vec::new(),
-                error: Some(e.to_string()),
-            },
-        }
-    }
-
-    async fn run_inner(
-        &self,
-        spec: &TaskSpec,
-        logs_dir: &Path,
-        own_job: bool,
-        mut cancel: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<TaskOutcome, ExecutorError> {
-        let docker = self.docker()?;
-        let (out_dir, host_out) = self.workspace.output_dirs(&spec.job_id);
-        let private = self.workspace.local.join("private");
-        create_dirs(&[&out_dir, logs_dir, &private]).await?;
-        let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
-        let body = self.container_body(spec, &host_out, own_job, (LABEL_JOB, &spec.job_id))?;
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        docker.create_container(Some(options), body).await?;
-        let outcome = self
-            .start_and_wait(docker, &name, spec, logs_dir, &mut cancel)
-            .await;
-        let remove = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        if let Err(e) = docker.remove_container(&name, Some(remove)).await {
-            tracing::warn!(container = %name, "cannot remove container: {e}");
-        }
-        let mut outcome = outcome?;
-        outcome.outputs = files_under(&out_dir);
-        Ok(outcome)
-    }
-
-    fn container_body(
-        &self,
-        spec: &TaskSpec,
-        host_out: &Path,
-        own_job: bool,
-        kind: (&str, &str),
-    ) -> Result<ContainerCreateBody, ExecutorError> {
-        let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
-            target: Some(target.to_string()),
-            source: Some(source.display().to_string()),
-            typ: Some(MountType::BIND),
-            read_only: Some(read_only),
-            ..Default::default()
-        };
-        let labels = HashMap::from([
-            (LABEL_NODE.to_string(), self.node_label.clone()),
-            (kind.0.to_string(), kind.1.to_string()),
-        ]);
-        let mut mounts = vec![
-            bind(
-                self.workspace.host.join("private"),
-                "/workspace/private",
-                true,
-            ),
-            bind(host_out.to_path_buf(), "/workspace/out", false),
-        ];
-        for input in &spec.inputs {
-            let source = self
-                .workspace
-                .input_source(input, own_job)
-                .map_err(|reason| ExecutorError::BadInput {
-                    input: input.clone(),
-                    reason,
-                })?;
-            mounts.push(bind(source, &format!("/workspace/in/{input}"), true));
-        }
-        Ok(ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            user: self.workspace.owner(),
-            // Empty: the image's own command.
-            cmd: (!spec.argv.is_empty()).then(|| spec.argv.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(labels),
-            working_dir: Some("/workspace".into()),
-            network_disabled: Some(spec.network.is_none()),
-            host_config: Some(HostConfig {
-                mounts: Some(mounts),
-                network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
-                memory: Some(spec.memory_bytes),
-                memory_swap: Some(spec.memory_bytes),
-                nano_cpus: Some(spec.nano_cpus),
-                pids_limit: Some(spec.pids_limit),
-                readonly_rootfs: Some(true),
-                cap_drop: Some(vec!["ALL".into()]),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-    }
-
-    async fn start_and_wait(
-        &self,
-        docker: &Docker,
-        name: &str,
-        spec: &TaskSpec,
-        logs_dir: &Path,
-        cancel: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Result<TaskOutcome, ExecutorError> {
-        docker.start_container(name, None).await?;
-        let logs = tokio::spawn(copy_logs(
-            docker.clone(),
-            name.to_string(),
-            logs_dir.to_path_buf(),
-        ));
-        let mut wait = docker.wait_container(name, None);
-        let timeout = tokio::time::sleep(Duration::from_millis(spec.timeout_ms));
-        let (end, exit_code, error) = tokio::select! {
-            result = wait.next() => match result {
-                Some(Ok(response)) => exit_end(response.status_code),
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => exit_end(code),
-                Some(Err(e)) => (TaskState::Failed, None, Some(e.to_string())),
-                None => (TaskState::Failed, None, Some("the engine ended the wait without a status".into())),
-            },
-            _ = timeout => {
-                self.kill(docker, name).await;
-                (TaskState::TimedOut, None, Some(format!("killed after the timeout of {} ms", spec.timeout_ms)))
-            }
-            // The guard wait_for returns must not live across the kill.
-            _ = async { let _ = cancel.wait_for(|c| *c).await; } => {
-                self.kill(docker, name).await;
-                (TaskState::Cancelled, None, Some("cancelled".into()))
-            }
-        };
-        // The log stream ends with the container; give it a moment.
-        let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
-        Ok(TaskOutcome {
-            end,
-            exit_code,
-            outputs: Vec::new(),
-            error,
-        })
-    }
-
-    async fn kill(&self, docker: &Docker, name: &str) {
-        let options = KillContainerOptionsBuilder::default()
-            .signal("SIGKILL")
-            .build();
-        if let Err(e) = docker.kill_container(name, Some(options)).await {
-            tracing::debug!(container = %name, "kill: {e}");
-        }
-    }
-
     /// Nodes may share one engine (a testnet on one machine), so the
     /// container name carries the node as well as the session.
     fn session_container(&self, name: &str) -> String {
@@ -402,6 +271,7 @@ impl Executor {
         let docker = self.docker()?;
         let (out, host_out) = self.workspace.session_dirs(name);
         create_dirs(&[&out]).await?;
+        self.give_to_job_user(&out).await?;
         let body = self.container_body(spec, &host_out, false, (LABEL_SESSION, name))?;
         let container = self.session_container(name);
         let options = CreateContainerOptionsBuilder::default()
@@ -516,42 +386,4 @@ impl Executor {
         }
         Ok(jobs)
     }
-}
-
-fn exit_end(code: i64) -> (TaskState, Option<i64>, Option<String>) {
-    let end = if code == 0 {
-        TaskState::Succeeded
-    } else {
-        TaskState::Failed
-    };
-    (end, Some(code), None)
-}
-
-/// Follows the container's output into `stdout.log` and `stderr.log`.
-async fn copy_logs(docker: Docker, name: String, dir: PathBuf) {
-    let open = |file: &str| {
-        let path = dir.join(file);
-        async move { tokio::fs::File::create(&path).await }
-    };
-    let (Ok(mut stdout), Ok(mut stderr)) = (open("stdout.log").await, open("stderr.log").await)
-    else {
-        return tracing::warn!(dir = %dir.display(), "cannot create log files");
-    };
-    let options = LogsOptionsBuilder::default()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut stream = docker.logs(&name, Some(options));
-    while let Some(Ok(output)) = stream.next().await {
-        let result = match output {
-            bollard::container::LogOutput::StdErr { message } => stderr.write_all(&message).await,
-            other => stdout.write_all(other.as_ref()).await,
-        };
-        if result.is_err() {
-            break;
-        }
-    }
-    let _ = stdout.flush().await;
-    let _ = stderr.flush().await;
 }
