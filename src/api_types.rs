@@ -89,6 +89,20 @@ pub struct NetworkMembership {
     pub nodes: Vec<NodeView>,
 }
 
+/// `POST /v1/network/remove`: the master removes a node for good.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveNode {
+    pub name: String,
+}
+
+/// The answer to `POST /v1/network/remove`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Removed {
+    pub removed: String,
+    pub peer_id: PeerId,
+}
+
 /// The answer to `POST /v1/network/leave`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Left {

@@ -72,6 +72,10 @@ impl ApiClient {
         self.post("/v1/network/leave", &serde_json::json!({})).await
     }
 
+    pub async fn remove_node(&self, body: &RemoveNode) -> anyhow::Result<Removed> {
+        self.post("/v1/network/remove", body).await
+    }
+
     pub async fn images(&self) -> anyhow::Result<Images> {
         self.get("/v1/images").await
     }

@@ -41,6 +41,11 @@ pub enum EventKind {
         name: String,
         peer_id: PeerId,
     },
+    /// The master removed it: its name is free, and it is refused.
+    Removed {
+        name: String,
+        peer_id: PeerId,
+    },
     /// This node created a network, joined one, or left one.
     NetworkCreated {
         network: String,
@@ -84,6 +89,7 @@ impl EventKind {
             EventKind::Suspect { .. } => "suspect",
             EventKind::Gone { .. } => "gone",
             EventKind::Left { .. } => "left",
+            EventKind::Removed { .. } => "removed",
             EventKind::NetworkCreated { .. } => "network_created",
             EventKind::NetworkJoined { .. } => "network_joined",
             EventKind::NetworkLeft { .. } => "network_left",

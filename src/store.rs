@@ -51,6 +51,9 @@ pub struct SavedMembership {
     pub own_version: u64,
     /// The last known map, our own entry included.
     pub map: Vec<MapEntry>,
+    /// Nodes the master removed.
+    #[serde(default)]
+    pub removed: Vec<iris_behaviours::libp2p::PeerId>,
 }
 
 /// The files of one node directory.

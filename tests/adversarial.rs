@@ -356,3 +356,87 @@ async fn a_shipped_tar_cannot_retag_an_image_the_node_has() {
     assert!(!kept, "bob kept the refused tar");
     assert!(forced, "the owner could not load it with --force: {out:?}");
 }
+
+/// The peer id that `node` sees under `name`, if any.
+async fn peer_of(node: &TestNode, name: &str) -> Option<String> {
+    let (_, nodes) = node.get("/v1/nodes").await.ok()?;
+    nodes
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["peer_id"].as_str().map(str::to_string))
+}
+
+/// A new node joins under the name of one that is gone. Before: after 10 s
+/// of silence the name was free, and `--on carol` reached the impostor.
+/// Now a name stays its node's until the master removes that node; after
+/// `iris network remove`, the name is free and every member refuses the
+/// removed node, even when it comes back with its old identity.
+#[tokio::test]
+async fn a_gone_nodes_name_cannot_be_taken_until_the_master_removes_it() {
+    let mut nodes = network(&["alice", "bob", "carol"], KEY).await;
+    let carol_peer = nodes[2].peer_id().await;
+    nodes[2].kill();
+    nodes[0].wait_state("carol", "suspect").await;
+    wait_for(
+        "alice to see carol gone",
+        Duration::from_secs(60),
+        || async { (nodes[0].state_of("carol").await.as_deref() == Some("gone")).then_some(()) },
+    )
+    .await;
+
+    let mut impostor = TestNode::init("carol");
+    impostor.start().await;
+    let (code, body) = impostor.join(KEY, &nodes[0]).await;
+    assert_eq!(code, 409, "the impostor took carol's name: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("already taken"),
+        "{body}"
+    );
+    assert_eq!(peer_of(&nodes[0], "carol").await, Some(carol_peer.clone()));
+
+    // Only the master removes.
+    let out = nodes[1].cli(&["network", "remove", "carol"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only the network's master"));
+    let out = nodes[0].cli(&["network", "remove", "carol"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in &nodes[..2] {
+        wait_for("carol's entry to be pruned", DEADLINE, || async {
+            peer_of(node, "carol").await.is_none().then_some(())
+        })
+        .await;
+    }
+
+    // The name is free now...
+    let (code, body) = impostor.join(KEY, &nodes[1]).await;
+    assert_eq!(code, 200, "{body}");
+    let new_peer = impostor.peer_id().await;
+    // ...and the removed carol, back with her old identity, is refused.
+    nodes[2].start().await;
+    wait_for("alice to turn the removed node away", DEADLINE, || async {
+        nodes[0]
+            .log()
+            .contains("closed a connection from a removed node")
+            .then_some(())
+    })
+    .await;
+    for node in &nodes[..2] {
+        assert_eq!(
+            peer_of(node, "carol").await,
+            Some(new_peer.clone()),
+            "{}",
+            node.name
+        );
+        let (_, all) = node.get("/v1/nodes").await.unwrap();
+        assert!(
+            !all.to_string().contains(&carol_peer),
+            "{} lists the removed node",
+            node.name
+        );
+    }
+}

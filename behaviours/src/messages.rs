@@ -336,6 +336,9 @@ pub enum ControlResponse {
     Welcome {
         config: NetworkConfig,
         map: Vec<MapEntry>,
+        /// Nodes the master removed, which the joiner refuses too.
+        #[serde(default)]
+        removed: Vec<PeerId>,
     },
     Hello {
         record: NodeRecord,
@@ -721,6 +724,9 @@ pub enum MapMessage {
     Announce { record: NodeRecord },
     /// The sender leaves the network or shuts down.
     Leave { departure: Departure },
+    /// Only from the master: these nodes are removed from the network.
+    /// Sent when it removes one and whenever someone new subscribes.
+    Removed { peers: Vec<PeerId> },
 }
 
 /// The gossipsub topic of a network.

@@ -70,6 +70,7 @@ fn membership_status(error: &MembershipError) -> StatusCode {
             StatusCode::CONFLICT
         }
         MembershipError::Invalid(_) | MembershipError::NoSuchNode(_) => StatusCode::BAD_REQUEST,
+        MembershipError::Forbidden(_) => StatusCode::FORBIDDEN,
         MembershipError::Network(e) => network_status(e),
         MembershipError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -49,6 +49,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/v1/network", get(network::show).post(network::create))
         .route("/v1/network/join", post(network::join))
         .route("/v1/network/leave", post(network::leave))
+        .route("/v1/network/remove", post(network::remove))
         .route("/v1/nodes", get(network::nodes))
         .route("/v1/events", get(network::events))
         .route("/v1/images", get(files::images))

@@ -14,7 +14,9 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::{ApiError, ApiJson, ApiState};
 use crate::{
-    api_types::{CreateNetwork, JoinNetwork, Left, NetworkMembership, NodeView, Status},
+    api_types::{
+        CreateNetwork, JoinNetwork, Left, NetworkMembership, NodeView, RemoveNode, Removed, Status,
+    },
     membership::MembershipError,
 };
 
@@ -51,6 +53,13 @@ pub(super) async fn join(
 pub(super) async fn leave(State(state): State<ApiState>) -> Result<Json<Left>, ApiError> {
     let network = state.node.membership.leave().await?;
     Ok(Json(Left { left: network.name }))
+}
+
+pub(super) async fn remove(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<RemoveNode>,
+) -> Result<Json<Removed>, ApiError> {
+    Ok(Json(state.node.membership.remove(&body.name).await?))
 }
 
 pub(super) async fn nodes(State(state): State<ApiState>) -> Result<Json<Vec<NodeView>>, ApiError> {

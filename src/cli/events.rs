@@ -36,6 +36,7 @@ fn describe(event: &Event) -> String {
             reason,
         } => format!("gone     {name} ({peer_id}): {reason}"),
         EventKind::Left { name, peer_id } => format!("left     {name} ({peer_id})"),
+        EventKind::Removed { name, peer_id } => format!("removed  {name} ({peer_id})"),
         EventKind::NetworkCreated { network } => format!("created  network '{network}'"),
         EventKind::NetworkJoined { network, via } => {
             format!("joined   network '{network}' via {via}")

@@ -6,7 +6,7 @@ use super::{
     output::{header, print_json, print_table},
     NodeDir, Output,
 };
-use crate::api_types::{CreateNetwork, JoinNetwork, NodeView, Status};
+use crate::api_types::{CreateNetwork, JoinNetwork, NodeView, RemoveNode, Status};
 
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
@@ -47,6 +47,15 @@ pub enum NetworkCommand {
     Leave {
         #[command(flatten)]
         dir: NodeDir,
+    },
+    /// Remove a node from the network for good (master only): its name is
+    /// free again, and every member refuses that node from now on. A name
+    /// stays its node's while the node is gone or has left, until this.
+    Remove {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The node's name.
+        name: String,
     },
 }
 
@@ -111,6 +120,13 @@ pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
         NetworkCommand::Leave { dir } => {
             let answer = dir.client()?.leave_network().await?;
             println!("left network '{}'", answer.left);
+        }
+        NetworkCommand::Remove { dir, name } => {
+            let answer = dir.client()?.remove_node(&RemoveNode { name }).await?;
+            println!(
+                "removed {} ({}) from the network",
+                answer.removed, answer.peer_id
+            );
         }
     }
     Ok(())

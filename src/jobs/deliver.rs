@@ -59,16 +59,17 @@ impl Jobs {
                     }
                 }
                 let left = match &client {
+                    // Left, or removed by the master (no longer in the map).
                     Some(client) => client.snapshot().await.is_ok_and(|snapshot| {
-                        snapshot
+                        !snapshot
                             .map
                             .iter()
-                            .any(|e| e.record.peer_id == origin && e.state == Liveness::Left)
+                            .any(|e| e.record.peer_id == origin && e.state != Liveness::Left)
                     }),
                     None => false,
                 };
                 let give_up = if left {
-                    Some("it left the network".to_string())
+                    Some("it left the network or was removed".to_string())
                 } else if failures + 1 >= MAX_DELIVERY_FAILURES {
                     Some(format!("{MAX_DELIVERY_FAILURES} attempts failed"))
                 } else {

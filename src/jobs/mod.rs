@@ -340,6 +340,10 @@ impl Jobs {
                     EventKind::Left { peer_id, .. } => {
                         self.node_gone(peer_id, "node left the network").await
                     }
+                    EventKind::Removed { peer_id, .. } => {
+                        self.node_gone(peer_id, "node removed from the network")
+                            .await
+                    }
                     _ => {}
                 },
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

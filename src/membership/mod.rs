@@ -17,7 +17,7 @@ use tokio::sync::watch;
 pub use targets::resolve_targets;
 
 use crate::{
-    api_types::{CreateNetwork, JoinNetwork, NetworkMembership, NodeView, Status},
+    api_types::{CreateNetwork, JoinNetwork, NetworkMembership, NodeView, Removed, Status},
     events::EventKind,
     network::{self, NetworkClient, NetworkContext, NetworkError, Snapshot},
     store::{SavedMembership, StoreError},
@@ -34,6 +34,8 @@ pub enum MembershipError {
     Invalid(String),
     #[error("no node named '{0}' in the network")]
     NoSuchNode(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error(transparent)]
@@ -258,6 +260,34 @@ impl Membership {
             network: network.name.clone(),
         });
         Ok(network)
+    }
+
+    /// Removes the node named `name` for good (the master only): its name
+    /// is free again, and every member refuses its peer id from now on.
+    pub async fn remove(&self, name: &str) -> Result<Removed, MembershipError> {
+        let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+        let snapshot = client.snapshot().await?;
+        if snapshot.network.master != self.local_peer() {
+            return Err(MembershipError::Forbidden(
+                "only the network's master can remove a node".into(),
+            ));
+        }
+        let peer = snapshot
+            .map
+            .iter()
+            .find(|e| e.record.name == name)
+            .map(|e| e.record.peer_id)
+            .ok_or_else(|| MembershipError::NoSuchNode(name.to_string()))?;
+        if peer == self.local_peer() {
+            return Err(MembershipError::Invalid(
+                "the master cannot remove itself".into(),
+            ));
+        }
+        client.remove(peer).await?;
+        Ok(Removed {
+            removed: name.to_string(),
+            peer_id: peer,
+        })
     }
 
     /// Says goodbye for now: the others see the node as gone until it

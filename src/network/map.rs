@@ -5,7 +5,7 @@
 //! without a network. The event loop feeds it what it observes.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
@@ -43,6 +43,8 @@ pub struct NetworkMap {
     local: PeerId,
     master: PeerId,
     members: BTreeMap<PeerId, Member>,
+    /// Nodes the master removed: refused from then on, their names free.
+    removed: BTreeSet<PeerId>,
 }
 
 impl NetworkMap {
@@ -52,6 +54,7 @@ impl NetworkMap {
             local: own.peer_id,
             master: config.master,
             members: BTreeMap::new(),
+            removed: BTreeSet::new(),
         };
         map.set_own(own, now);
         map
@@ -60,7 +63,9 @@ impl NetworkMap {
     /// Loads entries from a saved map or a bootstrap peer's welcome. Their
     /// liveness is taken as given but their clocks restart now, so a member
     /// that stays silent turns suspect after the usual timeout.
-    pub fn load(&mut self, entries: Vec<MapEntry>, now: Instant) {
+    pub fn load(&mut self, entries: Vec<MapEntry>, removed: Vec<PeerId>, now: Instant) {
+        self.removed
+            .extend(removed.into_iter().filter(|p| *p != self.local));
         for entry in entries {
             if entry.record.peer_id == self.local || self.check(&entry.record).is_err() {
                 continue;
@@ -116,22 +121,47 @@ impl NetworkMap {
             .collect()
     }
 
-    /// The member other than `record`'s node that holds `record`'s name, if
-    /// it still counts (a name is free again once its holder left or is gone).
-    pub fn name_holder(&self, record: &NodeRecord) -> Option<&NodeRecord> {
+    /// The member other than `record`'s node that holds `record`'s name. A
+    /// name stays its node's while it is gone or has left, so `--on carol`
+    /// never reaches an impostor; only the master's removal frees it.
+    fn name_holder(&self, record: &NodeRecord) -> Option<&Member> {
         self.members
             .values()
-            .find(|m| {
-                m.record.name == record.name
-                    && m.record.peer_id != record.peer_id
-                    && matches!(m.state, Liveness::Alive | Liveness::Suspect)
-            })
-            .map(|m| &m.record)
+            .find(|m| m.record.name == record.name && m.record.peer_id != record.peer_id)
+    }
+
+    /// Whether the master removed `peer` from the network.
+    pub fn is_removed(&self, peer: &PeerId) -> bool {
+        self.removed.contains(peer)
+    }
+
+    /// The nodes the master removed, to keep and to pass on.
+    pub fn removed(&self) -> Vec<PeerId> {
+        self.removed.iter().copied().collect()
+    }
+
+    /// The master removed `peer`: its entry is pruned, its name is free and
+    /// it is refused from now on.
+    pub fn remove(&mut self, peer: PeerId) -> Option<EventKind> {
+        if peer == self.local || peer == self.master || !self.removed.insert(peer) {
+            return None;
+        }
+        let member = self.members.remove(&peer)?;
+        Some(EventKind::Removed {
+            name: member.record.name,
+            peer_id: peer,
+        })
     }
 
     /// What a record must satisfy before it enters the map.
     fn check(&self, record: &NodeRecord) -> Result<(), String> {
         record.validate()?;
+        if self.removed.contains(&record.peer_id) {
+            return Err(format!(
+                "node {} was removed from this network by its master",
+                record.peer_id
+            ));
+        }
         let expected = if record.peer_id == self.master {
             Role::Master
         } else {
@@ -145,8 +175,9 @@ impl NetworkMap {
         }
         if let Some(holder) = self.name_holder(record) {
             return Err(format!(
-                "node name '{}' is already taken by {}",
-                record.name, holder.peer_id
+                "node name '{}' is already taken by {} ({}); a name stays its node's \
+                 until the master removes that node (iris network remove)",
+                record.name, holder.record.peer_id, holder.state
             ));
         }
         Ok(())
@@ -416,12 +447,26 @@ mod tests {
     }
 
     #[test]
-    fn a_name_is_free_again_after_its_holder_left() {
-        let (mut map, _, t0) = setup();
+    fn a_name_stays_its_nodes_until_the_master_removes_it() {
+        let (mut map, master, t0) = setup();
         let bob = peer();
         map.merge(record("bob", bob, Role::Slave), t0).unwrap();
         map.departed(&bob, Departure::Leave);
+        let err = map
+            .merge(record("bob", peer(), Role::Slave), t0)
+            .unwrap_err();
+        assert!(
+            err.contains("already taken") && err.contains("(left)"),
+            "{err}"
+        );
+        assert!(map.remove(master).is_none(), "the master is never removed");
+        assert!(matches!(map.remove(bob), Some(EventKind::Removed { .. })));
+        assert!(map.remove(bob).is_none(), "removed twice");
+        assert!(map.get(&bob).is_none(), "a removed node's entry is pruned");
         assert!(map.merge(record("bob", peer(), Role::Slave), t0).is_ok());
+        let err = map.merge(record("bob2", bob, Role::Slave), t0).unwrap_err();
+        assert!(err.contains("removed"), "{err}");
+        assert_eq!(map.removed(), [bob]);
     }
 
     #[test]

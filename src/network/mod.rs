@@ -121,6 +121,12 @@ pub(crate) enum Command {
         departure: Departure,
         reply: oneshot::Sender<()>,
     },
+    /// Remove a node from the network (the master only): its name is
+    /// freed and every member refuses it from then on.
+    Remove {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
     /// Send a request to a peer and hand back its answer.
     Request {
         peer: PeerId,
@@ -169,6 +175,17 @@ impl NetworkClient {
             Ok(response) => Ok(response),
             Err(detail) => Err(NetworkError::NoAnswer { peer, detail }),
         }
+    }
+
+    /// Removes `peer` from the network (the caller checked that this node
+    /// is the master): pruned from the map, announced, disconnected.
+    pub async fn remove(&self, peer: PeerId) -> Result<(), NetworkError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Remove { peer, reply })
+            .await
+            .map_err(|_| NetworkError::Stopped)?;
+        rx.await.map_err(|_| NetworkError::Stopped)
     }
 
     /// Tells the other members we are going and stops the session. Returns
@@ -247,7 +264,10 @@ pub async fn resume(
         Role::Slave
     };
     let own = own_record(&ctx, role, saved.own_version);
-    let goal = Goal::Resume { map: saved.map };
+    let goal = Goal::Resume {
+        map: saved.map,
+        removed: saved.removed,
+    };
     start(ctx, psk, network, own, goal, previous_port).await
 }
 

@@ -166,6 +166,11 @@ impl EventLoop {
                             .send_request_with_addresses(&peer, *request, addrs);
                         self.outbound.insert(id, Outbound { deadline, within, reply });
                     }
+                    Some(Command::Remove { peer, reply }) => {
+                        self.remove(vec![peer]);
+                        self.publish_removed();
+                        let _ = reply.send(());
+                    }
                     Some(Command::Depart { departure, reply }) => {
                         self.depart(departure).await;
                         let _ = reply.send(());
@@ -252,6 +257,7 @@ impl EventLoop {
             network: self.network.clone(),
             own_version: self.own.version,
             map: self.map.entries(),
+            removed: self.map.removed(),
         });
         self.dirty = false;
     }
@@ -266,7 +272,7 @@ impl EventLoop {
         self.publish(&message);
     }
 
-    fn publish(&mut self, message: &MapMessage) {
+    pub(super) fn publish(&mut self, message: &MapMessage) {
         let bytes = match codec::encode(message, MAX_GOSSIP_MESSAGE) {
             Ok(bytes) => bytes,
             Err(e) => return tracing::error!("cannot encode a map message: {e}"),
@@ -368,6 +374,11 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                if self.map.is_removed(&peer_id) {
+                    tracing::info!(peer = %peer_id, "closed a connection from a removed node");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 // The dialer introduces itself; the answer introduces the other side.
                 if endpoint.is_dialer() && num_established.get() == 1 {
                     let hello = ControlRequest::Hello {

@@ -23,6 +23,7 @@ impl EventLoop {
             if let gossipsub::Event::Subscribed { .. } = event {
                 // Someone new listens: let them hear us without waiting.
                 self.announce();
+                self.publish_removed();
             }
             return;
         };
@@ -46,7 +47,33 @@ impl EventLoop {
                 let event = self.map.departed(&author, departure);
                 self.emit(event);
             }
+            MapMessage::Removed { peers } if author == self.network.master => self.remove(peers),
+            MapMessage::Removed { .. } => {
+                tracing::warn!(%author, "ignored a removal from a node that is not the master")
+            }
         }
+    }
+
+    /// Removes nodes the master removed: pruned from the map, refused and
+    /// disconnected from now on.
+    pub(super) fn remove(&mut self, peers: Vec<PeerId>) {
+        for peer in peers {
+            if let Some(event) = self.map.remove(peer) {
+                tracing::info!(%peer, "the master removed a node from the network");
+                self.emit(Some(event));
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
+    /// The master tells everyone which nodes it removed: at each removal,
+    /// and to each new listener, so a member that missed one learns it.
+    pub(super) fn publish_removed(&mut self) {
+        let peers = self.map.removed();
+        if self.network.master != self.own.peer_id || peers.is_empty() {
+            return;
+        }
+        self.publish(&MapMessage::Removed { peers });
     }
 
     pub(super) fn on_control(
@@ -187,6 +214,7 @@ impl EventLoop {
                 Ok(()) => ControlResponse::Welcome {
                     config: self.network.clone(),
                     map: self.map.entries(),
+                    removed: self.map.removed(),
                 },
                 Err(reason) => {
                     Refusal::invalid(format!("{reason} in network '{}'", self.network.name)).into()

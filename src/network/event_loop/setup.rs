@@ -35,7 +35,10 @@ pub(crate) enum Goal {
     /// A network this node creates: its config is known.
     Create,
     /// A network this node belonged to when it stopped, with the map it saved.
-    Resume { map: Vec<MapEntry> },
+    Resume {
+        map: Vec<MapEntry>,
+        removed: Vec<PeerId>,
+    },
     /// A network to join through the member at `bootstrap`, which sends the
     /// config and the map.
     Join { bootstrap: Multiaddr, peer: PeerId },
@@ -239,7 +242,11 @@ impl EventLoop {
                     },
                 ..
             } if Some(request_id) == request => match response {
-                ControlResponse::Welcome { config, map } => self.welcomed(peer, config, map),
+                ControlResponse::Welcome {
+                    config,
+                    map,
+                    removed,
+                } => self.welcomed(peer, config, map, removed),
                 ControlResponse::Refused { reason, .. } => {
                     self.fail(NetworkError::Refused { peer, reason })
                 }
@@ -290,9 +297,9 @@ impl EventLoop {
                 };
                 self.become_member(event)
             }
-            Goal::Resume { map } => {
+            Goal::Resume { map, removed } => {
                 self.map = NetworkMap::new(&self.network, self.own.clone(), now);
-                self.map.load(map, now);
+                self.map.load(map, removed, now);
                 tracing::info!(network = %self.network.name, "rejoining network");
                 self.phase = Phase::Member;
                 self.take_part();
@@ -317,7 +324,13 @@ impl EventLoop {
     }
 
     /// The bootstrap let us in: the network's config and map are theirs.
-    fn welcomed(&mut self, peer: PeerId, config: NetworkConfig, entries: Vec<MapEntry>) {
+    fn welcomed(
+        &mut self,
+        peer: PeerId,
+        config: NetworkConfig,
+        entries: Vec<MapEntry>,
+        removed: Vec<PeerId>,
+    ) {
         if config.master == self.ctx.peer_id() {
             return self.fail(NetworkError::BadWelcome {
                 peer,
@@ -326,7 +339,7 @@ impl EventLoop {
         }
         let now = Instant::now();
         let mut map = NetworkMap::new(&config, self.own.clone(), now);
-        map.load(entries, now);
+        map.load(entries, removed, now);
         if map.get(&config.master).is_none() {
             return self.fail(NetworkError::BadWelcome {
                 peer,
