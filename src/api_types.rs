@@ -75,7 +75,8 @@ fn default_mode() -> String {
 #[serde(deny_unknown_fields)]
 pub struct JoinNetwork {
     pub key: String,
-    /// A member's address, ending in `/p2p/<peer id>`.
+    /// A join ticket (`iris:<network id>@<address>`), or a member's
+    /// address ending in `/p2p/<peer id>`.
     pub bootstrap: String,
 }
 
@@ -83,10 +84,18 @@ pub struct JoinNetwork {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkMembership {
     pub network: NetworkConfig,
+    /// The hash of the signed config, which a join ticket pins.
+    pub network_id: String,
     pub role: Role,
     /// Where others can join through this node.
     pub addrs: Vec<Multiaddr>,
+    /// The same as join tickets: `iris network join --key K TICKET`.
+    pub tickets: Vec<String>,
     pub nodes: Vec<NodeView>,
+    /// Joined by a bare address: the master was taken on trust from the
+    /// bootstrap.
+    #[serde(default)]
+    pub master_on_trust: bool,
 }
 
 /// `POST /v1/network/remove`: the master removes a node for good.

@@ -236,13 +236,19 @@ up() {
   # The key goes through the environment, never on a command line that
   # `ps` would show.
   export IRIS_NETWORK_KEY=$key
-  with_key "$master" network create --name testnet
+  local created id
+  created=$(with_key "$master" network create --name testnet)
+  echo "$created"
+  # Nodes join with a ticket: the network's id pins it and its master,
+  # whichever member they join through.
+  id=$(grep -o '^iris:[0-9a-f]\{64\}' <<<"$created" | head -1)
+  [ -n "$id" ] || die "network create printed no join ticket"
   for i in $(seq 1 $((n - 1))); do
     # bob joins through the genesis, every later node through the one before.
     local via=${nodes[$((i - 1))]} peer
     peer=$(on "$via" status | sed -n 's/^peer id: *//p')
     say "${nodes[$i]} joins through $via"
-    with_key "${nodes[$i]}" network join "/ip4/$base.$((10 + i - 1))/tcp/7000/p2p/$peer"
+    with_key "${nodes[$i]}" network join "$id@/ip4/$base.$((10 + i - 1))/tcp/7000/p2p/$peer"
   done
   wait_until 30 all_alive "${nodes[@]}" >/dev/null || die "the nodes did not all see each other alive"
   say "the map as ${nodes[$((n - 1))]} sees it"

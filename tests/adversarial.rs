@@ -418,13 +418,19 @@ async fn a_gone_nodes_name_cannot_be_taken_until_the_master_removes_it() {
     let new_peer = impostor.peer_id().await;
     // ...and the removed carol, back with her old identity, is refused.
     nodes[2].start().await;
-    wait_for("alice to turn the removed node away", DEADLINE, || async {
-        nodes[0]
-            .log()
+    let turned_away = |node: &TestNode| {
+        node.log()
             .contains("closed a connection from a removed node")
-            .then_some(())
-    })
-    .await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !turned_away(&nodes[0]) && !turned_away(&nodes[1]) {
+        assert!(
+            Instant::now() < deadline,
+            "no member turned the removed node away within 60 s; its log:\n{}",
+            nodes[2].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for node in &nodes[..2] {
         assert_eq!(
             peer_of(node, "carol").await,
@@ -439,4 +445,107 @@ async fn a_gone_nodes_name_cannot_be_taken_until_the_master_removes_it() {
             node.name
         );
     }
+}
+
+/// Asks `node` to join through `bootstrap` (a ticket or an address) while
+/// the rogue answers the join with `welcome`.
+async fn join_through_rogue(
+    node: &TestNode,
+    rogue: &mut RoguePeer,
+    bootstrap: &str,
+    welcome: ControlResponse,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"key": KEY, "bootstrap": bootstrap});
+    let (answer, ()) = tokio::join!(
+        node.post("/v1/network/join", body),
+        rogue.welcome_one(welcome, Duration::from_secs(30))
+    );
+    answer
+}
+
+/// A member that a newcomer joins through says that it is the master, or
+/// hands out a forged record of another member. Before: the joiner took
+/// the bootstrap's config and map as they came, so any key holder used as a
+/// bootstrap could make itself the newcomer's master. Now the config must
+/// be signed by the master it names, a join ticket pins which config that
+/// is, and a record counts only as its own node signed it.
+#[tokio::test]
+async fn a_bootstrap_cannot_make_itself_master_or_forge_records() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    let (_, status) = alice.get("/v1/network").await.unwrap();
+    let genuine: iris_behaviours::NetworkConfig = serde_json::from_value(status).unwrap();
+    let ticket_id = genuine.id();
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let map = rogue.map.clone();
+    let welcome = |config: iris_behaviours::NetworkConfig, map: Vec<iris_behaviours::MapEntry>| {
+        ControlResponse::Welcome {
+            config,
+            map,
+            removed: vec![],
+        }
+    };
+    let mut rogue_record = rogue.record.clone();
+    rogue_record.role = iris_behaviours::Role::Master;
+    rogue_record.sign(&rogue.keypair, 2);
+    let rogue_entry = iris_behaviours::MapEntry {
+        record: rogue_record,
+        state: iris_behaviours::Liveness::Alive,
+        last_seen_ms: 0,
+    };
+
+    // 1. The genuine config with the master changed, not re-signed.
+    let mut usurped = genuine.clone();
+    usurped.master = rogue.peer_id;
+    let mut dave = TestNode::init("dave");
+    dave.start().await;
+    let address = rogue.address.clone();
+    let (code, body) = join_through_rogue(
+        &dave,
+        &mut rogue,
+        &address,
+        welcome(usurped.clone(), vec![rogue_entry.clone()]),
+    )
+    .await;
+    assert_ne!(code, 200, "dave took the rogue for master: {body}");
+    assert!(body.to_string().contains("signature"), "{body}");
+
+    // 2. A config the rogue signed itself, naming itself master: with the
+    // ticket's network id, refused.
+    usurped.sign(&rogue.keypair);
+    let ticket = format!("iris:{ticket_id}@{address}");
+    let (code, body) = join_through_rogue(
+        &dave,
+        &mut rogue,
+        &ticket,
+        welcome(usurped.clone(), vec![rogue_entry.clone()]),
+    )
+    .await;
+    assert_ne!(code, 200, "dave took the rogue for master: {body}");
+    assert!(body.to_string().contains("ticket"), "{body}");
+
+    // 3. The genuine config, with alice's record forged to the rogue's
+    // address: the forged record is dropped, and with it the master.
+    let mut forged = map.clone();
+    for entry in &mut forged {
+        if entry.record.peer_id == genuine.master {
+            entry.record.addrs = rogue_entry.record.addrs.clone();
+        }
+    }
+    let (code, body) =
+        join_through_rogue(&dave, &mut rogue, &ticket, welcome(genuine.clone(), forged)).await;
+    assert_ne!(code, 200, "dave took a forged record: {body}");
+    assert!(body.to_string().contains("no master"), "{body}");
+
+    // The honest way still works: alice's own ticket.
+    let ticket = format!("iris:{ticket_id}@{}", alice.bootstrap().await);
+    let (code, body) = dave
+        .post(
+            "/v1/network/join",
+            serde_json::json!({"key": KEY, "bootstrap": ticket}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["network"]["master"], genuine.master.to_string());
+    assert_eq!(body["master_on_trust"], false);
 }

@@ -10,6 +10,7 @@ pub mod behaviour;
 pub mod codec;
 pub mod messages;
 pub mod psk;
+pub mod signed;
 pub mod transport;
 
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};

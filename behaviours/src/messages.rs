@@ -13,9 +13,10 @@
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-/// The request-response protocol for commands between nodes. Version 2:
-/// refusals carry a [`RefusalKind`].
-pub const CONTROL_PROTOCOL: &str = "/iris/control/2";
+/// The request-response protocol for commands between nodes. Version 3:
+/// records and the network config are signed ([`crate::signed`]); version 2
+/// gave refusals a [`RefusalKind`].
+pub const CONTROL_PROTOCOL: &str = "/iris/control/3";
 
 /// Longest node or network name we accept, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -24,6 +25,10 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_LEN: usize = 64;
 /// Most addresses a record may list.
 pub const MAX_ADDRS: usize = 32;
+/// The longest image id or tag a record may hold.
+pub const MAX_FIELD: usize = 256;
+/// The longest reason a record may give for an unavailable executor.
+pub const MAX_REASON: usize = 1024;
 
 /// How a network is governed. Only one mode exists today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +61,9 @@ pub struct NetworkConfig {
     pub master: PeerId,
     /// Unix time in milliseconds when the network was created.
     pub created_at_ms: u64,
+    /// The master's signature over the rest ([`crate::signed`]).
+    #[serde(default, with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 /// A node's part in the network.
@@ -96,6 +104,13 @@ pub struct NodeRecord {
     pub images: Vec<ImageRef>,
     /// Grows with every change of the record, across restarts too.
     pub version: u64,
+    /// When its node signed it (unix ms, growing within a version): a copy
+    /// no newer than one already seen is no sign of life.
+    #[serde(default)]
+    pub signed_at_ms: u64,
+    /// Its node's signature over the rest ([`crate::signed`]).
+    #[serde(default, with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 /// Most images a record may list.
@@ -152,6 +167,24 @@ impl NodeRecord {
                 "record lists {} images, at most {MAX_IMAGES}",
                 self.images.len()
             ));
+        }
+        // Every field is bounded, so a record cannot grow a member's map.
+        let image_too_big = |i: &ImageRef| {
+            i.id.len() > MAX_FIELD
+                || i.tags.len() > MAX_TAGS
+                || i.tags.iter().any(|t| t.len() > MAX_FIELD)
+        };
+        if self.images.iter().any(image_too_big) {
+            return Err(format!(
+                "record lists an image with more than {MAX_TAGS} tags or a name over {MAX_FIELD} bytes"
+            ));
+        }
+        if let ExecutorState::Unavailable(reason) = &self.executor {
+            if reason.len() > MAX_REASON {
+                return Err(format!(
+                    "record's executor reason is over {MAX_REASON} bytes"
+                ));
+            }
         }
         Ok(())
     }
@@ -731,7 +764,7 @@ pub enum MapMessage {
 
 /// The gossipsub topic of a network.
 pub fn map_topic(network_name: &str) -> String {
-    format!("iris/{network_name}/map/1")
+    format!("iris/{network_name}/map/2")
 }
 
 #[cfg(test)]
@@ -785,6 +818,7 @@ mod tests {
             outputs: vec![],
             outputs_truncated: false,
             error: None,
+            image_id: Some(format!("sha256:{}", "a".repeat(64))),
         };
         let names: Vec<String> = (0..20_000).map(|i| format!("out/{i:0>60}")).collect();
         report.set_outputs(names.clone());

@@ -33,7 +33,9 @@ pub enum NetworkCommand {
         /// The network's secret key.
         #[arg(long, env = "IRIS_NETWORK_KEY", hide_env_values = true)]
         key: String,
-        /// A member's address, ending in /p2p/<peer id>.
+        /// A join ticket from `iris network create` (iris:<network id>@<address>),
+        /// or a member's address ending in /p2p/<peer id> (the master is then
+        /// taken on trust from that member).
         bootstrap: String,
     },
     /// Show the network this node belongs to.
@@ -87,9 +89,12 @@ pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
                 println!("the network key (give it to those who join; it is not shown again):");
                 println!("{key}");
             }
-            println!("others join with `iris network join --key <key> <address>`, through one of:");
-            for addr in &answer.addrs {
-                println!("{addr}");
+            println!(
+                "others join with `iris network join --key <key> <ticket>`; the ticket pins \
+                 this network and its master. One per address of this node:"
+            );
+            for ticket in &answer.tickets {
+                println!("{ticket}");
             }
         }
         NetworkCommand::Join {
@@ -107,6 +112,13 @@ pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
                 answer.role,
                 answer.nodes.len()
             );
+            if answer.master_on_trust {
+                eprintln!(
+                    "note: joined by address, so the master ({}) was taken on trust from the \
+                     bootstrap; a ticket (`iris:<network id>@<address>`) pins it",
+                    answer.network.master
+                );
+            }
         }
         NetworkCommand::Show { dir, output } => {
             let network = dir.client()?.network().await?;
@@ -116,6 +128,8 @@ pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
             println!("name:    {}", network.name);
             println!("mode:    {}", serde_plain(&network.mode));
             println!("master:  {}", network.master);
+            // What a join ticket pins: iris:<id>@<a member's address>.
+            println!("id:      {}", network.id());
         }
         NetworkCommand::Leave { dir } => {
             let answer = dir.client()?.leave_network().await?;

@@ -4,6 +4,7 @@
 //! handle to the network for requests to peers.
 
 mod targets;
+mod ticket;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -15,6 +16,7 @@ use iris_behaviours::{
 use tokio::sync::watch;
 
 pub use targets::resolve_targets;
+pub use ticket::JoinTicket;
 
 use crate::{
     api_types::{CreateNetwork, JoinNetwork, NetworkMembership, NodeView, Removed, Status},
@@ -146,6 +148,8 @@ impl Membership {
                 executor: capabilities.executor,
                 images: capabilities.images,
                 version: 0,
+                signed_at_ms: 0,
+                signature: Vec::new(),
             },
             state: Liveness::Alive,
             last_seen_ms: crate::now_ms(),
@@ -206,11 +210,19 @@ impl Membership {
     }
 
     fn view(&self, snapshot: Snapshot) -> NetworkMembership {
+        let addrs = with_peer_id(&snapshot.own.addrs, snapshot.own.peer_id);
+        let id = snapshot.network.id();
         NetworkMembership {
             role: snapshot.own.role,
-            addrs: with_peer_id(&snapshot.own.addrs, snapshot.own.peer_id),
+            tickets: addrs
+                .iter()
+                .map(|a| JoinTicket::new(id.clone(), a.clone()).to_string())
+                .collect(),
+            addrs,
+            network_id: id,
             network: snapshot.network,
             nodes: self.views(snapshot.map, &snapshot.connected),
+            master_on_trust: false,
         }
     }
 
@@ -232,19 +244,28 @@ impl Membership {
     }
 
     /// Joins a network through any of its members.
+    /// `request.bootstrap` is a join ticket (the network is then pinned) or
+    /// a member's address (the master is then taken on trust).
     pub async fn join(&self, request: &JoinNetwork) -> Result<NetworkMembership, MembershipError> {
         validate_key(&request.key)?;
-        let bootstrap: Multiaddr = request.bootstrap.trim().parse().map_err(|e| {
-            MembershipError::Invalid(format!(
-                "bootstrap '{}' is not a multiaddr: {e}",
-                request.bootstrap
-            ))
-        })?;
+        let ticket: JoinTicket = request
+            .bootstrap
+            .parse()
+            .map_err(MembershipError::Invalid)?;
         let _guard = self.change.lock().await;
         self.refuse_if_member().await?;
-        let (client, snapshot) = network::join(self.ctx.clone(), &request.key, bootstrap).await?;
+        let pinned = ticket.network_id.is_some();
+        let (client, snapshot) = network::join(
+            self.ctx.clone(),
+            &request.key,
+            ticket.bootstrap,
+            ticket.network_id,
+        )
+        .await?;
         self.network.send_replace(Some(client));
-        Ok(self.view(snapshot))
+        let mut view = self.view(snapshot);
+        view.master_on_trust = !pinned;
+        Ok(view)
     }
 
     /// Leaves the network for good: the others see it as left, and a restart

@@ -97,6 +97,8 @@ mod tests {
                 executor: Default::default(),
                 images: vec![],
                 version: 1,
+                signed_at_ms: 0,
+                signature: vec![],
             },
             state,
             last_seen_ms: 0,

@@ -193,12 +193,13 @@ impl NetworkMap {
         let peer = record.peer_id;
         match self.members.get_mut(&peer) {
             Some(member) => {
-                if record.version > member.record.version {
-                    member.record = record;
-                } else if record.version < member.record.version {
-                    // A stale copy still proves the node was alive when it
-                    // sent it, but it must not undo a newer record.
+                // Each copy its node sends is signed anew: one no newer than
+                // what we have is stale or replayed, and no sign of life.
+                let stamp = |r: &NodeRecord| (r.version, r.signed_at_ms);
+                if stamp(&record) <= stamp(&member.record) {
+                    return Ok(None);
                 }
+                member.record = record;
                 Ok(self.heard_from(&peer, now))
             }
             None => {
@@ -334,6 +335,8 @@ mod tests {
             executor: Default::default(),
             images: vec![],
             version: 1,
+            signed_at_ms: 0,
+            signature: vec![],
         }
     }
 
@@ -348,6 +351,7 @@ mod tests {
             mode: NetworkMode::MasterSlave,
             master,
             created_at_ms: 0,
+            signature: vec![],
         };
         let now = Instant::now();
         (
@@ -444,6 +448,28 @@ mod tests {
             vec![bob],
             "a node that shut down comes back, one that left does not"
         );
+    }
+
+    /// Before, any copy of a record, however old, counted as a sign of
+    /// life: a replayed announcement kept a dead node alive.
+    #[test]
+    fn a_replayed_record_is_no_sign_of_life() {
+        let (mut map, _, t0) = setup();
+        let bob = peer();
+        let mut r = record("bob", bob, Role::Slave);
+        r.signed_at_ms = 10;
+        map.merge(r.clone(), t0).unwrap();
+        assert!(map.connection_lost(&bob, t0).is_some());
+        assert!(
+            map.merge(r.clone(), t0).unwrap().is_none(),
+            "a replay revived it"
+        );
+        assert_eq!(map.get(&bob).unwrap().state, Liveness::Suspect);
+        r.signed_at_ms = 11;
+        assert!(matches!(
+            map.merge(r, t0),
+            Ok(Some(EventKind::Alive { .. }))
+        ));
     }
 
     #[test]

@@ -209,12 +209,15 @@ pub async fn create(
     key: &str,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
     let psk = derive_psk(key).await?;
-    let network = NetworkConfig {
+    let mut network = NetworkConfig {
         name,
         mode,
         master: ctx.peer_id(),
         created_at_ms: crate::now_ms(),
+        signature: Vec::new(),
     };
+    // Signed by its founder: no bootstrap can change it unnoticed.
+    network.sign(&ctx.keypair);
     let own = own_record(&ctx, Role::Master, 0);
     let started = start(ctx.clone(), psk, network, own, Goal::Create, None).await?;
     ctx.store.save_psk(&psk)?;
@@ -222,11 +225,13 @@ pub async fn create(
     Ok(started)
 }
 
-/// Joins the network that the node at `bootstrap` belongs to.
+/// Joins the network that the node at `bootstrap` belongs to; with
+/// `network_id` (from a join ticket), only if it is that network.
 pub async fn join(
     ctx: Arc<NetworkContext>,
     key: &str,
     bootstrap: Multiaddr,
+    network_id: Option<String>,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
     let Some(Protocol::P2p(peer)) = bootstrap.iter().last() else {
         return Err(NetworkError::NoPeerId(bootstrap));
@@ -238,9 +243,14 @@ pub async fn join(
         mode: NetworkMode::MasterSlave,
         master: ctx.peer_id(),
         created_at_ms: 0,
+        signature: Vec::new(),
     };
     let own = own_record(&ctx, Role::Slave, 0);
-    let goal = Goal::Join { bootstrap, peer };
+    let goal = Goal::Join {
+        bootstrap,
+        peer,
+        network_id,
+    };
     let started = start(ctx.clone(), psk, joining, own, goal, None).await?;
     ctx.store.save_psk(&psk)?;
     Ok(started)
@@ -257,7 +267,11 @@ pub async fn resume(
         .iter()
         .find(|e| e.record.peer_id == ctx.peer_id())
         .map(|e| e.record.p2p_port);
-    let network = saved.network;
+    let mut network = saved.network;
+    if network.master == ctx.peer_id() && network.verify().is_err() {
+        // Founded by a version that did not sign configs: sign it now.
+        network.sign(&ctx.keypair);
+    }
     let role = if network.master == ctx.peer_id() {
         Role::Master
     } else {
@@ -319,6 +333,9 @@ fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
         executor: ctx.capabilities.borrow().executor.clone(),
         images: ctx.capabilities.borrow().images.clone(),
         version: next_version(previous),
+        // Signed by the event loop whenever it sends it.
+        signed_at_ms: 0,
+        signature: Vec::new(),
     }
 }
 

@@ -15,15 +15,21 @@ use iris_behaviours::{
         swarm::{dial_opts::DialOpts, SwarmEvent},
         Multiaddr, PeerId, Swarm,
     },
-    ControlRequest, ControlResponse, IrisBehaviour, IrisBehaviourEvent, NetworkConfig, NodeRecord,
-    Role, SwarmSettings,
+    ControlRequest, ControlResponse, IrisBehaviour, IrisBehaviourEvent, MapEntry, NetworkConfig,
+    NodeRecord, Role, SwarmSettings,
 };
 
 pub struct RoguePeer {
     swarm: Swarm<IrisBehaviour>,
+    /// Its identity, to sign what it says (or to sign lies).
+    pub keypair: Keypair,
     pub peer_id: PeerId,
     /// The record it joined with, which it introduces itself with.
     pub record: NodeRecord,
+    /// Where others can dial it, ending in /p2p/<its peer id>.
+    pub address: String,
+    /// The map its welcome brought.
+    pub map: Vec<MapEntry>,
     pub network: NetworkConfig,
 }
 
@@ -33,7 +39,7 @@ impl RoguePeer {
     pub async fn join(key: &str, bootstrap: &str, name: &str) -> Self {
         let keypair = Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = build_swarm(keypair, derive_psk(key), &SwarmSettings::default())
+        let mut swarm = build_swarm(keypair.clone(), derive_psk(key), &SwarmSettings::default())
             .expect("the rogue's swarm builds");
         swarm
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
@@ -50,10 +56,10 @@ impl RoguePeer {
         swarm
             .dial(DialOpts::peer_id(member).addresses(vec![bootstrap]).build())
             .unwrap();
-        let record = NodeRecord {
+        let mut record = NodeRecord {
             name: name.to_string(),
             peer_id,
-            addrs: vec![listening],
+            addrs: vec![listening.clone()],
             api_port: 0,
             p2p_port: 0,
             role: Role::Slave,
@@ -65,9 +71,15 @@ impl RoguePeer {
                 tags: vec!["iris-worker:latest".into()],
             }],
             version: 1,
+            signed_at_ms: 0,
+            signature: vec![],
         };
+        record.sign(&keypair, 1);
         let mut rogue = Self {
+            map: Vec::new(),
+            address: format!("{listening}/p2p/{peer_id}"),
             swarm,
+            keypair,
             peer_id,
             record: record.clone(),
             network: NetworkConfig {
@@ -75,6 +87,7 @@ impl RoguePeer {
                 mode: iris_behaviours::NetworkMode::MasterSlave,
                 master: member,
                 created_at_ms: 0,
+                signature: vec![],
             },
         };
         loop {
@@ -87,7 +100,10 @@ impl RoguePeer {
             }
         }
         match rogue.request(member, ControlRequest::Join { record }).await {
-            Ok(ControlResponse::Welcome { config, .. }) => rogue.network = config,
+            Ok(ControlResponse::Welcome { config, map, .. }) => {
+                rogue.network = config;
+                rogue.map = map;
+            }
             other => panic!("the rogue was not let in: {other:?}"),
         }
         rogue
@@ -122,6 +138,50 @@ impl RoguePeer {
         match self.request(peer, hello).await {
             Ok(ControlResponse::Hello { .. }) => peer,
             other => panic!("{peer} did not take the rogue's hello: {other:?}"),
+        }
+    }
+
+    /// Acts as a bootstrap for one joiner: answers its join with
+    /// `welcome` (whatever lie the test tells) and its hellos with the
+    /// rogue's record, until the join is answered or `period` ends.
+    pub async fn welcome_one(&mut self, welcome: ControlResponse, period: Duration) {
+        let until = tokio::time::Instant::now() + period;
+        while let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
+            use request_response::{Event, Message};
+            let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) = event
+            else {
+                continue;
+            };
+            let (answer, done) = match request {
+                ControlRequest::Join { .. } => (welcome.clone(), true),
+                _ => (
+                    ControlResponse::Hello {
+                        record: self.record.clone(),
+                    },
+                    false,
+                ),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, answer);
+            if done {
+                // Let the answer go out before the caller moves on.
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    loop {
+                        self.swarm.select_next_some().await;
+                    }
+                })
+                .await;
+                return;
+            }
         }
     }
 

@@ -264,6 +264,7 @@ impl EventLoop {
 
     /// Publishes our record on the map topic; it doubles as our heartbeat.
     fn announce(&mut self) {
+        self.sign_own();
         let now = Instant::now();
         self.map.heard_from(&self.own.peer_id, now);
         let message = MapMessage::Announce {
@@ -375,7 +376,7 @@ impl EventLoop {
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 if self.map.is_removed(&peer_id) {
-                    tracing::info!(peer = %peer_id, "closed a connection from a removed node");
+                    tracing::warn!(peer = %peer_id, "closed a connection from a removed node");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -445,6 +446,14 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// Signs our record as of now; each heartbeat is a fresh signature, so
+    /// a replayed copy is never taken for a sign of life.
+    pub(super) fn sign_own(&mut self) {
+        let at = crate::now_ms().max(self.own.signed_at_ms + 1);
+        self.own.sign(&self.ctx.keypair, at);
+        self.map.set_own(self.own.clone(), Instant::now());
     }
 
     fn own_record_changed(&mut self) {

@@ -38,6 +38,9 @@ impl EventLoop {
                 if record.peer_id != author {
                     return tracing::warn!(%author, "ignored a record for {} sent by someone else", record.peer_id);
                 }
+                if let Err(reason) = record.verify() {
+                    return tracing::warn!(%author, "ignored a record: {reason}");
+                }
                 match self.map.merge(record, now) {
                     Ok(event) => self.emit(event),
                     Err(reason) => tracing::warn!(%author, "ignored a record: {reason}"),
@@ -190,6 +193,7 @@ impl EventLoop {
             tracing::warn!(%peer, "{reason}");
             return Err(reason);
         }
+        record.verify()?;
         match self.map.merge(record, now) {
             Ok(event) => {
                 self.emit(event);

@@ -40,8 +40,12 @@ pub(crate) enum Goal {
         removed: Vec<PeerId>,
     },
     /// A network to join through the member at `bootstrap`, which sends the
-    /// config and the map.
-    Join { bootstrap: Multiaddr, peer: PeerId },
+    /// config and the map; with `network_id` (a ticket's), only that one.
+    Join {
+        bootstrap: Multiaddr,
+        peer: PeerId,
+        network_id: Option<String>,
+    },
 }
 
 pub(super) enum Phase {
@@ -56,6 +60,7 @@ pub(super) enum Phase {
     Joining {
         bootstrap: Multiaddr,
         peer: PeerId,
+        network_id: Option<String>,
         request: Option<OutboundRequestId>,
         deadline: Instant,
     },
@@ -217,7 +222,13 @@ impl EventLoop {
         event: request_response::Event<ControlRequest, ControlResponse>,
     ) {
         use request_response::{Event, Message};
-        let Phase::Joining { peer, request, .. } = &self.phase else {
+        let Phase::Joining {
+            peer,
+            request,
+            network_id,
+            ..
+        } = &self.phase
+        else {
             if let Event::Message {
                 message: Message::Request { channel, .. },
                 ..
@@ -232,7 +243,7 @@ impl EventLoop {
             }
             return;
         };
-        let (peer, request) = (*peer, *request);
+        let (peer, request, network_id) = (*peer, *request, network_id.clone());
         match event {
             Event::Message {
                 message:
@@ -246,7 +257,7 @@ impl EventLoop {
                     config,
                     map,
                     removed,
-                } => self.welcomed(peer, config, map, removed),
+                } => self.welcomed(peer, config, map, removed, network_id),
                 ControlResponse::Refused { reason, .. } => {
                     self.fail(NetworkError::Refused { peer, reason })
                 }
@@ -288,6 +299,7 @@ impl EventLoop {
             })
             .unwrap_or(self.ctx.config.p2p.port);
         self.own.addrs = advertised(&self.ctx, addrs);
+        self.sign_own();
         let now = Instant::now();
         match goal {
             Goal::Create => {
@@ -304,7 +316,11 @@ impl EventLoop {
                 self.phase = Phase::Member;
                 self.take_part();
             }
-            Goal::Join { bootstrap, peer } => {
+            Goal::Join {
+                bootstrap,
+                peer,
+                network_id,
+            } => {
                 let dial = DialOpts::peer_id(peer)
                     .addresses(vec![bootstrap.clone()])
                     .build();
@@ -314,6 +330,7 @@ impl EventLoop {
                 self.phase = Phase::Joining {
                     bootstrap,
                     peer,
+                    network_id,
                     request: None,
                     deadline: Instant::now()
                         + self.ctx.settings.handshake_timeout
@@ -323,13 +340,17 @@ impl EventLoop {
         }
     }
 
-    /// The bootstrap let us in: the network's config and map are theirs.
+    /// The bootstrap let us in. Its config must be signed by the master it
+    /// names, and be the ticket's network if there is a ticket; without
+    /// one, who the master is was taken on trust from the bootstrap. Member
+    /// records count only as their own nodes signed them.
     fn welcomed(
         &mut self,
         peer: PeerId,
         config: NetworkConfig,
         entries: Vec<MapEntry>,
         removed: Vec<PeerId>,
+        network_id: Option<String>,
     ) {
         if config.master == self.ctx.peer_id() {
             return self.fail(NetworkError::BadWelcome {
@@ -337,6 +358,37 @@ impl EventLoop {
                 reason: "it names this node as the master of a network it never created".into(),
             });
         }
+        if let Err(reason) = config.verify() {
+            return self.fail(NetworkError::BadWelcome { peer, reason });
+        }
+        match network_id {
+            Some(pinned) if pinned != config.id() => {
+                return self.fail(NetworkError::BadWelcome {
+                    peer,
+                    reason: format!(
+                        "it describes network {} (master {}), not the network {pinned} that \
+                         the ticket names",
+                        config.id(),
+                        config.master
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => tracing::warn!(
+                master = %config.master,
+                "joined by address, not by ticket: who the master is was taken on trust from the bootstrap"
+            ),
+        }
+        let entries: Vec<MapEntry> = entries
+            .into_iter()
+            .filter(|e| match e.record.verify() {
+                Ok(()) => true,
+                Err(reason) => {
+                    tracing::warn!(%peer, "the welcome holds a record that does not verify: {reason}");
+                    false
+                }
+            })
+            .collect();
         let now = Instant::now();
         let mut map = NetworkMap::new(&config, self.own.clone(), now);
         map.load(entries, removed, now);
