@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use libp2p::{
+    connection_limits::{self, ConnectionLimits},
     gossipsub, identify,
     identity::Keypair,
     ping,
@@ -24,10 +25,19 @@ pub const MAX_CONTROL_REQUEST: usize = 64 * 1024;
 pub const MAX_CONTROL_RESPONSE: usize = 8 * 1024 * 1024;
 /// Largest gossip message (one record).
 pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
+/// Connections to one peer at once: two, for when both sides dial at the
+/// same moment.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections at once, to every peer together.
+pub const MAX_CONNECTIONS: u32 = 1024;
+/// Incoming connections still in their handshake at once.
+pub const MAX_PENDING_INCOMING: u32 = 64;
 
 /// Everything a node speaks.
 #[derive(NetworkBehaviour)]
 pub struct IrisBehaviour {
+    /// Refuses connections past the bounds above, before any protocol runs.
+    pub limits: connection_limits::Behaviour,
     /// The network map: records and heartbeats.
     pub gossipsub: gossipsub::Behaviour,
     /// Commands answered by one peer: join, hello, leave.
@@ -140,6 +150,12 @@ fn build_behaviour(
             .with_timeout(settings.ping_timeout),
     );
     Ok(IrisBehaviour {
+        limits: connection_limits::Behaviour::new(
+            ConnectionLimits::default()
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                .with_max_established(Some(MAX_CONNECTIONS))
+                .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
+        ),
         gossipsub,
         control,
         identify,

@@ -55,6 +55,8 @@ pub enum FileError {
 
 /// Where a peer may have this node pull a file to, or its user a file in.
 const DESTINATIONS: [Area; 2] = [Area::Public, Area::Image];
+/// Whole-file hashes computed at once; more wait their turn.
+const HASHES_AT_ONCE: usize = 2;
 /// What this node serves (the router decides to whom).
 const SERVED: [Area; 3] = [Area::Public, Area::Image, Area::Outputs];
 
@@ -63,6 +65,9 @@ pub struct Files {
     membership: Arc<Membership>,
     images: Arc<ImageLibrary>,
     manifests: Mutex<HashMap<String, FileManifest>>,
+    /// Whole-file hashes at once: each takes a core, and peers may ask for
+    /// many (the router bounds the requests; this bounds the cores).
+    hashing: tokio::sync::Semaphore,
     events: Events,
     /// One transfer into a destination at a time: two would share its
     /// partial file, and one could truncate chunks the other had checked.
@@ -86,6 +91,7 @@ impl Files {
             membership,
             images,
             manifests: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
             events,
             destinations: Mutex::new(HashMap::new()),
             corrupt_once: Mutex::new(corrupt_once),
@@ -345,6 +351,7 @@ impl Files {
             }
         }
         let name = path.to_string();
+        let _turn = self.hashing.acquire().await.expect("never closed");
         let manifest =
             tokio::task::spawn_blocking(move || transfer::hash_file(&file, &name, version))
                 .await

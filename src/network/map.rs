@@ -37,6 +37,11 @@ impl Member {
     }
 }
 
+/// The most members a map holds: each one costs every member memory and
+/// heartbeats, so a key holder cannot grow it without end by joining under
+/// ever new identities.
+pub const MAX_MEMBERS: usize = 1024;
+
 /// Records by peer, plus our view of each one's liveness.
 #[derive(Debug)]
 pub struct NetworkMap {
@@ -66,7 +71,7 @@ impl NetworkMap {
     pub fn load(&mut self, entries: Vec<MapEntry>, removed: Vec<PeerId>, now: Instant) {
         self.removed
             .extend(removed.into_iter().filter(|p| *p != self.local));
-        for entry in entries {
+        for entry in entries.into_iter().take(MAX_MEMBERS) {
             if entry.record.peer_id == self.local || self.check(&entry.record).is_err() {
                 continue;
             }
@@ -191,6 +196,11 @@ impl NetworkMap {
         }
         self.check(&record)?;
         let peer = record.peer_id;
+        if !self.members.contains_key(&peer) && self.members.len() >= MAX_MEMBERS {
+            return Err(format!(
+                "the network is full: it has {MAX_MEMBERS} members, the most a map holds"
+            ));
+        }
         match self.members.get_mut(&peer) {
             Some(member) => {
                 // Each copy its node sends is signed anew: one no newer than

@@ -5,6 +5,7 @@
 
 mod peers;
 pub(crate) mod setup;
+mod warnings;
 
 use std::{
     collections::HashMap,
@@ -23,7 +24,7 @@ use iris_behaviours::{
         request_response::{self, OutboundRequestId, ResponseChannel},
         swarm::{
             dial_opts::{DialOpts, PeerCondition},
-            SwarmEvent,
+            ListenError, SwarmEvent,
         },
         PeerId, Swarm,
     },
@@ -82,6 +83,8 @@ pub(super) struct EventLoop {
     phase: Phase,
     /// Told once the setup has succeeded or failed.
     ready: Option<oneshot::Sender<Result<Snapshot, NetworkError>>>,
+    /// Who was turned away, logged at a bounded rate.
+    warnings: warnings::Warnings,
 }
 
 impl EventLoop {
@@ -114,6 +117,7 @@ impl EventLoop {
             replies: FuturesUnordered::new(),
             phase: Phase::Member,
             ready: Some(ready),
+            warnings: Default::default(),
         }
     }
 
@@ -376,7 +380,9 @@ impl EventLoop {
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 if self.map.is_removed(&peer_id) {
-                    tracing::warn!(peer = %peer_id, "closed a connection from a removed node");
+                    self.warnings.warn("removed", || {
+                        format!("closed a connection from a removed node, {peer_id}")
+                    });
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -405,7 +411,7 @@ impl EventLoop {
                 send_back_addr,
                 error,
                 ..
-            } => log_incoming_failure(&send_back_addr, &error),
+            } => self.incoming_failed(&send_back_addr, &error),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, "dial failed: {}", super::error_chain(&error));
             }
@@ -464,23 +470,32 @@ impl EventLoop {
     }
 }
 
-/// A connection that failed in its handshake: a wrong key is worth a
-/// warning, a dialer that hung up is not.
-fn log_incoming_failure(
-    from: &iris_behaviours::libp2p::Multiaddr,
-    error: &(dyn std::error::Error + 'static),
-) {
-    if super::looks_like_wrong_key(error) {
-        tracing::warn!(
-            from = %from,
-            "refused an incoming connection: handshake failed, wrong network key? ({})",
-            super::error_chain(error)
-        )
-    } else {
-        tracing::debug!(
-            from = %from,
-            "an incoming connection ended in its handshake: {}",
-            super::error_chain(error)
-        )
+impl EventLoop {
+    /// A connection that failed in its handshake or was refused: a wrong
+    /// key and a connection past the limits are worth a warning (at a
+    /// bounded rate), a dialer that hung up is not.
+    pub(super) fn incoming_failed(
+        &mut self,
+        from: &iris_behaviours::libp2p::Multiaddr,
+        error: &ListenError,
+    ) {
+        if let ListenError::Denied { cause } = error {
+            self.warnings.warn("limit", || {
+                format!("refused an incoming connection from {from}: {cause}")
+            });
+        } else if super::looks_like_wrong_key(error) {
+            self.warnings.warn("wrong-key", || {
+                format!(
+                    "refused an incoming connection from {from}: handshake failed, wrong network key? ({})",
+                    super::error_chain(error)
+                )
+            });
+        } else {
+            tracing::debug!(
+                from = %from,
+                "an incoming connection ended in its handshake: {}",
+                super::error_chain(error)
+            )
+        }
     }
 }

@@ -148,7 +148,9 @@ impl EventLoop {
             .get(&peer)
             .is_some_and(|entry| entry.state != iris_behaviours::Liveness::Left);
         if !member {
-            tracing::warn!(%peer, "refused a request from a peer that is not a current member");
+            self.warnings.warn("non-member", || {
+                format!("refused a request from {peer}, which is not a current member")
+            });
             let refusal = Refusal::forbidden(
                 "forbidden: you are not a current member of this network (join it first)",
             );

@@ -207,7 +207,7 @@ impl EventLoop {
                     error,
                     ..
                 },
-            ) => super::log_incoming_failure(&send_back_addr, &error),
+            ) => self.incoming_failed(&send_back_addr, &error),
             (_, SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event))) => {
                 self.on_setup_control(event)
             }

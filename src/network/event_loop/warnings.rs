@@ -1,0 +1,43 @@
+//! Warnings about peers this node turned away, at most one line of each
+//! kind every [`PERIOD`]: a flood of bad connections or requests must not
+//! become a flood of log lines (the first of each burst is always there).
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+/// The least time between two lines of one kind.
+const PERIOD: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub(super) struct Warnings {
+    /// Per kind: when the last line was written, and how many were held
+    /// back since.
+    kinds: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl Warnings {
+    /// Writes `message()` as a warning, unless one of this `kind` was
+    /// written less than [`PERIOD`] ago; the next line says how many were
+    /// held back.
+    pub(super) fn warn(&mut self, kind: &'static str, message: impl FnOnce() -> String) {
+        let now = Instant::now();
+        match self.kinds.get_mut(kind) {
+            Some((last, held)) if now.duration_since(*last) < PERIOD => *held += 1,
+            Some((last, held)) => {
+                let more = std::mem::take(held);
+                *last = now;
+                tracing::warn!(
+                    "{} ({more} more like it in the last {} s)",
+                    message(),
+                    PERIOD.as_secs()
+                );
+            }
+            None => {
+                self.kinds.insert(kind, (now, 0));
+                tracing::warn!("{}", message());
+            }
+        }
+    }
+}
