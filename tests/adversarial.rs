@@ -549,3 +549,27 @@ async fn a_bootstrap_cannot_make_itself_master_or_forge_records() {
     assert_eq!(body["network"]["master"], genuine.master.to_string());
     assert_eq!(body["master_on_trust"], false);
 }
+
+/// A member opens connection after connection to one node. Before: the
+/// node took every one (each with its own yamux and buffers). Now at most
+/// two stand per peer; the rest are refused, and the refusal is logged.
+#[tokio::test]
+async fn a_flood_of_connections_from_one_peer_is_refused() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let open = rogue.flood_connections(&alice.bootstrap().await, 20).await;
+    // The join's own connection, plus the flood's.
+    assert!(
+        open <= 2,
+        "alice let {open} connections from one peer stand"
+    );
+    wait_for("alice to log the refusal", DEADLINE, || async {
+        alice
+            .log()
+            .contains("refused an incoming connection")
+            .then_some(())
+    })
+    .await;
+    alice.status().await;
+}

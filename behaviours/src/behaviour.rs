@@ -61,6 +61,8 @@ pub struct SwarmSettings {
     /// run in a container answers when it ends; a dead or hung peer is
     /// caught sooner by liveness, which closes its connection.
     pub request_timeout: Duration,
+    /// Connections to one peer at once ([`MAX_CONNECTIONS_PER_PEER`]).
+    pub max_connections_per_peer: u32,
 }
 
 impl Default for SwarmSettings {
@@ -71,6 +73,7 @@ impl Default for SwarmSettings {
             ping_interval: Duration::from_millis(500),
             ping_timeout: Duration::from_millis(1000),
             request_timeout: Duration::from_secs(24 * 3600),
+            max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
         }
     }
 }
@@ -152,7 +155,7 @@ fn build_behaviour(
     Ok(IrisBehaviour {
         limits: connection_limits::Behaviour::new(
             ConnectionLimits::default()
-                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                .with_max_established_per_peer(Some(settings.max_connections_per_peer))
                 .with_max_established(Some(MAX_CONNECTIONS))
                 .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
         ),

@@ -39,7 +39,12 @@ impl RoguePeer {
     pub async fn join(key: &str, bootstrap: &str, name: &str) -> Self {
         let keypair = Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = build_swarm(keypair.clone(), derive_psk(key), &SwarmSettings::default())
+        // A rogue keeps no bounds of its own: it tests the node's.
+        let settings = SwarmSettings {
+            max_connections_per_peer: 1000,
+            ..SwarmSettings::default()
+        };
+        let mut swarm = build_swarm(keypair.clone(), derive_psk(key), &settings)
             .expect("the rogue's swarm builds");
         swarm
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
@@ -139,6 +144,57 @@ impl RoguePeer {
             Ok(ControlResponse::Hello { .. }) => peer,
             other => panic!("{peer} did not take the rogue's hello: {other:?}"),
         }
+    }
+
+    /// Opens `count` more connections to `peer` at `address` at once, as a
+    /// flood would; returns how many the peer let stand.
+    pub async fn flood_connections(&mut self, address: &str, count: usize) -> usize {
+        use iris_behaviours::libp2p::swarm::dial_opts::PeerCondition;
+        let address: Multiaddr = address.parse().unwrap();
+        let Some(Protocol::P2p(peer)) = address.iter().last() else {
+            panic!("{address} has no peer id");
+        };
+        for _ in 0..count {
+            let dial = DialOpts::peer_id(peer)
+                .condition(PeerCondition::Always)
+                .addresses(vec![address.clone()])
+                .build();
+            self.swarm.dial(dial).unwrap();
+        }
+        let mut open = 0usize;
+        let mut settled = 0;
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        while settled < count {
+            let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await
+            else {
+                break;
+            };
+            match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => {
+                    open += 1;
+                    settled += 1;
+                }
+                SwarmEvent::ConnectionClosed { peer_id, .. } if peer_id == peer => {
+                    open = open.saturating_sub(1);
+                }
+                SwarmEvent::OutgoingConnectionError { .. } => settled += 1,
+                _ => {}
+            }
+        }
+        // Whatever the peer closes right after the handshake, closes now.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                if let SwarmEvent::ConnectionClosed { peer_id, .. } =
+                    self.swarm.select_next_some().await
+                {
+                    if peer_id == peer {
+                        open = open.saturating_sub(1);
+                    }
+                }
+            }
+        })
+        .await;
+        open + usize::from(self.swarm.is_connected(&peer) && open == 0)
     }
 
     /// Acts as a bootstrap for one joiner: answers its join with
