@@ -11,12 +11,14 @@ pub mod codec;
 pub mod messages;
 pub mod psk;
 pub mod signed;
+pub mod tasks;
 pub mod transport;
 
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
 pub use codec::{CborCodec, CodecError};
 pub use messages::*;
 pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
+pub use tasks::*;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -1,0 +1,314 @@
+//! Tasks on the wire: what a node is asked to run ([`TaskSpec`]), and what
+//! it reports back while it runs it ([`TaskReport`]), each bounded so that
+//! it always fits in a request frame.
+
+use serde::{Deserialize, Serialize};
+
+/// Most log bytes one `Logs` answer carries per stream.
+pub const MAX_LOG_CHUNK: usize = 1024 * 1024;
+
+/// A container to run on one node, as the wire carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub job_id: String,
+    pub image: String,
+    /// The command as an array: no shell ever sees it.
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// `None`: no network; `Some("bridge")`: Docker's default bridge.
+    #[serde(default)]
+    pub network: Option<String>,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    pub timeout_ms: u64,
+    /// Paths in the node's own `public` workspace area, mounted read-only
+    /// at `/workspace/in/<path>`: how one job reads what an earlier one
+    /// wrote or gathered.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+}
+
+/// Most inputs one task may mount.
+pub const MAX_INPUTS: usize = 16;
+
+impl TaskSpec {
+    /// Checks what a peer or a user could get wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.argv.is_empty() {
+            return Err("the command is empty: give it after `--`".into());
+        }
+        self.validate_allowing_image_command()
+    }
+
+    /// As [`TaskSpec::validate`], but an empty `argv` means the image's own
+    /// command (for long-lived containers).
+    pub fn validate_allowing_image_command(&self) -> Result<(), String> {
+        validate_job_id(&self.job_id)?;
+        if self.image.is_empty()
+            || self.image.len() > 256
+            || self.image.chars().any(char::is_whitespace)
+        {
+            return Err(format!(
+                "image '{}' is not a valid image reference",
+                self.image
+            ));
+        }
+        if self.argv.len() > 1024 || self.argv.iter().any(|a| a.len() > 64 * 1024) {
+            return Err("the command is too long".into());
+        }
+        for (key, _) in &self.env {
+            let mut chars = key.chars();
+            let first_ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("environment variable name '{key}' is not valid"));
+            }
+        }
+        match self.network.as_deref() {
+            None | Some("bridge") => {}
+            Some(other) => {
+                return Err(format!(
+                    "network '{other}' is not allowed: use none or bridge"
+                ))
+            }
+        }
+        if !(6 << 20..=1 << 40).contains(&self.memory_bytes) {
+            return Err("memory must be between 6 MiB and 1 TiB".into());
+        }
+        if !(1_000_000..=1024 * 1_000_000_000).contains(&self.nano_cpus) {
+            return Err("cpus must be between 0.001 and 1024".into());
+        }
+        if !(1..=1_000_000).contains(&self.pids_limit) {
+            return Err("the pid limit must be between 1 and 1000000".into());
+        }
+        if !(1..=7 * 24 * 3600 * 1000).contains(&self.timeout_ms) {
+            return Err("the timeout must be between 1 ms and 7 days".into());
+        }
+        if self.inputs.len() > MAX_INPUTS {
+            return Err(format!("at most {MAX_INPUTS} inputs"));
+        }
+        for input in &self.inputs {
+            validate_input(input)?;
+        }
+        // What runs here must also run on any other node: the spec travels
+        // in one request frame, with room to spare for the envelope.
+        let size = crate::codec::encode(self, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .len();
+        if size > MAX_SPEC_BYTES {
+            return Err(format!(
+                "the job is too large to send to another node: its command, \
+                 environment and inputs take {size} bytes, at most {MAX_SPEC_BYTES}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The most a [`TaskSpec`] may take on the wire: a request frame less room
+/// for the request around it (a session's name, the enum tag).
+pub const MAX_SPEC_BYTES: usize = crate::behaviour::MAX_CONTROL_REQUEST - 1024;
+
+/// An input is a plain relative path: its parts are names, never `..`,
+/// `.` or empty, so `/workspace/in/<path>` stays under `/workspace/in`.
+fn validate_input(path: &str) -> Result<(), String> {
+    let plain = !path.is_empty()
+        && path.len() <= 1024
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "input '{path}' must be a relative path inside the public workspace, like jobs/<id>"
+        ))
+    }
+}
+
+/// Job ids name directories and container labels: keep them plain.
+pub fn validate_job_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(format!(
+            "job id '{id}' may hold only 1 to 64 letters, digits and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// Its node went away (or restarted) before it finished.
+    Lost,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, TaskState::Queued | TaskState::Running)
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::TimedOut => "timed_out",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Lost => "lost",
+        })
+    }
+}
+
+/// A task's state as the node running it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub job_id: String,
+    pub state: TaskState,
+    pub exit_code: Option<i64>,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    /// Files the task wrote, relative to its output directory; the first
+    /// of them if there were more than a report carries.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Some outputs are not listed: see [`TaskReport::set_outputs`].
+    #[serde(default)]
+    pub outputs_truncated: bool,
+    pub error: Option<String>,
+    /// The image the task ran, as the engine's id (`sha256:...`): what a
+    /// tag meant when it ran.
+    #[serde(default)]
+    pub image_id: Option<String>,
+}
+
+/// The most the output names of one report may take, so that a report
+/// always fits in a request frame however many files a task wrote.
+pub const MAX_REPORT_OUTPUT_BYTES: usize = 32 * 1024;
+/// The longest error text a report carries.
+pub const MAX_REPORT_ERROR_BYTES: usize = 4 * 1024;
+
+impl TaskReport {
+    /// The first report of a task: queued, nothing else known yet.
+    pub fn queued(job_id: String) -> Self {
+        Self {
+            job_id,
+            state: TaskState::Queued,
+            exit_code: None,
+            started_ms: None,
+            finished_ms: None,
+            outputs: Vec::new(),
+            outputs_truncated: false,
+            error: None,
+            image_id: None,
+        }
+    }
+
+    /// Lists as many of `outputs` as fit in [`MAX_REPORT_OUTPUT_BYTES`], in
+    /// order, and says whether any were left out.
+    pub fn set_outputs(&mut self, outputs: Vec<String>) {
+        let mut room = MAX_REPORT_OUTPUT_BYTES;
+        let total = outputs.len();
+        self.outputs = outputs
+            .into_iter()
+            // A name costs its bytes and a few more for its CBOR header.
+            .take_while(|name| match room.checked_sub(name.len() + 8) {
+                Some(left) => {
+                    room = left;
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        self.outputs_truncated = self.outputs.len() < total;
+    }
+
+    /// Keeps the error text within [`MAX_REPORT_ERROR_BYTES`].
+    pub fn set_error(&mut self, error: Option<String>) {
+        self.error = error.map(|mut text| {
+            if text.len() > MAX_REPORT_ERROR_BYTES {
+                let mut end = MAX_REPORT_ERROR_BYTES;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push_str(" [...]");
+            }
+            text
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ControlRequest;
+
+    fn spec(argv: Vec<String>) -> TaskSpec {
+        TaskSpec {
+            job_id: "job-1".into(),
+            image: "iris-worker:latest".into(),
+            argv,
+            env: vec![],
+            network: None,
+            memory_bytes: 256 << 20,
+            nano_cpus: 1_000_000_000,
+            pids_limit: 64,
+            timeout_ms: 1000,
+            inputs: vec![],
+        }
+    }
+
+    #[test]
+    fn a_spec_too_large_for_a_request_frame_is_refused() {
+        // Each argument is within its own limit; together they are not.
+        let big = spec(vec!["x".repeat(30 * 1024); 3]);
+        let err = big.validate().unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let request = ControlRequest::RunTask {
+            spec: spec(vec!["x".repeat(40 * 1024)]),
+        };
+        assert!(crate::codec::encode(&request, crate::behaviour::MAX_CONTROL_REQUEST).is_ok());
+        spec(vec!["x".repeat(40 * 1024)]).validate().unwrap();
+    }
+
+    #[test]
+    fn a_report_of_a_task_with_many_outputs_fits_a_request_frame() {
+        let mut report = TaskReport {
+            job_id: "job-1".into(),
+            state: TaskState::Succeeded,
+            exit_code: Some(0),
+            started_ms: Some(1),
+            finished_ms: Some(2),
+            outputs: vec![],
+            outputs_truncated: false,
+            error: None,
+            image_id: Some(format!("sha256:{}", "a".repeat(64))),
+        };
+        let names: Vec<String> = (0..20_000).map(|i| format!("out/{i:0>60}")).collect();
+        report.set_outputs(names.clone());
+        report.set_error(Some("é".repeat(10_000)));
+        assert!(report.outputs_truncated);
+        assert_eq!(report.outputs[..], names[..report.outputs.len()]);
+        let request = ControlRequest::TaskUpdate {
+            report: report.clone(),
+        };
+        assert!(crate::codec::encode(&request, crate::behaviour::MAX_CONTROL_REQUEST).is_ok());
+        report.set_outputs(names[..3].to_vec());
+        assert!(!report.outputs_truncated && report.outputs.len() == 3);
+    }
+}
