@@ -573,3 +573,44 @@ async fn a_flood_of_connections_from_one_peer_is_refused() {
     .await;
     alice.status().await;
 }
+
+/// A member sends a record that would grow every map: thousands of image
+/// tags and a huge executor reason, signed and all. Before: a record's
+/// images and reasons had no bound but the frame. Now it is refused, and
+/// the member's entry stays as it was.
+#[tokio::test]
+async fn an_oversized_record_is_refused_and_changes_nothing() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let master = rogue.network.master;
+    let mut big = rogue.record.clone();
+    big.version += 1;
+    big.images = vec![iris_behaviours::ImageRef {
+        id: "sha256:x".into(),
+        tags: (0..1000).map(|i| format!("t{i}:latest")).collect(),
+    }];
+    big.executor = iris_behaviours::ExecutorState::Unavailable("x".repeat(20_000));
+    big.sign(&rogue.keypair, 10);
+    let answer = rogue
+        .request(master, ControlRequest::Hello { record: big })
+        .await;
+    assert!(
+        matches!(
+            &answer,
+            Ok(ControlResponse::Refused {
+                kind: RefusalKind::Invalid,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+    let (_, nodes) = alice.get("/v1/nodes").await.unwrap();
+    let mallory = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "mallory")
+        .unwrap();
+    assert_eq!(mallory["version"], 1, "{mallory}");
+}
