@@ -127,9 +127,9 @@ impl Router {
                 self.may_read(peer, path).await?;
                 self.files.handle(peer, request).await
             }
-            ControlRequest::ListFiles | ControlRequest::FetchFile { .. } => {
-                self.files.handle(peer, request).await
-            }
+            ControlRequest::ListFiles
+            | ControlRequest::FetchFile { .. }
+            | ControlRequest::FetchStatus { .. } => self.files.handle(peer, request).await,
             ControlRequest::Join { .. }
             | ControlRequest::Hello { .. }
             | ControlRequest::Leave { .. } => {
@@ -167,7 +167,9 @@ fn master_only(request: &ControlRequest) -> Option<&'static str> {
         ControlRequest::RunTask { .. } => Some("run jobs on"),
         ControlRequest::CancelTask { .. } => Some("cancel jobs on"),
         ControlRequest::FetchLogs { .. } => Some("read job logs of"),
-        ControlRequest::FetchFile { .. } => Some("push files to"),
+        ControlRequest::FetchFile { .. } | ControlRequest::FetchStatus { .. } => {
+            Some("push files to")
+        }
         ControlRequest::ContainerCreate { .. }
         | ControlRequest::ContainerExec { .. }
         | ControlRequest::ContainerRemove { .. } => Some("manage containers on"),

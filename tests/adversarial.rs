@@ -614,3 +614,39 @@ async fn an_oversized_record_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(mallory["version"], 1, "{mallory}");
 }
+
+/// The master pushes a file to a member that never answers. Before: a
+/// fetch was answered only when the whole transfer was done, so the push
+/// waited a day. Now the target acknowledges at once and is followed with
+/// short status requests: a silent one fails the push within a minute.
+#[tokio::test]
+async fn a_push_to_a_member_that_never_answers_fails_within_a_minute() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    let source = alice.dir.join("model.bin");
+    std::fs::write(&source, vec![1u8; 1 << 20]).unwrap();
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let silent = tokio::spawn(async move {
+        rogue.stay_silent(Duration::from_secs(90)).await;
+    });
+    let started = Instant::now();
+    let (code, answers) = alice
+        .post(
+            "/v1/files/put",
+            serde_json::json!({"source": source.display().to_string(), "to": "mallory"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{answers}");
+    let answer = &answers[0];
+    assert_eq!(answer["ok"], false, "{answers}");
+    assert!(
+        answers.to_string().contains("no answer within 30 s"),
+        "{answers}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    silent.abort();
+}

@@ -334,12 +334,16 @@ pub enum ControlRequest {
     },
     /// Pull `path` from `from` into this node's workspace at `dest`
     /// (`public/...` or `image/...`; an image is loaded once it is here).
-    /// Master only.
+    /// Answered at once with [`ControlResponse::Fetching`]; the asker then
+    /// follows it with `FetchStatus`. Master only.
     FetchFile {
         from: PeerId,
         path: String,
         dest: String,
     },
+    /// How is fetch `id` going? `Fetching` while it runs, then `Fetched` or
+    /// the refusal it ended with (told once). Only its asker may ask.
+    FetchStatus { id: u64 },
 }
 
 /// How long an asker waits for a plain answer (an acknowledgement, a
@@ -350,7 +354,7 @@ pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(30
 impl ControlRequest {
     /// How long the asker waits for the answer to this request. Work that
     /// runs before the answer has a deadline of its own: an exec its
-    /// timeout, a manifest a whole-file hash, a fetch a whole transfer.
+    /// timeout, a manifest a whole-file hash. A fetch answers at once.
     pub fn answer_within(&self) -> std::time::Duration {
         use std::time::Duration;
         match self {
@@ -359,7 +363,6 @@ impl ControlRequest {
             }
             ControlRequest::ContainerCreate { .. } => 4 * ANSWER_WITHIN,
             ControlRequest::FileManifest { .. } => 20 * ANSWER_WITHIN,
-            ControlRequest::FetchFile { .. } => Duration::from_secs(24 * 3600),
             _ => ANSWER_WITHIN,
         }
     }
@@ -396,6 +399,10 @@ pub enum ControlResponse {
     Chunk {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+    },
+    /// A fetch this node runs for the asker, still going.
+    Fetching {
+        id: u64,
     },
     Fetched {
         bytes: u64,

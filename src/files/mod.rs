@@ -7,6 +7,7 @@
 //! Every file is opened through a handle on its area ([`crate::safe_fs`]):
 //! no link is followed, whoever planted it.
 
+mod push;
 mod transfer;
 
 use std::{
@@ -54,7 +55,7 @@ pub enum FileError {
 }
 
 /// Where a peer may have this node pull a file to, or its user a file in.
-const DESTINATIONS: [Area; 2] = [Area::Public, Area::Image];
+pub(super) const DESTINATIONS: [Area; 2] = [Area::Public, Area::Image];
 /// Whole-file hashes computed at once; more wait their turn.
 const HASHES_AT_ONCE: usize = 2;
 /// What this node serves (the router decides to whom).
@@ -68,6 +69,8 @@ pub struct Files {
     /// Whole-file hashes at once: each takes a core, and peers may ask for
     /// many (the router bounds the requests; this bounds the cores).
     hashing: tokio::sync::Semaphore,
+    /// Fetches this node runs for others ([`push`]).
+    pushes: push::Pushes,
     events: Events,
     /// One transfer into a destination at a time: two would share its
     /// partial file, and one could truncate chunks the other had checked.
@@ -92,6 +95,7 @@ impl Files {
             images,
             manifests: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
+            pushes: Default::default(),
             events,
             destinations: Mutex::new(HashMap::new()),
             corrupt_once: Mutex::new(corrupt_once),
@@ -101,7 +105,7 @@ impl Files {
     /// Answers a peer's file request (authority already checked by the
     /// router).
     pub async fn handle(
-        &self,
+        self: &Arc<Self>,
         peer: PeerId,
         request: ControlRequest,
     ) -> Result<ControlResponse, Refusal> {
@@ -121,21 +125,9 @@ impl Files {
                 .await
                 .map(|data| ControlResponse::Chunk { data }),
             ControlRequest::FetchFile { from, path, dest } => {
-                let dest = WorkspacePath::parse(&dest)
-                    .and_then(|d| d.require(&DESTINATIONS, "a destination"))
-                    .map_err(Refusal::invalid)?;
-                let transfer = self.fetch_and_load(from, &path, &dest).await.map_err(|e| {
-                    tracing::warn!(%peer, "fetch of {path} asked by {peer} failed: {e}");
-                    match e {
-                        FileError::Invalid(reason) => Refusal::invalid(reason),
-                        other => Refusal::failed(other.to_string()),
-                    }
-                })?;
-                Ok(ControlResponse::Fetched {
-                    bytes: transfer.bytes,
-                    sha256: transfer.sha256,
-                })
+                self.start_fetch(peer, from, path, dest)
             }
+            ControlRequest::FetchStatus { id } => self.fetch_status(peer, id),
             other => Err(Refusal::invalid(format!("not a file request: {other:?}"))),
         }
     }
@@ -200,23 +192,16 @@ impl Files {
             .to_string();
         let target = self.membership.peer_named(&to).await?;
         let started = Instant::now();
-        let request = ControlRequest::FetchFile {
-            from: source,
-            path,
-            dest: dest.clone(),
-        };
-        match self.membership.request(target, request).await? {
-            ControlResponse::Fetched { bytes, sha256 } => Ok(Transfer {
-                path: dest,
-                bytes,
-                sha256,
-                fetched_chunks: 0,
-                resumed_chunks: 0,
-                refetched_chunks: 0,
-                seconds: started.elapsed().as_secs_f64(),
-            }),
-            other => Err(FileError::Transfer(format!("unexpected answer {other:?}"))),
-        }
+        let (bytes, sha256) = self.fetch_on(target, source, path, dest.clone()).await?;
+        Ok(Transfer {
+            path: dest,
+            bytes,
+            sha256,
+            fetched_chunks: 0,
+            resumed_chunks: 0,
+            refetched_chunks: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        })
     }
 
     /// Copies a local file into this node's workspace (`public/<as>`, or
@@ -263,24 +248,16 @@ impl Files {
             .membership
             .targets(to, false, &Default::default())
             .await?;
-        let request = ControlRequest::FetchFile {
-            from: local_peer,
-            path: dest.to_string(),
-            dest: dest.to_string(),
-        };
         let calls = targets
             .into_iter()
             .filter(|(peer, _)| *peer != local_peer)
-            .map(|(peer, node)| {
-                let request = request.clone();
-                async move {
-                    let answer = self
-                        .membership
-                        .request(peer, request)
-                        .await
-                        .map_err(|e| e.to_string());
-                    NodeAnswer::from_answer(node, answer)
-                }
+            .map(|(peer, node)| async move {
+                let answer = self
+                    .fetch_on(peer, local_peer, dest.to_string(), dest.to_string())
+                    .await
+                    .map(|(bytes, sha256)| ControlResponse::Fetched { bytes, sha256 })
+                    .map_err(|e| e.to_string());
+                NodeAnswer::from_answer(node, answer)
             });
         Ok(futures::future::join_all(calls).await)
     }

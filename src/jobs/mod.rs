@@ -172,13 +172,8 @@ impl Jobs {
         if let Some(tar) = tar {
             // The target lacks the image: it pulls our tar first (once;
             // its record lists the image afterwards).
-            let fetch = ControlRequest::FetchFile {
-                from: self.local(),
-                path: tar.clone(),
-                dest: tar,
-            };
-            self.membership
-                .request(peer, fetch)
+            self.files
+                .fetch_on(peer, self.local(), tar.clone(), tar)
                 .await
                 .map_err(|e| format!("cannot ship the image: {e}"))?;
         }
