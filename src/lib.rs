@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod api_types;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api_types::Status,
+    audit::AuditLog,
     config::NodeConfig,
     events::Events,
     executor::{Executor, TaskLimits, Workspace},
@@ -37,6 +38,8 @@ const STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct Node {
     pub membership: Arc<Membership>,
+    /// What touched this node's private data ([`crate::audit`]).
+    pub audit: Arc<AuditLog>,
     pub jobs: Arc<Jobs>,
     pub sessions: Arc<Sessions>,
     pub files: Arc<Files>,
@@ -114,8 +117,10 @@ impl Node {
             events.clone(),
         );
         let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
+        let audit = Arc::new(AuditLog::open(dir.join("audit.log"))?);
         let runner = TaskRunner::new(
             executor.clone(),
+            audit.clone(),
             peer_id,
             dir.join("tasks"),
             config.jobs.max_concurrent,
@@ -132,7 +137,7 @@ impl Node {
             events.clone(),
         );
         let sessions = Sessions::new(executor, membership.clone());
-        let router = Router::new(jobs.clone(), sessions.clone(), files.clone());
+        let router = Router::new(jobs.clone(), sessions.clone(), files.clone(), audit.clone());
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -167,6 +172,7 @@ impl Node {
                 .map_err(|e| anyhow::anyhow!("cannot rejoin network '{name}': {e}"))?;
         }
         Ok(Arc::new(Node {
+            audit,
             membership,
             jobs,
             sessions,

@@ -14,6 +14,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    audit::{AuditEvent, AuditLog},
     files::Files,
     jobs::Jobs,
     network::Inbound,
@@ -29,14 +30,21 @@ pub const MAX_REQUESTS_PER_PEER: usize = 32;
 pub const MAX_REQUESTS: usize = 256;
 
 pub struct Router {
+    audit: Arc<AuditLog>,
     jobs: Arc<Jobs>,
     sessions: Arc<Sessions>,
     files: Arc<Files>,
 }
 
 impl Router {
-    pub fn new(jobs: Arc<Jobs>, sessions: Arc<Sessions>, files: Arc<Files>) -> Arc<Self> {
+    pub fn new(
+        jobs: Arc<Jobs>,
+        sessions: Arc<Sessions>,
+        files: Arc<Files>,
+        audit: Arc<AuditLog>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            audit,
             jobs,
             sessions,
             files,
@@ -124,8 +132,22 @@ impl Router {
             | ControlRequest::ContainerRemove { .. } => self.sessions.handle(request).await,
             ControlRequest::FileManifest { ref path }
             | ControlRequest::FileChunk { ref path, .. } => {
-                self.may_read(peer, path).await?;
-                self.files.handle(peer, request).await
+                let job = self.may_read(peer, path).await?;
+                let answer = self.files.handle(peer, request).await?;
+                // A job's output leaves with its manifest: recorded first.
+                if let (Some(job_id), ControlResponse::Manifest(manifest)) = (job, &answer) {
+                    let released = AuditEvent::OutputReleased {
+                        job_id,
+                        path: manifest.path.clone(),
+                        to: peer,
+                        bytes: manifest.version.size,
+                        sha256: manifest.sha256.clone(),
+                    };
+                    self.audit.append(released).await.map_err(|e| {
+                        Refusal::failed(format!("cannot record the release in the audit log: {e}"))
+                    })?;
+                }
+                Ok(answer)
             }
             ControlRequest::ListFiles
             | ControlRequest::FetchFile { .. }
@@ -142,17 +164,17 @@ impl Router {
 impl Router {
     /// A job's outputs are read only by the node that asked for the job;
     /// `public/` and `image/` by any member. The files service refuses
-    /// every other area itself.
-    async fn may_read(&self, peer: PeerId, path: &str) -> Result<(), Refusal> {
+    /// every other area itself. Returns the job, for a job's output.
+    async fn may_read(&self, peer: PeerId, path: &str) -> Result<Option<String>, Refusal> {
         let Ok(place) = WorkspacePath::parse(path) else {
-            return Ok(()); // the files service says what is wrong with it
+            return Ok(None); // the files service says what is wrong with it
         };
         if place.area != Area::Outputs {
-            return Ok(());
+            return Ok(None);
         }
         let job = place.job().unwrap_or_default();
         if self.jobs.runner.origin(&job).await == Some(peer) {
-            return Ok(());
+            return Ok(Some(job));
         }
         tracing::warn!(%peer, "refused to serve {path}: the job is not theirs");
         Err(Refusal::forbidden(format!(

@@ -2,6 +2,7 @@
 //! directly; every other command is a thin client of the node's REST API,
 //! one file per command group, all through the typed [`ApiClient`].
 
+mod audit;
 mod containers;
 mod events;
 mod files;
@@ -93,6 +94,16 @@ pub enum Command {
     /// Long-lived containers on nodes: create, exec commands in, remove.
     #[command(subcommand)]
     Container(containers::ContainerCommand),
+    /// What touched this node's private data, oldest first; `verify`
+    /// checks that the log was not altered.
+    Audit {
+        #[command(subcommand)]
+        command: Option<audit::AuditCommand>,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Follow the node's events (joined, suspect, gone, left, ...) live.
     Events {
         #[command(flatten)]
@@ -121,6 +132,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Container(command) => containers::container(command).await,
         Command::Files(command) => files::files(command).await,
         Command::Events { dir, output } => events::follow(&dir, output.json).await,
+        Command::Audit {
+            command,
+            dir,
+            output,
+        } => audit::audit(command, &dir, &output),
     }
 }
 

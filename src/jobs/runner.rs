@@ -13,7 +13,10 @@ use iris_behaviours::{libp2p::PeerId, Refusal, TaskReport, TaskSpec, TaskState, 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::executor::Executor;
+use crate::{
+    audit::{AuditEvent, AuditLog},
+    executor::Executor,
+};
 
 /// A task as this node keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +39,9 @@ pub struct Delivery {
 
 pub struct TaskRunner {
     executor: Arc<Executor>,
+    /// Every task asked of this node, how it ended, and every release of
+    /// its logs, recorded before it happens.
+    audit: Arc<AuditLog>,
     /// This node: a task it asked of itself may read its `gathered/`.
     local: PeerId,
     dir: PathBuf,
@@ -54,6 +60,7 @@ impl TaskRunner {
     /// [`TaskRunner::delivered`] once the origin has it.
     pub fn new(
         executor: Arc<Executor>,
+        audit: Arc<AuditLog>,
         local: PeerId,
         dir: PathBuf,
         max_concurrent: usize,
@@ -61,6 +68,7 @@ impl TaskRunner {
     ) -> Arc<Self> {
         Arc::new(Self {
             executor,
+            audit,
             local,
             dir,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
@@ -150,6 +158,22 @@ impl TaskRunner {
             }
             _ => format!("cannot create {}: {e}", dir.display()),
         })?;
+        // On disk before anything runs; a node that cannot record it
+        // does not run it.
+        let requested = AuditEvent::TaskRequested {
+            job_id: spec.job_id.clone(),
+            from: origin,
+            image: spec.image.clone(),
+            argv: spec.argv.clone(),
+            network: spec.network.clone(),
+            memory_bytes: spec.memory_bytes,
+            nano_cpus: spec.nano_cpus,
+            inputs: spec.inputs.clone(),
+        };
+        if let Err(e) = self.audit.append(requested).await {
+            let _ = tokio::fs::remove_dir(&dir).await;
+            return Err(format!("cannot record the task in the audit log: {e}"));
+        }
         let report = TaskReport::queued(spec.job_id.clone());
         let mut task = TaskFile {
             origin,
@@ -206,6 +230,15 @@ impl TaskRunner {
                         r.finished_ms = Some(crate::now_ms());
                     })
                     .await;
+                let ended = AuditEvent::TaskEnded {
+                    job_id: task.spec.job_id.clone(),
+                    state: task.report.state,
+                    exit_code: task.report.exit_code,
+                    image_id: task.report.image_id.clone(),
+                };
+                if let Err(e) = runner.audit.append(ended).await {
+                    tracing::error!(job = %task.spec.job_id, "cannot record the task's end: {e}");
+                }
             }
             runner
                 .cancels
@@ -267,11 +300,23 @@ impl TaskRunner {
             }
             buf
         };
-        tokio::task::spawn_blocking(move || {
+        let (stdout, stderr) = tokio::task::spawn_blocking(move || {
             (read("stdout.log", offsets.0), read("stderr.log", offsets.1))
         })
         .await
-        .map_err(|e| Refusal::failed(e.to_string()))
+        .map_err(|e| Refusal::failed(e.to_string()))?;
+        let bytes = (stdout.len() + stderr.len()) as u64;
+        if origin != self.local && bytes > 0 {
+            let released = AuditEvent::LogsReleased {
+                job_id: job_id.to_string(),
+                to: origin,
+                bytes,
+            };
+            self.audit.append(released).await.map_err(|e| {
+                Refusal::failed(format!("cannot record the release in the audit log: {e}"))
+            })?;
+        }
+        Ok((stdout, stderr))
     }
 
     /// After a restart: tasks that were running lost their container (the
@@ -351,8 +396,10 @@ mod tests {
             Some("unix:///nonexistent/docker.sock"),
         ));
         let (deliveries, _queue) = mpsc::unbounded_channel();
+        let audit = AuditLog::open(tmp.path().join("audit.log")).unwrap();
         let runner = TaskRunner::new(
             Arc::new(executor),
+            Arc::new(audit),
             PeerId::random(),
             tmp.path().join("tasks"),
             2,

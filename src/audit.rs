@@ -1,0 +1,347 @@
+//! The audit log, `DIR/audit.log`: what touched this node's private data,
+//! for its owner. Append-only, one JSON line per event, each line carrying
+//! the hash of the line before it (a hash chain): a line edited, deleted or
+//! moved breaks the chain at that line, and `iris audit verify` says where.
+//! An entry is on disk (fsynced) before the action it records goes ahead.
+//!
+//! A line's `hash` is the SHA-256 of the previous line's hash, a newline,
+//! and the line's JSON without its `hash` field (as this module writes it).
+
+use std::{
+    io::{BufRead, Write},
+    path::{Path, PathBuf},
+};
+
+use iris_behaviours::{libp2p::PeerId, TaskState};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// A node asked this one to run a task.
+    TaskRequested {
+        job_id: String,
+        from: PeerId,
+        image: String,
+        argv: Vec<String>,
+        network: Option<String>,
+        memory_bytes: i64,
+        nano_cpus: i64,
+        inputs: Vec<String>,
+    },
+    /// Its container ended (or never started).
+    TaskEnded {
+        job_id: String,
+        state: TaskState,
+        exit_code: Option<i64>,
+        image_id: Option<String>,
+    },
+    /// A file of a task's outputs went to the node that asked for the job.
+    OutputReleased {
+        job_id: String,
+        path: String,
+        to: PeerId,
+        bytes: u64,
+        sha256: String,
+    },
+    /// A task's logs went to the node that asked for the job.
+    LogsReleased {
+        job_id: String,
+        to: PeerId,
+        bytes: u64,
+    },
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// 1 for the first line, then one more each line.
+    pub seq: u64,
+    pub at_ms: u64,
+    /// The hash of the line before ([`GENESIS`] for the first).
+    pub prev: String,
+    pub event: AuditEvent,
+    pub hash: String,
+}
+
+/// The part of a line its hash covers.
+#[derive(Serialize)]
+struct Unsealed<'a> {
+    seq: u64,
+    at_ms: u64,
+    prev: &'a str,
+    event: &'a AuditEvent,
+}
+
+fn seal(seq: u64, at_ms: u64, prev: &str, event: &AuditEvent) -> String {
+    let body = serde_json::to_vec(&Unsealed {
+        seq,
+        at_ms,
+        prev,
+        event,
+    })
+    .expect("entries serialize");
+    let mut hasher = Sha256::new();
+    hasher.update(prev.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&body);
+    hex::encode(hasher.finalize())
+}
+
+/// Why the log does not verify, at which line (1-based).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log line {line}: {reason}")]
+    Broken { line: u64, reason: String },
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The length of a chain and the hash at its head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub entries: u64,
+    pub head: String,
+}
+
+/// The log of one node: appends go one at a time, each fsynced.
+pub struct AuditLog {
+    path: PathBuf,
+    head: tokio::sync::Mutex<ChainHead>,
+}
+
+impl AuditLog {
+    /// Opens (or starts) the log at `path`. A last line cut short by a
+    /// crash was never acknowledged, and is dropped; otherwise the chain
+    /// goes on from the last line, whatever its state (verify says).
+    pub fn open(path: PathBuf) -> Result<Self, AuditError> {
+        let io = |source| AuditError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut head = ChainHead {
+            entries: 0,
+            head: GENESIS.into(),
+        };
+        if let Ok(bytes) = std::fs::read(&path) {
+            let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            if complete < bytes.len() {
+                tracing::warn!("dropping a partial last line of {}", path.display());
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io)?;
+                file.set_len(complete as u64).map_err(io)?;
+            }
+            if let Some(last) = bytes[..complete].split(|b| *b == b'\n').rev().nth(1) {
+                if let Ok(entry) = serde_json::from_slice::<AuditEntry>(last) {
+                    head = ChainHead {
+                        entries: entry.seq,
+                        head: entry.hash,
+                    };
+                }
+            }
+        }
+        Ok(Self {
+            path,
+            head: tokio::sync::Mutex::new(head),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The length and head hash of the chain.
+    pub async fn head(&self) -> ChainHead {
+        self.head.lock().await.clone()
+    }
+
+    /// Appends `event`; returns once it is on disk.
+    pub async fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let mut head = self.head.lock().await;
+        let seq = head.entries + 1;
+        let at_ms = crate::now_ms();
+        let hash = seal(seq, at_ms, &head.head, &event);
+        let entry = AuditEntry {
+            seq,
+            at_ms,
+            prev: head.head.clone(),
+            event,
+            hash: hash.clone(),
+        };
+        let mut line = serde_json::to_vec(&entry).expect("entries serialize");
+        line.push(b'\n');
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(&line)?;
+            file.sync_data()
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map_err(|source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        *head = ChainHead {
+            entries: seq,
+            head: hash,
+        };
+        Ok(())
+    }
+}
+
+/// Reads every entry of the log at `path` (none if there is none).
+pub fn read(path: &Path) -> Result<Vec<AuditEntry>, AuditError> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(AuditError::Io {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    let mut entries = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|source| AuditError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let entry = serde_json::from_str(&line).map_err(|e| AuditError::Broken {
+            line: i as u64 + 1,
+            reason: format!("not an audit entry: {e}"),
+        })?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// Checks the chain of the log at `path`: every line in order, each
+/// sealed with the hash of the one before.
+pub fn verify(path: &Path) -> Result<ChainHead, AuditError> {
+    let mut head = ChainHead {
+        entries: 0,
+        head: GENESIS.into(),
+    };
+    for entry in read(path)? {
+        let line = head.entries + 1;
+        let broken = |reason: String| AuditError::Broken { line, reason };
+        if entry.seq != line {
+            return Err(broken(format!(
+                "its number is {}, where {line} should be (a line was removed or moved)",
+                entry.seq
+            )));
+        }
+        if entry.prev != head.head {
+            return Err(broken(
+                "it does not follow the line before (a line was removed, moved or changed)".into(),
+            ));
+        }
+        if seal(entry.seq, entry.at_ms, &entry.prev, &entry.event) != entry.hash {
+            return Err(broken(
+                "its content does not match its hash (it was changed)".into(),
+            ));
+        }
+        head = ChainHead {
+            entries: line,
+            head: entry.hash,
+        };
+    }
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: u64) -> AuditEvent {
+        AuditEvent::LogsReleased {
+            job_id: format!("job-{i}"),
+            to: PeerId::random(),
+            bytes: i,
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn broken_at(path: &Path) -> u64 {
+        match verify(path) {
+            Err(AuditError::Broken { line, .. }) => line,
+            other => panic!("expected a broken chain, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chain_verifies_and_any_edit_deletion_or_reordering_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(path.clone()).unwrap();
+        for i in 1..=5 {
+            log.append(event(i)).await.unwrap();
+        }
+        let head = verify(&path).unwrap();
+        assert_eq!(head, log.head().await);
+        assert_eq!(head.entries, 5);
+        // A reopened log goes on where it was.
+        let again = AuditLog::open(path.clone()).unwrap();
+        again.append(event(6)).await.unwrap();
+        assert_eq!(verify(&path).unwrap().entries, 6);
+        let good = lines(&path);
+
+        let write = |lines: &[String]| std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let mut edited = good.clone();
+        edited[2] = edited[2].replace("\"bytes\":3", "\"bytes\":300");
+        write(&edited);
+        assert_eq!(broken_at(&path), 3);
+        let mut deleted = good.clone();
+        deleted.remove(3);
+        write(&deleted);
+        assert_eq!(broken_at(&path), 4);
+        let mut reordered = good.clone();
+        reordered.swap(1, 2);
+        write(&reordered);
+        assert_eq!(broken_at(&path), 2);
+        write(&good[..5]);
+        assert_eq!(
+            verify(&path).unwrap().entries,
+            5,
+            "a cut tail still verifies"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_short_by_a_crash_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(path.clone()).unwrap();
+        log.append(event(1)).await.unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"seq\":2,\"at_");
+        std::fs::write(&path, bytes).unwrap();
+        let log = AuditLog::open(path.clone()).unwrap();
+        log.append(event(2)).await.unwrap();
+        assert_eq!(verify(&path).unwrap().entries, 2);
+    }
+}

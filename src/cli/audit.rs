@@ -1,0 +1,106 @@
+//! `iris audit [verify]`: the node's audit log, read from its file. It
+//! needs no running daemon, so the owner can check it on a stopped node.
+
+use clap::Subcommand;
+
+use super::{
+    output::{header, print_json, print_table},
+    NodeDir, Output,
+};
+use crate::audit::{self, AuditEvent};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exit 1 with the first bad line if it was altered.
+    Verify {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+}
+
+pub fn audit(command: Option<AuditCommand>, dir: &NodeDir, output: &Output) -> anyhow::Result<()> {
+    if let Some(AuditCommand::Verify { dir }) = command {
+        let path = dir.dir.join("audit.log");
+        return match audit::verify(&path) {
+            Ok(head) => {
+                println!(
+                    "the audit log verifies: {} entries, head {}",
+                    head.entries, head.head
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("the audit log does NOT verify: {e}");
+                std::process::exit(1);
+            }
+        };
+    }
+    let entries = audit::read(&dir.dir.join("audit.log"))?;
+    if output.json {
+        return print_json(&entries);
+    }
+    let mut rows = vec![header(&["SEQ", "AT (ms)", "EVENT", "JOB", "DETAIL"])];
+    for entry in entries {
+        let (kind, job, detail) = describe(&entry.event);
+        rows.push(vec![
+            entry.seq.to_string(),
+            entry.at_ms.to_string(),
+            kind.into(),
+            job,
+            detail,
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+/// An event as a kind, its job and a line for people.
+fn describe(event: &AuditEvent) -> (&'static str, String, String) {
+    match event {
+        AuditEvent::TaskRequested {
+            job_id,
+            from,
+            image,
+            argv,
+            network,
+            ..
+        } => (
+            "requested",
+            job_id.clone(),
+            format!(
+                "by {from}: {image} {argv:?}, network {}",
+                network.as_deref().unwrap_or("none")
+            ),
+        ),
+        AuditEvent::TaskEnded {
+            job_id,
+            state,
+            exit_code,
+            image_id,
+        } => (
+            "ended",
+            job_id.clone(),
+            format!(
+                "{state}, exit {}, image {}",
+                exit_code.map_or("-".into(), |c| c.to_string()),
+                image_id.as_deref().unwrap_or("-")
+            ),
+        ),
+        AuditEvent::OutputReleased {
+            job_id,
+            path,
+            to,
+            bytes,
+            sha256,
+        } => (
+            "released",
+            job_id.clone(),
+            format!("{path} ({bytes} bytes, sha256 {sha256}) to {to}"),
+        ),
+        AuditEvent::LogsReleased { job_id, to, bytes } => (
+            "logs",
+            job_id.clone(),
+            format!("{bytes} bytes of logs to {to}"),
+        ),
+    }
+}

@@ -1,0 +1,98 @@
+//! The audit log on real nodes: what a site records when another node runs
+//! a job on it and takes its outputs, and that an edit is found.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    let id = submit(
+        alice,
+        job_body(
+            "bob",
+            &["/iris-worker", "stats", "/workspace/private/data.csv"],
+        ),
+    )
+    .await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let (code, gathered) = alice
+        .post(&format!("/v1/jobs/{id}/gather"), serde_json::json!({}))
+        .await;
+    assert_eq!(code, 200, "{gathered}");
+    let (code, logs) = alice
+        .get(&format!("/v1/jobs/{id}/logs?node=bob"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{logs}");
+
+    let out = bob.cli(&["audit", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["event"]["job_id"] == id.as_str())
+        .map(|e| e["event"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "task_requested",
+            "task_ended",
+            "output_released",
+            "logs_released"
+        ],
+        "{entries:?}"
+    );
+    let alice_peer = alice.peer_id().await;
+    let released = entries
+        .iter()
+        .find(|e| e["event"]["type"] == "output_released")
+        .unwrap();
+    assert_eq!(released["event"]["to"], alice_peer.as_str());
+    assert_eq!(
+        released["event"]["path"],
+        format!("outputs/{id}/stats.json")
+    );
+    let sent = std::fs::read(
+        alice
+            .dir
+            .join(format!("workspace/gathered/{id}/bob/stats.json")),
+    )
+    .unwrap();
+    assert_eq!(released["event"]["bytes"], sent.len());
+    // alice ran nothing of anyone else's: her log records no task.
+    let out = alice.cli(&["audit", "--json"]);
+    let own: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        own.iter().all(|e| e["event"]["type"] != "output_released"),
+        "{own:?}"
+    );
+
+    let out = bob.cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The owner of the disk edits a line: verify says which.
+    let path = bob.dir.join("audit.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("\"exit_code\":0", "\"exit_code\":1", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
+    let out = bob.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("line 2") && said.contains("changed"),
+        "{said}"
+    );
+}
