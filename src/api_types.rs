@@ -54,6 +54,8 @@ pub struct NodeView {
     pub connected: bool,
     pub executor: ExecutorState,
     pub images: Vec<ImageRef>,
+    /// Where its audit log stands, as its record says.
+    pub audit: Option<iris_behaviours::AuditHead>,
 }
 
 /// `POST /v1/network`.

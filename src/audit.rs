@@ -116,6 +116,8 @@ pub struct ChainHead {
 pub struct AuditLog {
     path: PathBuf,
     head: tokio::sync::Mutex<ChainHead>,
+    /// The head after each append, for the node's map record.
+    published: tokio::sync::watch::Sender<ChainHead>,
 }
 
 impl AuditLog {
@@ -152,12 +154,18 @@ impl AuditLog {
         }
         Ok(Self {
             path,
+            published: tokio::sync::watch::Sender::new(head.clone()),
             head: tokio::sync::Mutex::new(head),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The head after every append.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<ChainHead> {
+        self.published.subscribe()
     }
 
     /// The length and head hash of the chain.
@@ -201,6 +209,7 @@ impl AuditLog {
             entries: seq,
             head: hash,
         };
+        self.published.send_replace(head.clone());
         Ok(())
     }
 }

@@ -41,6 +41,12 @@ pub enum EventKind {
         name: String,
         peer_id: PeerId,
     },
+    /// Its record says its audit log is shorter than before, or of the same
+    /// length with another head: its lines were rewritten.
+    AuditRewritten {
+        name: String,
+        peer_id: PeerId,
+    },
     /// The master removed it: its name is free, and it is refused.
     Removed {
         name: String,
@@ -90,6 +96,7 @@ impl EventKind {
             EventKind::Gone { .. } => "gone",
             EventKind::Left { .. } => "left",
             EventKind::Removed { .. } => "removed",
+            EventKind::AuditRewritten { .. } => "audit_rewritten",
             EventKind::NetworkCreated { .. } => "network_created",
             EventKind::NetworkJoined { .. } => "network_joined",
             EventKind::NetworkLeft { .. } => "network_left",

@@ -260,15 +260,12 @@ impl ImageLibrary {
 
     /// Publishes the engine's current state and images.
     async fn refresh(&self) {
-        let capabilities = match self.executor.availability() {
-            Err(reason) => Capabilities {
-                executor: ExecutorState::Unavailable(reason),
-                images: vec![],
-            },
+        let (executor, images) = match self.executor.availability() {
+            Err(reason) => (ExecutorState::Unavailable(reason), vec![]),
             Ok(()) => match self.executor.images().await {
-                Ok(images) => Capabilities {
-                    executor: ExecutorState::Available,
-                    images: images
+                Ok(images) => (
+                    ExecutorState::Available,
+                    images
                         .into_iter()
                         .take(iris_behaviours::MAX_IMAGES)
                         .map(|i| ImageRef {
@@ -276,16 +273,15 @@ impl ImageLibrary {
                             tags: i.tags,
                         })
                         .collect(),
-                },
-                Err(e) => Capabilities {
-                    executor: ExecutorState::Unavailable(e.to_string()),
-                    images: vec![],
-                },
+                ),
+                Err(e) => (ExecutorState::Unavailable(e.to_string()), vec![]),
             },
         };
+        // Only this library's part: the audit head is the audit log's.
         self.capabilities.send_if_modified(|current| {
-            let changed = *current != capabilities;
-            *current = capabilities;
+            let changed = current.executor != executor || current.images != images;
+            current.executor = executor;
+            current.images = images;
             changed
         });
     }

@@ -107,7 +107,7 @@ impl Node {
         let images = ImageLibrary::new(
             executor.clone(),
             workspace.image_dir(),
-            capabilities,
+            capabilities.clone(),
             events.clone(),
         );
         let files = Files::new(
@@ -153,6 +153,10 @@ impl Node {
                 });
             };
         supervise("image watcher", Box::pin(images.clone().watch()));
+        supervise(
+            "audit head",
+            Box::pin(publish_audit_head(audit.subscribe(), capabilities.clone())),
+        );
         supervise(
             "report delivery",
             Box::pin(jobs.clone().deliver(delivery_queue, deliveries)),
@@ -228,5 +232,25 @@ impl Node {
     pub async fn stopped(&self) {
         let mut rx = self.stopped.subscribe();
         let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// Puts the audit log's head into the node's record after every append, so
+/// other members can tell if the log is ever rewritten.
+async fn publish_audit_head(
+    mut heads: watch::Receiver<crate::audit::ChainHead>,
+    capabilities: watch::Sender<Capabilities>,
+) {
+    loop {
+        let head = heads.borrow_and_update().clone();
+        capabilities.send_modify(|c| {
+            c.audit = Some(iris_behaviours::AuditHead {
+                entries: head.entries,
+                head: head.head,
+            })
+        });
+        if heads.changed().await.is_err() {
+            return;
+        }
     }
 }

@@ -82,6 +82,18 @@ async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // bob's record tells the others how long his log is.
+    let length = entries.len() as u64;
+    wait_for("alice to see bob's audit head", DEADLINE, || async {
+        let (_, nodes) = alice.get("/v1/nodes").await.ok()?;
+        let bob = nodes
+            .as_array()?
+            .iter()
+            .find(|n| n["name"] == "bob")?
+            .clone();
+        (bob["audit"]["entries"].as_u64() == Some(length)).then_some(())
+    })
+    .await;
     // The owner of the disk edits a line: verify says which.
     let path = bob.dir.join("audit.log");
     let text = std::fs::read_to_string(&path).unwrap();

@@ -106,6 +106,10 @@ pub struct NodeRecord {
     pub images: Vec<ImageRef>,
     /// Grows with every change of the record, across restarts too.
     pub version: u64,
+    /// The length and head hash of its audit log, so other members can
+    /// tell when it shrinks or is rewritten.
+    #[serde(default)]
+    pub audit: Option<AuditHead>,
     /// When its node signed it (unix ms, growing within a version): a copy
     /// no newer than one already seen is no sign of life.
     #[serde(default)]
@@ -113,6 +117,23 @@ pub struct NodeRecord {
     /// Its node's signature over the rest ([`crate::signed`]).
     #[serde(default, with = "serde_bytes")]
     pub signature: Vec<u8>,
+}
+
+/// Where a node's audit log stands: its length and the hash of its last
+/// line (see the node's `audit` module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub entries: u64,
+    pub head: String,
+}
+
+impl AuditHead {
+    /// Whether `later` can follow this head: a log only grows, and one of
+    /// the same length has the same head. (A longer log that does not
+    /// extend this one is caught only by whoever holds the lines.)
+    pub fn is_followed_by(&self, later: &AuditHead) -> bool {
+        later.entries > self.entries || later == self
+    }
 }
 
 /// Most images a record may list.
@@ -180,6 +201,9 @@ impl NodeRecord {
             return Err(format!(
                 "record lists an image with more than {MAX_TAGS} tags or a name over {MAX_FIELD} bytes"
             ));
+        }
+        if self.audit.as_ref().is_some_and(|a| a.head.len() > 64) {
+            return Err("record's audit head is longer than a hash".into());
         }
         if let ExecutorState::Unavailable(reason) = &self.executor {
             if reason.len() > MAX_REASON {

@@ -121,6 +121,7 @@ mod tests {
             executor: ExecutorState::Available,
             images: vec![],
             version: 7,
+            audit: None,
             signed_at_ms: 0,
             signature: vec![],
         }

@@ -37,6 +37,9 @@ fn describe(event: &Event) -> String {
         } => format!("gone     {name} ({peer_id}): {reason}"),
         EventKind::Left { name, peer_id } => format!("left     {name} ({peer_id})"),
         EventKind::Removed { name, peer_id } => format!("removed  {name} ({peer_id})"),
+        EventKind::AuditRewritten { name, peer_id } => {
+            format!("ALERT    {name} ({peer_id}): its audit log shrank or was rewritten")
+        }
         EventKind::NetworkCreated { network } => format!("created  network '{network}'"),
         EventKind::NetworkJoined { network, via } => {
             format!("joined   network '{network}' via {via}")

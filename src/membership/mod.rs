@@ -148,6 +148,7 @@ impl Membership {
                 executor: capabilities.executor,
                 images: capabilities.images,
                 version: 0,
+                audit: None,
                 signed_at_ms: 0,
                 signature: Vec::new(),
             },
@@ -205,6 +206,7 @@ impl Membership {
                 connected: connected.contains(&e.record.peer_id),
                 executor: e.record.executor,
                 images: e.record.images,
+                audit: e.record.audit,
             })
             .collect()
     }

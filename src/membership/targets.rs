@@ -97,6 +97,7 @@ mod tests {
                 executor: Default::default(),
                 images: vec![],
                 version: 1,
+                audit: None,
                 signed_at_ms: 0,
                 signature: vec![],
             },

@@ -209,7 +209,21 @@ impl NetworkMap {
                 if stamp(&record) <= stamp(&member.record) {
                     return Ok(None);
                 }
+                let rewritten = match (&member.record.audit, &record.audit) {
+                    (Some(before), Some(now)) => !before.is_followed_by(now),
+                    (Some(_), None) => true,
+                    _ => false,
+                };
                 member.record = record;
+                if rewritten {
+                    tracing::warn!(%peer, "its audit log shrank or was rewritten");
+                    let name = member.record.name.clone();
+                    self.heard_from(&peer, now);
+                    return Ok(Some(EventKind::AuditRewritten {
+                        name,
+                        peer_id: peer,
+                    }));
+                }
                 Ok(self.heard_from(&peer, now))
             }
             None => {
@@ -345,6 +359,7 @@ mod tests {
             executor: Default::default(),
             images: vec![],
             version: 1,
+            audit: None,
             signed_at_ms: 0,
             signature: vec![],
         }
@@ -480,6 +495,37 @@ mod tests {
             map.merge(r, t0),
             Ok(Some(EventKind::Alive { .. }))
         ));
+    }
+
+    #[test]
+    fn an_audit_log_that_shrinks_or_changes_its_head_is_reported() {
+        let (mut map, _, t0) = setup();
+        let bob = peer();
+        let head = |entries, head: &str| {
+            Some(iris_behaviours::AuditHead {
+                entries,
+                head: head.into(),
+            })
+        };
+        let mut r = record("bob", bob, Role::Slave);
+        r.audit = head(5, "aa");
+        map.merge(r.clone(), t0).unwrap();
+        for (version, audit, alarm) in [
+            (2, head(6, "bb"), false),
+            (3, head(6, "bb"), false),
+            (4, head(6, "cc"), true),
+            (5, head(3, "dd"), true),
+            (6, None, true),
+        ] {
+            r.version = version;
+            r.audit = audit;
+            let event = map.merge(r.clone(), t0).unwrap();
+            assert_eq!(
+                matches!(event, Some(EventKind::AuditRewritten { .. })),
+                alarm,
+                "version {version}"
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub(crate) const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Capabilities {
     pub executor: ExecutorState,
     pub images: Vec<ImageRef>,
+    /// Where this node's audit log stands.
+    pub audit: Option<iris_behaviours::AuditHead>,
 }
 
 /// What a network session needs from the node that runs it.
@@ -333,6 +335,7 @@ fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
         executor: ctx.capabilities.borrow().executor.clone(),
         images: ctx.capabilities.borrow().images.clone(),
         version: next_version(previous),
+        audit: ctx.capabilities.borrow().audit.clone(),
         // Signed by the event loop whenever it sends it.
         signed_at_ms: 0,
         signature: Vec::new(),

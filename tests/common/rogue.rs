@@ -76,6 +76,7 @@ impl RoguePeer {
                 tags: vec!["iris-worker:latest".into()],
             }],
             version: 1,
+            audit: None,
             signed_at_ms: 0,
             signature: vec![],
         };

@@ -202,6 +202,7 @@ impl EventLoop {
                     let current = capabilities.borrow_and_update().clone();
                     self.own.executor = current.executor;
                     self.own.images = current.images;
+                    self.own.audit = current.audit;
                     self.own_record_changed();
                 }
                 _ = save.tick(), if member(&self) => self.save_if_dirty(),
