@@ -1,0 +1,312 @@
+//! Attacks on membership by a member that has the network key: a rogue
+//! peer (tests/common/rogue.rs) against real `iris` processes. Each test is
+//! an attack that worked on the code before its defence. The attacks on
+//! data (files, jobs, images) are in tests/adversarial.rs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{rogue::RoguePeer, *};
+use iris_behaviours::{ControlRequest, ControlResponse, RefusalKind};
+
+/// A key holder that left keeps asking. Before: every node served its
+/// `public/` to any peer that had the key, member or not. Now a peer that
+/// left (or never joined) is refused before its request is looked at.
+#[tokio::test]
+async fn a_key_holder_that_left_is_served_nothing() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    std::fs::write(alice.dir.join("workspace/public/shared.txt"), "for members").unwrap();
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let master = rogue.network.master;
+    let listed = rogue.request(master, ControlRequest::ListFiles).await;
+    assert!(
+        matches!(&listed, Ok(ControlResponse::Files { entries }) if entries.len() == 1),
+        "a member is served: {listed:?}"
+    );
+    let left = ControlRequest::Leave {
+        departure: iris_behaviours::Departure::Leave,
+    };
+    assert!(matches!(
+        rogue.request(master, left).await,
+        Ok(ControlResponse::Ack)
+    ));
+    alice.wait_state("mallory", "left").await;
+    for request in [
+        ControlRequest::ListFiles,
+        ControlRequest::FileManifest {
+            path: "public/shared.txt".into(),
+        },
+    ] {
+        let answer = rogue.request(master, request).await;
+        assert!(
+            matches!(
+                &answer,
+                Ok(ControlResponse::Refused {
+                    kind: RefusalKind::Forbidden,
+                    ..
+                })
+            ),
+            "a peer that left was answered: {answer:?}"
+        );
+    }
+}
+
+/// The peer id that `node` sees under `name`, if any.
+async fn peer_of(node: &TestNode, name: &str) -> Option<String> {
+    let (_, nodes) = node.get("/v1/nodes").await.ok()?;
+    nodes
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["peer_id"].as_str().map(str::to_string))
+}
+
+/// A new node joins under the name of one that is gone. Before: after 10 s
+/// of silence the name was free, and `--on carol` reached the impostor.
+/// Now a name stays its node's until the master removes that node; after
+/// `iris network remove`, the name is free and every member refuses the
+/// removed node, even when it comes back with its old identity.
+#[tokio::test]
+async fn a_gone_nodes_name_cannot_be_taken_until_the_master_removes_it() {
+    let mut nodes = network(&["alice", "bob", "carol"], KEY).await;
+    let carol_peer = nodes[2].peer_id().await;
+    nodes[2].kill();
+    nodes[0].wait_state("carol", "suspect").await;
+    wait_for(
+        "alice to see carol gone",
+        Duration::from_secs(60),
+        || async { (nodes[0].state_of("carol").await.as_deref() == Some("gone")).then_some(()) },
+    )
+    .await;
+
+    let mut impostor = TestNode::init("carol");
+    impostor.start().await;
+    let (code, body) = impostor.join(KEY, &nodes[0]).await;
+    assert_eq!(code, 409, "the impostor took carol's name: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("already taken"),
+        "{body}"
+    );
+    assert_eq!(peer_of(&nodes[0], "carol").await, Some(carol_peer.clone()));
+
+    // Only the master removes.
+    let out = nodes[1].cli(&["network", "remove", "carol"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only the network's master"));
+    let out = nodes[0].cli(&["network", "remove", "carol"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in &nodes[..2] {
+        wait_for("carol's entry to be pruned", DEADLINE, || async {
+            peer_of(node, "carol").await.is_none().then_some(())
+        })
+        .await;
+    }
+
+    // The name is free now...
+    let (code, body) = impostor.join(KEY, &nodes[1]).await;
+    assert_eq!(code, 200, "{body}");
+    let new_peer = impostor.peer_id().await;
+    // ...and the removed carol, back with her old identity, is refused.
+    nodes[2].start().await;
+    let turned_away = |node: &TestNode| {
+        node.log()
+            .contains("closed a connection from a removed node")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !turned_away(&nodes[0]) && !turned_away(&nodes[1]) {
+        assert!(
+            Instant::now() < deadline,
+            "no member turned the removed node away within 60 s; its log:\n{}",
+            nodes[2].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for node in &nodes[..2] {
+        assert_eq!(
+            peer_of(node, "carol").await,
+            Some(new_peer.clone()),
+            "{}",
+            node.name
+        );
+        let (_, all) = node.get("/v1/nodes").await.unwrap();
+        assert!(
+            !all.to_string().contains(&carol_peer),
+            "{} lists the removed node",
+            node.name
+        );
+    }
+}
+
+/// Asks `node` to join through `bootstrap` (a ticket or an address) while
+/// the rogue answers the join with `welcome`.
+async fn join_through_rogue(
+    node: &TestNode,
+    rogue: &mut RoguePeer,
+    bootstrap: &str,
+    welcome: ControlResponse,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"key": KEY, "bootstrap": bootstrap});
+    let (answer, ()) = tokio::join!(
+        node.post("/v1/network/join", body),
+        rogue.welcome_one(welcome, Duration::from_secs(30))
+    );
+    answer
+}
+
+/// A member that a newcomer joins through says that it is the master, or
+/// hands out a forged record of another member. Before: the joiner took
+/// the bootstrap's config and map as they came, so any key holder used as a
+/// bootstrap could make itself the newcomer's master. Now the config must
+/// be signed by the master it names, a join ticket pins which config that
+/// is, and a record counts only as its own node signed it.
+#[tokio::test]
+async fn a_bootstrap_cannot_make_itself_master_or_forge_records() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    let (_, status) = alice.get("/v1/network").await.unwrap();
+    let genuine: iris_behaviours::NetworkConfig = serde_json::from_value(status).unwrap();
+    let ticket_id = genuine.id();
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let map = rogue.map.clone();
+    let welcome = |config: iris_behaviours::NetworkConfig, map: Vec<iris_behaviours::MapEntry>| {
+        ControlResponse::Welcome {
+            config,
+            map,
+            removed: vec![],
+        }
+    };
+    let mut rogue_record = rogue.record.clone();
+    rogue_record.role = iris_behaviours::Role::Master;
+    rogue_record.sign(&rogue.keypair, 2);
+    let rogue_entry = iris_behaviours::MapEntry {
+        record: rogue_record,
+        state: iris_behaviours::Liveness::Alive,
+        last_seen_ms: 0,
+    };
+
+    // 1. The genuine config with the master changed, not re-signed.
+    let mut usurped = genuine.clone();
+    usurped.master = rogue.peer_id;
+    let mut dave = TestNode::init("dave");
+    dave.start().await;
+    let address = rogue.address.clone();
+    let (code, body) = join_through_rogue(
+        &dave,
+        &mut rogue,
+        &address,
+        welcome(usurped.clone(), vec![rogue_entry.clone()]),
+    )
+    .await;
+    assert_ne!(code, 200, "dave took the rogue for master: {body}");
+    assert!(body.to_string().contains("signature"), "{body}");
+
+    // 2. A config the rogue signed itself, naming itself master: with the
+    // ticket's network id, refused.
+    usurped.sign(&rogue.keypair);
+    let ticket = format!("iris:{ticket_id}@{address}");
+    let (code, body) = join_through_rogue(
+        &dave,
+        &mut rogue,
+        &ticket,
+        welcome(usurped.clone(), vec![rogue_entry.clone()]),
+    )
+    .await;
+    assert_ne!(code, 200, "dave took the rogue for master: {body}");
+    assert!(body.to_string().contains("ticket"), "{body}");
+
+    // 3. The genuine config, with alice's record forged to the rogue's
+    // address: the forged record is dropped, and with it the master.
+    let mut forged = map.clone();
+    for entry in &mut forged {
+        if entry.record.peer_id == genuine.master {
+            entry.record.addrs = rogue_entry.record.addrs.clone();
+        }
+    }
+    let (code, body) =
+        join_through_rogue(&dave, &mut rogue, &ticket, welcome(genuine.clone(), forged)).await;
+    assert_ne!(code, 200, "dave took a forged record: {body}");
+    assert!(body.to_string().contains("no master"), "{body}");
+
+    // The honest way still works: alice's own ticket.
+    let ticket = format!("iris:{ticket_id}@{}", alice.bootstrap().await);
+    let (code, body) = dave
+        .post(
+            "/v1/network/join",
+            serde_json::json!({"key": KEY, "bootstrap": ticket}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["network"]["master"], genuine.master.to_string());
+    assert_eq!(body["master_on_trust"], false);
+}
+
+/// A member opens connection after connection to one node. Before: the
+/// node took every one (each with its own yamux and buffers). Now at most
+/// two stand per peer; the rest are refused, and the refusal is logged.
+#[tokio::test]
+async fn a_flood_of_connections_from_one_peer_is_refused() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let open = rogue.flood_connections(&alice.bootstrap().await, 20).await;
+    // The join's own connection, plus the flood's.
+    assert!(
+        open <= 2,
+        "alice let {open} connections from one peer stand"
+    );
+    wait_for("alice to log the refusal", DEADLINE, || async {
+        alice
+            .log()
+            .contains("refused an incoming connection")
+            .then_some(())
+    })
+    .await;
+    alice.status().await;
+}
+
+/// A member sends a record that would grow every map: thousands of image
+/// tags and a huge executor reason, signed and all. Before: a record's
+/// images and reasons had no bound but the frame. Now it is refused, and
+/// the member's entry stays as it was.
+#[tokio::test]
+async fn an_oversized_record_is_refused_and_changes_nothing() {
+    let nodes = network(&["alice"], KEY).await;
+    let alice = &nodes[0];
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let master = rogue.network.master;
+    let mut big = rogue.record.clone();
+    big.version += 1;
+    big.images = vec![iris_behaviours::ImageRef {
+        id: "sha256:x".into(),
+        tags: (0..1000).map(|i| format!("t{i}:latest")).collect(),
+    }];
+    big.executor = iris_behaviours::ExecutorState::Unavailable("x".repeat(20_000));
+    big.sign(&rogue.keypair, 10);
+    let answer = rogue
+        .request(master, ControlRequest::Hello { record: big })
+        .await;
+    assert!(
+        matches!(
+            &answer,
+            Ok(ControlResponse::Refused {
+                kind: RefusalKind::Invalid,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+    let (_, nodes) = alice.get("/v1/nodes").await.unwrap();
+    let mallory = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "mallory")
+        .unwrap();
+    assert_eq!(mallory["version"], 1, "{mallory}");
+}
