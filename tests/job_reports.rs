@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn a_wait_blocks_until_the_job_ends_and_job_run_idles_while_it_waits() {
@@ -132,5 +132,18 @@ async fn reports_for_a_submitter_that_left_the_network_are_given_up() {
                 .then_some(())
         },
     )
+    .await;
+    // bob's task runs on: the test ends with it, so no container of it
+    // outlives the test.
+    let task = nodes[1].dir.join(format!("tasks/{id}/task.json"));
+    wait_for("bob's task to end", Duration::from_secs(60), || async {
+        let text = std::fs::read_to_string(&task).ok()?;
+        let state: Value = serde_json::from_str(&text).ok()?;
+        (!matches!(
+            state["report"]["state"].as_str(),
+            Some("queued" | "running")
+        ))
+        .then_some(())
+    })
     .await;
 }
