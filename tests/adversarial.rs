@@ -114,19 +114,7 @@ fn refused(answer: &Result<ControlResponse, String>) -> bool {
 async fn a_member_cannot_read_another_sites_job_outputs_or_what_the_master_gathered() {
     let nodes = data_network(&["alice", "bob"]).await;
     let (alice, bob) = (&nodes[0], &nodes[1]);
-    let id = submit(
-        alice,
-        job_body(
-            "bob",
-            &["/iris-worker", "stats", "/workspace/private/data.csv"],
-        ),
-    )
-    .await;
-    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
-    let (code, gathered) = alice
-        .post(&format!("/v1/jobs/{id}/gather"), serde_json::json!({}))
-        .await;
-    assert_eq!(code, 200, "{gathered}");
+    let (id, gathered) = stats_on_bob_gathered(alice).await;
     assert_eq!(gathered["files"].as_array().unwrap().len(), 1, "{gathered}");
 
     let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;

@@ -10,19 +10,7 @@ use serde_json::Value;
 async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit() {
     let nodes = data_network(&["alice", "bob"]).await;
     let (alice, bob) = (&nodes[0], &nodes[1]);
-    let id = submit(
-        alice,
-        job_body(
-            "bob",
-            &["/iris-worker", "stats", "/workspace/private/data.csv"],
-        ),
-    )
-    .await;
-    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
-    let (code, gathered) = alice
-        .post(&format!("/v1/jobs/{id}/gather"), serde_json::json!({}))
-        .await;
-    assert_eq!(code, 200, "{gathered}");
+    let (id, _) = stats_on_bob_gathered(alice).await;
     let (code, logs) = alice
         .get(&format!("/v1/jobs/{id}/logs?node=bob"))
         .await

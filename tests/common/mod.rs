@@ -486,3 +486,16 @@ pub async fn submit(node: &TestNode, body: Value) -> String {
     assert_eq!(code, 201, "{job}");
     job["id"].as_str().unwrap().to_string()
 }
+
+/// Runs the worker's stats on bob's private data from `master`, waits for
+/// it to succeed and gathers its outputs: the job id and the gather's answer.
+pub async fn stats_on_bob_gathered(master: &TestNode) -> (String, Value) {
+    let argv = ["/iris-worker", "stats", "/workspace/private/data.csv"];
+    let id = submit(master, job_body("bob", &argv)).await;
+    assert_eq!(wait_job(master, &id).await["state"], "succeeded");
+    let (code, gathered) = master
+        .post(&format!("/v1/jobs/{id}/gather"), json!({}))
+        .await;
+    assert_eq!(code, 200, "{gathered}");
+    (id, gathered)
+}
