@@ -55,12 +55,8 @@ async fn a_key_holder_that_left_is_served_nothing() {
 
 /// The peer id that `node` sees under `name`, if any.
 async fn peer_of(node: &TestNode, name: &str) -> Option<String> {
-    let (_, nodes) = node.get("/v1/nodes").await.ok()?;
-    nodes
-        .as_array()?
-        .iter()
-        .find(|n| n["name"] == name)
-        .and_then(|n| n["peer_id"].as_str().map(str::to_string))
+    let view = node.view_of(name).await?;
+    view["peer_id"].as_str().map(str::to_string)
 }
 
 /// A new node joins under the name of one that is gone. Before: after 10 s
@@ -301,12 +297,6 @@ async fn an_oversized_record_is_refused_and_changes_nothing() {
         ),
         "{answer:?}"
     );
-    let (_, nodes) = alice.get("/v1/nodes").await.unwrap();
-    let mallory = nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "mallory")
-        .unwrap();
+    let mallory = alice.view_of("mallory").await.unwrap();
     assert_eq!(mallory["version"], 1, "{mallory}");
 }

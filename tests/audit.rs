@@ -73,12 +73,7 @@ async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit
     // bob's record tells the others how long his log is.
     let length = entries.len() as u64;
     wait_for("alice to see bob's audit head", DEADLINE, || async {
-        let (_, nodes) = alice.get("/v1/nodes").await.ok()?;
-        let bob = nodes
-            .as_array()?
-            .iter()
-            .find(|n| n["name"] == "bob")?
-            .clone();
+        let bob = alice.view_of("bob").await?;
         (bob["audit"]["entries"].as_u64() == Some(length)).then_some(())
     })
     .await;

@@ -426,12 +426,7 @@ async fn images_in_the_workspace_are_loaded_at_start_and_listed_in_the_map() {
     assert_eq!(code, 200, "{body}");
 
     wait_for("alice to see bob's worker image", DEADLINE, || async {
-        let (_, nodes) = alice.get("/v1/nodes").await.ok()?;
-        let bob = nodes
-            .as_array()?
-            .iter()
-            .find(|n| n["name"] == "bob")?
-            .clone();
+        let bob = alice.view_of("bob").await?;
         assert_eq!(bob["executor"]["state"], "available", "{bob}");
         let has = bob["images"]
             .as_array()?

@@ -316,6 +316,16 @@ impl TestNode {
         }
     }
 
+    /// The map entry this node shows for `name` (as in `GET /v1/nodes`).
+    pub async fn view_of(&self, name: &str) -> Option<Value> {
+        let (_, nodes) = self.get("/v1/nodes").await.ok()?;
+        nodes
+            .as_array()?
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+    }
+
     pub async fn state_of(&self, name: &str) -> Option<String> {
         self.states()
             .await
