@@ -235,6 +235,10 @@ pub struct Task {
     /// The image it ran, as the engine's id (`sha256:...`).
     #[serde(default)]
     pub image_id: Option<String>,
+    /// Why its outputs are not listed: the node's owner holds them for
+    /// review, denied them, or releases them only through secure aggregation.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 impl Task {
@@ -251,6 +255,7 @@ impl Task {
             outputs_truncated: false,
             error: None,
             image_id: None,
+            held: None,
         }
     }
 }
@@ -323,12 +328,99 @@ pub struct TaskLogs {
     /// Offsets to ask from next time (for `--follow`).
     pub stdout_offset: u64,
     pub stderr_offset: u64,
+    /// Why the node sent none: its owner's policy withholds logs.
+    #[serde(default)]
+    pub withheld: Option<String>,
 }
 
 /// The answer to `POST /v1/jobs/{id}/gather`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Gathered {
     pub files: Vec<String>,
+    /// Nodes whose outputs were not released, each with the reason.
+    #[serde(default)]
+    pub held: Vec<String>,
+}
+
+/// `GET /v1/policy`: the owner's policy, every setting and its value.
+pub type PolicyView = crate::policy::PolicyConfig;
+
+/// `POST /v1/policy`: set one setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPolicy {
+    pub key: String,
+    pub value: String,
+}
+
+/// `POST /v1/policy/images` and `/v1/policy/images/revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyImage {
+    /// An image name (`iris-worker:latest`) or a digest (`sha256:...`).
+    pub image: String,
+}
+
+/// A task from another node waiting for the owner's approval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// The job id; `iris approvals approve ID`.
+    pub id: String,
+    pub requester: PeerId,
+    /// The requester's name in the map, if it is there.
+    pub requester_name: Option<String>,
+    pub image: String,
+    /// What the image's name means here now: what an approval approves.
+    pub image_id: Option<String>,
+    pub argv: Vec<String>,
+    pub network: Option<String>,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub timeout_secs: f64,
+    pub inputs: Vec<String>,
+    pub requested_ms: u64,
+}
+
+/// `POST /v1/approvals/{id}/approve`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    /// Also approve the image's digest for later jobs.
+    #[serde(default)]
+    pub always: bool,
+}
+
+/// `POST /v1/approvals/{id}/deny` and `/v1/releases/{job}/deny`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deny {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The answer to an approval, a denial or a release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decided {
+    pub id: String,
+    pub decision: String,
+    /// For a release: the files released (or denied).
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// A task's outputs waiting for the owner's release (`release = "review"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingRelease {
+    pub job_id: String,
+    pub requester: PeerId,
+    pub requester_name: Option<String>,
+    pub image: String,
+    pub argv: Vec<String>,
+    pub state: TaskState,
+    pub finished_ms: Option<u64>,
+    /// Relative to the task's output directory, `outputs/<job>/`.
+    pub files: Vec<String>,
+    pub bytes: u64,
 }
 
 /// `GET /v1/files`.

@@ -33,7 +33,22 @@ pub enum AuditEvent {
         memory_bytes: i64,
         nano_cpus: i64,
         inputs: Vec<String>,
+        /// What the image's name meant here when the request came.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_id: Option<String>,
     },
+    /// What was decided about a request: by the policy, or by the owner.
+    Decision {
+        /// The job id, or `session NAME`.
+        subject: String,
+        from: PeerId,
+        image_id: Option<String>,
+        verdict: Verdict,
+        by: DecidedBy,
+        reason: String,
+    },
+    /// A task's container is about to start, from exactly this image.
+    TaskStarted { job_id: String, image_id: String },
     /// Its container ended (or never started).
     TaskEnded {
         job_id: String,
@@ -55,6 +70,53 @@ pub enum AuditEvent {
         to: PeerId,
         bytes: u64,
     },
+    /// The owner released a task's held outputs, or refused to.
+    ReleaseDecided {
+        job_id: String,
+        released: bool,
+        reason: Option<String>,
+    },
+    /// A node asked to start a session (a long-lived container) here.
+    SessionRequested {
+        name: String,
+        from: PeerId,
+        image: String,
+        image_id: Option<String>,
+        argv: Vec<String>,
+        network: Option<String>,
+    },
+    /// A node asked to run a command in a session here.
+    ExecRequested {
+        name: String,
+        from: PeerId,
+        argv: Vec<String>,
+    },
+    /// A command's output in a session went to the node that ran it.
+    ExecReleased {
+        name: String,
+        to: PeerId,
+        bytes: u64,
+        sha256: String,
+    },
+    /// The owner changed the policy.
+    PolicyChanged { change: String },
+}
+
+/// What a decision was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approved,
+    AwaitingApproval,
+    Denied,
+}
+
+/// Who decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    Policy,
+    Owner,
 }
 
 /// One line of the log.

@@ -154,6 +154,47 @@ impl ApiClient {
         self.post(&format!("/v1/containers/{name}/rm"), body).await
     }
 
+    pub async fn policy(&self) -> anyhow::Result<PolicyView> {
+        self.get("/v1/policy").await
+    }
+
+    pub async fn set_policy(&self, body: &SetPolicy) -> anyhow::Result<PolicyView> {
+        self.post("/v1/policy", body).await
+    }
+
+    pub async fn allow_image(&self, body: &PolicyImage) -> anyhow::Result<PolicyView> {
+        self.post("/v1/policy/images", body).await
+    }
+
+    pub async fn revoke_image(&self, body: &PolicyImage) -> anyhow::Result<PolicyView> {
+        self.post("/v1/policy/images/revoke", body).await
+    }
+
+    pub async fn approvals(&self) -> anyhow::Result<Vec<PendingApproval>> {
+        self.get("/v1/approvals").await
+    }
+
+    pub async fn approve(&self, id: &str, body: &Approve) -> anyhow::Result<Decided> {
+        self.post(&format!("/v1/approvals/{id}/approve"), body).await
+    }
+
+    pub async fn deny(&self, id: &str, body: &Deny) -> anyhow::Result<Decided> {
+        self.post(&format!("/v1/approvals/{id}/deny"), body).await
+    }
+
+    pub async fn releases(&self) -> anyhow::Result<Vec<PendingRelease>> {
+        self.get("/v1/releases").await
+    }
+
+    pub async fn release(&self, job: &str) -> anyhow::Result<Decided> {
+        self.post(&format!("/v1/releases/{job}/approve"), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn withhold(&self, job: &str, body: &Deny) -> anyhow::Result<Decided> {
+        self.post(&format!("/v1/releases/{job}/deny"), body).await
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(self.url(path))).await
     }

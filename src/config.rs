@@ -11,6 +11,8 @@ use std::{
 };
 
 use iris_behaviours::{validate_name, validate_tag};
+
+use crate::policy::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
 pub const CONFIG_FILE: &str = "iris.toml";
@@ -33,6 +35,9 @@ pub struct NodeConfig {
     pub liveness: LivenessConfig,
     #[serde(default)]
     pub jobs: JobsConfig,
+    /// The data owner's policy ([`crate::policy`]).
+    #[serde(default)]
+    pub policy: PolicyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +178,7 @@ impl NodeConfig {
             workspace: WorkspaceConfig::default(),
             liveness: LivenessConfig::default(),
             jobs: JobsConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 
@@ -214,6 +220,7 @@ impl NodeConfig {
                 l.heartbeat_ms, l.suspect_after_ms, l.gone_after_ms
             ));
         }
+        self.policy.validate()?;
         Ok(())
     }
 
@@ -242,7 +249,8 @@ impl NodeConfig {
             None => "# host_path = \"/srv/iris/alice/workspace\"".to_string(),
         };
         format!(
-            r#"# Iris node configuration, written by `iris init`. Restart the node after editing.
+            r#"# Iris node configuration, written by `iris init`. Restart the node after editing
+# (except [policy], which `iris policy set` changes at once).
 
 # This node's name in the network map: letters, digits, '-', '_' and '.'.
 name = "{name}"
@@ -286,7 +294,8 @@ max_concurrent = {max_concurrent}
 max_log_bytes = {max_log_bytes}
 # A task's outputs together, at most (bytes); past it the task is killed.
 max_output_bytes = {max_output_bytes}
-"#,
+
+{policy}"#,
             name = self.name,
             p2p_listen = self.p2p.listen,
             p2p_port = self.p2p.port,
@@ -299,7 +308,71 @@ max_output_bytes = {max_output_bytes}
             max_concurrent = self.jobs.max_concurrent,
             max_log_bytes = self.jobs.max_log_bytes,
             max_output_bytes = self.jobs.max_output_bytes,
+            policy = self.policy_toml(),
         )
+    }
+
+    /// `[policy]`, commented: what the owner of this node's data allows.
+    fn policy_toml(&self) -> String {
+        let p = &self.policy;
+        let mut text = format!(
+            r#"[policy]
+# What other nodes may do with this node's private data. `iris policy set KEY
+# VALUE` changes a setting through the running node, at once, and records the
+# change in the audit log; `iris policy` shows them all. Jobs this node's own
+# owner runs on this node are not bound by it.
+#
+# approve: another node's job or session runs only with an image digest this
+# node's owner approved (`iris policy allow-image`, or `iris approvals
+# approve`); until then it waits as awaiting_approval. any: every image runs.
+images = "{images}"
+# deny: another node's job or session that asks for a network is refused.
+network = "{network}"
+# deny: container sessions from other nodes are refused (their command
+# output goes straight back to the requester). allow: sessions of approved
+# images, and their output leaves only when release = "auto".
+sessions = "{sessions}"
+# auto: the node that asked for a job fetches its outputs when it ends.
+# review: outputs wait until this node's owner releases them (`iris releases`).
+# aggregate: outputs leave only as an input of a secure sum.
+release = "{release}"
+# withhold: a job's logs stay here (its submitter reads "withheld by this
+# node's policy"). share: they go back to the submitter, capped below.
+logs = "{logs}"
+# The fewest participants of a secure sum this node contributes to.
+min_aggregate = {min_aggregate}
+# With logs = "share": the most bytes of a task's logs (stdout and stderr
+# together) that leave this node.
+max_shared_log_bytes = {max_shared_log_bytes}
+# Image digests approved ahead of time, each pinned to the content it had
+# when approved (`iris policy allow-image NAME`, `iris policy revoke-image`):
+# [[policy.approved]]
+# digest = "sha256:..."
+# name = "iris-worker:latest"
+"#,
+            images = word(&p.images),
+            network = word(&p.network),
+            sessions = word(&p.sessions),
+            release = word(&p.release),
+            logs = word(&p.logs),
+            min_aggregate = p.min_aggregate,
+            max_shared_log_bytes = p.max_shared_log_bytes,
+        );
+        for image in &p.approved {
+            text += &format!(
+                "\n[[policy.approved]]\ndigest = {:?}\nname = {:?}\n",
+                image.digest, image.name
+            );
+        }
+        text
+    }
+}
+
+/// A policy value as the word `iris.toml` spells it (`"approve"`).
+pub fn word(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(word)) => word,
+        other => format!("{other:?}"),
     }
 }
 
@@ -317,6 +390,14 @@ mod tests {
         assert_eq!(back.tags, config.tags);
         assert_eq!(back.api.port, 8001);
         assert!(back.validate().is_ok());
+        assert_eq!(back.policy, PolicyConfig::default());
+        config.policy.set("release", "review").unwrap();
+        config.policy.approved.push(crate::policy::ApprovedImage {
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            name: "iris-worker:latest".into(),
+        });
+        let back: NodeConfig = toml::from_str(&config.to_commented_toml()).unwrap();
+        assert_eq!(back.policy, config.policy);
     }
 
     #[test]

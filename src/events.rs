@@ -84,6 +84,24 @@ pub enum EventKind {
         file: String,
         error: String,
     },
+    /// Another node asked this one to run a task whose image this node's
+    /// owner has not approved: `iris approvals` lists it.
+    ApprovalRequested {
+        job: String,
+        from: PeerId,
+        image: String,
+    },
+    /// A task of a job this node submitted waits for its node's owner to
+    /// approve it.
+    AwaitingApproval {
+        job: String,
+        node: String,
+    },
+    /// A task's outputs wait for this node's owner to release them
+    /// (`iris releases`).
+    ReleaseHeld {
+        job: String,
+    },
 }
 
 impl EventKind {
@@ -104,6 +122,9 @@ impl EventKind {
             EventKind::ImageFailed { .. } => "image_failed",
             EventKind::JobFinished { .. } => "job_finished",
             EventKind::Transfer { .. } => "transfer",
+            EventKind::ApprovalRequested { .. } => "approval_requested",
+            EventKind::AwaitingApproval { .. } => "awaiting_approval",
+            EventKind::ReleaseHeld { .. } => "release_held",
         }
     }
 }

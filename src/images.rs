@@ -227,6 +227,11 @@ impl ImageLibrary {
         })
     }
 
+    /// The engine the images are in.
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
     /// "available", or "unavailable (why)".
     pub fn executor_state(&self) -> String {
         match self.executor.availability() {

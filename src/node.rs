@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api_types::Status,
     audit::AuditLog,
-    config::NodeConfig,
+    config::{NodeConfig, CONFIG_FILE},
+    egress::Egress,
     events::Events,
     executor::{Executor, TaskLimits, Workspace},
     files::Files,
@@ -27,6 +28,7 @@ use crate::{
     jobs::{runner::TaskRunner, store::JobStore, Jobs},
     membership::Membership,
     network::{Capabilities, NetworkContext},
+    policy::Policy,
     router::Router,
     sessions::Sessions,
     store::Store,
@@ -40,6 +42,8 @@ pub struct Node {
     pub membership: Arc<Membership>,
     /// What touched this node's private data ([`crate::audit`]).
     pub audit: Arc<AuditLog>,
+    /// The data owner's policy ([`crate::policy`]).
+    pub policy: Arc<Policy>,
     pub jobs: Arc<Jobs>,
     pub sessions: Arc<Sessions>,
     pub files: Arc<Files>,
@@ -118,9 +122,17 @@ impl Node {
         );
         let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
         let audit = Arc::new(AuditLog::open(dir.join("audit.log"))?);
+        let policy = Policy::new(
+            config.name.clone(),
+            dir.join(CONFIG_FILE),
+            config.policy.clone(),
+            audit.clone(),
+        );
+        let egress = Egress::new(policy.clone(), audit.clone());
         let runner = TaskRunner::new(
             executor.clone(),
-            audit.clone(),
+            egress.clone(),
+            events.clone(),
             peer_id,
             dir.join("tasks"),
             config.jobs.max_concurrent,
@@ -136,8 +148,8 @@ impl Node {
             images.clone(),
             events.clone(),
         );
-        let sessions = Sessions::new(executor, membership.clone());
-        let router = Router::new(jobs.clone(), sessions.clone(), files.clone(), audit.clone());
+        let sessions = Sessions::new(executor, membership.clone(), egress.clone());
+        let router = Router::new(jobs.clone(), sessions.clone(), files.clone(), egress);
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -177,6 +189,7 @@ impl Node {
         }
         Ok(Arc::new(Node {
             audit,
+            policy,
             membership,
             jobs,
             sessions,

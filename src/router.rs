@@ -2,7 +2,9 @@
 //! sessions or files arrives here with the sender's peer id, which the
 //! connection's handshake authenticated, and whether it is the master. The
 //! router checks who may ask what, then hands the request to the service
-//! that owns it. A data owner's policy will be checked here too.
+//! that owns it. What leaves derived from a job (a task's output files)
+//! passes the owner's egress gate ([`crate::egress`]) here; the runner and
+//! the sessions service apply the policy to what they are asked to run.
 //!
 //! Membership messages (join, hello, leave) are answered by the event loop,
 //! which owns the map they change.
@@ -14,7 +16,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    audit::{AuditEvent, AuditLog},
+    egress::{Egress, Outgoing, Release},
     files::Files,
     jobs::Jobs,
     network::Inbound,
@@ -30,7 +32,7 @@ pub const MAX_REQUESTS_PER_PEER: usize = 32;
 pub const MAX_REQUESTS: usize = 256;
 
 pub struct Router {
-    audit: Arc<AuditLog>,
+    egress: Arc<Egress>,
     jobs: Arc<Jobs>,
     sessions: Arc<Sessions>,
     files: Arc<Files>,
@@ -41,10 +43,10 @@ impl Router {
         jobs: Arc<Jobs>,
         sessions: Arc<Sessions>,
         files: Arc<Files>,
-        audit: Arc<AuditLog>,
+        egress: Arc<Egress>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            audit,
+            egress,
             jobs,
             sessions,
             files,
@@ -129,23 +131,34 @@ impl Router {
             | ControlRequest::TaskUpdate { .. } => self.jobs.handle(peer, request).await,
             ControlRequest::ContainerCreate { .. }
             | ControlRequest::ContainerExec { .. }
-            | ControlRequest::ContainerRemove { .. } => self.sessions.handle(request).await,
+            | ControlRequest::ContainerRemove { .. } => self.sessions.handle(peer, request).await,
             ControlRequest::FileManifest { ref path }
             | ControlRequest::FileChunk { ref path, .. } => {
-                let job = self.may_read(peer, path).await?;
-                let answer = self.files.handle(peer, request).await?;
-                // A job's output leaves with its manifest: recorded first.
-                if let (Some(job_id), ControlResponse::Manifest(manifest)) = (job, &answer) {
-                    let released = AuditEvent::OutputReleased {
-                        job_id,
-                        path: manifest.path.clone(),
-                        to: peer,
-                        bytes: manifest.version.size,
-                        sha256: manifest.sha256.clone(),
+                let Some((job_id, release)) = self.may_read(peer, path).await? else {
+                    return self.files.handle(peer, request).await;
+                };
+                if let ControlRequest::FileChunk { path, .. } = &request {
+                    let chunk = Outgoing::OutputChunk {
+                        job_id: &job_id,
+                        path,
                     };
-                    self.audit.append(released).await.map_err(|e| {
-                        Refusal::failed(format!("cannot record the release in the audit log: {e}"))
-                    })?;
+                    self.egress.pass(peer, chunk, &release).await?;
+                    return self.files.handle(peer, request).await;
+                }
+                self.egress
+                    .outputs_may_leave(&job_id, &release)
+                    .map_err(Refusal::forbidden)?;
+                let answer = self.files.handle(peer, request).await?;
+                // A job's output leaves with its manifest: through the
+                // gate, which records it before it goes.
+                if let ControlResponse::Manifest(manifest) = &answer {
+                    let file = Outgoing::OutputFile {
+                        job_id: &job_id,
+                        path: &manifest.path,
+                        bytes: manifest.version.size,
+                        sha256: &manifest.sha256,
+                    };
+                    self.egress.pass(peer, file, &release).await?;
                 }
                 Ok(answer)
             }
@@ -164,8 +177,13 @@ impl Router {
 impl Router {
     /// A job's outputs are read only by the node that asked for the job;
     /// `public/` and `image/` by any member. The files service refuses
-    /// every other area itself. Returns the job, for a job's output.
-    async fn may_read(&self, peer: PeerId, path: &str) -> Result<Option<String>, Refusal> {
+    /// every other area itself. Returns the job and where the release of
+    /// its outputs stands, for a job's output.
+    async fn may_read(
+        &self,
+        peer: PeerId,
+        path: &str,
+    ) -> Result<Option<(String, Release)>, Refusal> {
         let Ok(place) = WorkspacePath::parse(path) else {
             return Ok(None); // the files service says what is wrong with it
         };
@@ -173,8 +191,10 @@ impl Router {
             return Ok(None);
         }
         let job = place.job().unwrap_or_default();
-        if self.jobs.runner.origin(&job).await == Some(peer) {
-            return Ok(Some(job));
+        if let Some((origin, release)) = self.jobs.runner.origin(&job).await {
+            if origin == peer {
+                return Ok(Some((job, release)));
+            }
         }
         tracing::warn!(%peer, "refused to serve {path}: the job is not theirs");
         Err(Refusal::forbidden(format!(

@@ -1,16 +1,23 @@
 //! Sessions: long-lived containers in the job sandbox, created, used and
 //! removed on several nodes at once. They are not jobs: they have no tasks
 //! or reports, and a command run in one answers with its output.
+//!
+//! That output goes straight back to the requester, so the owner's policy
+//! refuses sessions from other nodes unless `sessions = "allow"`; then only
+//! approved images run, and the output passes the egress gate.
 
 use std::{sync::Arc, time::Duration};
 
-use iris_behaviours::{ControlRequest, ControlResponse, Refusal, TaskSpec};
+use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse, Refusal, TaskSpec};
 
 use crate::{
     api_types::{CreateContainers, ExecContainers, JobRequest, NodeAnswer},
+    audit::{AuditEvent, DecidedBy, Verdict},
+    egress::{Egress, Outgoing, Release},
     executor::{Executor, ExecutorError},
     jobs::Jobs,
     membership::{Membership, MembershipError},
+    policy::{Allowance, ImagePolicy},
 };
 
 /// Why a session command could not be sent.
@@ -29,13 +36,19 @@ const SESSION_LIFETIME_SECS: f64 = 7.0 * 24.0 * 3600.0;
 pub struct Sessions {
     executor: Arc<Executor>,
     membership: Arc<Membership>,
+    egress: Arc<Egress>,
 }
 
 impl Sessions {
-    pub fn new(executor: Arc<Executor>, membership: Arc<Membership>) -> Arc<Self> {
+    pub fn new(
+        executor: Arc<Executor>,
+        membership: Arc<Membership>,
+        egress: Arc<Egress>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             executor,
             membership,
+            egress,
         })
     }
 
@@ -114,7 +127,7 @@ impl Sessions {
             let request = request.clone();
             async move {
                 let answer = if peer == local {
-                    Ok(self.handle(request).await.unwrap_or_else(Into::into))
+                    Ok(self.handle(local, request).await.unwrap_or_else(Into::into))
                 } else {
                     self.membership
                         .request(peer, request)
@@ -128,10 +141,22 @@ impl Sessions {
     }
 
     /// Answers a session request, from a peer (authority already checked
-    /// by the router) or from this node.
-    pub async fn handle(&self, request: ControlRequest) -> Result<ControlResponse, Refusal> {
+    /// by the router; the owner's policy checked here) or from this node.
+    pub async fn handle(
+        &self,
+        from: PeerId,
+        request: ControlRequest,
+    ) -> Result<ControlResponse, Refusal> {
+        let remote = from != self.membership.local_peer();
         match request {
-            ControlRequest::ContainerCreate { name, spec } => {
+            ControlRequest::ContainerCreate { name, mut spec } => {
+                // Made from the image id approved, not from a tag.
+                if let Some(id) = match remote {
+                    true => self.admit(from, &name, &spec).await?,
+                    false => None,
+                } {
+                    spec.image = id;
+                }
                 self.create_here(&name, spec).await?;
                 Ok(ControlResponse::Ack)
             }
@@ -139,7 +164,30 @@ impl Sessions {
                 name,
                 argv,
                 timeout_ms,
-            } => self.exec_here(&name, argv, timeout_ms).await,
+            } => {
+                if !remote {
+                    return self.exec_here(&name, argv, timeout_ms).await;
+                }
+                validate_name(&name).map_err(refusal)?;
+                let requested = AuditEvent::ExecRequested {
+                    name: name.clone(),
+                    from,
+                    argv: argv.clone(),
+                };
+                self.record(requested).await?;
+                // Refused before it runs if its output could not leave.
+                self.egress.exec_allowed()?;
+                let answer = self.exec_here(&name, argv, timeout_ms).await?;
+                if let ControlResponse::Exec { stdout, stderr, .. } = &answer {
+                    let output = Outgoing::Exec {
+                        name: &name,
+                        stdout,
+                        stderr,
+                    };
+                    self.egress.pass(from, output, &Release::Pending).await?;
+                }
+                Ok(answer)
+            }
             ControlRequest::ContainerRemove { name } => {
                 validate_name(&name).map_err(refusal)?;
                 self.executor
@@ -151,6 +199,73 @@ impl Sessions {
             other => Err(Refusal::invalid(format!(
                 "not a session request: {other:?}"
             ))),
+        }
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<(), Refusal> {
+        self.egress.audit().append(event).await.map_err(|e| {
+            Refusal::failed(format!("cannot record the request in the audit log: {e}"))
+        })
+    }
+
+    /// Records another node's request for a session and decides it under
+    /// the owner's policy: sessions allowed, no network unless allowed, and
+    /// an approved image. Sessions do not wait for an approval: the owner
+    /// approves their image ahead of time.
+    async fn admit(
+        &self,
+        from: PeerId,
+        name: &str,
+        spec: &TaskSpec,
+    ) -> Result<Option<String>, Refusal> {
+        validate_name(name).map_err(refusal)?;
+        let image_id = self.executor.image_id(&spec.image).await.ok();
+        self.record(AuditEvent::SessionRequested {
+            name: name.to_string(),
+            from,
+            image: spec.image.clone(),
+            image_id: image_id.clone(),
+            argv: spec.argv.clone(),
+            network: spec.network.clone(),
+        })
+        .await?;
+        let policy = self.egress.policy().get();
+        let node = self.egress.policy().node_name().to_string();
+        let refused = if policy.sessions == Allowance::Deny {
+            Some(format!(
+                "sessions from other nodes are refused by {node}'s policy (sessions = deny)"
+            ))
+        } else if spec.network.is_some() && policy.network == Allowance::Deny {
+            Some(format!(
+                "refused by {node}'s policy: sessions from other nodes get no network here (network = deny)"
+            ))
+        } else if policy.images == ImagePolicy::Approve
+            && image_id.as_deref().and_then(|id| policy.approved(id)).is_none()
+        {
+            Some(format!(
+                "refused by {node}'s policy: image {} is not approved here, and a session \
+                 runs only an image approved ahead of time (iris policy allow-image)",
+                spec.image
+            ))
+        } else {
+            None
+        };
+        let decision = AuditEvent::Decision {
+            subject: format!("session {name}"),
+            from,
+            image_id: image_id.clone(),
+            verdict: if refused.is_some() {
+                Verdict::Denied
+            } else {
+                Verdict::Approved
+            },
+            by: DecidedBy::Policy,
+            reason: refused.clone().unwrap_or_else(|| "sessions = allow".into()),
+        };
+        self.record(decision).await?;
+        match refused {
+            Some(reason) => Err(Refusal::forbidden(reason)),
+            None => Ok(image_id),
         }
     }
 

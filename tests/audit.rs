@@ -10,6 +10,7 @@ use serde_json::Value;
 async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit() {
     let nodes = data_network(&["alice", "bob"]).await;
     let (alice, bob) = (&nodes[0], &nodes[1]);
+    bob.set_policy("logs", "share");
     let (id, _) = stats_on_bob_gathered(alice).await;
     let (code, logs) = alice
         .get(&format!("/v1/jobs/{id}/logs?node=bob"))
@@ -26,19 +27,37 @@ async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit
     let entries: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let kinds: Vec<&str> = entries
         .iter()
-        .filter(|e| e["event"]["job_id"] == id.as_str())
+        .filter(|e| e["event"]["job_id"] == id.as_str() || e["event"]["subject"] == id.as_str())
         .map(|e| e["event"]["type"].as_str().unwrap())
         .collect();
     assert_eq!(
         kinds,
         [
             "task_requested",
+            "decision",
+            "task_started",
             "task_ended",
             "output_released",
             "logs_released"
         ],
         "{entries:?}"
     );
+    // The owner's own changes come first: the image approval, then logs.
+    let changes: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["event"]["type"] == "policy_changed")
+        .map(|e| e["event"]["change"].as_str().unwrap())
+        .collect();
+    assert!(
+        changes[0].starts_with("approved image iris-worker:latest (sha256:") && changes[1] == "logs = share",
+        "{changes:?}"
+    );
+    let decision = entries
+        .iter()
+        .find(|e| e["event"]["type"] == "decision")
+        .unwrap();
+    assert_eq!(decision["event"]["verdict"], "approved");
+    assert_eq!(decision["event"]["by"], "policy");
     let alice_peer = alice.peer_id().await;
     let released = entries
         .iter()
@@ -80,14 +99,17 @@ async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit
     // The owner of the disk edits a line: verify says which.
     let path = bob.dir.join("audit.log");
     let text = std::fs::read_to_string(&path).unwrap();
+    let line = 1 + text
+        .lines()
+        .position(|l| l.contains("\"exit_code\":0"))
+        .unwrap();
     let edited = text.replacen("\"exit_code\":0", "\"exit_code\":1", 1);
-    assert_ne!(edited, text);
     std::fs::write(&path, edited).unwrap();
     let out = bob.cli(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("line 2") && said.contains("changed"),
+        said.contains(&format!("line {line}:")) && said.contains("changed"),
         "{said}"
     );
 }

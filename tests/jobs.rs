@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn the_master_runs_the_worker_on_every_node_against_its_own_private_data() {
     let nodes = data_network(&["alice", "bob", "carol"]).await;
+    for node in &nodes[1..] {
+        node.set_policy("logs", "share");
+    }
     let out = nodes[0].cli(&[
         "job",
         "run",

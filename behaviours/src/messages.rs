@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::tasks::{TaskReport, TaskSpec};
 
-/// The request-response protocol for commands between nodes. Version 3:
-/// records and the network config are signed ([`crate::signed`]); version 2
-/// gave refusals a [`RefusalKind`].
-pub const CONTROL_PROTOCOL: &str = "/iris/control/3";
+/// The request-response protocol for commands between nodes. Version 4:
+/// a task may await its owner's approval, and a report says why outputs are
+/// held; version 3 signed records and the network config
+/// ([`crate::signed`]); version 2 gave refusals a [`RefusalKind`].
+pub const CONTROL_PROTOCOL: &str = "/iris/control/4";
 
 /// Longest node or network name we accept, in bytes.
 pub const MAX_NAME_LEN: usize = 64;

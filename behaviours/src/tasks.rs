@@ -144,6 +144,9 @@ pub fn validate_job_id(id: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
+    /// Waiting for the node's owner to approve its image (the owner's
+    /// policy: `images = "approve"`).
+    AwaitingApproval,
     Queued,
     Running,
     Succeeded,
@@ -156,13 +159,17 @@ pub enum TaskState {
 
 impl TaskState {
     pub fn is_terminal(self) -> bool {
-        !matches!(self, TaskState::Queued | TaskState::Running)
+        !matches!(
+            self,
+            TaskState::AwaitingApproval | TaskState::Queued | TaskState::Running
+        )
     }
 }
 
 impl std::fmt::Display for TaskState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            TaskState::AwaitingApproval => "awaiting_approval",
             TaskState::Queued => "queued",
             TaskState::Running => "running",
             TaskState::Succeeded => "succeeded",
@@ -194,6 +201,11 @@ pub struct TaskReport {
     /// tag meant when it ran.
     #[serde(default)]
     pub image_id: Option<String>,
+    /// Why `outputs` lists nothing although the task wrote files: the
+    /// node's owner holds them (`release = "review"`), denied them, or lets
+    /// them leave only through secure aggregation.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 /// The most the output names of one report may take, so that a report
@@ -215,6 +227,7 @@ impl TaskReport {
             outputs_truncated: false,
             error: None,
             image_id: None,
+            held: None,
         }
     }
 
@@ -298,6 +311,7 @@ mod tests {
             outputs_truncated: false,
             error: None,
             image_id: Some(format!("sha256:{}", "a".repeat(64))),
+            held: None,
         };
         let names: Vec<String> = (0..20_000).map(|i| format!("out/{i:0>60}")).collect();
         report.set_outputs(names.clone());

@@ -65,6 +65,5 @@ pub(super) async fn gather(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Gathered>, ApiError> {
-    let files = state.node.jobs.gather(&id).await?;
-    Ok(Json(Gathered { files }))
+    Ok(Json(state.node.jobs.gather(&id).await?))
 }

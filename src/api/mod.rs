@@ -9,6 +9,7 @@ mod errors;
 mod files;
 mod jobs;
 mod network;
+mod policy;
 
 use std::sync::Arc;
 
@@ -66,6 +67,15 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/v1/containers", post(containers::create))
         .route("/v1/containers/{name}/exec", post(containers::exec))
         .route("/v1/containers/{name}/rm", post(containers::remove))
+        .route("/v1/policy", get(policy::show).post(policy::set))
+        .route("/v1/policy/images", post(policy::allow_image))
+        .route("/v1/policy/images/revoke", post(policy::revoke_image))
+        .route("/v1/approvals", get(policy::approvals))
+        .route("/v1/approvals/{id}/approve", post(policy::approve))
+        .route("/v1/approvals/{id}/deny", post(policy::deny))
+        .route("/v1/releases", get(policy::releases))
+        .route("/v1/releases/{job}/approve", post(policy::release))
+        .route("/v1/releases/{job}/deny", post(policy::withhold))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

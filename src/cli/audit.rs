@@ -102,5 +102,71 @@ fn describe(event: &AuditEvent) -> (&'static str, String, String) {
             job_id.clone(),
             format!("{bytes} bytes of logs to {to}"),
         ),
+        AuditEvent::Decision {
+            subject,
+            from,
+            image_id,
+            verdict,
+            by,
+            reason,
+        } => (
+            "decision",
+            subject.clone(),
+            format!(
+                "{} by {} for {from}: {reason} (image {})",
+                crate::config::word(verdict),
+                crate::config::word(by),
+                image_id.as_deref().unwrap_or("-")
+            ),
+        ),
+        AuditEvent::TaskStarted { job_id, image_id } => {
+            ("started", job_id.clone(), format!("image {image_id}"))
+        }
+        AuditEvent::ReleaseDecided {
+            job_id,
+            released,
+            reason,
+        } => (
+            "release",
+            job_id.clone(),
+            match (released, reason) {
+                (true, _) => "outputs released by the owner".into(),
+                (false, reason) => format!(
+                    "outputs denied by the owner: {}",
+                    reason.as_deref().unwrap_or("-")
+                ),
+            },
+        ),
+        AuditEvent::SessionRequested {
+            name,
+            from,
+            image,
+            argv,
+            network,
+            ..
+        } => (
+            "session",
+            format!("session {name}"),
+            format!(
+                "by {from}: {image} {argv:?}, network {}",
+                network.as_deref().unwrap_or("none")
+            ),
+        ),
+        AuditEvent::ExecRequested { name, from, argv } => (
+            "exec",
+            format!("session {name}"),
+            format!("by {from}: {argv:?}"),
+        ),
+        AuditEvent::ExecReleased {
+            name,
+            to,
+            bytes,
+            sha256,
+        } => (
+            "exec output",
+            format!("session {name}"),
+            format!("{bytes} bytes (sha256 {sha256}) to {to}"),
+        ),
+        AuditEvent::PolicyChanged { change } => ("policy", "-".into(), change.clone()),
     }
 }

@@ -50,6 +50,15 @@ fn describe(event: &Event) -> String {
         }
         EventKind::ImageFailed { file, error } => format!("failed   to load {file}: {error}"),
         EventKind::JobFinished { job, state } => format!("job      {job} {state}"),
+        EventKind::ApprovalRequested { job, from, image } => format!(
+            "approval {job}: {from} asks to run {image}; see `iris approvals`"
+        ),
+        EventKind::AwaitingApproval { job, node } => {
+            format!("job      {job} awaits the approval of {node}'s owner")
+        }
+        EventKind::ReleaseHeld { job } => {
+            format!("release  {job}: outputs held for review; see `iris releases`")
+        }
         EventKind::Transfer { path, bytes, total } => {
             format!("transfer {path}: {bytes} of {total} bytes")
         }

@@ -9,7 +9,8 @@ use super::{
     output::{clock, header, print_json, print_table, print_tasks},
     parse_duration_secs, parse_memory_mb, NodeDir, Output,
 };
-use crate::api_types::{Job, JobRequest, JobState, LogsQuery};
+use crate::api_types::{Gathered, Job, JobRequest, JobState, LogsQuery};
+use iris_behaviours::TaskState;
 
 /// How long one wait for a running job lasts before `job run` asks again.
 const WAIT_PER_REQUEST: Duration = Duration::from_secs(60);
@@ -117,6 +118,15 @@ pub enum JobCommand {
         dir: NodeDir,
         job: String,
     },
+    /// Pull a job's released outputs to workspace/gathered/<job>/<node>/;
+    /// again later for outputs their owners released after the job ended.
+    Gather {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 /// `job run --json` prints the job with what was gathered.
@@ -125,6 +135,8 @@ struct RunOutcome<'a> {
     #[serde(flatten)]
     job: &'a Job,
     gathered: &'a [String],
+    /// Nodes whose owners did not release their outputs, with the reason.
+    held: &'a [String],
 }
 
 pub async fn job(command: JobCommand) -> anyhow::Result<()> {
@@ -183,35 +195,89 @@ pub async fn job(command: JobCommand) -> anyhow::Result<()> {
             let job = dir.client()?.cancel_job(&job).await?;
             println!("cancel sent for job {}", job.id);
         }
+        JobCommand::Gather { dir, job, output } => {
+            let gathered = dir.client()?.gather(&job).await?;
+            if output.json {
+                return print_json(&gathered);
+            }
+            print_gathered(&gathered);
+        }
     }
     Ok(())
 }
 
+fn print_gathered(gathered: &Gathered) {
+    for file in &gathered.files {
+        println!("gathered {file}");
+    }
+    for held in &gathered.held {
+        println!("not released: {held}");
+    }
+}
+
 /// Submits, then waits on the node until the job has ended: one request a
-/// minute, no polling in between.
+/// minute, no polling in between. A task that still awaits its owner's
+/// approval when `--timeout` has passed is given up: the job is cancelled.
 async fn run(args: JobArgs) -> anyhow::Result<()> {
     let client = args.dir.client()?;
     let mut job = client.submit_job(&args.request()).await?;
     if !args.json {
         eprintln!("job {} on {} node(s)", job.id, job.tasks.len());
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(args.timeout);
+    let mut told = std::collections::BTreeSet::new();
     while job.state == JobState::Running {
-        job = client.job(&job.id, Some(WAIT_PER_REQUEST)).await?;
+        let awaiting: Vec<&String> = job
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.state == TaskState::AwaitingApproval)
+            .map(|(node, _)| node)
+            .collect();
+        for node in &awaiting {
+            if told.insert(node.to_string()) && !args.json {
+                eprintln!("{node}: awaiting approval by {node}'s owner");
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !awaiting.is_empty() && left.is_zero() {
+            let nodes: Vec<String> = awaiting.iter().map(|n| n.to_string()).collect();
+            client.cancel_job(&job.id).await?;
+            bail!(
+                "job {}: not approved within --timeout by the owner of {}; cancelled",
+                job.id,
+                nodes.join(", ")
+            );
+        }
+        // A task may still come to await an approval: ask again each second
+        // until every task runs, so the wait is shown as it starts.
+        let undecided = job
+            .tasks
+            .values()
+            .any(|t| matches!(t.state, TaskState::Queued | TaskState::AwaitingApproval));
+        let wait = match undecided {
+            false => WAIT_PER_REQUEST,
+            true => Duration::from_secs(1)
+                .min(left)
+                .max(Duration::from_millis(100)),
+        };
+        job = client.job(&job.id, Some(wait)).await?;
     }
     let gathered = match args.gather {
-        true => client.gather(&job.id).await?.files,
-        false => Vec::new(),
+        true => client.gather(&job.id).await?,
+        false => Gathered {
+            files: Vec::new(),
+            held: Vec::new(),
+        },
     };
     if args.json {
         print_json(&RunOutcome {
             job: &job,
-            gathered: &gathered,
+            gathered: &gathered.files,
+            held: &gathered.held,
         })?;
     } else {
         print_tasks(&job);
-        for file in &gathered {
-            println!("gathered {file}");
-        }
+        print_gathered(&gathered);
     }
     if job.state != JobState::Succeeded {
         bail!("job {} {}", job.id, job.state);
@@ -240,6 +306,11 @@ async fn logs(dir: &NodeDir, job: &str, node: Option<String>, follow: bool) -> a
                     Some(_) => String::new(),
                     None => format!("[{name}] "),
                 };
+                if let Some(withheld) = &task.withheld {
+                    if !offsets.contains_key(&name) {
+                        eprintln!("{prefix}(logs {withheld})");
+                    }
+                }
                 for line in task.stdout.lines() {
                     println!("{prefix}{line}");
                 }

@@ -11,6 +11,7 @@ mod init;
 mod jobs;
 mod network;
 mod output;
+mod policy;
 
 use std::path::PathBuf;
 
@@ -104,6 +105,36 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// This node's data policy: every setting and its value; `set`,
+    /// `allow-image` and `revoke-image` change it at once.
+    Policy {
+        #[command(subcommand)]
+        command: Option<policy::PolicyCommand>,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Tasks from other nodes waiting for this node's owner to approve
+    /// them; `approve` or `deny` one.
+    Approvals {
+        #[command(subcommand)]
+        command: Option<policy::ApprovalsCommand>,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Outputs held for this node's owner to review (release = review);
+    /// `approve` or `deny` a job's.
+    Releases {
+        #[command(subcommand)]
+        command: Option<policy::ReleasesCommand>,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Follow the node's events (joined, suspect, gone, left, ...) live.
     Events {
         #[command(flatten)]
@@ -132,6 +163,21 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Container(command) => containers::container(command).await,
         Command::Files(command) => files::files(command).await,
         Command::Events { dir, output } => events::follow(&dir, output.json).await,
+        Command::Policy {
+            command,
+            dir,
+            output,
+        } => policy::policy(command, &dir, &output).await,
+        Command::Approvals {
+            command,
+            dir,
+            output,
+        } => policy::approvals(command, &dir, &output).await,
+        Command::Releases {
+            command,
+            dir,
+            output,
+        } => policy::releases(command, &dir, &output).await,
         Command::Audit {
             command,
             dir,

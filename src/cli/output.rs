@@ -65,6 +65,9 @@ pub fn print_tasks(job: &Job) {
         if let Some(error) = &task.error {
             println!("{node}: {error}");
         }
+        if let Some(held) = &task.held {
+            println!("{node}: outputs not released: {held}");
+        }
     }
 }
 

@@ -183,6 +183,19 @@ impl Executor {
         &self.workspace
     }
 
+    /// The engine's id (`sha256:...`) of `image`, a name or an id: what
+    /// an owner approves, since a tag can be moved and an id cannot.
+    pub async fn image_id(&self, image: &str) -> Result<String, ExecutorError> {
+        self.docker()?
+            .inspect_image(image)
+            .await?
+            .id
+            .ok_or_else(|| ExecutorError::File {
+                path: PathBuf::from(image),
+                message: "the engine gave this image no id".into(),
+            })
+    }
+
     /// Tagged images the engine has.
     pub async fn images(&self) -> Result<Vec<ImageInfo>, ExecutorError> {
         let summaries = self

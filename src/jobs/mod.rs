@@ -6,6 +6,7 @@
 //! Only the network's master may give tasks to other nodes: the router
 //! checks that against the authenticated peer id before a request gets here.
 
+mod approvals;
 mod deliver;
 pub mod runner;
 pub mod store;
@@ -17,11 +18,13 @@ use iris_behaviours::{
 };
 
 use crate::{
-    api_types::{Job, JobRequest, LogsQuery, Task, TaskLogs},
+    api_types::{Gathered, Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, Task, TaskLogs},
     events::{EventKind, Events, SHUT_DOWN},
     files::{FileError, Files},
     images::ImageLibrary,
     membership::{Membership, MembershipError},
+    network::NetworkError,
+    policy::PolicyError,
     workspace::WorkspacePath,
 };
 use runner::TaskRunner;
@@ -167,7 +170,11 @@ impl Jobs {
         tar: Option<String>,
     ) -> Result<(), String> {
         if peer == self.local() {
-            return self.runner.submit(self.local(), spec).await;
+            return self
+                .runner
+                .submit(self.local(), spec)
+                .await
+                .map_err(|refusal| refusal.reason);
         }
         if let Some(tar) = tar {
             // The target lacks the image: it pulls our tar first (once;
@@ -287,8 +294,7 @@ impl Jobs {
                 .runner
                 .submit(peer, spec)
                 .await
-                .map(|_| ControlResponse::Ack)
-                .map_err(Refusal::invalid),
+                .map(|_| ControlResponse::Ack),
             ControlRequest::CancelTask { job_id } => self
                 .runner
                 .cancel(&job_id, peer)
@@ -303,7 +309,16 @@ impl Jobs {
                 .await
                 .map(|(stdout, stderr)| ControlResponse::Logs { stdout, stderr }),
             ControlRequest::TaskUpdate { report } => {
+                let awaiting = report.state == TaskState::AwaitingApproval;
                 let job = self.store.apply(peer, report).await;
+                if let Some(job) = job.as_ref().filter(|_| awaiting) {
+                    if let Some(task) = job.tasks.values().find(|t| t.peer_id == peer) {
+                        self.events.emit(EventKind::AwaitingApproval {
+                            job: job.id.clone(),
+                            node: task.node.clone(),
+                        });
+                    }
+                }
                 self.announce_if_finished(job);
                 Ok(ControlResponse::Ack)
             }
@@ -419,6 +434,23 @@ impl Jobs {
                         let unexpected = format!("unexpected answer {other:?}");
                         return Err(logs_error(MembershipError::Invalid(unexpected)));
                     }
+                    // The node's owner keeps its logs: say so, for that node.
+                    Err(MembershipError::Network(NetworkError::PeerRefused {
+                        kind: iris_behaviours::RefusalKind::Forbidden,
+                        reason,
+                        ..
+                    })) => {
+                        all.push(TaskLogs {
+                            node: task.node.clone(),
+                            state: task.state,
+                            stdout_offset: offsets.0,
+                            stderr_offset: offsets.1,
+                            stdout: String::new(),
+                            stderr: String::new(),
+                            withheld: Some(reason),
+                        });
+                        continue;
+                    }
                     Err(e) => return Err(logs_error(e)),
                 }
             };
@@ -429,17 +461,24 @@ impl Jobs {
                 stderr_offset: offsets.1 + stderr.len() as u64,
                 stdout: String::from_utf8_lossy(&stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                withheld: None,
             });
         }
         Ok(all)
     }
 
-    /// Pulls every task's outputs into this node's
-    /// `gathered/<id>/<node>/`, which no container writes and no peer reads.
-    pub async fn gather(&self, id: &str) -> Result<Vec<String>, JobError> {
+    /// Pulls every task's released outputs into this node's
+    /// `gathered/<id>/<node>/`, which no container writes and no peer
+    /// reads; says which nodes' owners hold theirs. Outputs released after
+    /// the job ended are gathered by calling this again.
+    pub async fn gather(&self, id: &str) -> Result<Gathered, JobError> {
         let job = self.job(id)?;
         let mut gathered = Vec::new();
+        let mut held = Vec::new();
         for task in job.tasks.values() {
+            if let Some(reason) = &task.held {
+                held.push(format!("{}: {reason}", task.node));
+            }
             for file in &task.outputs {
                 let failed = |source| JobError::Gather {
                     file: file.clone(),
@@ -464,6 +503,54 @@ impl Jobs {
                 gathered.push(dest.to_string());
             }
         }
-        Ok(gathered)
+        Ok(Gathered {
+            files: gathered,
+            held,
+        })
+    }
+
+    /// The map's name of `peer`, if it has one.
+    async fn name_of(&self, peer: PeerId) -> Option<String> {
+        let map = self.membership.map().await.ok()?;
+        map.into_iter()
+            .find(|e| e.record.peer_id == peer)
+            .map(|e| e.record.name)
+    }
+
+    /// Tasks from other nodes waiting for this node's owner to approve them.
+    pub async fn approvals(&self) -> Vec<PendingApproval> {
+        let mut pending = self.runner.approvals().await;
+        for approval in &mut pending {
+            approval.requester_name = self.name_of(approval.requester).await;
+        }
+        pending
+    }
+
+    /// Outputs of tasks run here waiting for this node's owner to release them.
+    pub async fn releases(&self) -> Vec<PendingRelease> {
+        let mut pending = self.runner.releases().await;
+        for release in &mut pending {
+            release.requester_name = self.name_of(release.requester).await;
+        }
+        pending
+    }
+
+    pub async fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        always: bool,
+        reason: Option<String>,
+    ) -> Result<String, PolicyError> {
+        self.runner.decide(id, approve, always, reason).await
+    }
+
+    pub async fn decide_release(
+        &self,
+        id: &str,
+        release: bool,
+        reason: Option<String>,
+    ) -> Result<Vec<String>, PolicyError> {
+        self.runner.decide_release(id, release, reason).await
     }
 }

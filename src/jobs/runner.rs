@@ -11,22 +11,38 @@ use std::{
 
 use iris_behaviours::{libp2p::PeerId, Refusal, TaskReport, TaskSpec, TaskState, MAX_LOG_CHUNK};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::{
     audit::{AuditEvent, AuditLog},
+    egress::{Egress, Outgoing, Release},
+    events::Events,
     executor::Executor,
 };
 
 /// A task as this node keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TaskFile {
-    origin: PeerId,
-    spec: TaskSpec,
-    report: TaskReport,
+pub(super) struct TaskFile {
+    pub(super) origin: PeerId,
+    pub(super) spec: TaskSpec,
+    pub(super) report: TaskReport,
     /// The origin has acknowledged `report`.
-    delivered: bool,
+    pub(super) delivered: bool,
+    /// Where its outputs stand under the owner's policy.
+    #[serde(default)]
+    pub(super) release: Release,
+    /// The image id approved to run (by the policy or the owner): the
+    /// container is made from exactly this, whatever the tag means later.
+    #[serde(default)]
+    pub(super) image_id: Option<String>,
+    /// When the request came, for the approval's deadline.
+    #[serde(default)]
+    pub(super) requested_ms: u64,
 }
+
+/// The owner's answer to a task awaiting approval: the image id approved,
+/// or the reason for the refusal.
+pub(super) type Verdict = Result<String, String>;
 
 /// A report on its way to the node that asked for the task.
 #[derive(Debug, Clone)]
@@ -38,15 +54,21 @@ pub struct Delivery {
 }
 
 pub struct TaskRunner {
-    executor: Arc<Executor>,
-    /// Every task asked of this node, how it ended, and every release of
-    /// its logs, recorded before it happens.
-    audit: Arc<AuditLog>,
-    /// This node: a task it asked of itself may read its `gathered/`.
-    local: PeerId,
+    pub(super) executor: Arc<Executor>,
+    /// Every task asked of this node, what was decided, how it ended,
+    /// recorded before it happens.
+    pub(super) audit: Arc<AuditLog>,
+    /// The owner's policy, applied to what leaves (reports, logs).
+    pub(super) egress: Arc<Egress>,
+    pub(super) events: Events,
+    /// This node: a task it asked of itself may read its `gathered/`, and
+    /// needs no approval.
+    pub(super) local: PeerId,
     dir: PathBuf,
     permits: Arc<Semaphore>,
     cancels: Mutex<HashMap<String, (PeerId, watch::Sender<bool>)>>,
+    /// Tasks awaiting the owner's approval, each with where to send it.
+    pub(super) verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
     deliveries: mpsc::UnboundedSender<Delivery>,
     /// Held across every read-modify-write of a `task.json`: the task's own
     /// updates and the delivery receipts race, and a receipt must never
@@ -60,7 +82,8 @@ impl TaskRunner {
     /// [`TaskRunner::delivered`] once the origin has it.
     pub fn new(
         executor: Arc<Executor>,
-        audit: Arc<AuditLog>,
+        egress: Arc<Egress>,
+        events: Events,
         local: PeerId,
         dir: PathBuf,
         max_concurrent: usize,
@@ -68,17 +91,20 @@ impl TaskRunner {
     ) -> Arc<Self> {
         Arc::new(Self {
             executor,
-            audit,
+            audit: egress.audit().clone(),
+            egress,
+            events,
             local,
             dir,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             cancels: Mutex::new(HashMap::new()),
+            verdicts: Mutex::new(HashMap::new()),
             deliveries,
             files: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn task_dir(&self, job_id: &str) -> PathBuf {
+    pub(super) fn task_dir(&self, job_id: &str) -> PathBuf {
         self.dir.join(job_id)
     }
 
@@ -102,7 +128,7 @@ impl TaskRunner {
     }
 
     /// Reads `task.json`, on a blocking thread.
-    async fn load(&self, job_id: &str) -> Option<TaskFile> {
+    pub(super) async fn load(&self, job_id: &str) -> Option<TaskFile> {
         let path = self.task_dir(job_id).join("task.json");
         tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(path).ok()?;
@@ -114,7 +140,7 @@ impl TaskRunner {
     }
 
     /// Records a new state, saves it and sends it on its way.
-    async fn update(&self, task: &mut TaskFile, change: impl FnOnce(&mut TaskReport)) {
+    pub(super) async fn update(&self, task: &mut TaskFile, change: impl FnOnce(&mut TaskReport)) {
         change(&mut task.report);
         task.delivered = false;
         {
@@ -140,9 +166,10 @@ impl TaskRunner {
         }
     }
 
-    /// Queues a task for `origin`. Returns at once.
-    pub async fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), String> {
-        spec.validate()?;
+    /// Takes a task for `origin`: it runs, awaits the owner's approval, or
+    /// is refused by the policy. Returns at once.
+    pub async fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), Refusal> {
+        spec.validate().map_err(Refusal::invalid)?;
         // Creating the task's directory claims the job id: of two requests
         // for one job, however close together, exactly one gets it.
         let dir = self.task_dir(&spec.job_id);
@@ -151,37 +178,44 @@ impl TaskRunner {
             std::fs::create_dir_all(&claim.0).and_then(|_| std::fs::create_dir(&claim.1))
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| Refusal::failed(e.to_string()))?
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                format!("this node already has a task for job {}", spec.job_id)
-            }
-            _ => format!("cannot create {}: {e}", dir.display()),
+            std::io::ErrorKind::AlreadyExists => Refusal::invalid(format!(
+                "this node already has a task for job {}",
+                spec.job_id
+            )),
+            _ => Refusal::failed(format!("cannot create {}: {e}", dir.display())),
         })?;
-        // On disk before anything runs; a node that cannot record it
-        // does not run it.
-        let requested = AuditEvent::TaskRequested {
-            job_id: spec.job_id.clone(),
-            from: origin,
-            image: spec.image.clone(),
-            argv: spec.argv.clone(),
-            network: spec.network.clone(),
-            memory_bytes: spec.memory_bytes,
-            nano_cpus: spec.nano_cpus,
-            inputs: spec.inputs.clone(),
+        let admitted = self.admit(origin, &spec).await;
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                let _ = tokio::fs::remove_dir(&dir).await;
+                return Err(refusal);
+            }
         };
-        if let Err(e) = self.audit.append(requested).await {
-            let _ = tokio::fs::remove_dir(&dir).await;
-            return Err(format!("cannot record the task in the audit log: {e}"));
+        let mut report = TaskReport::queued(spec.job_id.clone());
+        if admitted.is_none() {
+            report.state = TaskState::AwaitingApproval;
         }
-        let report = TaskReport::queued(spec.job_id.clone());
         let mut task = TaskFile {
             origin,
             spec,
             report,
             delivered: false,
+            release: Release::Pending,
+            image_id: admitted.flatten(),
+            requested_ms: crate::now_ms(),
         };
         self.update(&mut task, |_| {}).await;
+        if task.report.state == TaskState::AwaitingApproval {
+            self.events
+                .emit(crate::events::EventKind::ApprovalRequested {
+                    job: task.spec.job_id.clone(),
+                    from: origin,
+                    image: task.spec.image.clone(),
+                });
+        }
         self.start(task);
         Ok(())
     }
@@ -195,6 +229,12 @@ impl TaskRunner {
         let runner = self.clone();
         tokio::spawn(async move {
             let mut queue_cancel = cancelled.clone();
+            if task.report.state == TaskState::AwaitingApproval
+                && !runner.await_approval(&mut task, cancelled.clone()).await
+            {
+                runner.forget(&task.spec.job_id);
+                return;
+            }
             let permit = tokio::select! {
                 permit = runner.permits.clone().acquire_owned() => permit.ok(),
                 _ = async { let _ = queue_cancel.wait_for(|c| *c).await; } => None,
@@ -216,20 +256,39 @@ impl TaskRunner {
                     .await;
                 let own_job = task.origin == runner.local;
                 let logs = runner.task_dir(&task.spec.job_id);
-                let outcome = runner
-                    .executor
-                    .run(&task.spec, &logs, own_job, cancelled)
-                    .await;
+                let outcome = match runner.record_start(&task).await {
+                    Ok(spec) => runner.executor.run(&spec, &logs, own_job, cancelled).await,
+                    Err(error) => crate::executor::TaskOutcome {
+                        end: TaskState::Failed,
+                        exit_code: None,
+                        outputs: Vec::new(),
+                        error: Some(error),
+                        image_id: None,
+                    },
+                };
+                task.release = runner.release_at_end(&task);
+                let (outputs, held) = runner.egress.report_outputs(
+                    &task.spec.job_id,
+                    &task.release,
+                    outcome.outputs,
+                );
+                let hold = held.is_some() && task.release == Release::Held;
                 runner
                     .update(&mut task, |r| {
                         r.state = outcome.end;
                         r.exit_code = outcome.exit_code;
-                        r.set_outputs(outcome.outputs);
+                        r.set_outputs(outputs);
+                        r.held = held;
                         r.set_error(outcome.error);
                         r.image_id = outcome.image_id;
                         r.finished_ms = Some(crate::now_ms());
                     })
                     .await;
+                if hold {
+                    runner.events.emit(crate::events::EventKind::ReleaseHeld {
+                        job: task.spec.job_id.clone(),
+                    });
+                }
                 let ended = AuditEvent::TaskEnded {
                     job_id: task.spec.job_id.clone(),
                     state: task.report.state,
@@ -240,13 +299,14 @@ impl TaskRunner {
                     tracing::error!(job = %task.spec.job_id, "cannot record the task's end: {e}");
                 }
             }
-            runner
-                .cancels
-                .lock()
-                .expect("lock")
-                .remove(&task.spec.job_id);
+            runner.forget(&task.spec.job_id);
             drop(permit);
         });
+    }
+
+    /// The task is no longer queued or running: nothing can cancel it.
+    fn forget(&self, job_id: &str) {
+        self.cancels.lock().expect("lock").remove(job_id);
     }
 
     /// Stops a queued or running task, if `origin` is the one that asked for it.
@@ -265,10 +325,13 @@ impl TaskRunner {
     }
 
     /// The node that asked for this node's task of `job_id`, if there is
-    /// one: the only peer its outputs are served to.
-    pub async fn origin(&self, job_id: &str) -> Option<PeerId> {
+    /// one (the only peer its outputs are served to), and where the
+    /// release of its outputs stands.
+    pub async fn origin(&self, job_id: &str) -> Option<(PeerId, Release)> {
         iris_behaviours::validate_job_id(job_id).ok()?;
-        self.load(job_id).await.map(|task| task.origin)
+        self.load(job_id)
+            .await
+            .map(|task| (task.origin, task.release))
     }
 
     /// Up to [`MAX_LOG_CHUNK`] bytes of each stream from the given offsets.
@@ -300,21 +363,19 @@ impl TaskRunner {
             }
             buf
         };
-        let (stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let (mut stdout, mut stderr) = tokio::task::spawn_blocking(move || {
             (read("stdout.log", offsets.0), read("stderr.log", offsets.1))
         })
         .await
         .map_err(|e| Refusal::failed(e.to_string()))?;
-        let bytes = (stdout.len() + stderr.len()) as u64;
-        if origin != self.local && bytes > 0 {
-            let released = AuditEvent::LogsReleased {
-                job_id: job_id.to_string(),
-                to: origin,
-                bytes,
+        if origin != self.local {
+            let logs = Outgoing::Logs {
+                job_id,
+                offsets,
+                stdout: &mut stdout,
+                stderr: &mut stderr,
             };
-            self.audit.append(released).await.map_err(|e| {
-                Refusal::failed(format!("cannot record the release in the audit log: {e}"))
-            })?;
+            self.egress.pass(origin, logs, &task.release).await?;
         }
         Ok((stdout, stderr))
     }
@@ -341,7 +402,7 @@ impl TaskRunner {
                     })
                     .await
                 }
-                TaskState::Queued => self.start(task),
+                TaskState::Queued | TaskState::AwaitingApproval => self.start(task),
                 _ if !task.delivered => {
                     let _ = self.deliveries.send(Delivery {
                         origin: task.origin,
@@ -396,10 +457,21 @@ mod tests {
             Some("unix:///nonexistent/docker.sock"),
         ));
         let (deliveries, _queue) = mpsc::unbounded_channel();
-        let audit = AuditLog::open(tmp.path().join("audit.log")).unwrap();
+        let audit = Arc::new(AuditLog::open(tmp.path().join("audit.log")).unwrap());
+        let policy = crate::policy::Policy::new(
+            "test".into(),
+            tmp.path().join("iris.toml"),
+            // Any image: what is tested is the claim, not the approval.
+            crate::policy::PolicyConfig {
+                images: crate::policy::ImagePolicy::Any,
+                ..Default::default()
+            },
+            audit.clone(),
+        );
         let runner = TaskRunner::new(
             Arc::new(executor),
-            Arc::new(audit),
+            Egress::new(policy, audit),
+            Events::default(),
             PeerId::random(),
             tmp.path().join("tasks"),
             2,

@@ -121,6 +121,9 @@ impl JobStore {
     /// from running to queued.
     pub async fn apply(&self, peer: PeerId, report: TaskReport) -> Option<Job> {
         let id = report.job_id.clone();
+        if report.state.is_terminal() && self.ended_as(&id, peer) == Some(report.state) {
+            return self.apply_release(peer, report).await;
+        }
         self.update_task(&id, peer, |task| {
             if task.state == TaskState::Running && report.state == TaskState::Queued {
                 return false;
@@ -133,9 +136,37 @@ impl JobStore {
             task.outputs_truncated = report.outputs_truncated;
             task.error = report.error;
             task.image_id = report.image_id.or(task.image_id.take());
+            task.held = report.held;
             true
         })
         .await
+    }
+
+    /// How a task ended, if it has.
+    fn ended_as(&self, id: &str, peer: PeerId) -> Option<TaskState> {
+        let jobs = self.jobs.lock().expect("lock");
+        let task = jobs.get(id)?.tasks.values().find(|t| t.peer_id == peer)?;
+        task.state.is_terminal().then_some(task.state)
+    }
+
+    /// A report on a task that has ended already can change only what was
+    /// released of its outputs: its node's owner released or denied them.
+    /// The job ended before: returns None, so nobody announces it again.
+    async fn apply_release(&self, peer: PeerId, report: TaskReport) -> Option<Job> {
+        let id = report.job_id.clone();
+        {
+            let mut jobs = self.jobs.lock().expect("lock");
+            let job = jobs.get_mut(&id)?;
+            let task = job.tasks.values_mut().find(|t| t.peer_id == peer)?;
+            if task.outputs == report.outputs && task.held == report.held {
+                return None;
+            }
+            task.outputs = report.outputs;
+            task.outputs_truncated = report.outputs_truncated;
+            task.held = report.held;
+        };
+        self.save(&id).await;
+        None
     }
 
     /// Every unfinished task on `peer` becomes lost (its node is gone).

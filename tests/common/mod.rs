@@ -456,8 +456,39 @@ impl TestNode {
 }
 
 /// A network of `names` where every node holds its own private CSV: node i
-/// has i + 2 rows of y = 2x + i.
+/// has i + 2 rows of y = 2x + i. Every owner approved the worker image, as
+/// the testnet's do; the rest of each policy is the default.
 pub async fn data_network(names: &[&str]) -> Vec<TestNode> {
+    let nodes = unapproved_data_network(names).await;
+    for node in &nodes {
+        node.owner(&["policy", "allow-image", "iris-worker:latest"]);
+    }
+    nodes
+}
+
+impl TestNode {
+    /// Runs an owner's command (`iris policy ...`, `iris approvals ...`)
+    /// on this node; it must succeed. Returns what it printed.
+    pub fn owner(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sets one setting of this node's policy, as its owner would.
+    pub fn set_policy(&self, key: &str, value: &str) {
+        self.owner(&["policy", "set", key, value]);
+    }
+}
+
+/// [`data_network`] with every policy left as it is by default: no image
+/// approved anywhere.
+pub async fn unapproved_data_network(names: &[&str]) -> Vec<TestNode> {
     let nodes = network(names, KEY).await;
     for (i, node) in nodes.iter().enumerate() {
         let mut csv = "x,y\n".to_string();

@@ -9,7 +9,7 @@
 //!                                            K gradient steps of a linear regression
 //! iris-worker average FILE...                row-weighted average of gradient outputs
 //! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
-//! iris-worker exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT
+//! iris-worker exit N | sleep SECS | touch PATH | cat PATH | copy PATH NAME | netifs | connect HOST:PORT
 //!                                            probes for tests
 //! iris-worker fill PATH|- BYTES            writes BYTES zeros to PATH or stdout
 //! iris-worker plant FILE [LINK=TARGET]...   writes FILE in the output directory
@@ -74,6 +74,23 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             fs::write(path, b"written by iris-worker\n")
                 .map_err(|e| format!("cannot write {path}: {e}"))?;
             println!("wrote {path}");
+        }
+        "cat" => {
+            // Prints a file: what a job that leaks through its logs does.
+            let path = rest.first().ok_or_else(usage)?;
+            let text = fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            std::io::Write::write_all(&mut std::io::stdout(), &text)
+                .map_err(|e| format!("cannot print {path}: {e}"))?;
+        }
+        "copy" => {
+            // Copies a file into the output directory: what a job that
+            // leaks through its outputs does.
+            let (Some(from), Some(name)) = (rest.first(), rest.get(1)) else {
+                return Err(usage());
+            };
+            fs::copy(from, output_dir().join(name))
+                .map_err(|e| format!("cannot copy {from}: {e}"))?;
+            println!("copied {from} to {name}");
         }
         "netifs" => {
             // The container's network interfaces, from the kernel's own list.
@@ -142,7 +159,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 fn usage() -> String {
     "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
-     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | netifs | connect HOST:PORT \
+     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | cat PATH | copy PATH NAME | netifs | connect HOST:PORT \
      | fill PATH|- BYTES | plant FILE [LINK=TARGET]..."
         .into()
 }

@@ -1,0 +1,232 @@
+//! `iris policy`, `iris approvals` and `iris releases`: the data owner's
+//! commands. Each acts on this node alone, through its running daemon, so a
+//! change takes effect at once and is in the audit log.
+
+use clap::Subcommand;
+
+use super::{
+    output::{clock, header, print_json, print_table},
+    NodeDir, Output,
+};
+use crate::{
+    api_types::{Approve, Deny, PolicyImage, PolicyView, SetPolicy},
+    config::word,
+    policy::SETTINGS,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Change one setting, at once: images approve|any, network deny|allow,
+    /// sessions deny|allow, release auto|review|aggregate, logs
+    /// withhold|share, min_aggregate N, max_shared_log_bytes N.
+    Set {
+        #[command(flatten)]
+        dir: NodeDir,
+        key: String,
+        value: String,
+    },
+    /// Approve an image ahead of time, pinned to the digest it has now.
+    AllowImage {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// An image this node's engine has, e.g. iris-worker:latest.
+        image: String,
+    },
+    /// Take back an approval, by the name it was approved under or its digest.
+    RevokeImage {
+        #[command(flatten)]
+        dir: NodeDir,
+        image: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Run a waiting task; --always also approves its image for later jobs.
+    Approve {
+        #[command(flatten)]
+        dir: NodeDir,
+        id: String,
+        #[arg(long)]
+        always: bool,
+    },
+    /// Refuse a waiting task; the requester sees the reason.
+    Deny {
+        #[command(flatten)]
+        dir: NodeDir,
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleasesCommand {
+    /// Let a job's held outputs go to the node that asked for the job.
+    Approve {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+    },
+    /// Keep a job's held outputs here for good; the requester sees the reason.
+    Deny {
+        #[command(flatten)]
+        dir: NodeDir,
+        job: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+pub async fn policy(
+    command: Option<PolicyCommand>,
+    dir: &NodeDir,
+    output: &Output,
+) -> anyhow::Result<()> {
+    let policy = match command {
+        None => dir.client()?.policy().await?,
+        Some(PolicyCommand::Set { dir, key, value }) => {
+            let body = SetPolicy { key, value };
+            dir.client()?.set_policy(&body).await?
+        }
+        Some(PolicyCommand::AllowImage { dir, image }) => {
+            dir.client()?.allow_image(&PolicyImage { image }).await?
+        }
+        Some(PolicyCommand::RevokeImage { dir, image }) => {
+            dir.client()?.revoke_image(&PolicyImage { image }).await?
+        }
+    };
+    if output.json {
+        return print_json(&policy);
+    }
+    print_policy(&policy);
+    Ok(())
+}
+
+fn print_policy(policy: &PolicyView) {
+    let value = |key: &str| -> String {
+        match key {
+            "images" => word(&policy.images),
+            "network" => word(&policy.network),
+            "sessions" => word(&policy.sessions),
+            "release" => word(&policy.release),
+            "logs" => word(&policy.logs),
+            "min_aggregate" => policy.min_aggregate.to_string(),
+            _ => policy.max_shared_log_bytes.to_string(),
+        }
+    };
+    let mut rows = vec![header(&["SETTING", "VALUE", "ACCEPTS"])];
+    for (key, accepts) in SETTINGS {
+        rows.push(vec![key.to_string(), value(key), accepts.to_string()]);
+    }
+    print_table(&rows);
+    println!();
+    if policy.approved.is_empty() {
+        println!("approved images: none");
+        return;
+    }
+    let mut rows = vec![header(&["APPROVED IMAGE", "DIGEST"])];
+    for image in &policy.approved {
+        rows.push(vec![image.name.clone(), image.digest.clone()]);
+    }
+    print_table(&rows);
+}
+
+pub async fn approvals(
+    command: Option<ApprovalsCommand>,
+    dir: &NodeDir,
+    output: &Output,
+) -> anyhow::Result<()> {
+    let decided = match command {
+        Some(ApprovalsCommand::Approve { dir, id, always }) => {
+            dir.client()?.approve(&id, &Approve { always }).await?
+        }
+        Some(ApprovalsCommand::Deny { dir, id, reason }) => {
+            dir.client()?.deny(&id, &Deny { reason }).await?
+        }
+        None => {
+            let pending = dir.client()?.approvals().await?;
+            if output.json {
+                return print_json(&pending);
+            }
+            if pending.is_empty() {
+                println!("no request awaits approval");
+                return Ok(());
+            }
+            let mut rows = vec![header(&[
+                "ID", "REQUESTER", "IMAGE", "DIGEST", "COMMAND", "NETWORK", "RESOURCES", "SINCE",
+            ])];
+            for p in &pending {
+                rows.push(vec![
+                    p.id.clone(),
+                    p.requester_name.clone().unwrap_or(p.requester.to_string()),
+                    p.image.clone(),
+                    p.image_id.clone().unwrap_or("-".into()),
+                    format!("{:?}", p.argv),
+                    p.network.clone().unwrap_or("none".into()),
+                    format!(
+                        "{} MiB, {} cpu, {} s",
+                        p.memory_mb, p.cpus, p.timeout_secs
+                    ),
+                    clock(p.requested_ms),
+                ]);
+            }
+            print_table(&rows);
+            return Ok(());
+        }
+    };
+    if output.json {
+        return print_json(&decided);
+    }
+    println!("{}: {}", decided.id, decided.decision);
+    Ok(())
+}
+
+pub async fn releases(
+    command: Option<ReleasesCommand>,
+    dir: &NodeDir,
+    output: &Output,
+) -> anyhow::Result<()> {
+    let decided = match command {
+        Some(ReleasesCommand::Approve { dir, job }) => dir.client()?.release(&job).await?,
+        Some(ReleasesCommand::Deny { dir, job, reason }) => {
+            dir.client()?.withhold(&job, &Deny { reason }).await?
+        }
+        None => {
+            let pending = dir.client()?.releases().await?;
+            if output.json {
+                return print_json(&pending);
+            }
+            if pending.is_empty() {
+                println!("no outputs await release");
+                return Ok(());
+            }
+            let mut rows = vec![header(&[
+                "JOB", "REQUESTER", "IMAGE", "STATE", "FILES", "BYTES",
+            ])];
+            for p in &pending {
+                rows.push(vec![
+                    p.job_id.clone(),
+                    p.requester_name.clone().unwrap_or(p.requester.to_string()),
+                    p.image.clone(),
+                    p.state.to_string(),
+                    p.files.join(", "),
+                    p.bytes.to_string(),
+                ]);
+            }
+            print_table(&rows);
+            println!("(the files are in workspace/outputs/<job>/ on this node: read them before you release them)");
+            return Ok(());
+        }
+    };
+    if output.json {
+        return print_json(&decided);
+    }
+    println!(
+        "{}: {} ({} files)",
+        decided.id,
+        decided.decision,
+        decided.files.len()
+    );
+    Ok(())
+}

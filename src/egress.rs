@@ -1,0 +1,282 @@
+//! The one egress gate. Everything that leaves this node and derives from
+//! a job or a session passes [`Egress::pass`]: a task's output files (their
+//! manifest and every chunk), the names of its outputs in its reports, its
+//! logs, and the output of a command run in a session. The gate applies the
+//! owner's policy as it stands now and writes the audit entry before the
+//! bytes go; what it refuses does not leave.
+//!
+//! Requests reach the gate only through the router (files, logs, exec) and
+//! the task runner (reports), and only for the node that asked for the job.
+
+use std::{collections::HashSet, sync::Arc};
+
+use iris_behaviours::{libp2p::PeerId, Refusal};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    audit::{AuditEvent, AuditLog, DecidedBy},
+    policy::{Allowance, LogPolicy, Policy, ReleasePolicy},
+};
+
+/// Where a task's outputs stand, as the node that ran it keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Release {
+    /// The task has not ended.
+    #[default]
+    Pending,
+    /// This node asked for the task itself: its outputs never leave.
+    Own,
+    /// May go back to the node that asked, by the policy or by the owner.
+    Released { by: DecidedBy },
+    /// Waiting for the owner (`release = "review"`).
+    Held,
+    /// The owner refused to release them.
+    Denied { reason: String },
+    /// Only as an input of a secure sum (`release = "aggregate"`).
+    AggregateOnly,
+}
+
+/// What is about to leave.
+pub enum Outgoing<'a> {
+    /// A file of a task's outputs: its manifest, which starts a transfer.
+    OutputFile {
+        job_id: &'a str,
+        path: &'a str,
+        bytes: u64,
+        sha256: &'a str,
+    },
+    /// A chunk of a file whose manifest went to the same peer.
+    OutputChunk { job_id: &'a str, path: &'a str },
+    /// A task's logs from the given offsets; cut to what the policy lets go.
+    Logs {
+        job_id: &'a str,
+        offsets: (u64, u64),
+        stdout: &'a mut Vec<u8>,
+        stderr: &'a mut Vec<u8>,
+    },
+    /// What a command printed in a session.
+    Exec {
+        name: &'a str,
+        stdout: &'a [u8],
+        stderr: &'a [u8],
+    },
+}
+
+/// The most (peer, file) releases remembered for their chunks; the oldest
+/// are forgotten first, and their transfers ask for the manifest again.
+const MAX_OPEN_RELEASES: usize = 4096;
+
+pub struct Egress {
+    policy: Arc<Policy>,
+    audit: Arc<AuditLog>,
+    /// Files whose manifest went to a peer: their chunks may follow.
+    released: std::sync::Mutex<OpenReleases>,
+}
+
+/// (peer, path) pairs released, and the order they came in.
+#[derive(Default)]
+struct OpenReleases {
+    set: HashSet<(PeerId, String)>,
+    order: std::collections::VecDeque<(PeerId, String)>,
+}
+
+impl Egress {
+    pub fn new(policy: Arc<Policy>, audit: Arc<AuditLog>) -> Arc<Self> {
+        Arc::new(Self {
+            policy,
+            audit,
+            released: Default::default(),
+        })
+    }
+
+    fn name(&self) -> &str {
+        self.policy.node_name()
+    }
+
+    /// The policy the gate applies, which also decides what may run here.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The log the gate writes to.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    /// Whether a task's outputs, standing at `release`, may leave now:
+    /// the policy in force is checked again, so an owner who tightens it
+    /// stops what was released under the old one.
+    pub fn outputs_may_leave(&self, job_id: &str, release: &Release) -> Result<(), String> {
+        let name = self.name();
+        let policy = self.policy.get();
+        if policy.release == ReleasePolicy::Aggregate || *release == Release::AggregateOnly {
+            return Err(format!(
+                "{name}'s policy lets outputs leave only through secure aggregation \
+                 (release = aggregate), which this version of Iris cannot do yet"
+            ));
+        }
+        match release {
+            Release::Released { by } => {
+                if policy.release == ReleasePolicy::Review && *by != DecidedBy::Owner {
+                    return Err(format!(
+                        "the outputs of job {job_id} are held for review by {name}'s owner"
+                    ));
+                }
+                Ok(())
+            }
+            Release::Own => Ok(()),
+            Release::Pending => Err(format!("job {job_id} has not ended on {name}")),
+            Release::Held => Err(format!(
+                "the outputs of job {job_id} are held for review by {name}'s owner"
+            )),
+            Release::Denied { reason } => Err(format!(
+                "{name}'s owner denied the release of job {job_id}'s outputs: {reason}"
+            )),
+            Release::AggregateOnly => unreachable!("refused above"),
+        }
+    }
+
+    /// The output names a report to `to` may list, and why none are listed
+    /// if they may not. A report to this node itself lists them all.
+    pub fn report_outputs(
+        &self,
+        job_id: &str,
+        release: &Release,
+        names: Vec<String>,
+    ) -> (Vec<String>, Option<String>) {
+        match self.outputs_may_leave(job_id, release) {
+            Ok(()) => (names, None),
+            Err(_) if names.is_empty() => (names, None),
+            Err(held) => (Vec::new(), Some(held)),
+        }
+    }
+
+    /// Lets a command run in a session on another node's behalf only if
+    /// its output could then leave.
+    pub fn exec_allowed(&self) -> Result<(), Refusal> {
+        let policy = self.policy.get();
+        let name = self.name();
+        if policy.sessions != Allowance::Allow {
+            return Err(Refusal::forbidden(format!(
+                "sessions are refused by {name}'s policy (sessions = deny)"
+            )));
+        }
+        if policy.release != ReleasePolicy::Auto {
+            return Err(Refusal::forbidden(format!(
+                "a session's output would bypass {name}'s release policy (release = {}): \
+                 sessions need release = auto",
+                crate::config::word(&policy.release)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies the policy to `what`, on its way to `to`, and records it in
+    /// the audit log (on disk) before it may go. `release` is where the
+    /// task's outputs stand (ignored for logs and exec output).
+    pub async fn pass(
+        &self,
+        to: PeerId,
+        what: Outgoing<'_>,
+        release: &Release,
+    ) -> Result<(), Refusal> {
+        let event = match what {
+            Outgoing::OutputFile {
+                job_id,
+                path,
+                bytes,
+                sha256,
+            } => {
+                self.outputs_may_leave(job_id, release)
+                    .map_err(Refusal::forbidden)?;
+                self.remember(to, path);
+                AuditEvent::OutputReleased {
+                    job_id: job_id.to_string(),
+                    path: path.to_string(),
+                    to,
+                    bytes,
+                    sha256: sha256.to_string(),
+                }
+            }
+            Outgoing::OutputChunk { job_id, path } => {
+                self.outputs_may_leave(job_id, release)
+                    .map_err(Refusal::forbidden)?;
+                let key = (to, path.to_string());
+                if !self.released.lock().expect("lock").set.contains(&key) {
+                    return Err(Refusal::forbidden(format!(
+                        "ask for the manifest of {path} first: its release is recorded then"
+                    )));
+                }
+                return Ok(()); // recorded with the manifest
+            }
+            Outgoing::Logs {
+                job_id,
+                offsets,
+                stdout,
+                stderr,
+            } => {
+                let policy = self.policy.get();
+                if policy.logs != LogPolicy::Share {
+                    stdout.clear();
+                    stderr.clear();
+                    return Err(Refusal::forbidden(format!(
+                        "withheld by {}'s policy (logs = withhold)",
+                        self.name()
+                    )));
+                }
+                // The cap counts what already left, from the offsets.
+                let mut room = policy
+                    .max_shared_log_bytes
+                    .saturating_sub(offsets.0.saturating_add(offsets.1));
+                for stream in [&mut *stdout, &mut *stderr] {
+                    let keep = (stream.len() as u64).min(room);
+                    stream.truncate(keep as usize);
+                    room -= keep;
+                }
+                let bytes = (stdout.len() + stderr.len()) as u64;
+                if bytes == 0 {
+                    return Ok(());
+                }
+                AuditEvent::LogsReleased {
+                    job_id: job_id.to_string(),
+                    to,
+                    bytes,
+                }
+            }
+            Outgoing::Exec {
+                name,
+                stdout,
+                stderr,
+            } => {
+                self.exec_allowed()?;
+                let mut hash = Sha256::new();
+                hash.update(stdout);
+                hash.update(stderr);
+                AuditEvent::ExecReleased {
+                    name: name.to_string(),
+                    to,
+                    bytes: (stdout.len() + stderr.len()) as u64,
+                    sha256: hex::encode(hash.finalize()),
+                }
+            }
+        };
+        self.audit.append(event).await.map_err(|e| {
+            Refusal::failed(format!("cannot record the release in the audit log: {e}"))
+        })
+    }
+
+    fn remember(&self, to: PeerId, path: &str) {
+        let mut released = self.released.lock().expect("lock");
+        let key = (to, path.to_string());
+        if released.set.insert(key.clone()) {
+            released.order.push_back(key);
+            if released.order.len() > MAX_OPEN_RELEASES {
+                if let Some(oldest) = released.order.pop_front() {
+                    released.set.remove(&oldest);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The owner's say over tasks other nodes ask this node to run: whether a
+//! task may run (its image digest approved, no network unless allowed), the
+//! owner's approvals and denials of tasks that wait, and the release of
+//! outputs held for review. Every decision is in the audit log before it
+//! takes effect.
+
+use std::{sync::Arc, time::Duration};
+
+use iris_behaviours::{libp2p::PeerId, Refusal, TaskSpec, TaskState};
+
+use super::runner::{TaskFile, TaskRunner, Verdict};
+use crate::{
+    api_types::{PendingApproval, PendingRelease},
+    audit::{AuditEvent, DecidedBy, Verdict as Decided},
+    egress::Release,
+    policy::{Allowance, ApprovedImage, ImagePolicy, PolicyError, ReleasePolicy},
+};
+
+impl TaskRunner {
+    fn name(&self) -> String {
+        self.egress.policy().node_name().to_string()
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<(), Refusal> {
+        self.audit
+            .append(event)
+            .await
+            .map_err(|e| Refusal::failed(format!("cannot record the task in the audit log: {e}")))
+    }
+
+    /// Records the request and decides it under the policy: `Ok(Some(id))`
+    /// runs image `id` now (`Ok(Some)` with no id only for this node's own
+    /// tasks, or when any image may run), `Ok(None)` waits for the owner,
+    /// and a refusal says whose policy refused what.
+    pub(super) async fn admit(
+        &self,
+        origin: PeerId,
+        spec: &TaskSpec,
+    ) -> Result<Option<Option<String>>, Refusal> {
+        let image_id = self.executor.image_id(&spec.image).await.ok();
+        self.record(AuditEvent::TaskRequested {
+            job_id: spec.job_id.clone(),
+            from: origin,
+            image: spec.image.clone(),
+            argv: spec.argv.clone(),
+            network: spec.network.clone(),
+            memory_bytes: spec.memory_bytes,
+            nano_cpus: spec.nano_cpus,
+            inputs: spec.inputs.clone(),
+            image_id: image_id.clone(),
+        })
+        .await?;
+        if origin == self.local {
+            return Ok(Some(image_id));
+        }
+        let policy = self.egress.policy().get();
+        let name = self.name();
+        let decide = |verdict, reason: String| AuditEvent::Decision {
+            subject: spec.job_id.clone(),
+            from: origin,
+            image_id: image_id.clone(),
+            verdict,
+            by: DecidedBy::Policy,
+            reason,
+        };
+        if spec.network.is_some() && policy.network == Allowance::Deny {
+            let reason = format!("refused by {name}'s policy: jobs from other nodes get no network here (network = deny)");
+            self.record(decide(Decided::Denied, reason.clone())).await?;
+            return Err(Refusal::forbidden(reason));
+        }
+        if policy.images == ImagePolicy::Any {
+            self.record(decide(Decided::Approved, "images = any".into()))
+                .await?;
+            return Ok(Some(image_id));
+        }
+        let Some(id) = image_id.clone() else {
+            let reason = format!(
+                "refused by {name}'s policy: there is no image {} here to approve",
+                spec.image
+            );
+            self.record(decide(Decided::Denied, reason.clone())).await?;
+            return Err(Refusal::forbidden(reason));
+        };
+        if let Some(approved) = policy.approved(&id) {
+            let reason = format!("digest approved ahead of time as {}", approved.name);
+            self.record(decide(Decided::Approved, reason)).await?;
+            return Ok(Some(Some(id)));
+        }
+        let reason = format!("image {} ({id}) is not approved here", spec.image);
+        self.record(decide(Decided::AwaitingApproval, reason))
+            .await?;
+        Ok(None)
+    }
+
+    /// Waits for the owner's verdict on `task`, at most until the task's
+    /// own timeout after its request; true if it may run.
+    pub(super) async fn await_approval(
+        self: &Arc<Self>,
+        task: &mut TaskFile,
+        mut cancelled: tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        let job_id = task.spec.job_id.clone();
+        let (tell, mut verdict) = tokio::sync::oneshot::channel::<Verdict>();
+        self.verdicts
+            .lock()
+            .expect("lock")
+            .insert(job_id.clone(), tell);
+        let deadline = task.requested_ms.saturating_add(task.spec.timeout_ms);
+        let left = Duration::from_millis(deadline.saturating_sub(crate::now_ms()));
+        let waited = tokio::select! {
+            verdict = &mut verdict => verdict.ok(),
+            _ = cancelled.wait_for(|c| *c) => None,
+            _ = tokio::time::sleep(left) => None,
+        };
+        // A verdict the owner gave just as the wait ended is still taken:
+        // the owner holds the sender only once it is out of the map.
+        let verdict = match waited {
+            Some(verdict) => Some(verdict),
+            None if self.verdicts.lock().expect("lock").remove(&job_id).is_some() => None,
+            None => verdict.await.ok(),
+        };
+        let name = self.name();
+        match verdict {
+            Some(Ok(image_id)) => {
+                task.image_id = Some(image_id);
+                self.update(task, |r| r.state = TaskState::Queued).await;
+                true
+            }
+            Some(Err(reason)) => {
+                let error = format!("denied by {name}: {reason}");
+                self.end_unrun(task, TaskState::Failed, error).await;
+                false
+            }
+            None if *cancelled.borrow() => {
+                let error = "cancelled while awaiting approval".to_string();
+                self.end_unrun(task, TaskState::Cancelled, error).await;
+                false
+            }
+            None => {
+                let error = format!(
+                    "not approved by {name}'s owner within the job's timeout ({} s)",
+                    task.spec.timeout_ms / 1000
+                );
+                let _ = self
+                    .record(AuditEvent::Decision {
+                        subject: job_id,
+                        from: task.origin,
+                        image_id: None,
+                        verdict: Decided::Denied,
+                        by: DecidedBy::Policy,
+                        reason: error.clone(),
+                    })
+                    .await;
+                self.end_unrun(task, TaskState::TimedOut, error).await;
+                false
+            }
+        }
+    }
+
+    async fn end_unrun(&self, task: &mut TaskFile, state: TaskState, error: String) {
+        self.update(task, |r| {
+            r.state = state;
+            r.finished_ms = Some(crate::now_ms());
+            r.set_error(Some(error));
+        })
+        .await;
+        let ended = AuditEvent::TaskEnded {
+            job_id: task.spec.job_id.clone(),
+            state,
+            exit_code: None,
+            image_id: None,
+        };
+        if let Err(e) = self.audit.append(ended).await {
+            tracing::error!(job = %task.spec.job_id, "cannot record the task's end: {e}");
+        }
+    }
+
+    /// Records the start, and gives the spec to run: with the approved
+    /// image id in place of its name, so the container is made from it.
+    pub(super) async fn record_start(&self, task: &TaskFile) -> Result<TaskSpec, String> {
+        let mut spec = task.spec.clone();
+        let image_id = match &task.image_id {
+            Some(id) => id.clone(),
+            None => match self.executor.image_id(&spec.image).await {
+                Ok(id) => id,
+                // The executor says why, at once.
+                Err(_) => return Ok(spec),
+            },
+        };
+        self.audit
+            .append(AuditEvent::TaskStarted {
+                job_id: spec.job_id.clone(),
+                image_id: image_id.clone(),
+            })
+            .await
+            .map_err(|e| format!("cannot record the start in the audit log: {e}"))?;
+        if task.image_id.is_some() {
+            spec.image = image_id;
+        }
+        Ok(spec)
+    }
+
+    /// Where a task's outputs stand when it ends, under the policy then.
+    pub(super) fn release_at_end(&self, task: &TaskFile) -> Release {
+        if task.origin == self.local {
+            return Release::Own;
+        }
+        match self.egress.policy().get().release {
+            ReleasePolicy::Auto => Release::Released {
+                by: DecidedBy::Policy,
+            },
+            ReleasePolicy::Review => Release::Held,
+            ReleasePolicy::Aggregate => Release::AggregateOnly,
+        }
+    }
+
+    /// Every task of this node that matches `keep`.
+    async fn tasks_where(&self, keep: impl Fn(&TaskFile) -> bool) -> Vec<TaskFile> {
+        let dir = self.task_dir("");
+        let ids: Vec<String> = tokio::task::spawn_blocking(move || {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        let mut tasks = Vec::new();
+        for id in ids {
+            if let Some(task) = self.load(&id).await.filter(|t| keep(t)) {
+                tasks.push(task);
+            }
+        }
+        tasks.sort_by_key(|t| t.requested_ms);
+        tasks
+    }
+
+    /// The tasks waiting for the owner's approval.
+    pub async fn approvals(&self) -> Vec<PendingApproval> {
+        let tasks = self
+            .tasks_where(|t| t.report.state == TaskState::AwaitingApproval)
+            .await;
+        let mut pending = Vec::new();
+        for t in tasks {
+            pending.push(PendingApproval {
+                id: t.spec.job_id.clone(),
+                requester: t.origin,
+                requester_name: None,
+                image_id: self.executor.image_id(&t.spec.image).await.ok(),
+                image: t.spec.image,
+                argv: t.spec.argv,
+                network: t.spec.network,
+                memory_mb: (t.spec.memory_bytes >> 20) as u64,
+                cpus: t.spec.nano_cpus as f64 / 1e9,
+                timeout_secs: t.spec.timeout_ms as f64 / 1000.0,
+                inputs: t.spec.inputs,
+                requested_ms: t.requested_ms,
+            });
+        }
+        pending
+    }
+
+    /// The owner approves (with `always`, also the image's digest for
+    /// later jobs) or denies a task that awaits approval.
+    pub async fn decide(
+        &self,
+        job_id: &str,
+        approve: bool,
+        always: bool,
+        reason: Option<String>,
+    ) -> Result<String, PolicyError> {
+        let missing = || PolicyError::NotFound(format!("no request {job_id} awaits approval"));
+        iris_behaviours::validate_job_id(job_id).map_err(PolicyError::Invalid)?;
+        let task = self.load(job_id).await.ok_or_else(missing)?;
+        if task.report.state != TaskState::AwaitingApproval {
+            return Err(missing());
+        }
+        // The digest is taken now: what the owner approves is what runs.
+        let image_id = match self.executor.image_id(&task.spec.image).await {
+            Ok(id) => id,
+            Err(e) if approve => {
+                return Err(PolicyError::Invalid(format!(
+                    "cannot approve: {} is not here ({e})",
+                    task.spec.image
+                )))
+            }
+            Err(_) => String::new(),
+        };
+        let tell = self
+            .verdicts
+            .lock()
+            .expect("lock")
+            .remove(job_id)
+            .ok_or_else(missing)?;
+        if approve && always {
+            let approved = ApprovedImage {
+                digest: image_id.clone(),
+                name: task.spec.image.clone(),
+            };
+            let change = format!("approved image {} ({image_id})", task.spec.image);
+            let added = self
+                .egress
+                .policy()
+                .change(change, |p| {
+                    if p.approved(&approved.digest).is_none() {
+                        p.approved.push(approved);
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = added {
+                self.verdicts
+                    .lock()
+                    .expect("lock")
+                    .insert(job_id.into(), tell);
+                return Err(e);
+            }
+        }
+        let reason = reason.unwrap_or_else(|| "no reason given".into());
+        let decided = AuditEvent::Decision {
+            subject: job_id.to_string(),
+            from: task.origin,
+            image_id: Some(image_id.clone()).filter(|id| !id.is_empty()),
+            verdict: if approve {
+                Decided::Approved
+            } else {
+                Decided::Denied
+            },
+            by: DecidedBy::Owner,
+            reason: if approve {
+                "approved by the owner".into()
+            } else {
+                reason.clone()
+            },
+        };
+        if let Err(e) = self.audit.append(decided).await {
+            self.verdicts
+                .lock()
+                .expect("lock")
+                .insert(job_id.into(), tell);
+            return Err(PolicyError::Local(format!(
+                "cannot record the decision: {e}"
+            )));
+        }
+        let _ = tell.send(if approve { Ok(image_id) } else { Err(reason) });
+        Ok(job_id.to_string())
+    }
+
+    /// The tasks whose outputs wait for the owner's release.
+    pub async fn releases(&self) -> Vec<PendingRelease> {
+        let tasks = self.tasks_where(|t| t.release == Release::Held).await;
+        let mut pending = Vec::new();
+        for task in tasks {
+            let (files, bytes) = self.output_files(&task.spec.job_id).await;
+            if files.is_empty() {
+                continue;
+            }
+            pending.push(PendingRelease {
+                job_id: task.spec.job_id.clone(),
+                requester: task.origin,
+                requester_name: None,
+                image: task.spec.image.clone(),
+                argv: task.spec.argv.clone(),
+                state: task.report.state,
+                finished_ms: task.report.finished_ms,
+                files,
+                bytes,
+            });
+        }
+        pending
+    }
+
+    async fn output_files(&self, job_id: &str) -> (Vec<String>, u64) {
+        let (dir, _) = self.executor.workspace().output_dirs(job_id);
+        tokio::task::spawn_blocking(move || {
+            (
+                crate::workspace::files_under(&dir),
+                crate::workspace::bytes_under(&dir),
+            )
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// The owner releases a task's held outputs to the node that asked
+    /// for them, or refuses to; the node hears of it in a new report.
+    pub async fn decide_release(
+        &self,
+        job_id: &str,
+        release: bool,
+        reason: Option<String>,
+    ) -> Result<Vec<String>, PolicyError> {
+        iris_behaviours::validate_job_id(job_id).map_err(PolicyError::Invalid)?;
+        let mut task = self
+            .load(job_id)
+            .await
+            .filter(|t| t.release == Release::Held)
+            .ok_or_else(|| {
+                PolicyError::NotFound(format!("job {job_id} has no outputs held for review"))
+            })?;
+        self.audit
+            .append(AuditEvent::ReleaseDecided {
+                job_id: job_id.to_string(),
+                released: release,
+                reason: reason.clone(),
+            })
+            .await
+            .map_err(|e| PolicyError::Local(format!("cannot record the decision: {e}")))?;
+        task.release = if release {
+            Release::Released {
+                by: DecidedBy::Owner,
+            }
+        } else {
+            Release::Denied {
+                reason: reason.unwrap_or_else(|| "no reason given".into()),
+            }
+        };
+        let (files, _) = self.output_files(job_id).await;
+        let (listed, held) = self
+            .egress
+            .report_outputs(job_id, &task.release, files.clone());
+        self.update(&mut task, |r| {
+            r.set_outputs(listed);
+            r.held = held;
+        })
+        .await;
+        Ok(files)
+    }
+}

@@ -1,0 +1,276 @@
+//! The data owner's policy: what other nodes may run here and what may
+//! leave. It lives in `[policy]` of `iris.toml`; `iris policy set` changes
+//! it through the running node, which writes the file and the audit entry
+//! and applies the change at once, without a restart.
+//!
+//! The defaults protect an owner who changed nothing: another node's job
+//! runs only with an image digest the owner approved, without a network;
+//! sessions from other nodes are refused; logs stay here. Outputs of an
+//! approved image go back to the node that asked for them (`release =
+//! "auto"`), unless the owner chooses to review them or to let them leave
+//! only through secure aggregation.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    audit::{AuditEvent, AuditLog},
+    config::NodeConfig,
+};
+
+/// Whether another node's job or session needs an approved image digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagePolicy {
+    #[default]
+    Approve,
+    Any,
+}
+
+/// A yes or no of the owner's, with no as the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allowance {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// When a task's outputs may go back to the node that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleasePolicy {
+    /// As soon as the task ends (its image was approved to run here).
+    #[default]
+    Auto,
+    /// When the owner releases them (`iris releases approve JOB`).
+    Review,
+    /// Only as an input of a secure sum.
+    Aggregate,
+}
+
+/// Whether a job's logs go back to the node that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogPolicy {
+    #[default]
+    Withhold,
+    Share,
+}
+
+/// An image digest the owner approved, and the name it was approved under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovedImage {
+    /// The engine's image id (`sha256:...`): the content, not a tag.
+    pub digest: String,
+    pub name: String,
+}
+
+/// `[policy]` of `iris.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub images: ImagePolicy,
+    pub network: Allowance,
+    pub sessions: Allowance,
+    pub release: ReleasePolicy,
+    pub logs: LogPolicy,
+    /// The fewest participants of a secure sum this node contributes to.
+    pub min_aggregate: u32,
+    /// With `logs = "share"`: the most of a task's logs (stdout and stderr
+    /// together) that leave.
+    pub max_shared_log_bytes: u64,
+    /// Image digests approved ahead of time.
+    pub approved: Vec<ApprovedImage>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            images: ImagePolicy::default(),
+            network: Allowance::default(),
+            sessions: Allowance::default(),
+            release: ReleasePolicy::default(),
+            logs: LogPolicy::default(),
+            min_aggregate: 3,
+            max_shared_log_bytes: 1 << 20,
+            approved: Vec::new(),
+        }
+    }
+}
+
+/// The settings `iris policy set` takes, with the values each accepts.
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("images", "approve|any"),
+    ("network", "deny|allow"),
+    ("sessions", "deny|allow"),
+    ("release", "auto|review|aggregate"),
+    ("logs", "withhold|share"),
+    ("min_aggregate", "a number, 2 or more"),
+    ("max_shared_log_bytes", "a number of bytes"),
+];
+
+impl PolicyConfig {
+    /// Sets one setting from its text, as `iris policy set KEY VALUE` gives it.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        fn word<T: serde::de::DeserializeOwned>(key: &str, value: &str) -> Result<T, String> {
+            serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| {
+                let accepted = SETTINGS.iter().find(|(k, _)| *k == key).map_or("", |s| s.1);
+                format!("policy {key}: '{value}' is not one of {accepted}")
+            })
+        }
+        let number = |min: u64| -> Result<u64, String> {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| format!("policy {key}: '{value}' is not a number of at least {min}"))
+        };
+        match key {
+            "images" => self.images = word(key, value)?,
+            "network" => self.network = word(key, value)?,
+            "sessions" => self.sessions = word(key, value)?,
+            "release" => self.release = word(key, value)?,
+            "logs" => self.logs = word(key, value)?,
+            "min_aggregate" => {
+                self.min_aggregate = u32::try_from(number(2)?)
+                    .map_err(|_| format!("policy {key}: '{value}' is too large"))?
+            }
+            "max_shared_log_bytes" => self.max_shared_log_bytes = number(0)?,
+            _ => {
+                let keys: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
+                return Err(format!(
+                    "no policy setting '{key}': the settings are {}",
+                    keys.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The approved entry for an image id, if any.
+    pub fn approved(&self, digest: &str) -> Option<&ApprovedImage> {
+        self.approved.iter().find(|a| a.digest == digest)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_aggregate < 2 {
+            return Err("policy.min_aggregate must be 2 or more".into());
+        }
+        for image in &self.approved {
+            let hex = image.digest.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "policy.approved: '{}' is not an image digest (sha256:<64 hex digits>)",
+                    image.digest
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node's policy as it stands, kept in memory and in `iris.toml`.
+pub struct Policy {
+    /// This node's name, for the reasons other nodes read.
+    name: String,
+    config_path: PathBuf,
+    audit: std::sync::Arc<AuditLog>,
+    current: std::sync::RwLock<PolicyConfig>,
+    /// One change at a time, from the audit entry to the file.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Policy {
+    pub fn new(
+        name: String,
+        config_path: PathBuf,
+        initial: PolicyConfig,
+        audit: std::sync::Arc<AuditLog>,
+    ) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            name,
+            config_path,
+            audit,
+            current: std::sync::RwLock::new(initial),
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The node's name, as other nodes know it.
+    pub fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The policy now.
+    pub fn get(&self) -> PolicyConfig {
+        self.current.read().expect("lock").clone()
+    }
+
+    /// Applies `change`, then records it, writes `iris.toml` and takes
+    /// effect: in that order, so a change is on disk in the audit log
+    /// before it does anything, and in the config before it is in force.
+    pub async fn change(
+        &self,
+        what: String,
+        change: impl FnOnce(&mut PolicyConfig) -> Result<(), String>,
+    ) -> Result<PolicyConfig, PolicyError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let mut next = self.get();
+        change(&mut next).map_err(PolicyError::Invalid)?;
+        next.validate().map_err(PolicyError::Invalid)?;
+        self.audit
+            .append(AuditEvent::PolicyChanged { change: what })
+            .await
+            .map_err(|e| PolicyError::Local(format!("cannot record the change: {e}")))?;
+        let path = self.config_path.clone();
+        let policy = next.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let mut config = NodeConfig::load(dir).map_err(|e| e.to_string())?;
+            config.policy = policy;
+            crate::store::write_private(&path, config.to_commented_toml().as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        })
+        .await
+        .map_err(|e| PolicyError::Local(e.to_string()))?
+        .map_err(PolicyError::Local)?;
+        *self.current.write().expect("lock") = next.clone();
+        Ok(next)
+    }
+}
+
+/// Why a policy change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Local(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_take_their_words_and_refuse_others_by_name() {
+        let mut policy = PolicyConfig::default();
+        assert_eq!(policy.images, ImagePolicy::Approve);
+        assert_eq!(policy.logs, LogPolicy::Withhold);
+        policy.set("release", "review").unwrap();
+        assert_eq!(policy.release, ReleasePolicy::Review);
+        policy.set("min_aggregate", "5").unwrap();
+        assert_eq!(policy.min_aggregate, 5);
+        let err = policy.set("release", "sometimes").unwrap_err();
+        assert!(err.contains("auto|review|aggregate"), "{err}");
+        let err = policy.set("colour", "blue").unwrap_err();
+        assert!(err.contains("no policy setting 'colour'"), "{err}");
+        assert!(policy.set("min_aggregate", "1").is_err());
+        assert_eq!(policy.min_aggregate, 5, "a refused value changes nothing");
+    }
+}

@@ -1,0 +1,305 @@
+//! The data owner's policy on real nodes and the real engine: bob's owner
+//! approves or denies what alice, the master, asks bob to run, and decides
+//! what of it goes back to her. Every setting, each as alice would see it.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const STATS: [&str; 3] = ["/iris-worker", "stats", "/workspace/private/data.csv"];
+
+/// bob's task of job `id`, as alice sees it, once `check` holds for it.
+async fn bobs_task(alice: &TestNode, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    wait_for(what, DEADLINE, || async {
+        let (_, job) = alice.get(&format!("/v1/jobs/{id}")).await.ok()?;
+        let task = job["tasks"]["bob"].clone();
+        check(&task).then_some(task)
+    })
+    .await
+}
+
+async fn awaiting(alice: &TestNode, id: &str) {
+    bobs_task(alice, id, "bob's task to await approval", |t| {
+        t["state"] == "awaiting_approval"
+    })
+    .await;
+}
+
+fn approvals(bob: &TestNode) -> Vec<Value> {
+    serde_json::from_str(&bob.owner(&["approvals", "--json"])).unwrap()
+}
+
+#[tokio::test]
+async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approves_it_for_good() {
+    let nodes = unapproved_data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+
+    // Waits, visible on both sides, with what bob's owner needs to judge it.
+    let first = submit(alice, job_body("bob", &STATS)).await;
+    awaiting(alice, &first).await;
+    let pending = approvals(bob);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["id"], first.as_str());
+    assert_eq!(pending[0]["requester_name"], "alice");
+    assert_eq!(pending[0]["argv"], json!(STATS));
+    assert!(pending[0]["image_id"].as_str().unwrap().starts_with("sha256:"));
+    assert!(!bob.dir.join(format!("workspace/outputs/{first}")).exists(), "it ran before approval");
+    bob.owner(&["approvals", "approve", &first]);
+    assert_eq!(wait_job(alice, &first).await["state"], "succeeded");
+
+    // Approved once is not approved for good: the next one waits again.
+    let second = submit(alice, job_body("bob", &STATS)).await;
+    awaiting(alice, &second).await;
+    bob.owner(&["approvals", "deny", &second, "--reason", "not this code"]);
+    let job = wait_job(alice, &second).await;
+    assert_eq!(job["tasks"]["bob"]["state"], "failed");
+    assert_eq!(job["tasks"]["bob"]["error"], "denied by bob: not this code");
+    assert!(!bob.dir.join(format!("workspace/outputs/{second}")).exists());
+
+    // --always approves the digest: later jobs run at once.
+    let third = submit(alice, job_body("bob", &STATS)).await;
+    awaiting(alice, &third).await;
+    bob.owner(&["approvals", "approve", &third, "--always"]);
+    assert_eq!(wait_job(alice, &third).await["state"], "succeeded");
+    let fourth = submit(alice, job_body("bob", &STATS)).await;
+    assert_eq!(wait_job(alice, &fourth).await["state"], "succeeded");
+    let policy: Value = serde_json::from_str(&bob.owner(&["policy", "--json"])).unwrap();
+    assert_eq!(policy["approved"][0]["name"], "iris-worker:latest");
+
+    // Revoked: it waits again; alice gives up on it.
+    bob.owner(&["policy", "revoke-image", "iris-worker:latest"]);
+    let fifth = submit(alice, job_body("bob", &STATS)).await;
+    awaiting(alice, &fifth).await;
+    let (code, _) = alice.post(&format!("/v1/jobs/{fifth}/cancel"), json!({})).await;
+    assert_eq!(code, 200);
+    let job = wait_job(alice, &fifth).await;
+    assert_eq!(job["tasks"]["bob"]["state"], "cancelled", "{job}");
+    assert!(approvals(bob).is_empty());
+
+    // A node's own owner runs on their own node with no approval.
+    let own = submit(bob, job_body("bob", &STATS)).await;
+    assert_eq!(wait_job(bob, &own).await["state"], "succeeded");
+
+    // Every decision is in bob's audit log, with who made it.
+    let out = bob.cli(&["audit", "--json"]);
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let decisions: Vec<(String, String, String)> = entries
+        .iter()
+        .filter(|e| e["event"]["type"] == "decision")
+        .map(|e| {
+            let field = |k: &str| e["event"][k].as_str().unwrap_or_default().to_string();
+            (field("subject"), field("verdict"), field("by"))
+        })
+        .collect();
+    let expect = |job: &str, verdict: &str, by: &str| (job.to_string(), verdict.to_string(), by.to_string());
+    for wanted in [
+        expect(&first, "awaiting_approval", "policy"),
+        expect(&first, "approved", "owner"),
+        expect(&second, "denied", "owner"),
+        expect(&third, "approved", "owner"),
+        expect(&fourth, "approved", "policy"),
+    ] {
+        assert!(decisions.contains(&wanted), "{wanted:?} not in {decisions:?}");
+    }
+    assert!(bob.cli(&["audit", "verify"]).status.success());
+}
+
+#[tokio::test]
+async fn job_run_waits_for_an_approval_until_its_timeout_and_then_gives_up() {
+    let nodes = unapproved_data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    let mut args = vec!["job", "run", "--image", "iris-worker:latest", "--on", "bob", "--timeout", "3s", "--"];
+    args.extend(STATS);
+    let out = alice.cli(&args);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(said.contains("bob: awaiting approval by bob's owner"), "{said}");
+    // Whichever side's clock runs out first says so.
+    assert!(
+        said.contains("not approved within --timeout by the owner of bob")
+            || said.contains("not approved by bob's owner within the job's timeout (3 s)"),
+        "{said}"
+    );
+    // bob's side gives up too, by the task's own timeout.
+    wait_for("bob to drop the request", DEADLINE, || async {
+        approvals(bob).is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn release_review_holds_outputs_until_bobs_owner_releases_them_and_aggregate_lets_none_out() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    bob.set_policy("release", "review");
+
+    let id = submit(alice, job_body("bob", &STATS)).await;
+    let job = wait_job(alice, &id).await;
+    let task = &job["tasks"]["bob"];
+    assert_eq!(task["state"], "succeeded");
+    assert_eq!(task["outputs"], json!([]), "the names are held too");
+    assert!(task["held"].as_str().unwrap().contains("held for review by bob's owner"), "{task}");
+    let (code, gathered) = alice.post(&format!("/v1/jobs/{id}/gather"), json!({})).await;
+    assert_eq!(code, 200, "{gathered}");
+    assert_eq!(gathered["files"], json!([]));
+    assert!(gathered["held"][0].as_str().unwrap().starts_with("bob: "), "{gathered}");
+    // Asking for the file by name is refused as well.
+    let (code, body) = alice
+        .post(
+            "/v1/files/get",
+            json!({"from": "bob", "path": format!("outputs/{id}/stats.json")}),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("held for review"), "{body}");
+
+    // bob's owner looks, and releases: alice gathers them after the job ended.
+    let pending: Vec<Value> = serde_json::from_str(&bob.owner(&["releases", "--json"])).unwrap();
+    assert_eq!(pending[0]["job_id"], id.as_str());
+    assert_eq!(pending[0]["files"], json!(["stats.json"]));
+    bob.owner(&["releases", "approve", &id]);
+    bobs_task(alice, &id, "the release to reach alice", |t| {
+        t["outputs"] == json!(["stats.json"]) && t["held"].is_null()
+    })
+    .await;
+    let out = alice.owner(&["job", "gather", &id]);
+    assert!(out.contains(&format!("gathered gathered/{id}/bob/stats.json")), "{out}");
+    let stats: Value = serde_json::from_slice(
+        &std::fs::read(alice.dir.join(format!("workspace/gathered/{id}/bob/stats.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stats["rows"], 3);
+
+    // Denied: alice reads the reason and gets nothing.
+    let denied = submit(alice, job_body("bob", &STATS)).await;
+    wait_job(alice, &denied).await;
+    bob.owner(&["releases", "deny", &denied, "--reason", "too fine-grained"]);
+    let task = bobs_task(alice, &denied, "the denial to reach alice", |t| {
+        t["held"].as_str().is_some_and(|h| h.contains("too fine-grained"))
+    })
+    .await;
+    assert_eq!(task["outputs"], json!([]));
+
+    // Aggregate: nothing leaves but through a secure sum.
+    bob.set_policy("release", "aggregate");
+    let summed = submit(alice, job_body("bob", &STATS)).await;
+    let job = wait_job(alice, &summed).await;
+    assert!(job["tasks"]["bob"]["held"].as_str().unwrap().contains("secure aggregation"), "{job}");
+    let (code, body) = alice
+        .post(
+            "/v1/files/get",
+            json!({"from": "bob", "path": format!("outputs/{summed}/stats.json")}),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    // Tightening the policy stops what was released under the old one.
+    let (code, body) = alice
+        .post(
+            "/v1/files/get",
+            json!({"from": "bob", "path": format!("outputs/{id}/stats.json")}),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+}
+
+#[tokio::test]
+async fn logs_are_withheld_unless_shared_and_then_capped() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    let private = std::fs::read_to_string(bob.dir.join("workspace/private/data.csv")).unwrap();
+    let id = submit(alice, job_body("bob", &["/iris-worker", "cat", "/workspace/private/data.csv"])).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+
+    let (code, logs) = alice.get(&format!("/v1/jobs/{id}/logs?node=bob")).await.unwrap();
+    assert_eq!(code, 200, "{logs}");
+    assert_eq!(logs[0]["stdout"], "");
+    assert_eq!(logs[0]["withheld"], "withheld by bob's policy (logs = withhold)");
+    let out = alice.cli(&["job", "logs", &id]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("[bob] (logs withheld by bob's policy"), "{said}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("x,y"));
+    // The owner reads them on the node itself.
+    let kept = std::fs::read_to_string(bob.dir.join(format!("tasks/{id}/stdout.log"))).unwrap();
+    assert_eq!(kept, private);
+
+    bob.set_policy("logs", "share");
+    bob.set_policy("max_shared_log_bytes", "6");
+    let (_, logs) = alice.get(&format!("/v1/jobs/{id}/logs?node=bob")).await.unwrap();
+    assert_eq!(logs[0]["stdout"], &private[..6]);
+    assert!(logs[0]["withheld"].is_null());
+    let (_, more) = alice
+        .get(&format!("/v1/jobs/{id}/logs?node=bob&stdout_offset=6"))
+        .await
+        .unwrap();
+    assert_eq!(more[0]["stdout"], "", "the cap counts what already left");
+}
+
+#[tokio::test]
+async fn sessions_and_networks_are_refused_unless_bobs_owner_allows_them() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    let create = json!({"name": "probe", "image": "iris-worker:latest", "on": "bob",
+                        "argv": ["/iris-worker", "sleep", "inf"]});
+    let (_, answers) = alice.post("/v1/containers", create.clone()).await;
+    let error = answers[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("sessions = deny"), "{answers}");
+
+    let mut body = job_body("bob", &["/iris-worker", "netifs"]);
+    body["network"] = json!("bridge");
+    let id = submit(alice, body.clone()).await;
+    let job = wait_job(alice, &id).await;
+    let error = job["tasks"]["bob"]["error"].as_str().unwrap();
+    assert!(error.contains("network = deny"), "{job}");
+
+    // Allowed by bob's owner: the session runs, and its output comes back.
+    bob.set_policy("sessions", "allow");
+    let (_, answers) = alice.post("/v1/containers", create).await;
+    assert_eq!(answers[0]["ok"], true, "{answers}");
+    let exec = json!({"on": "bob", "argv": ["/iris-worker", "exit", "0"]});
+    let (_, answers) = alice.post("/v1/containers/probe/exec", exec.clone()).await;
+    assert_eq!(answers[0]["ok"], true, "{answers}");
+    // Under review, an exec would bypass it: refused before it runs.
+    bob.set_policy("release", "review");
+    let (_, answers) = alice.post("/v1/containers/probe/exec", exec).await;
+    assert!(answers[0]["error"].as_str().unwrap_or_default().contains("release = review"), "{answers}");
+    let (_, answers) = alice.post("/v1/containers/probe/rm", json!({"on": "bob"})).await;
+    assert_eq!(answers[0]["ok"], true, "{answers}");
+
+    bob.set_policy("network", "allow");
+    let id = submit(alice, body).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn pending_approvals_and_held_releases_survive_a_restart_of_bob() {
+    let mut nodes = unapproved_data_network(&["alice", "bob"]).await;
+    nodes[1].set_policy("release", "review");
+    let waiting = submit(&nodes[0], job_body("bob", &STATS)).await;
+    awaiting(&nodes[0], &waiting).await;
+
+    nodes[1].terminate().await;
+    nodes[1].start().await;
+    nodes[0].wait_state("bob", "alive").await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    let pending = approvals(bob);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    bob.owner(&["approvals", "approve", &waiting]);
+    let job = wait_job(alice, &waiting).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job["tasks"]["bob"]["held"].is_string(), "{job}");
+
+    nodes[1].terminate().await;
+    nodes[1].start().await;
+    let pending: Vec<Value> = serde_json::from_str(&nodes[1].owner(&["releases", "--json"])).unwrap();
+    assert_eq!(pending[0]["job_id"], waiting.as_str());
+    assert_eq!(
+        nodes[1].owner(&["policy", "--json"]).contains("\"release\": \"review\""),
+        true,
+        "the policy set through the API is in iris.toml"
+    );
+}
