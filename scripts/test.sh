@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: unit and integration tests (real node
 # processes on loopback, the real Docker engine), then a smoke run of the
 # testnet: 3 node containers, the federated-learning demo for 2 rounds, the
-# fault drills, and down.
+# exfiltration drill, the fault drills, and down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,12 +12,13 @@ docker/build-images.sh all
 cargo build --workspace --all-targets
 cargo test --workspace
 
-echo "== smoke: testnet/testnet.sh up 3, demo 2, chaos, down"
+echo "== smoke: testnet/testnet.sh up 3, demo 2, exfil, chaos, down"
 # Its own name: a testnet you have running stays as it is.
 export IRIS_TESTNET_NAME=iris-smoke IRIS_NO_BUILD=1
 trap 'testnet/testnet.sh down >/dev/null 2>&1 || true' EXIT
 testnet/testnet.sh up 3
 testnet/testnet.sh demo 2
+testnet/testnet.sh exfil
 testnet/testnet.sh chaos
 testnet/testnet.sh down
 trap - EXIT

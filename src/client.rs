@@ -175,7 +175,8 @@ impl ApiClient {
     }
 
     pub async fn approve(&self, id: &str, body: &Approve) -> anyhow::Result<Decided> {
-        self.post(&format!("/v1/approvals/{id}/approve"), body).await
+        self.post(&format!("/v1/approvals/{id}/approve"), body)
+            .await
     }
 
     pub async fn deny(&self, id: &str, body: &Deny) -> anyhow::Result<Decided> {
@@ -187,8 +188,11 @@ impl ApiClient {
     }
 
     pub async fn release(&self, job: &str) -> anyhow::Result<Decided> {
-        self.post(&format!("/v1/releases/{job}/approve"), &serde_json::json!({}))
-            .await
+        self.post(
+            &format!("/v1/releases/{job}/approve"),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     pub async fn withhold(&self, job: &str, body: &Deny) -> anyhow::Result<Decided> {

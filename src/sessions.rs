@@ -240,7 +240,10 @@ impl Sessions {
                 "refused by {node}'s policy: sessions from other nodes get no network here (network = deny)"
             ))
         } else if policy.images == ImagePolicy::Approve
-            && image_id.as_deref().and_then(|id| policy.approved(id)).is_none()
+            && image_id
+                .as_deref()
+                .and_then(|id| policy.approved(id))
+                .is_none()
         {
             Some(format!(
                 "refused by {node}'s policy: image {} is not approved here, and a session \

@@ -15,6 +15,11 @@
 #   testnet/testnet.sh chaos      kill -9 a member during a job, cut another
 #                                 off the network and back, restart the
 #                                 master; ends with a table of outcomes
+#   testnet/testnet.sh exfil [--open]
+#                                 the master tries every known way to take a
+#                                 site's private data; a table of attempts
+#                                 and outcomes, non-zero if any byte got out
+#                                 (--open: under a wide-open site policy)
 #   testnet/testnet.sh down       remove the containers, network and files
 #                                 this script made, and nothing else
 #
@@ -251,10 +256,18 @@ up() {
     with_key "${nodes[$i]}" network join "$id@/ip4/$base.$((10 + i - 1))/tcp/7000/p2p/$peer"
   done
   wait_until 30 all_alive "${nodes[@]}" >/dev/null || die "the nodes did not all see each other alive"
+  # A site runs another node's job only with an image its owner approved:
+  # here each owner approves the worker ahead of time, pinned to its digest.
+  # Everything else stays as the default policy has it.
+  say "each site's owner approves $worker on their own node"
+  for node in "${nodes[@]:1}"; do
+    echo "   [$node's owner] iris policy allow-image $worker"
+    on "$node" policy allow-image "$worker" | grep -F "$worker" | sed 's/^/   /'
+  done
   say "the map as ${nodes[$((n - 1))]} sees it"
   on "${nodes[$((n - 1))]}" nodes
   echo
-  echo "Next: testnet/testnet.sh demo | status | chaos | down"
+  echo "Next: testnet/testnet.sh demo | status | chaos | exfil | down"
 }
 
 status() {
@@ -409,6 +422,20 @@ outcome() { # fault expected observed ok(0/1)
   printf '   %s: %s\n' "$verdict" "$3"
 }
 
+# The outcomes as a table under `header`.
+print_outcomes() { # header
+  { echo "$1"; printf '%s\n' "${outcomes[@]}"; } |
+    awk -F'|' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } }
+      END { for (r = 1; r <= NR; r++) printf "%-*s  %-*s  %-*s  %s\n", w[1], cell[r, 1], w[2], cell[r, 2], w[3], cell[r, 3], cell[r, 4] }'
+}
+
+# How many outcomes were not as expected.
+failed_outcomes() {
+  local row failed=0
+  for row in "${outcomes[@]}"; do [[ "$row" == *"|FAILED" ]] && failed=$((failed + 1)); done
+  echo "$failed"
+}
+
 job_states() { on "$master" job show "$1" --json | task_states; }
 task_is() { [ "$(job_states "$1" | awk -v n="$2" '$1 == n { print $2 }')" = "$3" ]; }
 job_ended() { ! job_states "$1" | grep -qE ' (queued|running)$'; }
@@ -489,11 +516,9 @@ chaos() {
     "$same of $(wc -l <<<"$jobs_before") jobs as before; heard from all $(secs "${ms:-60000}") s after the restart; role ${role:-?}; a new job $new_job" "$ok"
 
   say "faults injected and outcomes"
-  local row failed=0
-  { echo "FAULT|EXPECTED|OBSERVED|RESULT"; printf '%s\n' "${outcomes[@]}"; } |
-    awk -F'|' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } }
-      END { for (r = 1; r <= NR; r++) printf "%-*s  %-*s  %-*s  %s\n", w[1], cell[r, 1], w[2], cell[r, 2], w[3], cell[r, 3], cell[r, 4] }'
-  for row in "${outcomes[@]}"; do [[ "$row" == *"|FAILED" ]] && failed=$((failed + 1)); done
+  print_outcomes "FAULT|EXPECTED|OBSERVED|RESULT"
+  local failed
+  failed=$(failed_outcomes)
   [ "$failed" -eq 0 ] || die "$failed of ${#outcomes[@]} outcomes were not as expected"
 }
 
@@ -504,6 +529,8 @@ down() {
   [ -f "$state" ] && source "$state"
   # The nodes, and the job containers each of them made on the engine.
   docker ps -aq --filter "$ours" | xargs -r docker rm -f >/dev/null
+  # Images a drill built (exfil's relabelled worker).
+  docker images -q --filter "$ours" | xargs -r docker rmi -f >/dev/null 2>&1 || true
   for var in $(compgen -v PEER_ || true); do
     docker ps -aq --filter "label=iris.node=${!var}" | xargs -r docker rm -f >/dev/null
   done
@@ -517,11 +544,15 @@ down() {
   echo "testnet down"
 }
 
+# shellcheck source=testnet/exfil.sh
+source "$here/exfil.sh"
+
 case "${1:-}" in
   up) shift; up "$@" ;;
+  exfil) shift; exfil "$@" ;;
   status) status ;;
   demo) demo "${2:-10}" ;;
   chaos) chaos ;;
   down) down ;;
-  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -249,19 +249,27 @@ async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = nodes[0].cli(&[
-        "job",
-        "run",
-        "--image",
-        &tag,
-        "--on",
-        "all",
-        "--gather",
-        "--",
-        "/iris-worker",
-        "stats",
-        "/workspace/private/data.csv",
-    ]);
+    let run = {
+        let (dir, tag) = (nodes[0].dir_str().to_string(), tag.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(IRIS)
+                .env("IRIS_DIR", dir)
+                .args(["job", "run", "--image", &tag, "--on", "all", "--gather", "--"])
+                .args(["/iris-worker", "stats", "/workspace/private/data.csv"])
+                .output()
+                .unwrap()
+        })
+    };
+    // bob's owner has never seen this image: the task waits for them.
+    let pending = wait_for("bob's task to await approval", DEADLINE, || async {
+        let out = nodes[1].cli(&["approvals", "--json"]);
+        let pending: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+        pending.into_iter().next()
+    })
+    .await;
+    assert_eq!(pending["image"], tag.as_str());
+    nodes[1].owner(&["approvals", "approve", pending["id"].as_str().unwrap()]);
+    let out = run.await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let _ = std::process::Command::new("docker")
         .args(["rmi", &tag])

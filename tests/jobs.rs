@@ -284,6 +284,10 @@ async fn a_queued_task_survives_a_restart_of_its_node() {
 #[tokio::test]
 async fn any_runs_on_one_node_and_follow_streams_logs_to_the_end() {
     let nodes = data_network(&["alice", "bob", "carol"]).await;
+    // Their owners share logs (withheld by default).
+    for node in &nodes[1..] {
+        node.set_policy("logs", "share");
+    }
     let mut body = job_body(
         "role:slave",
         &["/iris-worker", "stats", "/workspace/private/data.csv"],

@@ -10,13 +10,27 @@ use serde_json::{json, Value};
 const STATS: [&str; 3] = ["/iris-worker", "stats", "/workspace/private/data.csv"];
 
 /// bob's task of job `id`, as alice sees it, once `check` holds for it.
-async fn bobs_task(alice: &TestNode, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+async fn bobs_task(
+    alice: &TestNode,
+    id: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     wait_for(what, DEADLINE, || async {
         let (_, job) = alice.get(&format!("/v1/jobs/{id}")).await.ok()?;
         let task = job["tasks"]["bob"].clone();
         check(&task).then_some(task)
     })
     .await
+}
+
+/// alice asks bob for a file of job `id`'s outputs by name: the status and
+/// the answer.
+async fn get_output(alice: &TestNode, id: &str, file: &str) -> (u16, Value) {
+    let path = format!("outputs/{id}/{file}");
+    alice
+        .post("/v1/files/get", json!({"from": "bob", "path": path}))
+        .await
 }
 
 async fn awaiting(alice: &TestNode, id: &str) {
@@ -43,8 +57,14 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
     assert_eq!(pending[0]["id"], first.as_str());
     assert_eq!(pending[0]["requester_name"], "alice");
     assert_eq!(pending[0]["argv"], json!(STATS));
-    assert!(pending[0]["image_id"].as_str().unwrap().starts_with("sha256:"));
-    assert!(!bob.dir.join(format!("workspace/outputs/{first}")).exists(), "it ran before approval");
+    assert!(pending[0]["image_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(
+        !bob.dir.join(format!("workspace/outputs/{first}")).exists(),
+        "it ran before approval"
+    );
     bob.owner(&["approvals", "approve", &first]);
     assert_eq!(wait_job(alice, &first).await["state"], "succeeded");
 
@@ -71,7 +91,9 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
     bob.owner(&["policy", "revoke-image", "iris-worker:latest"]);
     let fifth = submit(alice, job_body("bob", &STATS)).await;
     awaiting(alice, &fifth).await;
-    let (code, _) = alice.post(&format!("/v1/jobs/{fifth}/cancel"), json!({})).await;
+    let (code, _) = alice
+        .post(&format!("/v1/jobs/{fifth}/cancel"), json!({}))
+        .await;
     assert_eq!(code, 200);
     let job = wait_job(alice, &fifth).await;
     assert_eq!(job["tasks"]["bob"]["state"], "cancelled", "{job}");
@@ -92,7 +114,8 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
             (field("subject"), field("verdict"), field("by"))
         })
         .collect();
-    let expect = |job: &str, verdict: &str, by: &str| (job.to_string(), verdict.to_string(), by.to_string());
+    let expect =
+        |job: &str, verdict: &str, by: &str| (job.to_string(), verdict.to_string(), by.to_string());
     for wanted in [
         expect(&first, "awaiting_approval", "policy"),
         expect(&first, "approved", "owner"),
@@ -100,7 +123,10 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
         expect(&third, "approved", "owner"),
         expect(&fourth, "approved", "policy"),
     ] {
-        assert!(decisions.contains(&wanted), "{wanted:?} not in {decisions:?}");
+        assert!(
+            decisions.contains(&wanted),
+            "{wanted:?} not in {decisions:?}"
+        );
     }
     assert!(bob.cli(&["audit", "verify"]).status.success());
 }
@@ -109,7 +135,17 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
 async fn job_run_waits_for_an_approval_until_its_timeout_and_then_gives_up() {
     let nodes = unapproved_data_network(&["alice", "bob"]).await;
     let (alice, bob) = (&nodes[0], &nodes[1]);
-    let mut args = vec!["job", "run", "--image", "iris-worker:latest", "--on", "bob", "--timeout", "3s", "--"];
+    let mut args = vec![
+        "job",
+        "run",
+        "--image",
+        "iris-worker:latest",
+        "--on",
+        "bob",
+        "--timeout",
+        "3s",
+        "--",
+    ];
     args.extend(STATS);
     let out = alice.cli(&args);
     let said = format!(
@@ -118,7 +154,10 @@ async fn job_run_waits_for_an_approval_until_its_timeout_and_then_gives_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!out.status.success());
-    assert!(said.contains("bob: awaiting approval by bob's owner"), "{said}");
+    assert!(
+        said.contains("bob: awaiting approval by bob's owner"),
+        "{said}"
+    );
     // Whichever side's clock runs out first says so.
     assert!(
         said.contains("not approved within --timeout by the owner of bob")
@@ -143,20 +182,29 @@ async fn release_review_holds_outputs_until_bobs_owner_releases_them_and_aggrega
     let task = &job["tasks"]["bob"];
     assert_eq!(task["state"], "succeeded");
     assert_eq!(task["outputs"], json!([]), "the names are held too");
-    assert!(task["held"].as_str().unwrap().contains("held for review by bob's owner"), "{task}");
-    let (code, gathered) = alice.post(&format!("/v1/jobs/{id}/gather"), json!({})).await;
+    assert!(
+        task["held"]
+            .as_str()
+            .unwrap()
+            .contains("held for review by bob's owner"),
+        "{task}"
+    );
+    let (code, gathered) = alice
+        .post(&format!("/v1/jobs/{id}/gather"), json!({}))
+        .await;
     assert_eq!(code, 200, "{gathered}");
     assert_eq!(gathered["files"], json!([]));
-    assert!(gathered["held"][0].as_str().unwrap().starts_with("bob: "), "{gathered}");
+    assert!(
+        gathered["held"][0].as_str().unwrap().starts_with("bob: "),
+        "{gathered}"
+    );
     // Asking for the file by name is refused as well.
-    let (code, body) = alice
-        .post(
-            "/v1/files/get",
-            json!({"from": "bob", "path": format!("outputs/{id}/stats.json")}),
-        )
-        .await;
+    let (code, body) = get_output(alice, &id, "stats.json").await;
     assert_eq!(code, 403, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("held for review"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("held for review"),
+        "{body}"
+    );
 
     // bob's owner looks, and releases: alice gathers them after the job ended.
     let pending: Vec<Value> = serde_json::from_str(&bob.owner(&["releases", "--json"])).unwrap();
@@ -168,9 +216,17 @@ async fn release_review_holds_outputs_until_bobs_owner_releases_them_and_aggrega
     })
     .await;
     let out = alice.owner(&["job", "gather", &id]);
-    assert!(out.contains(&format!("gathered gathered/{id}/bob/stats.json")), "{out}");
+    assert!(
+        out.contains(&format!("gathered gathered/{id}/bob/stats.json")),
+        "{out}"
+    );
     let stats: Value = serde_json::from_slice(
-        &std::fs::read(alice.dir.join(format!("workspace/gathered/{id}/bob/stats.json"))).unwrap(),
+        &std::fs::read(
+            alice
+                .dir
+                .join(format!("workspace/gathered/{id}/bob/stats.json")),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(stats["rows"], 3);
@@ -180,7 +236,9 @@ async fn release_review_holds_outputs_until_bobs_owner_releases_them_and_aggrega
     wait_job(alice, &denied).await;
     bob.owner(&["releases", "deny", &denied, "--reason", "too fine-grained"]);
     let task = bobs_task(alice, &denied, "the denial to reach alice", |t| {
-        t["held"].as_str().is_some_and(|h| h.contains("too fine-grained"))
+        t["held"]
+            .as_str()
+            .is_some_and(|h| h.contains("too fine-grained"))
     })
     .await;
     assert_eq!(task["outputs"], json!([]));
@@ -189,21 +247,17 @@ async fn release_review_holds_outputs_until_bobs_owner_releases_them_and_aggrega
     bob.set_policy("release", "aggregate");
     let summed = submit(alice, job_body("bob", &STATS)).await;
     let job = wait_job(alice, &summed).await;
-    assert!(job["tasks"]["bob"]["held"].as_str().unwrap().contains("secure aggregation"), "{job}");
-    let (code, body) = alice
-        .post(
-            "/v1/files/get",
-            json!({"from": "bob", "path": format!("outputs/{summed}/stats.json")}),
-        )
-        .await;
+    assert!(
+        job["tasks"]["bob"]["held"]
+            .as_str()
+            .unwrap()
+            .contains("secure aggregation"),
+        "{job}"
+    );
+    let (code, body) = get_output(alice, &summed, "stats.json").await;
     assert_eq!(code, 403, "{body}");
     // Tightening the policy stops what was released under the old one.
-    let (code, body) = alice
-        .post(
-            "/v1/files/get",
-            json!({"from": "bob", "path": format!("outputs/{id}/stats.json")}),
-        )
-        .await;
+    let (code, body) = get_output(alice, &id, "stats.json").await;
     assert_eq!(code, 403, "{body}");
 }
 
@@ -212,16 +266,32 @@ async fn logs_are_withheld_unless_shared_and_then_capped() {
     let nodes = data_network(&["alice", "bob"]).await;
     let (alice, bob) = (&nodes[0], &nodes[1]);
     let private = std::fs::read_to_string(bob.dir.join("workspace/private/data.csv")).unwrap();
-    let id = submit(alice, job_body("bob", &["/iris-worker", "cat", "/workspace/private/data.csv"])).await;
+    let id = submit(
+        alice,
+        job_body(
+            "bob",
+            &["/iris-worker", "cat", "/workspace/private/data.csv"],
+        ),
+    )
+    .await;
     assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
 
-    let (code, logs) = alice.get(&format!("/v1/jobs/{id}/logs?node=bob")).await.unwrap();
+    let (code, logs) = alice
+        .get(&format!("/v1/jobs/{id}/logs?node=bob"))
+        .await
+        .unwrap();
     assert_eq!(code, 200, "{logs}");
     assert_eq!(logs[0]["stdout"], "");
-    assert_eq!(logs[0]["withheld"], "withheld by bob's policy (logs = withhold)");
+    assert_eq!(
+        logs[0]["withheld"],
+        "withheld by bob's policy (logs = withhold)"
+    );
     let out = alice.cli(&["job", "logs", &id]);
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("[bob] (logs withheld by bob's policy"), "{said}");
+    assert!(
+        said.contains("[bob] (logs withheld by bob's policy"),
+        "{said}"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("x,y"));
     // The owner reads them on the node itself.
     let kept = std::fs::read_to_string(bob.dir.join(format!("tasks/{id}/stdout.log"))).unwrap();
@@ -229,7 +299,10 @@ async fn logs_are_withheld_unless_shared_and_then_capped() {
 
     bob.set_policy("logs", "share");
     bob.set_policy("max_shared_log_bytes", "6");
-    let (_, logs) = alice.get(&format!("/v1/jobs/{id}/logs?node=bob")).await.unwrap();
+    let (_, logs) = alice
+        .get(&format!("/v1/jobs/{id}/logs?node=bob"))
+        .await
+        .unwrap();
     assert_eq!(logs[0]["stdout"], &private[..6]);
     assert!(logs[0]["withheld"].is_null());
     let (_, more) = alice
@@ -266,8 +339,16 @@ async fn sessions_and_networks_are_refused_unless_bobs_owner_allows_them() {
     // Under review, an exec would bypass it: refused before it runs.
     bob.set_policy("release", "review");
     let (_, answers) = alice.post("/v1/containers/probe/exec", exec).await;
-    assert!(answers[0]["error"].as_str().unwrap_or_default().contains("release = review"), "{answers}");
-    let (_, answers) = alice.post("/v1/containers/probe/rm", json!({"on": "bob"})).await;
+    assert!(
+        answers[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("release = review"),
+        "{answers}"
+    );
+    let (_, answers) = alice
+        .post("/v1/containers/probe/rm", json!({"on": "bob"}))
+        .await;
     assert_eq!(answers[0]["ok"], true, "{answers}");
 
     bob.set_policy("network", "allow");
@@ -295,10 +376,13 @@ async fn pending_approvals_and_held_releases_survive_a_restart_of_bob() {
 
     nodes[1].terminate().await;
     nodes[1].start().await;
-    let pending: Vec<Value> = serde_json::from_str(&nodes[1].owner(&["releases", "--json"])).unwrap();
+    let pending: Vec<Value> =
+        serde_json::from_str(&nodes[1].owner(&["releases", "--json"])).unwrap();
     assert_eq!(pending[0]["job_id"], waiting.as_str());
     assert_eq!(
-        nodes[1].owner(&["policy", "--json"]).contains("\"release\": \"review\""),
+        nodes[1]
+            .owner(&["policy", "--json"])
+            .contains("\"release\": \"review\""),
         true,
         "the policy set through the API is in iris.toml"
     );

@@ -36,6 +36,8 @@ fn session_processes(name: &str, peer_id: &str) -> Vec<String> {
 #[tokio::test]
 async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
     let nodes = data_network(&["alice", "bob"]).await;
+    // bob's owner lets the master run sessions (refused by default).
+    nodes[1].set_policy("sessions", "allow");
     let name = format!("trainer-{}", iris::store::random_hex(3));
     let out = nodes[0].cli(&[
         "container",

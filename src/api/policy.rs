@@ -10,8 +10,7 @@ use axum::{
 use super::{ApiError, ApiJson, ApiState};
 use crate::{
     api_types::{
-        Approve, Decided, Deny, PendingApproval, PendingRelease, PolicyImage, PolicyView,
-        SetPolicy,
+        Approve, Decided, Deny, PendingApproval, PendingRelease, PolicyImage, PolicyView, SetPolicy,
     },
     policy::{ApprovedImage, PolicyError},
 };
@@ -92,7 +91,9 @@ pub(super) async fn revoke_image(
             let before = p.approved.len();
             p.approved.retain(|a| a.digest != image && a.name != image);
             if p.approved.len() == before {
-                return Err(format!("no approved image is named or has the digest '{image}'"));
+                return Err(format!(
+                    "no approved image is named or has the digest '{image}'"
+                ));
             }
             Ok(())
         })
@@ -110,7 +111,11 @@ pub(super) async fn approve(
     ApiJson(body): ApiJson<Approve>,
 ) -> Result<Json<Decided>, ApiError> {
     let id = state.node.jobs.decide(&id, true, body.always, None).await?;
-    let decision = if body.always { "approved, and its image for later jobs" } else { "approved" };
+    let decision = if body.always {
+        "approved, and its image for later jobs"
+    } else {
+        "approved"
+    };
     Ok(Json(Decided {
         id,
         decision: decision.into(),
@@ -123,7 +128,11 @@ pub(super) async fn deny(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Deny>,
 ) -> Result<Json<Decided>, ApiError> {
-    let id = state.node.jobs.decide(&id, false, false, body.reason).await?;
+    let id = state
+        .node
+        .jobs
+        .decide(&id, false, false, body.reason)
+        .await?;
     Ok(Json(Decided {
         id,
         decision: "denied".into(),
@@ -152,7 +161,11 @@ pub(super) async fn withhold(
     Path(job): Path<String>,
     ApiJson(body): ApiJson<Deny>,
 ) -> Result<Json<Decided>, ApiError> {
-    let files = state.node.jobs.decide_release(&job, false, body.reason).await?;
+    let files = state
+        .node
+        .jobs
+        .decide_release(&job, false, body.reason)
+        .await?;
     Ok(Json(Decided {
         id: job,
         decision: "denied".into(),

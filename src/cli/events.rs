@@ -50,9 +50,9 @@ fn describe(event: &Event) -> String {
         }
         EventKind::ImageFailed { file, error } => format!("failed   to load {file}: {error}"),
         EventKind::JobFinished { job, state } => format!("job      {job} {state}"),
-        EventKind::ApprovalRequested { job, from, image } => format!(
-            "approval {job}: {from} asks to run {image}; see `iris approvals`"
-        ),
+        EventKind::ApprovalRequested { job, from, image } => {
+            format!("approval {job}: {from} asks to run {image}; see `iris approvals`")
+        }
         EventKind::AwaitingApproval { job, node } => {
             format!("job      {job} awaits the approval of {node}'s owner")
         }

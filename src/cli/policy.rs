@@ -154,7 +154,14 @@ pub async fn approvals(
                 return Ok(());
             }
             let mut rows = vec![header(&[
-                "ID", "REQUESTER", "IMAGE", "DIGEST", "COMMAND", "NETWORK", "RESOURCES", "SINCE",
+                "ID",
+                "REQUESTER",
+                "IMAGE",
+                "DIGEST",
+                "COMMAND",
+                "NETWORK",
+                "RESOURCES",
+                "SINCE",
             ])];
             for p in &pending {
                 rows.push(vec![
@@ -164,10 +171,7 @@ pub async fn approvals(
                     p.image_id.clone().unwrap_or("-".into()),
                     format!("{:?}", p.argv),
                     p.network.clone().unwrap_or("none".into()),
-                    format!(
-                        "{} MiB, {} cpu, {} s",
-                        p.memory_mb, p.cpus, p.timeout_secs
-                    ),
+                    format!("{} MiB, {} cpu, {} s", p.memory_mb, p.cpus, p.timeout_secs),
                     clock(p.requested_ms),
                 ]);
             }
@@ -202,7 +206,12 @@ pub async fn releases(
                 return Ok(());
             }
             let mut rows = vec![header(&[
-                "JOB", "REQUESTER", "IMAGE", "STATE", "FILES", "BYTES",
+                "JOB",
+                "REQUESTER",
+                "IMAGE",
+                "STATE",
+                "FILES",
+                "BYTES",
             ])];
             for p in &pending {
                 rows.push(vec![

@@ -116,7 +116,15 @@ impl TaskRunner {
         // the owner holds the sender only once it is out of the map.
         let verdict = match waited {
             Some(verdict) => Some(verdict),
-            None if self.verdicts.lock().expect("lock").remove(&job_id).is_some() => None,
+            None if self
+                .verdicts
+                .lock()
+                .expect("lock")
+                .remove(&job_id)
+                .is_some() =>
+            {
+                None
+            }
             None => verdict.await.ok(),
         };
         let name = self.name();

@@ -18,7 +18,9 @@ use iris_behaviours::{
 };
 
 use crate::{
-    api_types::{Gathered, Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, Task, TaskLogs},
+    api_types::{
+        Gathered, Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, Task, TaskLogs,
+    },
     events::{EventKind, Events, SHUT_DOWN},
     files::{FileError, Files},
     images::ImageLibrary,

@@ -267,11 +267,10 @@ impl TaskRunner {
                     },
                 };
                 task.release = runner.release_at_end(&task);
-                let (outputs, held) = runner.egress.report_outputs(
-                    &task.spec.job_id,
-                    &task.release,
-                    outcome.outputs,
-                );
+                let (outputs, held) =
+                    runner
+                        .egress
+                        .report_outputs(&task.spec.job_id, &task.release, outcome.outputs);
                 let hold = held.is_some() && task.release == Release::Held;
                 runner
                     .update(&mut task, |r| {

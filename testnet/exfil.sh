@@ -1,0 +1,127 @@
+# The exfiltration drill, sourced by testnet.sh: the master tries every
+# known way to take a site's private data, as a rogue researcher would, and
+# the drill checks whether any byte of that site's private shard reached the
+# master (its node directory, or anything a command printed to it).
+#
+#   testnet/testnet.sh exfil          under the site's policy as it is (the
+#                                     default, with the worker image approved)
+#   testnet/testnet.sh exfil --open   first opens the site's policy wide
+#                                     (images any, logs share, sessions and
+#                                     network allow): the attacks succeed, as
+#                                     they did before the owner's policy
+#                                     existed; the policy is restored after
+#
+# Exits non-zero if any private byte reached the master.
+
+# Runs an owner's command on a site, and says so.
+as_owner() { # node args...
+  local node=$1; shift
+  echo "   [$node's owner] iris $*"
+  on "$node" "$@" >/dev/null
+}
+
+exfil() {
+  load_state
+  local open=0
+  [ "${1:-}" = --open ] && open=1
+  [ ${#nodes[@]} -ge 2 ] || die "exfil needs 2 nodes or more (testnet.sh up 3)"
+  local site=${nodes[1]} shard hash row out tmp id
+  shard="$data/$site/workspace/private/shard.csv"
+  hash=$(sha256sum <"$shard" | cut -d' ' -f1)
+  row=$(sed -n 3p "$shard")
+  tmp=$(mktemp -d)
+  outcomes=()
+
+  # Whether the site's private bytes are in a file, or anywhere the master
+  # keeps files.
+  holds_private() { grep -qF -- "$row" "$1" || [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$hash" ]; }
+  master_has_private() {
+    find "$data/$master" -type f -exec sha256sum {} + | grep -q "^$hash" ||
+      grep -rqF -- "$row" "$data/$master"
+  }
+  # One attempt's row: what the master saw, and whether the shard reached
+  # it in this attempt (in what it printed, or newly in its files).
+  local at_master=0
+  master_has_private && at_master=1
+  attempt() { # name captured-output observed
+    local reached=no ok=1 now=0
+    master_has_private && now=1
+    if holds_private "$2" || [ "$now" -gt "$at_master" ]; then reached=YES ok=0; fi
+    at_master=$now
+    outcome "$1" "$reached" "$3" "$ok"
+  }
+  first_line() { grep -m1 -iE "$1" "$2" | cut -c1-110 || echo "(nothing said)"; }
+
+  if [ "$open" -eq 1 ]; then
+    say "$site's owner opens the policy wide (what every site had before the policy existed)"
+    as_owner "$site" policy set images any
+    as_owner "$site" policy set logs share
+    as_owner "$site" policy set sessions allow
+    as_owner "$site" policy set network allow
+  fi
+  say "$site's policy"
+  on "$site" policy
+
+  say "1. an image $site's owner never approved copies the private shard to its outputs"
+  # A different digest from the approved worker: the same program, relabelled.
+  printf 'FROM %s\nLABEL iris.drill=exfil\n' "$worker" >"$tmp/Dockerfile"
+  docker build -q --label "iris.testnet=$data" -t iris-exfil:latest "$tmp" >/dev/null
+  on "$master" job run --image iris-exfil:latest --on "$site" --gather --memory 32m --timeout 8s -- \
+    /iris-worker copy /workspace/private/shard.csv leak.csv >"$tmp/1.out" 2>&1 || true
+  attempt "unapproved image copies private/ to its outputs" "$tmp/1.out" \
+    "$(first_line "$site|gathered" "$tmp/1.out")"
+
+  say "2. the approved image copies the private shard to its outputs, under release = review"
+  [ "$open" -eq 1 ] || as_owner "$site" policy set release review
+  on "$master" job run --json --image "$worker" --on "$site" --gather --memory 32m --timeout 30s -- \
+    /iris-worker copy /workspace/private/shard.csv leak.csv >"$tmp/2.out" 2>&1 || true
+  id=$(json_field id <"$tmp/2.out")
+  # Asked for by name, too.
+  on "$master" files get --from "$site" "outputs/$id/leak.csv" >>"$tmp/2.out" 2>&1 || true
+  [ "$open" -eq 1 ] || as_owner "$site" releases deny "$id" --reason "raw rows"
+  [ "$open" -eq 1 ] || as_owner "$site" policy set release auto
+  attempt "approved image, outputs under review" "$tmp/2.out" \
+    "$(first_line 'held|refused|forbidden|gathered/' "$tmp/2.out")"
+
+  say "3. the approved image prints the private shard to its logs"
+  out=$(on "$master" job run --json --image "$worker" --on "$site" --memory 32m --timeout 30s -- \
+    /iris-worker cat /workspace/private/shard.csv 2>&1) || true
+  id=$(json_field id <<<"$out")
+  on "$master" job logs "$id" >"$tmp/3.out" 2>&1 || true
+  attempt "logs carry private rows" "$tmp/3.out" \
+    "$(first_line "withheld|$site|x1" "$tmp/3.out")"
+
+  say "4. a session on $site, and a command in it that prints the shard"
+  on "$master" container create --on "$site" --image "$worker" --name exfil >"$tmp/4.out" 2>&1 || true
+  on "$master" container exec --on "$site" --name exfil -- \
+    /iris-worker cat /workspace/private/shard.csv >>"$tmp/4.out" 2>&1 || true
+  on "$master" container rm --on "$site" --name exfil >/dev/null 2>&1 || true
+  attempt "exec in a session" "$tmp/4.out" "$(first_line "error|x1" "$tmp/4.out")"
+
+  say "5. a job that asks for a network, to send the shard anywhere"
+  local master_ip
+  master_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$prefix\").IPAddress}}" "$prefix-$master")
+  on "$master" job run --image "$worker" --on "$site" --network bridge --memory 32m --timeout 30s -- \
+    /iris-worker connect "$master_ip:7000" >"$tmp/5.out" 2>&1 || true
+  local refused=0
+  grep -q "network = deny" "$tmp/5.out" && refused=1
+  outcome "job asks for a network" "$([ "$refused" -eq 1 ] && echo "no (refused)" || echo "a channel out")" \
+    "$(first_line "$site" "$tmp/5.out")" "$refused"
+
+  if [ "$open" -eq 1 ]; then
+    say "$site's owner restores the default policy"
+    as_owner "$site" policy set images approve
+    as_owner "$site" policy set logs withhold
+    as_owner "$site" policy set sessions deny
+    as_owner "$site" policy set network deny
+  fi
+  docker rmi iris-exfil:latest >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+
+  say "exfiltration attempts by the master against $site, and outcomes"
+  print_outcomes "ATTEMPT|PRIVATE BYTES AT $master|WHAT $master GOT|RESULT"
+  local failed
+  failed=$(failed_outcomes)
+  [ "$failed" -eq 0 ] || die "$failed of ${#outcomes[@]} attempts got through: private data of $site reached $master"
+  echo "every attempt stopped: no byte of $site's private shard reached $master"
+}
