@@ -32,20 +32,21 @@ exfil() {
   tmp=$(mktemp -d)
   outcomes=()
 
-  # Whether the site's private bytes are in a file, or anywhere the master
-  # keeps files.
+  # Whether the site's private bytes are in a file; how many of the files
+  # the master keeps hold them (by content, or whole by hash).
   holds_private() { grep -qF -- "$row" "$1" || [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$hash" ]; }
-  master_has_private() {
-    find "$data/$master" -type f -exec sha256sum {} + | grep -q "^$hash" ||
-      grep -rqF -- "$row" "$data/$master"
+  private_at_master() {
+    { grep -rlF -- "$row" "$data/$master"
+      find "$data/$master" -type f -exec sha256sum {} + 2>/dev/null | awk -v h="$hash" '$1 == h { print $2 }'
+    } | sort -u | wc -l
   }
   # One attempt's row: what the master saw, and whether the shard reached
-  # it in this attempt (in what it printed, or newly in its files).
-  local at_master=0
-  master_has_private && at_master=1
+  # it in this attempt (in what it printed, or in a new file of its own).
+  local at_master
+  at_master=$(private_at_master)
   attempt() { # name captured-output observed
-    local reached=no ok=1 now=0
-    master_has_private && now=1
+    local reached=no ok=1 now
+    now=$(private_at_master)
     if holds_private "$2" || [ "$now" -gt "$at_master" ]; then reached=YES ok=0; fi
     at_master=$now
     outcome "$1" "$reached" "$3" "$ok"
@@ -65,13 +66,14 @@ exfil() {
   say "1. an image $site's owner never approved copies the private shard to its outputs"
   # A different digest from the approved worker: the same program, relabelled.
   printf 'FROM %s\nLABEL iris.drill=exfil\n' "$worker" >"$tmp/Dockerfile"
-  docker build -q --label "iris.testnet=$data" -t iris-exfil:latest "$tmp" >/dev/null
+  out=$(docker build -q --label "iris.testnet=$data" -t iris-exfil:latest "$tmp" 2>&1) ||
+    die "cannot build the drill's image: $out"
   on "$master" job run --image iris-exfil:latest --on "$site" --gather --memory 32m --timeout 8s -- \
     /iris-worker copy /workspace/private/shard.csv leak.csv >"$tmp/1.out" 2>&1 || true
   attempt "unapproved image copies private/ to its outputs" "$tmp/1.out" \
-    "$(first_line "$site|gathered" "$tmp/1.out")"
+    "$(first_line "^gathered |not approved|denied" "$tmp/1.out")"
 
-  say "2. the approved image copies the private shard to its outputs, under release = review"
+  say "2. the approved image copies the private shard to its outputs"
   [ "$open" -eq 1 ] || as_owner "$site" policy set release review
   on "$master" job run --json --image "$worker" --on "$site" --gather --memory 32m --timeout 30s -- \
     /iris-worker copy /workspace/private/shard.csv leak.csv >"$tmp/2.out" 2>&1 || true
@@ -80,8 +82,8 @@ exfil() {
   on "$master" files get --from "$site" "outputs/$id/leak.csv" >>"$tmp/2.out" 2>&1 || true
   [ "$open" -eq 1 ] || as_owner "$site" releases deny "$id" --reason "raw rows"
   [ "$open" -eq 1 ] || as_owner "$site" policy set release auto
-  attempt "approved image, outputs under review" "$tmp/2.out" \
-    "$(first_line 'held|refused|forbidden|gathered/' "$tmp/2.out")"
+  attempt "approved image copies private/ to its outputs" "$tmp/2.out" \
+    "$(first_line 'gathered/[^"]*leak|held for review|forbidden' "$tmp/2.out" | tr -s ' "')"
 
   say "3. the approved image prints the private shard to its logs"
   out=$(on "$master" job run --json --image "$worker" --on "$site" --memory 32m --timeout 30s -- \
@@ -99,14 +101,13 @@ exfil() {
   attempt "exec in a session" "$tmp/4.out" "$(first_line "error|x1" "$tmp/4.out")"
 
   say "5. a job that asks for a network, to send the shard anywhere"
-  local master_ip
-  master_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$prefix\").IPAddress}}" "$prefix-$master")
+  # It only lists its network interfaces: given a network, it could send.
   on "$master" job run --image "$worker" --on "$site" --network bridge --memory 32m --timeout 30s -- \
-    /iris-worker connect "$master_ip:7000" >"$tmp/5.out" 2>&1 || true
+    /iris-worker netifs >"$tmp/5.out" 2>&1 || true
   local refused=0
   grep -q "network = deny" "$tmp/5.out" && refused=1
   outcome "job asks for a network" "$([ "$refused" -eq 1 ] && echo "no (refused)" || echo "a channel out")" \
-    "$(first_line "$site" "$tmp/5.out")" "$refused"
+    "$(first_line "policy|succeeded" "$tmp/5.out")" "$refused"
 
   if [ "$open" -eq 1 ]; then
     say "$site's owner restores the default policy"

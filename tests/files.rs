@@ -254,7 +254,9 @@ async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(IRIS)
                 .env("IRIS_DIR", dir)
-                .args(["job", "run", "--image", &tag, "--on", "all", "--gather", "--"])
+                .args([
+                    "job", "run", "--image", &tag, "--on", "all", "--gather", "--",
+                ])
                 .args(["/iris-worker", "stats", "/workspace/private/data.csv"])
                 .output()
                 .unwrap()

@@ -308,7 +308,7 @@ async fn logs(dir: &NodeDir, job: &str, node: Option<String>, follow: bool) -> a
                 };
                 if let Some(withheld) = &task.withheld {
                     if !offsets.contains_key(&name) {
-                        eprintln!("{prefix}(logs {withheld})");
+                        eprintln!("{prefix}logs {withheld}");
                     }
                 }
                 for line in task.stdout.lines() {
