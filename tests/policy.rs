@@ -48,10 +48,25 @@ fn approvals(bob: &TestNode) -> Vec<Value> {
 async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approves_it_for_good() {
     let nodes = unapproved_data_network(&["alice", "bob"]).await;
     let (alice, bob) = (&nodes[0], &nodes[1]);
+    let (sink, mut events) = tokio::sync::mpsc::unbounded_channel();
+    alice.forward_events(sink.clone()).await;
+    bob.forward_events(sink).await;
 
     // Waits, visible on both sides, with what bob's owner needs to judge it.
     let first = submit(alice, job_body("bob", &STATS)).await;
     awaiting(alice, &first).await;
+    let mut told = Vec::new();
+    wait_for("both sides to announce the wait", DEADLINE, || {
+        while let Ok((node, event)) = events.try_recv() {
+            if event["job"] == first.as_str() {
+                told.push(format!("{node} {}", event["type"].as_str().unwrap_or("")));
+            }
+        }
+        let both = told.contains(&"bob approval_requested".to_string())
+            && told.contains(&"alice awaiting_approval".to_string());
+        async move { both.then_some(()) }
+    })
+    .await;
     let pending = approvals(bob);
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0]["id"], first.as_str());

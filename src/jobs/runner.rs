@@ -392,6 +392,16 @@ impl TaskRunner {
                 tracing::warn!(job = %job_id, "ignoring a task directory without a readable task.json");
                 continue;
             };
+            // A task that ended before this node had a policy: its outputs
+            // wait for the owner rather than leave on old terms.
+            if task.report.state.is_terminal()
+                && task.release == Release::Pending
+                && task.origin != self.local
+            {
+                task.release = Release::Held;
+                let _files = self.files.lock().await;
+                self.save(&task).await;
+            }
             match task.report.state {
                 TaskState::Running => {
                     self.update(&mut task, |r| {
