@@ -25,6 +25,7 @@ pub mod node;
 pub mod policy;
 pub mod router;
 pub mod safe_fs;
+pub mod secagg;
 pub mod sessions;
 pub mod store;
 pub mod workspace;

@@ -29,11 +29,14 @@ pub(super) struct Pushes {
     table: Mutex<HashMap<u64, Push>>,
 }
 
+/// How a fetch ended: its bytes and SHA-256, or why it failed.
+type FetchOutcome = Result<(u64, String), Refusal>;
+
 struct Push {
     /// The node that asked: the only one told how it went.
     origin: PeerId,
-    /// Bytes and SHA-256, or why it failed; `None` while it runs.
-    outcome: Option<(Instant, Result<(u64, String), Refusal>)>,
+    /// When and how it ended; `None` while it runs.
+    outcome: Option<(Instant, FetchOutcome)>,
 }
 
 impl Files {
