@@ -342,6 +342,15 @@ pub struct Gathered {
     pub held: Vec<String>,
 }
 
+/// `POST /v1/jobs/{id}/secure-sum`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureSumRequest {
+    /// The update file each task wrote in its outputs:
+    /// `{"vector": [numbers], "weight": w}`.
+    pub file: String,
+}
+
 /// `GET /v1/policy`: the owner's policy, every setting and its value.
 pub type PolicyView = crate::policy::PolicyConfig;
 

@@ -100,6 +100,16 @@ pub enum AuditEvent {
     },
     /// The owner changed the policy.
     PolicyChanged { change: String },
+    /// A task's output left, masked, as an input of a secure sum: the sum
+    /// unmasks only with `threshold` of the `participants` inputs in it.
+    Contribution {
+        job_id: String,
+        session: String,
+        to: PeerId,
+        length: u64,
+        participants: u64,
+        threshold: u64,
+    },
 }
 
 /// What a decision was.

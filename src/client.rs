@@ -154,6 +154,14 @@ impl ApiClient {
         self.post(&format!("/v1/containers/{name}/rm"), body).await
     }
 
+    pub async fn secure_sum(
+        &self,
+        id: &str,
+        body: &SecureSumRequest,
+    ) -> anyhow::Result<crate::secagg::SumOutcome> {
+        self.post(&format!("/v1/jobs/{id}/secure-sum"), body).await
+    }
+
     pub async fn policy(&self) -> anyhow::Result<PolicyView> {
         self.get("/v1/policy").await
     }

@@ -62,6 +62,15 @@ pub enum Outgoing<'a> {
         stdout: &'a [u8],
         stderr: &'a [u8],
     },
+    /// A task's output as a masked input of a secure sum of at least
+    /// `threshold` of the `participants`.
+    SecureSumInput {
+        job_id: &'a str,
+        session: &'a str,
+        length: u64,
+        participants: usize,
+        threshold: usize,
+    },
 }
 
 /// The most (peer, file) releases remembered for their chunks; the oldest
@@ -114,7 +123,7 @@ impl Egress {
         if policy.release == ReleasePolicy::Aggregate || *release == Release::AggregateOnly {
             return Err(format!(
                 "{name}'s policy lets outputs leave only through secure aggregation \
-                 (release = aggregate), which this version of Iris cannot do yet"
+                 (release = aggregate): ask for a secure sum (iris job run --secure-sum FILE)"
             ));
         }
         match release {
@@ -136,6 +145,36 @@ impl Egress {
             )),
             Release::AggregateOnly => unreachable!("refused above"),
         }
+    }
+
+    /// Whether a task's outputs may go into a secure sum that unmasks only
+    /// with `threshold` inputs or more: under `auto` and `aggregate`, with
+    /// at least the owner's `min_aggregate`; never while held for review.
+    pub fn secure_sum_allowed(
+        &self,
+        job_id: &str,
+        release: &Release,
+        threshold: usize,
+    ) -> Result<(), String> {
+        let name = self.name();
+        let policy = self.policy.get();
+        if policy.release == ReleasePolicy::Review {
+            return Err(format!(
+                "the outputs of job {job_id} are held for review by {name}'s owner"
+            ));
+        }
+        match release {
+            Release::Released { .. } | Release::AggregateOnly | Release::Own => {}
+            other => return self.outputs_may_leave(job_id, other),
+        }
+        if threshold < policy.min_aggregate as usize {
+            return Err(format!(
+                "{name}'s policy takes part only in sums of {} inputs or more (min_aggregate), \
+                 and this one may unmask {threshold}",
+                policy.min_aggregate
+            ));
+        }
+        Ok(())
     }
 
     /// The output names a report to `to` may list, and why none are listed
@@ -259,6 +298,24 @@ impl Egress {
                     to,
                     bytes: (stdout.len() + stderr.len()) as u64,
                     sha256: hex::encode(hash.finalize()),
+                }
+            }
+            Outgoing::SecureSumInput {
+                job_id,
+                session,
+                length,
+                participants,
+                threshold,
+            } => {
+                self.secure_sum_allowed(job_id, release, threshold)
+                    .map_err(Refusal::forbidden)?;
+                AuditEvent::Contribution {
+                    job_id: job_id.to_string(),
+                    session: session.to_string(),
+                    to,
+                    length,
+                    participants: participants as u64,
+                    threshold: threshold as u64,
                 }
             }
         };

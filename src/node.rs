@@ -30,6 +30,7 @@ use crate::{
     network::{Capabilities, NetworkContext},
     policy::Policy,
     router::Router,
+    secagg::SecureSums,
     sessions::Sessions,
     store::Store,
 };
@@ -100,7 +101,7 @@ impl Node {
             ..SwarmSettings::default()
         };
         let membership = Membership::new(Arc::new(NetworkContext {
-            keypair,
+            keypair: keypair.clone(),
             config: config.clone(),
             store,
             events: events.clone(),
@@ -140,16 +141,24 @@ impl Node {
         );
         let job_store = JobStore::open(dir.join("jobs"))
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.join("jobs").display()))?;
+        let sums = SecureSums::new(
+            keypair,
+            runner.clone(),
+            workspace.clone(),
+            egress.clone(),
+            membership.clone(),
+        );
         let jobs = Jobs::new(
             job_store,
             runner.clone(),
             membership.clone(),
             files.clone(),
             images.clone(),
+            sums.clone(),
             events.clone(),
         );
         let sessions = Sessions::new(executor, membership.clone(), egress.clone());
-        let router = Router::new(jobs.clone(), sessions.clone(), files.clone(), egress);
+        let router = Router::new(jobs.clone(), sessions.clone(), files.clone(), egress, sums);
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();

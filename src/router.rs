@@ -20,6 +20,7 @@ use crate::{
     files::Files,
     jobs::Jobs,
     network::Inbound,
+    secagg::SecureSums,
     sessions::Sessions,
     workspace::{Area, WorkspacePath},
 };
@@ -33,6 +34,7 @@ pub const MAX_REQUESTS: usize = 256;
 
 pub struct Router {
     egress: Arc<Egress>,
+    sums: Arc<SecureSums>,
     jobs: Arc<Jobs>,
     sessions: Arc<Sessions>,
     files: Arc<Files>,
@@ -44,9 +46,11 @@ impl Router {
         sessions: Arc<Sessions>,
         files: Arc<Files>,
         egress: Arc<Egress>,
+        sums: Arc<SecureSums>,
     ) -> Arc<Self> {
         Arc::new(Self {
             egress,
+            sums,
             jobs,
             sessions,
             files,
@@ -165,6 +169,9 @@ impl Router {
             ControlRequest::ListFiles
             | ControlRequest::FetchFile { .. }
             | ControlRequest::FetchStatus { .. } => self.files.handle(peer, request).await,
+            // The site checks each step's sender itself: the master's
+            // steps, and shares from the session's other sites.
+            ControlRequest::SecureSum { body } => self.sums.handle(peer, from_master, &body).await,
             ControlRequest::Join { .. }
             | ControlRequest::Hello { .. }
             | ControlRequest::Leave { .. } => {

@@ -345,6 +345,12 @@ pub enum ControlRequest {
     },
     /// Remove a session. Master only.
     ContainerRemove { name: String },
+    /// A step of a secure sum (the node's `secagg` module reads the body):
+    /// from the master, or a site's shares sent to another site.
+    SecureSum {
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
     /// The public and image files this node serves.
     ListFiles,
     /// Describe a file for a transfer: size, version and chunk hashes.
@@ -440,6 +446,11 @@ pub enum ControlResponse {
         #[serde(with = "serde_bytes")]
         stderr: Vec<u8>,
         truncated: bool,
+    },
+    /// The answer to a step of a secure sum.
+    SecureSum {
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
     },
 }
 

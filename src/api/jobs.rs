@@ -9,7 +9,12 @@ use axum::{
 };
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState};
-use crate::api_types::{Gathered, Job, JobRequest, LogsQuery, TaskLogs, WaitQuery, MAX_WAIT_SECS};
+use crate::{
+    api_types::{
+        Gathered, Job, JobRequest, LogsQuery, SecureSumRequest, TaskLogs, WaitQuery, MAX_WAIT_SECS,
+    },
+    secagg::SumOutcome,
+};
 
 pub(super) async fn submit(
     State(state): State<ApiState>,
@@ -66,4 +71,13 @@ pub(super) async fn gather(
     Path(id): Path<String>,
 ) -> Result<Json<Gathered>, ApiError> {
     Ok(Json(state.node.jobs.gather(&id).await?))
+}
+
+/// The secure sum of the tasks' update files, once the job has ended.
+pub(super) async fn secure_sum(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SecureSumRequest>,
+) -> Result<Json<SumOutcome>, ApiError> {
+    Ok(Json(state.node.jobs.secure_sum(&id, &body.file).await?))
 }

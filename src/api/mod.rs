@@ -61,6 +61,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/logs", get(jobs::logs))
         .route("/v1/jobs/{id}/gather", post(jobs::gather))
+        .route("/v1/jobs/{id}/secure-sum", post(jobs::secure_sum))
         .route("/v1/files", get(files::list))
         .route("/v1/files/get", post(files::get))
         .route("/v1/files/put", post(files::put))

@@ -168,5 +168,19 @@ fn describe(event: &AuditEvent) -> (&'static str, String, String) {
             format!("{bytes} bytes (sha256 {sha256}) to {to}"),
         ),
         AuditEvent::PolicyChanged { change } => ("policy", "-".into(), change.clone()),
+        AuditEvent::Contribution {
+            job_id,
+            session,
+            to,
+            length,
+            participants,
+            threshold,
+        } => (
+            "secure sum",
+            job_id.clone(),
+            format!(
+                "{length} entries, masked, to {to}: session {session}, {participants} participants, unmasked with {threshold} or more"
+            ),
+        ),
     }
 }

@@ -9,7 +9,7 @@ use super::{
     output::{clock, header, print_json, print_table, print_tasks},
     parse_duration_secs, parse_memory_mb, NodeDir, Output,
 };
-use crate::api_types::{Gathered, Job, JobRequest, JobState, LogsQuery};
+use crate::api_types::{Gathered, Job, JobRequest, JobState, LogsQuery, SecureSumRequest};
 use iris_behaviours::TaskState;
 
 /// How long one wait for a running job lasts before `job run` asks again.
@@ -48,6 +48,12 @@ pub struct JobArgs {
     /// only).
     #[arg(long)]
     pub gather: bool,
+    /// When the job ends, the secure sum of this update file of every task
+    /// (`{"vector": [numbers], "weight": w}` in its outputs): this node
+    /// learns Σ w·vector and Σ w, in workspace/gathered/<job-id>/sum.json,
+    /// and no site's own vector (`job run` only).
+    #[arg(long, value_name = "FILE")]
+    pub secure_sum: Option<String>,
     /// A file or directory in each target's workspace/public to mount
     /// read-only at /workspace/in/PATH; on this node itself, also
     /// gathered/<job-id> (what it gathered); repeatable.
@@ -137,6 +143,8 @@ struct RunOutcome<'a> {
     gathered: &'a [String],
     /// Nodes whose owners did not release their outputs, with the reason.
     held: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secure_sum: Option<&'a crate::secagg::SumOutcome>,
 }
 
 pub async fn job(command: JobCommand) -> anyhow::Result<()> {
@@ -269,15 +277,34 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
             held: Vec::new(),
         },
     };
+    let sum = match &args.secure_sum {
+        Some(file) => {
+            let body = SecureSumRequest { file: file.clone() };
+            Some(client.secure_sum(&job.id, &body).await?)
+        }
+        None => None,
+    };
     if args.json {
         print_json(&RunOutcome {
             job: &job,
             gathered: &gathered.files,
             held: &gathered.held,
+            secure_sum: sum.as_ref(),
         })?;
     } else {
         print_tasks(&job);
         print_gathered(&gathered);
+        if let Some(sum) = &sum {
+            println!(
+                "secure sum of {} nodes ({}) -> {}",
+                sum.nodes.len(),
+                sum.nodes.join(", "),
+                sum.path
+            );
+            for dropped in &sum.dropped {
+                println!("not in the sum: {dropped}");
+            }
+        }
     }
     if job.state != JobState::Succeeded {
         bail!("job {} {}", job.id, job.state);

@@ -391,6 +391,31 @@ impl Files {
         .map_err(|e| FileError::Local(e.to_string()))?
     }
 
+    /// Writes `bytes` as `dest` (a workspace path) on this node: whole, or
+    /// not at all, and through no link.
+    pub async fn write_local(&self, dest: &WorkspacePath, bytes: Vec<u8>) -> Result<(), FileError> {
+        let (workspace, place) = (self.workspace.clone(), dest.clone());
+        tokio::task::spawn_blocking(move || {
+            let dest = place;
+            let area = workspace.area(dest.area)?;
+            let name = dest
+                .relative
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| std::io::Error::other("names no file"))?;
+            let dir = area.subdir(dest.relative.parent().unwrap_or(Path::new("")), true)?;
+            let partial = format!(".{name}.write");
+            dir.remove(&partial)?;
+            let mut file = dir.write_file(&partial, true)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.sync_all()?;
+            dir.rename(&partial, name)
+        })
+        .await
+        .map_err(|e| FileError::Local(e.to_string()))?
+        .map_err(|e| FileError::Local(format!("cannot write {dest}: {e}")))
+    }
+
     /// Pulls `path` from `peer` into `dest` (a workspace path), one
     /// transfer per destination at a time. Resumes a partial file left by an
     /// earlier attempt at the same version.

@@ -27,6 +27,7 @@ use crate::{
     membership::{Membership, MembershipError},
     network::NetworkError,
     policy::PolicyError,
+    secagg::{Coordinator, SecureSums, SumOutcome},
     workspace::WorkspacePath,
 };
 use runner::TaskRunner;
@@ -46,6 +47,8 @@ pub enum JobError {
         node: String,
         source: Box<MembershipError>,
     },
+    #[error("no secure sum: {0}")]
+    SecureSum(String),
     #[error("cannot gather {file} from {node}: {source}")]
     Gather {
         file: String,
@@ -60,6 +63,8 @@ pub struct Jobs {
     membership: Arc<Membership>,
     files: Arc<Files>,
     images: Arc<ImageLibrary>,
+    /// This node's part in secure sums, for the sums it coordinates.
+    sums: Arc<SecureSums>,
     events: Events,
 }
 
@@ -70,6 +75,7 @@ impl Jobs {
         membership: Arc<Membership>,
         files: Arc<Files>,
         images: Arc<ImageLibrary>,
+        sums: Arc<SecureSums>,
         events: Events,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -78,6 +84,7 @@ impl Jobs {
             membership,
             files,
             images,
+            sums,
             events,
         })
     }
@@ -509,6 +516,53 @@ impl Jobs {
             files: gathered,
             held,
         })
+    }
+
+    /// The secure sum of each succeeded task's `file` (`{"vector": [...],
+    /// "weight": w}`): the sum of wᵢ·vᵢ and of wᵢ, with no site's vector
+    /// seen; kept in `gathered/<id>/sum.json`.
+    pub async fn secure_sum(&self, id: &str, file: &str) -> Result<SumOutcome, JobError> {
+        let job = self.job(id)?;
+        if !job.finished() {
+            return Err(JobError::Invalid(format!("job {id} has not ended yet")));
+        }
+        let sites: Vec<(PeerId, String)> = job
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Succeeded)
+            .map(|t| (t.peer_id, t.node.clone()))
+            .collect();
+        let coordinator = Coordinator {
+            membership: self.membership.clone(),
+            sites: self.sums.clone(),
+        };
+        let mut outcome = coordinator
+            .run(id, file, &sites)
+            .await
+            .map_err(JobError::SecureSum)?;
+        // Sites whose task did not succeed are not in it either.
+        for task in job
+            .tasks
+            .values()
+            .filter(|t| t.state != TaskState::Succeeded)
+        {
+            outcome
+                .dropped
+                .push(format!("{} (its task {})", task.node, task.state));
+        }
+        let dest =
+            WorkspacePath::parse(&format!("gathered/{id}/sum.json")).map_err(JobError::Invalid)?;
+        outcome.path = dest.to_string();
+        let json = serde_json::to_vec_pretty(&outcome).expect("sums serialize");
+        self.files
+            .write_local(&dest, json)
+            .await
+            .map_err(|e| JobError::Gather {
+                file: "sum.json".into(),
+                node: "this node".into(),
+                source: Box::new(e),
+            })?;
+        Ok(outcome)
     }
 
     /// The map's name of `peer`, if it has one.

@@ -333,6 +333,15 @@ impl TaskRunner {
             .map(|task| (task.origin, task.release))
     }
 
+    /// Who asked for this node's task of `job_id`, how it stands, and where
+    /// the release of its outputs stands.
+    pub async fn task_of(&self, job_id: &str) -> Option<(PeerId, TaskState, Release)> {
+        iris_behaviours::validate_job_id(job_id).ok()?;
+        self.load(job_id)
+            .await
+            .map(|task| (task.origin, task.report.state, task.release))
+    }
+
     /// Up to [`MAX_LOG_CHUNK`] bytes of each stream from the given offsets.
     pub async fn logs(
         &self,

@@ -12,21 +12,28 @@
 //! the sum) or its share of that site's key (it dropped, and its pairwise
 //! masks must come out), never both.
 //!
-//! This module is the protocol's arithmetic and its rules, without any I/O:
-//! [`Participant`] is a site's side, [`Aggregator`] the master's. The
-//! messages they exchange are plain values, so the same code runs in a
-//! unit test with every party in memory and on real nodes.
+//! [`Participant`] (a site's side) and [`Aggregator`] (the master's) are
+//! the protocol's arithmetic and its rules, without any I/O, so a unit test
+//! runs every party in memory. On real nodes, [`SecureSums`] (`site.rs`)
+//! answers the master's steps and sends shares to the other sites, and
+//! [`Coordinator`] drives a session from the master; the steps travel as
+//! [`wire`] messages in the control protocol.
 
 mod aggregator;
+pub mod coordinator;
 mod fixed;
 mod mask;
 mod participant;
+pub mod site;
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 pub use aggregator::Aggregator;
+pub use coordinator::{Coordinator, SumOutcome};
 pub use fixed::FixedPoint;
 pub use participant::Participant;
+pub use site::SecureSums;
 
 use iris_behaviours::libp2p::{identity::Keypair, PeerId};
 use serde::{Deserialize, Serialize};

@@ -88,6 +88,10 @@ impl Participant {
         self.session
     }
 
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
     /// Takes the roster of mask keys and splits this site's two secrets
     /// into shares, one for each site of the roster: what to send whom.
     pub fn share(
@@ -119,6 +123,8 @@ impl Participant {
             )));
         }
         self.keys = keys;
+        let keys = &self.keys;
+        self.held.retain(|peer, _| keys.contains_key(peer));
         let sharks = Sharks(self.params.threshold as u8);
         let n = self.params.participants.len();
         // Share i is at x = i (1-based), a participant's place.
@@ -155,7 +161,14 @@ impl Participant {
         if bundle.session != self.session {
             return refused("shares of another session");
         }
-        if !self.keys.contains_key(&from) {
+        // Shares may come before this site has the roster (the sender got
+        // it first): they are kept, and dropped at the roster if their
+        // sender is not in it.
+        let in_roster = match self.keys.is_empty() {
+            true => self.params.place_of(&from).is_some(),
+            false => self.keys.contains_key(&from),
+        };
+        if !in_roster {
             return refused(format!("{from} is not in the roster"));
         }
         let place = self.params.place_of(&self.me).expect("checked at start");
@@ -193,6 +206,9 @@ impl Participant {
                 sharers.len(),
                 self.params.threshold
             )));
+        }
+        if let Some(stranger) = sharers.iter().find(|p| !self.keys.contains_key(p)) {
+            return refused(format!("{stranger} is not in the roster"));
         }
         if let Some(missing) = sharers.iter().find(|p| !self.held.contains_key(p)) {
             return refused(format!(

@@ -312,12 +312,18 @@ fn gradient(args: &[String]) -> Result<Value, String> {
         .iter()
         .map(|&c| table.columns[c].as_str())
         .collect();
+    // `vector` and `weight` make it an input of a secure sum: the weights
+    // and the loss, each weighted by the rows.
+    let mut vector = weights.clone();
+    vector.push(initial_loss);
     Ok(json!({
         "rows": n,
         "features": feature_names,
         "weights": weights,
         "loss": initial_loss,
         "loss_after": loss(&weights),
+        "vector": vector,
+        "weight": n,
     }))
 }
 

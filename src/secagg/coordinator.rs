@@ -1,0 +1,317 @@
+//! The master's side of a secure sum over the sites of a finished job: it
+//! drives each step on every site at once, drops the sites that fail a
+//! step, and writes the sum, or says why there is none.
+
+use std::sync::Arc;
+
+use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    site::SecureSums,
+    wire::{decode, encode, SaRequest, SaResponse, PAGE_WORDS},
+    Aggregator, FixedPoint, Params, MIN_INPUTS,
+};
+use crate::membership::Membership;
+
+/// `sum.json`, and what the API answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SumOutcome {
+    /// Σ wᵢ·vᵢ over the sites in the sum.
+    pub vector: Vec<f64>,
+    /// Σ wᵢ.
+    pub weight: f64,
+    /// The sites whose vectors are in the sum.
+    pub nodes: Vec<String>,
+    /// The job's sites that are not, each with why.
+    pub dropped: Vec<String>,
+    /// The session's id.
+    pub session: String,
+    /// Where the master keeps it: `gathered/<job>/sum.json`.
+    #[serde(default)]
+    pub path: String,
+}
+
+pub struct Coordinator {
+    pub membership: Arc<Membership>,
+    pub sites: Arc<SecureSums>,
+}
+
+type Answers = Vec<(PeerId, Result<SaResponse, String>)>;
+
+/// The sites that answered a step; the others go to `dropped`, with why.
+fn keep(
+    answers: Answers,
+    step: &str,
+    dropped: &mut Vec<String>,
+    name_of: &dyn Fn(&PeerId) -> String,
+) -> Vec<(PeerId, SaResponse)> {
+    let mut kept = Vec::new();
+    for (peer, answer) in answers {
+        match answer {
+            Ok(answer) => kept.push((peer, answer)),
+            Err(e) => dropped.push(format!("{} ({step}: {e})", name_of(&peer))),
+        }
+    }
+    kept
+}
+
+impl Coordinator {
+    fn local(&self) -> PeerId {
+        self.membership.local_peer()
+    }
+
+    async fn ask(&self, peer: PeerId, request: &SaRequest) -> Result<SaResponse, String> {
+        let body = encode(request);
+        let answer = if peer == self.local() {
+            self.sites
+                .handle(peer, true, &body)
+                .await
+                .map_err(|r| r.reason)
+        } else {
+            self.membership
+                .request(peer, ControlRequest::SecureSum { body })
+                .await
+                .map_err(|e| e.to_string())
+        }?;
+        match answer {
+            ControlResponse::SecureSum { body } => decode(&body),
+            ControlResponse::Refused { reason, .. } => Err(reason),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// One step on every site at once.
+    async fn ask_all(&self, peers: &[PeerId], request: impl Fn(PeerId) -> SaRequest) -> Answers {
+        let asks = peers.iter().map(|peer| {
+            let request = request(*peer);
+            async move { (*peer, self.ask(*peer, &request).await) }
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// The secure sum of the update file `file` of the sites in `sites`
+    /// (peer and name) that ran task `job_id`.
+    pub async fn run(
+        &self,
+        job_id: &str,
+        file: &str,
+        sites: &[(PeerId, String)],
+    ) -> Result<SumOutcome, String> {
+        let name_of = |peer: &PeerId| {
+            sites
+                .iter()
+                .find(|(p, _)| p == peer)
+                .map_or(peer.to_string(), |(_, n)| n.clone())
+        };
+        let mut dropped: Vec<String> = Vec::new();
+        let peers: Vec<PeerId> = sites.iter().map(|(p, _)| *p).collect();
+        let probe = |_| SaRequest::Probe {
+            job_id: job_id.into(),
+            file: file.into(),
+        };
+        let probed = keep(
+            self.ask_all(&peers, probe).await,
+            "probe",
+            &mut dropped,
+            &name_of,
+        );
+        let mut lengths: Vec<u64> = probed
+            .iter()
+            .filter_map(|(_, a)| match a {
+                SaResponse::Probed { length } => Some(*length),
+                _ => None,
+            })
+            .collect();
+        lengths.sort();
+        // The length most sites have; the others cannot be summed with it.
+        let length = lengths
+            .chunk_by(|a, b| a == b)
+            .max_by_key(|run| run.len())
+            .map(|run| run[0])
+            .ok_or_else(|| format!("no site could take part: {}", dropped.join("; ")))?;
+        let mut participants = Vec::new();
+        for (peer, answer) in probed {
+            match answer {
+                SaResponse::Probed { length: l } if l == length => participants.push(peer),
+                _ => dropped.push(format!(
+                    "{} (its vector has another length)",
+                    name_of(&peer)
+                )),
+            }
+        }
+        if participants.len() < MIN_INPUTS {
+            return Err(format!(
+                "a secure sum needs {MIN_INPUTS} sites or more with the same update; {} have it ({})",
+                participants.len(),
+                dropped.join("; ")
+            ));
+        }
+        let params = Params::new(
+            job_id.into(),
+            crate::now_ms(),
+            self.local(),
+            participants,
+            length as usize,
+            FixedPoint::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut aggregator = Aggregator::new(params.clone()).map_err(|e| e.to_string())?;
+        let session = aggregator.session();
+        let abort = |e: super::SecAggError, dropped: &[String]| {
+            let mut why = e.to_string();
+            if !dropped.is_empty() {
+                why += &format!("; dropped: {}", dropped.join("; "));
+            }
+            why
+        };
+
+        let setup = |_| SaRequest::Setup {
+            params: params.clone(),
+            file: file.into(),
+        };
+        for (peer, answer) in keep(
+            self.ask_all(&params.participants, setup).await,
+            "setup",
+            &mut dropped,
+            &name_of,
+        ) {
+            if let SaResponse::Key { key } = answer {
+                if key.peer == peer {
+                    if let Err(e) = aggregator.add_key(key) {
+                        dropped.push(format!("{} (its key: {e})", name_of(&peer)));
+                    }
+                }
+            }
+        }
+        let roster = aggregator.roster().map_err(|e| abort(e, &dropped))?;
+        let keyed: Vec<PeerId> = roster.iter().map(|k| k.peer).collect();
+        let share = |_| SaRequest::Roster {
+            session,
+            roster: roster.clone(),
+        };
+        let shared: Vec<PeerId> = keep(
+            self.ask_all(&keyed, share).await,
+            "sharing",
+            &mut dropped,
+            &name_of,
+        )
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+        let sharers = aggregator
+            .fix_sharers(&shared)
+            .map_err(|e| abort(e, &dropped))?;
+
+        let collect = |_| SaRequest::Collect {
+            session,
+            sharers: sharers.clone(),
+        };
+        let masked = keep(
+            self.ask_all(&sharers, collect).await,
+            "masking",
+            &mut dropped,
+            &name_of,
+        );
+        let fetches = masked.iter().map(|(peer, _)| async move {
+            (*peer, self.fetch(*peer, session, params.length).await)
+        });
+        for (peer, vector) in futures::future::join_all(fetches).await {
+            match vector.map(|v| aggregator.add_upload(peer, v).map_err(|e| e.to_string())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => dropped.push(format!("{} (upload: {e})", name_of(&peer))),
+            }
+        }
+        let survivors = aggregator.fix_survivors().map_err(|e| abort(e, &dropped))?;
+        let sign = |_| SaRequest::Survivors {
+            session,
+            survivors: survivors.clone(),
+        };
+        for (peer, answer) in keep(
+            self.ask_all(&sharers, sign).await,
+            "signing",
+            &mut dropped,
+            &name_of,
+        ) {
+            if let SaResponse::Signed { signature } = answer {
+                if let Err(e) = aggregator.add_signature(peer, signature) {
+                    dropped.push(format!("{} (its signature: {e})", name_of(&peer)));
+                }
+            }
+        }
+        let signatures = aggregator.signatures();
+        let unmask = |_| SaRequest::Unmask {
+            session,
+            survivors: survivors.clone(),
+            signatures: signatures.clone(),
+        };
+        for (peer, answer) in keep(
+            self.ask_all(&sharers, unmask).await,
+            "unmasking",
+            &mut dropped,
+            &name_of,
+        ) {
+            if let SaResponse::Unmasking { unmasking } = answer {
+                aggregator.add_unmasking(peer, unmasking);
+            }
+        }
+        let sum = aggregator.finish().map_err(|e| abort(e, &dropped))?;
+        let mut decoded = params.fixed.decode(&sum.values);
+        let weight = decoded.pop().unwrap_or(0.0);
+        // Every site asked that is not in the sum, whenever it fell out.
+        let mut gone: Vec<String> = sites
+            .iter()
+            .filter(|(peer, _)| !sum.survivors.contains(peer))
+            .map(|(_, name)| name.clone())
+            .collect();
+        gone.sort();
+        // Each dropped site once, with the first reason it had.
+        let dropped = gone
+            .into_iter()
+            .map(|name| {
+                dropped
+                    .iter()
+                    .find(|d| d.starts_with(&format!("{name} (")))
+                    .cloned()
+                    .unwrap_or(name)
+            })
+            .collect();
+        Ok(SumOutcome {
+            vector: decoded,
+            weight,
+            nodes: sum.survivors.iter().map(name_of).collect(),
+            dropped,
+            session: hex::encode(session.0),
+            path: String::new(),
+        })
+    }
+
+    /// A site's masked vector, a page at a time.
+    async fn fetch(
+        &self,
+        peer: PeerId,
+        session: super::SessionId,
+        length: usize,
+    ) -> Result<Vec<u64>, String> {
+        let mut vector = Vec::with_capacity(length);
+        while vector.len() < length {
+            let request = SaRequest::Fetch {
+                session,
+                offset: vector.len() as u64,
+            };
+            let SaResponse::Page { bytes } = self.ask(peer, &request).await? else {
+                return Err("not a page of its vector".into());
+            };
+            if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() > PAGE_WORDS * 8 {
+                return Err("a malformed page of its vector".into());
+            }
+            vector.extend(
+                bytes
+                    .chunks_exact(8)
+                    .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes"))),
+            );
+        }
+        vector.truncate(length);
+        Ok(vector)
+    }
+}

@@ -1,0 +1,338 @@
+//! A node's part in secure sums, on the wire: it reads its task's update
+//! file, joins the master's session, sends its shares to the other sites
+//! directly, and hands over only its masked vector, through the egress
+//! gate, which records the contribution before it goes.
+
+use std::{collections::HashMap, path::Path, sync::Arc, time::Instant};
+
+use iris_behaviours::{
+    libp2p::{identity::Keypair, PeerId},
+    ControlRequest, ControlResponse, Refusal, TaskState,
+};
+use tokio::sync::Mutex;
+
+use super::{
+    wire::{decode, encode, SaRequest, SaResponse, PAGE_WORDS},
+    Params, Participant, SecAggError, SessionId,
+};
+use crate::{
+    egress::{Egress, Outgoing},
+    jobs::runner::TaskRunner,
+    membership::Membership,
+    workspace::{Area, Workspace},
+};
+
+/// Sessions a node keeps at once, and how long an unfinished one lives.
+const MAX_SESSIONS: usize = 16;
+const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+/// The largest update file read.
+const MAX_UPDATE_BYTES: u64 = 256 << 20;
+
+struct Session {
+    participant: Participant,
+    job_id: String,
+    master: PeerId,
+    input: Vec<u64>,
+    masked: Option<Vec<u64>>,
+    started: Instant,
+}
+
+pub struct SecureSums {
+    keypair: Keypair,
+    runner: Arc<TaskRunner>,
+    workspace: Workspace,
+    egress: Arc<Egress>,
+    membership: Arc<Membership>,
+    sessions: Mutex<HashMap<SessionId, Session>>,
+}
+
+fn refusal(error: SecAggError) -> Refusal {
+    match error {
+        SecAggError::Invalid(_) => Refusal::invalid(error.to_string()),
+        SecAggError::Refused(_) => Refusal::forbidden(error.to_string()),
+        SecAggError::Aborted(_) => Refusal::failed(error.to_string()),
+    }
+}
+
+/// An update file's name: one plain name in the task's output directory.
+fn check_file(file: &str) -> Result<(), Refusal> {
+    let plain = !file.is_empty()
+        && file.len() <= 255
+        && !file.contains('/')
+        && file != "."
+        && file != ".."
+        && !file.contains('\0');
+    if plain {
+        Ok(())
+    } else {
+        Err(Refusal::invalid(format!(
+            "'{file}' must be a file name in the task's output directory"
+        )))
+    }
+}
+
+/// Reads `{"vector": [numbers], "weight": w}` as the entries summed:
+/// w·vector, then w.
+pub fn read_update(bytes: &[u8]) -> Result<Vec<f64>, String> {
+    #[derive(serde::Deserialize)]
+    struct Update {
+        vector: Vec<f64>,
+        weight: f64,
+    }
+    let update: Update = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not {{\"vector\": [numbers], \"weight\": w}}: {e}"))?;
+    if !update.weight.is_finite() || update.weight < 0.0 {
+        return Err(format!(
+            "the weight {} is not a number of 0 or more",
+            update.weight
+        ));
+    }
+    let mut values: Vec<f64> = update.vector.iter().map(|v| v * update.weight).collect();
+    values.push(update.weight);
+    Ok(values)
+}
+
+impl SecureSums {
+    pub fn new(
+        keypair: Keypair,
+        runner: Arc<TaskRunner>,
+        workspace: Workspace,
+        egress: Arc<Egress>,
+        membership: Arc<Membership>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            keypair,
+            runner,
+            workspace,
+            egress,
+            membership,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Answers a step from `peer` (from the master, unless it is shares).
+    pub async fn handle(
+        &self,
+        peer: PeerId,
+        from_master: bool,
+        body: &[u8],
+    ) -> Result<ControlResponse, Refusal> {
+        let request: SaRequest = decode(body).map_err(Refusal::invalid)?;
+        if !from_master && !matches!(request, SaRequest::Shares { .. }) {
+            return Err(Refusal::forbidden(
+                "forbidden: only the master runs a secure sum",
+            ));
+        }
+        let answer = self.answer(peer, request).await?;
+        Ok(ControlResponse::SecureSum {
+            body: encode(&answer),
+        })
+    }
+
+    /// Reads this node's update for `job_id` from the master `peer`: the
+    /// task must be the master's own, have succeeded, and its outputs may
+    /// go into a secure sum.
+    async fn update_of(&self, peer: PeerId, job_id: &str, file: &str) -> Result<Vec<f64>, Refusal> {
+        check_file(file)?;
+        let Some((origin, state, release)) = self.runner.task_of(job_id).await else {
+            return Err(Refusal::not_found(format!("no task of job {job_id} here")));
+        };
+        if origin != peer {
+            return Err(Refusal::forbidden(format!(
+                "forbidden: job {job_id} is not yours"
+            )));
+        }
+        if state != TaskState::Succeeded {
+            return Err(Refusal::invalid(format!(
+                "the task of job {job_id} did not succeed"
+            )));
+        }
+        self.egress
+            .secure_sum_allowed(job_id, &release, usize::MAX)
+            .map_err(Refusal::forbidden)?;
+        let (workspace, relative) = (self.workspace.clone(), Path::new(job_id).join(file));
+        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::Read;
+            let file = workspace.area(Area::Outputs)?.open_file(&relative)?;
+            let mut bytes = Vec::new();
+            file.take(MAX_UPDATE_BYTES).read_to_end(&mut bytes)?;
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| Refusal::failed(e.to_string()))?
+        .map_err(|e| Refusal::invalid(format!("outputs/{job_id}/{file}: {e}")))?;
+        read_update(&bytes).map_err(|e| Refusal::invalid(format!("outputs/{job_id}/{file}: {e}")))
+    }
+
+    async fn answer(&self, peer: PeerId, request: SaRequest) -> Result<SaResponse, Refusal> {
+        match request {
+            SaRequest::Probe { job_id, file } => {
+                let values = self.update_of(peer, &job_id, &file).await?;
+                Ok(SaResponse::Probed {
+                    length: values.len() as u64,
+                })
+            }
+            SaRequest::Setup { params, file } => self.setup(peer, params, &file).await,
+            SaRequest::Roster { session, roster } => {
+                let bundles = self
+                    .with_session(session, peer, |s| s.participant.share(&roster))
+                    .await?;
+                // Straight to each site, never through the master.
+                let sends = bundles.into_iter().map(|(to, bundle)| {
+                    let body = encode(&SaRequest::Shares { session, bundle });
+                    async move {
+                        let sent = self
+                            .membership
+                            .request(to, ControlRequest::SecureSum { body })
+                            .await;
+                        if let Err(e) = &sent {
+                            tracing::warn!(%to, "secure sum: cannot send shares: {e}");
+                        }
+                        sent.is_ok()
+                    }
+                });
+                let delivered = futures::future::join_all(sends)
+                    .await
+                    .into_iter()
+                    .filter(|ok| *ok)
+                    .count();
+                Ok(SaResponse::Shared {
+                    delivered: delivered as u64,
+                })
+            }
+            SaRequest::Shares { session, bundle } => {
+                let mut sessions = self.sessions.lock().await;
+                let s = sessions
+                    .get_mut(&session)
+                    .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
+                s.participant.receive(peer, bundle).map_err(refusal)?;
+                Ok(SaResponse::Received)
+            }
+            SaRequest::Collect { session, sharers } => self.collect(peer, session, sharers).await,
+            SaRequest::Fetch { session, offset } => {
+                let sessions = self.sessions.lock().await;
+                let s = sessions
+                    .get(&session)
+                    .filter(|s| s.master == peer)
+                    .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
+                let masked = s
+                    .masked
+                    .as_ref()
+                    .ok_or_else(|| Refusal::invalid("this node has not masked its vector yet"))?;
+                let start = (offset as usize).min(masked.len());
+                let end = (start + PAGE_WORDS).min(masked.len());
+                let bytes = masked[start..end]
+                    .iter()
+                    .flat_map(|w| w.to_le_bytes())
+                    .collect();
+                Ok(SaResponse::Page { bytes })
+            }
+            SaRequest::Survivors { session, survivors } => {
+                let keypair = self.keypair.clone();
+                let signature = self
+                    .with_session(session, peer, |s| s.participant.sign(&keypair, &survivors))
+                    .await?;
+                Ok(SaResponse::Signed { signature })
+            }
+            SaRequest::Unmask {
+                session,
+                survivors,
+                signatures,
+            } => {
+                let unmasking = self
+                    .with_session(session, peer, |s| {
+                        s.participant.unmask(&survivors, &signatures)
+                    })
+                    .await?;
+                // Done: the session's secrets go with it.
+                self.sessions.lock().await.remove(&session);
+                Ok(SaResponse::Unmasking { unmasking })
+            }
+        }
+    }
+
+    async fn with_session<T>(
+        &self,
+        session: SessionId,
+        master: PeerId,
+        step: impl FnOnce(&mut Session) -> Result<T, SecAggError>,
+    ) -> Result<T, Refusal> {
+        let mut sessions = self.sessions.lock().await;
+        let s = sessions
+            .get_mut(&session)
+            .filter(|s| s.master == master)
+            .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
+        step(s).map_err(refusal)
+    }
+
+    async fn setup(&self, peer: PeerId, params: Params, file: &str) -> Result<SaResponse, Refusal> {
+        if params.master != peer {
+            return Err(Refusal::forbidden(
+                "forbidden: a session names its own master",
+            ));
+        }
+        let values = self.update_of(peer, &params.job_id, file).await?;
+        if values.len() != params.length {
+            return Err(Refusal::invalid(format!(
+                "this node's vector has {} entries (the weight included), the session {}",
+                values.len(),
+                params.length
+            )));
+        }
+        let input = params.fixed.encode(&values).map_err(refusal)?;
+        let job_id = params.job_id.clone();
+        let (participant, key) = Participant::new(params, &self.keypair).map_err(refusal)?;
+        let mut sessions = self.sessions.lock().await;
+        sessions.retain(|_, s| s.started.elapsed() < SESSION_LIFETIME);
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(Refusal::new(
+                iris_behaviours::RefusalKind::Busy,
+                "too many secure sums at once; try again",
+            ));
+        }
+        sessions.insert(
+            participant.session(),
+            Session {
+                participant,
+                job_id,
+                master: peer,
+                input,
+                masked: None,
+                started: Instant::now(),
+            },
+        );
+        Ok(SaResponse::Key { key })
+    }
+
+    async fn collect(
+        &self,
+        peer: PeerId,
+        session: SessionId,
+        sharers: Vec<PeerId>,
+    ) -> Result<SaResponse, Refusal> {
+        let mut sessions = self.sessions.lock().await;
+        let s = sessions
+            .get_mut(&session)
+            .filter(|s| s.master == peer)
+            .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
+        let (_, _, release) = self
+            .runner
+            .task_of(&s.job_id)
+            .await
+            .ok_or_else(|| Refusal::not_found("the task is gone"))?;
+        let params = s.participant.params().clone();
+        // Through the gate, which records the contribution before it leaves.
+        let input = Outgoing::SecureSumInput {
+            job_id: &s.job_id,
+            session: &hex::encode(session.0),
+            length: params.length as u64,
+            participants: sharers.len(),
+            threshold: params.threshold,
+        };
+        self.egress.pass(peer, input, &release).await?;
+        let masked = s.participant.masked(&sharers, &s.input).map_err(refusal)?;
+        let words = masked.len() as u64;
+        s.masked = Some(masked);
+        Ok(SaResponse::Masked { words })
+    }
+}
