@@ -98,7 +98,7 @@ exfil() {
   on "$master" container exec --on "$site" --name exfil -- \
     /iris-worker cat /workspace/private/shard.csv >>"$tmp/4.out" 2>&1 || true
   on "$master" container rm --on "$site" --name exfil >/dev/null 2>&1 || true
-  attempt "exec in a session" "$tmp/4.out" "$(first_line "error|x1" "$tmp/4.out")"
+  attempt "exec in a session" "$tmp/4.out" "$(first_line "policy|x1" "$tmp/4.out")"
 
   say "5. a job that asks for a network, to send the shard anywhere"
   # It only lists its network interfaces: given a network, it could send.

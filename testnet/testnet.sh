@@ -293,17 +293,33 @@ master_job() { # iris job run args...
   echo "$out"
 }
 
-# One round of federated averaging: every node takes `steps` gradient steps
-# from `weights` on its own shard; the master gathers the updates and a
-# container on the master averages them. Prints "LOSS WEIGHTS", where LOSS
-# is the loss of `weights` over all the data.
+# One round of federated averaging by secure aggregation: every node takes
+# `steps` gradient steps from `weights` on its own shard and writes its
+# update (its weights and its loss, weighted by its rows); the master gets
+# only their sum, and divides. Prints "LOSS WEIGHTS", where LOSS is the loss
+# of `weights` over all the data.
 fedavg_round() { # weights steps
+  local train id sum
+  train=$(master_job --on all --secure-sum update.json -- /iris-worker gradient \
+    /workspace/private/shard.csv --target y --weights "$1" --lr "$lr" --steps "$2")
+  id=$(json_field id <<<"$train")
+  sum="$data/$master/workspace/gathered/$id/sum.json"
+  [ -f "$sum" ] || die "round $id left no sum"
+  # The vector is Σ rows·(weights, loss); the weight Σ rows.
+  awk -v v="$(json_field vector <"$sum")" -v w="$(json_field weight <"$sum")" 'BEGIN {
+    n = split(v, a, ","); out = ""
+    for (i = 1; i < n; i++) out = out (i > 1 ? "," : "") sprintf("%.12g", a[i] / w)
+    printf "%.12g %s\n", a[n] / w, out
+  }'
+}
+
+# The same round by plain federated averaging, to check the secure one: the
+# master gathers every update and a container on it averages them.
+plain_round() { # weights steps
   local train id avg model files=()
   train=$(master_job --on all --gather -- /iris-worker gradient /workspace/private/shard.csv \
     --target y --weights "$1" --lr "$lr" --steps "$2")
   id=$(json_field id <<<"$train")
-  # Gathered into gathered/<id>/<node>/update.json, which no peer can read;
-  # the master's own job mounts them under /workspace/in.
   while read -r file; do files+=("/workspace/in/$file"); done \
     < <(grep -o '"gathered/[^"]*/update.json"' <<<"$train" | tr -d '"')
   [ ${#files[@]} -eq ${#nodes[@]} ] || die "round gathered ${#files[@]} updates from ${#nodes[@]} nodes"
@@ -339,7 +355,9 @@ demo() {
   [[ "$rounds" =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] || die "R must be a number of rounds, 1 or more"
   load_state
   wait_until 60 has_worker "$master" >/dev/null || die "$master has not loaded $worker"
+  [ ${#nodes[@]} -ge 3 ] || die "the demo sums securely over 3 nodes or more (testnet.sh up 3)"
   say "federated averaging over ${nodes[*]}: $rounds rounds of $steps local steps (learning rate $lr)"
+  echo "   each round: every node trains on its own shard; the master learns only the secure sum of the updates"
   printf '%5s  %-10s  %-7s  %s\n' ROUND LOSS TIME "WEIGHTS (x1, x2, bias)"
   local weights=0,0,0 times=() r t0 ms result loss next
   for r in $(seq 1 "$rounds"); do
@@ -355,6 +373,19 @@ demo() {
   result=$(fedavg_round "$weights" 0)
   loss=${result% *}
   printf '%5s  %-10.6f  %-7s  %s\n' final "$loss" "" "$(brief "$weights")"
+
+  say "check: the same last round by plain federated averaging (the master gathers each update)"
+  local secure plain agree
+  secure=$(fedavg_round "$weights" "$steps")
+  plain=$(plain_round "$weights" "$steps")
+  agree=$(awk -v s="$secure" -v p="$plain" 'BEGIN {
+    gsub(",", " ", s); gsub(",", " ", p); n = split(s, a, " "); split(p, b, " ")
+    for (i = 1; i <= n; i++) { d = a[i] - b[i]; if (d < 0) d = -d; if (d > gap) gap = d }
+    printf "largest difference %.2e (tolerance 1e-6) ", gap; print (gap <= 1e-6) ? "-> agree" : "-> DISAGREE"
+  }')
+  echo "secure  loss and weights: $secure"
+  echo "plain   loss and weights: $plain"
+  echo "$agree"
 
   say "check: a central fit on the union of the shards (done here only to verify)"
   local mounts=() csvs=() node central
@@ -408,7 +439,8 @@ demo() {
     awk '{ v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v)
            f = (u == "GiB") ? 1024 : (u == "KiB") ? 1 / 1024 : 1; total += v * f }
          END { printf "memory of the %d node containers: %.0f MiB in all (Flower: about 1.5 GiB)\n", NR, total }'
-  [[ "$verdict" == *"-> agree" ]] && [ "$leaks" -eq 0 ] || die "the demo's checks failed"
+  [[ "$verdict" == *"-> agree" ]] && [[ "$agree" == *"-> agree" ]] && [ "$leaks" -eq 0 ] ||
+    die "the demo's checks failed"
 }
 
 # ---------------------------------------------------------------- chaos

@@ -9,7 +9,7 @@
 //!                                            K gradient steps of a linear regression
 //! iris-worker average FILE...                row-weighted average of gradient outputs
 //! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
-//! iris-worker exit N | sleep SECS | touch PATH | cat PATH | copy PATH NAME | netifs | connect HOST:PORT
+//! iris-worker exit N | sleep SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT
 //!                                            probes for tests
 //! iris-worker fill PATH|- BYTES            writes BYTES zeros to PATH or stdout
 //! iris-worker plant FILE [LINK=TARGET]...   writes FILE in the output directory
@@ -74,6 +74,32 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             fs::write(path, b"written by iris-worker\n")
                 .map_err(|e| format!("cannot write {path}: {e}"))?;
             println!("wrote {path}");
+        }
+        "update" => {
+            // A synthetic update of N entries, the same for the same seed:
+            // an input for secure sums of any size (benches/secure_sum.rs).
+            let (Some(n), Some(seed)) = (
+                rest.first().and_then(|n| n.parse::<usize>().ok()),
+                rest.get(1).and_then(|s| s.parse::<u64>().ok()),
+            ) else {
+                return Err(usage());
+            };
+            let mut state = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let vector: Vec<f64> = (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 11) as f64 / (1u64 << 53) as f64) * 20.0 - 10.0
+                })
+                .collect();
+            let text = serde_json::to_string(&json!({ "vector": vector, "weight": 1 + seed % 7 }))
+                .expect("JSON values serialize");
+            fs::write(output_dir().join("update.json"), text)
+                .map_err(|e| format!("cannot write update.json: {e}"))?;
+            println!("wrote update.json: {n} entries");
         }
         "cat" => {
             // Prints a file: what a job that leaks through its logs does.
@@ -159,7 +185,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 fn usage() -> String {
     "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
-     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | cat PATH | copy PATH NAME | netifs | connect HOST:PORT \
+     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT \
      | fill PATH|- BYTES | plant FILE [LINK=TARGET]..."
         .into()
 }
