@@ -218,13 +218,13 @@ impl NetworkMap {
                 if rewritten {
                     tracing::warn!(%peer, "its audit log shrank or was rewritten");
                     let name = member.record.name.clone();
-                    self.heard_from(&peer, now);
+                    self.revive(&peer, now);
                     return Ok(Some(EventKind::AuditRewritten {
                         name,
                         peer_id: peer,
                     }));
                 }
-                Ok(self.heard_from(&peer, now))
+                Ok(self.revive(&peer, now))
             }
             None => {
                 let name = record.name.clone();
@@ -246,8 +246,18 @@ impl NetworkMap {
         }
     }
 
-    /// Any sign of life: a message, a ping, a request.
+    /// Any sign of life: a message, a ping, a request. A node that left is
+    /// no member any more: a ping on a connection it kept open does not
+    /// bring it back; only a new record of its own does ([`Self::merge`],
+    /// when it joins again).
     pub fn heard_from(&mut self, peer: &PeerId, now: Instant) -> Option<EventKind> {
+        if self.members.get(peer)?.state == Liveness::Left {
+            return None;
+        }
+        self.revive(peer, now)
+    }
+
+    fn revive(&mut self, peer: &PeerId, now: Instant) -> Option<EventKind> {
         let member = self.members.get_mut(peer)?;
         member.heard = now;
         member.heard_ms = crate::now_ms();
@@ -418,6 +428,23 @@ mod tests {
         let back = map.heard_from(&bob, t0 + Duration::from_secs(20));
         assert!(matches!(back, Some(EventKind::Alive { .. })));
         assert_eq!(map.get(&bob).unwrap().state, Liveness::Alive);
+    }
+
+    /// A node that left kept its connection open and answers pings. Before:
+    /// the first ping made it alive again, and it was served as a member.
+    #[test]
+    fn a_node_that_left_is_not_brought_back_by_a_ping_but_by_a_new_record() {
+        let (mut map, _, t0) = setup();
+        let bob = peer();
+        let mut bobs = record("bob", bob, Role::Slave);
+        map.merge(bobs.clone(), t0).unwrap();
+        map.departed(&bob, Departure::Leave);
+        assert_eq!(map.heard_from(&bob, t0 + Duration::from_millis(500)), None);
+        assert_eq!(map.get(&bob).unwrap().state, Liveness::Left);
+        // It joins again: its new record is a member's.
+        bobs.version += 1;
+        let back = map.merge(bobs, t0 + Duration::from_secs(1)).unwrap();
+        assert!(matches!(back, Some(EventKind::Alive { .. })), "{back:?}");
     }
 
     #[test]
