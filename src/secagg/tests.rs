@@ -248,10 +248,14 @@ fn too_many_dropouts_abort_cleanly_with_the_reason() {
     );
 }
 
-/// Builds a session up to its unmasking with every site honest; returns
-/// the parties, the keys, the aggregator and the survivors.
-fn up_to_unmasking(n: usize) -> (Vec<(Keypair, Participant)>, Aggregator, Vec<PeerId>) {
-    let (params, keypairs) = sites(n, 64);
+/// A session of `n` honest sites over vectors of `length`, up to the
+/// point where every site has shared: the parties, the aggregator and the
+/// sites that shared.
+fn shared_session(
+    n: usize,
+    length: usize,
+) -> (Vec<(Keypair, Participant)>, Aggregator, Vec<PeerId>) {
+    let (params, keypairs) = sites(n, length);
     let mut aggregator = Aggregator::new(params.clone()).unwrap();
     let mut parties: Vec<(Keypair, Participant)> = keypairs
         .into_iter()
@@ -280,6 +284,13 @@ fn up_to_unmasking(n: usize) -> (Vec<(Keypair, Participant)>, Aggregator, Vec<Pe
         .map(|(k, _)| k.public().to_peer_id())
         .collect();
     let sharers = aggregator.fix_sharers(&all).unwrap();
+    (parties, aggregator, sharers)
+}
+
+/// Builds a session up to its unmasking with every site honest; returns
+/// the parties, the aggregator and the survivors.
+fn up_to_unmasking(n: usize) -> (Vec<(Keypair, Participant)>, Aggregator, Vec<PeerId>) {
+    let (mut parties, mut aggregator, sharers) = shared_session(n, 64);
     for (i, (k, p)) in parties.iter_mut().enumerate() {
         let masked = p.masked(&sharers, &input(i, 64)).unwrap();
         aggregator
@@ -333,35 +344,7 @@ fn a_master_that_shows_sites_different_survivor_lists_gets_no_unmasking() {
 
 #[test]
 fn a_late_upload_from_a_site_declared_dropped_leaves_the_sum_unchanged() {
-    let (params, keypairs) = sites(4, 32);
-    let mut aggregator = Aggregator::new(params.clone()).unwrap();
-    let mut parties: Vec<(Keypair, Participant)> = keypairs
-        .into_iter()
-        .map(|k| {
-            let (p, key) = Participant::new(params.clone(), &k).unwrap();
-            aggregator.add_key(key).unwrap();
-            (k, p)
-        })
-        .collect();
-    let roster = aggregator.roster().unwrap();
-    let mut mail = Vec::new();
-    for (k, p) in parties.iter_mut() {
-        for (to, bundle) in p.share(&roster).unwrap() {
-            mail.push((k.public().to_peer_id(), to, bundle));
-        }
-    }
-    for (from, to, bundle) in mail {
-        let (_, p) = parties
-            .iter_mut()
-            .find(|(k, _)| k.public().to_peer_id() == to)
-            .unwrap();
-        p.receive(from, bundle).unwrap();
-    }
-    let all: Vec<PeerId> = parties
-        .iter()
-        .map(|(k, _)| k.public().to_peer_id())
-        .collect();
-    let sharers = aggregator.fix_sharers(&all).unwrap();
+    let (mut parties, mut aggregator, sharers) = shared_session(4, 32);
     let mut expected = vec![0u64; 32];
     let mut late = None;
     for (i, (k, p)) in parties.iter_mut().enumerate() {
