@@ -224,6 +224,16 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Writes `policy` into `[policy]` of the config in `dir` (read anew,
+    /// so the rest stays as it is on disk), atomically.
+    pub fn save_policy(dir: &Path, policy: &PolicyConfig) -> Result<(), String> {
+        let mut config = NodeConfig::load(dir).map_err(|e| e.to_string())?;
+        config.policy = policy.clone();
+        let path = dir.join(CONFIG_FILE);
+        crate::store::write_private(&path, config.to_commented_toml().as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
     /// The workspace directory, resolved against the node directory.
     pub fn workspace_dir(&self, node_dir: &Path) -> PathBuf {
         node_dir.join(&self.workspace.path)

@@ -345,7 +345,7 @@ mod tests {
 
     fn gate(dir: &std::path::Path, policy: PolicyConfig) -> Arc<Egress> {
         let audit = Arc::new(AuditLog::open(dir.join("audit.log")).unwrap());
-        let policy = Policy::new("bob".into(), dir.join("iris.toml"), policy, audit.clone());
+        let policy = Policy::new("bob".into(), Box::new(|_| Ok(())), policy, audit.clone());
         Egress::new(policy, audit)
     }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api_types::Status,
     audit::AuditLog,
-    config::{NodeConfig, CONFIG_FILE},
+    config::NodeConfig,
     egress::Egress,
     events::Events,
     executor::{Executor, TaskLimits, Workspace},
@@ -49,6 +49,8 @@ pub struct Node {
     pub sessions: Arc<Sessions>,
     pub files: Arc<Files>,
     pub images: Arc<ImageLibrary>,
+    /// This node's part in secure sums, and the sums it asks for.
+    pub sums: Arc<SecureSums>,
     events: Events,
     config: NodeConfig,
     shutdown: CancellationToken,
@@ -123,9 +125,10 @@ impl Node {
         );
         let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
         let audit = Arc::new(AuditLog::open(dir.join("audit.log"))?);
+        let node_dir = dir.to_path_buf();
         let policy = Policy::new(
             config.name.clone(),
-            dir.join(CONFIG_FILE),
+            Box::new(move |policy| NodeConfig::save_policy(&node_dir, policy)),
             config.policy.clone(),
             audit.clone(),
         );
@@ -154,11 +157,16 @@ impl Node {
             membership.clone(),
             files.clone(),
             images.clone(),
-            sums.clone(),
             events.clone(),
         );
         let sessions = Sessions::new(executor, membership.clone(), egress.clone());
-        let router = Router::new(jobs.clone(), sessions.clone(), files.clone(), egress, sums);
+        let router = Router::new(
+            jobs.clone(),
+            sessions.clone(),
+            files.clone(),
+            egress,
+            sums.clone(),
+        );
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -204,6 +212,7 @@ impl Node {
             sessions,
             files,
             images,
+            sums,
             events,
             config,
             shutdown,

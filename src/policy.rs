@@ -10,14 +10,9 @@
 //! "auto"`), unless the owner chooses to review them or to let them leave
 //! only through secure aggregation.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    audit::{AuditEvent, AuditLog},
-    config::NodeConfig,
-};
+use crate::audit::{AuditEvent, AuditLog};
 
 /// Whether another node's job or session needs an approved image digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -172,11 +167,15 @@ impl PolicyConfig {
     }
 }
 
+/// Writes a policy where the node keeps it (`[policy]` of `iris.toml`);
+/// blocking, run on a blocking thread.
+pub type SavePolicy = Box<dyn Fn(&PolicyConfig) -> Result<(), String> + Send + Sync>;
+
 /// The node's policy as it stands, kept in memory and in `iris.toml`.
 pub struct Policy {
     /// This node's name, for the reasons other nodes read.
     name: String,
-    config_path: PathBuf,
+    save: std::sync::Arc<SavePolicy>,
     audit: std::sync::Arc<AuditLog>,
     current: std::sync::RwLock<PolicyConfig>,
     /// One change at a time, from the audit entry to the file.
@@ -186,13 +185,13 @@ pub struct Policy {
 impl Policy {
     pub fn new(
         name: String,
-        config_path: PathBuf,
+        save: SavePolicy,
         initial: PolicyConfig,
         audit: std::sync::Arc<AuditLog>,
     ) -> std::sync::Arc<Self> {
         std::sync::Arc::new(Self {
             name,
-            config_path,
+            save: std::sync::Arc::new(save),
             audit,
             current: std::sync::RwLock::new(initial),
             changes: tokio::sync::Mutex::new(()),
@@ -225,18 +224,11 @@ impl Policy {
             .append(AuditEvent::PolicyChanged { change: what })
             .await
             .map_err(|e| PolicyError::Local(format!("cannot record the change: {e}")))?;
-        let path = self.config_path.clone();
-        let policy = next.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            let mut config = NodeConfig::load(dir).map_err(|e| e.to_string())?;
-            config.policy = policy;
-            crate::store::write_private(&path, config.to_commented_toml().as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))
-        })
-        .await
-        .map_err(|e| PolicyError::Local(e.to_string()))?
-        .map_err(PolicyError::Local)?;
+        let (save, policy) = (self.save.clone(), next.clone());
+        tokio::task::spawn_blocking(move || save(&policy))
+            .await
+            .map_err(|e| PolicyError::Local(e.to_string()))?
+            .map_err(PolicyError::Local)?;
         *self.current.write().expect("lock") = next.clone();
         Ok(next)
     }

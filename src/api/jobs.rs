@@ -79,5 +79,11 @@ pub(super) async fn secure_sum(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SecureSumRequest>,
 ) -> Result<Json<SumOutcome>, ApiError> {
-    Ok(Json(state.node.jobs.secure_sum(&id, &body.file).await?))
+    let job = state.node.jobs.job(&id)?;
+    let sum = state
+        .node
+        .sums
+        .sum_job(&job, &body.file, &state.node.files)
+        .await?;
+    Ok(Json(sum))
 }

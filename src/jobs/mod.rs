@@ -8,6 +8,7 @@
 
 mod approvals;
 mod deliver;
+mod results;
 pub mod runner;
 pub mod store;
 
@@ -18,17 +19,13 @@ use iris_behaviours::{
 };
 
 use crate::{
-    api_types::{
-        Gathered, Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, Task, TaskLogs,
-    },
+    api_types::{Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, Task, TaskLogs},
     events::{EventKind, Events, SHUT_DOWN},
     files::{FileError, Files},
     images::ImageLibrary,
     membership::{Membership, MembershipError},
     network::NetworkError,
     policy::PolicyError,
-    secagg::{Coordinator, SecureSums, SumOutcome},
-    workspace::WorkspacePath,
 };
 use runner::TaskRunner;
 use store::JobStore;
@@ -63,8 +60,6 @@ pub struct Jobs {
     membership: Arc<Membership>,
     files: Arc<Files>,
     images: Arc<ImageLibrary>,
-    /// This node's part in secure sums, for the sums it coordinates.
-    sums: Arc<SecureSums>,
     events: Events,
 }
 
@@ -75,7 +70,6 @@ impl Jobs {
         membership: Arc<Membership>,
         files: Arc<Files>,
         images: Arc<ImageLibrary>,
-        sums: Arc<SecureSums>,
         events: Events,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -84,7 +78,6 @@ impl Jobs {
             membership,
             files,
             images,
-            sums,
             events,
         })
     }
@@ -474,95 +467,6 @@ impl Jobs {
             });
         }
         Ok(all)
-    }
-
-    /// Pulls every task's released outputs into this node's
-    /// `gathered/<id>/<node>/`, which no container writes and no peer
-    /// reads; says which nodes' owners hold theirs. Outputs released after
-    /// the job ended are gathered by calling this again.
-    pub async fn gather(&self, id: &str) -> Result<Gathered, JobError> {
-        let job = self.job(id)?;
-        let mut gathered = Vec::new();
-        let mut held = Vec::new();
-        for task in job.tasks.values() {
-            if let Some(reason) = &task.held {
-                held.push(format!("{}: {reason}", task.node));
-            }
-            for file in &task.outputs {
-                let failed = |source| JobError::Gather {
-                    file: file.clone(),
-                    node: task.node.clone(),
-                    source: Box::new(source),
-                };
-                let source = format!("outputs/{id}/{file}");
-                // The file names come from the node's report: checked here.
-                let dest = WorkspacePath::parse(&format!("gathered/{id}/{}/{file}", task.node))
-                    .map_err(|e| failed(FileError::Invalid(e)))?;
-                if task.peer_id == self.local() {
-                    self.files
-                        .copy_local(&source, &dest)
-                        .await
-                        .map_err(failed)?;
-                } else {
-                    self.files
-                        .fetch(task.peer_id, &source, &dest)
-                        .await
-                        .map_err(failed)?;
-                }
-                gathered.push(dest.to_string());
-            }
-        }
-        Ok(Gathered {
-            files: gathered,
-            held,
-        })
-    }
-
-    /// The secure sum of each succeeded task's `file` (`{"vector": [...],
-    /// "weight": w}`): the sum of wᵢ·vᵢ and of wᵢ, with no site's vector
-    /// seen; kept in `gathered/<id>/sum.json`.
-    pub async fn secure_sum(&self, id: &str, file: &str) -> Result<SumOutcome, JobError> {
-        let job = self.job(id)?;
-        if !job.finished() {
-            return Err(JobError::Invalid(format!("job {id} has not ended yet")));
-        }
-        let sites: Vec<(PeerId, String)> = job
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Succeeded)
-            .map(|t| (t.peer_id, t.node.clone()))
-            .collect();
-        let coordinator = Coordinator {
-            membership: self.membership.clone(),
-            sites: self.sums.clone(),
-        };
-        let mut outcome = coordinator
-            .run(id, file, &sites)
-            .await
-            .map_err(JobError::SecureSum)?;
-        // Sites whose task did not succeed are not in it either.
-        for task in job
-            .tasks
-            .values()
-            .filter(|t| t.state != TaskState::Succeeded)
-        {
-            outcome
-                .dropped
-                .push(format!("{} (its task {})", task.node, task.state));
-        }
-        let dest =
-            WorkspacePath::parse(&format!("gathered/{id}/sum.json")).map_err(JobError::Invalid)?;
-        outcome.path = dest.to_string();
-        let json = serde_json::to_vec_pretty(&outcome).expect("sums serialize");
-        self.files
-            .write_local(&dest, json)
-            .await
-            .map_err(|e| JobError::Gather {
-                file: "sum.json".into(),
-                node: "this node".into(),
-                source: Box::new(e),
-            })?;
-        Ok(outcome)
     }
 
     /// The map's name of `peer`, if it has one.

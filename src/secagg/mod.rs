@@ -22,6 +22,7 @@
 mod aggregator;
 pub mod coordinator;
 mod fixed;
+mod job_sum;
 mod mask;
 mod participant;
 pub mod site;

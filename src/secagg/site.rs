@@ -42,7 +42,7 @@ pub struct SecureSums {
     runner: Arc<TaskRunner>,
     workspace: Workspace,
     egress: Arc<Egress>,
-    membership: Arc<Membership>,
+    pub(super) membership: Arc<Membership>,
     sessions: Mutex<HashMap<SessionId, Session>>,
 }
 
