@@ -454,7 +454,8 @@ pub struct GetFile {
 pub struct Transfer {
     pub path: String,
     pub bytes: u64,
-    pub sha256: String,
+    /// The BLAKE3 hash of the file, hex (as `b3sum` prints it).
+    pub blake3: String,
     /// Chunks fetched in this run, and chunks already here from an earlier one.
     pub fetched_chunks: u64,
     pub resumed_chunks: u64,

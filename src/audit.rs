@@ -62,7 +62,13 @@ pub enum AuditEvent {
         path: String,
         to: PeerId,
         bytes: u64,
-        sha256: String,
+        /// Written by releases before BLAKE3 (kept so their entries
+        /// still verify).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        /// The file's BLAKE3 hash, as its manifest named it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blake3: Option<String>,
     },
     /// A task's logs went to the node that asked for the job.
     LogsReleased {

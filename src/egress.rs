@@ -45,7 +45,7 @@ pub enum Outgoing<'a> {
         job_id: &'a str,
         path: &'a str,
         bytes: u64,
-        sha256: &'a str,
+        blake3: &'a str,
     },
     /// A chunk of a file whose manifest went to the same peer.
     OutputChunk { job_id: &'a str, path: &'a str },
@@ -226,7 +226,7 @@ impl Egress {
                 job_id,
                 path,
                 bytes,
-                sha256,
+                blake3,
             } => {
                 self.outputs_may_leave(job_id, release)
                     .map_err(Refusal::forbidden)?;
@@ -236,7 +236,8 @@ impl Egress {
                     path: path.to_string(),
                     to,
                     bytes,
-                    sha256: sha256.to_string(),
+                    sha256: None,
+                    blake3: Some(blake3.to_string()),
                 }
             }
             Outgoing::OutputChunk { job_id, path } => {
@@ -368,7 +369,7 @@ mod tests {
             job_id: "job-1",
             path: "outputs/job-1/r.txt",
             bytes: 3,
-            sha256: "abc",
+            blake3: "abc",
         };
         gate.pass(alice, manifest, &RELEASED).await.unwrap();
         gate.pass(alice, chunk(), &RELEASED).await.unwrap();

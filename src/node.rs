@@ -95,6 +95,7 @@ impl Node {
 
         let capabilities = watch::Sender::new(Capabilities::default());
         let (inbound, inbound_queue) = tokio::sync::mpsc::channel(256);
+        let (inbound_streams, stream_queue) = tokio::sync::mpsc::channel(64);
         let settings = SwarmSettings {
             // Ping a little faster than the heartbeat so a hung peer's
             // connection is closed soon after it turns suspect.
@@ -110,6 +111,7 @@ impl Node {
             settings,
             capabilities: capabilities.clone(),
             inbound,
+            inbound_streams,
         }));
         let images = ImageLibrary::new(
             executor.clone(),
@@ -193,7 +195,11 @@ impl Node {
         supervise("departure watch", Box::pin(jobs.clone().watch_departures()));
         supervise(
             "router",
-            Box::pin(router.run(inbound_queue, shutdown.clone())),
+            Box::pin(router.clone().run(inbound_queue, shutdown.clone())),
+        );
+        supervise(
+            "chunk streams",
+            Box::pin(router.serve_chunks(stream_queue, shutdown.clone())),
         );
         runner.recover().await;
 

@@ -9,9 +9,14 @@
 //! Membership messages (join, hello, leave) are answered by the event loop,
 //! which owns the map they change.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse, Refusal, RefusalKind};
+use futures::AsyncWriteExt;
+use iris_behaviours::{
+    files::{read_chunk_request, write_chunk_refusal},
+    libp2p::{PeerId, Stream},
+    ControlRequest, ControlResponse, Refusal, RefusalKind,
+};
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -19,18 +24,24 @@ use crate::{
     egress::{Egress, Outgoing, Release},
     files::Files,
     jobs::Jobs,
-    network::Inbound,
+    network::{Inbound, InboundStream},
     secagg::SecureSums,
     sessions::Sessions,
     workspace::{Area, WorkspacePath},
 };
 
-/// Requests one peer may have in the works at once: a transfer keeps 8
-/// chunks in flight, so this leaves room for a few at a time and the rest
-/// of what a member asks. More are refused as busy, at once.
+/// Requests one peer may have in the works at once (chunks travel on
+/// streams, bounded apart). More are refused as busy, at once.
 pub const MAX_REQUESTS_PER_PEER: usize = 32;
 /// Requests in the works at once, from every peer together.
 pub const MAX_REQUESTS: usize = 256;
+/// Chunk streams one peer may have open at once: a transfer opens a few,
+/// so this leaves room for several transfers.
+pub const MAX_CHUNK_STREAMS_PER_PEER: usize = 16;
+/// Chunk streams open at once, from every peer together.
+pub const MAX_CHUNK_STREAMS: usize = 128;
+/// A chunk stream that asks for nothing this long is closed.
+const CHUNK_STREAM_IDLE: Duration = Duration::from_secs(60);
 
 pub struct Router {
     egress: Arc<Egress>,
@@ -67,18 +78,14 @@ impl Router {
         mut inbound: mpsc::Receiver<Inbound>,
         shutdown: CancellationToken,
     ) {
-        let mut answering = JoinSet::new();
-        let mut in_flight: HashMap<PeerId, usize> = HashMap::new();
-        // Whose each answer is, so even one that panicked frees its slot.
-        let mut owners: HashMap<tokio::task::Id, PeerId> = HashMap::new();
+        let mut answering = PerPeer::new(MAX_REQUESTS_PER_PEER, MAX_REQUESTS);
         loop {
             tokio::select! {
                 request = inbound.recv() => {
                     let Some(Inbound { peer, from_master, request, reply }) = request else {
                         break;
                     };
-                    let mine = in_flight.entry(peer).or_default();
-                    if *mine >= MAX_REQUESTS_PER_PEER || answering.len() >= MAX_REQUESTS {
+                    if !answering.has_room(peer) {
                         let busy = Refusal::new(
                             RefusalKind::Busy,
                             "too many requests at once; try again",
@@ -86,34 +93,86 @@ impl Router {
                         let _ = reply.send(busy.into());
                         continue;
                     }
-                    *mine += 1;
                     let router = self.clone();
-                    let task = answering.spawn(async move {
+                    answering.spawn(peer, async move {
                         let answer = router.answer(peer, from_master, request).await;
                         let _ = reply.send(answer.unwrap_or_else(Into::into));
                     });
-                    owners.insert(task.id(), peer);
                 }
-                Some(done) = answering.join_next_with_id(), if !answering.is_empty() => {
-                    let id = match done {
-                        Ok((id, ())) => id,
-                        Err(error) => {
-                            tracing::error!("answering a request failed: {error}");
-                            error.id()
-                        }
-                    };
-                    let Some(peer) = owners.remove(&id) else { continue };
-                    if let Some(count) = in_flight.get_mut(&peer) {
-                        *count -= 1;
-                        if *count == 0 {
-                            in_flight.remove(&peer);
-                        }
-                    }
-                }
+                Some(()) = answering.join_next(), if !answering.is_empty() => {}
                 _ = shutdown.cancelled() => break,
             }
         }
         answering.shutdown().await;
+    }
+
+    /// Serves the chunk streams members open ([`iris_behaviours::files`]),
+    /// each in its own task, at most [`MAX_CHUNK_STREAMS_PER_PEER`] per peer
+    /// and [`MAX_CHUNK_STREAMS`] in all; past that a stream is dropped,
+    /// which resets it.
+    pub async fn serve_chunks(
+        self: Arc<Self>,
+        mut streams: mpsc::Receiver<InboundStream>,
+        shutdown: CancellationToken,
+    ) {
+        let mut serving = PerPeer::new(MAX_CHUNK_STREAMS_PER_PEER, MAX_CHUNK_STREAMS);
+        loop {
+            tokio::select! {
+                inbound = streams.recv() => {
+                    let Some(InboundStream { peer, stream }) = inbound else { break };
+                    if !serving.has_room(peer) {
+                        tracing::warn!(%peer, "too many chunk streams at once; reset one");
+                        continue;
+                    }
+                    serving.spawn(peer, self.clone().serve_stream(peer, stream));
+                }
+                Some(()) = serving.join_next(), if !serving.is_empty() => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        serving.shutdown().await;
+    }
+
+    /// One chunk stream: its requests in turn, each checked as a file
+    /// request is, until the peer closes it or falls silent.
+    async fn serve_stream(self: Arc<Self>, peer: PeerId, mut stream: Stream) {
+        loop {
+            let request = match tokio::time::timeout(
+                CHUNK_STREAM_IDLE,
+                read_chunk_request(&mut stream),
+            )
+            .await
+            {
+                Ok(Ok(Some(request))) => request,
+                Ok(Ok(None)) | Err(_) => break,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "a chunk stream ended: {e}");
+                    return;
+                }
+            };
+            if let Err(refusal) = self.may_send_chunks(peer, &request.path).await {
+                let _ = write_chunk_refusal(&mut stream, &refusal).await;
+                return;
+            }
+            if let Err(e) = self.files.send_chunks(&mut stream, &request).await {
+                tracing::debug!(%peer, "a chunk stream ended: {e}");
+                return;
+            }
+        }
+        let _ = stream.close().await;
+    }
+
+    /// Chunks of a job's output pass the egress gate, which lets them go
+    /// only to a peer its manifest was released to.
+    async fn may_send_chunks(&self, peer: PeerId, path: &str) -> Result<(), Refusal> {
+        if let Some((job_id, release)) = self.may_read(peer, path).await? {
+            let chunk = Outgoing::OutputChunk {
+                job_id: &job_id,
+                path,
+            };
+            self.egress.pass(peer, chunk, &release).await?;
+        }
+        Ok(())
     }
 
     async fn answer(
@@ -136,19 +195,10 @@ impl Router {
             ControlRequest::ContainerCreate { .. }
             | ControlRequest::ContainerExec { .. }
             | ControlRequest::ContainerRemove { .. } => self.sessions.handle(peer, request).await,
-            ControlRequest::FileManifest { ref path }
-            | ControlRequest::FileChunk { ref path, .. } => {
+            ControlRequest::FileManifest { ref path } => {
                 let Some((job_id, release)) = self.may_read(peer, path).await? else {
                     return self.files.handle(peer, request).await;
                 };
-                if let ControlRequest::FileChunk { path, .. } = &request {
-                    let chunk = Outgoing::OutputChunk {
-                        job_id: &job_id,
-                        path,
-                    };
-                    self.egress.pass(peer, chunk, &release).await?;
-                    return self.files.handle(peer, request).await;
-                }
                 self.egress
                     .outputs_may_leave(&job_id, &release)
                     .map_err(Refusal::forbidden)?;
@@ -160,7 +210,7 @@ impl Router {
                         job_id: &job_id,
                         path: &manifest.path,
                         bytes: manifest.version.size,
-                        sha256: &manifest.sha256,
+                        blake3: &manifest.blake3,
                     };
                     self.egress.pass(peer, file, &release).await?;
                 }
@@ -207,6 +257,73 @@ impl Router {
         Err(Refusal::forbidden(format!(
             "forbidden: the outputs of job {job} are only for the node that asked for it"
         )))
+    }
+}
+
+/// Tasks working for peers, at most so many per peer and in all. Each
+/// task's slot is freed when it ends, even by a panic.
+struct PerPeer {
+    tasks: JoinSet<()>,
+    per_peer: usize,
+    total: usize,
+    counts: HashMap<PeerId, usize>,
+    owners: HashMap<tokio::task::Id, PeerId>,
+}
+
+impl PerPeer {
+    fn new(per_peer: usize, total: usize) -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            per_peer,
+            total,
+            counts: HashMap::new(),
+            owners: HashMap::new(),
+        }
+    }
+
+    fn has_room(&self, peer: PeerId) -> bool {
+        self.counts.get(&peer).copied().unwrap_or(0) < self.per_peer
+            && self.tasks.len() < self.total
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Starts `work` for `peer` (which [`PerPeer::has_room`]).
+    fn spawn(
+        &mut self,
+        peer: PeerId,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        *self.counts.entry(peer).or_default() += 1;
+        let task = self.tasks.spawn(work);
+        self.owners.insert(task.id(), peer);
+    }
+
+    /// Waits for a task to end and frees its slot.
+    async fn join_next(&mut self) -> Option<()> {
+        let id = match self.tasks.join_next_with_id().await? {
+            Ok((id, ())) => id,
+            Err(error) => {
+                tracing::error!("work for a peer failed: {error}");
+                error.id()
+            }
+        };
+        if let Some(peer) = self.owners.remove(&id) {
+            if let Some(count) = self.counts.get_mut(&peer) {
+                *count -= 1;
+                if *count == 0 {
+                    self.counts.remove(&peer);
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// Drops what is still in the works: the peer sees the node going.
+    async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
     }
 }
 

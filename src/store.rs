@@ -12,10 +12,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use iris_behaviours::{
-    libp2p::{identity::Keypair, pnet::PreSharedKey},
-    MapEntry, NetworkConfig,
-};
+use iris_behaviours::{libp2p::identity::Keypair, MapEntry, NetworkConfig, PreSharedKey};
 use serde::{Deserialize, Serialize};
 
 pub const IDENTITY_FILE: &str = "identity.key";
@@ -139,7 +136,7 @@ impl Store {
         })?;
         text.parse().map_err(|e| StoreError::Corrupt {
             path,
-            message: format!("{e}"),
+            message: e,
         })
     }
 

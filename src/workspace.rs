@@ -235,8 +235,11 @@ pub fn user_path(path: &str) -> String {
     }
 }
 
-/// The size and modification time that identify one state of a file.
+/// The size, modification time and inode that identify one state of a
+/// file (a file replaced by a rename within the same nanosecond is still
+/// another file).
 pub fn version_of(meta: &std::fs::Metadata) -> FileVersion {
+    use std::os::unix::fs::MetadataExt;
     let modified_ns = meta
         .modified()
         .ok()
@@ -245,6 +248,7 @@ pub fn version_of(meta: &std::fs::Metadata) -> FileVersion {
     FileVersion {
         size: meta.len(),
         modified_ns,
+        inode: meta.ino(),
     }
 }
 

@@ -8,7 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{rogue::RoguePeer, *};
+use common::{
+    rogue::{version_on_disk, RoguePeer},
+    *,
+};
 use iris_behaviours::{ControlRequest, ControlResponse, RefusalKind};
 
 /// A member asks for the manifests of many large files at once. Each one is
@@ -127,7 +130,11 @@ async fn a_member_cannot_read_another_sites_job_outputs_or_what_the_master_gathe
         format!("gathered/{id}/bob/stats.json"),
         format!("outputs/{id}/stats.json"),
     ];
-    for (peer, node) in [(alice_peer, "alice"), (bob_peer, "bob")] {
+    let mut chunks_asked = 0;
+    for (peer, node, dir) in [
+        (alice_peer, "alice", &alice.dir),
+        (bob_peer, "bob", &bob.dir),
+    ] {
         for path in &paths {
             let manifest = rogue
                 .request(peer, ControlRequest::FileManifest { path: path.clone() })
@@ -136,23 +143,14 @@ async fn a_member_cannot_read_another_sites_job_outputs_or_what_the_master_gathe
                 refused(&manifest),
                 "{node} served {path} to mallory: {manifest:?}"
             );
-            let chunk = rogue
-                .request(
-                    peer,
-                    ControlRequest::FileChunk {
-                        path: path.clone(),
-                        version: iris_behaviours::FileVersion {
-                            size: 1,
-                            modified_ns: 0,
-                        },
-                        index: 0,
-                    },
-                )
-                .await;
-            assert!(
-                refused(&chunk),
-                "{node} served a chunk of {path}: {chunk:?}"
-            );
+            // The chunk stream, asked for the file as it is on disk: only
+            // who asks may make it refuse.
+            let Some(version) = version_on_disk(&dir.join("workspace").join(path)) else {
+                continue;
+            };
+            chunks_asked += 1;
+            let chunk = rogue.chunk(peer, path, version, 0).await;
+            assert!(chunk.is_err(), "{node} served a chunk of {path}: {chunk:?}");
         }
         let Ok(ControlResponse::Files { entries }) =
             rogue.request(peer, ControlRequest::ListFiles).await
@@ -164,6 +162,7 @@ async fn a_member_cannot_read_another_sites_job_outputs_or_what_the_master_gathe
             "{node} lists the job's files to mallory: {entries:?}"
         );
     }
+    assert!(chunks_asked >= 2, "the result was on neither node's disk");
 }
 
 /// A job's container plants links in its outputs before the master

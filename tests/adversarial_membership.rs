@@ -7,7 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{rogue::RoguePeer, *};
+use common::{
+    rogue::{version_on_disk, RoguePeer},
+    *,
+};
 use iris_behaviours::{ControlRequest, ControlResponse, RefusalKind};
 
 /// A key holder that left keeps asking. Before: every node served its
@@ -24,6 +27,14 @@ async fn a_key_holder_that_left_is_served_nothing() {
     assert!(
         matches!(&listed, Ok(ControlResponse::Files { entries }) if entries.len() == 1),
         "a member is served: {listed:?}"
+    );
+    let shared = alice.dir.join("workspace/public/shared.txt");
+    let version = version_on_disk(&shared).unwrap();
+    let chunk = rogue.chunk(master, "public/shared.txt", version, 0).await;
+    assert_eq!(
+        chunk.as_deref(),
+        Ok(&b"for members"[..]),
+        "a member gets chunks"
     );
     let left = ControlRequest::Leave {
         departure: iris_behaviours::Departure::Leave,
@@ -51,6 +62,8 @@ async fn a_key_holder_that_left_is_served_nothing() {
             "a peer that left was answered: {answer:?}"
         );
     }
+    let chunk = rogue.chunk(master, "public/shared.txt", version, 0).await;
+    assert!(chunk.is_err(), "a peer that left got a chunk: {chunk:?}");
 }
 
 /// The peer id that `node` sees under `name`, if any.

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 fn random_file(path: &std::path::Path, bytes: usize) -> String {
     let mut data = vec![0u8; bytes];
@@ -19,17 +18,21 @@ fn random_file(path: &std::path::Path, bytes: usize) -> String {
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, &data).unwrap();
-    hex::encode(Sha256::digest(&data))
+    blake3::hash(&data).to_hex().to_string()
 }
 
-fn sha256_of(path: &std::path::Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+/// The file's BLAKE3 hash, by the reference crate over the whole file:
+/// what `b3sum` prints, and what a transfer must name.
+fn blake3_of(path: &std::path::Path) -> String {
+    blake3::hash(&std::fs::read(path).unwrap())
+        .to_hex()
+        .to_string()
 }
 
 #[tokio::test]
 async fn a_200_mib_file_moves_intact_and_a_third_party_transfer_works() {
     let nodes = network(&["alice", "bob", "carol"], KEY).await;
-    let sha = random_file(
+    let hash = random_file(
         &nodes[1].dir.join("workspace/public/results/big.bin"),
         200 << 20,
     );
@@ -41,11 +44,11 @@ async fn a_200_mib_file_moves_intact_and_a_third_party_transfer_works() {
         )
         .await;
     assert_eq!(code, 200, "{transfer}");
-    assert_eq!(transfer["sha256"], sha.as_str());
+    assert_eq!(transfer["blake3"], hash.as_str());
     let local = nodes[0]
         .dir
         .join("workspace/public/received/bob/results/big.bin");
-    assert_eq!(sha256_of(&local), sha);
+    assert_eq!(blake3_of(&local), hash);
 
     // carol pulls from bob directly, on alice's word.
     let (code, transfer) = nodes[0]
@@ -53,13 +56,13 @@ async fn a_200_mib_file_moves_intact_and_a_third_party_transfer_works() {
         .await;
     assert_eq!(code, 200, "{transfer}");
     assert_eq!(
-        sha256_of(&nodes[2].dir.join("workspace/public/in/big.bin")),
-        sha
+        blake3_of(&nodes[2].dir.join("workspace/public/in/big.bin")),
+        hash
     );
 
     // And a put from alice lands in every other node's public area.
     let model = nodes[0].dir.join("model.bin");
-    let model_sha = random_file(&model, 3 << 20);
+    let model_hash = random_file(&model, 3 << 20);
     let out = nodes[0].cli(&[
         "files",
         "put",
@@ -76,8 +79,8 @@ async fn a_200_mib_file_moves_intact_and_a_third_party_transfer_works() {
     );
     for node in &nodes[1..] {
         assert_eq!(
-            sha256_of(&node.dir.join("workspace/public/models/model.bin")),
-            model_sha
+            blake3_of(&node.dir.join("workspace/public/models/model.bin")),
+            model_hash
         );
     }
     // No partial files are left anywhere.
@@ -114,7 +117,7 @@ async fn a_corrupted_chunk_is_detected_and_fetched_again() {
     alice.create_network(KEY).await;
     let (code, body) = bob.join(KEY, &alice).await;
     assert_eq!(code, 200, "{body}");
-    let sha = random_file(&bob.dir.join("workspace/public/data.bin"), 10 << 20);
+    let hash = random_file(&bob.dir.join("workspace/public/data.bin"), 10 << 20);
 
     let (code, transfer) = alice
         .post("/v1/files/get", json!({"from": "bob", "path": "data.bin"}))
@@ -122,8 +125,8 @@ async fn a_corrupted_chunk_is_detected_and_fetched_again() {
     assert_eq!(code, 200, "{transfer}");
     assert_eq!(transfer["refetched_chunks"], 1, "{transfer}");
     assert_eq!(
-        sha256_of(&alice.dir.join("workspace/public/received/bob/data.bin")),
-        sha
+        blake3_of(&alice.dir.join("workspace/public/received/bob/data.bin")),
+        hash
     );
 }
 
@@ -173,7 +176,7 @@ async fn a_transfer_resumes_after_its_source_restarts_without_refetching_chunks(
     let mut nodes = network(&["alice", "bob"], KEY).await;
     let mut bob = nodes.pop().unwrap();
     let alice = &nodes[0];
-    let sha = random_file(&bob.dir.join("workspace/public/big.bin"), 200 << 20);
+    let hash = random_file(&bob.dir.join("workspace/public/big.bin"), 200 << 20);
     let progress = alice
         .dir
         .join("workspace/public/received/bob/.big.bin.partial.json");
@@ -209,8 +212,8 @@ async fn a_transfer_resumes_after_its_source_restarts_without_refetching_chunks(
     assert!(resumed >= 16, "{transfer}");
     assert_eq!(resumed + fetched, 200, "{transfer}");
     assert_eq!(
-        sha256_of(&alice.dir.join("workspace/public/received/bob/big.bin")),
-        sha
+        blake3_of(&alice.dir.join("workspace/public/received/bob/big.bin")),
+        hash
     );
 }
 
@@ -301,7 +304,7 @@ async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
 #[tokio::test]
 async fn two_fetches_into_one_destination_both_succeed_and_leave_the_file_intact() {
     let nodes = network(&["alice", "bob"], KEY).await;
-    let sha = random_file(&nodes[1].dir.join("workspace/public/twice.bin"), 48 << 20);
+    let hash = random_file(&nodes[1].dir.join("workspace/public/twice.bin"), 48 << 20);
     let body = json!({"from": "bob", "path": "twice.bin", "dest": "public/in/twice.bin"});
     let (first, second) = tokio::join!(
         nodes[0].post("/v1/files/get", body.clone()),
@@ -310,8 +313,8 @@ async fn two_fetches_into_one_destination_both_succeed_and_leave_the_file_intact
     assert_eq!(first.0, 200, "{}", first.1);
     assert_eq!(second.0, 200, "{}", second.1);
     assert_eq!(
-        sha256_of(&nodes[0].dir.join("workspace/public/in/twice.bin")),
-        sha
+        blake3_of(&nodes[0].dir.join("workspace/public/in/twice.bin")),
+        hash
     );
 }
 

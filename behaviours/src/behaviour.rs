@@ -46,13 +46,15 @@ pub struct IrisBehaviour {
     pub identify: identify::Behaviour,
     /// Detects a peer that hangs with its sockets open.
     pub ping: ping::Behaviour,
+    /// Raw streams: file chunks ([`crate::files::CHUNKS_PROTOCOL`]).
+    pub streams: libp2p_stream::Behaviour,
 }
 
 /// Timings of the swarm; the node's config fills them in.
 #[derive(Debug, Clone)]
 pub struct SwarmSettings {
-    /// Bounds the TCP + pnet + noise + yamux upgrade (a wrong key shows up as
-    /// this timeout or as a reset).
+    /// Bounds the TCP + preamble + noise + yamux upgrade (a peer that says
+    /// nothing fails it).
     pub handshake_timeout: Duration,
     pub gossip_heartbeat: Duration,
     pub ping_interval: Duration,
@@ -90,7 +92,7 @@ pub enum BuildError {
 /// Builds a swarm for a network protected by `psk`.
 pub fn build_swarm(
     keypair: Keypair,
-    psk: PreSharedKey,
+    psk: &PreSharedKey,
     settings: &SwarmSettings,
 ) -> Result<Swarm<IrisBehaviour>, BuildError> {
     let transport = build_transport(&keypair, psk, settings.handshake_timeout)?;
@@ -163,5 +165,6 @@ fn build_behaviour(
         control,
         identify,
         ping,
+        streams: libp2p_stream::Behaviour::new(),
     })
 }

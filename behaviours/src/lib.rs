@@ -8,6 +8,7 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod files;
 pub mod messages;
 pub mod psk;
 pub mod signed;
@@ -16,9 +17,18 @@ pub mod transport;
 
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
 pub use codec::{CborCodec, CodecError};
+pub use files::{FileEntry, FileManifest, FileVersion, CHUNK_SIZE};
 pub use messages::*;
 pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
 pub use tasks::*;
 
+/// The version of the whole wire protocol, said in the clear before the
+/// handshake ([`transport`]): a node of another version is refused with a
+/// message naming both. Version 5: the noise prologue carries the network
+/// key (pnet is gone), file chunks are BLAKE3 and travel on their own
+/// streams.
+pub const PROTOCOL_VERSION: u32 = 5;
+
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;
+pub use libp2p_stream;

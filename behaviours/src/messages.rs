@@ -13,13 +13,18 @@
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::tasks::{TaskReport, TaskSpec};
+use crate::{
+    files::{FileEntry, FileManifest},
+    tasks::{TaskReport, TaskSpec},
+};
 
-/// The request-response protocol for commands between nodes. Version 4:
+/// The request-response protocol for commands between nodes. Version 5
+/// (with [`crate::PROTOCOL_VERSION`]): BLAKE3 manifests, and chunks on
+/// their own stream protocol. Version 4:
 /// a task may await its owner's approval, and a report says why outputs are
 /// held; version 3 signed records and the network config
 /// ([`crate::signed`]); version 2 gave refusals a [`RefusalKind`].
-pub const CONTROL_PROTOCOL: &str = "/iris/control/4";
+pub const CONTROL_PROTOCOL: &str = "/iris/control/5";
 
 /// Longest node or network name we accept, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -353,16 +358,12 @@ pub enum ControlRequest {
     },
     /// The public and image files this node serves.
     ListFiles,
-    /// Describe a file for a transfer: size, version and chunk hashes.
+    /// Describe a file for a transfer: size, version and chunk hashes. The
+    /// chunks themselves travel on their own streams
+    /// ([`crate::files::CHUNKS_PROTOCOL`]).
     /// `path` is relative to the workspace and starts with `public/` or
     /// `image/`: nothing else is ever served.
     FileManifest { path: String },
-    /// One chunk of a file, as of the version its manifest named.
-    FileChunk {
-        path: String,
-        version: FileVersion,
-        index: u64,
-    },
     /// Pull `path` from `from` into this node's workspace at `dest`
     /// (`public/...` or `image/...`; an image is loaded once it is here).
     /// Answered at once with [`ControlResponse::Fetching`]; the asker then
@@ -427,17 +428,13 @@ pub enum ControlResponse {
         entries: Vec<FileEntry>,
     },
     Manifest(FileManifest),
-    Chunk {
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
-    },
     /// A fetch this node runs for the asker, still going.
     Fetching {
         id: u64,
     },
     Fetched {
         bytes: u64,
-        sha256: String,
+        blake3: String,
     },
     Exec {
         exit_code: Option<i64>,
@@ -510,37 +507,6 @@ impl From<Refusal> for ControlResponse {
             reason: refusal.reason,
         }
     }
-}
-
-/// The size of a file chunk on the wire.
-pub const CHUNK_SIZE: u64 = 1024 * 1024;
-
-/// Which state of a file a transfer reads: a chunk request for another
-/// version fails ("the file changed during the transfer").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileVersion {
-    pub size: u64,
-    pub modified_ns: u128,
-}
-
-/// What a receiver needs to fetch and check a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileManifest {
-    pub path: String,
-    pub version: FileVersion,
-    pub chunk_size: u64,
-    /// SHA-256 of the whole file, hex.
-    pub sha256: String,
-    /// SHA-256 of each chunk.
-    pub chunks: Vec<serde_bytes::ByteBuf>,
-}
-
-/// A file a node serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub path: String,
-    pub size: u64,
-    pub modified_ms: u64,
 }
 
 /// Messages on the network's gossipsub topic.

@@ -1,13 +1,20 @@
-//! TCP, then pnet (the network key), then noise (the node's identity), then
-//! yamux (many streams over one connection).
+//! TCP, then a version preamble in the clear, then noise (the node's
+//! identity, bound to the network key), then yamux (many streams over one
+//! connection).
 //!
-//! pnet runs on the raw socket before anything else, so a peer without the
-//! key cannot even start multistream negotiation: it reads noise and gives
-//! up. QUIC cannot carry pnet, which is why this is TCP only.
+//! One encryption layer: noise's. The network key enters the noise
+//! handshake as its prologue ([`PreSharedKey::noise_prologue`]), which both
+//! sides hash into the handshake, so a peer without the key cannot finish
+//! it: the dialer's check of noise's second message fails, and it hangs up.
+//! Before noise, each side says which protocol version it speaks
+//! ([`crate::PROTOCOL_VERSION`]), so a node of another release fails with a
+//! message naming both versions instead of one that blames the key.
+//! docs/protocol.md weighs this against the pnet layer it replaced.
 
 use std::{error::Error, fmt, io, time::Duration};
 
 use either::Either;
+use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{
     core::{
         muxing::StreamMuxerBox,
@@ -15,25 +22,24 @@ use libp2p::{
         upgrade::{NegotiationError, Version},
     },
     identity::Keypair,
-    noise,
-    pnet::{PnetConfig, PnetError, PreSharedKey},
-    tcp, yamux, PeerId, Transport,
+    noise, tcp, yamux, PeerId, Transport,
 };
+
+use crate::{psk::PreSharedKey, PROTOCOL_VERSION};
 
 /// Builds the authenticated, multiplexed transport of an Iris network.
 ///
-/// `handshake_timeout` bounds the whole upgrade. A wrong key never produces a
-/// clear error by itself (the far side just reads garbage), so a short timeout
-/// is what turns a wrong key into a prompt failure instead of a hang. Every
-/// failure carries the [`HandshakeStage`] it happened in.
+/// `handshake_timeout` bounds the whole upgrade: a peer that says nothing
+/// fails it promptly instead of hanging. Every failure carries the
+/// [`HandshakeStage`] it happened in.
 pub fn build_transport(
     keypair: &Keypair,
-    psk: PreSharedKey,
+    psk: &PreSharedKey,
     handshake_timeout: Duration,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    let noise = noise::Config::new(keypair)?;
+    let noise = noise::Config::new(keypair)?.with_prologue(psk.noise_prologue(PROTOCOL_VERSION));
     let transport = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-        .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+        .and_then(|socket, _| exchange_versions(socket, PROTOCOL_VERSION))
         .upgrade(Version::V1Lazy)
         .authenticate(noise)
         .multiplex(yamux::Config::default())
@@ -44,19 +50,66 @@ pub fn build_transport(
     Ok(transport)
 }
 
-/// Where setting up a connection failed. A wrong network key shows only
-/// from [`HandshakeStage::Negotiation`] on: pnet's nonces are exchanged in
-/// the clear, and a stream that negotiated a protocol was decrypted right.
+/// What each side sends first, in the clear: these four bytes, then the
+/// protocol version it speaks (big-endian u32).
+const PREAMBLE_MAGIC: &[u8; 4] = b"iris";
+
+/// Why the version preamble failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreambleError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(
+        "the peer does not speak Iris's handshake of protocol {ours}: an Iris node of a release \
+         before it, or not an Iris node"
+    )]
+    NotIris { ours: u32 },
+    #[error(
+        "the peer speaks Iris protocol {theirs}, this node protocol {ours}: run one Iris \
+         release on both"
+    )]
+    Version { ours: u32, theirs: u32 },
+}
+
+/// Both sides write their preamble at once, then read the other's: half a
+/// round trip, before anything secret is used.
+pub async fn exchange_versions<S>(mut socket: S, ours: u32) -> Result<S, PreambleError>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    let mut mine = [0u8; 8];
+    mine[..4].copy_from_slice(PREAMBLE_MAGIC);
+    mine[4..].copy_from_slice(&ours.to_be_bytes());
+    socket.write_all(&mine).await?;
+    socket.flush().await?;
+    let mut theirs = [0u8; 8];
+    socket.read_exact(&mut theirs).await?;
+    if &theirs[..4] != PREAMBLE_MAGIC {
+        return Err(PreambleError::NotIris { ours });
+    }
+    let theirs = u32::from_be_bytes(theirs[4..].try_into().expect("four bytes"));
+    if theirs != ours {
+        return Err(PreambleError::Version { ours, theirs });
+    }
+    Ok(socket)
+}
+
+/// Where setting up a connection failed. A wrong network key shows only in
+/// [`HandshakeStage::Authentication`]: the preamble and the negotiation
+/// before noise are in the clear and use no key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeStage {
     /// The TCP connection itself.
     Connect,
-    /// pnet's nonce exchange, before the key is used.
-    Nonces,
-    /// multistream-select over the pnet stream: garbage here is the mark
-    /// of a wrong key on one side.
+    /// The version preamble: an I/O error here is a peer that hung up
+    /// before saying anything.
+    Preamble,
+    /// Both spoke, but not the same protocol: [`PreambleError::Version`]
+    /// or [`PreambleError::NotIris`].
+    Incompatible,
+    /// multistream-select, choosing noise.
     Negotiation,
-    /// noise, after the protocol was agreed.
+    /// noise: where a peer with another network key fails.
     Authentication,
     /// yamux, after noise.
     Multiplexing,
@@ -68,7 +121,8 @@ impl fmt::Display for HandshakeStage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HandshakeStage::Connect => "connecting",
-            HandshakeStage::Nonces => "exchanging nonces",
+            HandshakeStage::Preamble => "exchanging protocol versions",
+            HandshakeStage::Incompatible => "incompatible peer",
             HandshakeStage::Negotiation => "negotiating the security protocol",
             HandshakeStage::Authentication => "authenticating",
             HandshakeStage::Multiplexing => "setting up streams",
@@ -86,9 +140,9 @@ pub struct HandshakeError {
     cause: Box<dyn Error + Send + Sync>,
 }
 
-/// The error of the transport's steps, innermost first: TCP, pnet, then
-/// the upgrades to noise (`N`) and to yamux (`Y`), each an `and_then`.
-type Steps<N, Y> = TransportTimeoutError<Either<Either<Either<io::Error, PnetError>, N>, Y>>;
+/// The error of the transport's steps, innermost first: TCP, the preamble,
+/// then the upgrades to noise (`N`) and to yamux (`Y`), each an `and_then`.
+type Steps<N, Y> = TransportTimeoutError<Either<Either<Either<io::Error, PreambleError>, N>, Y>>;
 
 impl HandshakeError {
     fn from_steps<N, Y>(error: Steps<N, Y>) -> io::Error
@@ -104,8 +158,8 @@ impl HandshakeError {
                 (Connect, Box::new(e))
             }
             TransportTimeoutError::Other(Either::Left(Either::Left(Either::Right(e)))) => match e {
-                PnetError::HandshakeError(e) => (Nonces, Box::new(e)),
-                PnetError::IoError(e) => (Nonces, Box::new(e)),
+                PreambleError::Io(e) => (Preamble, Box::new(e)),
+                incompatible => (Incompatible, Box::new(incompatible)),
             },
             // libp2p keeps its upgrade error type private; what it wraps
             // tells the negotiation from the noise handshake after it.
@@ -153,6 +207,11 @@ impl HandshakeError {
             };
         }
         None
+    }
+
+    /// Why the peer was incompatible, for [`HandshakeStage::Incompatible`].
+    pub fn incompatibility(&self) -> Option<String> {
+        (self.stage == HandshakeStage::Incompatible).then(|| self.cause.to_string())
     }
 }
 
@@ -255,13 +314,24 @@ mod tests {
             Some(HandshakeStage::Negotiation)
         );
 
-        let nonces: Test = TransportTimeoutError::Other(Either::Left(Either::Left(Either::Right(
-            PnetError::HandshakeError(reset()),
+        let silent: Test = TransportTimeoutError::Other(Either::Left(Either::Left(Either::Right(
+            PreambleError::Io(reset()),
         ))));
-        let error = as_the_swarm_reports(HandshakeError::from_steps(nonces));
+        let error = as_the_swarm_reports(HandshakeError::from_steps(silent));
         assert_eq!(
             HandshakeError::find(&error).map(|f| f.stage),
-            Some(HandshakeStage::Nonces)
+            Some(HandshakeStage::Preamble)
+        );
+        let other: Test = TransportTimeoutError::Other(Either::Left(Either::Left(Either::Right(
+            PreambleError::Version { ours: 5, theirs: 6 },
+        ))));
+        let error = as_the_swarm_reports(HandshakeError::from_steps(other));
+        let found = HandshakeError::find(&error).unwrap();
+        assert_eq!(found.stage, HandshakeStage::Incompatible);
+        let why = found.incompatibility().unwrap();
+        assert!(
+            why.contains("protocol 6") && why.contains("protocol 5"),
+            "{why}"
         );
         let timeout = as_the_swarm_reports(HandshakeError::from_steps::<Upgrade, io::Error>(
             TransportTimeoutError::Timeout,
@@ -270,5 +340,44 @@ mod tests {
             HandshakeError::find(&timeout).map(|f| f.stage),
             Some(HandshakeStage::Timeout)
         );
+    }
+
+    #[tokio::test]
+    async fn the_preamble_names_both_versions_and_spots_a_stranger() {
+        let pair = || {
+            let (a, b) = tokio::io::duplex(64);
+            use tokio_util::compat::TokioAsyncReadCompatExt;
+            (a.compat(), b.compat())
+        };
+        let (a, b) = pair();
+        let (left, right) = tokio::join!(exchange_versions(a, 5), exchange_versions(b, 5));
+        assert!(left.is_ok() && right.is_ok());
+
+        let (a, b) = pair();
+        let (left, right) = tokio::join!(exchange_versions(a, 5), exchange_versions(b, 7));
+        let (left, right) = (left.err().unwrap(), right.err().unwrap());
+        assert!(matches!(
+            left,
+            PreambleError::Version { ours: 5, theirs: 7 }
+        ));
+        assert!(
+            right
+                .to_string()
+                .contains("protocol 5, this node protocol 7"),
+            "{right}"
+        );
+
+        // What a node of the pnet era sent first: 24 bytes of nonce.
+        let (a, mut b) = pair();
+        let stranger = async move {
+            b.write_all(&[0x5a; 24]).await.unwrap();
+            let mut ignored = [0u8; 8];
+            let _ = b.read_exact(&mut ignored).await;
+        };
+        let (left, ()) = tokio::join!(exchange_versions(a, 5), stranger);
+        assert!(matches!(
+            left.err().unwrap(),
+            PreambleError::NotIris { ours: 5 }
+        ));
     }
 }

@@ -92,11 +92,19 @@ fn describe(event: &AuditEvent) -> (&'static str, String, String) {
             to,
             bytes,
             sha256,
-        } => (
-            "released",
-            job_id.clone(),
-            format!("{path} ({bytes} bytes, sha256 {sha256}) to {to}"),
-        ),
+            blake3,
+        } => {
+            let hash = match (blake3, sha256) {
+                (Some(b), _) => format!("blake3 {b}"),
+                (None, Some(s)) => format!("sha256 {s}"),
+                (None, None) => "no hash".into(),
+            };
+            (
+                "released",
+                job_id.clone(),
+                format!("{path} ({bytes} bytes, {hash}) to {to}"),
+            )
+        }
         AuditEvent::LogsReleased { job_id, to, bytes } => (
             "logs",
             job_id.clone(),

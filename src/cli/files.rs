@@ -132,11 +132,11 @@ async fn get(
     let transfer = transfer?;
     let seconds = transfer.seconds.max(1e-6);
     println!(
-        "{}: {} bytes in {seconds:.2}s ({:.1} MiB/s), sha256 {}",
+        "{}: {} bytes in {seconds:.2}s ({:.1} MiB/s), blake3 {}",
         transfer.path,
         transfer.bytes,
         transfer.bytes as f64 / seconds / (1 << 20) as f64,
-        transfer.sha256
+        transfer.blake3
     );
     if let Some(dest) = dest {
         let config = NodeConfig::load(&dir.dir)?;

@@ -1,26 +1,27 @@
 //! Files between nodes: a node serves its `public/` and `image/` files to
 //! members, and a job's `outputs/` to the node that submitted it (the
-//! router checks who asks), in 1 MiB chunks, each with its SHA-256 in a manifest; a
-//! receiver fetches several chunks at once, checks each, writes it in place
-//! in a partial file it can resume, checks the whole file's SHA-256 and
-//! renames it into place ([`transfer`]). Nothing is held in memory whole.
+//! router checks who asks), in 1 MiB chunks whose BLAKE3 hashes, in a
+//! manifest, combine to the file's hash ([`serve`]); a receiver fetches
+//! chunks on a few streams at once, checks each as it arrives, writes it
+//! in place in a partial file it can resume, and renames the file into
+//! place once every chunk is checked ([`transfer`]). Each side hashes the
+//! file once. Nothing is held in memory whole.
 //! Every file is opened through a handle on its area ([`crate::safe_fs`]):
 //! no link is followed, whoever planted it.
 
 mod push;
+mod serve;
 mod transfer;
 
 use std::{
     collections::HashMap,
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Instant,
 };
 
 use iris_behaviours::{
-    libp2p::PeerId, ControlRequest, ControlResponse, FileEntry, FileManifest, FileVersion, Refusal,
-    CHUNK_SIZE,
+    libp2p::PeerId, ControlRequest, ControlResponse, FileEntry, FileManifest, Refusal,
 };
 
 use crate::{
@@ -29,10 +30,7 @@ use crate::{
     images::ImageLibrary,
     membership::{Membership, MembershipError},
     network::NetworkError,
-    workspace::{
-        copy_into_place, require_regular_file, user_path, version_of, Area, Workspace,
-        WorkspacePath,
-    },
+    workspace::{copy_into_place, require_regular_file, user_path, Area, Workspace, WorkspacePath},
 };
 
 /// Why a file operation failed.
@@ -116,14 +114,6 @@ impl Files {
             ControlRequest::FileManifest { path } => {
                 self.manifest(&path).await.map(ControlResponse::Manifest)
             }
-            ControlRequest::FileChunk {
-                path,
-                version,
-                index,
-            } => self
-                .chunk(&path, version, index)
-                .await
-                .map(|data| ControlResponse::Chunk { data }),
             ControlRequest::FetchFile { from, path, dest } => {
                 self.start_fetch(peer, from, path, dest)
             }
@@ -192,11 +182,11 @@ impl Files {
             .to_string();
         let target = self.membership.peer_named(&to).await?;
         let started = Instant::now();
-        let (bytes, sha256) = self.fetch_on(target, source, path, dest.clone()).await?;
+        let (bytes, blake3) = self.fetch_on(target, source, path, dest.clone()).await?;
         Ok(Transfer {
             path: dest,
             bytes,
-            sha256,
+            blake3,
             fetched_chunks: 0,
             resumed_chunks: 0,
             refetched_chunks: 0,
@@ -255,7 +245,7 @@ impl Files {
                 let answer = self
                     .fetch_on(peer, local_peer, dest.to_string(), dest.to_string())
                     .await
-                    .map(|(bytes, sha256)| ControlResponse::Fetched { bytes, sha256 })
+                    .map(|(bytes, blake3)| ControlResponse::Fetched { bytes, blake3 })
                     .map_err(|e| e.to_string());
                 NodeAnswer::from_answer(node, answer)
             });
@@ -279,99 +269,6 @@ impl Files {
                 .map_err(FileError::Invalid)?;
         }
         Ok(transfer)
-    }
-
-    /// Opens a file this node serves, through its area's handle: a link
-    /// anywhere on the way is refused, and the handle opened is the one
-    /// read. Blocking.
-    fn open_served(
-        workspace: &Workspace,
-        path: &str,
-    ) -> Result<(std::fs::File, FileVersion), Refusal> {
-        let place = WorkspacePath::parse(path)
-            .and_then(|p| p.require(&SERVED, "a served file"))
-            .map_err(|e| {
-                tracing::warn!("refused to serve: {e}");
-                Refusal::invalid(e)
-            })?;
-        let area = workspace
-            .area(place.area)
-            .map_err(|e| Refusal::failed(e.to_string()))?;
-        let file = area
-            .open_file(&place.relative)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    Refusal::not_found(format!("no file '{path}' here"))
-                }
-                _ => {
-                    tracing::warn!("refused to serve {path}: {e}");
-                    Refusal::invalid(format!("'{path}': {e}"))
-                }
-            })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Refusal::failed(e.to_string()))?;
-        Ok((file, version_of(&meta)))
-    }
-
-    /// The manifest of a served file, hashed once per version.
-    pub async fn manifest(&self, path: &str) -> Result<FileManifest, Refusal> {
-        let workspace = self.workspace.clone();
-        let name = path.to_string();
-        let (file, version) =
-            tokio::task::spawn_blocking(move || Self::open_served(&workspace, &name))
-                .await
-                .map_err(|e| Refusal::failed(e.to_string()))??;
-        if let Some(cached) = self.manifests.lock().expect("lock").get(path) {
-            if cached.version == version {
-                return Ok(cached.clone());
-            }
-        }
-        let name = path.to_string();
-        let _turn = self.hashing.acquire().await.expect("never closed");
-        let manifest =
-            tokio::task::spawn_blocking(move || transfer::hash_file(&file, &name, version))
-                .await
-                .map_err(|e| Refusal::failed(e.to_string()))?
-                .map_err(Refusal::failed)?;
-        self.manifests
-            .lock()
-            .expect("lock")
-            .insert(path.to_string(), manifest.clone());
-        Ok(manifest)
-    }
-
-    async fn chunk(
-        &self,
-        path: &str,
-        version: FileVersion,
-        index: u64,
-    ) -> Result<Vec<u8>, Refusal> {
-        let workspace = self.workspace.clone();
-        let name = path.to_string();
-        let mut data = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Refusal> {
-            let (file, now) = Self::open_served(&workspace, &name)?;
-            if now != version {
-                return Err(Refusal::failed("the file changed during the transfer"));
-            }
-            let offset = index
-                .checked_mul(CHUNK_SIZE)
-                .filter(|o| *o < version.size)
-                .ok_or_else(|| Refusal::invalid("no such chunk"))?;
-            let len = CHUNK_SIZE.min(version.size - offset) as usize;
-            let mut buf = vec![0u8; len];
-            file.read_exact_at(&mut buf, offset)
-                .map_err(|e| Refusal::failed(e.to_string()))?;
-            Ok(buf)
-        })
-        .await
-        .map_err(|e| Refusal::failed(e.to_string()))??;
-        let mut corrupt = self.corrupt_once.lock().expect("lock");
-        if *corrupt == Some(index) && !data.is_empty() {
-            data[0] ^= 0xff;
-            *corrupt = None;
-        }
-        Ok(data)
     }
 
     /// Copies a file of this node's own workspace to another place in it

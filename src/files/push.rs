@@ -29,7 +29,7 @@ pub(super) struct Pushes {
     table: Mutex<HashMap<u64, Push>>,
 }
 
-/// How a fetch ended: its bytes and SHA-256, or why it failed.
+/// How a fetch ended: its bytes and BLAKE3 hash, or why it failed.
 type FetchOutcome = Result<(u64, String), Refusal>;
 
 struct Push {
@@ -80,7 +80,7 @@ impl Files {
             let outcome = files
                 .fetch_and_load(from, &path, &dest)
                 .await
-                .map(|t| (t.bytes, t.sha256))
+                .map(|t| (t.bytes, t.blake3))
                 .map_err(|e| {
                     tracing::warn!(%origin, "fetch of {path} asked by {origin} failed: {e}");
                     match e {
@@ -108,7 +108,7 @@ impl Files {
             .remove(&id)
             .and_then(|p| p.outcome)
             .expect("checked above");
-        outcome.map(|(bytes, sha256)| ControlResponse::Fetched { bytes, sha256 })
+        outcome.map(|(bytes, blake3)| ControlResponse::Fetched { bytes, blake3 })
     }
 
     /// Has `target` pull `path` from `from` into its `dest`, and waits
@@ -134,7 +134,7 @@ impl Files {
                 .await?
             {
                 ControlResponse::Fetching { .. } => {}
-                ControlResponse::Fetched { bytes, sha256 } => return Ok((bytes, sha256)),
+                ControlResponse::Fetched { bytes, blake3 } => return Ok((bytes, blake3)),
                 other => return Err(unexpected(other)),
             }
         }

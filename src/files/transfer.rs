@@ -1,33 +1,42 @@
-//! Pulling a file from a peer: the manifest, several chunks in flight, each
-//! checked as it arrives and written in place in a partial file that a
-//! later attempt resumes, then the whole file checked and renamed into place.
+//! Pulling a file from a peer: the manifest (checked: its chunk hashes
+//! combine to its file hash), then the chunks on a few streams at once,
+//! each checked as it arrives and written in place in a partial file that a
+//! later attempt resumes, then the file renamed into place. Checking and
+//! writing run on blocking threads, never on a connection's task, with
+//! one buffer per stream, reused.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, VecDeque},
     os::unix::fs::FileExt,
     path::Path,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
-use futures::{stream::FuturesUnordered, StreamExt};
+use futures::AsyncWriteExt;
 use iris_behaviours::{
-    libp2p::PeerId, ControlRequest, ControlResponse, FileManifest, FileVersion, CHUNK_SIZE,
+    files::{read_chunk, write_chunk_request, ChunkRequest},
+    libp2p::PeerId,
+    ControlRequest, ControlResponse, FileManifest, FileVersion, Refusal, CHUNK_SIZE,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{FileError, Files};
 use crate::{
     api_types::Transfer,
     events::EventKind,
-    network::NetworkClient,
+    network::{NetworkClient, NetworkError},
     safe_fs::Dir,
-    workspace::{version_of, WorkspacePath},
+    workspace::WorkspacePath,
 };
 
-/// Chunks requested at once by one transfer.
-const IN_FLIGHT: usize = 8;
+/// Chunk streams one transfer opens to its sender.
+const STREAMS: usize = 4;
+/// Chunks asked for in one request on a stream.
+const CHUNKS_PER_REQUEST: usize = 8;
 /// Attempts at a chunk whose hash does not match before giving up.
 const CHUNK_ATTEMPTS: usize = 3;
 /// The receiver saves its progress every this many chunks.
@@ -36,9 +45,25 @@ const SAVE_EVERY: usize = 16;
 /// What a receiver keeps beside a partial file, to resume it.
 #[derive(Debug, Serialize, Deserialize)]
 struct Progress {
-    sha256: String,
+    blake3: String,
     version: FileVersion,
     done: BTreeSet<u64>,
+}
+
+/// One transfer's shared state, which its streams take work from and
+/// report to.
+struct Work<'a> {
+    peer: PeerId,
+    manifest: Arc<FileManifest>,
+    file: Arc<std::fs::File>,
+    /// Chunks still to fetch, with the attempt each is on.
+    todo: Mutex<VecDeque<(u64, usize)>>,
+    progress: Mutex<Progress>,
+    since_save: Mutex<(usize, Instant)>,
+    fetched: AtomicU64,
+    refetched: AtomicU64,
+    dir: &'a Dir,
+    progress_name: &'a str,
 }
 
 impl Files {
@@ -64,12 +89,9 @@ impl Files {
             Ok(other) => return Err(FileError::Transfer(format!("unexpected answer {other:?}"))),
             Err(e) => return Err(FileError::Network(e)),
         };
-        let expected_chunks = manifest.version.size.div_ceil(manifest.chunk_size.max(1));
-        if manifest.chunk_size != CHUNK_SIZE || manifest.chunks.len() as u64 != expected_chunks {
-            return Err(FileError::Transfer(
-                "the peer sent an inconsistent manifest".into(),
-            ));
-        }
+        manifest
+            .check()
+            .map_err(|e| FileError::Transfer(format!("the peer sent a bad manifest: {e}")))?;
         // The partial file and its progress sit beside the destination, in
         // a directory no container writes, created and opened without
         // following links.
@@ -98,14 +120,14 @@ impl Files {
             .open_file(Path::new(&progress_name))
             .ok()
             .and_then(|f| serde_json::from_reader::<_, Progress>(std::io::BufReader::new(f)).ok());
-        let mut progress = saved
+        let progress = saved
             .filter(|p| {
-                p.sha256 == manifest.sha256
+                p.blake3 == manifest.blake3
                     && p.version == manifest.version
                     && dir.open_file(Path::new(&partial)).is_ok()
             })
             .unwrap_or(Progress {
-                sha256: manifest.sha256.clone(),
+                blake3: manifest.blake3.clone(),
                 version: manifest.version,
                 done: BTreeSet::new(),
             });
@@ -118,114 +140,35 @@ impl Files {
         // A fresh partial file is made with O_EXCL: whatever was there is gone.
         let file = dir.write_file(&partial, resumed == 0).map_err(local)?;
         file.set_len(manifest.version.size).map_err(local)?;
-        let file = Arc::new(file);
-        let save = |progress: &Progress| save_progress(&dir, &progress_name, progress);
 
-        let todo: Vec<u64> = (0..manifest.chunks.len() as u64)
+        let todo = (0..manifest.chunks.len() as u64)
             .filter(|i| !progress.done.contains(i))
+            .map(|i| (i, 1))
             .collect();
-        let mut missing = todo.into_iter();
-        let mut in_flight = FuturesUnordered::new();
-        let (mut fetched, mut refetched, mut since_save) = (0u64, 0u64, 0usize);
-        let mut last_event = Instant::now();
-        // A fresh transfer hashes the whole file as it arrives.
-        let mut whole = (resumed == 0).then(|| InOrderHash::new(manifest.chunks.len() as u64));
-        let request = |index: u64, attempt: usize| {
-            let client = client.clone();
-            let path = path.to_string();
-            let version = manifest.version;
-            async move {
-                let answer = client
-                    .request(
-                        peer,
-                        ControlRequest::FileChunk {
-                            path,
-                            version,
-                            index,
-                        },
-                    )
-                    .await;
-                (index, attempt, answer)
-            }
+        let work = Work {
+            peer,
+            manifest: Arc::new(manifest),
+            file: Arc::new(file),
+            todo: Mutex::new(todo),
+            progress: Mutex::new(progress),
+            since_save: Mutex::new((0, Instant::now())),
+            fetched: AtomicU64::new(0),
+            refetched: AtomicU64::new(0),
+            dir: &dir,
+            progress_name: &progress_name,
         };
-        for index in missing.by_ref().take(IN_FLIGHT) {
-            in_flight.push(request(index, 1));
-        }
-        while let Some((index, attempt, answer)) = in_flight.next().await {
-            let data = match answer {
-                Ok(ControlResponse::Chunk { data }) => data,
-                Ok(other) => {
-                    return Err(FileError::Transfer(format!("unexpected answer {other:?}")))
-                }
-                Err(e) => {
-                    save(&progress);
-                    return Err(FileError::Transfer(format!(
-                        "transfer interrupted (resumable): {e}"
-                    )));
-                }
-            };
-            let hash: [u8; 32] = Sha256::digest(&data).into();
-            if hash[..] != manifest.chunks[index as usize][..] {
-                if attempt >= CHUNK_ATTEMPTS {
-                    save(&progress);
-                    return Err(FileError::Transfer(format!(
-                        "chunk {index} arrived damaged {attempt} times"
-                    )));
-                }
-                tracing::warn!(%path, index, "chunk arrived damaged; fetching it again");
-                refetched += 1;
-                in_flight.push(request(index, attempt + 1));
-                continue;
-            }
-            if let Some(whole) = whole.as_mut() {
-                whole.add(index, &data);
-            }
-            let writer = file.clone();
-            tokio::task::spawn_blocking(move || writer.write_all_at(&data, index * CHUNK_SIZE))
-                .await
-                .map_err(|e| FileError::Local(e.to_string()))?
-                .map_err(local)?;
-            progress.done.insert(index);
-            fetched += 1;
-            since_save += 1;
-            if since_save >= SAVE_EVERY {
-                save(&progress);
-                since_save = 0;
-            }
-            if last_event.elapsed() > Duration::from_secs(1) {
-                last_event = Instant::now();
-                self.events.emit(EventKind::Transfer {
-                    path: path.to_string(),
-                    bytes: (progress.done.len() as u64 * CHUNK_SIZE).min(manifest.version.size),
-                    total: manifest.version.size,
-                });
-            }
-            if let Some(next) = missing.next() {
-                in_flight.push(request(next, 1));
-            }
+        let streams = (0..STREAMS).map(|_| self.pull(client, path, &work));
+        if let Err(e) = futures::future::try_join_all(streams).await {
+            work.save();
+            return Err(e);
         }
 
-        // Every chunk checked; now the whole, before it gets its name: hashed
-        // on the way in if the chunks allowed it, else read back from disk.
-        let whole = match whole.and_then(InOrderHash::finish) {
-            Some(sha) => sha,
-            None => {
-                let check = file.clone();
-                tokio::task::spawn_blocking(move || hash_whole(&check))
-                    .await
-                    .map_err(|e| FileError::Local(e.to_string()))?
-                    .map_err(FileError::Local)?
-            }
-        };
-        if whole != manifest.sha256 {
-            let _ = dir.remove(&partial);
-            let _ = dir.remove(&progress_name);
-            return Err(FileError::Transfer(format!(
-                "'{path}' arrived whole but its SHA-256 does not match; discarded"
-            )));
-        }
-        file.sync_all()
-            .map_err(|e| FileError::Local(e.to_string()))?;
+        let manifest = work.manifest.clone();
+        let synced = work.file.clone();
+        tokio::task::spawn_blocking(move || synced.sync_all())
+            .await
+            .map_err(|e| FileError::Local(e.to_string()))?
+            .map_err(local)?;
         dir.rename(&partial, &name).map_err(local)?;
         let _ = dir.remove(&progress_name);
         self.events.emit(EventKind::Transfer {
@@ -236,13 +179,137 @@ impl Files {
         Ok(Transfer {
             path: dest.to_string(),
             bytes: manifest.version.size,
-            sha256: manifest.sha256,
-            fetched_chunks: fetched,
+            blake3: manifest.blake3.clone(),
+            fetched_chunks: work.fetched.load(Ordering::Relaxed),
             resumed_chunks: resumed,
-            refetched_chunks: refetched,
+            refetched_chunks: work.refetched.load(Ordering::Relaxed),
             seconds: started.elapsed().as_secs_f64(),
         })
     }
+
+    /// One stream of a transfer: takes a few chunks at a time from the
+    /// work, asks for them, checks and writes each, until none is left.
+    async fn pull(
+        &self,
+        client: &NetworkClient,
+        path: &str,
+        work: &Work<'_>,
+    ) -> Result<(), FileError> {
+        let interrupted = |e: std::io::Error| {
+            FileError::Transfer(format!("transfer interrupted (resumable): {e}"))
+        };
+        let mut stream = None;
+        let mut buf = Vec::with_capacity(CHUNK_SIZE as usize);
+        loop {
+            let batch: Vec<(u64, usize)> = {
+                let mut todo = work.todo.lock().expect("lock");
+                let n = todo.len().min(CHUNKS_PER_REQUEST);
+                todo.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let stream = match &mut stream {
+                Some(stream) => stream,
+                None => stream.insert(client.open_chunk_stream(work.peer).await?),
+            };
+            let request = ChunkRequest {
+                path: path.to_string(),
+                version: work.manifest.version,
+                indices: batch.iter().map(|(index, _)| *index).collect(),
+            };
+            write_chunk_request(stream, &request)
+                .await
+                .map_err(interrupted)?;
+            for (index, attempt) in batch {
+                let len = work.manifest.version.chunk_len(index).unwrap_or(0);
+                if let Err(refusal) = read_chunk(stream, &mut buf, len)
+                    .await
+                    .map_err(interrupted)?
+                {
+                    return Err(refused(work.peer, refusal));
+                }
+                let (manifest, file) = (work.manifest.clone(), work.file.clone());
+                let checked = tokio::task::spawn_blocking(move || {
+                    let good = manifest.chunk_matches(index, &buf);
+                    if good {
+                        file.write_all_at(&buf, index * CHUNK_SIZE)?;
+                    }
+                    Ok::<_, std::io::Error>((buf, good))
+                })
+                .await
+                .map_err(|e| FileError::Local(e.to_string()))?
+                .map_err(|e| FileError::Local(format!("cannot write {path}: {e}")))?;
+                let good;
+                (buf, good) = checked;
+                if good {
+                    self.chunk_done(work, path, index);
+                    continue;
+                }
+                if attempt >= CHUNK_ATTEMPTS {
+                    return Err(FileError::Transfer(format!(
+                        "chunk {index} arrived damaged {attempt} times"
+                    )));
+                }
+                tracing::warn!(%path, index, "chunk arrived damaged; fetching it again");
+                work.refetched.fetch_add(1, Ordering::Relaxed);
+                work.todo
+                    .lock()
+                    .expect("lock")
+                    .push_back((index, attempt + 1));
+            }
+        }
+        if let Some(mut stream) = stream {
+            let _ = stream.close().await;
+        }
+        Ok(())
+    }
+
+    /// Records a chunk as here: progress saved now and then, an event at
+    /// most every second.
+    fn chunk_done(&self, work: &Work<'_>, path: &str, index: u64) {
+        work.fetched.fetch_add(1, Ordering::Relaxed);
+        let done = {
+            let mut progress = work.progress.lock().expect("lock");
+            progress.done.insert(index);
+            progress.done.len() as u64
+        };
+        let mut since = work.since_save.lock().expect("lock");
+        since.0 += 1;
+        if since.0 >= SAVE_EVERY {
+            since.0 = 0;
+            work.save();
+        }
+        if since.1.elapsed() > Duration::from_secs(1) {
+            since.1 = Instant::now();
+            let total = work.manifest.version.size;
+            self.events.emit(EventKind::Transfer {
+                path: path.to_string(),
+                bytes: (done * CHUNK_SIZE).min(total),
+                total,
+            });
+        }
+    }
+}
+
+impl Work<'_> {
+    fn save(&self) {
+        save_progress(
+            self.dir,
+            self.progress_name,
+            &self.progress.lock().expect("lock"),
+        );
+    }
+}
+
+/// A sender's refusal of chunks, as the same error a refused request is
+/// (so the API answers with the same status).
+fn refused(peer: PeerId, refusal: Refusal) -> FileError {
+    FileError::Network(NetworkError::PeerRefused {
+        peer,
+        kind: refusal.kind,
+        reason: refusal.reason,
+    })
 }
 
 /// Saves a transfer's progress beside its partial file: written whole
@@ -258,119 +325,5 @@ fn save_progress(dir: &Dir, name: &str, progress: &Progress) {
         .and_then(|_| dir.rename(&temporary, name));
     if let Err(e) = saved {
         tracing::warn!("cannot save transfer progress: {e}");
-    }
-}
-
-/// The SHA-256 of a file whose chunks arrive in any order: chunks are fed
-/// in order, and the few that arrive early wait. If too many wait (a chunk
-/// kept failing), it gives up and the file is read back instead.
-struct InOrderHash {
-    hasher: Sha256,
-    next: u64,
-    total: u64,
-    waiting: std::collections::BTreeMap<u64, Vec<u8>>,
-    gave_up: bool,
-}
-
-impl InOrderHash {
-    const MAX_WAITING: usize = 4 * IN_FLIGHT;
-
-    fn new(total: u64) -> Self {
-        Self {
-            hasher: Sha256::new(),
-            next: 0,
-            total,
-            waiting: Default::default(),
-            gave_up: false,
-        }
-    }
-
-    fn add(&mut self, index: u64, data: &[u8]) {
-        if self.gave_up {
-            return;
-        }
-        if index != self.next {
-            self.waiting.insert(index, data.to_vec());
-            if self.waiting.len() > Self::MAX_WAITING {
-                self.gave_up = true;
-                self.waiting.clear();
-            }
-            return;
-        }
-        self.hasher.update(data);
-        self.next += 1;
-        while let Some(data) = self.waiting.remove(&self.next) {
-            self.hasher.update(&data);
-            self.next += 1;
-        }
-    }
-
-    fn finish(self) -> Option<String> {
-        (!self.gave_up && self.next == self.total).then(|| hex::encode(self.hasher.finalize()))
-    }
-}
-
-pub(super) fn hash_file(
-    file: &std::fs::File,
-    name: &str,
-    version: FileVersion,
-) -> Result<FileManifest, String> {
-    let mut whole = Sha256::new();
-    let mut chunks = Vec::new();
-    let mut buf = vec![0u8; CHUNK_SIZE as usize];
-    let mut offset = 0u64;
-    while offset < version.size {
-        let len = CHUNK_SIZE.min(version.size - offset) as usize;
-        file.read_exact_at(&mut buf[..len], offset)
-            .map_err(|e| e.to_string())?;
-        whole.update(&buf[..len]);
-        chunks.push(serde_bytes::ByteBuf::from(
-            Sha256::digest(&buf[..len]).to_vec(),
-        ));
-        offset += len as u64;
-    }
-    if version_of(&file.metadata().map_err(|e| e.to_string())?) != version {
-        return Err("the file changed while it was being hashed".into());
-    }
-    Ok(FileManifest {
-        path: name.to_string(),
-        version,
-        chunk_size: CHUNK_SIZE,
-        sha256: hex::encode(whole.finalize()),
-        chunks,
-    })
-}
-
-fn hash_whole(file: &std::fs::File) -> Result<String, String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0;
-    loop {
-        let n = file.read_at(&mut buf, offset).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        offset += n as u64;
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_hashed_out_of_order_give_the_whole_file_hash() {
-        let chunks: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000 + i as usize]).collect();
-        let expected = hex::encode(Sha256::digest(chunks.concat()));
-        let mut hash = InOrderHash::new(10);
-        for i in [1, 0, 3, 2, 5, 4, 9, 6, 7, 8] {
-            hash.add(i, &chunks[i as usize]);
-        }
-        assert_eq!(hash.finish(), Some(expected));
-        let mut incomplete = InOrderHash::new(10);
-        incomplete.add(0, &chunks[0]);
-        assert_eq!(incomplete.finish(), None);
     }
 }

@@ -16,12 +16,11 @@ use iris_behaviours::{
     behaviour::BuildError,
     build_swarm,
     libp2p::{
-        identity::Keypair, multiaddr::Protocol, pnet::PreSharedKey, swarm::DialError, Multiaddr,
-        PeerId,
+        identity::Keypair, multiaddr::Protocol, swarm::DialError, Multiaddr, PeerId, StreamProtocol,
     },
     transport::HandshakeError,
     ControlRequest, ControlResponse, Departure, ExecutorState, ImageRef, MapEntry, NetworkConfig,
-    NetworkMode, NodeRecord, RefusalKind, Role, SwarmSettings,
+    NetworkMode, NodeRecord, PreSharedKey, RefusalKind, Role, SwarmSettings,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,6 +54,15 @@ pub struct NetworkContext {
     pub capabilities: tokio::sync::watch::Sender<Capabilities>,
     /// Where requests about jobs go; the event loop sends back the answer.
     pub inbound: mpsc::Sender<Inbound>,
+    /// Where chunk streams that current members opened go, to the router.
+    pub inbound_streams: mpsc::Sender<InboundStream>,
+}
+
+/// A stream of [`iris_behaviours::files::CHUNKS_PROTOCOL`] that a current
+/// member opened; the router reads its requests and serves them.
+pub struct InboundStream {
+    pub peer: PeerId,
+    pub stream: iris_behaviours::libp2p::Stream,
 }
 
 /// A request from a peer that the node's router, not the event loop,
@@ -141,6 +149,8 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct NetworkClient {
     commands: mpsc::Sender<Command>,
+    /// Opens raw streams to peers (file chunks).
+    streams: iris_behaviours::libp2p_stream::Control,
 }
 
 impl NetworkClient {
@@ -190,6 +200,23 @@ impl NetworkClient {
         rx.await.map_err(|_| NetworkError::Stopped)
     }
 
+    /// Opens a stream for file chunks to `peer`, which must be connected
+    /// (a transfer asked it for a manifest first).
+    pub async fn open_chunk_stream(
+        &self,
+        peer: PeerId,
+    ) -> Result<iris_behaviours::libp2p::Stream, NetworkError> {
+        let protocol = StreamProtocol::new(iris_behaviours::files::CHUNKS_PROTOCOL);
+        self.streams
+            .clone()
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| NetworkError::NoAnswer {
+                peer,
+                detail: format!("cannot open a chunk stream: {e}"),
+            })
+    }
+
     /// Tells the other members we are going and stops the session. Returns
     /// once the goodbyes are delivered or a short deadline passed.
     pub async fn depart(&self, departure: Departure) -> Result<(), NetworkError> {
@@ -221,7 +248,7 @@ pub async fn create(
     // Signed by its founder: no bootstrap can change it unnoticed.
     network.sign(&ctx.keypair);
     let own = own_record(&ctx, Role::Master, 0);
-    let started = start(ctx.clone(), psk, network, own, Goal::Create, None).await?;
+    let started = start(ctx.clone(), &psk, network, own, Goal::Create, None).await?;
     ctx.store.save_psk(&psk)?;
     tracing::info!(network = %started.1.network.name, "created network");
     Ok(started)
@@ -253,7 +280,7 @@ pub async fn join(
         peer,
         network_id,
     };
-    let started = start(ctx.clone(), psk, joining, own, goal, None).await?;
+    let started = start(ctx.clone(), &psk, joining, own, goal, None).await?;
     ctx.store.save_psk(&psk)?;
     Ok(started)
 }
@@ -284,7 +311,7 @@ pub async fn resume(
         map: saved.map,
         removed: saved.removed,
     };
-    start(ctx, psk, network, own, goal, previous_port).await
+    start(ctx, &psk, network, own, goal, previous_port).await
 }
 
 /// The PSK of `key`, derived on a blocking thread: Argon2id takes a
@@ -300,19 +327,23 @@ async fn derive_psk(key: &str) -> Result<PreSharedKey, NetworkError> {
 /// sets up the membership; returns once it is set up (or failed).
 async fn start(
     ctx: Arc<NetworkContext>,
-    psk: PreSharedKey,
+    psk: &PreSharedKey,
     network: NetworkConfig,
     own: NodeRecord,
     goal: Goal,
     previous_port: Option<u16>,
 ) -> Result<(NetworkClient, Snapshot), NetworkError> {
     let swarm = build_swarm(ctx.keypair.clone(), psk, &ctx.settings)?;
+    let mut streams = swarm.behaviour().streams.new_control();
+    let chunk_streams = streams
+        .accept(StreamProtocol::new(iris_behaviours::files::CHUNKS_PROTOCOL))
+        .expect("a new swarm accepts chunk streams once");
     let (commands, receiver) = mpsc::channel(64);
     let (ready, setup) = oneshot::channel();
-    let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, ready);
+    let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, ready, chunk_streams);
     tokio::spawn(event_loop.run(goal, previous_port));
     let snapshot = setup.await.map_err(|_| NetworkError::Stopped)??;
-    Ok((NetworkClient { commands }, snapshot))
+    Ok((NetworkClient { commands, streams }, snapshot))
 }
 
 /// A version higher than `previous` that also keeps growing across a lost
@@ -376,9 +407,8 @@ pub(crate) fn worth_announcing(ctx: &NetworkContext, addr: &Multiaddr) -> bool {
 }
 
 /// Turns libp2p's dial errors into what a user can act on. A wrong network
-/// key gives no error of its own: the far side reads garbage and hangs up,
-/// or says nothing until our handshake timeout. Dialing with
-/// multistream's lazy mode, we notice only once noise has started.
+/// key fails noise (the prologues differ); a node of another release fails
+/// the version preamble before it, with both versions named.
 fn classify_dial_error(addr: &Multiaddr, error: &DialError) -> NetworkError {
     use iris_behaviours::transport::HandshakeStage::*;
     let addr = addr.clone();
@@ -403,9 +433,11 @@ fn classify_dial_error(addr: &Multiaddr, error: &DialError) -> NetworkError {
     let refused = |f: &&HandshakeError| {
         f.stage == Connect && f.io_kind == Some(std::io::ErrorKind::ConnectionRefused)
     };
-    if failures
+    if let Some(why) = failures.iter().find_map(|f| f.incompatibility()) {
+        NetworkError::Unreachable { addr, detail: why }
+    } else if failures
         .iter()
-        .any(|f| matches!(f.stage, Negotiation | Authentication | Timeout))
+        .any(|f| matches!(f.stage, Authentication | Timeout))
     {
         NetworkError::WrongKey { addr, detail }
     } else if failures.iter().any(refused) {
@@ -413,7 +445,10 @@ fn classify_dial_error(addr: &Multiaddr, error: &DialError) -> NetworkError {
             addr,
             detail: "connection refused: is a node listening there?".into(),
         }
-    } else if failures.iter().any(|f| f.stage == Nonces) {
+    } else if failures
+        .iter()
+        .any(|f| matches!(f.stage, Preamble | Negotiation))
+    {
         NetworkError::Unreachable {
             addr,
             detail: format!("it hung up before the handshake: is it an Iris node? ({detail})"),
@@ -423,14 +458,27 @@ fn classify_dial_error(addr: &Multiaddr, error: &DialError) -> NetworkError {
     }
 }
 
-/// Whether a failed incoming connection looks like a wrong network key:
-/// it failed while negotiating over the pnet stream (garbage, or a dialer
-/// that read our garbage and hung up), or went silent. A failure before the
-/// key is used (the nonce exchange) or after the stream negotiated a
-/// protocol (so the key was right) is something else.
-pub(crate) fn looks_like_wrong_key(error: &(dyn std::error::Error + 'static)) -> bool {
+/// What a failed incoming connection was, for the owner's log.
+pub(crate) enum IncomingFailure {
+    /// It failed noise (the dialer, holding another key, hung up on our
+    /// second message), or went silent in it.
+    WrongKey,
+    /// A node of another protocol version, or not an Iris node: the text
+    /// says which, naming both versions.
+    Incompatible(String),
+    /// Anything else (a dialer that hung up early, say): not worth a warning.
+    Other,
+}
+
+pub(crate) fn classify_incoming(error: &(dyn std::error::Error + 'static)) -> IncomingFailure {
     use iris_behaviours::transport::HandshakeStage::*;
-    HandshakeError::find(error).is_none_or(|f| matches!(f.stage, Negotiation | Timeout))
+    match HandshakeError::find(error) {
+        None => IncomingFailure::WrongKey,
+        Some(f) if matches!(f.stage, Authentication | Timeout) => IncomingFailure::WrongKey,
+        Some(f) => f
+            .incompatibility()
+            .map_or(IncomingFailure::Other, IncomingFailure::Incompatible),
+    }
 }
 
 /// An error and all its sources on one line.

@@ -13,10 +13,10 @@ use iris_behaviours::{
         multiaddr::Protocol,
         request_response::{self, OutboundRequestId},
         swarm::{dial_opts::DialOpts, SwarmEvent},
-        Multiaddr, PeerId, Swarm,
+        Multiaddr, PeerId, StreamProtocol, Swarm,
     },
-    ControlRequest, ControlResponse, IrisBehaviour, IrisBehaviourEvent, MapEntry, NetworkConfig,
-    NodeRecord, Role, SwarmSettings,
+    ControlRequest, ControlResponse, FileVersion, IrisBehaviour, IrisBehaviourEvent, MapEntry,
+    NetworkConfig, NodeRecord, Role, SwarmSettings,
 };
 
 pub struct RoguePeer {
@@ -44,7 +44,7 @@ impl RoguePeer {
             max_connections_per_peer: 1000,
             ..SwarmSettings::default()
         };
-        let mut swarm = build_swarm(keypair.clone(), derive_psk(key), &settings)
+        let mut swarm = build_swarm(keypair.clone(), &derive_psk(key), &settings)
             .expect("the rogue's swarm builds");
         swarm
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
@@ -309,4 +309,66 @@ impl RoguePeer {
         }
         answers.into_iter().map(Option::unwrap).collect()
     }
+
+    /// Asks `peer` for one chunk of `path` on a chunk stream of its own:
+    /// the bytes, or why not (a refusal's reason, or a reset stream).
+    pub async fn chunk(
+        &mut self,
+        peer: PeerId,
+        path: &str,
+        version: FileVersion,
+        index: u64,
+    ) -> Result<Vec<u8>, String> {
+        use futures::AsyncWriteExt;
+        use iris_behaviours::files::{read_chunk, write_chunk_request, ChunkRequest};
+        let mut control = self.swarm.behaviour().streams.new_control();
+        let request = ChunkRequest {
+            path: path.to_string(),
+            version,
+            indices: vec![index],
+        };
+        let fetch = async move {
+            let protocol = StreamProtocol::new(iris_behaviours::files::CHUNKS_PROTOCOL);
+            let mut stream = control
+                .open_stream(peer, protocol)
+                .await
+                .map_err(|e| e.to_string())?;
+            write_chunk_request(&mut stream, &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.flush().await.map_err(|e| e.to_string())?;
+            let mut buf = Vec::new();
+            let len = version.chunk_len(index).unwrap_or(0);
+            match read_chunk(&mut stream, &mut buf, len).await {
+                Ok(Ok(())) => Ok(buf),
+                Ok(Err(refusal)) => Err(refusal.reason),
+                Err(e) => Err(format!("stream ended: {e}")),
+            }
+        };
+        tokio::pin!(fetch);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            tokio::select! {
+                answer = &mut fetch => return answer,
+                _ = self.swarm.select_next_some() => {}
+                _ = tokio::time::sleep_until(deadline) => panic!("no answer to a chunk in 2 minutes"),
+            }
+        }
+    }
+}
+
+/// A file's version as the node that serves it sees it.
+pub fn version_on_disk(path: &std::path::Path) -> Option<iris_behaviours::FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(iris_behaviours::FileVersion {
+        size: meta.len(),
+        modified_ns: modified.as_nanos(),
+        inode: meta.ino(),
+    })
 }

@@ -85,6 +85,8 @@ pub(super) struct EventLoop {
     ready: Option<oneshot::Sender<Result<Snapshot, NetworkError>>>,
     /// Who was turned away, logged at a bounded rate.
     warnings: warnings::Warnings,
+    /// Chunk streams peers open; members' go to the router.
+    chunk_streams: iris_behaviours::libp2p_stream::IncomingStreams,
 }
 
 impl EventLoop {
@@ -98,6 +100,7 @@ impl EventLoop {
         network: NetworkConfig,
         own: NodeRecord,
         ready: oneshot::Sender<Result<Snapshot, NetworkError>>,
+        chunk_streams: iris_behaviours::libp2p_stream::IncomingStreams,
     ) -> Self {
         let topic = topic(&network);
         let map = NetworkMap::new(&network, own.clone(), Instant::now());
@@ -118,6 +121,7 @@ impl EventLoop {
             phase: Phase::Member,
             ready: Some(ready),
             warnings: Default::default(),
+            chunk_streams,
         }
     }
 
@@ -193,6 +197,7 @@ impl EventLoop {
                     self.emit_all(events);
                 }
                 _ = redial.tick(), if member(&self) => self.redial(),
+                Some((peer, stream)) = self.chunk_streams.next() => self.forward_stream(peer, stream),
                 Some((channel, response)) = self.replies.next(), if !self.replies.is_empty() => {
                     if self.swarm.behaviour_mut().control.send_response(channel, response).is_err() {
                         tracing::debug!("could not answer: the connection closed");
@@ -484,19 +489,25 @@ impl EventLoop {
             self.warnings.warn("limit", || {
                 format!("refused an incoming connection from {from}: {cause}")
             });
-        } else if super::looks_like_wrong_key(error) {
-            self.warnings.warn("wrong-key", || {
-                format!(
-                    "refused an incoming connection from {from}: handshake failed, wrong network key? ({})",
-                    super::error_chain(error)
-                )
-            });
         } else {
-            tracing::debug!(
-                from = %from,
-                "an incoming connection ended in its handshake: {}",
-                super::error_chain(error)
-            )
+            match super::classify_incoming(error) {
+                super::IncomingFailure::WrongKey => self.warnings.warn("wrong-key", || {
+                    format!(
+                        "refused an incoming connection from {from}: handshake failed, wrong network key? ({})",
+                        super::error_chain(error)
+                    )
+                }),
+                super::IncomingFailure::Incompatible(why) => {
+                    self.warnings.warn("incompatible", || {
+                        format!("refused an incoming connection from {from}: {why}")
+                    })
+                }
+                super::IncomingFailure::Other => tracing::debug!(
+                    from = %from,
+                    "an incoming connection ended in its handshake: {}",
+                    super::error_chain(error)
+                ),
+            }
         }
     }
 }

@@ -133,6 +133,27 @@ impl EventLoop {
         }
     }
 
+    /// Hands a chunk stream to the router if a current member opened it;
+    /// anyone else's is dropped, which resets it.
+    pub(super) fn forward_stream(&mut self, peer: PeerId, stream: iris_behaviours::libp2p::Stream) {
+        if !self.is_current_member(&peer) {
+            self.warnings.warn("non-member", || {
+                format!("refused a chunk stream from {peer}, which is not a current member")
+            });
+            return;
+        }
+        let inbound = crate::network::InboundStream { peer, stream };
+        if self.ctx.inbound_streams.try_send(inbound).is_err() {
+            tracing::warn!(%peer, "too many chunk streams waiting; refused one");
+        }
+    }
+
+    fn is_current_member(&self, peer: &PeerId) -> bool {
+        self.map
+            .get(peer)
+            .is_some_and(|entry| entry.state != iris_behaviours::Liveness::Left)
+    }
+
     /// Hands a request to the node's router, with who sent it; the answer
     /// goes back on the connection once the node has worked it out. Only
     /// current members are heard: a peer with the key but no record, or
@@ -143,11 +164,7 @@ impl EventLoop {
         request: ControlRequest,
         channel: ResponseChannel<ControlResponse>,
     ) {
-        let member = self
-            .map
-            .get(&peer)
-            .is_some_and(|entry| entry.state != iris_behaviours::Liveness::Left);
-        if !member {
+        if !self.is_current_member(&peer) {
             self.warnings.warn("non-member", || {
                 format!("refused a request from {peer}, which is not a current member")
             });

@@ -1,0 +1,153 @@
+//! The sending side of a transfer: a served file's manifest, hashed once
+//! per version of the file, and its chunks on a chunk stream.
+
+use std::os::unix::fs::FileExt;
+
+use futures::{AsyncWrite, AsyncWriteExt};
+use iris_behaviours::{
+    files::{chunk_hash, root_of, write_chunk, write_chunk_refusal, ChunkRequest},
+    FileManifest, FileVersion, Refusal, CHUNK_SIZE,
+};
+
+use super::{Files, SERVED};
+use crate::workspace::{version_of, Workspace, WorkspacePath};
+
+impl Files {
+    /// Opens a file this node serves, through its area's handle: a link
+    /// anywhere on the way is refused, and the handle opened is the one
+    /// read. Blocking.
+    pub(super) fn open_served(
+        workspace: &Workspace,
+        path: &str,
+    ) -> Result<(std::fs::File, FileVersion), Refusal> {
+        let place = WorkspacePath::parse(path)
+            .and_then(|p| p.require(&SERVED, "a served file"))
+            .map_err(|e| {
+                tracing::warn!("refused to serve: {e}");
+                Refusal::invalid(e)
+            })?;
+        let area = workspace
+            .area(place.area)
+            .map_err(|e| Refusal::failed(e.to_string()))?;
+        let file = area
+            .open_file(&place.relative)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Refusal::not_found(format!("no file '{path}' here"))
+                }
+                _ => {
+                    tracing::warn!("refused to serve {path}: {e}");
+                    Refusal::invalid(format!("'{path}': {e}"))
+                }
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Refusal::failed(e.to_string()))?;
+        Ok((file, version_of(&meta)))
+    }
+
+    /// The manifest of a served file, hashed once per version (size,
+    /// modification time and inode) and kept.
+    pub async fn manifest(&self, path: &str) -> Result<FileManifest, Refusal> {
+        let workspace = self.workspace.clone();
+        let name = path.to_string();
+        let (file, version) =
+            tokio::task::spawn_blocking(move || Self::open_served(&workspace, &name))
+                .await
+                .map_err(|e| Refusal::failed(e.to_string()))??;
+        if let Some(cached) = self.manifests.lock().expect("lock").get(path) {
+            if cached.version == version {
+                return Ok(cached.clone());
+            }
+        }
+        let name = path.to_string();
+        let _turn = self.hashing.acquire().await.expect("never closed");
+        let manifest = tokio::task::spawn_blocking(move || hash_file(&file, &name, version))
+            .await
+            .map_err(|e| Refusal::failed(e.to_string()))?
+            .map_err(Refusal::failed)?;
+        self.manifests
+            .lock()
+            .expect("lock")
+            .insert(path.to_string(), manifest.clone());
+        Ok(manifest)
+    }
+
+    /// Answers one request of a chunk stream (the router checked who
+    /// asks): the chunks in the order asked, read from the disk a chunk at
+    /// a time into one buffer, or a refusal that ends the stream.
+    pub async fn send_chunks<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        request: &ChunkRequest,
+    ) -> std::io::Result<()> {
+        let workspace = self.workspace.clone();
+        let name = request.path.clone();
+        let opened = tokio::task::spawn_blocking(move || Self::open_served(&workspace, &name))
+            .await
+            .map_err(std::io::Error::other)?;
+        let file = match opened {
+            Ok((_, now)) if now != request.version => {
+                let changed = Refusal::failed("the file changed during the transfer");
+                return write_chunk_refusal(stream, &changed).await;
+            }
+            Ok((file, _)) => std::sync::Arc::new(file),
+            Err(refusal) => return write_chunk_refusal(stream, &refusal).await,
+        };
+        let mut buf = Vec::with_capacity(CHUNK_SIZE as usize);
+        for &index in &request.indices {
+            let Some(len) = request.version.chunk_len(index) else {
+                return write_chunk_refusal(stream, &Refusal::invalid("no such chunk")).await;
+            };
+            let reader = file.clone();
+            buf = tokio::task::spawn_blocking(move || {
+                buf.resize(len, 0);
+                reader
+                    .read_exact_at(&mut buf, index * CHUNK_SIZE)
+                    .map(|()| buf)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            self.damage_once(index, &mut buf);
+            write_chunk(stream, &buf).await?;
+        }
+        stream.flush().await
+    }
+
+    /// Test hook: chunk N leaves damaged, once (`IRIS_FAULT_CORRUPT_CHUNK`).
+    fn damage_once(&self, index: u64, data: &mut [u8]) {
+        let mut corrupt = self.corrupt_once.lock().expect("lock");
+        if *corrupt == Some(index) && !data.is_empty() {
+            data[0] ^= 0xff;
+            *corrupt = None;
+        }
+    }
+}
+
+/// A file's manifest: one pass over it, each chunk hashed as a subtree of
+/// BLAKE3's tree, the file's hash combined from them.
+pub(super) fn hash_file(
+    file: &std::fs::File,
+    name: &str,
+    version: FileVersion,
+) -> Result<FileManifest, String> {
+    let count = version.chunks();
+    let mut chunks = Vec::with_capacity(count as usize);
+    let mut buf = vec![0u8; CHUNK_SIZE as usize];
+    for index in 0..count {
+        let len = version.chunk_len(index).expect("within the file");
+        file.read_exact_at(&mut buf[..len], index * CHUNK_SIZE)
+            .map_err(|e| e.to_string())?;
+        chunks.push(chunk_hash(index, &buf[..len], count));
+    }
+    if version_of(&file.metadata().map_err(|e| e.to_string())?) != version {
+        return Err("the file changed while it was being hashed".into());
+    }
+    Ok(FileManifest {
+        path: name.to_string(),
+        version,
+        chunk_size: CHUNK_SIZE,
+        blake3: root_of(&chunks, version.size).to_hex().to_string(),
+        chunks: chunks.iter().map(|h| h.to_vec().into()).collect(),
+    })
+}
