@@ -19,7 +19,7 @@ use std::{
 use futures::AsyncWriteExt;
 use iris_behaviours::{
     files::{read_chunk, write_chunk_request, ChunkRequest},
-    libp2p::PeerId,
+    libp2p::{PeerId, Stream},
     ControlRequest, ControlResponse, FileManifest, FileVersion, Refusal, CHUNK_SIZE,
 };
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,10 @@ const CHUNKS_PER_REQUEST: usize = 8;
 const CHUNK_ATTEMPTS: usize = 3;
 /// The receiver saves its progress every this many chunks.
 const SAVE_EVERY: usize = 16;
+/// Breaks of one stream in a row, with no chunk in between, that end a
+/// transfer; the wait before reopening grows by this step each time.
+const STREAM_ATTEMPTS: usize = 4;
+const STREAM_RETRY: Duration = Duration::from_millis(250);
 
 /// What a receiver keeps beside a partial file, to resume it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -188,18 +192,19 @@ impl Files {
     }
 
     /// One stream of a transfer: takes a few chunks at a time from the
-    /// work, asks for them, checks and writes each, until none is left.
+    /// work, asks for them, checks and writes each, until none is left. A
+    /// stream that breaks (its connection replaced, say) is opened anew,
+    /// its unfinished chunks back in the work; [`STREAM_ATTEMPTS`] breaks
+    /// in a row without a chunk in between end the transfer (resumably).
     async fn pull(
         &self,
         client: &NetworkClient,
         path: &str,
         work: &Work<'_>,
     ) -> Result<(), FileError> {
-        let interrupted = |e: std::io::Error| {
-            FileError::Transfer(format!("transfer interrupted (resumable): {e}"))
-        };
         let mut stream = None;
         let mut buf = Vec::with_capacity(CHUNK_SIZE as usize);
+        let mut breaks = 0;
         loop {
             let batch: Vec<(u64, usize)> = {
                 let mut todo = work.todo.lock().expect("lock");
@@ -209,60 +214,98 @@ impl Files {
             if batch.is_empty() {
                 break;
             }
-            let stream = match &mut stream {
-                Some(stream) => stream,
-                None => stream.insert(client.open_chunk_stream(work.peer).await?),
-            };
-            let request = ChunkRequest {
-                path: path.to_string(),
-                version: work.manifest.version,
-                indices: batch.iter().map(|(index, _)| *index).collect(),
-            };
-            write_chunk_request(stream, &request)
-                .await
-                .map_err(interrupted)?;
-            for (index, attempt) in batch {
-                let len = work.manifest.version.chunk_len(index).unwrap_or(0);
-                if let Err(refusal) = read_chunk(stream, &mut buf, len)
-                    .await
-                    .map_err(interrupted)?
-                {
-                    return Err(refused(work.peer, refusal));
-                }
-                let (manifest, file) = (work.manifest.clone(), work.file.clone());
-                let checked = tokio::task::spawn_blocking(move || {
-                    let good = manifest.chunk_matches(index, &buf);
-                    if good {
-                        file.write_all_at(&buf, index * CHUNK_SIZE)?;
+            let broken = match &mut stream {
+                Some(open) => self.pull_batch(open, path, work, &mut buf, &batch).await?,
+                None => match client.open_chunk_stream(work.peer).await {
+                    Ok(open) => {
+                        let open = stream.insert(open);
+                        self.pull_batch(open, path, work, &mut buf, &batch).await?
                     }
-                    Ok::<_, std::io::Error>((buf, good))
-                })
-                .await
-                .map_err(|e| FileError::Local(e.to_string()))?
-                .map_err(|e| FileError::Local(format!("cannot write {path}: {e}")))?;
-                let good;
-                (buf, good) = checked;
-                if good {
-                    self.chunk_done(work, path, index);
-                    continue;
-                }
-                if attempt >= CHUNK_ATTEMPTS {
-                    return Err(FileError::Transfer(format!(
-                        "chunk {index} arrived damaged {attempt} times"
-                    )));
-                }
-                tracing::warn!(%path, index, "chunk arrived damaged; fetching it again");
-                work.refetched.fetch_add(1, Ordering::Relaxed);
-                work.todo
-                    .lock()
-                    .expect("lock")
-                    .push_back((index, attempt + 1));
+                    Err(e) => Some((0, e.to_string())),
+                },
+            };
+            let Some((done, why)) = broken else {
+                breaks = 0;
+                continue;
+            };
+            stream = None;
+            work.todo
+                .lock()
+                .expect("lock")
+                .extend(batch[done..].iter().copied());
+            breaks = if done > 0 { 1 } else { breaks + 1 };
+            if breaks >= STREAM_ATTEMPTS {
+                return Err(FileError::Transfer(format!(
+                    "transfer interrupted (resumable): {why}"
+                )));
             }
+            tracing::debug!(%path, "a chunk stream broke ({why}); opening another");
+            tokio::time::sleep(STREAM_RETRY * breaks as u32).await;
         }
         if let Some(mut stream) = stream {
             let _ = stream.close().await;
         }
         Ok(())
+    }
+
+    /// Asks for `batch` on `stream` and takes each chunk in: `None` once
+    /// all came, or how many came before the stream broke, and why.
+    async fn pull_batch(
+        &self,
+        stream: &mut Stream,
+        path: &str,
+        work: &Work<'_>,
+        buf: &mut Vec<u8>,
+        batch: &[(u64, usize)],
+    ) -> Result<Option<(usize, String)>, FileError> {
+        let request = ChunkRequest {
+            path: path.to_string(),
+            version: work.manifest.version,
+            indices: batch.iter().map(|(index, _)| *index).collect(),
+        };
+        if let Err(e) = write_chunk_request(stream, &request).await {
+            return Ok(Some((0, e.to_string())));
+        }
+        for (done, &(index, attempt)) in batch.iter().enumerate() {
+            let len = work.manifest.version.chunk_len(index).unwrap_or(0);
+            match read_chunk(stream, buf, len).await {
+                Ok(Ok(())) => {}
+                Ok(Err(refusal)) => return Err(refused(work.peer, refusal)),
+                Err(e) => return Ok(Some((done, e.to_string()))),
+            }
+            let (manifest, file, data) = (
+                work.manifest.clone(),
+                work.file.clone(),
+                std::mem::take(buf),
+            );
+            let (data, good) = tokio::task::spawn_blocking(move || {
+                let good = manifest.chunk_matches(index, &data);
+                if good {
+                    file.write_all_at(&data, index * CHUNK_SIZE)?;
+                }
+                Ok::<_, std::io::Error>((data, good))
+            })
+            .await
+            .map_err(|e| FileError::Local(e.to_string()))?
+            .map_err(|e| FileError::Local(format!("cannot write {path}: {e}")))?;
+            *buf = data;
+            if good {
+                self.chunk_done(work, path, index);
+                continue;
+            }
+            if attempt >= CHUNK_ATTEMPTS {
+                return Err(FileError::Transfer(format!(
+                    "chunk {index} arrived damaged {attempt} times"
+                )));
+            }
+            tracing::warn!(%path, index, "chunk arrived damaged; fetching it again");
+            work.refetched.fetch_add(1, Ordering::Relaxed);
+            work.todo
+                .lock()
+                .expect("lock")
+                .push_back((index, attempt + 1));
+        }
+        Ok(None)
     }
 
     /// Records a chunk as here: progress saved now and then, an event at
