@@ -63,6 +63,9 @@ fn iris_run(node: &TestNode, on: &str) -> Command {
             "iris-worker:latest",
             "--on",
             on,
+            // A run that cannot finish fails the benchmark instead of hanging it.
+            "--timeout",
+            "120s",
             "--",
         ])
         .args(["/iris-worker", "stats", "/workspace/private/data.csv"]);
@@ -106,6 +109,8 @@ async fn main() {
     for node in &nodes {
         std::fs::write(node.dir.join("workspace/private/data.csv"), &csv).unwrap();
         assert!(node.cli(&["images", "load", worker_tar()]).status.success());
+        // Each site's owner approves the image once, as the testnet does.
+        node.owner(&["policy", "allow-image", "iris-worker:latest"]);
     }
     let scratch = tempfile::tempdir().unwrap();
     let outs: Vec<_> = (0..3)
