@@ -136,6 +136,7 @@ impl Router {
     /// One chunk stream: its requests in turn, each checked as a file
     /// request is, until the peer closes it or falls silent.
     async fn serve_stream(self: Arc<Self>, peer: PeerId, mut stream: Stream) {
+        let mut buf = Vec::new();
         loop {
             let request = match tokio::time::timeout(
                 CHUNK_STREAM_IDLE,
@@ -154,7 +155,11 @@ impl Router {
                 let _ = write_chunk_refusal(&mut stream, &refusal).await;
                 return;
             }
-            if let Err(e) = self.files.send_chunks(&mut stream, &request).await {
+            if let Err(e) = self
+                .files
+                .send_chunks(&mut stream, &request, &mut buf)
+                .await
+            {
                 tracing::debug!(%peer, "a chunk stream ended: {e}");
                 return;
             }

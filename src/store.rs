@@ -134,10 +134,8 @@ impl Store {
             path: path.clone(),
             message: "not UTF-8".into(),
         })?;
-        text.parse().map_err(|e| StoreError::Corrupt {
-            path,
-            message: e,
-        })
+        text.parse()
+            .map_err(|e| StoreError::Corrupt { path, message: e })
     }
 
     /// The saved membership, or `None` if this node is in no network.

@@ -26,13 +26,25 @@ async fn a_member_names_both_versions_when_a_node_of_another_release_calls() {
     let nodes = network(&["alice"], KEY).await;
     let alice = &nodes[0];
     let port = alice.bootstrap().await;
-    let port = port.split("/tcp/").nth(1).unwrap().split('/').next().unwrap();
+    let port = port
+        .split("/tcp/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
     let mut socket = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     socket.write_all(&preamble(PROTOCOL_VERSION + 1)).unwrap();
     let mut heard = [0u8; 8];
     socket.read_exact(&mut heard).unwrap();
-    assert_eq!(heard, preamble(PROTOCOL_VERSION), "alice said her version first");
+    assert_eq!(
+        heard,
+        preamble(PROTOCOL_VERSION),
+        "alice said her version first"
+    );
     let expected = format!(
         "the peer speaks Iris protocol {}, this node protocol {PROTOCOL_VERSION}",
         PROTOCOL_VERSION + 1
@@ -41,7 +53,10 @@ async fn a_member_names_both_versions_when_a_node_of_another_release_calls() {
         alice.log().contains(&expected).then_some(())
     })
     .await;
-    assert!(!alice.log().contains("wrong network key"), "blamed on the key");
+    assert!(
+        !alice.log().contains("wrong network key"),
+        "blamed on the key"
+    );
 }
 
 #[tokio::test]

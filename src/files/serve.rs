@@ -75,11 +75,13 @@ impl Files {
 
     /// Answers one request of a chunk stream (the router checked who
     /// asks): the chunks in the order asked, read from the disk a chunk at
-    /// a time into one buffer, or a refusal that ends the stream.
+    /// a time into `buf` (the stream's one buffer, kept across its
+    /// requests), or a refusal that ends the stream.
     pub async fn send_chunks<S: AsyncWrite + Unpin>(
         &self,
         stream: &mut S,
         request: &ChunkRequest,
+        buf: &mut Vec<u8>,
     ) -> std::io::Result<()> {
         let workspace = self.workspace.clone();
         let name = request.path.clone();
@@ -94,22 +96,21 @@ impl Files {
             Ok((file, _)) => std::sync::Arc::new(file),
             Err(refusal) => return write_chunk_refusal(stream, &refusal).await,
         };
-        let mut buf = Vec::with_capacity(CHUNK_SIZE as usize);
         for &index in &request.indices {
             let Some(len) = request.version.chunk_len(index) else {
                 return write_chunk_refusal(stream, &Refusal::invalid("no such chunk")).await;
             };
-            let reader = file.clone();
-            buf = tokio::task::spawn_blocking(move || {
-                buf.resize(len, 0);
+            let (reader, mut data) = (file.clone(), std::mem::take(buf));
+            *buf = tokio::task::spawn_blocking(move || {
+                data.resize(len, 0);
                 reader
-                    .read_exact_at(&mut buf, index * CHUNK_SIZE)
-                    .map(|()| buf)
+                    .read_exact_at(&mut data, index * CHUNK_SIZE)
+                    .map(|()| data)
             })
             .await
             .map_err(std::io::Error::other)??;
-            self.damage_once(index, &mut buf);
-            write_chunk(stream, &buf).await?;
+            self.damage_once(index, buf);
+            write_chunk(stream, buf).await?;
         }
         stream.flush().await
     }
