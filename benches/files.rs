@@ -229,7 +229,10 @@ async fn main() {
     let (mut scps, mut irises) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let scp_dest = scratch.path().join("scp.bin");
-        if let Some(s) = sshd.as_ref().and_then(|s| s.copy(&source, &[scp_dest.clone()])) {
+        if let Some(s) = sshd
+            .as_ref()
+            .and_then(|s| s.copy(&source, std::slice::from_ref(&scp_dest)))
+        {
             scps.push(s);
         }
         let _ = std::fs::remove_file(scp_dest);
@@ -259,7 +262,11 @@ async fn main() {
         pushes.push(start.elapsed());
         assert_eq!(code, 200, "{answers}");
         assert!(
-            answers.as_array().unwrap().iter().all(|a| a["error"].is_null()),
+            answers
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["error"].is_null()),
             "{answers}"
         );
     }
