@@ -123,13 +123,8 @@ pub fn root_of(chunks: &[[u8; 32]], size: u64) -> blake3::Hash {
         [] => blake3::hash(b""),
         [only] => blake3::Hash::from_bytes(*only),
         _ => {
-            let left = hazmat::left_subtree_len(size);
-            let split = (left / CHUNK_SIZE) as usize;
-            hazmat::merge_subtrees_root(
-                &subtree(&chunks[..split], left),
-                &subtree(&chunks[split..], size - left),
-                Mode::Hash,
-            )
+            let (left, right) = children(chunks, size);
+            hazmat::merge_subtrees_root(&left, &right, Mode::Hash)
         }
     }
 }
@@ -139,12 +134,18 @@ fn subtree(chunks: &[[u8; 32]], len: u64) -> ChainingValue {
     if let [only] = chunks {
         return *only;
     }
+    let (left, right) = children(chunks, len);
+    hazmat::merge_subtrees_non_root(&left, &right, Mode::Hash)
+}
+
+/// The two children of the node over `chunks` (two or more), `len` bytes
+/// in all: the left one the largest power of two short of the whole.
+fn children(chunks: &[[u8; 32]], len: u64) -> (ChainingValue, ChainingValue) {
     let left = hazmat::left_subtree_len(len);
     let split = (left / CHUNK_SIZE) as usize;
-    hazmat::merge_subtrees_non_root(
-        &subtree(&chunks[..split], left),
-        &subtree(&chunks[split..], len - left),
-        Mode::Hash,
+    (
+        subtree(&chunks[..split], left),
+        subtree(&chunks[split..], len - left),
     )
 }
 

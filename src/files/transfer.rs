@@ -54,6 +54,13 @@ struct Progress {
     done: BTreeSet<u64>,
 }
 
+/// The chunks here, and when they were last saved and reported.
+struct Tally {
+    progress: Progress,
+    unsaved: usize,
+    last_event: Instant,
+}
+
 /// One transfer's shared state, which its streams take work from and
 /// report to.
 struct Work<'a> {
@@ -62,9 +69,7 @@ struct Work<'a> {
     file: Arc<std::fs::File>,
     /// Chunks still to fetch, with the attempt each is on.
     todo: Mutex<VecDeque<(u64, usize)>>,
-    progress: Mutex<Progress>,
-    since_save: Mutex<(usize, Instant)>,
-    fetched: AtomicU64,
+    progress: Mutex<Tally>,
     refetched: AtomicU64,
     dir: &'a Dir,
     progress_name: &'a str,
@@ -154,9 +159,11 @@ impl Files {
             manifest: Arc::new(manifest),
             file: Arc::new(file),
             todo: Mutex::new(todo),
-            progress: Mutex::new(progress),
-            since_save: Mutex::new((0, Instant::now())),
-            fetched: AtomicU64::new(0),
+            progress: Mutex::new(Tally {
+                progress,
+                unsaved: 0,
+                last_event: Instant::now(),
+            }),
             refetched: AtomicU64::new(0),
             dir: &dir,
             progress_name: &progress_name,
@@ -167,6 +174,7 @@ impl Files {
             return Err(e);
         }
 
+        let done = work.progress.lock().expect("lock").progress.done.len() as u64;
         let manifest = work.manifest.clone();
         let synced = work.file.clone();
         tokio::task::spawn_blocking(move || synced.sync_all())
@@ -184,7 +192,7 @@ impl Files {
             path: dest.to_string(),
             bytes: manifest.version.size,
             blake3: manifest.blake3.clone(),
-            fetched_chunks: work.fetched.load(Ordering::Relaxed),
+            fetched_chunks: done - resumed,
             resumed_chunks: resumed,
             refetched_chunks: work.refetched.load(Ordering::Relaxed),
             seconds: started.elapsed().as_secs_f64(),
@@ -311,20 +319,16 @@ impl Files {
     /// Records a chunk as here: progress saved now and then, an event at
     /// most every second.
     fn chunk_done(&self, work: &Work<'_>, path: &str, index: u64) {
-        work.fetched.fetch_add(1, Ordering::Relaxed);
-        let done = {
-            let mut progress = work.progress.lock().expect("lock");
-            progress.done.insert(index);
-            progress.done.len() as u64
-        };
-        let mut since = work.since_save.lock().expect("lock");
-        since.0 += 1;
-        if since.0 >= SAVE_EVERY {
-            since.0 = 0;
-            work.save();
+        let mut tally = work.progress.lock().expect("lock");
+        tally.progress.done.insert(index);
+        tally.unsaved += 1;
+        if tally.unsaved >= SAVE_EVERY {
+            tally.unsaved = 0;
+            save_progress(work.dir, work.progress_name, &tally.progress);
         }
-        if since.1.elapsed() > Duration::from_secs(1) {
-            since.1 = Instant::now();
+        if tally.last_event.elapsed() > Duration::from_secs(1) {
+            tally.last_event = Instant::now();
+            let done = tally.progress.done.len() as u64;
             let total = work.manifest.version.size;
             self.events.emit(EventKind::Transfer {
                 path: path.to_string(),
@@ -340,7 +344,7 @@ impl Work<'_> {
         save_progress(
             self.dir,
             self.progress_name,
-            &self.progress.lock().expect("lock"),
+            &self.progress.lock().expect("lock").progress,
         );
     }
 }
