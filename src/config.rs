@@ -122,9 +122,13 @@ impl Default for WorkspaceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LivenessConfig {
-    /// How often this node announces itself.
-    pub heartbeat_ms: u64,
-    /// Silence after which a member becomes suspect.
+    /// How often this node probes one of its neighbours (in turn). Read
+    /// from `heartbeat_ms` too, its name before probes replaced heartbeats.
+    #[serde(alias = "heartbeat_ms")]
+    pub probe_interval_ms: u64,
+    /// How long a probe may go unanswered, directly (a third of it) and
+    /// then through other members (the rest), before the neighbour is
+    /// suspect. A node that finds itself slow stretches it.
     pub suspect_after_ms: u64,
     /// Time as suspect after which a member is gone.
     pub gone_after_ms: u64,
@@ -133,16 +137,16 @@ pub struct LivenessConfig {
 impl Default for LivenessConfig {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 500,
-            suspect_after_ms: 2000,
+            probe_interval_ms: 200,
+            suspect_after_ms: 1500,
             gone_after_ms: 10_000,
         }
     }
 }
 
 impl LivenessConfig {
-    pub fn heartbeat(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_ms)
+    pub fn probe_interval(&self) -> Duration {
+        Duration::from_millis(self.probe_interval_ms)
     }
     pub fn suspect_after(&self) -> Duration {
         Duration::from_millis(self.suspect_after_ms)
@@ -213,11 +217,15 @@ impl NodeConfig {
                 .map_err(|e| format!("p2p.external address '{addr}' is not a multiaddr: {e}"))?;
         }
         let l = &self.liveness;
-        if l.heartbeat_ms == 0 || l.suspect_after_ms <= l.heartbeat_ms || l.gone_after_ms == 0 {
+        if l.probe_interval_ms == 0
+            || l.suspect_after_ms < 30
+            || l.suspect_after_ms <= l.probe_interval_ms
+            || l.gone_after_ms == 0
+        {
             return Err(format!(
-                "liveness: need heartbeat_ms > 0, suspect_after_ms > heartbeat_ms and gone_after_ms > 0 \
-                 (got {}, {}, {})",
-                l.heartbeat_ms, l.suspect_after_ms, l.gone_after_ms
+                "liveness: need probe_interval_ms > 0, suspect_after_ms >= 30 and > probe_interval_ms, \
+                 and gone_after_ms > 0 (got {}, {}, {})",
+                l.probe_interval_ms, l.suspect_after_ms, l.gone_after_ms
             ));
         }
         self.policy.validate()?;
@@ -290,9 +298,11 @@ path = {workspace:?}
 {host_path}
 
 [liveness]
-# How often this node announces itself to the network, in milliseconds.
-heartbeat_ms = {heartbeat}
-# Silence after which another node is marked suspect.
+# How often this node probes one of its few neighbours, in milliseconds.
+probe_interval_ms = {probe_interval}
+# How long a probe may go unanswered, directly and then through other
+# members, before the neighbour is marked suspect (stretched by the node
+# itself when it finds itself slow).
 suspect_after_ms = {suspect}
 # Time as suspect after which a node is marked gone.
 gone_after_ms = {gone}
@@ -312,7 +322,7 @@ max_output_bytes = {max_output_bytes}
             api_bind = self.api.bind,
             api_port = self.api.port,
             workspace = self.workspace.path.display().to_string(),
-            heartbeat = self.liveness.heartbeat_ms,
+            probe_interval = self.liveness.probe_interval_ms,
             suspect = self.liveness.suspect_after_ms,
             gone = self.liveness.gone_after_ms,
             max_concurrent = self.jobs.max_concurrent,

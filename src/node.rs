@@ -96,13 +96,7 @@ impl Node {
         let capabilities = watch::Sender::new(Capabilities::default());
         let (inbound, inbound_queue) = tokio::sync::mpsc::channel(256);
         let (inbound_streams, stream_queue) = tokio::sync::mpsc::channel(64);
-        let settings = SwarmSettings {
-            // Ping a little faster than the heartbeat so a hung peer's
-            // connection is closed soon after it turns suspect.
-            ping_interval: config.liveness.heartbeat(),
-            ping_timeout: config.liveness.suspect_after(),
-            ..SwarmSettings::default()
-        };
+        let settings = SwarmSettings::default();
         let membership = Membership::new(Arc::new(NetworkContext {
             keypair: keypair.clone(),
             config: config.clone(),
@@ -112,6 +106,7 @@ impl Node {
             capabilities: capabilities.clone(),
             inbound,
             inbound_streams,
+            activity: Default::default(),
         }));
         let images = ImageLibrary::new(
             executor.clone(),

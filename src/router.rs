@@ -24,7 +24,7 @@ use crate::{
     egress::{Egress, Outgoing, Release},
     files::Files,
     jobs::Jobs,
-    network::{Inbound, InboundStream},
+    network::{Busy, Inbound, InboundStream},
     secagg::SecureSums,
     sessions::Sessions,
     workspace::{Area, WorkspacePath},
@@ -135,29 +135,27 @@ impl Router {
 
     /// One chunk stream: its requests in turn, each checked as a file
     /// request is, until the peer closes it or falls silent.
-    async fn serve_stream(self: Arc<Self>, peer: PeerId, mut stream: Stream) {
+    async fn serve_stream(self: Arc<Self>, peer: PeerId, mut stream: Busy<Stream>) {
         let mut buf = Vec::new();
         loop {
-            let request = match tokio::time::timeout(
-                CHUNK_STREAM_IDLE,
-                read_chunk_request(&mut stream),
-            )
-            .await
-            {
-                Ok(Ok(Some(request))) => request,
-                Ok(Ok(None)) | Err(_) => break,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "a chunk stream ended: {e}");
-                    return;
-                }
-            };
+            let request =
+                match tokio::time::timeout(CHUNK_STREAM_IDLE, read_chunk_request(&mut *stream))
+                    .await
+                {
+                    Ok(Ok(Some(request))) => request,
+                    Ok(Ok(None)) | Err(_) => break,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "a chunk stream ended: {e}");
+                        return;
+                    }
+                };
             if let Err(refusal) = self.may_send_chunks(peer, &request.path).await {
-                let _ = write_chunk_refusal(&mut stream, &refusal).await;
+                let _ = write_chunk_refusal(&mut *stream, &refusal).await;
                 return;
             }
             if let Err(e) = self
                 .files
-                .send_chunks(&mut stream, &request, &mut buf)
+                .send_chunks(&mut *stream, &request, &mut buf)
                 .await
             {
                 tracing::debug!(%peer, "a chunk stream ended: {e}");
@@ -229,7 +227,9 @@ impl Router {
             ControlRequest::SecureSum { body } => self.sums.handle(peer, from_master, &body).await,
             ControlRequest::Join { .. }
             | ControlRequest::Hello { .. }
-            | ControlRequest::Leave { .. } => {
+            | ControlRequest::Leave { .. }
+            | ControlRequest::Probe
+            | ControlRequest::ProbeFor { .. } => {
                 Err(Refusal::invalid("membership requests go to the event loop"))
             }
         }

@@ -4,7 +4,7 @@
 # Docker engine through the mounted socket (Docker-out-of-Docker).
 #
 #   testnet/testnet.sh up [N]     build the images, start N nodes (default 3,
-#                                 at most 10) with their own private data; the
+#                                 at most 26) with their own private data; the
 #                                 first creates the network, the second joins
 #                                 through it, every later one through the node
 #                                 before it
@@ -45,7 +45,8 @@ prefix=${IRIS_TESTNET_NAME:-iris-testnet}
 data="$here/.data"
 [ "$prefix" = iris-testnet ] || data="$here/.data/$prefix"
 state="$data/testnet.state"
-names=(alice bob carol dave erin frank grace heidi ivan judy)
+names=(alice bob carol dave erin frank grace heidi ivan judy kate liam mia
+  noah olga pat quinn rosa sam tina uma vic wendy xena yuri zoe)
 worker=iris-worker:latest
 
 # ---------------------------------------------------------------- helpers

@@ -6,7 +6,6 @@ use libp2p::{
     connection_limits::{self, ConnectionLimits},
     gossipsub, identify,
     identity::Keypair,
-    ping,
     request_response::{self, ProtocolSupport},
     swarm::NetworkBehaviour,
     StreamProtocol, Swarm, SwarmBuilder,
@@ -38,14 +37,12 @@ pub const MAX_PENDING_INCOMING: u32 = 64;
 pub struct IrisBehaviour {
     /// Refuses connections past the bounds above, before any protocol runs.
     pub limits: connection_limits::Behaviour,
-    /// The network map: records and heartbeats.
+    /// The network map: records when they change, suspicions, departures.
     pub gossipsub: gossipsub::Behaviour,
-    /// Commands answered by one peer: join, hello, leave.
+    /// Commands answered by one peer: join, hello, leave, probes.
     pub control: request_response::Behaviour<CborCodec<ControlRequest, ControlResponse>>,
     /// Tells each peer the addresses we see it at.
     pub identify: identify::Behaviour,
-    /// Detects a peer that hangs with its sockets open.
-    pub ping: ping::Behaviour,
     /// Raw streams: file chunks ([`crate::files::CHUNKS_PROTOCOL`]).
     pub streams: libp2p_stream::Behaviour,
 }
@@ -56,9 +53,10 @@ pub struct SwarmSettings {
     /// Bounds the TCP + preamble + noise + yamux upgrade (a peer that says
     /// nothing fails it).
     pub handshake_timeout: Duration,
+    /// Gossipsub's mesh upkeep. Messages go out at once whatever it is;
+    /// it only repairs the mesh and offers recent messages to peers that
+    /// may have missed them.
     pub gossip_heartbeat: Duration,
-    pub ping_interval: Duration,
-    pub ping_timeout: Duration,
     /// Bounds a whole request-response exchange. Long, because a command
     /// run in a container answers when it ends; a dead or hung peer is
     /// caught sooner by liveness, which closes its connection.
@@ -71,9 +69,7 @@ impl Default for SwarmSettings {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(3),
-            gossip_heartbeat: Duration::from_millis(200),
-            ping_interval: Duration::from_millis(500),
-            ping_timeout: Duration::from_millis(1000),
+            gossip_heartbeat: Duration::from_millis(500),
             request_timeout: Duration::from_secs(24 * 3600),
             max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
         }
@@ -103,8 +99,10 @@ pub fn build_swarm(
         .expect("an infallible constructor")
         .with_behaviour(|_| behaviour)
         .expect("an infallible constructor")
-        // Liveness is our own business (ping and heartbeats); an idle
-        // connection to a member must not be dropped behind our back.
+        // Which connections stay open is the node's business (a few
+        // neighbours kept, the rest closed when idle): libp2p must not
+        // drop one behind its back. Gossipsub's streams keep every
+        // connection busy anyway.
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_secs(24 * 3600))
                 // One address of a peer at a time: dialing all at once and
@@ -123,7 +121,7 @@ fn build_behaviour(
 ) -> Result<IrisBehaviour, BuildError> {
     let gossip_config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(settings.gossip_heartbeat)
-        .heartbeat_initial_delay(settings.gossip_heartbeat)
+        .heartbeat_initial_delay(Duration::from_millis(100))
         .validation_mode(gossipsub::ValidationMode::Strict)
         .max_transmit_size(MAX_GOSSIP_MESSAGE)
         // Keep 2 * outbound_min <= mesh_n_low <= mesh_n <= mesh_n_high:
@@ -149,11 +147,6 @@ fn build_behaviour(
         "/iris/1".to_string(),
         keypair.public(),
     ));
-    let ping = ping::Behaviour::new(
-        ping::Config::new()
-            .with_interval(settings.ping_interval)
-            .with_timeout(settings.ping_timeout),
-    );
     Ok(IrisBehaviour {
         limits: connection_limits::Behaviour::new(
             ConnectionLimits::default()
@@ -164,7 +157,6 @@ fn build_behaviour(
         gossipsub,
         control,
         identify,
-        ping,
         streams: libp2p_stream::Behaviour::new(),
     })
 }

@@ -24,10 +24,11 @@ pub use tasks::*;
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 5: the noise prologue carries the network
+/// message naming both. Version 6: SWIM probes and suspicions replace
+/// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

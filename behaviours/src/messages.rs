@@ -5,7 +5,9 @@
 //!   [`ControlResponse`]): joining, introductions between two nodes, and
 //!   graceful leaves, all answered by the peer that was asked;
 //! - the **map** gossipsub topic ([`MapMessage`]): every node announces its
-//!   own [`NodeRecord`] there, on change and as a heartbeat.
+//!   own [`NodeRecord`] there when it changes, and watchers spread their
+//!   suspicions there (a member is probed only by its few neighbours, see
+//!   the node's `network::detector`).
 //!
 //! A record is only ever accepted from the node it describes: receivers check
 //! the record's `peer_id` against the authenticated sender.
@@ -18,13 +20,14 @@ use crate::{
     tasks::{TaskReport, TaskSpec},
 };
 
-/// The request-response protocol for commands between nodes. Version 5
-/// (with [`crate::PROTOCOL_VERSION`]): BLAKE3 manifests, and chunks on
-/// their own stream protocol. Version 4:
+/// The request-response protocol for commands between nodes. Version 6
+/// (with [`crate::PROTOCOL_VERSION`]): SWIM probes, direct and indirect.
+/// Version 5: BLAKE3 manifests, and chunks on their own stream protocol.
+/// Version 4:
 /// a task may await its owner's approval, and a report says why outputs are
 /// held; version 3 signed records and the network config
 /// ([`crate::signed`]); version 2 gave refusals a [`RefusalKind`].
-pub const CONTROL_PROTOCOL: &str = "/iris/control/5";
+pub const CONTROL_PROTOCOL: &str = "/iris/control/6";
 
 /// Longest node or network name we accept, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -325,6 +328,13 @@ pub enum ControlRequest {
     /// "I am going": sent to every connected member before leaving or
     /// shutting down.
     Leave { departure: Departure },
+    /// "Are you there?": a watcher's direct probe, answered with `Ack`.
+    Probe,
+    /// "Is `target` there?": a watcher whose own probe of `target` failed
+    /// asks another member to probe it (SWIM's ping-req). Answered with
+    /// [`ControlResponse::Probed`], a no as well as a yes, so the asker
+    /// can tell a dead target from its own slowness (Lifeguard's nack).
+    ProbeFor { target: PeerId },
     /// Run a task here; only the network's master may ask another node.
     /// Answered with `Ack` once queued; progress comes as `TaskUpdate`s.
     RunTask { spec: TaskSpec },
@@ -414,6 +424,10 @@ pub enum ControlResponse {
         record: NodeRecord,
     },
     Ack,
+    /// The answer to [`ControlRequest::ProbeFor`].
+    Probed {
+        reached: bool,
+    },
     Refused {
         kind: RefusalKind,
         reason: String,
@@ -515,8 +529,16 @@ impl From<Refusal> for ControlResponse {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MapMessage {
-    /// The sender's own record; also its heartbeat.
+    /// The sender's own record, when it changes or to refute a suspicion.
     Announce { record: NodeRecord },
+    /// The sender, a watcher of `peer`, could not reach it directly nor
+    /// through others. It names the copy of `peer`'s record it holds
+    /// (version and signing time): a newer copy refutes the suspicion.
+    Suspect {
+        peer: PeerId,
+        version: u64,
+        signed_at_ms: u64,
+    },
     /// The sender leaves the network or shuts down.
     Leave { departure: Departure },
     /// Only from the master: these nodes are removed from the network.

@@ -28,7 +28,7 @@ use super::{FileError, Files};
 use crate::{
     api_types::Transfer,
     events::EventKind,
-    network::{NetworkClient, NetworkError},
+    network::{Busy, NetworkClient, NetworkError},
     safe_fs::Dir,
     workspace::WorkspacePath,
 };
@@ -210,7 +210,7 @@ impl Files {
         path: &str,
         work: &Work<'_>,
     ) -> Result<(), FileError> {
-        let mut stream = None;
+        let mut stream: Option<Busy<Stream>> = None;
         let mut buf = Vec::with_capacity(CHUNK_SIZE as usize);
         let mut breaks = 0;
         loop {

@@ -6,9 +6,14 @@
 //! awaits the reply, as in rust-libp2p's file-sharing example. There are no
 //! locks around the swarm.
 
+mod activity;
+pub mod detector;
 mod event_loop;
 pub mod map;
+pub mod neighbours;
 mod saver;
+
+pub use activity::{Activity, Busy, InUse};
 
 use std::{sync::Arc, time::Duration};
 
@@ -56,13 +61,15 @@ pub struct NetworkContext {
     pub inbound: mpsc::Sender<Inbound>,
     /// Where chunk streams that current members opened go, to the router.
     pub inbound_streams: mpsc::Sender<InboundStream>,
+    /// What uses each peer's connection, so idle ones can be closed.
+    pub activity: Activity,
 }
 
 /// A stream of [`iris_behaviours::files::CHUNKS_PROTOCOL`] that a current
 /// member opened; the router reads its requests and serves them.
 pub struct InboundStream {
     pub peer: PeerId,
-    pub stream: iris_behaviours::libp2p::Stream,
+    pub stream: Busy<iris_behaviours::libp2p::Stream>,
 }
 
 /// A request from a peer that the node's router, not the event loop,
@@ -151,6 +158,7 @@ pub struct NetworkClient {
     commands: mpsc::Sender<Command>,
     /// Opens raw streams to peers (file chunks).
     streams: iris_behaviours::libp2p_stream::Control,
+    activity: Activity,
 }
 
 impl NetworkClient {
@@ -202,19 +210,23 @@ impl NetworkClient {
 
     /// Opens a stream for file chunks to `peer`, which must be connected
     /// (a transfer asked it for a manifest first).
+    /// The connection stays open while the stream lives.
     pub async fn open_chunk_stream(
         &self,
         peer: PeerId,
-    ) -> Result<iris_behaviours::libp2p::Stream, NetworkError> {
+    ) -> Result<Busy<iris_behaviours::libp2p::Stream>, NetworkError> {
         let protocol = StreamProtocol::new(iris_behaviours::files::CHUNKS_PROTOCOL);
-        self.streams
+        let in_use = self.activity.begin(peer);
+        let stream = self
+            .streams
             .clone()
             .open_stream(peer, protocol)
             .await
             .map_err(|e| NetworkError::NoAnswer {
                 peer,
                 detail: format!("cannot open a chunk stream: {e}"),
-            })
+            })?;
+        Ok(Busy::new(stream, in_use))
     }
 
     /// Tells the other members we are going and stops the session. Returns
@@ -340,10 +352,18 @@ async fn start(
         .expect("a new swarm accepts chunk streams once");
     let (commands, receiver) = mpsc::channel(64);
     let (ready, setup) = oneshot::channel();
+    let activity = ctx.activity.clone();
     let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, ready, chunk_streams);
     tokio::spawn(event_loop.run(goal, previous_port));
     let snapshot = setup.await.map_err(|_| NetworkError::Stopped)??;
-    Ok((NetworkClient { commands, streams }, snapshot))
+    Ok((
+        NetworkClient {
+            commands,
+            streams,
+            activity,
+        },
+        snapshot,
+    ))
 }
 
 /// A version higher than `previous` that also keeps growing across a lost

@@ -108,13 +108,13 @@ impl TestNode {
         node
     }
 
-    pub fn set_liveness(&self, heartbeat_ms: u64, suspect_ms: u64, gone_ms: u64) {
+    pub fn set_liveness(&self, probe_interval_ms: u64, suspect_ms: u64, gone_ms: u64) {
         let path = self.dir.join("iris.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let mut text: String = text
             .lines()
             .filter(|l| {
-                !l.starts_with("heartbeat_ms")
+                !l.starts_with("probe_interval_ms")
                     && !l.starts_with("suspect_after_ms")
                     && !l.starts_with("gone_after_ms")
             })
@@ -122,7 +122,7 @@ impl TestNode {
             .collect();
         text = text.replace(
             "[liveness]\n",
-            &format!("[liveness]\nheartbeat_ms = {heartbeat_ms}\nsuspect_after_ms = {suspect_ms}\ngone_after_ms = {gone_ms}\n"),
+            &format!("[liveness]\nprobe_interval_ms = {probe_interval_ms}\nsuspect_after_ms = {suspect_ms}\ngone_after_ms = {gone_ms}\n"),
         );
         std::fs::write(path, text).unwrap();
     }

@@ -242,18 +242,26 @@ impl RoguePeer {
         }
     }
 
-    /// Stays connected for `period`, answering pings (so it looks alive)
-    /// and taking every request without ever answering it.
+    /// Stays connected for `period`, answering probes (so it looks alive)
+    /// and taking every other request without ever answering it.
     pub async fn stay_silent(&mut self, period: Duration) {
         let mut unanswered = Vec::new();
         let until = tokio::time::Instant::now() + period;
         while let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
             use request_response::{Event, Message};
             if let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
-                message: Message::Request { channel, .. },
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
                 ..
             })) = event
             {
+                if matches!(request, ControlRequest::Probe) {
+                    let control = &mut self.swarm.behaviour_mut().control;
+                    let _ = control.send_response(channel, ControlResponse::Ack);
+                    continue;
+                }
                 // Held, not dropped: a dropped channel tells the asker at once.
                 unanswered.push(channel);
             }

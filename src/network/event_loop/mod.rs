@@ -1,11 +1,12 @@
 //! The task that owns the swarm, and the only code that drives it: it
 //! listens and joins ([`setup`]), keeps the map, answers peers ([`peers`]),
-//! announces this node, watches liveness, saves the membership and says
-//! goodbye.
+//! announces this node, watches its neighbours ([`watch`]), saves the
+//! membership and says goodbye.
 
 mod peers;
 pub(crate) mod setup;
 mod warnings;
+mod watch;
 
 use std::{
     collections::HashMap,
@@ -20,31 +21,30 @@ use iris_behaviours::{
     codec,
     libp2p::{
         gossipsub::{self, IdentTopic},
-        ping,
         request_response::{self, OutboundRequestId, ResponseChannel},
-        swarm::{
-            dial_opts::{DialOpts, PeerCondition},
-            ListenError, SwarmEvent,
-        },
+        swarm::{ListenError, SwarmEvent},
         PeerId, Swarm,
     },
-    ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, Liveness,
-    MapMessage, NetworkConfig, NodeRecord,
+    ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, MapMessage,
+    NetworkConfig, NodeRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    map::NetworkMap, next_version, saver::Saver, Command, NetworkContext, NetworkError, Snapshot,
+    detector::{Detector, Timings},
+    map::NetworkMap,
+    next_version,
+    saver::Saver,
+    Command, InUse, NetworkContext, NetworkError, Snapshot,
 };
 use crate::{events::EventKind, store::SavedMembership};
 use setup::{Goal, Phase};
 
-/// How often liveness timeouts are checked.
+/// How often probe and request timeouts are checked.
 const LIVENESS_CHECK: Duration = Duration::from_millis(100);
-/// How often we try to reconnect to members we have no connection to.
-const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
-/// Gone members are redialed only every this many redial rounds.
-const GONE_REDIAL_EVERY: u64 = 5;
+/// How often the connections are looked after: missing neighbours dialed,
+/// a gone member tried, idle others closed.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// At most this often the membership is written to disk.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long goodbyes may take before we go anyway.
@@ -59,6 +59,8 @@ struct Outbound {
     deadline: Instant,
     within: Duration,
     reply: oneshot::Sender<Result<ControlResponse, String>>,
+    /// Keeps the connection open until the answer is in.
+    _in_use: InUse,
 }
 
 pub(super) struct EventLoop {
@@ -73,7 +75,14 @@ pub(super) struct EventLoop {
     dirty: bool,
     /// Writes the membership to disk; taken when the loop departs.
     saver: Option<Saver>,
-    redial_round: u64,
+    /// Which gone member is tried next.
+    gone_turn: usize,
+    /// Our record changed, or a new session began, and not everyone has
+    /// heard yet: announced as soon as a gossip peer listens.
+    unannounced: bool,
+    /// Probes and whom to watch ([`watch`]).
+    detector: Detector,
+    probes: HashMap<OutboundRequestId, watch::ProbeRequest>,
     /// Our requests waiting for an answer, by request id.
     outbound: HashMap<OutboundRequestId, Outbound>,
     /// Answers the node is still working out, with where they go.
@@ -103,8 +112,10 @@ impl EventLoop {
         chunk_streams: iris_behaviours::libp2p_stream::IncomingStreams,
     ) -> Self {
         let topic = topic(&network);
-        let map = NetworkMap::new(&network, own.clone(), Instant::now());
+        let map = NetworkMap::new(&network, own.clone());
         let saver = Saver::spawn(ctx.store.clone());
+        let liveness = &ctx.config.liveness;
+        let timings = Timings::new(liveness.probe_interval(), liveness.suspect_after());
         Self {
             ctx,
             swarm,
@@ -115,7 +126,10 @@ impl EventLoop {
             map,
             dirty: true,
             saver: Some(saver),
-            redial_round: 0,
+            gone_turn: 0,
+            unannounced: true,
+            detector: Detector::new(timings, Instant::now()),
+            probes: HashMap::new(),
             outbound: HashMap::new(),
             replies: FuturesUnordered::new(),
             phase: Phase::Member,
@@ -129,12 +143,11 @@ impl EventLoop {
     /// this node departs. Returns at once if the setup fails.
     pub(super) async fn run(mut self, goal: Goal, previous_port: Option<u16>) {
         self.start_listening(goal, previous_port);
-        let liveness = self.ctx.config.liveness.clone();
-        let mut heartbeat = tokio::time::interval(liveness.heartbeat());
+        let gone_after = self.ctx.config.liveness.gone_after();
         let mut liveness_check = tokio::time::interval(LIVENESS_CHECK);
-        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
         let mut save = tokio::time::interval(SAVE_INTERVAL);
-        for timer in [&mut heartbeat, &mut liveness_check, &mut redial, &mut save] {
+        for timer in [&mut liveness_check, &mut upkeep, &mut save] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         let mut capabilities = self.ctx.capabilities.subscribe();
@@ -164,15 +177,16 @@ impl EventLoop {
                     Some(Command::Request { peer, request, reply }) => {
                         // Not connected (say, just after a restart): dial the
                         // addresses the member's record gives.
-                        let addrs = self.map.get(&peer).map(|e| e.record.addrs).unwrap_or_default();
+                        let addrs = self.map.addrs(&peer);
                         let within = request.answer_within();
                         let deadline = Instant::now() + within;
+                        let _in_use = self.ctx.activity.begin(peer);
                         let id = self
                             .swarm
                             .behaviour_mut()
                             .control
                             .send_request_with_addresses(&peer, *request, addrs);
-                        self.outbound.insert(id, Outbound { deadline, within, reply });
+                        self.outbound.insert(id, Outbound { deadline, within, reply, _in_use });
                     }
                     Some(Command::Remove { peer, reply }) => {
                         self.remove(vec![peer]);
@@ -190,13 +204,14 @@ impl EventLoop {
                         return;
                     }
                 },
-                _ = heartbeat.tick(), if member(&self) => self.announce(),
                 _ = liveness_check.tick(), if member(&self) => {
+                    let now = Instant::now();
                     self.expire_requests();
-                    let events = self.map.tick(Instant::now(), liveness.suspect_after(), liveness.gone_after());
+                    self.on_probe_tick(now);
+                    let events = self.map.tick(now, gone_after);
                     self.emit_all(events);
                 }
-                _ = redial.tick(), if member(&self) => self.redial(),
+                _ = upkeep.tick(), if member(&self) => self.maintain_connections(),
                 Some((peer, stream)) = self.chunk_streams.next() => self.forward_stream(peer, stream),
                 Some((channel, response)) = self.replies.next(), if !self.replies.is_empty() => {
                     if self.swarm.behaviour_mut().control.send_response(channel, response).is_err() {
@@ -244,10 +259,12 @@ impl EventLoop {
         }
     }
 
+    /// Publishes a change of the map; who watches whom may change with it.
     fn emit(&mut self, event: Option<EventKind>) {
         if let Some(event) = event {
             self.ctx.events.emit(event);
             self.dirty = true;
+            self.update_neighbours();
         }
     }
 
@@ -272,21 +289,25 @@ impl EventLoop {
         self.dirty = false;
     }
 
-    /// Publishes our record on the map topic; it doubles as our heartbeat.
+    /// Publishes a freshly signed copy of our record on the map topic:
+    /// when it changed, when a session begins, to refute a suspicion. If
+    /// no gossip peer listens yet, it goes out when the first one does.
     fn announce(&mut self) {
         self.sign_own();
-        let now = Instant::now();
-        self.map.heard_from(&self.own.peer_id, now);
         let message = MapMessage::Announce {
             record: self.own.clone(),
         };
-        self.publish(&message);
+        self.unannounced = !self.publish(&message);
     }
 
-    pub(super) fn publish(&mut self, message: &MapMessage) {
+    /// Publishes on the map topic; false if no one listens yet.
+    pub(super) fn publish(&mut self, message: &MapMessage) -> bool {
         let bytes = match codec::encode(message, MAX_GOSSIP_MESSAGE) {
             Ok(bytes) => bytes,
-            Err(e) => return tracing::error!("cannot encode a map message: {e}"),
+            Err(e) => {
+                tracing::error!("cannot encode a map message: {e}");
+                return true;
+            }
         };
         match self
             .swarm
@@ -294,31 +315,12 @@ impl EventLoop {
             .gossipsub
             .publish(self.topic.clone(), bytes)
         {
-            Ok(_) => {}
+            Ok(_) => true,
             // Nobody has subscribed yet (we are alone, or just connected).
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-            Err(e) => tracing::debug!("map publish failed: {e}"),
-        }
-    }
-
-    /// Dials members we have no connection to, so the overlay heals by itself
-    /// after restarts and partitions.
-    fn redial(&mut self) {
-        self.redial_round += 1;
-        for (peer, addrs, state) in self.map.peers_to_dial() {
-            if addrs.is_empty() || self.swarm.is_connected(&peer) {
-                continue;
-            }
-            // Gone members are tried less often, but in the first round too.
-            if state == Liveness::Gone && self.redial_round % GONE_REDIAL_EVERY != 1 {
-                continue;
-            }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::trace!(%peer, "redial not started: {e}");
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => false,
+            Err(e) => {
+                tracing::debug!("map publish failed: {e}");
+                true
             }
         }
     }
@@ -327,7 +329,7 @@ impl EventLoop {
     /// (acknowledged) and on gossip (for members we reach only through
     /// others), and waits a little for the acknowledgements.
     async fn depart(&mut self, departure: Departure) {
-        self.publish(&MapMessage::Leave { departure });
+        let _ = self.publish(&MapMessage::Leave { departure });
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         let mut pending: std::collections::HashSet<_> = peers
             .iter()
@@ -392,8 +394,12 @@ impl EventLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                // The dialer introduces itself; the answer introduces the other side.
+                // The dialer introduces itself; the answer introduces the
+                // other side. A fresh signature each time: a member that
+                // had us suspect or gone takes it as a sign of life.
                 if endpoint.is_dialer() && num_established.get() == 1 {
+                    self.ctx.activity.touch(peer_id);
+                    self.sign_own();
                     let hello = ControlRequest::Hello {
                         record: self.own.clone(),
                     };
@@ -410,8 +416,8 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, "disconnected: {cause:?}");
-                let event = self.map.connection_lost(&peer_id, now);
-                self.emit(event);
+                let action = self.detector.connection_lost(peer_id, now);
+                self.act(action.into_iter().collect());
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -434,43 +440,24 @@ impl EventLoop {
                 self.own.addrs.retain(|a| a != &address);
                 self.own_record_changed();
             }
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Gossipsub(event)) => {
-                self.on_gossip(event, now)
-            }
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event)) => {
-                self.on_control(event, now)
-            }
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Ping(ping::Event {
-                peer, result, ..
-            })) => {
-                match result {
-                    Ok(_) => {
-                        let event = self.map.heard_from(&peer, now);
-                        self.emit(event);
-                    }
-                    Err(e) => {
-                        // A hung peer keeps its sockets open; close ours so
-                        // the redial loop notices when it comes back.
-                        tracing::debug!(%peer, "ping failed: {e}; closing the connection");
-                        let _ = self.swarm.disconnect_peer_id(peer);
-                    }
-                }
-            }
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event)) => self.on_control(event),
             _ => {}
         }
     }
 
-    /// Signs our record as of now; each heartbeat is a fresh signature, so
-    /// a replayed copy is never taken for a sign of life.
+    /// Signs our record as of now; each announcement and introduction is a
+    /// fresh signature, so a replayed copy is never taken for a sign of
+    /// life, and a newer one refutes any suspicion of an older.
     pub(super) fn sign_own(&mut self) {
         let at = crate::now_ms().max(self.own.signed_at_ms + 1);
         self.own.sign(&self.ctx.keypair, at);
-        self.map.set_own(self.own.clone(), Instant::now());
+        self.map.set_own(self.own.clone());
     }
 
     fn own_record_changed(&mut self) {
         self.own.version = next_version(self.own.version);
-        self.map.set_own(self.own.clone(), Instant::now());
+        self.map.set_own(self.own.clone());
         self.dirty = true;
         self.announce();
     }

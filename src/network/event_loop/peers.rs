@@ -2,8 +2,6 @@
 //! topic, and requests and answers on the control protocol. Requests about
 //! jobs, sessions and files go on to the node's router.
 
-use std::time::Instant;
-
 use iris_behaviours::{
     codec,
     libp2p::{
@@ -18,11 +16,14 @@ use tokio::sync::oneshot;
 use super::EventLoop;
 
 impl EventLoop {
-    pub(super) fn on_gossip(&mut self, event: gossipsub::Event, now: Instant) {
+    pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
         let gossipsub::Event::Message { message, .. } = event else {
             if let gossipsub::Event::Subscribed { .. } = event {
-                // Someone new listens: let them hear us without waiting.
-                self.announce();
+                // The first listener of a session hears our record; the
+                // master tells each new one whom it removed.
+                if self.unannounced {
+                    self.announce();
+                }
                 self.publish_removed();
             }
             return;
@@ -41,11 +42,16 @@ impl EventLoop {
                 if let Err(reason) = record.verify() {
                     return tracing::warn!(%author, "ignored a record: {reason}");
                 }
-                match self.map.merge(record, now) {
+                match self.map.merge(record) {
                     Ok(event) => self.emit(event),
                     Err(reason) => tracing::warn!(%author, "ignored a record: {reason}"),
                 }
             }
+            MapMessage::Suspect {
+                peer,
+                version,
+                signed_at_ms,
+            } => self.on_suspicion(author, peer, (version, signed_at_ms)),
             MapMessage::Leave { departure } => {
                 let event = self.map.departed(&author, departure);
                 self.emit(event);
@@ -76,30 +82,32 @@ impl EventLoop {
         if self.network.master != self.own.peer_id || peers.is_empty() {
             return;
         }
-        self.publish(&MapMessage::Removed { peers });
+        let _ = self.publish(&MapMessage::Removed { peers });
     }
 
     pub(super) fn on_control(
         &mut self,
         event: request_response::Event<ControlRequest, ControlResponse>,
-        now: Instant,
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.on_request(peer, request, channel, now),
+                } => self.on_request(peer, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
                 } => {
-                    let event = self.map.heard_from(&peer, now);
+                    let event = self.map.heard_from(&peer);
                     self.emit(event);
+                    if let Some(probe) = self.probes.remove(&request_id) {
+                        return self.on_probe_answer(probe, Some(response));
+                    }
                     if let Some(outbound) = self.outbound.remove(&request_id) {
                         let _ = outbound.reply.send(Ok(response));
                         return;
                     }
-                    self.on_response(peer, response, now);
+                    self.on_response(peer, response);
                 }
             },
             request_response::Event::OutboundFailure {
@@ -108,6 +116,10 @@ impl EventLoop {
                 error,
                 ..
             } => {
+                if let Some(probe) = self.probes.remove(&request_id) {
+                    tracing::debug!(%peer, "probe failed: {error}");
+                    return self.on_probe_answer(probe, None);
+                }
                 if let Some(outbound) = self.outbound.remove(&request_id) {
                     let _ = outbound.reply.send(Err(error.to_string()));
                 }
@@ -121,10 +133,10 @@ impl EventLoop {
     }
 
     /// Answers to our own hellos.
-    fn on_response(&mut self, peer: PeerId, response: ControlResponse, now: Instant) {
+    fn on_response(&mut self, peer: PeerId, response: ControlResponse) {
         match response {
             ControlResponse::Hello { record } => {
-                let _ = self.take_record(peer, record, now);
+                let _ = self.take_record(peer, record);
             }
             ControlResponse::Refused { reason, .. } => {
                 tracing::warn!(%peer, "peer refused us: {reason}");
@@ -142,6 +154,7 @@ impl EventLoop {
             });
             return;
         }
+        let stream = crate::network::Busy::new(stream, self.ctx.activity.begin(peer));
         let inbound = crate::network::InboundStream { peer, stream };
         if self.ctx.inbound_streams.try_send(inbound).is_err() {
             tracing::warn!(%peer, "too many chunk streams waiting; refused one");
@@ -179,6 +192,7 @@ impl EventLoop {
             return;
         }
         let (reply, answer) = oneshot::channel();
+        let in_use = self.ctx.activity.begin(peer);
         let inbound = crate::network::Inbound {
             peer,
             from_master: peer == self.network.master,
@@ -189,6 +203,7 @@ impl EventLoop {
             tracing::warn!(%peer, "too many requests waiting; refused one");
         }
         self.replies.push(Box::pin(async move {
+            let _in_use = in_use;
             let response = answer.await.unwrap_or_else(|_| {
                 Refusal::new(
                     RefusalKind::Busy,
@@ -201,19 +216,14 @@ impl EventLoop {
     }
 
     /// Merges a record that arrived on a connection authenticated as `peer`.
-    fn take_record(
-        &mut self,
-        peer: PeerId,
-        record: NodeRecord,
-        now: Instant,
-    ) -> Result<(), String> {
+    fn take_record(&mut self, peer: PeerId, record: NodeRecord) -> Result<(), String> {
         if record.peer_id != peer {
             let reason = format!("the record is for {}, but you are {peer}", record.peer_id);
             tracing::warn!(%peer, "{reason}");
             return Err(reason);
         }
         record.verify()?;
-        match self.map.merge(record, now) {
+        match self.map.merge(record) {
             Ok(event) => {
                 self.emit(event);
                 Ok(())
@@ -230,10 +240,9 @@ impl EventLoop {
         peer: PeerId,
         request: ControlRequest,
         channel: ResponseChannel<ControlResponse>,
-        now: Instant,
     ) {
         let response = match request {
-            ControlRequest::Join { record } => match self.take_record(peer, record, now) {
+            ControlRequest::Join { record } => match self.take_record(peer, record) {
                 Ok(()) => ControlResponse::Welcome {
                     config: self.network.clone(),
                     map: self.map.entries(),
@@ -243,12 +252,23 @@ impl EventLoop {
                     Refusal::invalid(format!("{reason} in network '{}'", self.network.name)).into()
                 }
             },
-            ControlRequest::Hello { record } => match self.take_record(peer, record, now) {
-                Ok(()) => ControlResponse::Hello {
-                    record: self.own.clone(),
-                },
+            ControlRequest::Hello { record } => match self.take_record(peer, record) {
+                Ok(()) => {
+                    self.ctx.activity.touch(peer);
+                    self.sign_own();
+                    ControlResponse::Hello {
+                        record: self.own.clone(),
+                    }
+                }
                 Err(reason) => Refusal::invalid(reason).into(),
             },
+            ControlRequest::Probe | ControlRequest::ProbeFor { .. }
+                if !self.is_current_member(&peer) =>
+            {
+                Refusal::forbidden("forbidden: you are not a current member of this network").into()
+            }
+            ControlRequest::Probe => ControlResponse::Ack,
+            ControlRequest::ProbeFor { target } => return self.probe_for(target, channel),
             ControlRequest::Leave { departure } => {
                 let event = self.map.departed(&peer, departure);
                 self.emit(event);

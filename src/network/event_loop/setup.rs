@@ -300,18 +300,17 @@ impl EventLoop {
             .unwrap_or(self.ctx.config.p2p.port);
         self.own.addrs = advertised(&self.ctx, addrs);
         self.sign_own();
-        let now = Instant::now();
         match goal {
             Goal::Create => {
-                self.map = NetworkMap::new(&self.network, self.own.clone(), now);
+                self.map = NetworkMap::new(&self.network, self.own.clone());
                 let event = EventKind::NetworkCreated {
                     network: self.network.name.clone(),
                 };
                 self.become_member(event)
             }
             Goal::Resume { map, removed } => {
-                self.map = NetworkMap::new(&self.network, self.own.clone(), now);
-                self.map.load(map, removed, now);
+                self.map = NetworkMap::new(&self.network, self.own.clone());
+                self.map.load(map, removed);
                 tracing::info!(network = %self.network.name, "rejoining network");
                 self.phase = Phase::Member;
                 self.take_part();
@@ -389,9 +388,8 @@ impl EventLoop {
                 }
             })
             .collect();
-        let now = Instant::now();
-        let mut map = NetworkMap::new(&config, self.own.clone(), now);
-        map.load(entries, removed, now);
+        let mut map = NetworkMap::new(&config, self.own.clone());
+        map.load(entries, removed);
         if map.get(&config.master).is_none() {
             return self.fail(NetworkError::BadWelcome {
                 peer,
@@ -415,11 +413,16 @@ impl EventLoop {
         self.take_part();
     }
 
-    /// Subscribes to the map, saves it and hands the caller its snapshot.
+    /// Subscribes to the map, reaches for its neighbours, announces itself
+    /// (now, or once a gossip peer listens), saves the map and hands the
+    /// caller its snapshot.
     fn take_part(&mut self) {
         if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&self.topic) {
             tracing::error!("cannot subscribe to the map topic: {e}");
         }
+        self.update_neighbours();
+        self.maintain_connections();
+        self.announce();
         self.dirty = true;
         self.save_if_dirty();
         if let Some(ready) = self.ready.take() {
