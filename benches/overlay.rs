@@ -108,9 +108,15 @@ fn init(name: &str) -> TestNode {
     let node = TestNode::init(name);
     // The node's own defaults, not the tests' quicker ones.
     let defaults = iris::config::LivenessConfig::default();
+    // IRIS_SUSPECT_AFTER_MS tightens the probes' patience, to show that
+    // the soak does catch false suspicions when there are some.
+    let suspect_after = std::env::var("IRIS_SUSPECT_AFTER_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(defaults.suspect_after_ms);
     node.set_liveness(
         defaults.probe_interval_ms,
-        defaults.suspect_after_ms,
+        suspect_after,
         defaults.gone_after_ms,
     );
     node
@@ -157,7 +163,7 @@ async fn soak(n: usize, minutes: u64) {
     }
     // The whole group: the shell and its loops.
     let _ = std::process::Command::new("kill")
-        .args(["-KILL", &format!("-{}", hog.id())])
+        .args(["-s", "KILL", "--", &format!("-{}", hog.id())])
         .status();
     let _ = hog.wait();
     let all: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -116,13 +116,19 @@ with_key() { # node args...
 
 api_up() { on "$1" status >/dev/null 2>&1; }
 
-# `node` has heard from every other member since `since_ms`: a restored map
-# starts out alive, so only fresh news proves the node is back in touch.
-heard_from_all_since() { # node since_ms
-  on "$1" nodes --json | awk -F'[:,]' -v since="$2" '
-    /"last_seen":/ { seen = $2 + 0 }
-    /"self": false/ { others++; if (seen >= since) fresh++ }
-    END { exit !(others > 0 && fresh == others) }'
+# Every other node has heard from `node` since `since_ms`: a restarted node
+# announces a fresh record, which reaches every member (a node watches only
+# its few neighbours, so it need not hear from every member itself). Its
+# restored map starts out alive, so only fresh news proves it is back.
+all_heard_from_since() { # node since_ms
+  local subject=$1 since=$2 other
+  for other in "${nodes[@]}"; do
+    [ "$other" = "$subject" ] && continue
+    on "$other" nodes --json | awk -F'[:,]' -v want="\"$subject\"" -v since="$since" '
+      /^    "name":/ { gsub(/ /, "", $2); name = $2 }
+      /^    "last_seen":/ && name == want { fresh = ($2 + 0 >= since) }
+      END { exit !fresh }' || return 1
+  done
 }
 
 # A field of our own JSON: `iris ... --json` output and the worker's files.
@@ -501,7 +507,7 @@ chaos() {
   t0=$(now_ms)
   docker start "$prefix-$killed" >/dev/null
   ok=0
-  if wait_until 60 api_up "$killed" >/dev/null && wait_until 60 heard_from_all_since "$killed" "$t0" >/dev/null &&
+  if wait_until 60 api_up "$killed" >/dev/null && wait_until 60 all_heard_from_since "$killed" "$t0" >/dev/null &&
     wait_until 60 all_alive "${nodes[@]}" >/dev/null &&
     wait_until 30 no_containers "${!peer}" "$id" >/dev/null; then
     ok=1 ms=$(($(now_ms) - t0))
@@ -535,7 +541,7 @@ chaos() {
   t0=$(now_ms)
   docker restart "$prefix-$master" >/dev/null
   ok=0 ms=''
-  if wait_until 60 api_up "$master" >/dev/null && wait_until 60 heard_from_all_since "$master" "$t0" >/dev/null &&
+  if wait_until 60 api_up "$master" >/dev/null && wait_until 60 all_heard_from_since "$master" "$t0" >/dev/null &&
     wait_until 60 all_alive "${nodes[@]}" >/dev/null; then
     ms=$(($(now_ms) - t0))
     jobs_after=$(on "$master" job list | awk 'NR > 1 { print $1, $2 }' | sort)

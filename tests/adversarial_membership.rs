@@ -298,7 +298,13 @@ async fn an_oversized_record_is_refused_and_changes_nothing() {
     big.executor = iris_behaviours::ExecutorState::Unavailable("x".repeat(20_000));
     big.sign(&rogue.keypair, 10);
     let answer = rogue
-        .request(master, ControlRequest::Hello { record: big })
+        .request(
+            master,
+            ControlRequest::Hello {
+                record: big,
+                seen_as: None,
+            },
+        )
         .await;
     assert!(
         matches!(
@@ -312,4 +318,76 @@ async fn an_oversized_record_is_refused_and_changes_nothing() {
     );
     let mallory = alice.view_of("mallory").await.unwrap();
     assert_eq!(mallory["version"], 1, "{mallory}");
+}
+
+/// A member lies on gossip that bob does not answer. Before (without the
+/// refutation) every node took the lie, and those that do not watch bob
+/// themselves kept him suspect, then gone, out of every job. Now bob hears
+/// the lie and announces a newer record, which every node takes over it.
+#[tokio::test]
+async fn a_false_suspicion_is_refuted_by_its_target() {
+    // More nodes than a neighbourhood, so some never probe bob themselves.
+    let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let nodes = network(&names, KEY).await;
+    let bob = &nodes[1];
+    let mut rogue = RoguePeer::join(KEY, &nodes[0].bootstrap().await, "mallory").await;
+    // It makes itself known to all (a member, if a silent one).
+    let mut record = rogue.record.clone();
+    record.sign(&rogue.keypair, iris::now_ms());
+    rogue
+        .publish(&iris_behaviours::MapMessage::Announce { record })
+        .await;
+    for node in &nodes {
+        wait_for("every node to know mallory", DEADLINE, || async {
+            node.state_of("mallory").await
+        })
+        .await;
+    }
+    // An observer that holds no connection to bob: only bob's own word
+    // can undo the lie there.
+    let observer = wait_for("a node not connected to bob", DEADLINE, || async {
+        for node in nodes.iter().skip(2) {
+            let view = node.view_of(&bob.name).await?;
+            if view["connected"] == false {
+                return Some(node);
+            }
+        }
+        None
+    })
+    .await;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    observer.forward_events(tx).await;
+
+    // The strongest lie: it names a copy of bob's record newer than any.
+    let version = observer.view_of(&bob.name).await.unwrap()["version"]
+        .as_u64()
+        .unwrap();
+    let bob_id = bob.peer_id().await.parse().unwrap();
+    let lie = iris_behaviours::MapMessage::Suspect {
+        peer: bob_id,
+        version,
+        signed_at_ms: u64::MAX,
+    };
+    rogue.publish(&lie).await;
+
+    // The lie landed, and bob's answer undid it before gone_after (4 s).
+    let mut suspected = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some((_, event))) = tokio::time::timeout_at(deadline, events.recv()).await {
+        if event["name"] != bob.name.as_str() {
+            continue;
+        }
+        match event["type"].as_str() {
+            Some("suspect") => suspected = true,
+            Some("alive") if suspected => return,
+            _ => {}
+        }
+    }
+    panic!(
+        "{} (suspected: {suspected}) still sees {} as {:?}",
+        observer.name,
+        bob.name,
+        observer.state_of(&bob.name).await
+    );
 }

@@ -324,7 +324,14 @@ pub enum ControlRequest {
     Join { record: NodeRecord },
     /// Sent on every new connection so both sides know each other at once,
     /// without waiting for gossip. Answered with the peer's own record.
-    Hello { record: NodeRecord },
+    /// `seen_as` is how the sender's map shows the receiver: one that
+    /// finds itself suspect or gone there refutes it with a newer record,
+    /// which reaches everyone (a partition that heals, a node that hung).
+    Hello {
+        record: NodeRecord,
+        #[serde(default)]
+        seen_as: Option<Liveness>,
+    },
     /// "I am going": sent to every connected member before leaving or
     /// shutting down.
     Leave { departure: Departure },
@@ -422,6 +429,8 @@ pub enum ControlResponse {
     },
     Hello {
         record: NodeRecord,
+        #[serde(default)]
+        seen_as: Option<Liveness>,
     },
     Ack,
     /// The answer to [`ControlRequest::ProbeFor`].

@@ -139,6 +139,7 @@ impl RoguePeer {
             }
         }
         let hello = ControlRequest::Hello {
+            seen_as: None,
             record: self.record.clone(),
         };
         match self.request(peer, hello).await {
@@ -219,6 +220,7 @@ impl RoguePeer {
                 ControlRequest::Join { .. } => (welcome.clone(), true),
                 _ => (
                     ControlResponse::Hello {
+                        seen_as: None,
                         record: self.record.clone(),
                     },
                     false,
@@ -316,6 +318,32 @@ impl RoguePeer {
             }
         }
         answers.into_iter().map(Option::unwrap).collect()
+    }
+
+    /// Says `message` on the network's map topic, signed as itself, once
+    /// a member listens; then stays a while so it goes out.
+    pub async fn publish(&mut self, message: &iris_behaviours::MapMessage) {
+        use iris_behaviours::libp2p::gossipsub::IdentTopic;
+        let topic = IdentTopic::new(iris_behaviours::map_topic(&self.network.name));
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        gossip.subscribe(&topic).unwrap();
+        let bytes = iris_behaviours::codec::encode(message, 64 * 1024).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+            if gossip.publish(topic.clone(), bytes.clone()).is_ok() {
+                break;
+            }
+            let _ = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .expect("a member subscribed within 30 s");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                self.swarm.select_next_some().await;
+            }
+        })
+        .await;
     }
 
     /// Asks `peer` for one chunk of `path` on a chunk stream of its own:

@@ -395,13 +395,12 @@ impl EventLoop {
                     return;
                 }
                 // The dialer introduces itself; the answer introduces the
-                // other side. A fresh signature each time: a member that
-                // had us suspect or gone takes it as a sign of life.
+                // other side. Each tells the other how it sees it.
                 if endpoint.is_dialer() && num_established.get() == 1 {
                     self.ctx.activity.touch(peer_id);
-                    self.sign_own();
                     let hello = ControlRequest::Hello {
                         record: self.own.clone(),
+                        seen_as: self.map.get(&peer_id).map(|e| e.state),
                     };
                     self.swarm
                         .behaviour_mut()

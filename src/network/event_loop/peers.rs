@@ -135,8 +135,9 @@ impl EventLoop {
     /// Answers to our own hellos.
     fn on_response(&mut self, peer: PeerId, response: ControlResponse) {
         match response {
-            ControlResponse::Hello { record } => {
+            ControlResponse::Hello { record, seen_as } => {
                 let _ = self.take_record(peer, record);
+                self.refute_if_doubted(peer, seen_as);
             }
             ControlResponse::Refused { reason, .. } => {
                 tracing::warn!(%peer, "peer refused us: {reason}");
@@ -161,7 +162,7 @@ impl EventLoop {
         }
     }
 
-    fn is_current_member(&self, peer: &PeerId) -> bool {
+    pub(super) fn is_current_member(&self, peer: &PeerId) -> bool {
         self.map
             .get(peer)
             .is_some_and(|entry| entry.state != iris_behaviours::Liveness::Left)
@@ -252,16 +253,21 @@ impl EventLoop {
                     Refusal::invalid(format!("{reason} in network '{}'", self.network.name)).into()
                 }
             },
-            ControlRequest::Hello { record } => match self.take_record(peer, record) {
-                Ok(()) => {
-                    self.ctx.activity.touch(peer);
-                    self.sign_own();
-                    ControlResponse::Hello {
-                        record: self.own.clone(),
+            ControlRequest::Hello { record, seen_as } => {
+                // How we saw the peer before this sign of life.
+                let ours = self.map.get(&peer).map(|e| e.state);
+                match self.take_record(peer, record) {
+                    Ok(()) => {
+                        self.ctx.activity.touch(peer);
+                        self.refute_if_doubted(peer, seen_as);
+                        ControlResponse::Hello {
+                            record: self.own.clone(),
+                            seen_as: ours,
+                        }
                     }
+                    Err(reason) => Refusal::invalid(reason).into(),
                 }
-                Err(reason) => Refusal::invalid(reason).into(),
-            },
+            }
             ControlRequest::Probe | ControlRequest::ProbeFor { .. }
                 if !self.is_current_member(&peer) =>
             {

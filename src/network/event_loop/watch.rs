@@ -127,6 +127,9 @@ impl EventLoop {
     /// older ones than our latest, which only a neighbour saw); otherwise
     /// we believe it, unless we hold a newer copy than the one it names.
     pub(super) fn on_suspicion(&mut self, author: PeerId, peer: PeerId, stamp: (u64, u64)) {
+        if !self.is_current_member(&author) {
+            return tracing::warn!(%author, "ignored a suspicion from a node that is not a member");
+        }
         if peer == self.own.peer_id {
             tracing::info!(%author, ?stamp, "refuting a suspicion of this node");
             self.detector.refuted();
@@ -143,6 +146,15 @@ impl EventLoop {
             .map
             .suspect_reported(&peer, stamp, Instant::now(), &reason);
         self.emit(event);
+    }
+
+    /// `peer` says its map shows us `seen_as`: if not alive, others may
+    /// see us so too, and a newer copy of our record tells them all.
+    pub(super) fn refute_if_doubted(&mut self, peer: PeerId, seen_as: Option<Liveness>) {
+        if matches!(seen_as, Some(Liveness::Suspect | Liveness::Gone)) {
+            tracing::info!(%peer, ?seen_as, "a member doubted this node; announcing it anew");
+            self.announce();
+        }
     }
 
     /// The answer to one of our probes, or its failure (`None`).
