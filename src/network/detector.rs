@@ -10,7 +10,9 @@
 //!
 //! Lifeguard's point is that a slow node must not accuse healthy ones:
 //! - helpers answer no as well as yes, so silence from every helper says
-//!   the asker itself is slow or cut off, and it accuses no one;
+//!   the asker itself is slow or cut off: it accuses no one, and only if
+//!   the next cycle, with stretched timeouts, is silent too does it take
+//!   itself for cut off and suspect the target;
 //! - the node keeps a health score (the local health multiplier) that
 //!   rises when its probes go unanswered or it had to refute a suspicion
 //!   of itself, and falls with each answered probe; every period and
@@ -30,6 +32,10 @@ use iris_behaviours::libp2p::PeerId;
 
 /// The highest health score: timeouts stretch at most this many times plus one.
 pub const MAX_HEALTH: u32 = 8;
+
+/// Probe cycles of a target in a row in which no helper answered at all,
+/// after which a node suspects the target anyway: it is cut off from them.
+const UNHEARD_CYCLES: u32 = 2;
 
 /// A probe cycle's timings, for a healthy node.
 #[derive(Debug, Clone)]
@@ -92,6 +98,9 @@ pub struct Detector {
     next: usize,
     neighbours: BTreeSet<PeerId>,
     probes: HashMap<PeerId, Probe>,
+    /// Targets whose last cycles ended with no helper answering, and how
+    /// many in a row.
+    unheard: HashMap<PeerId, u32>,
     health: u32,
     next_probe_at: Instant,
     last_tick: Instant,
@@ -108,6 +117,7 @@ impl Detector {
             next: 0,
             neighbours: BTreeSet::new(),
             probes: HashMap::new(),
+            unheard: HashMap::new(),
             health: 0,
             next_probe_at: now,
             last_tick: now,
@@ -151,6 +161,7 @@ impl Detector {
 
     pub fn set_neighbours(&mut self, neighbours: BTreeSet<PeerId>) {
         if neighbours != self.neighbours {
+            self.unheard.retain(|p, _| neighbours.contains(p));
             self.neighbours = neighbours;
             self.order.clear();
             self.next = 0;
@@ -254,6 +265,7 @@ impl Detector {
 
     /// `target` answered our direct probe.
     pub fn acked(&mut self, target: &PeerId) {
+        self.unheard.remove(target);
         if let Some(probe) = self.probes.remove(target) {
             if matches!(probe.stage, Stage::Direct) {
                 self.healthier();
@@ -288,6 +300,7 @@ impl Detector {
         };
         if reached {
             self.probes.remove(&target);
+            self.unheard.remove(&target);
             return Vec::new();
         }
         *nacks += 1;
@@ -340,13 +353,24 @@ impl Detector {
             }
             Stage::Indirect { asked, nacks } => {
                 self.sicker();
-                if nacks == 0 {
-                    // Not one helper answered: the trouble is likely ours.
-                    tracing::debug!(%target, asked, "no helper answered; accusing no one");
-                    Vec::new()
-                } else {
-                    vec![self.suspect(target, "the helpers that answered could not reach it")]
+                if nacks > 0 {
+                    self.unheard.remove(&target);
+                    return vec![
+                        self.suspect(target, "the helpers that answered could not reach it")
+                    ];
                 }
+                // Not one helper answered: the trouble is likely ours. We
+                // accuse no one this time and try again with stretched
+                // timeouts; if again nobody answers, we are cut off from
+                // them all, and the target is suspect to us as well.
+                let times = self.unheard.entry(target).or_insert(0);
+                *times += 1;
+                if *times < UNHEARD_CYCLES {
+                    tracing::debug!(%target, asked, "no helper answered; accusing no one yet");
+                    return Vec::new();
+                }
+                self.unheard.remove(&target);
+                vec![self.suspect(target, "neither it nor any member asked answered")]
             }
         }
     }
@@ -437,25 +461,29 @@ mod tests {
     }
 
     /// Lifeguard: when no helper answers at all, the asker is the likely
-    /// culprit; it accuses no one and stretches its own timeouts.
+    /// culprit; it accuses no one at first and stretches its timeouts. If
+    /// nobody answers the next cycle either, it is cut off (a partition)
+    /// and suspects the target after all.
     #[test]
-    fn a_node_that_hears_from_no_one_accuses_no_one_and_slows_down() {
+    fn a_node_that_hears_from_no_one_slows_down_before_it_accuses() {
         let (bob, carol) = (peer(), peer());
         let t0 = Instant::now();
         let mut d = detector(&[bob], t0);
         d.tick(t0, |_| vec![]);
         let mut now = t0;
-        for _ in 0..30 {
+        let mut suspected_at = None;
+        for _ in 0..100 {
             now += 100 * MS;
             let actions = d.tick(now, |_| vec![carol]);
-            assert!(
-                !actions.iter().any(|a| matches!(a, Action::Suspect { .. })),
-                "{actions:?}"
-            );
+            if actions.iter().any(|a| matches!(a, Action::Suspect { .. })) {
+                suspected_at.get_or_insert(now - t0);
+            }
         }
+        let at = suspected_at.expect("a node cut off from all suspects in the end");
+        assert!(at > 3000 * MS, "suspected after {at:?}, in the first cycle");
         assert!(d.multiplier() > 1, "health {}", d.health());
         d.acked(&bob);
-        for _ in 0..100 {
+        for _ in 0..200 {
             now += 100 * MS;
             if let Some(target) = probed(&d.tick(now, |_| vec![])) {
                 d.acked(&target);

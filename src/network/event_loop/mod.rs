@@ -80,6 +80,9 @@ pub(super) struct EventLoop {
     /// Our record changed, or a new session began, and not everyone has
     /// heard yet: announced as soon as a gossip peer listens.
     unannounced: bool,
+    /// Peers we dialed a connection to: only the dialer closes an idle
+    /// one, so the two sides never race to close it under a request.
+    dialed: std::collections::HashSet<PeerId>,
     /// Probes and whom to watch ([`watch`]).
     detector: Detector,
     probes: HashMap<OutboundRequestId, watch::ProbeRequest>,
@@ -128,6 +131,7 @@ impl EventLoop {
             saver: Some(saver),
             gone_turn: 0,
             unannounced: true,
+            dialed: Default::default(),
             detector: Detector::new(timings, Instant::now()),
             probes: HashMap::new(),
             outbound: HashMap::new(),
@@ -394,10 +398,16 @@ impl EventLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
+                // A new connection is in use from its first moment, on
+                // both sides: it must not be taken for an idle one before
+                // its first request arrives.
+                self.ctx.activity.touch(peer_id);
+                if endpoint.is_dialer() {
+                    self.dialed.insert(peer_id);
+                }
                 // The dialer introduces itself; the answer introduces the
                 // other side. Each tells the other how it sees it.
                 if endpoint.is_dialer() && num_established.get() == 1 {
-                    self.ctx.activity.touch(peer_id);
                     let hello = ControlRequest::Hello {
                         record: self.own.clone(),
                         seen_as: self.map.get(&peer_id).map(|e| e.state),
@@ -415,6 +425,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, "disconnected: {cause:?}");
+                self.dialed.remove(&peer_id);
                 let action = self.detector.connection_lost(peer_id, now);
                 self.act(action.into_iter().collect());
             }

@@ -220,7 +220,8 @@ impl EventLoop {
 
     /// Keeps the connections a node should hold: every neighbour's (dialed
     /// if missing) and, one at a time, a gone member's (so two halves of a
-    /// network find each other again); any other is closed once idle.
+    /// network find each other again); any other that it dialed is closed
+    /// once idle (the side that dialed it closes it).
     pub(super) fn maintain_connections(&mut self) {
         let now = Instant::now();
         let neighbours: Vec<PeerId> = self.detector.neighbours().iter().copied().collect();
@@ -235,7 +236,7 @@ impl EventLoop {
         let idle: Vec<PeerId> = self
             .swarm
             .connected_peers()
-            .filter(|p| !self.detector.is_neighbour(p))
+            .filter(|p| self.dialed.contains(p) && !self.detector.is_neighbour(p))
             .filter(|p| {
                 self.ctx
                     .activity
