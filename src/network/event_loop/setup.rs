@@ -420,6 +420,10 @@ impl EventLoop {
         if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&self.topic) {
             tracing::error!("cannot subscribe to the map topic: {e}");
         }
+        // The only connection so far is the one to a bootstrap we dialed
+        // (it was made before the loop tracked dials): ours to close.
+        let connected: Vec<_> = self.swarm.connected_peers().copied().collect();
+        self.dialed.extend(connected);
         self.update_neighbours();
         self.maintain_connections();
         self.announce();
