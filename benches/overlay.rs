@@ -24,7 +24,8 @@
 //! The soak, `cargo bench --bench overlay -- soak [N] [MINUTES]` (default
 //! 50 nodes, 10 minutes): the network idles while two busy loops saturate
 //! both cores, and every suspicion any node reports is counted. All are
-//! false (nobody failed); the target is none.
+//! false (nobody failed); the target is none. `IRIS_SUSPECT_AFTER_MS` and
+//! `IRIS_SOAK_LOOPS` make the probes less patient and the load heavier.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -138,7 +139,12 @@ async fn soak(n: usize, minutes: u64) {
     for node in &nodes {
         node.forward_events(tx.clone()).await;
     }
-    let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+    // One busy loop per core; IRIS_SOAK_LOOPS asks for more (a longer run
+    // queue), to show the soak does see false suspicions when there are.
+    let cores = std::env::var("IRIS_SOAK_LOOPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |c| c.get()));
     let mut hog = std::process::Command::new("sh")
         .args([
             "-c",
