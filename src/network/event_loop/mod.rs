@@ -77,6 +77,8 @@ pub(super) struct EventLoop {
     saver: Option<Saver>,
     /// Which gone member is tried next.
     gone_turn: usize,
+    /// Upkeeps so far, to pace catching up ([`watch`]).
+    upkeeps: u64,
     /// Our record changed, or a new session began, and not everyone has
     /// heard yet: announced as soon as a gossip peer listens.
     unannounced: bool,
@@ -130,6 +132,7 @@ impl EventLoop {
             dirty: true,
             saver: Some(saver),
             gone_turn: 0,
+            upkeeps: 0,
             unannounced: true,
             dialed: Default::default(),
             detector: Detector::new(timings, Instant::now()),

@@ -139,6 +139,27 @@ impl EventLoop {
                 let _ = self.take_record(peer, record);
                 self.refute_if_doubted(peer, seen_as);
             }
+            // The answer to our catch-up ([`EventLoop::catch_up`]): every
+            // record it holds that is newer than ours, each as its own
+            // node signed it.
+            ControlResponse::Welcome { map, .. } => {
+                for entry in map {
+                    if entry.record.peer_id == self.own.peer_id
+                        || self.map.stamp(&entry.record.peer_id)
+                            >= Some((entry.record.version, entry.record.signed_at_ms))
+                    {
+                        continue;
+                    }
+                    if let Err(reason) = entry.record.verify() {
+                        tracing::warn!(%peer, "a catch-up held a record that does not verify: {reason}");
+                        continue;
+                    }
+                    match self.map.merge(entry.record) {
+                        Ok(event) => self.emit(event),
+                        Err(reason) => tracing::debug!(%peer, "a catch-up record: {reason}"),
+                    }
+                }
+            }
             ControlResponse::Refused { reason, .. } => {
                 tracing::warn!(%peer, "peer refused us: {reason}");
             }

@@ -21,6 +21,10 @@ use crate::network::{detector::Action, map::NetworkMap, neighbours::neighbours};
 /// has used it for this long.
 pub(super) const IDLE_CLOSE: Duration = Duration::from_secs(10);
 
+/// Every this many upkeeps (of 2 s) a node catches up on the map from one
+/// of its neighbours.
+const CATCH_UP_EVERY: u64 = 15;
+
 /// One of the probes the event loop sent, by what it is for.
 pub(super) enum ProbeRequest {
     /// Our own direct probe of `target`.
@@ -251,6 +255,37 @@ impl EventLoop {
         }
         let swarm = &self.swarm;
         self.ctx.activity.retain(|p| swarm.is_connected(p));
+        self.catch_up();
+    }
+
+    /// Asks one neighbour for its whole map (a `Join`, which a member
+    /// answers with its map like any joiner's) and takes the records newer
+    /// than ours: a record announced while this node was away or cut off
+    /// reaches it this way, since nothing is announced periodically. Done
+    /// at the first upkeep of a session and every [`CATCH_UP_EVERY`]
+    /// upkeeps after.
+    pub(super) fn catch_up(&mut self) {
+        self.upkeeps = self.upkeeps.wrapping_add(1);
+        if self.upkeeps % CATCH_UP_EVERY != 1 {
+            return;
+        }
+        let connected: Vec<PeerId> = self
+            .detector
+            .neighbours()
+            .iter()
+            .filter(|p| self.swarm.is_connected(p))
+            .copied()
+            .collect();
+        if connected.is_empty() {
+            // Try again at the next upkeep.
+            self.upkeeps = 0;
+            return;
+        }
+        let peer = connected[self.upkeeps as usize / CATCH_UP_EVERY as usize % connected.len()];
+        let join = ControlRequest::Join {
+            record: self.own.clone(),
+        };
+        self.swarm.behaviour_mut().control.send_request(&peer, join);
     }
 
     fn dial(&mut self, peer: PeerId) {
