@@ -221,9 +221,7 @@ impl EventLoop {
                 _ = upkeep.tick(), if member(&self) => self.maintain_connections(),
                 Some((peer, stream)) = self.chunk_streams.next() => self.forward_stream(peer, stream),
                 Some((channel, response)) = self.replies.next(), if !self.replies.is_empty() => {
-                    if self.swarm.behaviour_mut().control.send_response(channel, response).is_err() {
-                        tracing::debug!("could not answer: the connection closed");
-                    }
+                    self.answer(channel, response);
                 }
                 Ok(()) = capabilities.changed(), if member(&self) => {
                     let current = capabilities.borrow_and_update().clone();

@@ -303,14 +303,6 @@ impl EventLoop {
             }
             request => return self.forward(peer, request, channel),
         };
-        if self
-            .swarm
-            .behaviour_mut()
-            .control
-            .send_response(channel, response)
-            .is_err()
-        {
-            tracing::debug!(%peer, "could not answer: the connection closed");
-        }
+        self.answer(channel, response);
     }
 }
