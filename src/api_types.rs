@@ -12,16 +12,18 @@ use serde::{Deserialize, Serialize};
 
 /// Every error answer: `{"error": "..."}` with a status that says whose
 /// fault it was.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
 }
 
 /// This node, as `GET /v1/status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     pub name: String,
+    #[schema(value_type = String)]
     pub peer_id: PeerId,
+    #[schema(value_type = Vec<String>)]
     pub addrs: Vec<Multiaddr>,
     pub p2p_port: u16,
     pub api_port: u16,
@@ -33,13 +35,15 @@ pub struct Status {
 }
 
 /// One node of the map, as `GET /v1/nodes` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub name: String,
+    #[schema(value_type = String)]
     pub peer_id: PeerId,
     pub role: Role,
     pub state: Liveness,
     /// Dialable addresses, each ending in `/p2p/<peer id>`.
+    #[schema(value_type = Vec<String>)]
     pub addrs: Vec<Multiaddr>,
     pub api_port: u16,
     pub p2p_port: u16,
@@ -59,7 +63,7 @@ pub struct NodeView {
 }
 
 /// `POST /v1/network`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNetwork {
     pub name: String,
@@ -73,7 +77,7 @@ fn default_mode() -> String {
 }
 
 /// `POST /v1/network/join`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinNetwork {
     pub key: String,
@@ -83,13 +87,14 @@ pub struct JoinNetwork {
 }
 
 /// The answer to a create or a join.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NetworkMembership {
     pub network: NetworkConfig,
     /// The hash of the signed config, which a join ticket pins.
     pub network_id: String,
     pub role: Role,
     /// Where others can join through this node.
+    #[schema(value_type = Vec<String>)]
     pub addrs: Vec<Multiaddr>,
     /// The same as join tickets: `iris network join --key K TICKET`.
     pub tickets: Vec<String>,
@@ -101,34 +106,35 @@ pub struct NetworkMembership {
 }
 
 /// `POST /v1/network/remove`: the master removes a node for good.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveNode {
     pub name: String,
 }
 
 /// The answer to `POST /v1/network/remove`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Removed {
     pub removed: String,
+    #[schema(value_type = String)]
     pub peer_id: PeerId,
 }
 
 /// The answer to `POST /v1/network/leave`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Left {
     pub left: String,
 }
 
 /// The images this node's engine has.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Images {
     pub executor: String,
     pub images: Vec<ImageRef>,
 }
 
 /// `POST /v1/images/load`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadImage {
     /// A `docker save` tar on this machine.
@@ -139,7 +145,7 @@ pub struct LoadImage {
 }
 
 /// The answer to an image load.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoadedImage {
     /// Where the tar now is, in workspace/image.
     pub file: String,
@@ -147,7 +153,7 @@ pub struct LoadedImage {
 }
 
 /// `POST /v1/images/push`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushImage {
     pub path: String,
@@ -156,7 +162,7 @@ pub struct PushImage {
 }
 
 /// What the user asked for in `POST /v1/jobs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     pub image: String,
@@ -198,7 +204,7 @@ fn default_timeout() -> f64 {
 }
 
 /// Where a job stands: running until every task has ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     #[default]
@@ -218,9 +224,10 @@ impl std::fmt::Display for JobState {
 }
 
 /// One node's part of a job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     pub node: String,
+    #[schema(value_type = String)]
     pub peer_id: PeerId,
     pub state: TaskState,
     pub exit_code: Option<i64>,
@@ -261,7 +268,7 @@ impl Task {
 }
 
 /// A job and every task's last known state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
     /// Derived from the tasks; kept current by [`Job::with_state`].
@@ -297,7 +304,8 @@ impl Job {
 
 /// `GET /v1/jobs/{id}?wait=S`: answer once the job has ended, or after S
 /// seconds with the job as it stands.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     #[serde(default)]
@@ -308,7 +316,8 @@ pub struct WaitQuery {
 pub const MAX_WAIT_SECS: f64 = 600.0;
 
 /// `GET /v1/jobs/{id}/logs`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     pub node: Option<String>,
@@ -319,7 +328,7 @@ pub struct LogsQuery {
 }
 
 /// One task's output, as `GET /v1/jobs/{id}/logs` returns it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskLogs {
     pub node: String,
     pub state: TaskState,
@@ -334,7 +343,7 @@ pub struct TaskLogs {
 }
 
 /// The answer to `POST /v1/jobs/{id}/gather`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Gathered {
     pub files: Vec<String>,
     /// Nodes whose outputs were not released, each with the reason.
@@ -343,7 +352,7 @@ pub struct Gathered {
 }
 
 /// `POST /v1/jobs/{id}/secure-sum`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecureSumRequest {
     /// The update file each task wrote in its outputs:
@@ -355,7 +364,7 @@ pub struct SecureSumRequest {
 pub type PolicyView = crate::policy::PolicyConfig;
 
 /// `POST /v1/policy`: set one setting.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPolicy {
     pub key: String,
@@ -363,7 +372,7 @@ pub struct SetPolicy {
 }
 
 /// `POST /v1/policy/images` and `/v1/policy/images/revoke`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyImage {
     /// An image name (`iris-worker:latest`) or a digest (`sha256:...`).
@@ -371,10 +380,11 @@ pub struct PolicyImage {
 }
 
 /// A task from another node waiting for the owner's approval.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingApproval {
     /// The job id; `iris approvals approve ID`.
     pub id: String,
+    #[schema(value_type = String)]
     pub requester: PeerId,
     /// The requester's name in the map, if it is there.
     pub requester_name: Option<String>,
@@ -391,7 +401,7 @@ pub struct PendingApproval {
 }
 
 /// `POST /v1/approvals/{id}/approve`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Approve {
     /// Also approve the image's digest for later jobs.
@@ -400,7 +410,7 @@ pub struct Approve {
 }
 
 /// `POST /v1/approvals/{id}/deny` and `/v1/releases/{job}/deny`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deny {
     #[serde(default)]
@@ -408,7 +418,7 @@ pub struct Deny {
 }
 
 /// The answer to an approval, a denial or a release.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decided {
     pub id: String,
     pub decision: String,
@@ -418,9 +428,10 @@ pub struct Decided {
 }
 
 /// A task's outputs waiting for the owner's release (`release = "review"`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingRelease {
     pub job_id: String,
+    #[schema(value_type = String)]
     pub requester: PeerId,
     pub requester_name: Option<String>,
     pub image: String,
@@ -433,14 +444,15 @@ pub struct PendingRelease {
 }
 
 /// `GET /v1/files`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FilesQuery {
     pub node: Option<String>,
 }
 
 /// `POST /v1/files/get`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetFile {
     pub from: String,
@@ -450,7 +462,7 @@ pub struct GetFile {
 }
 
 /// The result of a transfer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transfer {
     pub path: String,
     pub bytes: u64,
@@ -465,7 +477,7 @@ pub struct Transfer {
 }
 
 /// `POST /v1/files/put`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutFile {
     /// A file on this machine.
@@ -478,7 +490,7 @@ pub struct PutFile {
 }
 
 /// `POST /v1/containers`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateContainers {
     pub name: String,
@@ -499,7 +511,7 @@ pub struct CreateContainers {
 }
 
 /// `POST /v1/containers/{name}/exec`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecContainers {
     #[serde(default = "all")]
@@ -514,7 +526,7 @@ fn default_exec_timeout() -> f64 {
 }
 
 /// `POST /v1/containers/{name}/rm`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveContainers {
     #[serde(default = "all")]
@@ -522,7 +534,7 @@ pub struct RemoveContainers {
 }
 
 /// One node's answer to a command sent to several nodes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeAnswer {
     pub node: String,
     pub ok: bool,

@@ -20,12 +20,13 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuditEvent {
     /// A node asked this one to run a task.
     TaskRequested {
         job_id: String,
+        #[schema(value_type = String)]
         from: PeerId,
         image: String,
         argv: Vec<String>,
@@ -41,6 +42,7 @@ pub enum AuditEvent {
     Decision {
         /// The job id, or `session NAME`.
         subject: String,
+        #[schema(value_type = String)]
         from: PeerId,
         image_id: Option<String>,
         verdict: Verdict,
@@ -60,6 +62,7 @@ pub enum AuditEvent {
     OutputReleased {
         job_id: String,
         path: String,
+        #[schema(value_type = String)]
         to: PeerId,
         bytes: u64,
         /// Written by releases before BLAKE3 (kept so their entries
@@ -73,6 +76,7 @@ pub enum AuditEvent {
     /// A task's logs went to the node that asked for the job.
     LogsReleased {
         job_id: String,
+        #[schema(value_type = String)]
         to: PeerId,
         bytes: u64,
     },
@@ -85,6 +89,7 @@ pub enum AuditEvent {
     /// A node asked to start a session (a long-lived container) here.
     SessionRequested {
         name: String,
+        #[schema(value_type = String)]
         from: PeerId,
         image: String,
         image_id: Option<String>,
@@ -94,12 +99,14 @@ pub enum AuditEvent {
     /// A node asked to run a command in a session here.
     ExecRequested {
         name: String,
+        #[schema(value_type = String)]
         from: PeerId,
         argv: Vec<String>,
     },
     /// A command's output in a session went to the node that ran it.
     ExecReleased {
         name: String,
+        #[schema(value_type = String)]
         to: PeerId,
         bytes: u64,
         sha256: String,
@@ -111,6 +118,7 @@ pub enum AuditEvent {
     Contribution {
         job_id: String,
         session: String,
+        #[schema(value_type = String)]
         to: PeerId,
         length: u64,
         participants: u64,
@@ -119,7 +127,7 @@ pub enum AuditEvent {
 }
 
 /// What a decision was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Approved,
@@ -128,7 +136,7 @@ pub enum Verdict {
 }
 
 /// Who decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecidedBy {
     Policy,
@@ -136,7 +144,7 @@ pub enum DecidedBy {
 }
 
 /// One line of the log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// 1 for the first line, then one more each line.
     pub seq: u64,

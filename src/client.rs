@@ -48,6 +48,12 @@ impl ApiClient {
         })
     }
 
+    /// A one-time login URL for the dashboard (`iris ui`).
+    pub async fn login_url(&self) -> anyhow::Result<String> {
+        let link: crate::api::LoginLink = self.post("/v1/login-links", &()).await?;
+        Ok(self.url(&link.path))
+    }
+
     pub async fn status(&self) -> anyhow::Result<Status> {
         self.get("/v1/status").await
     }

@@ -12,44 +12,51 @@ pub const SHUT_DOWN: &str = "shut down";
 /// How many events a slow listener may fall behind before it misses some.
 const CAPACITY: usize = 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A node appeared in the map for the first time.
     Joined {
         name: String,
+        #[schema(value_type = String)]
         peer_id: PeerId,
     },
     /// A suspect, gone or departed node was heard from again.
     Alive {
         name: String,
+        #[schema(value_type = String)]
         peer_id: PeerId,
     },
     Suspect {
         name: String,
+        #[schema(value_type = String)]
         peer_id: PeerId,
         reason: String,
     },
     /// Suspect for too long, or it announced its shutdown.
     Gone {
         name: String,
+        #[schema(value_type = String)]
         peer_id: PeerId,
         reason: String,
     },
     /// It left the network for good.
     Left {
         name: String,
+        #[schema(value_type = String)]
         peer_id: PeerId,
     },
     /// Its record says its audit log is shorter than before, or of the same
     /// length with another head: its lines were rewritten.
     AuditRewritten {
         name: String,
+        #[schema(value_type = String)]
         peer_id: PeerId,
     },
     /// The master removed it: its name is free, and it is refused.
     Removed {
         name: String,
+        #[schema(value_type = String)]
         peer_id: PeerId,
     },
     /// This node created a network, joined one, or left one.
@@ -58,6 +65,7 @@ pub enum EventKind {
     },
     NetworkJoined {
         network: String,
+        #[schema(value_type = String)]
         via: PeerId,
     },
     NetworkLeft {
@@ -88,6 +96,7 @@ pub enum EventKind {
     /// owner has not approved: `iris approvals` lists it.
     ApprovalRequested {
         job: String,
+        #[schema(value_type = String)]
         from: PeerId,
         image: String,
     },
@@ -129,7 +138,7 @@ impl EventKind {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Unix time in milliseconds.
     pub at_ms: u64,

@@ -20,6 +20,7 @@ pub mod files;
 pub mod images;
 pub mod jobs;
 pub mod membership;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod policy;

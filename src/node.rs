@@ -36,6 +36,8 @@ use crate::{
 };
 use iris_behaviours::SwarmSettings;
 
+use crate::metrics::Metrics;
+
 /// How long background tasks get to end at shutdown.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -51,6 +53,8 @@ pub struct Node {
     pub images: Arc<ImageLibrary>,
     /// This node's part in secure sums, and the sums it asks for.
     pub sums: Arc<SecureSums>,
+    /// What it counts for `/metrics`.
+    pub metrics: Metrics,
     events: Events,
     config: NodeConfig,
     shutdown: CancellationToken,
@@ -96,7 +100,11 @@ impl Node {
         let capabilities = watch::Sender::new(Capabilities::default());
         let (inbound, inbound_queue) = tokio::sync::mpsc::channel(256);
         let (inbound_streams, stream_queue) = tokio::sync::mpsc::channel(64);
-        let settings = SwarmSettings::default();
+        let metrics = Metrics::default();
+        let settings = SwarmSettings {
+            traffic: metrics.traffic.clone(),
+            ..Default::default()
+        };
         let membership = Membership::new(Arc::new(NetworkContext {
             keypair: keypair.clone(),
             config: config.clone(),
@@ -107,6 +115,7 @@ impl Node {
             inbound,
             inbound_streams,
             activity: Default::default(),
+            metrics: metrics.clone(),
         }));
         let images = ImageLibrary::new(
             executor.clone(),
@@ -119,6 +128,7 @@ impl Node {
             membership.clone(),
             images.clone(),
             events.clone(),
+            metrics.clone(),
         );
         let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
         let audit = Arc::new(AuditLog::open(dir.join("audit.log"))?);
@@ -134,6 +144,7 @@ impl Node {
             executor.clone(),
             egress.clone(),
             events.clone(),
+            metrics.clone(),
             peer_id,
             dir.join("tasks"),
             config.jobs.max_concurrent,
@@ -214,6 +225,7 @@ impl Node {
             files,
             images,
             sums,
+            metrics,
             events,
             config,
             shutdown,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, AuditLog};
 
 /// Whether another node's job or session needs an approved image digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImagePolicy {
     #[default]
@@ -24,7 +24,7 @@ pub enum ImagePolicy {
 }
 
 /// A yes or no of the owner's, with no as the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Allowance {
     #[default]
@@ -33,7 +33,7 @@ pub enum Allowance {
 }
 
 /// When a task's outputs may go back to the node that asked for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleasePolicy {
     /// As soon as the task ends (its image was approved to run here).
@@ -46,7 +46,7 @@ pub enum ReleasePolicy {
 }
 
 /// Whether a job's logs go back to the node that asked for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogPolicy {
     #[default]
@@ -55,7 +55,7 @@ pub enum LogPolicy {
 }
 
 /// An image digest the owner approved, and the name it was approved under.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovedImage {
     /// The engine's image id (`sha256:...`): the content, not a tag.
@@ -64,7 +64,7 @@ pub struct ApprovedImage {
 }
 
 /// `[policy]` of `iris.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     pub images: ImagePolicy,

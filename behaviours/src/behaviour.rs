@@ -63,6 +63,8 @@ pub struct SwarmSettings {
     pub request_timeout: Duration,
     /// Connections to one peer at once ([`MAX_CONNECTIONS_PER_PEER`]).
     pub max_connections_per_peer: u32,
+    /// What each protocol carried, for the node's metrics.
+    pub traffic: crate::traffic::ProtocolTraffic,
 }
 
 impl Default for SwarmSettings {
@@ -72,6 +74,7 @@ impl Default for SwarmSettings {
             gossip_heartbeat: Duration::from_millis(500),
             request_timeout: Duration::from_secs(24 * 3600),
             max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
+            traffic: Default::default(),
         }
     }
 }
@@ -139,7 +142,11 @@ fn build_behaviour(
     .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
 
     let control = request_response::Behaviour::with_codec(
-        CborCodec::new(MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE),
+        CborCodec::counted(
+            MAX_CONTROL_REQUEST,
+            MAX_CONTROL_RESPONSE,
+            settings.traffic.control.clone(),
+        ),
         [(StreamProtocol::new(CONTROL_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(settings.request_timeout),
     );

@@ -6,11 +6,13 @@
 //! the limit, whatever it claims. ciborium itself has no size limit, which is
 //! why the frame carries one.
 
-use std::{io, marker::PhantomData};
+use std::{io, marker::PhantomData, sync::Arc};
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{request_response, StreamProtocol};
 use serde::{de::DeserializeOwned, Serialize};
+
+use crate::traffic::Traffic;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -82,22 +84,41 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, body: &[u8]) -> io::
 pub struct CborCodec<Req, Resp> {
     max_request: usize,
     max_response: usize,
+    /// Every frame read or written is counted here.
+    traffic: Arc<Traffic>,
     _types: PhantomData<fn() -> (Req, Resp)>,
 }
 
 impl<Req, Resp> CborCodec<Req, Resp> {
     pub fn new(max_request: usize, max_response: usize) -> Self {
+        Self::counted(max_request, max_response, Arc::default())
+    }
+
+    /// A codec that counts its frames in `traffic`.
+    pub fn counted(max_request: usize, max_response: usize, traffic: Arc<Traffic>) -> Self {
         Self {
             max_request,
             max_response,
+            traffic,
             _types: PhantomData,
         }
     }
+
+    fn read_counted(&self, body: &[u8]) {
+        self.traffic.received(FRAME_PREFIX + body.len());
+    }
+
+    fn write_counted(&self, body: &[u8]) {
+        self.traffic.sent(FRAME_PREFIX + body.len());
+    }
 }
+
+/// The length in front of every frame.
+const FRAME_PREFIX: usize = 4;
 
 impl<Req, Resp> Clone for CborCodec<Req, Resp> {
     fn clone(&self) -> Self {
-        Self::new(self.max_request, self.max_response)
+        Self::counted(self.max_request, self.max_response, self.traffic.clone())
     }
 }
 
@@ -115,6 +136,7 @@ where
         T: AsyncRead + Unpin + Send,
     {
         let body = read_frame(io, self.max_request).await?;
+        self.read_counted(&body);
         Ok(decode(&body)?)
     }
 
@@ -123,6 +145,7 @@ where
         T: AsyncRead + Unpin + Send,
     {
         let body = read_frame(io, self.max_response).await?;
+        self.read_counted(&body);
         Ok(decode(&body)?)
     }
 
@@ -130,7 +153,9 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode(&req, self.max_request)?).await
+        let body = encode(&req, self.max_request)?;
+        self.write_counted(&body);
+        write_frame(io, &body).await
     }
 
     async fn write_response<T>(
@@ -142,7 +167,9 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode(&resp, self.max_response)?).await
+        let body = encode(&resp, self.max_response)?;
+        self.write_counted(&body);
+        write_frame(io, &body).await
     }
 }
 

@@ -151,6 +151,7 @@ fn children(chunks: &[[u8; 32]], len: u64) -> (ChainingValue, ChainingValue) {
 
 /// A file a node serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileEntry {
     pub path: String,
     pub size: u64,

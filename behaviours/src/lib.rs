@@ -13,6 +13,7 @@ pub mod messages;
 pub mod psk;
 pub mod signed;
 pub mod tasks;
+pub mod traffic;
 pub mod transport;
 
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
@@ -21,6 +22,7 @@ pub use files::{FileEntry, FileManifest, FileVersion, CHUNK_SIZE};
 pub use messages::*;
 pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
 pub use tasks::*;
+pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a

@@ -43,6 +43,7 @@ pub const MAX_REASON: usize = 1024;
 
 /// How a network is governed. Only one mode exists today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
     /// The genesis node is master: only it may run jobs on, or push files to,
@@ -65,10 +66,12 @@ impl std::str::FromStr for NetworkMode {
 /// What every member knows about the network it belongs to. The key is not
 /// here: it never leaves the node it was typed on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NetworkConfig {
     pub name: String,
     pub mode: NetworkMode,
     /// The genesis node, master in `master_slave` mode.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub master: PeerId,
     /// Unix time in milliseconds when the network was created.
     pub created_at_ms: u64,
@@ -79,6 +82,7 @@ pub struct NetworkConfig {
 
 /// A node's part in the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Master,
@@ -131,6 +135,7 @@ pub struct NodeRecord {
 /// Where a node's audit log stands: its length and the hash of its last
 /// line (see the node's `audit` module).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditHead {
     pub entries: u64,
     pub head: String,
@@ -150,6 +155,7 @@ pub const MAX_IMAGES: usize = 256;
 
 /// Whether a node's Docker engine answers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", tag = "state", content = "reason")]
 pub enum ExecutorState {
     Available,
@@ -170,6 +176,7 @@ impl std::fmt::Display for ExecutorState {
 
 /// An image a node has: its content id and tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageRef {
     pub id: String,
     pub tags: Vec<String>,
@@ -266,6 +273,7 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
 
 /// How a node looks to the node that holds the map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Liveness {
     Alive,

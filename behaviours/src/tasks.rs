@@ -142,6 +142,7 @@ pub fn validate_job_id(id: &str) -> Result<(), String> {
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for the node's owner to approve its image (the owner's

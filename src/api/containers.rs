@@ -6,8 +6,10 @@ use axum::{
 };
 
 use super::{ApiError, ApiJson, ApiState};
+use crate::api_types::ErrorBody;
 use crate::api_types::{CreateContainers, ExecContainers, NodeAnswer, RemoveContainers};
 
+#[utoipa::path(post, path = "/v1/containers", tag = "containers", request_body = CreateContainers, responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<CreateContainers>,
@@ -15,6 +17,7 @@ pub(super) async fn create(
     Ok(Json(state.node.sessions.create(body).await?))
 }
 
+#[utoipa::path(post, path = "/v1/containers/{name}/exec", tag = "containers", request_body = ExecContainers, params(("name" = String, Path, description = "the containers' name")), responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn exec(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -23,6 +26,7 @@ pub(super) async fn exec(
     Ok(Json(state.node.sessions.exec(&name, body).await?))
 }
 
+#[utoipa::path(post, path = "/v1/containers/{name}/rm", tag = "containers", request_body = RemoveContainers, params(("name" = String, Path, description = "the containers' name")), responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn remove(
     State(state): State<ApiState>,
     Path(name): Path<String>,

@@ -5,10 +5,12 @@ use axum::{extract::State, Json};
 use iris_behaviours::FileEntry;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState};
+use crate::api_types::ErrorBody;
 use crate::api_types::{
     FilesQuery, GetFile, Images, LoadImage, LoadedImage, NodeAnswer, PushImage, PutFile, Transfer,
 };
 
+#[utoipa::path(get, path = "/v1/files", tag = "files", params(FilesQuery), responses((status = 200, body = Vec<FileEntry>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn list(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<FilesQuery>,
@@ -16,6 +18,7 @@ pub(super) async fn list(
     Ok(Json(state.node.files.list_on(query.node.as_deref()).await?))
 }
 
+#[utoipa::path(post, path = "/v1/files/get", tag = "files", request_body = GetFile, responses((status = 200, body = Transfer), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn get(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<GetFile>,
@@ -23,6 +26,7 @@ pub(super) async fn get(
     Ok(Json(state.node.files.get(body).await?))
 }
 
+#[utoipa::path(post, path = "/v1/files/put", tag = "files", request_body = PutFile, responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn put(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<PutFile>,
@@ -30,10 +34,12 @@ pub(super) async fn put(
     Ok(Json(state.node.files.put(body).await?))
 }
 
+#[utoipa::path(get, path = "/v1/images", tag = "images", responses((status = 200, body = Images), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn images(State(state): State<ApiState>) -> Json<Images> {
     Json(state.node.images.view())
 }
 
+#[utoipa::path(post, path = "/v1/images/load", tag = "images", request_body = LoadImage, responses((status = 200, body = LoadedImage), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn load_image(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<LoadImage>,
@@ -43,6 +49,7 @@ pub(super) async fn load_image(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/images/push", tag = "images", request_body = PushImage, responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn push_image(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<PushImage>,

@@ -9,6 +9,7 @@ use axum::{
 };
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState};
+use crate::api_types::ErrorBody;
 use crate::{
     api_types::{
         Gathered, Job, JobRequest, LogsQuery, SecureSumRequest, TaskLogs, WaitQuery, MAX_WAIT_SECS,
@@ -16,6 +17,7 @@ use crate::{
     secagg::SumOutcome,
 };
 
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobRequest, responses((status = 201, body = Job), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn submit(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<JobRequest>,
@@ -26,11 +28,13 @@ pub(super) async fn submit(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<Job>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn list(State(state): State<ApiState>) -> Json<Vec<Job>> {
     Json(state.node.jobs.jobs())
 }
 
 /// The job; with `?wait=S`, once it has ended or S seconds have passed.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "the job id"), WaitQuery), responses((status = 200, body = Job), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn show(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -51,6 +55,7 @@ pub(super) async fn show(
     Ok(Json(state.node.jobs.wait(&id, wait).await?))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "the job id")), responses((status = 200, body = Job), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -58,6 +63,7 @@ pub(super) async fn cancel(
     Ok(Json(state.node.jobs.cancel(&id).await?))
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "the job id"), LogsQuery), responses((status = 200, body = Vec<TaskLogs>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn logs(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -66,6 +72,7 @@ pub(super) async fn logs(
     Ok(Json(state.node.jobs.logs(&id, &query).await?))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/gather", tag = "jobs", params(("id" = String, Path, description = "the job id")), responses((status = 200, body = Gathered), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn gather(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -74,6 +81,7 @@ pub(super) async fn gather(
 }
 
 /// The secure sum of the tasks' update files, once the job has ended.
+#[utoipa::path(post, path = "/v1/jobs/{id}/secure-sum", tag = "jobs", request_body = SecureSumRequest, params(("id" = String, Path, description = "the job id")), responses((status = 200, body = SumOutcome), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn secure_sum(
     State(state): State<ApiState>,
     Path(id): Path<String>,

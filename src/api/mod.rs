@@ -1,32 +1,40 @@
 //! The local REST API: JSON over HTTP, every route behind the bearer token
-//! that `iris init` generated. Errors are `{"error": "..."}` with a status
+//! that `iris init` generated (or a dashboard session opened with it), but
+//! the dashboard's page and its login ([`dashboard`], [`session`]). Errors are `{"error": "..."}` with a status
 //! code taken from the error's variant ([`errors`]). The request and
 //! response types live in [`crate::api_types`], shared with the client;
 //! docs/api.md documents each route.
 
 mod containers;
+mod dashboard;
 mod errors;
 mod files;
 mod jobs;
+mod meta;
 mod network;
+mod owner_log;
 mod policy;
+mod session;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::{
     extract::{
         rejection::{JsonRejection, QueryRejection},
         FromRequest, FromRequestParts, Query, Request, State,
     },
-    http::{header, request::Parts, StatusCode},
+    http::{request::Parts, StatusCode},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
-    routing::{get, post},
+    response::Response,
     Json, Router,
 };
 use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use errors::ApiError;
+pub use owner_log::AuditView;
+pub use session::LoginLink;
 
 use crate::node::Node;
 
@@ -37,51 +45,99 @@ const MAX_BODY: usize = 64 * 1024;
 struct ApiState {
     node: Arc<Node>,
     token: Arc<str>,
+    logins: Arc<session::Logins>,
+    /// The name of this node's session cookie.
+    cookie: Arc<str>,
+    /// The OpenAPI document, as JSON, once the router is built.
+    openapi: Arc<OnceLock<String>>,
 }
 
-/// Builds the router; `token` is what every request must present.
+impl ApiState {
+    fn token_matches(&self, presented: &str) -> bool {
+        constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+    }
+}
+
+/// Builds the router; `token` is what every request must present (or a
+/// session opened with it). Every route is registered with its OpenAPI
+/// description, so the router and `/v1/openapi.json` list the same routes.
 pub fn router(node: Arc<Node>, token: String) -> Router {
+    let cookie = session::cookie_name(&node.membership.local_peer().to_string()).into();
     let state = ApiState {
         node,
         token: token.into(),
+        logins: Default::default(),
+        cookie,
+        openapi: Default::default(),
     };
-    Router::new()
-        .route("/v1/status", get(network::status))
-        .route("/v1/network", get(network::show).post(network::create))
-        .route("/v1/network/join", post(network::join))
-        .route("/v1/network/leave", post(network::leave))
-        .route("/v1/network/remove", post(network::remove))
-        .route("/v1/nodes", get(network::nodes))
-        .route("/v1/events", get(network::events))
-        .route("/v1/images", get(files::images))
-        .route("/v1/images/load", post(files::load_image))
-        .route("/v1/images/push", post(files::push_image))
-        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
-        .route("/v1/jobs/{id}", get(jobs::show))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/logs", get(jobs::logs))
-        .route("/v1/jobs/{id}/gather", post(jobs::gather))
-        .route("/v1/jobs/{id}/secure-sum", post(jobs::secure_sum))
-        .route("/v1/files", get(files::list))
-        .route("/v1/files/get", post(files::get))
-        .route("/v1/files/put", post(files::put))
-        .route("/v1/containers", post(containers::create))
-        .route("/v1/containers/{name}/exec", post(containers::exec))
-        .route("/v1/containers/{name}/rm", post(containers::remove))
-        .route("/v1/policy", get(policy::show).post(policy::set))
-        .route("/v1/policy/images", post(policy::allow_image))
-        .route("/v1/policy/images/revoke", post(policy::revoke_image))
-        .route("/v1/approvals", get(policy::approvals))
-        .route("/v1/approvals/{id}/approve", post(policy::approve))
-        .route("/v1/approvals/{id}/deny", post(policy::deny))
-        .route("/v1/releases", get(policy::releases))
-        .route("/v1/releases/{job}/approve", post(policy::release))
-        .route("/v1/releases/{job}/deny", post(policy::withhold))
+    let (router, document) = routes(state.clone()).split_for_parts();
+    let _ = state.openapi.set(meta::finish(document));
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn(session::refuse_cross_origin))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
+}
+
+/// Counts every answer, refusals included, for `/metrics`.
+async fn count(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.node.metrics.api_request(response.status().as_u16());
+    response
+}
+
+/// Every route: the open ones (the page, logging in), then those behind
+/// the token or a session.
+fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
+    let open = OpenApiRouter::with_openapi(meta::ApiDoc::openapi())
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::file))
+        .routes(routes!(session::log_in))
+        .routes(routes!(session::open_link));
+    let guarded = OpenApiRouter::new()
+        .routes(routes!(session::log_out))
+        .routes(routes!(session::login_link))
+        .routes(routes!(meta::metrics))
+        .routes(routes!(meta::openapi))
+        .routes(routes!(network::status))
+        .routes(routes!(network::show, network::create))
+        .routes(routes!(network::join))
+        .routes(routes!(network::leave))
+        .routes(routes!(network::remove))
+        .routes(routes!(network::nodes))
+        .routes(routes!(network::events))
+        .routes(routes!(files::images))
+        .routes(routes!(files::load_image))
+        .routes(routes!(files::push_image))
+        .routes(routes!(jobs::list, jobs::submit))
+        .routes(routes!(jobs::show))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::logs))
+        .routes(routes!(jobs::gather))
+        .routes(routes!(jobs::secure_sum))
+        .routes(routes!(files::list))
+        .routes(routes!(files::get))
+        .routes(routes!(files::put))
+        .routes(routes!(containers::create))
+        .routes(routes!(containers::exec))
+        .routes(routes!(containers::remove))
+        .routes(routes!(policy::show, policy::set))
+        .routes(routes!(policy::allow_image))
+        .routes(routes!(policy::revoke_image))
+        .routes(routes!(policy::approvals))
+        .routes(routes!(policy::approve))
+        .routes(routes!(policy::deny))
+        .routes(routes!(policy::releases))
+        .routes(routes!(policy::release))
+        .routes(routes!(policy::withhold))
+        .routes(routes!(owner_log::audit_log))
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            session::require_login,
+        ));
+    open.merge(guarded)
 }
 
 /// `Json` whose every rejection (bad syntax, wrong fields, wrong content
@@ -130,25 +186,6 @@ where
                 QueryRejection::body_text(&rejection),
             )),
         }
-    }
-}
-
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token").into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing API token: send 'Authorization: Bearer <token>' (the token is in the node's api.token)",
-        )
-        .into_response(),
     }
 }
 

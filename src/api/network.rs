@@ -13,6 +13,7 @@ use iris_behaviours::NetworkConfig;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::{ApiError, ApiJson, ApiState};
+use crate::api_types::ErrorBody;
 use crate::{
     api_types::{
         CreateNetwork, JoinNetwork, Left, NetworkMembership, NodeView, RemoveNode, Removed, Status,
@@ -20,10 +21,12 @@ use crate::{
     membership::MembershipError,
 };
 
+#[utoipa::path(get, path = "/v1/status", tag = "network", responses((status = 200, body = Status), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn status(State(state): State<ApiState>) -> Json<Status> {
     Json(state.node.status().await)
 }
 
+#[utoipa::path(get, path = "/v1/network", tag = "network", responses((status = 200, body = NetworkConfig), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn show(State(state): State<ApiState>) -> Result<Json<NetworkConfig>, ApiError> {
     match state.node.membership.network().await {
         Ok(config) => Ok(Json(config)),
@@ -35,6 +38,7 @@ pub(super) async fn show(State(state): State<ApiState>) -> Result<Json<NetworkCo
     }
 }
 
+#[utoipa::path(post, path = "/v1/network", tag = "network", request_body = CreateNetwork, responses((status = 201, body = NetworkMembership), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<CreateNetwork>,
@@ -43,6 +47,7 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(membership)))
 }
 
+#[utoipa::path(post, path = "/v1/network/join", tag = "network", request_body = JoinNetwork, responses((status = 200, body = NetworkMembership), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn join(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<JoinNetwork>,
@@ -50,11 +55,13 @@ pub(super) async fn join(
     Ok(Json(state.node.membership.join(&body).await?))
 }
 
+#[utoipa::path(post, path = "/v1/network/leave", tag = "network", responses((status = 200, body = Left), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn leave(State(state): State<ApiState>) -> Result<Json<Left>, ApiError> {
     let network = state.node.membership.leave().await?;
     Ok(Json(Left { left: network.name }))
 }
 
+#[utoipa::path(post, path = "/v1/network/remove", tag = "network", request_body = RemoveNode, responses((status = 200, body = Removed), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn remove(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<RemoveNode>,
@@ -62,10 +69,15 @@ pub(super) async fn remove(
     Ok(Json(state.node.membership.remove(&body.name).await?))
 }
 
+#[utoipa::path(get, path = "/v1/nodes", tag = "network", responses((status = 200, body = Vec<NodeView>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn nodes(State(state): State<ApiState>) -> Result<Json<Vec<NodeView>>, ApiError> {
     Ok(Json(state.node.membership.nodes().await?))
 }
 
+/// What happens, as server-sent events: each event's name is its `type`.
+#[utoipa::path(get, path = "/v1/events", tag = "network",
+    responses((status = 200, content_type = "text/event-stream", body = crate::events::Event,
+               description = "one server-sent event per event, until the node stops")))]
 pub(super) async fn events(
     State(state): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {

@@ -8,6 +8,7 @@ use axum::{
 };
 
 use super::{ApiError, ApiJson, ApiState};
+use crate::api_types::ErrorBody;
 use crate::{
     api_types::{
         Approve, Decided, Deny, PendingApproval, PendingRelease, PolicyImage, PolicyView, SetPolicy,
@@ -26,10 +27,12 @@ impl From<PolicyError> for ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/v1/policy", tag = "owner", responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn show(State(state): State<ApiState>) -> Json<PolicyView> {
     Json(state.node.policy.get())
 }
 
+#[utoipa::path(post, path = "/v1/policy", tag = "owner", request_body = SetPolicy, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn set(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<SetPolicy>,
@@ -44,6 +47,7 @@ pub(super) async fn set(
 }
 
 /// Approves an image ahead of time, pinned to the digest it has now.
+#[utoipa::path(post, path = "/v1/policy/images", tag = "owner", request_body = PolicyImage, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn allow_image(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<PolicyImage>,
@@ -78,6 +82,7 @@ pub(super) async fn allow_image(
 }
 
 /// Revokes an approval, by the name it was approved under or its digest.
+#[utoipa::path(post, path = "/v1/policy/images/revoke", tag = "owner", request_body = PolicyImage, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn revoke_image(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<PolicyImage>,
@@ -101,10 +106,12 @@ pub(super) async fn revoke_image(
     Ok(Json(policy))
 }
 
+#[utoipa::path(get, path = "/v1/approvals", tag = "owner", responses((status = 200, body = Vec<PendingApproval>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn approvals(State(state): State<ApiState>) -> Json<Vec<PendingApproval>> {
     Json(state.node.jobs.approvals().await)
 }
 
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "owner", request_body = Approve, params(("id" = String, Path, description = "the job id of the pending task")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn approve(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -123,6 +130,7 @@ pub(super) async fn approve(
     }))
 }
 
+#[utoipa::path(post, path = "/v1/approvals/{id}/deny", tag = "owner", request_body = Deny, params(("id" = String, Path, description = "the job id of the pending task")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn deny(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -140,10 +148,12 @@ pub(super) async fn deny(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/releases", tag = "owner", responses((status = 200, body = Vec<PendingRelease>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn releases(State(state): State<ApiState>) -> Json<Vec<PendingRelease>> {
     Json(state.node.jobs.releases().await)
 }
 
+#[utoipa::path(post, path = "/v1/releases/{job}/approve", tag = "owner", params(("job" = String, Path, description = "the job id")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn release(
     State(state): State<ApiState>,
     Path(job): Path<String>,
@@ -156,6 +166,7 @@ pub(super) async fn release(
     }))
 }
 
+#[utoipa::path(post, path = "/v1/releases/{job}/deny", tag = "owner", request_body = Deny, params(("job" = String, Path, description = "the job id")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn withhold(
     State(state): State<ApiState>,
     Path(job): Path<String>,

@@ -12,6 +12,7 @@ mod jobs;
 mod network;
 mod output;
 mod policy;
+mod ui;
 
 use std::path::PathBuf;
 
@@ -135,6 +136,9 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Open the node's dashboard in a browser, logged in by a one-time
+    /// link (valid for two minutes, once).
+    Ui(ui::UiArgs),
     /// Follow the node's events (joined, suspect, gone, left, ...) live.
     Events {
         #[command(flatten)]
@@ -162,6 +166,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Job(command) => jobs::job(command).await,
         Command::Container(command) => containers::container(command).await,
         Command::Files(command) => files::files(command).await,
+        Command::Ui(args) => ui::ui(args).await,
         Command::Events { dir, output } => events::follow(&dir, output.json).await,
         Command::Policy {
             command,

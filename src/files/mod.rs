@@ -29,6 +29,7 @@ use crate::{
     events::Events,
     images::ImageLibrary,
     membership::{Membership, MembershipError},
+    metrics::Metrics,
     network::NetworkError,
     workspace::{copy_into_place, require_regular_file, user_path, Area, Workspace, WorkspacePath},
 };
@@ -70,6 +71,8 @@ pub struct Files {
     /// Fetches this node runs for others ([`push`]).
     pushes: push::Pushes,
     events: Events,
+    /// Chunks and transfers, for `/metrics`.
+    metrics: Metrics,
     /// One transfer into a destination at a time: two would share its
     /// partial file, and one could truncate chunks the other had checked.
     destinations: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
@@ -83,6 +86,7 @@ impl Files {
         membership: Arc<Membership>,
         images: Arc<ImageLibrary>,
         events: Events,
+        metrics: Metrics,
     ) -> Arc<Self> {
         let corrupt_once = std::env::var("IRIS_FAULT_CORRUPT_CHUNK")
             .ok()
@@ -95,6 +99,7 @@ impl Files {
             hashing: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
             pushes: Default::default(),
             events,
+            metrics,
             destinations: Mutex::new(HashMap::new()),
             corrupt_once: Mutex::new(corrupt_once),
         })
@@ -338,7 +343,11 @@ impl Files {
             .or_default()
             .clone();
         let held = lock.lock_owned().await;
+        let transfer = self.metrics.transfer();
         let result = self.fetch_into(&client, peer, path, dest).await;
+        if result.is_ok() {
+            transfer.done();
+        }
         drop(held);
         // Forget destinations nobody waits for any more.
         self.destinations

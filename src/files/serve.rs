@@ -111,6 +111,7 @@ impl Files {
             .map_err(std::io::Error::other)??;
             self.damage_once(index, buf);
             write_chunk(stream, buf).await?;
+            self.metrics.traffic.chunks.sent(buf.len());
         }
         stream.flush().await
     }

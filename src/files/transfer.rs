@@ -277,7 +277,7 @@ impl Files {
         for (done, &(index, attempt)) in batch.iter().enumerate() {
             let len = work.manifest.version.chunk_len(index).unwrap_or(0);
             match read_chunk(stream, buf, len).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => self.metrics.traffic.chunks.received(buf.len()),
                 Ok(Err(refusal)) => return Err(refused(work.peer, refusal)),
                 Err(e) => return Ok(Some((done, e.to_string()))),
             }

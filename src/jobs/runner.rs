@@ -18,6 +18,7 @@ use crate::{
     egress::{Egress, Outgoing, Release},
     events::Events,
     executor::Executor,
+    metrics::Metrics,
 };
 
 /// A task as this node keeps it.
@@ -61,6 +62,8 @@ pub struct TaskRunner {
     /// The owner's policy, applied to what leaves (reports, logs).
     pub(super) egress: Arc<Egress>,
     pub(super) events: Events,
+    /// Task durations, for `/metrics`.
+    metrics: Metrics,
     /// This node: a task it asked of itself may read its `gathered/`, and
     /// needs no approval.
     pub(super) local: PeerId,
@@ -80,10 +83,12 @@ pub struct TaskRunner {
 impl TaskRunner {
     /// `deliveries` receives every report to pass on; the receiver calls
     /// [`TaskRunner::delivered`] once the origin has it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         executor: Arc<Executor>,
         egress: Arc<Egress>,
         events: Events,
+        metrics: Metrics,
         local: PeerId,
         dir: PathBuf,
         max_concurrent: usize,
@@ -94,6 +99,7 @@ impl TaskRunner {
             audit: egress.audit().clone(),
             egress,
             events,
+            metrics,
             local,
             dir,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
@@ -283,6 +289,12 @@ impl TaskRunner {
                         r.finished_ms = Some(crate::now_ms());
                     })
                     .await;
+                if let (Some(start), Some(end)) = (task.report.started_ms, task.report.finished_ms)
+                {
+                    runner
+                        .metrics
+                        .task_ended(end.saturating_sub(start) as f64 / 1000.0);
+                }
                 if hold {
                     runner.events.emit(crate::events::EventKind::ReleaseHeld {
                         job: task.spec.job_id.clone(),
@@ -490,6 +502,7 @@ mod tests {
             Arc::new(executor),
             Egress::new(policy, audit),
             Events::default(),
+            Metrics::default(),
             PeerId::random(),
             tmp.path().join("tasks"),
             2,

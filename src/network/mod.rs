@@ -63,6 +63,8 @@ pub struct NetworkContext {
     pub inbound_streams: mpsc::Sender<InboundStream>,
     /// What uses each peer's connection, so idle ones can be closed.
     pub activity: Activity,
+    /// Requests answered, for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A stream of [`iris_behaviours::files::CHUNKS_PROTOCOL`] that a current

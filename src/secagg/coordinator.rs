@@ -15,7 +15,7 @@ use super::{
 use crate::membership::Membership;
 
 /// `sum.json`, and what the API answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SumOutcome {
     /// Σ wᵢ·vᵢ over the sites in the sum.
     pub vector: Vec<f64>,

@@ -11,6 +11,7 @@ use std::{
 
 use serde_json::{json, Value};
 
+pub mod browser;
 pub mod rogue;
 
 /// A network key long enough to be accepted (16 characters at least).
@@ -236,7 +237,7 @@ impl TestNode {
             .to_string()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.api_port)
     }
 

@@ -314,13 +314,17 @@ impl EventLoop {
                 return true;
             }
         };
+        let len = bytes.len();
         match self
             .swarm
             .behaviour_mut()
             .gossipsub
             .publish(self.topic.clone(), bytes)
         {
-            Ok(_) => true,
+            Ok(_) => {
+                self.ctx.settings.traffic.map.sent(len);
+                true
+            }
             // Nobody has subscribed yet (we are alone, or just connected).
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => false,
             Err(e) => {

@@ -28,6 +28,7 @@ impl EventLoop {
             }
             return;
         };
+        self.ctx.settings.traffic.map.received(message.data.len());
         // Strict validation guarantees a signed author.
         let Some(author) = message.source else { return };
         let decoded: MapMessage = match codec::decode(&message.data) {
@@ -206,12 +207,7 @@ impl EventLoop {
             let refusal = Refusal::forbidden(
                 "forbidden: you are not a current member of this network (join it first)",
             );
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .control
-                .send_response(channel, refusal.into());
-            return;
+            return self.answer(channel, refusal.into());
         }
         let (reply, answer) = oneshot::channel();
         let in_use = self.ctx.activity.begin(peer);

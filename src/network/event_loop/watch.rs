@@ -211,6 +211,8 @@ impl EventLoop {
         channel: ResponseChannel<ControlResponse>,
         response: ControlResponse,
     ) {
+        let refused = matches!(response, ControlResponse::Refused { .. });
+        self.ctx.metrics.peer_request(refused);
         if self
             .swarm
             .behaviour_mut()

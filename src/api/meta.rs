@@ -1,0 +1,102 @@
+//! Routes about the node and the API themselves: `/metrics` for
+//! Prometheus, and the OpenAPI document of every route.
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde_json::Value;
+use utoipa::{
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use super::ApiState;
+
+/// What Prometheus asks for and gets: OpenMetrics text.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric of this node, in the OpenMetrics text format
+/// (docs/metrics.md lists them).
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String,
+               description = "the metrics, as Prometheus scrapes them")))]
+pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
+    let text = state.node.metrics.render(&state.node).await;
+    ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+}
+
+/// This document: OpenAPI 3.1, generated from the handlers and their types.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, content_type = "application/json", body = Object,
+               description = "the OpenAPI document")))]
+pub(super) async fn openapi(State(state): State<ApiState>) -> Response {
+    let json = state.openapi.get().cloned().unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Iris node API",
+        description = "The local REST API of one Iris node. docs/api.md describes each route."
+    ),
+    modifiers(&Security),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(super) struct ApiDoc;
+
+/// The two ways in: the node's token, or the dashboard's session cookie.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "iris_session_<the last 8 characters of the node's peer id>",
+                "the dashboard's session, from POST /v1/session or a login link",
+            ))),
+        );
+    }
+}
+
+/// The document as served: each operation's id made unique by its tag
+/// (handlers of different groups share names such as `show`), and each
+/// answer described (OpenAPI requires it) by its status's reason phrase
+/// where the handler gave none.
+pub(super) fn finish(document: utoipa::openapi::OpenApi) -> String {
+    let mut json = serde_json::to_value(&document).expect("the document serializes");
+    let paths = json["paths"].as_object_mut().expect("paths");
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        let tag = operation["tags"][0].as_str().unwrap_or("api").to_string();
+        if let Some(Value::String(id)) = operation.get_mut("operationId") {
+            *id = format!("{tag}_{id}");
+        }
+        let Some(responses) = operation["responses"].as_object_mut() else {
+            continue;
+        };
+        for (status, response) in responses.iter_mut() {
+            if response.get("description").is_none() {
+                let reason = status
+                    .parse()
+                    .ok()
+                    .and_then(|code| StatusCode::from_u16(code).ok())
+                    .and_then(|code| code.canonical_reason())
+                    .unwrap_or("the answer");
+                response["description"] = Value::String(reason.to_string());
+            }
+        }
+    }
+    serde_json::to_string_pretty(&json).expect("the document serializes")
+}

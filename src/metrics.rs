@@ -1,0 +1,314 @@
+//! `/metrics`: what a node has done and holds, in the Prometheus text
+//! format. docs/metrics.md lists every metric.
+//!
+//! Two kinds of figures. Counters of what happened (messages, requests,
+//! transfers, task durations) live in [`Metrics`], which the parts of the
+//! node share and bump as things happen. Figures of what the node holds
+//! now (nodes by state, jobs, pending approvals, the audit chain) are read
+//! from the node at each scrape, so they cannot drift from what the API
+//! shows.
+
+use iris_behaviours::{Liveness, ProtocolTraffic, TaskState};
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::Registry,
+};
+
+use crate::{api_types::JobState, node::Node};
+
+/// One metric's labels, as `(name, value)` pairs.
+type Labels = Vec<(&'static str, String)>;
+
+/// What the parts of a node count as they work; clones share the counts.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Messages and bytes by protocol, counted where they are framed.
+    pub traffic: ProtocolTraffic,
+    /// REST requests by outcome: served (2xx/3xx), refused (4xx), failed
+    /// (5xx).
+    api_requests: Family<Labels, Counter>,
+    /// Requests from peers answered by outcome: served, refused.
+    peer_requests: Family<Labels, Counter>,
+    /// How long the tasks this node ran took, from start to end.
+    task_seconds: Histogram,
+    /// File transfers into this node by outcome: done, failed.
+    transfers: Family<Labels, Counter>,
+    transfers_active: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            traffic: ProtocolTraffic::default(),
+            api_requests: outcomes(&["served", "refused", "failed"]),
+            peer_requests: outcomes(&["served", "refused"]),
+            // 0.1 s to about 55 min, doubling.
+            task_seconds: Histogram::new(exponential_buckets(0.1, 2.0, 16)),
+            transfers: outcomes(&["done", "failed"]),
+            transfers_active: Gauge::default(),
+        }
+    }
+}
+
+/// Counters by outcome, each at 0 until it happens (a series that appears
+/// only once something went wrong is one an alert cannot watch).
+fn outcomes(names: &[&str]) -> Family<Labels, Counter> {
+    let family = Family::default();
+    for name in names {
+        let _ = family.get_or_create(&vec![("outcome", name.to_string())]);
+    }
+    family
+}
+
+impl Metrics {
+    /// A REST request was answered with `status`.
+    pub fn api_request(&self, status: u16) {
+        let outcome = match status {
+            ..400 => "served",
+            400..500 => "refused",
+            _ => "failed",
+        };
+        self.api_requests
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    /// A peer's request was answered; `refused` if with a refusal.
+    pub fn peer_request(&self, refused: bool) {
+        let outcome = if refused { "refused" } else { "served" };
+        self.peer_requests
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    /// A task this node ran has ended after `seconds`.
+    pub fn task_ended(&self, seconds: f64) {
+        self.task_seconds.observe(seconds);
+    }
+
+    /// A transfer into this node began; dropping the guard ends it, as
+    /// failed unless [`TransferGuard::done`] was called.
+    pub fn transfer(&self) -> TransferGuard {
+        self.transfers_active.inc();
+        TransferGuard {
+            metrics: self.clone(),
+            done: false,
+        }
+    }
+
+    /// Every metric, in the Prometheus text format.
+    pub async fn render(&self, node: &Node) -> String {
+        let mut registry = Registry::with_prefix("iris");
+        self.register_counted(&mut registry);
+        register_held(&mut registry, node).await;
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    fn register_counted(&self, registry: &mut Registry) {
+        let messages = Family::<Labels, Counter>::default();
+        let bytes = Family::<Labels, Counter>::default();
+        for (protocol, counts) in self.traffic.counts() {
+            for (direction, n_messages, n_bytes) in [
+                ("in", counts.messages_in, counts.bytes_in),
+                ("out", counts.messages_out, counts.bytes_out),
+            ] {
+                let labels = vec![
+                    ("protocol", protocol.to_string()),
+                    ("direction", direction.to_string()),
+                ];
+                messages.get_or_create(&labels).inc_by(n_messages);
+                bytes.get_or_create(&labels).inc_by(n_bytes);
+            }
+        }
+        registry.register(
+            "messages",
+            "Messages exchanged with peers, by protocol and direction",
+            messages,
+        );
+        registry.register(
+            "bytes",
+            "Bytes exchanged with peers (framing included), by protocol and direction",
+            bytes,
+        );
+        registry.register(
+            "api_requests",
+            "REST API requests answered, by outcome",
+            self.api_requests.clone(),
+        );
+        registry.register(
+            "peer_requests",
+            "Requests from peers answered, by outcome",
+            self.peer_requests.clone(),
+        );
+        registry.register(
+            "task_duration_seconds",
+            "How long the tasks this node ran took",
+            self.task_seconds.clone(),
+        );
+        registry.register(
+            "transfers",
+            "File transfers into this node that ended, by outcome",
+            self.transfers.clone(),
+        );
+        registry.register(
+            "transfers_active",
+            "File transfers into this node in progress",
+            self.transfers_active.clone(),
+        );
+    }
+}
+
+/// Registers the figures read from the node as it is now.
+async fn register_held(registry: &mut Registry, node: &Node) {
+    let nodes = gauges(
+        "state",
+        [
+            Liveness::Alive,
+            Liveness::Suspect,
+            Liveness::Gone,
+            Liveness::Left,
+        ]
+        .iter()
+        .map(ToString::to_string),
+        node.membership
+            .nodes()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.state.to_string()),
+    );
+    registry.register("nodes", "Nodes of this node's map, by state", nodes);
+
+    let jobs_list = node.jobs.jobs();
+    let jobs = gauges(
+        "state",
+        [JobState::Running, JobState::Succeeded, JobState::Failed]
+            .iter()
+            .map(ToString::to_string),
+        jobs_list.iter().map(|j| j.state.to_string()),
+    );
+    registry.register("jobs", "Jobs this node submitted, by state", jobs);
+    let tasks = gauges(
+        "state",
+        [
+            TaskState::AwaitingApproval,
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::TimedOut,
+            TaskState::Cancelled,
+            TaskState::Lost,
+        ]
+        .iter()
+        .map(ToString::to_string),
+        jobs_list
+            .iter()
+            .flat_map(|j| j.tasks.values().map(|t| t.state.to_string())),
+    );
+    registry.register(
+        "tasks",
+        "Tasks of the jobs this node submitted, by state",
+        tasks,
+    );
+
+    let pending = Gauge::<i64>::default();
+    pending.set(node.jobs.approvals().await.len() as i64);
+    registry.register(
+        "pending_approvals",
+        "Other nodes' tasks waiting for this node's owner to approve their image",
+        pending,
+    );
+    let held = Gauge::<i64>::default();
+    held.set(node.jobs.releases().await.len() as i64);
+    registry.register(
+        "pending_releases",
+        "Task outputs held for this node's owner to release",
+        held,
+    );
+    let audit = Gauge::<i64>::default();
+    audit.set(node.audit.head().await.entries as i64);
+    registry.register("audit_entries", "Entries in this node's audit chain", audit);
+}
+
+/// A gauge per label value: how many of `values` have each; every name in
+/// `all` appears, with 0 if none has it.
+fn gauges(
+    label: &'static str,
+    all: impl Iterator<Item = String>,
+    values: impl Iterator<Item = String>,
+) -> Family<Labels, Gauge> {
+    let family = Family::<Labels, Gauge>::default();
+    for name in all {
+        let _ = family.get_or_create(&vec![(label, name)]);
+    }
+    for value in values {
+        family.get_or_create(&vec![(label, value)]).inc();
+    }
+    family
+}
+
+/// A transfer in progress, for [`Metrics::transfer`].
+pub struct TransferGuard {
+    metrics: Metrics,
+    done: bool,
+}
+
+impl TransferGuard {
+    pub fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for TransferGuard {
+    fn drop(&mut self) {
+        self.metrics.transfers_active.dec();
+        let outcome = if self.done { "done" } else { "failed" };
+        self.metrics
+            .transfers
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_figures_appear_in_the_text() {
+        let metrics = Metrics::default();
+        metrics.traffic.control.sent(100);
+        metrics.api_request(200);
+        metrics.api_request(401);
+        metrics.peer_request(true);
+        metrics.task_ended(1.5);
+        metrics.transfer().done();
+        drop(metrics.transfer());
+        let mut registry = Registry::with_prefix("iris");
+        metrics.register_counted(&mut registry);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"iris_bytes_total{protocol="control",direction="out"} 100"#,
+            r#"iris_messages_total{protocol="control",direction="out"} 1"#,
+            r#"iris_api_requests_total{outcome="served"} 1"#,
+            r#"iris_api_requests_total{outcome="refused"} 1"#,
+            r#"iris_peer_requests_total{outcome="refused"} 1"#,
+            "iris_task_duration_seconds_count 1",
+            r#"iris_transfers_total{outcome="done"} 1"#,
+            r#"iris_transfers_total{outcome="failed"} 1"#,
+            "iris_transfers_active 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}
