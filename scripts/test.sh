@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: unit and integration tests (real node
-# processes on loopback, the real Docker engine), then a smoke run of the
+# processes on loopback, the real Docker engine, a real browser), then a smoke run of the
 # testnet: 3 node containers, the federated-learning demo for 2 rounds, the
 # exfiltration drill, the fault drills, and down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The dashboard's tests drive a real headless Chromium through chromedriver,
+# both from Debian's packages.
+if ! command -v chromedriver >/dev/null || ! [ -x /usr/bin/chromium ]; then
+    echo "== installing chromium and chromium-driver (the dashboard's browser tests)"
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 
 # The worker image the tests run and the node image of the testnet, both
 # FROM scratch from our own static binaries.
