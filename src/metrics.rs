@@ -6,7 +6,8 @@
 //! node share and bump as things happen. Figures of what the node holds
 //! now (nodes by state, jobs, pending approvals, the audit chain) are read
 //! from the node at each scrape, so they cannot drift from what the API
-//! shows.
+//! shows. The API's handler reads them ([`Held`]), so this module needs
+//! nothing of the node.
 
 use iris_behaviours::{Liveness, ProtocolTraffic, TaskState};
 use prometheus_client::{
@@ -20,7 +21,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{api_types::JobState, node::Node};
+use crate::api_types::JobState;
 
 /// One metric's labels, as `(name, value)` pairs.
 type Labels = Vec<(&'static str, String)>;
@@ -103,10 +104,10 @@ impl Metrics {
     }
 
     /// Every metric, in the Prometheus text format.
-    pub async fn render(&self, node: &Node) -> String {
+    pub fn render(&self, held: &Held) -> String {
         let mut registry = Registry::with_prefix("iris");
         self.register_counted(&mut registry);
-        register_held(&mut registry, node).await;
+        held.register(&mut registry);
         let mut text = String::new();
         encode(&mut text, &registry).expect("writing to a String cannot fail");
         text
@@ -166,39 +167,39 @@ impl Metrics {
     }
 }
 
-/// Registers the figures read from the node as it is now.
-async fn register_held(registry: &mut Registry, node: &Node) {
-    let nodes = gauges(
-        "state",
-        [
+/// What the node holds at the moment of a scrape.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// The state of each node of the map.
+    pub nodes: Vec<Liveness>,
+    /// The state of each job this node submitted, and of each of their tasks.
+    pub jobs: Vec<JobState>,
+    pub tasks: Vec<TaskState>,
+    pub pending_approvals: usize,
+    pub pending_releases: usize,
+    pub audit_entries: u64,
+}
+
+impl Held {
+    fn register(&self, registry: &mut Registry) {
+        let all_nodes = [
             Liveness::Alive,
             Liveness::Suspect,
             Liveness::Gone,
             Liveness::Left,
-        ]
-        .iter()
-        .map(ToString::to_string),
-        node.membership
-            .nodes()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .map(|n| n.state.to_string()),
-    );
-    registry.register("nodes", "Nodes of this node's map, by state", nodes);
-
-    let jobs_list = node.jobs.jobs();
-    let jobs = gauges(
-        "state",
-        [JobState::Running, JobState::Succeeded, JobState::Failed]
-            .iter()
-            .map(ToString::to_string),
-        jobs_list.iter().map(|j| j.state.to_string()),
-    );
-    registry.register("jobs", "Jobs this node submitted, by state", jobs);
-    let tasks = gauges(
-        "state",
-        [
+        ];
+        registry.register(
+            "nodes",
+            "Nodes of this node's map, by state",
+            gauges(&all_nodes, &self.nodes),
+        );
+        let all_jobs = [JobState::Running, JobState::Succeeded, JobState::Failed];
+        registry.register(
+            "jobs",
+            "Jobs this node submitted, by state",
+            gauges(&all_jobs, &self.jobs),
+        );
+        let all_tasks = [
             TaskState::AwaitingApproval,
             TaskState::Queued,
             TaskState::Running,
@@ -207,51 +208,45 @@ async fn register_held(registry: &mut Registry, node: &Node) {
             TaskState::TimedOut,
             TaskState::Cancelled,
             TaskState::Lost,
-        ]
-        .iter()
-        .map(ToString::to_string),
-        jobs_list
-            .iter()
-            .flat_map(|j| j.tasks.values().map(|t| t.state.to_string())),
-    );
-    registry.register(
-        "tasks",
-        "Tasks of the jobs this node submitted, by state",
-        tasks,
-    );
-
-    let pending = Gauge::<i64>::default();
-    pending.set(node.jobs.approvals().await.len() as i64);
-    registry.register(
-        "pending_approvals",
-        "Other nodes' tasks waiting for this node's owner to approve their image",
-        pending,
-    );
-    let held = Gauge::<i64>::default();
-    held.set(node.jobs.releases().await.len() as i64);
-    registry.register(
-        "pending_releases",
-        "Task outputs held for this node's owner to release",
-        held,
-    );
-    let audit = Gauge::<i64>::default();
-    audit.set(node.audit.head().await.entries as i64);
-    registry.register("audit_entries", "Entries in this node's audit chain", audit);
+        ];
+        registry.register(
+            "tasks",
+            "Tasks of the jobs this node submitted, by state",
+            gauges(&all_tasks, &self.tasks),
+        );
+        for (name, help, value) in [
+            (
+                "pending_approvals",
+                "Other nodes' tasks waiting for this node's owner to approve their image",
+                self.pending_approvals as i64,
+            ),
+            (
+                "pending_releases",
+                "Task outputs held for this node's owner to release",
+                self.pending_releases as i64,
+            ),
+            (
+                "audit_entries",
+                "Entries in this node's audit chain",
+                self.audit_entries as i64,
+            ),
+        ] {
+            let gauge = Gauge::<i64>::default();
+            gauge.set(value);
+            registry.register(name, help, gauge);
+        }
+    }
 }
 
-/// A gauge per label value: how many of `values` have each; every name in
-/// `all` appears, with 0 if none has it.
-fn gauges(
-    label: &'static str,
-    all: impl Iterator<Item = String>,
-    values: impl Iterator<Item = String>,
-) -> Family<Labels, Gauge> {
+/// A gauge per state: how many of `values` are in each; every state in
+/// `all` appears, with 0 if none is in it.
+fn gauges<S: ToString>(all: &[S], values: &[S]) -> Family<Labels, Gauge> {
     let family = Family::<Labels, Gauge>::default();
-    for name in all {
-        let _ = family.get_or_create(&vec![(label, name)]);
+    for state in all {
+        let _ = family.get_or_create(&vec![("state", state.to_string())]);
     }
     for value in values {
-        family.get_or_create(&vec![(label, value)]).inc();
+        family.get_or_create(&vec![("state", value.to_string())]).inc();
     }
     family
 }

@@ -13,6 +13,7 @@ use utoipa::{
 };
 
 use super::ApiState;
+use crate::metrics::Held;
 
 /// What Prometheus asks for and gets: OpenMetrics text.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -23,7 +24,17 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
     responses((status = 200, content_type = "application/openmetrics-text", body = String,
                description = "the metrics, as Prometheus scrapes them")))]
 pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
-    let text = state.node.metrics.render(&state.node).await;
+    let node = &state.node;
+    let jobs = node.jobs.jobs();
+    let held = Held {
+        nodes: node.membership.nodes().await.unwrap_or_default().iter().map(|n| n.state).collect(),
+        jobs: jobs.iter().map(|j| j.state).collect(),
+        tasks: jobs.iter().flat_map(|j| j.tasks.values().map(|t| t.state)).collect(),
+        pending_approvals: node.jobs.approvals().await.len(),
+        pending_releases: node.jobs.releases().await.len(),
+        audit_entries: node.audit.head().await.entries,
+    };
+    let text = node.metrics.render(&held);
     ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
 }
 
