@@ -246,7 +246,9 @@ fn gauges<S: ToString>(all: &[S], values: &[S]) -> Family<Labels, Gauge> {
         let _ = family.get_or_create(&vec![("state", state.to_string())]);
     }
     for value in values {
-        family.get_or_create(&vec![("state", value.to_string())]).inc();
+        family
+            .get_or_create(&vec![("state", value.to_string())])
+            .inc();
     }
     family
 }

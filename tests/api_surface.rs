@@ -244,6 +244,39 @@ async fn a_browser_session_is_httponly_strict_and_refuses_cross_origin_writes() 
         .unwrap();
     assert_eq!(write.status(), StatusCode::FORBIDDEN);
 
+    // `iris ui --no-open` prints a link that logs in once and leaves no
+    // code behind: a redirect to the bare page.
+    let printed = node.cli(&["ui", "--no-open"]);
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let link = String::from_utf8_lossy(&printed.stdout).trim().to_string();
+    assert!(link.starts_with(&format!("{own}/login?code=")), "{link}");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let opened = no_redirects.get(&link).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::SEE_OTHER);
+    assert_eq!(opened.headers()[header::LOCATION], "/");
+    let session = opened.headers()[header::SET_COOKIE].to_str().unwrap();
+    let session = session.split(';').next().unwrap().to_string();
+    let read = http
+        .get(node.url("/v1/status"))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "the link's session reads");
+    let again = no_redirects.get(&link).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::UNAUTHORIZED,
+        "a link works once"
+    );
+
     let out = http
         .post(node.url("/v1/session/logout"))
         .header(header::COOKIE, &cookie)

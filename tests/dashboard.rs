@@ -169,6 +169,9 @@ async fn the_dashboard_shows_the_network_runs_a_job_and_lets_the_owner_approve()
             .then_some(())
     })
     .await;
+    // The page against its baseline: the event on alice's own stream.
+    let (sink, mut events) = tokio::sync::mpsc::unbounded_channel();
+    alice.forward_events(sink).await;
     nodes[2].kill();
     let killed = Instant::now();
     wait_for("carol suspect on alice's page", DEADLINE, || async {
@@ -180,6 +183,22 @@ async fn the_dashboard_shows_the_network_runs_a_job_and_lets_the_owner_approve()
     })
     .await;
     let seen = killed.elapsed();
+    let mut event_at = None;
+    while let Ok((_, event)) = events.try_recv() {
+        if event["type"] == "suspect" && event["name"] == "carol" && event_at.is_none() {
+            event_at = Some(event["at_ms"].as_u64().unwrap());
+        }
+    }
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - seen.as_millis() as u64;
+    eprintln!(
+        "carol killed: suspect event on alice after {:?} ms, on alice's page after {} ms",
+        event_at.map(|at| at.saturating_sub(killed_ms)),
+        seen.as_millis()
+    );
     assert!(
         seen < Duration::from_secs(3),
         "carol turned suspect on the page {seen:?} after she was killed"

@@ -27,9 +27,19 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
     let node = &state.node;
     let jobs = node.jobs.jobs();
     let held = Held {
-        nodes: node.membership.nodes().await.unwrap_or_default().iter().map(|n| n.state).collect(),
+        nodes: node
+            .membership
+            .nodes()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.state)
+            .collect(),
         jobs: jobs.iter().map(|j| j.state).collect(),
-        tasks: jobs.iter().flat_map(|j| j.tasks.values().map(|t| t.state)).collect(),
+        tasks: jobs
+            .iter()
+            .flat_map(|j| j.tasks.values().map(|t| t.state))
+            .collect(),
         pending_approvals: node.jobs.approvals().await.len(),
         pending_releases: node.jobs.releases().await.len(),
         audit_entries: node.audit.head().await.entries,
