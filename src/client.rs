@@ -54,6 +54,28 @@ impl ApiClient {
         Ok(self.url(&link.path))
     }
 
+    pub async fn datasets(&self, query: &DatasetsQuery) -> anyhow::Result<Vec<DatasetHolder>> {
+        self.get_with("/v1/datasets", query).await
+    }
+
+    pub async fn add_dataset(
+        &self,
+        body: &AddDataset,
+    ) -> anyhow::Result<iris_behaviours::DatasetCard> {
+        self.post("/v1/datasets", body).await
+    }
+
+    pub async fn reload_datasets(&self) -> anyhow::Result<Vec<iris_behaviours::DatasetCard>> {
+        self.post("/v1/datasets/reload", &()).await
+    }
+
+    pub async fn remove_dataset(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<Vec<iris_behaviours::DatasetCard>> {
+        self.post(&format!("/v1/datasets/{name}/rm"), &()).await
+    }
+
     pub async fn status(&self) -> anyhow::Result<Status> {
         self.get("/v1/status").await
     }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod datasets;
 pub mod egress;
 pub mod events;
 pub mod executor;

@@ -36,7 +36,7 @@ use crate::{
 };
 use iris_behaviours::SwarmSettings;
 
-use crate::metrics::Metrics;
+use crate::{datasets::Datasets, metrics::Metrics};
 
 /// How long background tasks get to end at shutdown.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -53,6 +53,8 @@ pub struct Node {
     pub images: Arc<ImageLibrary>,
     /// This node's part in secure sums, and the sums it asks for.
     pub sums: Arc<SecureSums>,
+    /// The datasets its owner declared ([`crate::datasets`]).
+    pub datasets: Arc<Datasets>,
     /// What it counts for `/metrics`.
     pub metrics: Metrics,
     events: Events,
@@ -132,6 +134,12 @@ impl Node {
         );
         let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
         let audit = Arc::new(AuditLog::open(dir.join("audit.log"))?);
+        let datasets = Datasets::open(
+            dir,
+            workspace.local.clone(),
+            capabilities.clone(),
+            audit.clone(),
+        );
         let node_dir = dir.to_path_buf();
         let policy = Policy::new(
             config.name.clone(),
@@ -225,6 +233,7 @@ impl Node {
             files,
             images,
             sums,
+            datasets,
             metrics,
             events,
             config,

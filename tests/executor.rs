@@ -67,6 +67,7 @@ impl Setup {
             pids_limit: 64,
             timeout_ms: 60_000,
             inputs: vec![],
+            dataset: None,
         }
     }
 
@@ -209,6 +210,7 @@ async fn an_unreachable_engine_is_reported_not_fatal() {
         pids_limit: 64,
         timeout_ms: 1000,
         inputs: vec![],
+        dataset: None,
     };
     let outcome = executor.run(&spec, tmp.path(), true, rx).await;
     assert_eq!(outcome.end, TaskState::Failed);

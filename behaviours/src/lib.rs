@@ -8,6 +8,7 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod datasets;
 pub mod files;
 pub mod messages;
 pub mod psk;
@@ -18,6 +19,7 @@ pub mod transport;
 
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
 pub use codec::{CborCodec, CodecError};
+pub use datasets::{Column, ColumnType, DatasetCard};
 pub use files::{FileEntry, FileManifest, FileVersion, CHUNK_SIZE};
 pub use messages::*;
 pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
@@ -26,11 +28,12 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 6: SWIM probes and suspicions replace
+/// message naming both. Version 7: records carry dataset cards and tasks
+/// may target a dataset. Version 6: SWIM probes and suspicions replace
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -27,7 +27,7 @@ use crate::{
 /// a task may await its owner's approval, and a report says why outputs are
 /// held; version 3 signed records and the network config
 /// ([`crate::signed`]); version 2 gave refusals a [`RefusalKind`].
-pub const CONTROL_PROTOCOL: &str = "/iris/control/6";
+pub const CONTROL_PROTOCOL: &str = "/iris/control/7";
 
 /// Longest node or network name we accept, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -117,6 +117,9 @@ pub struct NodeRecord {
     /// The tagged images its Docker engine has.
     #[serde(default)]
     pub images: Vec<ImageRef>,
+    /// The datasets its owner declared: their cards, never their data.
+    #[serde(default)]
+    pub datasets: Vec<crate::datasets::DatasetCard>,
     /// Grows with every change of the record, across restarts too.
     pub version: u64,
     /// The length and head hash of its audit log, so other members can
@@ -218,6 +221,7 @@ impl NodeRecord {
                 "record lists an image with more than {MAX_TAGS} tags or a name over {MAX_FIELD} bytes"
             ));
         }
+        crate::datasets::validate_cards(&self.datasets)?;
         if self.audit.as_ref().is_some_and(|a| a.head.len() > 64) {
             return Err("record's audit head is longer than a hash".into());
         }

@@ -124,6 +124,7 @@ mod tests {
             audit: None,
             signed_at_ms: 0,
             signature: vec![],
+            datasets: Vec::new(),
         }
     }
 

@@ -28,6 +28,11 @@ pub struct TaskSpec {
     /// wrote or gathered.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// The dataset the task reads, by its name on the node that runs it:
+    /// mounted alone, read-only, at `/workspace/data`, instead of the
+    /// whole private area at `/workspace/private`.
+    #[serde(default)]
+    pub dataset: Option<String>,
 }
 
 /// Most inputs one task may mount.
@@ -74,6 +79,9 @@ impl TaskSpec {
                     "network '{other}' is not allowed: use none or bridge"
                 ))
             }
+        }
+        if let Some(dataset) = &self.dataset {
+            crate::messages::validate_name("dataset name", dataset)?;
         }
         if !(6 << 20..=1 << 40).contains(&self.memory_bytes) {
             return Err("memory must be between 6 MiB and 1 TiB".into());
@@ -284,6 +292,7 @@ mod tests {
             pids_limit: 64,
             timeout_ms: 1000,
             inputs: vec![],
+            dataset: None,
         }
     }
 

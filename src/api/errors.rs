@@ -10,8 +10,8 @@ use axum::{
 use iris_behaviours::RefusalKind;
 
 use crate::{
-    api_types::ErrorBody, files::FileError, images::ImageError, jobs::JobError,
-    membership::MembershipError, network::NetworkError, sessions::SessionError,
+    api_types::ErrorBody, datasets::DatasetError, files::FileError, images::ImageError,
+    jobs::JobError, membership::MembershipError, network::NetworkError, sessions::SessionError,
 };
 
 #[derive(Debug)]
@@ -128,6 +128,17 @@ impl From<ImageError> for ApiError {
         let status = match &error {
             ImageError::Invalid(_) | ImageError::Refused(_) => StatusCode::BAD_REQUEST,
             ImageError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::from_error(status, &error)
+    }
+}
+
+impl From<DatasetError> for ApiError {
+    fn from(error: DatasetError) -> Self {
+        let status = match &error {
+            DatasetError::Invalid(_) => StatusCode::BAD_REQUEST,
+            DatasetError::NotFound(_) => StatusCode::NOT_FOUND,
+            DatasetError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::from_error(status, &error)
     }

@@ -7,6 +7,7 @@
 
 mod containers;
 mod dashboard;
+mod datasets;
 mod errors;
 mod files;
 mod jobs;
@@ -133,6 +134,9 @@ fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
         .routes(routes!(policy::release))
         .routes(routes!(policy::withhold))
         .routes(routes!(owner_log::audit_log))
+        .routes(routes!(datasets::list, datasets::add))
+        .routes(routes!(datasets::reload))
+        .routes(routes!(datasets::remove))
         .route_layer(middleware::from_fn_with_state(
             state,
             session::require_login,

@@ -4,6 +4,7 @@
 
 mod audit;
 mod containers;
+mod datasets;
 mod events;
 mod files;
 mod images;
@@ -136,6 +137,19 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// The datasets of the network and the nodes that hold them; `add`,
+    /// `reload` and `rm` are the owner's, for this node's own.
+    Datasets {
+        #[command(subcommand)]
+        command: Option<datasets::DatasetsCommand>,
+        /// Only datasets with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Open the node's dashboard in a browser, logged in by a one-time
     /// link (valid for two minutes, once).
     Ui(ui::UiArgs),
@@ -167,6 +181,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Container(command) => containers::container(command).await,
         Command::Files(command) => files::files(command).await,
         Command::Ui(args) => ui::ui(args).await,
+        Command::Datasets {
+            command,
+            tag,
+            dir,
+            output,
+        } => datasets::datasets(command, tag, &dir, &output).await,
         Command::Events { dir, output } => events::follow(&dir, output.json).await,
         Command::Policy {
             command,

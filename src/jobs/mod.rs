@@ -114,6 +114,7 @@ impl Jobs {
             pids_limit: 256,
             timeout_ms: (request.timeout_secs * 1000.0) as u64,
             inputs: request.inputs.clone(),
+            dataset: None,
         };
         spec.validate_allowing_image_command()?;
         Ok(spec)

@@ -463,6 +463,7 @@ mod tests {
             pids_limit: 64,
             timeout_ms: 1000,
             inputs: vec![],
+            dataset: None,
         }
     }
 

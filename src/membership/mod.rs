@@ -151,6 +151,7 @@ impl Membership {
                 audit: None,
                 signed_at_ms: 0,
                 signature: Vec::new(),
+                datasets: capabilities.datasets,
             },
             state: Liveness::Alive,
             last_seen_ms: crate::now_ms(),
@@ -207,6 +208,7 @@ impl Membership {
                 executor: e.record.executor,
                 images: e.record.images,
                 audit: e.record.audit,
+                datasets: e.record.datasets,
             })
             .collect()
     }

@@ -100,6 +100,7 @@ mod tests {
                 audit: None,
                 signed_at_ms: 0,
                 signature: vec![],
+                datasets: Vec::new(),
             },
             state,
             last_seen_ms: 0,

@@ -46,6 +46,8 @@ pub struct Capabilities {
     pub images: Vec<ImageRef>,
     /// Where this node's audit log stands.
     pub audit: Option<iris_behaviours::AuditHead>,
+    /// The cards of the datasets its owner declared.
+    pub datasets: Vec<iris_behaviours::DatasetCard>,
 }
 
 /// What a network session needs from the node that runs it.
@@ -392,6 +394,7 @@ fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
         // Signed by the event loop whenever it sends it.
         signed_at_ms: 0,
         signature: Vec::new(),
+        datasets: ctx.capabilities.borrow().datasets.clone(),
     }
 }
 

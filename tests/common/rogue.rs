@@ -79,6 +79,7 @@ impl RoguePeer {
             audit: None,
             signed_at_ms: 0,
             signature: vec![],
+            datasets: Vec::new(),
         };
         record.sign(&keypair, 1);
         let mut rogue = Self {

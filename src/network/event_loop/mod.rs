@@ -228,6 +228,7 @@ impl EventLoop {
                     self.own.executor = current.executor;
                     self.own.images = current.images;
                     self.own.audit = current.audit;
+                    self.own.datasets = current.datasets;
                     self.own_record_changed();
                 }
                 _ = save.tick(), if member(&self) => self.save_if_dirty(),

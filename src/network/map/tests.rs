@@ -18,6 +18,7 @@ fn record(name: &str, peer_id: PeerId, role: Role) -> NodeRecord {
         audit: None,
         signed_at_ms: 0,
         signature: vec![],
+        datasets: Vec::new(),
     }
 }
 

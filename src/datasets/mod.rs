@@ -1,0 +1,317 @@
+//! The datasets this node's owner declared: a directory of `private/`
+//! each, described by a `dataset.toml` beside the data. The card (never
+//! the data) goes into the node's map record, so the network can find
+//! which nodes hold what; a job that targets a dataset sees that directory
+//! alone. `DIR/datasets.json` remembers which directories were declared;
+//! each `dataset.toml` is the card, which the owner may edit and reload.
+
+pub mod scan;
+
+use std::{
+    collections::BTreeMap,
+    path::{Component, Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use iris_behaviours::{
+    datasets::{MAX_CARD_TAGS, MAX_DATASETS},
+    validate_name, validate_tag, DatasetCard,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::{
+    api_types::AddDataset,
+    audit::{AuditEvent, AuditLog},
+    network::Capabilities,
+};
+
+/// The card's file, in the dataset's directory.
+pub const CARD_FILE: &str = "dataset.toml";
+/// Where a generated mock sample goes: `public/datasets/<name>/mock.csv`.
+const MOCK_DIR: &str = "public/datasets";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no dataset named '{0}' is declared on this node")]
+    NotFound(String),
+    #[error("{0}")]
+    Local(String),
+}
+
+/// Which directory each declared dataset is, as `datasets.json` keeps it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Index {
+    /// Name → path in the workspace (`private/...`).
+    datasets: BTreeMap<String, String>,
+}
+
+pub struct Datasets {
+    workspace: PathBuf,
+    index_path: PathBuf,
+    /// Name → (path, card), as declared and last read.
+    declared: Mutex<BTreeMap<String, (String, DatasetCard)>>,
+    capabilities: watch::Sender<Capabilities>,
+    audit: Arc<AuditLog>,
+}
+
+impl Datasets {
+    /// Loads the declared datasets; a card that no longer reads is left
+    /// out, with a warning, and the node starts anyway.
+    pub fn open(
+        node_dir: &Path,
+        workspace: PathBuf,
+        capabilities: watch::Sender<Capabilities>,
+        audit: Arc<AuditLog>,
+    ) -> Arc<Self> {
+        let index_path = node_dir.join("datasets.json");
+        let index: Index = std::fs::read(&index_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let mut declared = BTreeMap::new();
+        for (name, path) in index.datasets {
+            match read_card(&workspace, &name, &path) {
+                Ok(card) => {
+                    declared.insert(name, (path, card));
+                }
+                Err(e) => tracing::warn!("dataset '{name}' is left out: {e}"),
+            }
+        }
+        let datasets = Arc::new(Self {
+            workspace,
+            index_path,
+            declared: Mutex::new(declared),
+            capabilities,
+            audit,
+        });
+        datasets.publish();
+        datasets
+    }
+
+    /// The cards of this node's datasets.
+    pub fn cards(&self) -> Vec<DatasetCard> {
+        let declared = self.declared.lock().expect("lock");
+        declared.values().map(|(_, card)| card.clone()).collect()
+    }
+
+    /// Where dataset `name` is, in this node's workspace as this process
+    /// sees it, and in the workspace (`private/...`).
+    pub fn path_of(&self, name: &str) -> Result<String, DatasetError> {
+        let declared = self.declared.lock().expect("lock");
+        declared
+            .get(name)
+            .map(|(path, _)| path.clone())
+            .ok_or_else(|| DatasetError::NotFound(name.to_string()))
+    }
+
+    /// Declares a dataset: finds its schema and row count, writes its card
+    /// beside the data (and a mock sample in `public/` if asked), and puts
+    /// the card in the map record.
+    pub async fn add(&self, request: AddDataset) -> Result<DatasetCard, DatasetError> {
+        let invalid = DatasetError::Invalid;
+        validate_name("dataset name", &request.name).map_err(invalid)?;
+        if request.tags.len() > MAX_CARD_TAGS {
+            return Err(invalid(format!("at most {MAX_CARD_TAGS} tags")));
+        }
+        for tag in &request.tags {
+            validate_tag(tag).map_err(invalid)?;
+        }
+        let path = dataset_path(&request.path).map_err(invalid)?;
+        {
+            let declared = self.declared.lock().expect("lock");
+            if !declared.contains_key(&request.name) && declared.len() >= MAX_DATASETS {
+                return Err(invalid(format!(
+                    "a node declares at most {MAX_DATASETS} datasets"
+                )));
+            }
+        }
+        let dir = self.workspace.join(&path);
+        let card_file = dir.join(CARD_FILE);
+        let workspace = self.workspace.clone();
+        let card = tokio::task::spawn_blocking(move || -> Result<DatasetCard, DatasetError> {
+            let meta = std::fs::symlink_metadata(&dir)
+                .map_err(|e| DatasetError::Invalid(format!("{path}: {e}")))?;
+            if !meta.is_dir() {
+                return Err(DatasetError::Invalid(format!("{path} is not a directory")));
+            }
+            if card_file.exists() && !request.replace {
+                return Err(DatasetError::Invalid(format!(
+                    "{path}/{CARD_FILE} exists: edit it and run `iris datasets reload`, or add --replace to find its schema again"
+                )));
+            }
+            let scanned = scan::scan(&dir).map_err(DatasetError::Invalid)?;
+            let mut card = DatasetCard {
+                name: request.name.clone(),
+                description: request.description.clone(),
+                tags: request.tags.clone(),
+                schema: scanned.schema,
+                licence: request.licence.clone(),
+                contact: request.contact.clone(),
+                rows: scan::round_rows(scanned.rows, request.rows_bucket),
+                rows_bucket: request.rows_bucket.max(1),
+                mock: None,
+            };
+            if request.mock_rows > 0 {
+                let mock = format!("{MOCK_DIR}/{}/mock.csv", card.name);
+                let file = workspace.join(&mock);
+                std::fs::create_dir_all(file.parent().expect("a parent"))
+                    .and_then(|()| std::fs::write(&file, scan::mock_csv(&card.schema, request.mock_rows)))
+                    .map_err(|e| DatasetError::Local(format!("cannot write {mock}: {e}")))?;
+                card.mock = Some(mock);
+            }
+            card.validate().map_err(DatasetError::Invalid)?;
+            write_card(&card_file, &card)?;
+            Ok(card)
+        })
+        .await
+        .map_err(|e| DatasetError::Local(e.to_string()))??;
+        let path = dataset_path(&request.path).map_err(invalid)?;
+        self.record(format!("declared dataset {} ({path})", card.name))
+            .await?;
+        self.declared
+            .lock()
+            .expect("lock")
+            .insert(card.name.clone(), (path, card.clone()));
+        self.save_and_publish()?;
+        Ok(card)
+    }
+
+    /// Reads every card again, after its owner edited it: all or nothing,
+    /// so one bad edit leaves every card as it was.
+    pub async fn reload(&self) -> Result<Vec<DatasetCard>, DatasetError> {
+        let current: Vec<(String, String)> = {
+            let declared = self.declared.lock().expect("lock");
+            declared
+                .iter()
+                .map(|(n, (p, _))| (n.clone(), p.clone()))
+                .collect()
+        };
+        let workspace = self.workspace.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            current
+                .into_iter()
+                .map(|(name, path)| {
+                    let card = read_card(&workspace, &name, &path)?;
+                    Ok((name, (path, card)))
+                })
+                .collect::<Result<BTreeMap<_, _>, DatasetError>>()
+        })
+        .await
+        .map_err(|e| DatasetError::Local(e.to_string()))??;
+        *self.declared.lock().expect("lock") = read;
+        self.publish();
+        Ok(self.cards())
+    }
+
+    /// Takes a dataset off the network; its data and card stay where they are.
+    pub async fn remove(&self, name: &str) -> Result<(), DatasetError> {
+        let path = self.path_of(name)?;
+        self.record(format!("withdrew dataset {name} ({path})"))
+            .await?;
+        self.declared.lock().expect("lock").remove(name);
+        self.save_and_publish()
+    }
+
+    /// The owner's declarations are theirs to answer for: each is in the
+    /// audit log before it takes effect.
+    async fn record(&self, change: String) -> Result<(), DatasetError> {
+        self.audit
+            .append(AuditEvent::PolicyChanged { change })
+            .await
+            .map_err(|e| DatasetError::Local(format!("cannot record it in the audit log: {e}")))
+    }
+
+    fn save_and_publish(&self) -> Result<(), DatasetError> {
+        let index = Index {
+            datasets: {
+                let declared = self.declared.lock().expect("lock");
+                declared
+                    .iter()
+                    .map(|(n, (p, _))| (n.clone(), p.clone()))
+                    .collect()
+            },
+        };
+        let json = serde_json::to_vec_pretty(&index).expect("the index serializes");
+        let partial = self.index_path.with_extension("json.partial");
+        std::fs::write(&partial, json)
+            .and_then(|()| std::fs::rename(&partial, &self.index_path))
+            .map_err(|e| {
+                DatasetError::Local(format!("cannot write {}: {e}", self.index_path.display()))
+            })?;
+        self.publish();
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let cards = self.cards();
+        self.capabilities.send_modify(|c| c.datasets = cards);
+    }
+}
+
+/// A dataset's directory as given: `private/` and plain names below it.
+fn dataset_path(path: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            _ => {
+                return Err(format!(
+                    "'{path}' leaves the workspace: give a path such as private/heart"
+                ))
+            }
+        }
+    }
+    if parts.first().map(String::as_str) != Some("private") || parts.len() < 2 {
+        return Err(format!(
+            "'{path}' is not a directory under private/: a dataset is private data, such as private/heart"
+        ));
+    }
+    Ok(parts.join("/"))
+}
+
+fn read_card(workspace: &Path, name: &str, path: &str) -> Result<DatasetCard, DatasetError> {
+    let file = workspace.join(path).join(CARD_FILE);
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| DatasetError::Invalid(format!("{path}/{CARD_FILE}: {e}")))?;
+    let card: DatasetCard = toml::from_str(&text)
+        .map_err(|e| DatasetError::Invalid(format!("{path}/{CARD_FILE}: {e}")))?;
+    card.validate()
+        .map_err(|e| DatasetError::Invalid(format!("{path}/{CARD_FILE}: {e}")))?;
+    if card.name != name {
+        return Err(DatasetError::Invalid(format!(
+            "{path}/{CARD_FILE} names '{}', but it was declared as '{name}'",
+            card.name
+        )));
+    }
+    Ok(card)
+}
+
+fn write_card(file: &Path, card: &DatasetCard) -> Result<(), DatasetError> {
+    let body = toml::to_string_pretty(card).map_err(|e| DatasetError::Local(e.to_string()))?;
+    let text = format!(
+        "# The card of this dataset: what the network sees of it, never the data.\n\
+         # Edit it (description, tags, column types, licence, contact), then run\n\
+         # `iris datasets reload`. `rows` must stay a multiple of `rows_bucket`.\n\n{body}"
+    );
+    std::fs::write(file, text)
+        .map_err(|e| DatasetError::Local(format!("cannot write {}: {e}", file.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dataset_path;
+
+    #[test]
+    fn a_dataset_is_a_directory_under_private() {
+        assert_eq!(dataset_path("private/heart").unwrap(), "private/heart");
+        assert_eq!(dataset_path("./private/a/b").unwrap(), "private/a/b");
+        assert!(dataset_path("private").is_err());
+        assert!(dataset_path("public/heart").is_err());
+        assert!(dataset_path("private/../public").is_err());
+        assert!(dataset_path("/etc").is_err());
+    }
+}
