@@ -380,6 +380,10 @@ pub struct SetPolicy {
 pub struct PolicyImage {
     /// An image name (`iris-worker:latest`) or a digest (`sha256:...`).
     pub image: String,
+    /// Approve it for this dataset's jobs only (`allow-image`; ignored by
+    /// `revoke`, which takes back every approval of the image).
+    #[serde(default)]
+    pub dataset: Option<String>,
 }
 
 /// A task from another node waiting for the owner's approval.

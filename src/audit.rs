@@ -37,6 +37,9 @@ pub enum AuditEvent {
         /// What the image's name meant here when the request came.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         image_id: Option<String>,
+        /// The dataset it reads; none: the whole private area.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dataset: Option<String>,
     },
     /// What was decided about a request: by the policy, or by the owner.
     Decision {

@@ -383,6 +383,9 @@ max_shared_log_bytes = {max_shared_log_bytes}
                 "\n[[policy.approved]]\ndigest = {:?}\nname = {:?}\n",
                 image.digest, image.name
             );
+            if let Some(dataset) = &image.dataset {
+                text += &format!("dataset = {dataset:?}\n");
+            }
         }
         text
     }
@@ -415,6 +418,7 @@ mod tests {
         config.policy.approved.push(crate::policy::ApprovedImage {
             digest: format!("sha256:{}", "ab".repeat(32)),
             name: "iris-worker:latest".into(),
+            dataset: Some("heart".into()),
         });
         let back: NodeConfig = toml::from_str(&config.to_commented_toml()).unwrap();
         assert_eq!(back.policy, config.policy);

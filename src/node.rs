@@ -153,6 +153,7 @@ impl Node {
             egress.clone(),
             events.clone(),
             metrics.clone(),
+            datasets.clone(),
             peer_id,
             dir.join("tasks"),
             config.jobs.max_concurrent,

@@ -61,6 +61,9 @@ pub struct ApprovedImage {
     /// The engine's image id (`sha256:...`): the content, not a tag.
     pub digest: String,
     pub name: String,
+    /// Approved for this dataset's jobs only; none: for any job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
 }
 
 /// `[policy]` of `iris.toml`.
@@ -145,9 +148,17 @@ impl PolicyConfig {
         Ok(())
     }
 
-    /// The approved entry for an image id, if any.
+    /// The approval of an image id for any job, if any.
     pub fn approved(&self, digest: &str) -> Option<&ApprovedImage> {
-        self.approved.iter().find(|a| a.digest == digest)
+        self.approved_for(digest, None)
+    }
+
+    /// The approval of an image id for a task reading `dataset` (or the
+    /// whole private area, for none): one for any job, or for that dataset.
+    pub fn approved_for(&self, digest: &str, dataset: Option<&str>) -> Option<&ApprovedImage> {
+        self.approved.iter().find(|a| {
+            a.digest == digest && (a.dataset.is_none() || a.dataset.as_deref() == dataset)
+        })
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use iris::executor::{Executor, TaskLimits, TaskSpec, TaskState, Workspace};
+use iris::executor::{DataMount, Executor, TaskLimits, TaskSpec, TaskState, Workspace};
 use serde_json::Value;
 
 const WORKER_TAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");
@@ -74,7 +74,10 @@ impl Setup {
     async fn run(&self, spec: &TaskSpec) -> (iris::executor::TaskOutcome, String, String) {
         let logs = self.root.join("logs").join(&spec.job_id);
         let (_cancel, rx) = tokio::sync::watch::channel(false);
-        let outcome = self.executor.run(spec, &logs, true, rx).await;
+        let outcome = self
+            .executor
+            .run(spec, &logs, true, &DataMount::Private, rx)
+            .await;
         let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap_or_default();
         (outcome, read("stdout.log"), read("stderr.log"))
     }
@@ -152,7 +155,7 @@ async fn cancel_stops_a_running_task() {
     let spec = s.spec(&["/iris-worker", "sleep", "60"]);
     let (cancel, rx) = tokio::sync::watch::channel(false);
     let logs = s.root.join("logs");
-    let run = s.executor.run(&spec, &logs, true, rx);
+    let run = s.executor.run(&spec, &logs, true, &DataMount::Private, rx);
     let trigger = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         cancel.send_replace(true);
@@ -212,7 +215,9 @@ async fn an_unreachable_engine_is_reported_not_fatal() {
         inputs: vec![],
         dataset: None,
     };
-    let outcome = executor.run(&spec, tmp.path(), true, rx).await;
+    let outcome = executor
+        .run(&spec, tmp.path(), true, &DataMount::Private, rx)
+        .await;
     assert_eq!(outcome.end, TaskState::Failed);
     assert!(outcome.error.unwrap().contains("executor: unavailable"));
 }

@@ -64,16 +64,27 @@ pub(super) async fn allow_image(
                 body.image
             ))
         })?;
+    if let Some(dataset) = &body.dataset {
+        iris_behaviours::validate_name("dataset name", dataset).map_err(PolicyError::Invalid)?;
+    }
     let approved = ApprovedImage {
         digest: digest.clone(),
         name: body.image.clone(),
+        dataset: body.dataset.clone(),
     };
-    let change = format!("approved image {} ({digest})", body.image);
+    let change = match &body.dataset {
+        Some(dataset) => format!(
+            "approved image {} ({digest}) for dataset {dataset}",
+            body.image
+        ),
+        None => format!("approved image {} ({digest})", body.image),
+    };
     let policy = state
         .node
         .policy
         .change(change, |p| {
-            p.approved.retain(|a| a.digest != approved.digest);
+            p.approved
+                .retain(|a| !(a.digest == approved.digest && a.dataset == approved.dataset));
             p.approved.push(approved);
             Ok(())
         })

@@ -31,6 +31,9 @@ pub enum PolicyCommand {
         dir: NodeDir,
         /// An image this node's engine has, e.g. iris-worker:latest.
         image: String,
+        /// Only for jobs that read this dataset (--on dataset:NAME).
+        #[arg(long)]
+        dataset: Option<String>,
     },
     /// Take back an approval, by the name it was approved under or its digest.
     RevokeImage {
@@ -89,11 +92,21 @@ pub async fn policy(
             let body = SetPolicy { key, value };
             dir.client()?.set_policy(&body).await?
         }
-        Some(PolicyCommand::AllowImage { dir, image }) => {
-            dir.client()?.allow_image(&PolicyImage { image }).await?
+        Some(PolicyCommand::AllowImage {
+            dir,
+            image,
+            dataset,
+        }) => {
+            dir.client()?
+                .allow_image(&PolicyImage { image, dataset })
+                .await?
         }
         Some(PolicyCommand::RevokeImage { dir, image }) => {
-            dir.client()?.revoke_image(&PolicyImage { image }).await?
+            let all = PolicyImage {
+                image,
+                dataset: None,
+            };
+            dir.client()?.revoke_image(&all).await?
         }
     };
     if output.json {

@@ -95,6 +95,16 @@ pub struct ImageInfo {
     pub tags: Vec<String>,
 }
 
+/// The private data a task's container sees, read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataMount {
+    /// The whole private area, at `/workspace/private`.
+    Private,
+    /// One directory of the workspace (a declared dataset, or the mock
+    /// sample of a dry run), at `/workspace/data`; nothing else private.
+    Dataset(String),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskOutcome {
     pub end: TaskState,
@@ -285,7 +295,13 @@ impl Executor {
         let (out, host_out) = self.workspace.session_dirs(name);
         create_dirs(&[&out]).await?;
         self.give_to_job_user(&out).await?;
-        let body = self.container_body(spec, &host_out, false, (LABEL_SESSION, name))?;
+        let body = self.container_body(
+            spec,
+            &host_out,
+            false,
+            &DataMount::Private,
+            (LABEL_SESSION, name),
+        )?;
         let container = self.session_container(name);
         let options = CreateContainerOptionsBuilder::default()
             .name(&container)

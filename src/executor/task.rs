@@ -8,15 +8,16 @@ impl Executor {
     /// Runs one task to its end and removes its container. `logs` receives
     /// stdout and stderr; `cancel` stops the task early.
     /// `own_job`: this node asked for the task itself, so its inputs may
-    /// come from its `gathered/`.
+    /// come from its `gathered/`. `data`: the private data it sees.
     pub async fn run(
         &self,
         spec: &TaskSpec,
         logs_dir: &Path,
         own_job: bool,
+        data: &DataMount,
         cancel: tokio::sync::watch::Receiver<bool>,
     ) -> TaskOutcome {
-        match self.run_inner(spec, logs_dir, own_job, cancel).await {
+        match self.run_inner(spec, logs_dir, own_job, data, cancel).await {
             Ok(outcome) => outcome,
             Err(e) => TaskOutcome {
                 end: TaskState::Failed,
@@ -33,6 +34,7 @@ impl Executor {
         spec: &TaskSpec,
         logs_dir: &Path,
         own_job: bool,
+        data: &DataMount,
         mut cancel: tokio::sync::watch::Receiver<bool>,
     ) -> Result<TaskOutcome, ExecutorError> {
         let docker = self.docker()?;
@@ -52,7 +54,8 @@ impl Executor {
                     message: "the engine gave this image no id".into(),
                 })?;
         let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
-        let mut body = self.container_body(spec, &host_out, own_job, (LABEL_JOB, &spec.job_id))?;
+        let mut body =
+            self.container_body(spec, &host_out, own_job, data, (LABEL_JOB, &spec.job_id))?;
         body.image = Some(image_id.clone());
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         docker.create_container(Some(options), body).await?;
@@ -144,6 +147,7 @@ impl Executor {
         spec: &TaskSpec,
         host_out: &Path,
         own_job: bool,
+        data: &DataMount,
         kind: (&str, &str),
     ) -> Result<ContainerCreateBody, ExecutorError> {
         let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
@@ -157,14 +161,17 @@ impl Executor {
             (LABEL_NODE.to_string(), self.node_label.clone()),
             (kind.0.to_string(), kind.1.to_string()),
         ]);
-        let mut mounts = vec![
-            bind(
+        let data = match data {
+            DataMount::Private => bind(
                 self.workspace.host.join("private"),
                 "/workspace/private",
                 true,
             ),
-            bind(host_out.to_path_buf(), "/workspace/out", false),
-        ];
+            DataMount::Dataset(path) => {
+                bind(self.workspace.host.join(path), "/workspace/data", true)
+            }
+        };
+        let mut mounts = vec![data, bind(host_out.to_path_buf(), "/workspace/out", false)];
         for input in &spec.inputs {
             let source = self
                 .workspace

@@ -48,6 +48,7 @@ impl TaskRunner {
             nano_cpus: spec.nano_cpus,
             inputs: spec.inputs.clone(),
             image_id: image_id.clone(),
+            dataset: spec.dataset.clone(),
         })
         .await?;
         if origin == self.local {
@@ -81,8 +82,14 @@ impl TaskRunner {
             self.record(decide(Decided::Denied, reason.clone())).await?;
             return Err(Refusal::forbidden(reason));
         };
-        if let Some(approved) = policy.approved(&id) {
-            let reason = format!("digest approved ahead of time as {}", approved.name);
+        if let Some(approved) = policy.approved_for(&id, spec.dataset.as_deref()) {
+            let reason = match &approved.dataset {
+                Some(dataset) => format!(
+                    "digest approved ahead of time as {}, for dataset {dataset}",
+                    approved.name
+                ),
+                None => format!("digest approved ahead of time as {}", approved.name),
+            };
             self.record(decide(Decided::Approved, reason)).await?;
             return Ok(Some(Some(id)));
         }
@@ -305,16 +312,27 @@ impl TaskRunner {
             .remove(job_id)
             .ok_or_else(missing)?;
         if approve && always {
+            // A task that read one dataset approves its image for that
+            // dataset only.
             let approved = ApprovedImage {
                 digest: image_id.clone(),
                 name: task.spec.image.clone(),
+                dataset: task.spec.dataset.clone(),
             };
-            let change = format!("approved image {} ({image_id})", task.spec.image);
+            let change = match &approved.dataset {
+                Some(dataset) => format!(
+                    "approved image {} ({image_id}) for dataset {dataset}",
+                    task.spec.image
+                ),
+                None => format!("approved image {} ({image_id})", task.spec.image),
+            };
             let added = self
                 .egress
                 .policy()
                 .change(change, |p| {
-                    if p.approved(&approved.digest).is_none() {
+                    if p.approved_for(&approved.digest, approved.dataset.as_deref())
+                        .is_none()
+                    {
                         p.approved.push(approved);
                     }
                     Ok(())

@@ -114,7 +114,7 @@ impl Jobs {
             pids_limit: 256,
             timeout_ms: (request.timeout_secs * 1000.0) as u64,
             inputs: request.inputs.clone(),
-            dataset: None,
+            dataset: request.on.strip_prefix("dataset:").map(String::from),
         };
         spec.validate_allowing_image_command()?;
         Ok(spec)

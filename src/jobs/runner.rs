@@ -9,15 +9,18 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use iris_behaviours::{libp2p::PeerId, Refusal, TaskReport, TaskSpec, TaskState, MAX_LOG_CHUNK};
+use iris_behaviours::{
+    libp2p::PeerId, Refusal, RefusalKind, TaskReport, TaskSpec, TaskState, MAX_LOG_CHUNK,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::{
     audit::{AuditEvent, AuditLog},
+    datasets::Datasets,
     egress::{Egress, Outgoing, Release},
     events::Events,
-    executor::Executor,
+    executor::{DataMount, Executor},
     metrics::Metrics,
 };
 
@@ -64,6 +67,8 @@ pub struct TaskRunner {
     pub(super) events: Events,
     /// Task durations, for `/metrics`.
     metrics: Metrics,
+    /// Where the datasets that tasks may target are.
+    datasets: Arc<Datasets>,
     /// This node: a task it asked of itself may read its `gathered/`, and
     /// needs no approval.
     pub(super) local: PeerId,
@@ -89,6 +94,7 @@ impl TaskRunner {
         egress: Arc<Egress>,
         events: Events,
         metrics: Metrics,
+        datasets: Arc<Datasets>,
         local: PeerId,
         dir: PathBuf,
         max_concurrent: usize,
@@ -100,6 +106,7 @@ impl TaskRunner {
             egress,
             events,
             metrics,
+            datasets,
             local,
             dir,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
@@ -108,6 +115,19 @@ impl TaskRunner {
             deliveries,
             files: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// What private data a task sees: its dataset alone, or all of
+    /// `private/`. A dataset withdrawn since the task came fails it.
+    fn data_of(&self, spec: &TaskSpec) -> Result<DataMount, String> {
+        match &spec.dataset {
+            None => Ok(DataMount::Private),
+            Some(name) => self
+                .datasets
+                .path_of(name)
+                .map(DataMount::Dataset)
+                .map_err(|e| e.to_string()),
+        }
     }
 
     pub(super) fn task_dir(&self, job_id: &str) -> PathBuf {
@@ -176,6 +196,11 @@ impl TaskRunner {
     /// is refused by the policy. Returns at once.
     pub async fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), Refusal> {
         spec.validate().map_err(Refusal::invalid)?;
+        if let Some(dataset) = &spec.dataset {
+            self.datasets
+                .path_of(dataset)
+                .map_err(|e| Refusal::new(RefusalKind::NotFound, e.to_string()))?;
+        }
         // Creating the task's directory claims the job id: of two requests
         // for one job, however close together, exactly one gets it.
         let dir = self.task_dir(&spec.job_id);
@@ -262,8 +287,17 @@ impl TaskRunner {
                     .await;
                 let own_job = task.origin == runner.local;
                 let logs = runner.task_dir(&task.spec.job_id);
-                let outcome = match runner.record_start(&task).await {
-                    Ok(spec) => runner.executor.run(&spec, &logs, own_job, cancelled).await,
+                let started = match runner.record_start(&task).await {
+                    Ok(spec) => runner.data_of(&spec).map(|data| (spec, data)),
+                    Err(error) => Err(error),
+                };
+                let outcome = match started {
+                    Ok((spec, data)) => {
+                        runner
+                            .executor
+                            .run(&spec, &logs, own_job, &data, cancelled)
+                            .await
+                    }
                     Err(error) => crate::executor::TaskOutcome {
                         end: TaskState::Failed,
                         exit_code: None,
@@ -501,9 +535,15 @@ mod tests {
         );
         let runner = TaskRunner::new(
             Arc::new(executor),
-            Egress::new(policy, audit),
+            Egress::new(policy, audit.clone()),
             Events::default(),
             Metrics::default(),
+            Datasets::open(
+                tmp.path(),
+                tmp.path().to_path_buf(),
+                Default::default(),
+                audit.clone(),
+            ),
             PeerId::random(),
             tmp.path().join("tasks"),
             2,

@@ -1,5 +1,6 @@
 //! Which nodes a command goes to: `--on all`, names, `role:R`, `tag:T`,
-//! and `--any` for the least loaded of them.
+//! `dataset:NAME` (the nodes whose record lists that dataset), and `--any`
+//! for the least loaded of them.
 
 use std::collections::BTreeMap;
 
@@ -36,9 +37,14 @@ pub fn resolve_targets(
             .filter(alive)
             .filter(|e| e.record.tags.iter().any(|t| t == tag))
             .collect(),
+        Some(("dataset", name)) => map
+            .iter()
+            .filter(alive)
+            .filter(|e| e.record.datasets.iter().any(|d| d.name == name))
+            .collect(),
         Some((kind, _)) => {
             return Err(format!(
-                "unknown target '{kind}:': use all, names, role:R or tag:T"
+                "unknown target '{kind}:': use all, names, role:R, tag:T or dataset:NAME"
             ))
         }
         None => {
