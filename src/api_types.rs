@@ -191,6 +191,10 @@ pub struct JobRequest {
     /// `/workspace/in/<path>`.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// With `on: "dataset:NAME"`: run on this node alone, on the dataset's
+    /// mock sample, fetched from a node that holds it.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 fn all() -> String {

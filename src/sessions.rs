@@ -67,6 +67,7 @@ impl Sessions {
             // A session lives until it is removed; the limit is never reached.
             timeout_secs: SESSION_LIFETIME_SECS,
             inputs: Vec::new(),
+            dry_run: false,
         };
         let spec = Jobs::task_spec(&format!("session-{}", body.name), &request)
             .map_err(SessionError::Invalid)?;

@@ -7,7 +7,7 @@ mod common;
 use common::{
     data_network, job_body, submit, unapproved_data_network, wait_for, wait_job, TestNode, DEADLINE,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A dataset directory of `rows` rows in `node`'s private area.
 fn heart(node: &TestNode, rows: usize) {
@@ -103,6 +103,42 @@ async fn owners_declare_datasets_and_every_member_finds_them() {
     assert!(
         body["error"].as_str().unwrap().contains("dataset:nowhere"),
         "{body}"
+    );
+
+    // A dry run: on alice alone, on bob's mock sample; no site runs it, so
+    // a mistake costs them nothing.
+    let dry = alice.cli(&[
+        "job",
+        "run",
+        "--dry-run",
+        "--on",
+        "dataset:heart",
+        "--image",
+        "iris-worker:latest",
+        "--",
+        "/iris-worker",
+        "stats",
+        "/workspace/data/mock.csv",
+    ]);
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(said.contains("alice") && !said.contains("bob"), "{said}");
+    let mut mistake = job_body(
+        "dataset:heart",
+        &["/iris-worker", "stats", "/workspace/data/typo.csv"],
+    );
+    mistake["dry_run"] = json!(true);
+    let id = submit(alice, mistake).await;
+    let job = wait_job(alice, &id).await;
+    assert_eq!(job["tasks"]["alice"]["state"], "failed", "{job}");
+    assert_eq!(job["tasks"].as_object().unwrap().len(), 1);
+    assert!(
+        !bob.owner(&["audit", "--json"]).contains(&id),
+        "a site saw the dry run"
     );
 
     // A bad edit of a card changes nothing; a good one reaches the others.

@@ -68,6 +68,7 @@ impl Setup {
             timeout_ms: 60_000,
             inputs: vec![],
             dataset: None,
+            dry_run: false,
         }
     }
 
@@ -214,6 +215,7 @@ async fn an_unreachable_engine_is_reported_not_fatal() {
         timeout_ms: 1000,
         inputs: vec![],
         dataset: None,
+        dry_run: false,
     };
     let outcome = executor
         .run(&spec, tmp.path(), true, &DataMount::Private, rx)

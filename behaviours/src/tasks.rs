@@ -33,6 +33,10 @@ pub struct TaskSpec {
     /// whole private area at `/workspace/private`.
     #[serde(default)]
     pub dataset: Option<String>,
+    /// A dry run: the dataset is the mock sample its node fetched into
+    /// `gathered/mock/<dataset>/`. Only a node's own tasks may be.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Most inputs one task may mount.
@@ -293,6 +297,7 @@ mod tests {
             timeout_ms: 1000,
             inputs: vec![],
             dataset: None,
+            dry_run: false,
         }
     }
 

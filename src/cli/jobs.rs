@@ -22,7 +22,7 @@ pub struct JobArgs {
     /// The image to run, e.g. iris-worker:latest.
     #[arg(long)]
     pub image: String,
-    /// Where: all, node names (a,b), role:slave or tag:T.
+    /// Where: all, node names (a,b), role:slave, tag:T or dataset:NAME.
     #[arg(long, default_value = "all")]
     pub on: String,
     /// Run on just one of the targets, the least loaded.
@@ -59,6 +59,11 @@ pub struct JobArgs {
     /// gathered/<job-id> (what it gathered); repeatable.
     #[arg(long = "input", value_name = "PATH")]
     pub inputs: Vec<String>,
+    /// With --on dataset:NAME: run on this node alone, on the dataset's
+    /// mock sample (fetched from a node that holds it), so that a mistake
+    /// shows before any site runs anything.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print the job as JSON: when it is accepted (`submit`), or finished
     /// with what was gathered (`run`).
     #[arg(long)]
@@ -81,6 +86,7 @@ impl JobArgs {
             cpus: self.cpus,
             timeout_secs: self.timeout,
             inputs: self.inputs.clone(),
+            dry_run: self.dry_run,
         }
     }
 }

@@ -15,7 +15,8 @@ pub mod store;
 use std::{sync::Arc, time::Duration};
 
 use iris_behaviours::{
-    libp2p::PeerId, ControlRequest, ControlResponse, MapEntry, Refusal, TaskSpec, TaskState,
+    libp2p::PeerId, ControlRequest, ControlResponse, Liveness, MapEntry, Refusal, TaskSpec,
+    TaskState,
 };
 
 use crate::{
@@ -26,6 +27,7 @@ use crate::{
     membership::{Membership, MembershipError},
     network::NetworkError,
     policy::PolicyError,
+    workspace::WorkspacePath,
 };
 use runner::TaskRunner;
 use store::JobStore;
@@ -115,6 +117,7 @@ impl Jobs {
             timeout_ms: (request.timeout_secs * 1000.0) as u64,
             inputs: request.inputs.clone(),
             dataset: request.on.strip_prefix("dataset:").map(String::from),
+            dry_run: request.dry_run,
         };
         spec.validate_allowing_image_command()?;
         Ok(spec)
@@ -125,13 +128,18 @@ impl Jobs {
     /// lacks the image gets this node's tar of it first.
     pub async fn submit(&self, request: JobRequest) -> Result<Job, JobError> {
         let map = self.membership.map().await?;
-        let targets = super::membership::resolve_targets(
-            &request.on,
-            request.any,
-            &map,
-            &self.store.load_by_peer(),
-        )
-        .map_err(JobError::Invalid)?;
+        let targets = if request.dry_run {
+            self.fetch_mock(&request.on, &map).await?;
+            vec![(self.local(), self.membership.name().to_string())]
+        } else {
+            super::membership::resolve_targets(
+                &request.on,
+                request.any,
+                &map,
+                &self.store.load_by_peer(),
+            )
+            .map_err(JobError::Invalid)?
+        };
         let ship = self.image_shipment(&request.image, &targets, &map);
         let id = format!("job-{}", crate::store::random_hex(6));
         let spec = Self::task_spec(&id, &request).map_err(JobError::Invalid)?;
@@ -163,6 +171,41 @@ impl Jobs {
             }
         }
         self.job(&id)
+    }
+
+    /// For a dry run on `dataset:NAME`: fetches the mock sample of NAME from
+    /// an alive node that shares one, into `gathered/mock/NAME/`, where this
+    /// node's own task reads it as its dataset.
+    async fn fetch_mock(&self, on: &str, map: &[MapEntry]) -> Result<(), JobError> {
+        let Some(name) = on.strip_prefix("dataset:") else {
+            return Err(JobError::Invalid(format!(
+                "a dry run is on a dataset's mock sample: give --on dataset:NAME, not --on {on}"
+            )));
+        };
+        let holder = map
+            .iter()
+            .filter(|e| e.state == Liveness::Alive)
+            .find_map(|e| {
+                let card = e.record.datasets.iter().find(|d| d.name == name)?;
+                Some((e.record.peer_id, card.mock.clone()?))
+            });
+        let Some((peer, mock)) = holder else {
+            return Err(JobError::Invalid(format!(
+                "no alive node shares a mock sample of dataset '{name}' (its owner can add one: iris datasets add --mock-rows N)"
+            )));
+        };
+        let file = mock.rsplit('/').next().unwrap_or("mock.csv");
+        let dest = WorkspacePath::parse(&format!("gathered/mock/{name}/{file}"))
+            .map_err(JobError::Invalid)?;
+        self.files
+            .fetch(peer, &mock, &dest)
+            .await
+            .map(|_| ())
+            .map_err(|source| JobError::Gather {
+                file: mock,
+                node: name.to_string(),
+                source: Box::new(source),
+            })
     }
 
     /// Hands one target its task, after shipping it the image `tar`.

@@ -122,6 +122,7 @@ impl TaskRunner {
     fn data_of(&self, spec: &TaskSpec) -> Result<DataMount, String> {
         match &spec.dataset {
             None => Ok(DataMount::Private),
+            Some(name) if spec.dry_run => Ok(DataMount::Dataset(format!("gathered/mock/{name}"))),
             Some(name) => self
                 .datasets
                 .path_of(name)
@@ -196,7 +197,12 @@ impl TaskRunner {
     /// is refused by the policy. Returns at once.
     pub async fn submit(self: &Arc<Self>, origin: PeerId, spec: TaskSpec) -> Result<(), Refusal> {
         spec.validate().map_err(Refusal::invalid)?;
-        if let Some(dataset) = &spec.dataset {
+        if spec.dry_run && origin != self.local {
+            return Err(Refusal::invalid(
+                "a dry run runs on its own node's mock sample; another node cannot ask for one",
+            ));
+        }
+        if let Some(dataset) = spec.dataset.as_ref().filter(|_| !spec.dry_run) {
             self.datasets
                 .path_of(dataset)
                 .map_err(|e| Refusal::new(RefusalKind::NotFound, e.to_string()))?;
@@ -498,6 +504,7 @@ mod tests {
             timeout_ms: 1000,
             inputs: vec![],
             dataset: None,
+            dry_run: false,
         }
     }
 
