@@ -21,12 +21,21 @@ docker/build-images.sh all
 cargo build --workspace --all-targets
 cargo test --workspace
 
-echo "== smoke: testnet/testnet.sh up 3, demo 2, exfil, chaos, down"
+# The Python client (python/), from a venv of its own with httpx, pydantic
+# and pytest from PyPI, against real nodes of the binary just built.
+echo "== python: pytest python/tests"
+venv=target/python-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check ./python pytest
+IRIS_BIN="$PWD/target/debug/iris" "$venv/bin/pytest" -q python/tests
+
+echo "== smoke: testnet/testnet.sh up 3, demo 2, the Python FedAvg example, exfil, chaos, down"
 # Its own name: a testnet you have running stays as it is.
 export IRIS_TESTNET_NAME=iris-smoke IRIS_NO_BUILD=1
 trap 'testnet/testnet.sh down >/dev/null 2>&1 || true' EXIT
 testnet/testnet.sh up 3
 testnet/testnet.sh demo 2
+(eval "$(testnet/testnet.sh env)" && "$venv/bin/python" python/examples/fedavg.py --rounds 2)
 testnet/testnet.sh exfil
 testnet/testnet.sh chaos
 testnet/testnet.sh down

@@ -26,7 +26,7 @@ exfil() {
   [ "${1:-}" = --open ] && open=1
   [ ${#nodes[@]} -ge 2 ] || die "exfil needs 2 nodes or more (testnet.sh up 3)"
   local site=${nodes[1]} shard hash row out tmp id
-  shard="$data/$site/workspace/private/shard.csv"
+  shard="$data/$site/workspace/private/shard/shard.csv"
   hash=$(sha256sum <"$shard" | cut -d' ' -f1)
   row=$(sed -n 3p "$shard")
   tmp=$(mktemp -d)
@@ -69,14 +69,14 @@ exfil() {
   out=$(docker build -q --label "iris.testnet=$data" -t iris-exfil:latest "$tmp" 2>&1) ||
     die "cannot build the drill's image: $out"
   on "$master" job run --image iris-exfil:latest --on "$site" --gather --memory 32m --timeout 8s -- \
-    /iris-worker copy /workspace/private/shard.csv leak.csv >"$tmp/1.out" 2>&1 || true
+    /iris-worker copy /workspace/private/shard/shard.csv leak.csv >"$tmp/1.out" 2>&1 || true
   attempt "unapproved image copies private/ to its outputs" "$tmp/1.out" \
     "$(first_line "^gathered |not approved|denied" "$tmp/1.out")"
 
   say "2. the approved image copies the private shard to its outputs"
   [ "$open" -eq 1 ] || as_owner "$site" policy set release review
   on "$master" job run --json --image "$worker" --on "$site" --gather --memory 32m --timeout 30s -- \
-    /iris-worker copy /workspace/private/shard.csv leak.csv >"$tmp/2.out" 2>&1 || true
+    /iris-worker copy /workspace/private/shard/shard.csv leak.csv >"$tmp/2.out" 2>&1 || true
   id=$(json_field id <"$tmp/2.out")
   # Asked for by name, too.
   on "$master" files get --from "$site" "outputs/$id/leak.csv" >>"$tmp/2.out" 2>&1 || true
@@ -87,7 +87,7 @@ exfil() {
 
   say "3. the approved image prints the private shard to its logs"
   out=$(on "$master" job run --json --image "$worker" --on "$site" --memory 32m --timeout 30s -- \
-    /iris-worker cat /workspace/private/shard.csv 2>&1) || true
+    /iris-worker cat /workspace/private/shard/shard.csv 2>&1) || true
   id=$(json_field id <<<"$out")
   on "$master" job logs "$id" >"$tmp/3.out" 2>&1 || true
   attempt "logs carry private rows" "$tmp/3.out" \
@@ -96,7 +96,7 @@ exfil() {
   say "4. a session on $site, and a command in it that prints the shard"
   on "$master" container create --on "$site" --image "$worker" --name exfil >"$tmp/4.out" 2>&1 || true
   on "$master" container exec --on "$site" --name exfil -- \
-    /iris-worker cat /workspace/private/shard.csv >>"$tmp/4.out" 2>&1 || true
+    /iris-worker cat /workspace/private/shard/shard.csv >>"$tmp/4.out" 2>&1 || true
   on "$master" container rm --on "$site" --name exfil >/dev/null 2>&1 || true
   attempt "exec in a session" "$tmp/4.out" "$(first_line "policy|x1" "$tmp/4.out")"
 

@@ -9,9 +9,13 @@
 #                                 through it, every later one through the node
 #                                 before it
 #   testnet/testnet.sh status     the map as every node sees it
+#   testnet/testnet.sh env        where the master's API is, for the Python
+#                                 client: eval "$(testnet/testnet.sh env)"
 #   testnet/testnet.sh demo [R]   federated averaging of a linear model over
-#                                 R rounds (default 10), checked against a
-#                                 central fit; no private file may leak
+#                                 R rounds (default 10) on the dataset 'shard'
+#                                 that every site declared, after a dry run on
+#                                 its mock sample; checked against a central
+#                                 fit; no private file may leak
 #   testnet/testnet.sh chaos      kill -9 a member during a job, cut another
 #                                 off the network and back, restart the
 #                                 master; ends with a table of outcomes
@@ -222,15 +226,19 @@ up() {
 
   for i in "${!nodes[@]}"; do
     local node=${nodes[$i]} dir="$data/${nodes[$i]}"
-    mkdir -p "$dir/workspace/private" "$dir/workspace/public" "$dir/workspace/image"
-    make_shard "$i" $((200 * (i + 2))) >"$dir/workspace/private/shard.csv"
+    mkdir -p "$dir/workspace/private/shard" "$dir/workspace/public" "$dir/workspace/image"
+    make_shard "$i" $((200 * (i + 2))) >"$dir/workspace/private/shard/shard.csv"
     # The master loads the worker image from its library. (The nodes share
     # this host's engine, so all of them list it in the map; between
     # machines, a job ships the tar to nodes that lack the image.)
     [ "$i" -eq 0 ] && cp "$root/docker/.build/iris-worker.tar" "$dir/workspace/image/"
+    # The master's API is published on this host's loopback (a port Docker
+    # picks), for the Python client: `testnet.sh env` says where.
+    local api=(--api-bind 127.0.0.1) publish=()
+    [ "$i" -eq 0 ] && api=(--api-bind 0.0.0.0) publish=(-p 127.0.0.1::8000)
     docker run --rm "${user[@]}" --label "iris.testnet=$data" -v "$dir:/iris" "$image" \
-      init --name "$node" --workspace-host-path "$dir/workspace" >/dev/null
-    docker run -d --name "$prefix-$node" --hostname "$node" "${user[@]}" \
+      init --name "$node" --workspace-host-path "$dir/workspace" "${api[@]}" >/dev/null
+    docker run -d --name "$prefix-$node" --hostname "$node" "${user[@]}" "${publish[@]}" \
       --network "$prefix" --ip "$base.$((10 + i))" --label "iris.testnet=$data" \
       -v "$dir:/iris" -v "$sock:/var/run/docker.sock" "$image" run >/dev/null
   done
@@ -271,10 +279,34 @@ up() {
     echo "   [$node's owner] iris policy allow-image $worker"
     on "$node" policy allow-image "$worker" | grep -F "$worker" | sed 's/^/   /'
   done
+  # Each owner declares the shard as a dataset: its card (schema, rounded
+  # row count, a synthetic mock sample) goes on the map; the rows stay.
+  say "each owner declares their shard as the dataset 'shard'"
+  for node in "${nodes[@]}"; do
+    on "$node" datasets add shard private/shard --tag testnet --tag regression \
+      --description "y = 3 x1 - 2 x2 + 1 + noise, this site's share" --rows-bucket 100 --mock-rows 20 |
+      sed -n "1s/^/   [$node's owner] /p"
+  done
+  wait_until 30 all_datasets_listed >/dev/null || die "the datasets did not reach every map"
   say "the map as ${nodes[$((n - 1))]} sees it"
   on "${nodes[$((n - 1))]}" nodes
   echo
   echo "Next: testnet/testnet.sh demo | status | chaos | exfil | down"
+}
+
+# Whether the last node lists every node's shard.
+all_datasets_listed() {
+  [ "$(on "${nodes[$((${#nodes[@]} - 1))]}" datasets --tag testnet | awk 'NR > 1' | wc -l)" -eq "${#nodes[@]}" ]
+}
+
+# Where the master's API is, for the Python client (python/README.md):
+# eval "$(testnet/testnet.sh env)".
+env_vars() {
+  load_state
+  local port
+  port=$(docker port "$prefix-$master" 8000/tcp | head -1 | sed 's/.*://')
+  [ -n "$port" ] || die "the master's API is not published (a testnet made by an older testnet.sh: down, then up)"
+  echo "export IRIS_URL=http://127.0.0.1:$port IRIS_TOKEN_FILE=$data/$master/api.token"
 }
 
 status() {
@@ -307,8 +339,8 @@ master_job() { # iris job run args...
 # of `weights` over all the data.
 fedavg_round() { # weights steps
   local train id sum
-  train=$(master_job --on all --secure-sum update.json -- /iris-worker gradient \
-    /workspace/private/shard.csv --target y --weights "$1" --lr "$lr" --steps "$2")
+  train=$(master_job --on dataset:shard --secure-sum update.json -- /iris-worker gradient \
+    /workspace/data/shard.csv --target y --weights "$1" --lr "$lr" --steps "$2")
   id=$(json_field id <<<"$train")
   sum="$data/$master/workspace/gathered/$id/sum.json"
   [ -f "$sum" ] || die "round $id left no sum"
@@ -324,7 +356,7 @@ fedavg_round() { # weights steps
 # master gathers every update and a container on it averages them.
 plain_round() { # weights steps
   local train id avg model files=()
-  train=$(master_job --on all --gather -- /iris-worker gradient /workspace/private/shard.csv \
+  train=$(master_job --on dataset:shard --gather -- /iris-worker gradient /workspace/data/shard.csv \
     --target y --weights "$1" --lr "$lr" --steps "$2")
   id=$(json_field id <<<"$train")
   while read -r file; do files+=("/workspace/in/$file"); done \
@@ -345,8 +377,8 @@ bare_round_ms() { # weights steps
   for _ in 1 2 3; do
     t0=$(now_ms)
     for node in "${nodes[@]}"; do
-      "${run[@]}" -v "$data/$node/workspace/private:/workspace/private:ro" "$worker" \
-        /iris-worker gradient /workspace/private/shard.csv --target y --weights "$1" \
+      "${run[@]}" -v "$data/$node/workspace/private/shard:/workspace/data:ro" "$worker" \
+        /iris-worker gradient /workspace/data/shard.csv --target y --weights "$1" \
         --lr "$lr" --steps "$2" >"$tmp/$node.json" &
     done
     wait
@@ -365,6 +397,13 @@ demo() {
   [ ${#nodes[@]} -ge 3 ] || die "the demo sums securely over 3 nodes or more (testnet.sh up 3)"
   say "federated averaging over ${nodes[*]}: $rounds rounds of $steps local steps (learning rate $lr)"
   echo "   each round: every node trains on its own shard; the master learns only the secure sum of the updates"
+  say "the datasets of the network, as $master sees them"
+  on "$master" datasets --tag testnet
+  say "a dry run first: one step on a mock sample, on $master alone (no site runs anything)"
+  on "$master" job run --dry-run --on dataset:shard --image "$worker" --memory 64m --timeout 60s -- \
+    /iris-worker gradient /workspace/data/mock.csv --target y --weights 0,0,0 --lr "$lr" --steps 1 |
+    sed 's/^/   /' || die "the dry run failed"
+  say "the rounds, on dataset:shard"
   printf '%5s  %-10s  %-7s  %s\n' ROUND LOSS TIME "WEIGHTS (x1, x2, bias)"
   local weights=0,0,0 times=() r t0 ms result loss next
   for r in $(seq 1 "$rounds"); do
@@ -397,7 +436,7 @@ demo() {
   say "check: a central fit on the union of the shards (done here only to verify)"
   local mounts=() csvs=() node central
   for node in "${nodes[@]}"; do
-    mounts+=(-v "$data/$node/workspace/private/shard.csv:/shards/$node.csv:ro")
+    mounts+=(-v "$data/$node/workspace/private/shard/shard.csv:/shards/$node.csv:ro")
     csvs+=("/shards/$node.csv")
   done
   central=$(docker run --rm --network none --user "$(id -u):$(id -g)" --label "iris.testnet=$data" \
@@ -420,8 +459,8 @@ demo() {
   say "check: no private shard appears in another node's workspace"
   local leaks=0 owner other hash row
   for owner in "${nodes[@]}"; do
-    hash=$(sha256sum <"$data/$owner/workspace/private/shard.csv" | cut -d' ' -f1)
-    row=$(sed -n 2p "$data/$owner/workspace/private/shard.csv")
+    hash=$(sha256sum <"$data/$owner/workspace/private/shard/shard.csv" | cut -d' ' -f1)
+    row=$(sed -n 2p "$data/$owner/workspace/private/shard/shard.csv")
     for other in "${nodes[@]}"; do
       [ "$other" = "$owner" ] && continue
       if find "$data/$other/workspace" -type f -exec sha256sum {} + | grep -q "^$hash" ||
@@ -551,7 +590,7 @@ chaos() {
     same=$(comm -12 <(echo "$jobs_before") <(echo "$jobs_after") | wc -l)
     role=$(on "$master" status | sed -n 's/^role: *//p')
     on "$master" job run --image "$worker" --on all --memory 32m --timeout 60s -- \
-      /iris-worker stats /workspace/private/shard.csv >/dev/null 2>&1 && new_job=succeeded
+      /iris-worker stats /workspace/private/shard/shard.csv >/dev/null 2>&1 && new_job=succeeded
     [ "$jobs_after" = "$jobs_before" ] && [ "$role" = master ] && [ "$new_job" = succeeded ] && ok=1
   fi
   outcome "restart $master (master)" "jobs and map restored, still master" \
@@ -593,8 +632,9 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   exfil) shift; exfil "$@" ;;
   status) status ;;
+  env) env_vars ;;
   demo) demo "${2:-10}" ;;
   chaos) chaos ;;
   down) down ;;
-  *) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

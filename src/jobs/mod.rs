@@ -182,13 +182,18 @@ impl Jobs {
                 "a dry run is on a dataset's mock sample: give --on dataset:NAME, not --on {on}"
             )));
         };
-        let holder = map
+        // Another node's sample first: this node's own is copied, not fetched.
+        let local = self.local();
+        let mut holders: Vec<(PeerId, String)> = map
             .iter()
             .filter(|e| e.state == Liveness::Alive)
-            .find_map(|e| {
+            .filter_map(|e| {
                 let card = e.record.datasets.iter().find(|d| d.name == name)?;
                 Some((e.record.peer_id, card.mock.clone()?))
-            });
+            })
+            .collect();
+        holders.sort_by_key(|(peer, _)| *peer == local);
+        let holder = holders.into_iter().next();
         let Some((peer, mock)) = holder else {
             return Err(JobError::Invalid(format!(
                 "no alive node shares a mock sample of dataset '{name}' (its owner can add one: iris datasets add --mock-rows N)"
@@ -197,15 +202,16 @@ impl Jobs {
         let file = mock.rsplit('/').next().unwrap_or("mock.csv");
         let dest = WorkspacePath::parse(&format!("gathered/mock/{name}/{file}"))
             .map_err(JobError::Invalid)?;
-        self.files
-            .fetch(peer, &mock, &dest)
-            .await
-            .map(|_| ())
-            .map_err(|source| JobError::Gather {
-                file: mock,
-                node: name.to_string(),
-                source: Box::new(source),
-            })
+        let fetched = if peer == local {
+            self.files.copy_own(&mock, &dest).await
+        } else {
+            self.files.fetch(peer, &mock, &dest).await.map(|_| ())
+        };
+        fetched.map_err(|source| JobError::Gather {
+            file: mock,
+            node: name.to_string(),
+            source: Box::new(source),
+        })
     }
 
     /// Hands one target its task, after shipping it the image `tar`.
