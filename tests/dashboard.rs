@@ -81,6 +81,15 @@ async fn the_dashboard_shows_the_network_runs_a_job_and_lets_the_owner_approve()
     })
     .await;
     assert!(shows(&browser, "#map g[data-node='carol'][data-state='alive']").await);
+    // Bob's owner declares a dataset: its card shows on bob's row.
+    common::heart(&nodes[1], 20);
+    common::declare_heart(&nodes[1], &[]);
+    browser
+        .wait_visible(
+            "#nodes tr[data-node='bob'] [data-dataset='heart']",
+            DEADLINE,
+        )
+        .await;
     browser.screenshot(&shots.join("network.png")).await;
 
     // A job typed into the form runs, and its task's exit and logs show.

@@ -5,33 +5,10 @@
 mod common;
 
 use common::{
-    data_network, job_body, submit, unapproved_data_network, wait_for, wait_job, TestNode, DEADLINE,
+    data_network, declare_heart, heart, job_body, submit, unapproved_data_network, wait_for,
+    wait_job, TestNode, DEADLINE,
 };
 use serde_json::{json, Value};
-
-/// A dataset directory of `rows` rows in `node`'s private area.
-fn heart(node: &TestNode, rows: usize) {
-    let dir = node.dir.join("workspace/private/heart");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut csv = "age,bmi,smoker\n".to_string();
-    for i in 0..rows {
-        csv += &format!("{},{}.5,{}\n", 40 + i % 30, 20 + i % 10, i % 2);
-    }
-    std::fs::write(dir.join("part1.csv"), csv).unwrap();
-}
-
-fn declare(node: &TestNode, extra: &[&str]) -> String {
-    let mut args = vec![
-        "datasets",
-        "add",
-        "heart",
-        "private/heart",
-        "--tag",
-        "cardio",
-    ];
-    args.extend_from_slice(extra);
-    node.owner(&args)
-}
 
 async fn listed(node: &TestNode, query: &str) -> Vec<Value> {
     let (code, body) = node.get(&format!("/v1/datasets{query}")).await.unwrap();
@@ -45,7 +22,7 @@ async fn owners_declare_datasets_and_every_member_finds_them() {
     let (alice, bob, carol) = (&nodes[0], &nodes[1], &nodes[2]);
     heart(bob, 1234);
     heart(carol, 40);
-    let said = declare(
+    let said = declare_heart(
         bob,
         &["--description", "cardiology cohort", "--rows-bucket", "100"],
     );
@@ -53,7 +30,7 @@ async fn owners_declare_datasets_and_every_member_finds_them() {
         said.contains("age:integer bmi:number smoker:integer"),
         "{said}"
     );
-    declare(carol, &["--mock-rows", "0"]);
+    declare_heart(carol, &["--mock-rows", "0"]);
 
     // The card, never the data: bob's 1234 rows show as 1200.
     let found = wait_for("both cards at alice", DEADLINE, || async {
@@ -172,7 +149,7 @@ async fn an_image_approved_for_one_dataset_runs_on_it_and_waits_elsewhere() {
     let nodes = unapproved_data_network(&["alice", "bob"]).await;
     let (alice, bob) = (&nodes[0], &nodes[1]);
     heart(bob, 50);
-    declare(bob, &[]);
+    declare_heart(bob, &[]);
     bob.owner(&[
         "policy",
         "allow-image",

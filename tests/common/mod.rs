@@ -541,3 +541,29 @@ pub async fn stats_on_bob_gathered(master: &TestNode) -> (String, Value) {
     assert_eq!(code, 200, "{gathered}");
     (id, gathered)
 }
+
+/// A dataset directory `private/heart` of `rows` rows in `node`'s private area.
+pub fn heart(node: &TestNode, rows: usize) {
+    let dir = node.dir.join("workspace/private/heart");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = "age,bmi,smoker\n".to_string();
+    for i in 0..rows {
+        csv += &format!("{},{}.5,{}\n", 40 + i % 30, 20 + i % 10, i % 2);
+    }
+    std::fs::write(dir.join("part1.csv"), csv).unwrap();
+}
+
+/// Its owner declares `private/heart` as the dataset `heart`, tagged
+/// `cardio`; returns what the command printed.
+pub fn declare_heart(node: &TestNode, extra: &[&str]) -> String {
+    let mut args = vec![
+        "datasets",
+        "add",
+        "heart",
+        "private/heart",
+        "--tag",
+        "cardio",
+    ];
+    args.extend_from_slice(extra);
+    node.owner(&args)
+}

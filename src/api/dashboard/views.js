@@ -77,9 +77,13 @@ const views = {
       el("td", {}, node.role),
       el("td", { class: "node-state" }, stateBadge(node.state)),
       el("td", {}, node.tags.map((t) => el("span", { class: "tag" }, t))),
+      el("td", {}, (node.datasets || []).map((d) => el("span", {
+        class: "tag", "data-dataset": d.name,
+        title: `~${d.rows} rows: ${d.schema.map((c) => `${c.name} (${c.type})`).join(", ")}`,
+      }, d.name))),
       el("td", {}, node.images.flatMap((image) => image.tags).map((t) => el("span", { class: "tag" }, t))),
       el("td", {}, node.executor.state)));
-    fillRows(table, rows, 6, "This node is in no network yet: create or join one with `iris network`.");
+    fillRows(table, rows, 7, "This node is in no network yet: create or join one with `iris network`.");
   },
 
   jobs(table, jobs, selected, onSelect) {

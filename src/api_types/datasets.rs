@@ -1,0 +1,58 @@
+//! What the dataset routes take and give (`/v1/datasets`).
+
+use iris_behaviours::{libp2p::PeerId, Liveness};
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/datasets`: the owner declares a dataset.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddDataset {
+    pub name: String,
+    /// A directory of CSV files under `private/`, such as `private/heart`.
+    pub path: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub licence: String,
+    #[serde(default)]
+    pub contact: String,
+    /// The row count is rounded to a multiple of this (default 100).
+    #[serde(default = "default_rows_bucket")]
+    pub rows_bucket: u64,
+    /// Synthetic rows of the same schema to share as a mock sample, in
+    /// `public/datasets/<name>/mock.csv` (default 20; 0 for none).
+    #[serde(default = "default_mock_rows")]
+    pub mock_rows: usize,
+    /// Find the schema again over an existing `dataset.toml`.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+fn default_rows_bucket() -> u64 {
+    100
+}
+fn default_mock_rows() -> usize {
+    20
+}
+
+/// `GET /v1/datasets?tag=T`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetsQuery {
+    /// Only datasets with this tag.
+    pub tag: Option<String>,
+}
+
+/// A dataset of the network and a node that holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DatasetHolder {
+    pub node: String,
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    /// The holder's state in this node's map.
+    pub state: Liveness,
+    pub card: iris_behaviours::DatasetCard,
+}
