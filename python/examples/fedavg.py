@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from iris_client import Network
 
@@ -59,6 +60,7 @@ def main() -> int:
     weights = [0.0, 0.0, 0.0]
     first_loss = None
     for round_ in range(1, args.rounds + 1):
+        started = time.monotonic()
         job = net.run(WORKER, gradient("/workspace/data/shard.csv", weights, args.lr, args.steps),
                       on=on, secure_sum="update.json", **limits).wait()
         if job.state != "succeeded" or job.sum is None:
@@ -70,7 +72,8 @@ def main() -> int:
         loss = job.sum.vector[-1] / total
         first_loss = loss if first_loss is None else first_loss
         shown = ", ".join(f"{w:.3f}" for w in weights)
-        print(f"round {round_:2}: loss {loss:.6f}  weights ({shown})  from {len(job.sum.nodes)} sites")
+        took = time.monotonic() - started
+        print(f"round {round_:2}: loss {loss:.6f}  weights ({shown})  from {len(job.sum.nodes)} sites  {took:.2f} s")
     if loss >= first_loss and args.rounds > 1:
         print("the loss did not go down", file=sys.stderr)
         return 1
