@@ -11,6 +11,7 @@
 #   testnet/testnet.sh status     the map as every node sees it
 #   testnet/testnet.sh env        where the master's API is, for the Python
 #                                 client: eval "$(testnet/testnet.sh env)"
+#   testnet/testnet.sh ui         a one-time link to the master's dashboard
 #   testnet/testnet.sh demo [R]   federated averaging of a linear model over
 #                                 R rounds (default 10) on the dataset 'shard'
 #                                 that every site declared, after a dry run on
@@ -307,6 +308,16 @@ env_vars() {
   port=$(docker port "$prefix-$master" 8000/tcp | head -1 | sed 's/.*://')
   [ -n "$port" ] || die "the master's API is not published (a testnet made by an older testnet.sh: down, then up)"
   echo "export IRIS_URL=http://127.0.0.1:$port IRIS_TOKEN_FILE=$data/$master/api.token"
+}
+
+# A one-time link to the master's dashboard, on its published port.
+ui_link() {
+  load_state
+  local port link
+  port=$(docker port "$prefix-$master" 8000/tcp | head -1 | sed 's/.*://')
+  [ -n "$port" ] || die "the master's API is not published (a testnet made by an older testnet.sh: down, then up)"
+  link=$(on "$master" ui --no-open 2>/dev/null) || die "the master gave no login link"
+  echo "${link/127.0.0.1:8000/127.0.0.1:$port}"
 }
 
 status() {
@@ -633,6 +644,7 @@ case "${1:-}" in
   exfil) shift; exfil "$@" ;;
   status) status ;;
   env) env_vars ;;
+  ui) ui_link ;;
   demo) demo "${2:-10}" ;;
   chaos) chaos ;;
   down) down ;;
