@@ -62,9 +62,13 @@ impl Default for Metrics {
 fn outcomes(names: &[&str]) -> Family<Labels, Counter> {
     let family = Family::default();
     for name in names {
-        let _ = family.get_or_create(&vec![("outcome", name.to_string())]);
+        let _ = family.get_or_create(&outcome_label(name));
     }
     family
+}
+
+fn outcome_label(outcome: &str) -> Labels {
+    vec![("outcome", outcome.to_string())]
 }
 
 impl Metrics {
@@ -76,7 +80,7 @@ impl Metrics {
             _ => "failed",
         };
         self.api_requests
-            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .get_or_create(&outcome_label(outcome))
             .inc();
     }
 
@@ -84,7 +88,7 @@ impl Metrics {
     pub fn peer_request(&self, refused: bool) {
         let outcome = if refused { "refused" } else { "served" };
         self.peer_requests
-            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .get_or_create(&outcome_label(outcome))
             .inc();
     }
 
@@ -271,7 +275,7 @@ impl Drop for TransferGuard {
         let outcome = if self.done { "done" } else { "failed" };
         self.metrics
             .transfers
-            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .get_or_create(&outcome_label(outcome))
             .inc();
     }
 }

@@ -130,6 +130,7 @@ impl Datasets {
         }
         let dir = self.workspace.join(&path);
         let card_file = dir.join(CARD_FILE);
+        let declared_path = path.clone();
         let workspace = self.workspace.clone();
         let card = tokio::task::spawn_blocking(move || -> Result<DatasetCard, DatasetError> {
             let meta = std::fs::symlink_metadata(&dir)
@@ -168,7 +169,7 @@ impl Datasets {
         })
         .await
         .map_err(|e| DatasetError::Local(e.to_string()))??;
-        let path = dataset_path(&request.path).map_err(invalid)?;
+        let path = declared_path;
         self.record(format!("declared dataset {} ({path})", card.name))
             .await?;
         self.declared

@@ -318,23 +318,6 @@ impl Files {
         .map_err(|e| FileError::Local(format!("cannot write {dest}: {e}")))
     }
 
-    /// Copies a file of this node's own public area (a path such as
-    /// `public/...`, from this node's own records) to `dest`.
-    pub async fn copy_own(&self, path: &str, dest: &WorkspacePath) -> Result<(), FileError> {
-        let from = WorkspacePath::parse(path)
-            .and_then(|p| p.require(&[Area::Public], "the file"))
-            .map_err(FileError::Invalid)?;
-        let source = self.workspace.local.join(from.to_string());
-        let target = self.workspace.local.join(dest.to_string());
-        let local =
-            |e: std::io::Error| FileError::Local(format!("cannot copy {path} to {dest}: {e}"));
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(local)?;
-        }
-        tokio::fs::copy(&source, &target).await.map_err(local)?;
-        Ok(())
-    }
-
     /// Pulls `path` from `peer` into `dest` (a workspace path), one
     /// transfer per destination at a time. Resumes a partial file left by an
     /// earlier attempt at the same version.

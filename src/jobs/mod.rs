@@ -203,7 +203,7 @@ impl Jobs {
         let dest = WorkspacePath::parse(&format!("gathered/mock/{name}/{file}"))
             .map_err(JobError::Invalid)?;
         let fetched = if peer == local {
-            self.files.copy_own(&mock, &dest).await
+            self.files.copy_local(&mock, &dest).await
         } else {
             self.files.fetch(peer, &mock, &dest).await.map(|_| ())
         };

@@ -116,18 +116,9 @@ impl Browser {
 
     /// The element `css` selects, if the page has one.
     pub async fn find(&self, css: &str) -> Option<String> {
-        let url = format!("{}/elements", self.base);
-        let found: Value = self
-            .http
-            .post(url)
-            .json(&json!({"using": "css selector", "value": css}))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        found["value"].as_array()?.first()?[ELEMENT]
+        let query = json!({"using": "css selector", "value": css});
+        let found = self.try_command("POST", "/elements", query).await.ok()?;
+        found.as_array()?.first()?[ELEMENT]
             .as_str()
             .map(String::from)
     }

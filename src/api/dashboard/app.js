@@ -10,7 +10,12 @@ const state = {
   transfers: new Map(),
   events: null,
   timers: new Map(),
+  /** When the audit log was last read: verifying it reads the whole file. */
+  auditAt: 0,
 };
+
+/** The audit log is read again at most this often, unless asked. */
+const AUDIT_EVERY_MS = 10000;
 
 /** Calls the API; the session cookie goes along (same origin only). */
 async function api(method, path, body) {
@@ -87,7 +92,7 @@ window.addEventListener("hashchange", showPage);
 async function refreshPage() {
   if (state.page === "network") await refreshNodes();
   if (state.page === "jobs") await refreshJobs();
-  if (state.page === "owner") await refreshOwner();
+  if (state.page === "owner") await refreshOwner(true);
   if (state.page === "transfers") views.transfers($("transfers"), state.transfers);
 }
 
@@ -115,18 +120,23 @@ function selectJob(id) {
   refreshJobs().catch(showError);
 }
 
-async function refreshOwner() {
+/** The owner's page; the audit log only when `force`d or now and then. */
+async function refreshOwner(force) {
+  const readAudit = force === true || Date.now() - state.auditAt > AUDIT_EVERY_MS;
   const [approvals, releases, policy, audit] = await Promise.all([
     api("GET", "/v1/approvals"),
     api("GET", "/v1/releases"),
     api("GET", "/v1/policy"),
-    api("GET", "/v1/audit?last=100"),
+    readAudit ? api("GET", "/v1/audit?last=100") : null,
   ]);
   showPending(approvals.length + releases.length);
   views.approvals($("approvals"), approvals, decide);
   views.releases($("releases"), releases, decide);
   views.policy($("policy"), policy);
-  views.audit($("audit-state"), $("audit"), audit);
+  if (audit) {
+    state.auditAt = Date.now();
+    views.audit($("audit-state"), $("audit"), audit);
+  }
 }
 
 function showPending(count) {
@@ -145,7 +155,7 @@ async function decide(kind, id, verdict) {
   } catch (error) {
     showError(error);
   }
-  await refreshOwner().catch(showError);
+  await refreshOwner(true).catch(showError);
 }
 
 $("job-form").addEventListener("submit", async (event) => {

@@ -1,0 +1,127 @@
+//! The runner's refusals and races, without an engine.
+
+use super::*;
+use crate::executor::Workspace;
+
+fn spec(job_id: &str) -> TaskSpec {
+    TaskSpec {
+        job_id: job_id.into(),
+        image: "iris-worker:latest".into(),
+        argv: vec!["/iris-worker".into(), "exit".into(), "0".into()],
+        env: vec![],
+        network: None,
+        memory_bytes: 64 << 20,
+        nano_cpus: 1_000_000_000,
+        pids_limit: 64,
+        timeout_ms: 1000,
+        inputs: vec![],
+        dataset: None,
+        dry_run: false,
+    }
+}
+
+/// A runner of a node whose engine is missing (every task fails at once)
+/// and whose policy lets any image run: what is tested is what comes before.
+fn runner() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<TaskRunner>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let workspace = Workspace {
+        local: tmp.path().join("workspace"),
+        host: tmp.path().join("workspace"),
+    };
+    // No engine: every task fails at once, which is all this needs.
+    let executor = runtime.block_on(Executor::connect(
+        "test".into(),
+        workspace,
+        Some("unix:///nonexistent/docker.sock"),
+    ));
+    let (deliveries, _queue) = mpsc::unbounded_channel();
+    let audit = Arc::new(AuditLog::open(tmp.path().join("audit.log")).unwrap());
+    let policy = crate::policy::Policy::new(
+        "test".into(),
+        Box::new(|_| Ok(())),
+        // Any image: what is tested is the claim, not the approval.
+        crate::policy::PolicyConfig {
+            images: crate::policy::ImagePolicy::Any,
+            ..Default::default()
+        },
+        audit.clone(),
+    );
+    let runner = TaskRunner::new(
+        Arc::new(executor),
+        Egress::new(policy, audit.clone()),
+        Events::default(),
+        Metrics::default(),
+        Datasets::open(
+            tmp.path(),
+            tmp.path().to_path_buf(),
+            Default::default(),
+            audit.clone(),
+        ),
+        PeerId::random(),
+        tmp.path().join("tasks"),
+        2,
+        deliveries,
+    );
+    (runtime, tmp, runner)
+}
+
+/// The same RunTask twice at the same moment (a resent request, a
+/// rogue master) must start one task, never two containers.
+#[test]
+fn a_duplicate_task_submitted_at_the_same_moment_is_accepted_once() {
+    let (runtime, _tmp, runner) = runner();
+    let origin = PeerId::random();
+    let mut accepted_twice = 0;
+    for round in 0..200 {
+        let job_id = format!("job-{round}");
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let attempts: Vec<_> = (0..2)
+            .map(|_| {
+                let (runner, barrier, spec) = (runner.clone(), barrier.clone(), spec(&job_id));
+                let handle = runtime.handle().clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    handle.block_on(runner.submit(origin, spec)).is_ok()
+                })
+            })
+            .collect();
+        let accepted = attempts
+            .into_iter()
+            .map(|a| a.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert!(accepted >= 1, "round {round}: neither was accepted");
+        if accepted == 2 {
+            accepted_twice += 1;
+        }
+    }
+    assert_eq!(
+        accepted_twice, 0,
+        "{accepted_twice} of 200 duplicates accepted"
+    );
+}
+
+/// Only a node's own tasks may be dry runs (on the mock sample it fetched),
+/// and a task for a dataset must find it declared here.
+#[test]
+fn another_nodes_dry_run_or_a_dataset_not_held_here_is_refused() {
+    let (runtime, _tmp, runner) = runner();
+    let mut dry = spec("job-dry");
+    dry.dataset = Some("heart".into());
+    dry.dry_run = true;
+    let refused = runtime
+        .block_on(runner.submit(PeerId::random(), dry))
+        .unwrap_err();
+    assert!(refused.reason.contains("dry run"), "{refused:?}");
+    let mut elsewhere = spec("job-elsewhere");
+    elsewhere.dataset = Some("heart".into());
+    let refused = runtime
+        .block_on(runner.submit(PeerId::random(), elsewhere))
+        .unwrap_err();
+    assert_eq!(refused.kind, RefusalKind::NotFound, "{refused:?}");
+}
