@@ -177,6 +177,23 @@ async fn an_image_approved_for_one_dataset_runs_on_it_and_waits_elsewhere() {
         },
     )
     .await;
+    // A dry run on a dataset only this node holds copies its own sample.
+    heart(alice, 10);
+    declare_heart(alice, &[]);
+    let mut own = job_body(
+        "dataset:heart",
+        &["/iris-worker", "stats", "/workspace/data/mock.csv"],
+    );
+    own["dry_run"] = json!(true);
+    bob.owner(&["datasets", "rm", "heart"]);
+    wait_for("only alice's card at alice", DEADLINE, || async {
+        let all = listed(alice, "").await;
+        (all.len() == 1 && all[0]["node"] == "alice").then_some(())
+    })
+    .await;
+    let id = submit(alice, own).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+
     let audit = bob.owner(&["audit", "--json"]);
     assert!(
         audit.contains("\"dataset\": \"heart\""),
