@@ -167,11 +167,16 @@ impl TestNode {
                     return;
                 }
             }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{}'s API did not come up",
-                self.name
-            );
+            if start.elapsed() > DEADLINE {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "{}'s API did not come up in {DEADLINE:?}; the end of its log:\n{}",
+                    self.name,
+                    tail.join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
