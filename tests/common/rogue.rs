@@ -201,13 +201,18 @@ impl RoguePeer {
     }
 
     /// Acts as a bootstrap for one joiner: answers its join with
-    /// `welcome` (whatever lie the test tells) and its hellos with the
-    /// rogue's record, until the join is answered or `period` ends.
+    /// `welcome` (whatever lie the test tells), until the join is answered
+    /// (and half a second more, for the answer to go out) or `period` ends.
+    /// Members are answered as a member would: their catch-up joins with
+    /// the honest map (taking one for the joiner's once failed a test
+    /// whose joiner's own join was then dropped), probes with an ack.
     pub async fn welcome_one(&mut self, welcome: ControlResponse, period: Duration) {
-        let until = tokio::time::Instant::now() + period;
+        let mut until = tokio::time::Instant::now() + period;
+        let mut answered = false;
         while let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
             use request_response::{Event, Message};
             let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                peer,
                 message:
                     Message::Request {
                         request, channel, ..
@@ -217,32 +222,100 @@ impl RoguePeer {
             else {
                 continue;
             };
-            let (answer, done) = match request {
-                ControlRequest::Join { .. } => (welcome.clone(), true),
-                _ => (
-                    ControlResponse::Hello {
-                        seen_as: None,
-                        record: self.record.clone(),
-                    },
-                    false,
-                ),
+            let member = self.map.iter().any(|e| e.record.peer_id == peer);
+            let answer = match request {
+                ControlRequest::Join { .. } if !member => {
+                    if !answered {
+                        answered = true;
+                        until = tokio::time::Instant::now() + Duration::from_millis(500);
+                    }
+                    welcome.clone()
+                }
+                request => self.as_a_member_would(request),
             };
             let _ = self
                 .swarm
                 .behaviour_mut()
                 .control
                 .send_response(channel, answer);
-            if done {
-                // Let the answer go out before the caller moves on.
-                let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                    loop {
-                        self.swarm.select_next_some().await;
-                    }
-                })
-                .await;
-                return;
-            }
         }
+    }
+
+    /// The honest answer to a membership request: the map to a join, an
+    /// ack to a probe, the rogue's record to anything else.
+    fn as_a_member_would(&self, request: ControlRequest) -> ControlResponse {
+        match request {
+            ControlRequest::Join { .. } => ControlResponse::Welcome {
+                config: self.network.clone(),
+                map: self.map.clone(),
+                removed: vec![],
+            },
+            ControlRequest::Probe | ControlRequest::Leave { .. } => ControlResponse::Ack,
+            ControlRequest::ProbeFor { .. } => ControlResponse::Probed { reached: true },
+            _ => ControlResponse::Hello {
+                seen_as: None,
+                record: self.record.clone(),
+            },
+        }
+    }
+
+    /// Closes the connection under the first request from `peer` that is
+    /// not about membership, the moment it arrives and before answering
+    /// it, as a node that closes an idle connection just then would; the
+    /// requests after it get `answer`'s answer. Returns every such request
+    /// seen, once `count` came or `period` ended. Membership requests are
+    /// answered as a member would.
+    pub async fn cut_the_first_request(
+        &mut self,
+        peer: PeerId,
+        count: usize,
+        period: Duration,
+        answer: impl Fn(&ControlRequest) -> ControlResponse,
+    ) -> Vec<ControlRequest> {
+        let mut seen = Vec::new();
+        let until = tokio::time::Instant::now() + period;
+        while seen.len() < count {
+            let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await
+            else {
+                break;
+            };
+            use request_response::{Event, Message};
+            let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                peer: from,
+                connection_id,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+            })) = event
+            else {
+                continue;
+            };
+            let membership = matches!(
+                request,
+                ControlRequest::Join { .. }
+                    | ControlRequest::Hello { .. }
+                    | ControlRequest::Leave { .. }
+                    | ControlRequest::Probe
+                    | ControlRequest::ProbeFor { .. }
+            );
+            let reply = if membership || from != peer {
+                self.as_a_member_would(request)
+            } else {
+                seen.push(request.clone());
+                if seen.len() == 1 {
+                    self.swarm.close_connection(connection_id);
+                    continue;
+                }
+                answer(&request)
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, reply);
+        }
+        seen
     }
 
     /// Stays connected for `period`, answering probes (so it looks alive)
@@ -311,7 +384,20 @@ impl RoguePeer {
                     error,
                     ..
                 })) => (request_id, Err(error.to_string())),
-                // Members introduce themselves; the rogue says nothing back.
+                // Members introduce themselves and probe it: it answers as
+                // a member would, so no one suspects it meanwhile.
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                    message:
+                        Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                })) => {
+                    let answer = self.as_a_member_would(request);
+                    let control = &mut self.swarm.behaviour_mut().control;
+                    let _ = control.send_response(channel, answer);
+                    continue;
+                }
                 _ => continue,
             };
             if let Some(i) = ids.iter().position(|r| *r == id) {
