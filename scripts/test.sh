@@ -15,29 +15,74 @@ if ! command -v chromedriver >/dev/null || ! [ -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# Every part runs even when one before it failed, so one failing test
+# binary hides nothing; a summary of every failure comes last, and the
+# script exits non-zero if there was any.
+logs=target/test-logs
+mkdir -p "$logs"
+failed=()
+passed=0
+part() { # name command...: runs a part, remembers whether it failed
+    local name=$1
+    shift
+    echo "== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed+=("$name")
+    fi
+}
+
 # The worker image the tests run and the node image of the testnet, both
-# FROM scratch from our own static binaries.
+# FROM scratch from our own static binaries. Without them nothing else can
+# run.
 docker/build-images.sh all
 cargo build --workspace --all-targets
-cargo test --workspace
+
+# Every test binary, not only those before the first failure.
+cargo_tests() {
+    cargo test --workspace --no-fail-fast 2>&1 | tee "$logs/cargo-test.log"
+}
+part "cargo test --workspace" cargo_tests
 
 # The Python client (python/), from a venv of its own with httpx, pydantic
 # and pytest from PyPI, against real nodes of the binary just built.
-echo "== python: pytest python/tests"
 venv=target/python-venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check ./python pytest
-IRIS_BIN="$PWD/target/debug/iris" "$venv/bin/pytest" -q python/tests
+python_tests() {
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check ./python pytest &&
+        IRIS_BIN="$PWD/target/debug/iris" "$venv/bin/pytest" -q python/tests
+}
+part "python: pytest python/tests" python_tests
 
-echo "== smoke: testnet/testnet.sh up 3, demo 2, the Python FedAvg example, exfil, chaos, down"
-# Its own name: a testnet you have running stays as it is.
-export IRIS_TESTNET_NAME=iris-smoke IRIS_NO_BUILD=1
-trap 'testnet/testnet.sh down >/dev/null 2>&1 || true' EXIT
-testnet/testnet.sh up 3
-testnet/testnet.sh demo 2
-(eval "$(testnet/testnet.sh env)" && "$venv/bin/python" python/examples/fedavg.py --rounds 2)
-testnet/testnet.sh exfil
-testnet/testnet.sh chaos
-testnet/testnet.sh down
-trap - EXIT
-echo "smoke: 1 passed, 0 failed"
+# The smoke run of the testnet: its steps build on each other, so it stops
+# at its first failure. Its own name: a testnet you have running stays as
+# it is.
+smoke() {
+    export IRIS_TESTNET_NAME=iris-smoke IRIS_NO_BUILD=1
+    trap 'testnet/testnet.sh down >/dev/null 2>&1 || true' EXIT
+    local status=0
+    testnet/testnet.sh up 3 &&
+        testnet/testnet.sh demo 2 &&
+        (eval "$(testnet/testnet.sh env)" && "$venv/bin/python" python/examples/fedavg.py --rounds 2) &&
+        testnet/testnet.sh exfil &&
+        testnet/testnet.sh chaos &&
+        testnet/testnet.sh down || status=1
+    [ $status -eq 0 ] || testnet/testnet.sh down >/dev/null 2>&1 || true
+    trap - EXIT
+    return $status
+}
+part "smoke: testnet/testnet.sh up 3, demo 2, the Python FedAvg example, exfil, chaos, down" smoke
+
+echo
+echo "== summary"
+if [ ${#failed[@]} -gt 0 ]; then
+    for name in "${failed[@]}"; do
+        echo "FAILED: $name"
+    done
+    # The failing tests by name, and the test binaries that failed.
+    grep -E '^test .* \.\.\. FAILED$' "$logs/cargo-test.log" | sed 's/^/    /' || true
+    sed -n '/targets\? failed:/,/^$/p' "$logs/cargo-test.log" | sed 's/^/    /' || true
+fi
+echo "test.sh: $passed passed, ${#failed[@]} failed"
+[ ${#failed[@]} -eq 0 ]

@@ -232,6 +232,10 @@ impl Router {
             | ControlRequest::ProbeFor { .. } => {
                 Err(Refusal::invalid("membership requests go to the event loop"))
             }
+            // The event loop unwraps these, remembering their answers.
+            ControlRequest::AtMostOnce { .. } => Err(Refusal::invalid(
+                "an at-most-once request reached the router still wrapped",
+            )),
         }
     }
 }

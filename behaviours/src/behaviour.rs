@@ -13,7 +13,7 @@ use libp2p::{
 
 use crate::{
     codec::CborCodec,
-    messages::{ControlRequest, ControlResponse, CONTROL_PROTOCOL},
+    control::{ControlRequest, ControlResponse, CONTROL_PROTOCOL},
     psk::PreSharedKey,
     transport::build_transport,
 };

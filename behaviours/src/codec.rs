@@ -176,12 +176,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::{ControlRequest, ControlResponse, Departure};
+    use crate::{
+        control::{ControlRequest, ControlResponse},
+        messages::Departure,
+    };
     use futures::io::Cursor;
     use libp2p::request_response::Codec;
 
     fn protocol() -> StreamProtocol {
-        StreamProtocol::new(crate::messages::CONTROL_PROTOCOL)
+        StreamProtocol::new(crate::control::CONTROL_PROTOCOL)
     }
 
     fn codec() -> CborCodec<ControlRequest, ControlResponse> {

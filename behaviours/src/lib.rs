@@ -8,6 +8,7 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod control;
 pub mod datasets;
 pub mod files;
 pub mod messages;
@@ -19,6 +20,7 @@ pub mod transport;
 
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
 pub use codec::{CborCodec, CodecError};
+pub use control::*;
 pub use datasets::{Column, ColumnType, DatasetCard};
 pub use files::{FileEntry, FileManifest, FileVersion, CHUNK_SIZE};
 pub use messages::*;
@@ -28,12 +30,14 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 7: records carry dataset cards and tasks
+/// message naming both. Version 8: requests that must not take effect
+/// twice carry an id ([`ControlRequest::AtMostOnce`]) and are sent again
+/// when a connection closes under them. Version 7: records carry dataset cards and tasks
 /// may target a dataset. Version 6: SWIM probes and suspicions replace
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -51,7 +51,7 @@ impl Traffic {
 /// The counters of each protocol a node speaks; clones share them.
 #[derive(Debug, Default, Clone)]
 pub struct ProtocolTraffic {
-    /// Request-response commands ([`crate::messages::CONTROL_PROTOCOL`]),
+    /// Request-response commands ([`crate::control::CONTROL_PROTOCOL`]),
     /// counted by the codec.
     pub control: Arc<Traffic>,
     /// The map's gossip messages, counted by the node as it publishes and

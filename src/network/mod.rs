@@ -7,6 +7,7 @@
 //! locks around the swarm.
 
 mod activity;
+mod answers;
 pub mod detector;
 mod event_loop;
 pub mod map;

@@ -9,7 +9,7 @@
 //!                                            K gradient steps of a linear regression
 //! iris-worker average FILE...                row-weighted average of gradient outputs
 //! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
-//! iris-worker exit N | sleep SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT
+//! iris-worker exit N | sleep SECS | tally PATH SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT
 //!                                            probes for tests
 //! iris-worker fill PATH|- BYTES            writes BYTES zeros to PATH or stdout
 //! iris-worker plant FILE [LINK=TARGET]...   writes FILE in the output directory
@@ -68,6 +68,29 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                 }
             }
+        }
+        "tally" => {
+            // Counts its own runs: adds a line to PATH, waits SECS, then
+            // prints how many lines PATH holds. A command carried out twice
+            // prints 2 (tests/lost_connections.rs).
+            let (Some(path), Some(secs)) = (
+                rest.first(),
+                rest.get(1)
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0),
+            ) else {
+                return Err(usage());
+            };
+            use std::io::Write;
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(b"run\n"))
+                .map_err(|e| format!("cannot add to {path}: {e}"))?;
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            let text = fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            println!("runs: {}", text.lines().count());
         }
         "touch" => {
             let path = rest.first().ok_or_else(usage)?;
@@ -185,7 +208,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 fn usage() -> String {
     "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
-     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT \
+     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | tally PATH SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT \
      | fill PATH|- BYTES | plant FILE [LINK=TARGET]..."
         .into()
 }

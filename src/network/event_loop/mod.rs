@@ -4,6 +4,7 @@
 //! membership and says goodbye.
 
 mod peers;
+mod resend;
 pub(crate) mod setup;
 mod warnings;
 mod watch;
@@ -31,6 +32,7 @@ use iris_behaviours::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    answers::AnswerMemory,
     detector::{Detector, Timings},
     map::NetworkMap,
     next_version,
@@ -56,11 +58,25 @@ pub(super) fn topic(network: &NetworkConfig) -> IdentTopic {
 
 /// One of our requests, waiting for its answer until `deadline`.
 struct Outbound {
+    peer: PeerId,
+    /// As sent, to send again if its connection closes under it
+    /// ([`resend`]).
+    request: ControlRequest,
+    /// How many times it was sent.
+    attempts: u32,
     deadline: Instant,
     within: Duration,
     reply: oneshot::Sender<Result<ControlResponse, String>>,
     /// Keeps the connection open until the answer is in.
     _in_use: InUse,
+}
+
+/// Where an answer the node worked out goes: back on the request's own
+/// channel, or, for an at-most-once request, to every channel waiting for
+/// it in [`AnswerMemory`].
+enum ReplyTo {
+    Channel(ResponseChannel<ControlResponse>),
+    Remembered { peer: PeerId, id: u64 },
 }
 
 pub(super) struct EventLoop {
@@ -90,9 +106,13 @@ pub(super) struct EventLoop {
     probes: HashMap<OutboundRequestId, watch::ProbeRequest>,
     /// Our requests waiting for an answer, by request id.
     outbound: HashMap<OutboundRequestId, Outbound>,
+    /// Our requests whose connection closed under them, to be sent again
+    /// at the instant given.
+    resends: Vec<(Instant, Outbound)>,
     /// Answers the node is still working out, with where they go.
-    replies:
-        FuturesUnordered<BoxFuture<'static, (ResponseChannel<ControlResponse>, ControlResponse)>>,
+    replies: FuturesUnordered<BoxFuture<'static, (ReplyTo, ControlResponse)>>,
+    /// The answers to peers' at-most-once requests.
+    answers: AnswerMemory<ResponseChannel<ControlResponse>>,
     /// Where the setup is ([`setup`]).
     phase: Phase,
     /// Told once the setup has succeeded or failed.
@@ -138,7 +158,9 @@ impl EventLoop {
             detector: Detector::new(timings, Instant::now()),
             probes: HashMap::new(),
             outbound: HashMap::new(),
+            resends: Vec::new(),
             replies: FuturesUnordered::new(),
+            answers: AnswerMemory::default(),
             phase: Phase::Member,
             ready: Some(ready),
             warnings: Default::default(),
@@ -182,18 +204,7 @@ impl EventLoop {
                         let _ = reply.send(self.snapshot());
                     }
                     Some(Command::Request { peer, request, reply }) => {
-                        // Not connected (say, just after a restart): dial the
-                        // addresses the member's record gives.
-                        let addrs = self.map.addrs(&peer);
-                        let within = request.answer_within();
-                        let deadline = Instant::now() + within;
-                        let _in_use = self.ctx.activity.begin(peer);
-                        let id = self
-                            .swarm
-                            .behaviour_mut()
-                            .control
-                            .send_request_with_addresses(&peer, *request, addrs);
-                        self.outbound.insert(id, Outbound { deadline, within, reply, _in_use });
+                        self.send_request(peer, *request, reply)
                     }
                     Some(Command::Remove { peer, reply }) => {
                         self.remove(vec![peer]);
@@ -214,14 +225,15 @@ impl EventLoop {
                 _ = liveness_check.tick(), if member(&self) => {
                     let now = Instant::now();
                     self.expire_requests();
+                    self.resend_due(now);
                     self.on_probe_tick(now);
                     let events = self.map.tick(now, gone_after);
                     self.emit_all(events);
                 }
                 _ = upkeep.tick(), if member(&self) => self.maintain_connections(),
                 Some((peer, stream)) = self.chunk_streams.next() => self.forward_stream(peer, stream),
-                Some((channel, response)) = self.replies.next(), if !self.replies.is_empty() => {
-                    self.answer(channel, response);
+                Some((to, response)) = self.replies.next(), if !self.replies.is_empty() => {
+                    self.reply(to, response);
                 }
                 Ok(()) = capabilities.changed(), if member(&self) => {
                     let current = capabilities.borrow_and_update().clone();
@@ -232,26 +244,6 @@ impl EventLoop {
                     self.own_record_changed();
                 }
                 _ = save.tick(), if member(&self) => self.save_if_dirty(),
-            }
-        }
-    }
-
-    /// Gives up on requests whose peer has not answered in time: the asker
-    /// hears so, and a late answer is dropped.
-    fn expire_requests(&mut self) {
-        let now = Instant::now();
-        let overdue: Vec<OutboundRequestId> = self
-            .outbound
-            .iter()
-            .filter(|(_, o)| o.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in overdue {
-            if let Some(outbound) = self.outbound.remove(&id) {
-                let within = outbound.within;
-                let _ = outbound
-                    .reply
-                    .send(Err(format!("no answer within {} s", within.as_secs())));
             }
         }
     }

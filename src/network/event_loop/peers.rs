@@ -13,7 +13,8 @@ use iris_behaviours::{
 };
 use tokio::sync::oneshot;
 
-use super::EventLoop;
+use super::{EventLoop, ReplyTo};
+use crate::network::answers::Arrival;
 
 impl EventLoop {
     pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
@@ -121,10 +122,8 @@ impl EventLoop {
                     tracing::debug!(%peer, "probe failed: {error}");
                     return self.on_probe_answer(probe, None);
                 }
-                if let Some(outbound) = self.outbound.remove(&request_id) {
-                    let _ = outbound.reply.send(Err(error.to_string()));
-                }
                 tracing::debug!(%peer, "control request failed: {error}");
+                self.request_failed(request_id, &error);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, "control request from peer failed: {error}");
@@ -191,15 +190,10 @@ impl EventLoop {
     }
 
     /// Hands a request to the node's router, with who sent it; the answer
-    /// goes back on the connection once the node has worked it out. Only
-    /// current members are heard: a peer with the key but no record, or
-    /// one that left, is refused here.
-    fn forward(
-        &mut self,
-        peer: PeerId,
-        request: ControlRequest,
-        channel: ResponseChannel<ControlResponse>,
-    ) {
+    /// goes back (`to`) once the node has worked it out. Only current
+    /// members are heard: a peer with the key but no record, or one that
+    /// left, is refused here.
+    fn forward(&mut self, peer: PeerId, request: ControlRequest, to: ReplyTo) {
         if !self.is_current_member(&peer) {
             self.warnings.warn("non-member", || {
                 format!("refused a request from {peer}, which is not a current member")
@@ -207,7 +201,8 @@ impl EventLoop {
             let refusal = Refusal::forbidden(
                 "forbidden: you are not a current member of this network (join it first)",
             );
-            return self.answer(channel, refusal.into());
+            let refused = futures::future::ready((to, refusal.into()));
+            return self.replies.push(Box::pin(refused));
         }
         let (reply, answer) = oneshot::channel();
         let in_use = self.ctx.activity.begin(peer);
@@ -229,8 +224,53 @@ impl EventLoop {
                 )
                 .into()
             });
-            (channel, response)
+            (to, response)
         }));
+    }
+
+    /// An at-most-once request: carried out the first time `id` comes from
+    /// `peer`; a repeat (its sender lost the connection before the answer
+    /// came) gets the first answer, or waits for it.
+    fn forward_once(
+        &mut self,
+        peer: PeerId,
+        id: u64,
+        request: ControlRequest,
+        channel: ResponseChannel<ControlResponse>,
+    ) {
+        if matches!(request, ControlRequest::AtMostOnce { .. }) {
+            let refusal = Refusal::invalid("an at-most-once request may not wrap another");
+            return self.answer(channel, refusal.into());
+        }
+        if request.is_repeatable() {
+            return self.on_request(peer, request, channel);
+        }
+        if !self.is_current_member(&peer) {
+            return self.forward(peer, request, ReplyTo::Channel(channel));
+        }
+        match self.answers.arrived(peer, id, channel) {
+            Arrival::First => self.forward(peer, request, ReplyTo::Remembered { peer, id }),
+            Arrival::Waiting => {
+                tracing::debug!(%peer, id, "a request sent again waits for the first one's answer")
+            }
+            Arrival::Repeat(channel, answer) => {
+                tracing::debug!(%peer, id, "a request sent again gets the first one's answer");
+                self.answer(channel, *answer)
+            }
+        }
+    }
+
+    /// Sends an answer the node worked out to where it goes.
+    pub(super) fn reply(&mut self, to: ReplyTo, response: ControlResponse) {
+        match to {
+            ReplyTo::Channel(channel) => self.answer(channel, response),
+            ReplyTo::Remembered { peer, id } => {
+                let now = std::time::Instant::now();
+                for channel in self.answers.answered(peer, id, &response, now) {
+                    self.answer(channel, response.clone());
+                }
+            }
+        }
     }
 
     /// Merges a record that arrived on a connection authenticated as `peer`.
@@ -297,7 +337,10 @@ impl EventLoop {
                 self.emit(event);
                 ControlResponse::Ack
             }
-            request => return self.forward(peer, request, channel),
+            ControlRequest::AtMostOnce { id, request } => {
+                return self.forward_once(peer, id, *request, channel)
+            }
+            request => return self.forward(peer, request, ReplyTo::Channel(channel)),
         };
         self.answer(channel, response);
     }

@@ -62,6 +62,9 @@ pub(super) enum Phase {
         peer: PeerId,
         network_id: Option<String>,
         request: Option<OutboundRequestId>,
+        /// Joins sent so far: one whose connection closed under it is sent
+        /// again ([`super::resend`]).
+        attempts: u32,
         deadline: Instant,
     },
     /// In the network.
@@ -177,16 +180,11 @@ impl EventLoop {
             (
                 Phase::Joining {
                     peer,
-                    request: request @ None,
+                    request: None,
                     ..
                 },
                 SwarmEvent::ConnectionEstablished { peer_id, .. },
-            ) if peer_id == *peer => {
-                let join = ControlRequest::Join {
-                    record: self.own.clone(),
-                };
-                *request = Some(self.swarm.behaviour_mut().control.send_request(peer, join));
-            }
+            ) if peer_id == *peer => self.send_join(),
             (
                 Phase::Joining {
                     bootstrap, peer, ..
@@ -268,10 +266,7 @@ impl EventLoop {
             },
             Event::OutboundFailure {
                 request_id, error, ..
-            } if Some(request_id) == request => self.fail(NetworkError::NoAnswer {
-                peer,
-                detail: error.to_string(),
-            }),
+            } if Some(request_id) == request => self.join_failed(&error),
             Event::Message {
                 message: Message::Request { channel, .. },
                 ..
@@ -331,11 +326,66 @@ impl EventLoop {
                     peer,
                     network_id,
                     request: None,
+                    attempts: 0,
                     deadline: Instant::now()
                         + self.ctx.settings.handshake_timeout
                         + crate::network::JOIN_ANSWER_TIMEOUT,
                 };
             }
+        }
+    }
+
+    /// Asks the bootstrap, now connected, to let us in.
+    fn send_join(&mut self) {
+        let join = ControlRequest::Join {
+            record: self.own.clone(),
+        };
+        if let Phase::Joining {
+            peer,
+            request,
+            attempts,
+            ..
+        } = &mut self.phase
+        {
+            *request = Some(self.swarm.behaviour_mut().control.send_request(peer, join));
+            *attempts += 1;
+        }
+    }
+
+    /// Our join failed without an answer. If its connection closed under
+    /// it, it is sent again (a join is safe to repeat): at once on another
+    /// connection, or once a new one is dialed.
+    fn join_failed(&mut self, error: &request_response::OutboundFailure) {
+        let Phase::Joining {
+            bootstrap,
+            peer,
+            request,
+            attempts,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let (bootstrap, peer) = (bootstrap.clone(), *peer);
+        if !super::resend::lost_with_its_connection(error)
+            || *attempts >= super::resend::MAX_ATTEMPTS
+        {
+            let detail = match *attempts {
+                1 => error.to_string(),
+                n => format!("{error} (sent {n} times)"),
+            };
+            return self.fail(NetworkError::NoAnswer { peer, detail });
+        }
+        tracing::debug!(%peer, "the join's connection closed under it ({error}); asking again");
+        *request = None;
+        if self.swarm.is_connected(&peer) {
+            return self.send_join();
+        }
+        let dial = DialOpts::peer_id(peer)
+            .addresses(vec![bootstrap.clone()])
+            .build();
+        if let Err(e) = self.swarm.dial(dial) {
+            self.fail(classify_dial_error(&bootstrap, &e));
         }
     }
 

@@ -257,6 +257,7 @@ impl EventLoop {
         }
         let swarm = &self.swarm;
         self.ctx.activity.retain(|p| swarm.is_connected(p));
+        self.answers.expire(now);
         self.catch_up();
     }
 
