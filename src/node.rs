@@ -84,6 +84,10 @@ impl Node {
         let host = config.workspace.host_path.clone().unwrap_or(local.clone());
         let workspace = Workspace { host, local };
         let peer_id = keypair.public().to_peer_id();
+        // Each step of the start is logged: a restarted node in a test once
+        // logged nothing at all for 30 s, and the next one must say where.
+        let started = std::time::Instant::now();
+        tracing::debug!("starting: asking the Docker engine for its version");
         let executor = Arc::new(
             Executor::connect(peer_id.to_string(), workspace.clone(), None)
                 .await
@@ -91,6 +95,10 @@ impl Node {
                     max_log_bytes: config.jobs.max_log_bytes,
                     max_output_bytes: config.jobs.max_output_bytes,
                 }),
+        );
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "starting: the Docker engine answered; removing orphaned job containers"
         );
         match executor.remove_orphans().await {
             Ok(jobs) if !jobs.is_empty() => {
@@ -216,7 +224,15 @@ impl Node {
             "chunk streams",
             Box::pin(router.serve_chunks(stream_queue, shutdown.clone())),
         );
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "starting: recovering this node's tasks"
+        );
         runner.recover().await;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "starting: services up"
+        );
 
         if let Some(saved) = saved {
             let name = saved.network.name.clone();

@@ -359,35 +359,61 @@ async fn a_false_suspicion_is_refuted_by_its_target() {
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     observer.forward_events(tx).await;
 
-    // The strongest lie: it names a copy of bob's record newer than any.
+    // The strongest lie: it names a copy of bob's record newer than any
+    // (a version no one holds yet), signed now.
     let version = observer.view_of(&bob.name).await.unwrap()["version"]
         .as_u64()
         .unwrap();
     let bob_id = bob.peer_id().await.parse().unwrap();
     let lie = iris_behaviours::MapMessage::Suspect {
         peer: bob_id,
-        version,
-        signed_at_ms: u64::MAX,
+        version: version + 1,
+        signed_at_ms: iris::now_ms(),
     };
     rogue.publish(&lie).await;
 
-    // The lie landed, and bob's answer undid it before gone_after (4 s).
-    let mut suspected = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while let Ok(Some((_, event))) = tokio::time::timeout_at(deadline, events.recv()).await {
-        if event["name"] != bob.name.as_str() {
-            continue;
+    // Bob's answer names a newer copy still, so it undoes the lie whichever
+    // reaches the observer first (before, a lie that came after the
+    // refutation stood), before gone_after (4 s).
+    let refuted = |view: Option<serde_json::Value>| {
+        view.filter(|v| v["state"] == "alive" && v["version"].as_u64() > Some(version))
+    };
+    let undone = wait_for(
+        "bob's refutation at the observer",
+        Duration::from_secs(3),
+        || async { refuted(observer.view_of(&bob.name).await) },
+    );
+    let suspected = async {
+        while let Some((_, event)) = events.recv().await {
+            if event["name"] == bob.name.as_str() && event["type"] == "suspect" {
+                return;
+            }
         }
-        match event["type"].as_str() {
-            Some("suspect") => suspected = true,
-            Some("alive") if suspected => return,
-            _ => {}
+    };
+    tokio::select! {
+        _ = undone => {}
+        _ = suspected => {
+            wait_for("bob's refutation after the lie", Duration::from_secs(3), || async {
+                refuted(observer.view_of(&bob.name).await)
+            })
+            .await;
         }
     }
-    panic!(
-        "{} (suspected: {suspected}) still sees {} as {:?}",
-        observer.name,
-        bob.name,
-        observer.state_of(&bob.name).await
-    );
+
+    // A lie naming a copy from the future (no refutation could beat it) is
+    // not believed at all.
+    let from_the_future = iris_behaviours::MapMessage::Suspect {
+        peer: bob_id,
+        version: version + 1,
+        signed_at_ms: u64::MAX,
+    };
+    rogue.publish(&from_the_future).await;
+    wait_for("the observer to ignore the lie", DEADLINE, || async {
+        observer
+            .log()
+            .contains("ignored a suspicion naming a copy from the future")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(observer.state_of(&bob.name).await.as_deref(), Some("alive"));
 }

@@ -21,6 +21,11 @@ use crate::network::{detector::Action, map::NetworkMap, neighbours::neighbours};
 /// has used it for this long.
 pub(super) const IDLE_CLOSE: Duration = Duration::from_secs(10);
 
+/// How far ahead of our clock a copy of a record named in a suspicion may
+/// be: clocks differ a little, but a copy signed later than this cannot
+/// exist yet.
+pub(super) const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(10 * 60);
+
 /// Every this many upkeeps (of 2 s) a node catches up on the map from one
 /// of its neighbours.
 const CATCH_UP_EVERY: u64 = 15;
@@ -130,13 +135,32 @@ impl EventLoop {
     /// newer copy of our record, whatever copy it names (members may hold
     /// older ones than our latest, which only a neighbour saw); otherwise
     /// we believe it, unless we hold a newer copy than the one it names.
+    ///
+    /// A suspicion naming a copy from the future (a version or signing time
+    /// more than [`MAX_CLOCK_AHEAD`] past our clock) is a lie, and ignored:
+    /// no copy could beat it. We refute with a copy newer than the one it
+    /// names, so our refutation wins in any order: before, a lie naming a
+    /// copy newer than ours that reached a member after our refutation
+    /// stood there (seen as a flaky test).
     pub(super) fn on_suspicion(&mut self, author: PeerId, peer: PeerId, stamp: (u64, u64)) {
         if !self.is_current_member(&author) {
             return tracing::warn!(%author, "ignored a suspicion from a node that is not a member");
         }
+        let horizon = crate::now_ms().saturating_add(MAX_CLOCK_AHEAD.as_millis() as u64);
+        if stamp.0 > horizon || stamp.1 > horizon {
+            return tracing::warn!(%author, %peer, ?stamp, "ignored a suspicion naming a copy from the future");
+        }
         if peer == self.own.peer_id {
             tracing::info!(%author, ?stamp, "refuting a suspicion of this node");
             self.detector.refuted();
+            if (self.own.version, self.own.signed_at_ms) <= stamp {
+                if stamp.0 > self.own.version {
+                    self.own.version = stamp.0;
+                    self.dirty = true;
+                }
+                // The next signature is later than the copy it names.
+                self.own.signed_at_ms = self.own.signed_at_ms.max(stamp.1);
+            }
             self.announce();
             return;
         }
