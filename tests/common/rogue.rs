@@ -210,15 +210,12 @@ impl RoguePeer {
         let mut until = tokio::time::Instant::now() + period;
         let mut answered = false;
         while let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
-            use request_response::{Event, Message};
-            let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+            let Some(Incoming {
                 peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
+                request,
+                channel,
                 ..
-            })) = event
+            }) = Incoming::from(event)
             else {
                 continue;
             };
@@ -279,15 +276,12 @@ impl RoguePeer {
             else {
                 break;
             };
-            use request_response::{Event, Message};
-            let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+            let Some(Incoming {
                 peer: from,
-                connection_id,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-            })) = event
+                connection,
+                request,
+                channel,
+            }) = Incoming::from(event)
             else {
                 continue;
             };
@@ -304,7 +298,7 @@ impl RoguePeer {
             } else {
                 seen.push(request.clone());
                 if seen.len() == 1 {
-                    self.swarm.close_connection(connection_id);
+                    self.swarm.close_connection(connection);
                     continue;
                 }
                 answer(&request)
@@ -324,14 +318,9 @@ impl RoguePeer {
         let mut unanswered = Vec::new();
         let until = tokio::time::Instant::now() + period;
         while let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
-            use request_response::{Event, Message};
-            if let SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            })) = event
+            if let Some(Incoming {
+                request, channel, ..
+            }) = Incoming::from(event)
             {
                 if matches!(request, ControlRequest::Probe) {
                     let control = &mut self.swarm.behaviour_mut().control;
@@ -476,6 +465,37 @@ impl RoguePeer {
                 _ = self.swarm.select_next_some() => {}
                 _ = tokio::time::sleep_until(deadline) => panic!("no answer to a chunk in 2 minutes"),
             }
+        }
+    }
+}
+
+/// A request a peer sent the rogue, with where to answer it.
+struct Incoming {
+    peer: PeerId,
+    connection: iris_behaviours::libp2p::swarm::ConnectionId,
+    request: ControlRequest,
+    channel: request_response::ResponseChannel<ControlResponse>,
+}
+
+impl Incoming {
+    /// The request `event` carries, if it is one.
+    fn from(event: SwarmEvent<IrisBehaviourEvent>) -> Option<Self> {
+        use request_response::{Event, Message};
+        match event {
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                peer,
+                connection_id,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+            })) => Some(Self {
+                peer,
+                connection: connection_id,
+                request,
+                channel,
+            }),
+            _ => None,
         }
     }
 }
