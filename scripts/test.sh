@@ -48,10 +48,12 @@ part "cargo test --workspace" cargo_tests
 # The Python client (python/), from a venv of its own with httpx, pydantic
 # and pytest from PyPI, against real nodes of the binary just built.
 venv=target/python-venv
+# pip and pytest run as modules of the venv's python: their own scripts
+# name the venv's path, which breaks when the checkout moves.
 python_tests() {
-    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check ./python pytest &&
-        IRIS_BIN="$PWD/target/debug/iris" "$venv/bin/pytest" -q python/tests
+    "$venv/bin/python" -c "" 2>/dev/null || python3 -m venv --clear "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check ./python pytest &&
+        IRIS_BIN="$PWD/target/debug/iris" "$venv/bin/python" -m pytest -q python/tests
 }
 part "python: pytest python/tests" python_tests
 
