@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     codec::{decode, encode, read_frame, write_frame},
-    control::{Refusal, RefusalKind},
+    refusal::{Refusal, RefusalKind},
 };
 
 /// The size of a file chunk on the wire.

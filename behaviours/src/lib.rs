@@ -13,6 +13,7 @@ pub mod datasets;
 pub mod files;
 pub mod messages;
 pub mod psk;
+pub mod refusal;
 pub mod signed;
 pub mod tasks;
 pub mod traffic;
@@ -25,6 +26,7 @@ pub use datasets::{Column, ColumnType, DatasetCard};
 pub use files::{FileEntry, FileManifest, FileVersion, CHUNK_SIZE};
 pub use messages::*;
 pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
+pub use refusal::{Refusal, RefusalKind};
 pub use tasks::*;
 pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 

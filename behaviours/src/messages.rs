@@ -3,7 +3,7 @@
 //! announces its own [`NodeRecord`] there when it changes, and watchers
 //! spread their suspicions there (a member is probed only by its few
 //! neighbours, see the node's `network::detector`). The requests nodes send
-//! each other are in [`crate::control`].
+//! each other are in `control.rs`.
 //!
 //! A record is only ever accepted from the node it describes: receivers check
 //! the record's `peer_id` against the authenticated sender.

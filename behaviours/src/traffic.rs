@@ -51,13 +51,13 @@ impl Traffic {
 /// The counters of each protocol a node speaks; clones share them.
 #[derive(Debug, Default, Clone)]
 pub struct ProtocolTraffic {
-    /// Request-response commands ([`crate::control::CONTROL_PROTOCOL`]),
+    /// Request-response commands (the control protocol),
     /// counted by the codec.
     pub control: Arc<Traffic>,
     /// The map's gossip messages, counted by the node as it publishes and
     /// receives them (relayed copies are gossipsub's and not counted).
     pub map: Arc<Traffic>,
-    /// File chunks ([`crate::files::CHUNKS_PROTOCOL`]): a message is a
+    /// File chunks (the chunk stream protocol): a message is a
     /// chunk, counted by the node that sends or receives it.
     pub chunks: Arc<Traffic>,
 }
