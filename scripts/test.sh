@@ -63,13 +63,14 @@ part "python: pytest python/tests" python_tests
 smoke() {
     export IRIS_TESTNET_NAME=iris-smoke IRIS_NO_BUILD=1
     trap 'testnet/testnet.sh down >/dev/null 2>&1 || true' EXIT
-    local status=0
-    testnet/testnet.sh up 3 &&
-        testnet/testnet.sh demo 2 &&
-        (eval "$(testnet/testnet.sh env)" && "$venv/bin/python" python/examples/fedavg.py --rounds 2) &&
-        testnet/testnet.sh exfil &&
-        testnet/testnet.sh chaos &&
-        testnet/testnet.sh down || status=1
+    local status=0 step
+    fedavg() { (eval "$(testnet/testnet.sh env)" && "$venv/bin/python" python/examples/fedavg.py --rounds 2); }
+    # A step's errors go to standard output too, and a failing step is
+    # named, so that a log that keeps only standard output still says why.
+    for step in "testnet/testnet.sh up 3" "testnet/testnet.sh demo 2" fedavg \
+        "testnet/testnet.sh exfil" "testnet/testnet.sh chaos" "testnet/testnet.sh down"; do
+        $step 2>&1 || { status=$?; echo "smoke: '$step' failed (exit $status)"; break; }
+    done
     [ $status -eq 0 ] || testnet/testnet.sh down >/dev/null 2>&1 || true
     trap - EXIT
     return $status

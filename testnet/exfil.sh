@@ -35,9 +35,13 @@ exfil() {
   # Whether the site's private bytes are in a file; how many of the files
   # the master keeps hold them (by content, or whole by hash).
   holds_private() { grep -qF -- "$row" "$1" || [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$hash" ]; }
+  # The master's node writes its files as it runs (a temporary file, then
+  # a rename), so a file can vanish between find and sha256sum: that is not
+  # a failure of the drill, and grep finding nothing is not either.
   private_at_master() {
-    { grep -rlF -- "$row" "$data/$master"
-      find "$data/$master" -type f -exec sha256sum {} + 2>/dev/null | awk -v h="$hash" '$1 == h { print $2 }'
+    { grep -rlF -- "$row" "$data/$master" 2>/dev/null || true
+      { find "$data/$master" -type f -exec sha256sum {} + 2>/dev/null || true; } |
+        awk -v h="$hash" '$1 == h { print $2 }'
     } | sort -u | wc -l
   }
   # One attempt's row: what the master saw, and whether the shard reached
