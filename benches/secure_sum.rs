@@ -84,7 +84,7 @@ async fn main() {
             let (code, sum) = master
                 .post(
                     &format!("/v1/jobs/{id}/secure-sum"),
-                    json!({"file": "update.json"}),
+                    json!({"file": "update.json", "length": m}),
                 )
                 .await;
             let secure_s = started.elapsed().as_secs_f64();

@@ -368,6 +368,11 @@ pub struct SecureSumRequest {
     /// The update file each task wrote in its outputs:
     /// `{"vector": [numbers], "weight": w}`.
     pub file: String,
+    /// How many numbers each update's vector holds. The master says it, so
+    /// that a site's answer is only whether its update fits: a length a
+    /// site's code chose would tell the master something of its data.
+    #[schema(minimum = 1, maximum = 134217727)]
+    pub length: u64,
 }
 
 /// `GET /v1/policy`: the owner's policy, every setting and its value.

@@ -123,7 +123,7 @@ impl Egress {
         if policy.release == ReleasePolicy::Aggregate || *release == Release::AggregateOnly {
             return Err(format!(
                 "{name}'s policy lets outputs leave only through secure aggregation \
-                 (release = aggregate): ask for a secure sum (iris job run --secure-sum FILE)"
+                 (release = aggregate): ask for a secure sum (iris job run --secure-sum FILE --sum-length N)"
             ));
         }
         match release {

@@ -349,8 +349,10 @@ master_job() { # iris job run args...
 # only their sum, and divides. Prints "LOSS WEIGHTS", where LOSS is the loss
 # of `weights` over all the data.
 fedavg_round() { # weights steps
-  local train id sum
-  train=$(master_job --on dataset:shard --secure-sum update.json -- /iris-worker gradient \
+  local train id sum entries
+  # An update holds the weights and the loss.
+  entries=$(($(tr -cd , <<<"$1" | wc -c) + 2))
+  train=$(master_job --on dataset:shard --secure-sum update.json --sum-length "$entries" -- /iris-worker gradient \
     /workspace/data/shard.csv --target y --weights "$1" --lr "$lr" --steps "$2")
   id=$(json_field id <<<"$train")
   sum="$data/$master/workspace/gathered/$id/sum.json"

@@ -91,7 +91,7 @@ async fn the_master_gets_the_sum_of_the_sites_updates_and_nothing_else() {
     let (code, sum) = alice
         .post(
             &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json"}),
+            json!({"file": "update.json", "length": 3}),
         )
         .await;
     assert_eq!(code, 200, "{sum}");
@@ -149,7 +149,7 @@ async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
     let (code, sum) = alice
         .post(
             &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json"}),
+            json!({"file": "update.json", "length": 3}),
         )
         .await;
     if code != 200 {
@@ -175,7 +175,7 @@ async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
     let (code, body) = nodes[0]
         .post(
             &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json"}),
+            json!({"file": "update.json", "length": 3}),
         )
         .await;
     assert_eq!(code, 409, "{body}");
@@ -185,7 +185,7 @@ async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
     let (code, body) = nodes[0]
         .post(
             &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "../../private/data.csv"}),
+            json!({"file": "../../private/data.csv", "length": 3}),
         )
         .await;
     assert_eq!(code, 409, "{body}");
@@ -195,5 +195,103 @@ async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
             .unwrap()
             .contains("must be a file name"),
         "{body}"
+    );
+}
+
+/// Every string of `body`, and every file the master keeps: none may hold
+/// `secret`.
+fn assert_nowhere(master: &TestNode, body: &Value, secret: &str) {
+    assert!(!body.to_string().contains(secret), "{body}");
+    for entry in walk(&master.dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{} holds a site's secret",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            files.extend(walk(&path));
+        } else if path.is_file() {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// A master who tries: the owners approved the image and let outputs out
+/// only through secure sums, and the job writes a site's private file as
+/// its update, or a value out of range. Whatever the sites answer, no byte
+/// of either reaches the master: refusals are closed words, and values out
+/// of range are clipped, not named.
+#[tokio::test]
+async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
+    let nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
+    let alice = &nodes[0];
+    for node in &nodes[1..] {
+        node.set_policy("release", "aggregate");
+        let secret = format!("patient 4711 of {}, born 1962-03-14, HIV+", node.name);
+        std::fs::write(node.dir.join("workspace/private/secret.txt"), secret).unwrap();
+    }
+    let smuggle = [
+        "/iris-worker",
+        "smuggle",
+        "/workspace/private/secret.txt",
+        "update.json",
+    ];
+    let id = submit(alice, job_body("role:slave", &smuggle)).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let (code, body) = alice
+        .post(
+            &format!("/v1/jobs/{id}/secure-sum"),
+            json!({"file": "update.json", "length": 3}),
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an update file"),
+        "{body}"
+    );
+    assert_nowhere(alice, &body, "4711");
+
+    // A value out of range is clipped to ±10⁶ and summed, never named.
+    let out_of_range = r#"{"weight": 1, "vector": [27641994.0417, 1, 2]}"#;
+    let write = ["/iris-worker", "write", "update.json", out_of_range];
+    let id = submit(alice, job_body("role:slave", &write)).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let (code, sum) = alice
+        .post(
+            &format!("/v1/jobs/{id}/secure-sum"),
+            json!({"file": "update.json", "length": 3}),
+        )
+        .await;
+    assert_eq!(code, 200, "{sum}");
+    assert_close(&sum["vector"], &[3e6, 3.0, 6.0]);
+    // (The master wrote the value in its own job's argv, so only what came
+    // back is searched.)
+    assert!(!sum.to_string().contains("27641994"), "{sum}");
+    assert!(!alice.log().contains("27641994"));
+
+    // A length the master did not ask for: a refusal that says no more.
+    let (code, body) = alice
+        .post(
+            &format!("/v1/jobs/{id}/secure-sum"),
+            json!({"file": "update.json", "length": 4}),
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("does not have the length the sum asked for"),
+        "{error}"
     );
 }

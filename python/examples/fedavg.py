@@ -62,7 +62,8 @@ def main() -> int:
     for round_ in range(1, args.rounds + 1):
         started = time.monotonic()
         job = net.run(WORKER, gradient("/workspace/data/shard.csv", weights, args.lr, args.steps),
-                      on=on, secure_sum="update.json", **limits).wait()
+                      on=on, secure_sum="update.json", sum_length=len(weights) + 1,
+                      **limits).wait()
         if job.state != "succeeded" or job.sum is None:
             print(f"round {round_} failed: {job.view}", file=sys.stderr)
             return 1

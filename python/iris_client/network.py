@@ -214,15 +214,18 @@ class Network:
         on: str = "all",
         gather: bool = False,
         secure_sum: Optional[str] = None,
+        sum_length: Optional[int] = None,
         **options: Any,
     ) -> Job:
         """Submits a job; the Job's `wait()` waits for it, then gathers its
         outputs (`gather=True`) or takes the secure sum of one file of each
-        task's (`secure_sum="update.json"`). Options are the other fields of
-        a job request: env, network, memory_mb, cpus, timeout_secs, inputs,
-        any, dry_run."""
+        task's (`secure_sum="update.json"`, whose vector holds `sum_length`
+        numbers). Options are the other fields of a job request: env,
+        network, memory_mb, cpus, timeout_secs, inputs, any, dry_run."""
+        if secure_sum is not None and sum_length is None:
+            raise ValueError("secure_sum needs sum_length: how many numbers each update's vector holds")
         view = self.submit(image, cmd, on=on, **options)
-        return Job(self, view, gather=gather, secure_sum=secure_sum)
+        return Job(self, view, gather=gather, secure_sum=secure_sum, sum_length=sum_length)
 
     def submit(self, image: str, cmd: list[str], on: str = "all", **options: Any) -> JobView:
         request = {"image": image, "argv": list(cmd), "on": on, **options}
@@ -245,8 +248,12 @@ class Network:
     def gather(self, job_id: str) -> dict:
         return self._call("POST", f"/v1/jobs/{job_id}/gather")
 
-    def secure_sum(self, job_id: str, file: str) -> SumOutcome:
-        return SumOutcome.model_validate(self._call("POST", f"/v1/jobs/{job_id}/secure-sum", {"file": file}))
+    def secure_sum(self, job_id: str, file: str, length: int) -> SumOutcome:
+        """The secure sum of each task's `file`, whose vector holds `length`
+        numbers: the master names the length, and a site only says whether
+        its update fits."""
+        body = {"file": file, "length": length}
+        return SumOutcome.model_validate(self._call("POST", f"/v1/jobs/{job_id}/secure-sum", body))
 
     # -- long-lived containers
 

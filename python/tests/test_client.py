@@ -86,11 +86,11 @@ def test_a_job_on_a_dataset_runs_waits_gathers_and_logs(lab):
 
 def test_a_secure_sum_over_the_sites(lab):
     net = lab["alice"].net
-    job = net.run(WORKER, GRADIENT, on="dataset:shard", secure_sum="update.json").wait()
+    job = net.run(WORKER, GRADIENT, on="dataset:shard", secure_sum="update.json", sum_length=4).wait()
     assert job.state == "succeeded", job.view
     assert sorted(job.sum.nodes) == ["alice", "bob", "carol"]
     assert job.sum.weight > 0 and len(job.sum.vector) == 4
-    again = net.secure_sum(job.id, "update.json")
+    again = net.secure_sum(job.id, "update.json", 4)
     assert again.weight == job.sum.weight
 
 

@@ -91,7 +91,7 @@ pub(super) async fn secure_sum(
     let sum = state
         .node
         .sums
-        .sum_job(&job, &body.file, &state.node.files)
+        .sum_job(&job, &body.file, body.length, &state.node.files)
         .await?;
     Ok(Json(sum))
 }

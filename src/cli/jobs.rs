@@ -52,8 +52,12 @@ pub struct JobArgs {
     /// (`{"vector": [numbers], "weight": w}` in its outputs): this node
     /// learns Σ w·vector and Σ w, in workspace/gathered/<job-id>/sum.json,
     /// and no site's own vector (`job run` only).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "sum_length")]
     pub secure_sum: Option<String>,
+    /// With --secure-sum: how many numbers each update's vector holds. A
+    /// site only says whether its update fits, never its length.
+    #[arg(long, value_name = "N", requires = "secure_sum")]
+    pub sum_length: Option<u64>,
     /// A file or directory in each target's workspace/public to mount
     /// read-only at /workspace/in/PATH; on this node itself, also
     /// gathered/<job-id> (what it gathered); repeatable.
@@ -285,7 +289,10 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
     };
     let sum = match &args.secure_sum {
         Some(file) => {
-            let body = SecureSumRequest { file: file.clone() };
+            let body = SecureSumRequest {
+                file: file.clone(),
+                length: args.sum_length.unwrap_or_default(),
+            };
             Some(client.secure_sum(&job.id, &body).await?)
         }
         None => None,

@@ -90,12 +90,14 @@ impl Coordinator {
         futures::future::join_all(asks).await
     }
 
-    /// The secure sum of the update file `file` of the sites in `sites`
-    /// (peer and name) that ran task `job_id`.
+    /// The secure sum of the update file `file`, a vector of `entries`
+    /// entries, of the sites in `sites` (peer and name) that ran task
+    /// `job_id`.
     pub async fn run(
         &self,
         job_id: &str,
         file: &str,
+        entries: usize,
         sites: &[(PeerId, String)],
     ) -> Result<SumOutcome, String> {
         let name_of = |peer: &PeerId| {
@@ -109,40 +111,20 @@ impl Coordinator {
         let probe = |_| SaRequest::Probe {
             job_id: job_id.into(),
             file: file.into(),
+            entries: entries as u64,
         };
-        let probed = keep(
+        let participants: Vec<PeerId> = keep(
             self.ask_all(&peers, probe).await,
             "probe",
             &mut dropped,
             &name_of,
-        );
-        let mut lengths: Vec<u64> = probed
-            .iter()
-            .filter_map(|(_, a)| match a {
-                SaResponse::Probed { length } => Some(*length),
-                _ => None,
-            })
-            .collect();
-        lengths.sort();
-        // The length most sites have; the others cannot be summed with it.
-        let length = lengths
-            .chunk_by(|a, b| a == b)
-            .max_by_key(|run| run.len())
-            .map(|run| run[0])
-            .ok_or_else(|| format!("no site could take part: {}", dropped.join("; ")))?;
-        let mut participants = Vec::new();
-        for (peer, answer) in probed {
-            match answer {
-                SaResponse::Probed { length: l } if l == length => participants.push(peer),
-                _ => dropped.push(format!(
-                    "{} (its vector has another length)",
-                    name_of(&peer)
-                )),
-            }
-        }
+        )
+        .into_iter()
+        .filter_map(|(peer, answer)| matches!(answer, SaResponse::Fits).then_some(peer))
+        .collect();
         if participants.len() < MIN_INPUTS {
             return Err(format!(
-                "a secure sum needs {MIN_INPUTS} sites or more with the same update; {} have it ({})",
+                "a secure sum needs {MIN_INPUTS} sites or more with an update of {entries} entries; {} have it ({})",
                 participants.len(),
                 dropped.join("; ")
             ));
@@ -152,7 +134,8 @@ impl Coordinator {
             crate::now_ms(),
             self.local(),
             participants,
-            length as usize,
+            // The weight is summed too, as the last entry.
+            entries + 1,
             FixedPoint::default(),
         )
         .map_err(|e| e.to_string())?;

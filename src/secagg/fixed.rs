@@ -1,8 +1,9 @@
 //! Fixed point in Z/2⁶⁴: a real number x becomes round(x·2^f) as a two's
 //! complement u64, so sums wrap exactly as integers do and the masks, added
-//! mod 2⁶⁴, leave no trace of the encoding. Values are range-checked before
-//! they are encoded: NaN, infinities and anything beyond ±`limit` are
-//! refused, never clipped silently.
+//! mod 2⁶⁴, leave no trace of the encoding. Values beyond ±`limit`
+//! (infinities too) are clipped to it before they are encoded: refusing
+//! them would tell the master that a site's value was out of range, and
+//! an error that named it would tell the value. NaN is refused.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,20 +48,23 @@ impl FixedPoint {
         Ok(())
     }
 
-    /// Encodes one vector; the error names the first bad entry.
+    /// `x` within ±`limit`: the nearest end of the range for a value
+    /// beyond it, infinities included.
+    pub fn clip(&self, x: f64) -> f64 {
+        x.clamp(-self.limit, self.limit)
+    }
+
+    /// Encodes one vector, each entry clipped to ±`limit`. NaN has no
+    /// place in a sum: it is refused, without saying where.
     pub fn encode(&self, values: &[f64]) -> Result<Vec<u64>, SecAggError> {
         let scale = self.scale();
         values
             .iter()
-            .enumerate()
-            .map(|(i, x)| {
-                if !x.is_finite() || x.abs() > self.limit {
-                    return Err(SecAggError::Invalid(format!(
-                        "entry {i} is {x}: every entry must be a finite number within ±{}",
-                        self.limit
-                    )));
+            .map(|x| {
+                if x.is_nan() {
+                    return Err(SecAggError::Invalid("an entry is not a number".into()));
                 }
-                Ok(((x * scale).round() as i64) as u64)
+                Ok(((self.clip(*x) * scale).round() as i64) as u64)
             })
             .collect()
     }
@@ -77,16 +81,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_round_trip_and_bad_ones_are_refused_by_position() {
+    fn values_round_trip_and_out_of_range_ones_are_clipped() {
         let fixed = FixedPoint::default();
         let encoded = fixed.encode(&[1.5, -2.25, 0.0]).unwrap();
         assert_eq!(fixed.decode(&encoded), [1.5, -2.25, 0.0]);
         let sum: Vec<u64> = vec![encoded[0].wrapping_add(encoded[1])];
         assert_eq!(fixed.decode(&sum), [-0.75]);
-        for bad in [f64::NAN, f64::INFINITY, -2e6] {
-            let err = fixed.encode(&[0.0, bad]).unwrap_err().to_string();
-            assert!(err.contains("entry 1"), "{err}");
-        }
+        let clipped = fixed.encode(&[f64::INFINITY, -2e6, 27641994.04]).unwrap();
+        assert_eq!(fixed.decode(&clipped), [1e6, -1e6, 1e6]);
+        let err = fixed.encode(&[0.0, f64::NAN]).unwrap_err().to_string();
+        assert!(!err.contains('1') && err.contains("not a number"), "{err}");
         assert!(FixedPoint {
             frac_bits: 40,
             limit: 1e6

@@ -6,20 +6,33 @@ use std::sync::Arc;
 
 use iris_behaviours::{libp2p::PeerId, TaskState};
 
-use super::{Coordinator, SecureSums, SumOutcome};
+use super::{Coordinator, SecureSums, SumOutcome, MAX_LENGTH};
+
+/// Most numbers in an update's vector: the weight is one more entry.
+const MAX_ENTRIES: usize = MAX_LENGTH;
 use crate::{api_types::Job, files::Files, jobs::JobError, workspace::WorkspacePath};
 
 impl SecureSums {
     /// The secure sum of each succeeded task's `file` (`{"vector": [...],
-    /// "weight": w}`): the sum of wᵢ·vᵢ and of wᵢ, with no site's vector
+    /// "weight": w}`, with `entries` numbers in the vector): the sum of wᵢ·vᵢ and of wᵢ, with no site's vector
     /// seen; kept in `gathered/<id>/sum.json`.
     pub async fn sum_job(
         self: &Arc<Self>,
         job: &Job,
         file: &str,
+        entries: u64,
         files: &Files,
     ) -> Result<SumOutcome, JobError> {
         let id = &job.id;
+        let entries = usize::try_from(entries)
+            .ok()
+            .filter(|n| (1..MAX_ENTRIES).contains(n))
+            .ok_or_else(|| {
+                JobError::Invalid(format!(
+                    "length {entries}: an update's vector holds 1 to {} numbers",
+                    MAX_ENTRIES - 1
+                ))
+            })?;
         if !job.finished() {
             return Err(JobError::Invalid(format!("job {id} has not ended yet")));
         }
@@ -34,7 +47,7 @@ impl SecureSums {
             sites: self.clone(),
         };
         let mut outcome = coordinator
-            .run(id, file, &sites)
+            .run(id, file, entries, &sites)
             .await
             .map_err(JobError::SecureSum)?;
         // Sites whose task did not succeed are not in it either.

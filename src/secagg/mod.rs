@@ -28,6 +28,7 @@ mod participant;
 pub mod site;
 #[cfg(test)]
 mod tests;
+mod update;
 pub mod wire;
 
 pub use aggregator::Aggregator;
@@ -35,6 +36,7 @@ pub use coordinator::{Coordinator, SumOutcome};
 pub use fixed::FixedPoint;
 pub use participant::Participant;
 pub use site::SecureSums;
+pub use update::{read_update, UpdateError};
 
 use iris_behaviours::libp2p::{identity::Keypair, PeerId};
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,8 @@ use sha2::{Digest, Sha256};
 /// At most this many participants: a Shamir share over GF(256) has 255
 /// distinct points.
 pub const MAX_PARTICIPANTS: usize = 255;
+/// Most entries of a vector summed (the weight included): 1 GiB of words.
+pub const MAX_LENGTH: usize = 1 << 27;
 /// Fewer inputs than this are never summed: a sum of two tells each of the
 /// two the other's vector.
 pub const MIN_INPUTS: usize = 3;
@@ -116,7 +120,7 @@ impl Params {
                 MIN_INPUTS.max(n / 2 + 1)
             ));
         }
-        if self.length == 0 || self.length > 1 << 27 {
+        if self.length == 0 || self.length > MAX_LENGTH {
             return invalid(format!("a vector of {} entries", self.length));
         }
         self.fixed.check_sum_of(n)

@@ -12,8 +12,9 @@ use iris_behaviours::{
 use tokio::sync::Mutex;
 
 use super::{
+    update::{check_file, read_update, UpdateError},
     wire::{decode, encode, SaRequest, SaResponse, PAGE_WORDS},
-    Params, Participant, SecAggError, SessionId,
+    FixedPoint, Params, Participant, SecAggError, SessionId,
 };
 use crate::{
     egress::{Egress, Outgoing},
@@ -54,44 +55,6 @@ fn refusal(error: SecAggError) -> Refusal {
     }
 }
 
-/// An update file's name: one plain name in the task's output directory.
-fn check_file(file: &str) -> Result<(), Refusal> {
-    let plain = !file.is_empty()
-        && file.len() <= 255
-        && !file.contains('/')
-        && file != "."
-        && file != ".."
-        && !file.contains('\0');
-    if plain {
-        Ok(())
-    } else {
-        Err(Refusal::invalid(format!(
-            "'{file}' must be a file name in the task's output directory"
-        )))
-    }
-}
-
-/// Reads `{"vector": [numbers], "weight": w}` as the entries summed:
-/// w·vector, then w.
-pub fn read_update(bytes: &[u8]) -> Result<Vec<f64>, String> {
-    #[derive(serde::Deserialize)]
-    struct Update {
-        vector: Vec<f64>,
-        weight: f64,
-    }
-    let update: Update = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not {{\"vector\": [numbers], \"weight\": w}}: {e}"))?;
-    if !update.weight.is_finite() || update.weight < 0.0 {
-        return Err(format!(
-            "the weight {} is not a number of 0 or more",
-            update.weight
-        ));
-    }
-    let mut values: Vec<f64> = update.vector.iter().map(|v| v * update.weight).collect();
-    values.push(update.weight);
-    Ok(values)
-}
-
 impl SecureSums {
     pub fn new(
         keypair: Keypair,
@@ -129,11 +92,19 @@ impl SecureSums {
         })
     }
 
-    /// Reads this node's update for `job_id` from the master `peer`: the
-    /// task must be the master's own, have succeeded, and its outputs may
-    /// go into a secure sum.
-    async fn update_of(&self, peer: PeerId, job_id: &str, file: &str) -> Result<Vec<f64>, Refusal> {
-        check_file(file)?;
+    /// Reads this node's update for `job_id` from the master `peer`, a
+    /// vector of `entries` entries: the task must be the master's own, have
+    /// succeeded, and its outputs may go into a secure sum. What is wrong
+    /// with the file itself is told in the closed words of [`UpdateError`].
+    async fn update_of(
+        &self,
+        peer: PeerId,
+        job_id: &str,
+        file: &str,
+        entries: usize,
+        fixed: &FixedPoint,
+    ) -> Result<Vec<f64>, Refusal> {
+        check_file(file).map_err(|e| e.refusal(file))?;
         let Some((origin, state, release)) = self.runner.task_of(job_id).await else {
             return Err(Refusal::not_found(format!("no task of job {job_id} here")));
         };
@@ -151,26 +122,41 @@ impl SecureSums {
             .secure_sum_allowed(job_id, &release, usize::MAX)
             .map_err(Refusal::forbidden)?;
         let (workspace, relative) = (self.workspace.clone(), Path::new(job_id).join(file));
-        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, UpdateError> {
             use std::io::Read;
-            let file = workspace.area(Area::Outputs)?.open_file(&relative)?;
+            let file = workspace
+                .area(Area::Outputs)
+                .and_then(|outputs| outputs.open_file(&relative))
+                .map_err(|_| UpdateError::NoSuchFile)?;
+            // One byte past the most read: a larger file is not an update.
             let mut bytes = Vec::new();
-            file.take(MAX_UPDATE_BYTES).read_to_end(&mut bytes)?;
+            file.take(MAX_UPDATE_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|_| UpdateError::NotAnUpdate)?;
+            if bytes.len() as u64 > MAX_UPDATE_BYTES {
+                return Err(UpdateError::NotAnUpdate);
+            }
             Ok(bytes)
         })
         .await
-        .map_err(|e| Refusal::failed(e.to_string()))?
-        .map_err(|e| Refusal::invalid(format!("outputs/{job_id}/{file}: {e}")))?;
-        read_update(&bytes).map_err(|e| Refusal::invalid(format!("outputs/{job_id}/{file}: {e}")))
+        .map_err(|_| Refusal::failed("the update could not be read"))?;
+        read.and_then(|bytes| read_update(&bytes, entries, fixed))
+            .map_err(|e| e.refusal(file))
     }
 
     async fn answer(&self, peer: PeerId, request: SaRequest) -> Result<SaResponse, Refusal> {
         match request {
-            SaRequest::Probe { job_id, file } => {
-                let values = self.update_of(peer, &job_id, &file).await?;
-                Ok(SaResponse::Probed {
-                    length: values.len() as u64,
-                })
+            SaRequest::Probe {
+                job_id,
+                file,
+                entries,
+            } => {
+                let entries = usize::try_from(entries)
+                    .map_err(|_| UpdateError::OtherLength.refusal(&file))?;
+                let fixed = FixedPoint::default();
+                self.update_of(peer, &job_id, &file, entries, &fixed)
+                    .await?;
+                Ok(SaResponse::Fits)
             }
             SaRequest::Setup { params, file } => self.setup(peer, params, &file).await,
             SaRequest::Roster { session, roster } => {
@@ -271,14 +257,11 @@ impl SecureSums {
                 "forbidden: a session names its own master",
             ));
         }
-        let values = self.update_of(peer, &params.job_id, file).await?;
-        if values.len() != params.length {
-            return Err(Refusal::invalid(format!(
-                "this node's vector has {} entries (the weight included), the session {}",
-                values.len(),
-                params.length
-            )));
-        }
+        // The session's length counts the weight as an entry.
+        let entries = params.length.saturating_sub(1);
+        let values = self
+            .update_of(peer, &params.job_id, file, entries, &params.fixed)
+            .await?;
         let input = params.fixed.encode(&values).map_err(refusal)?;
         let job_id = params.job_id.clone();
         let (participant, key) = Participant::new(params, &self.keypair).map_err(refusal)?;

@@ -12,8 +12,14 @@ pub const PAGE_WORDS: usize = 512 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SaRequest {
-    /// How long is the vector in `outputs/<job>/<file>`? (It is checked.)
-    Probe { job_id: String, file: String },
+    /// Can `outputs/<job>/<file>` go into a sum of vectors of `entries`
+    /// entries (the weight not counted)? The master says the length, so
+    /// that a site's answer is yes or no, never a length of its choosing.
+    Probe {
+        job_id: String,
+        file: String,
+        entries: u64,
+    },
     /// Join the session: answer with a signed mask key.
     Setup { params: Params, file: String },
     /// The roster of mask keys: share your secrets with each site in it.
@@ -51,9 +57,8 @@ pub const PAGE_BYTES: usize = PAGE_WORDS * 8;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SaResponse {
-    Probed {
-        length: u64,
-    },
+    /// Yes: the file is an update of that length, and may be summed.
+    Fits,
     Key {
         key: SignedMaskKey,
     },

@@ -10,7 +10,7 @@
 //! iris-worker average FILE...                row-weighted average of gradient outputs
 //! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
 //! iris-worker exit N | sleep SECS | tally PATH SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT
-//!                                            probes for tests
+//!   | write NAME TEXT | smuggle PATH NAME      probes for tests
 //! iris-worker fill PATH|- BYTES            writes BYTES zeros to PATH or stdout
 //! iris-worker plant FILE [LINK=TARGET]...   writes FILE in the output directory
 //!                                            and plants links there: an attack,
@@ -141,6 +141,26 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot copy {from}: {e}"))?;
             println!("copied {from} to {name}");
         }
+        "write" => {
+            // Writes TEXT as NAME in the output directory: an update file
+            // of the test's choosing (tests/secure_sum.rs).
+            let (Some(name), Some(text)) = (rest.first(), rest.get(1)) else {
+                return Err(usage());
+            };
+            fs::write(output_dir().join(name), text)
+                .map_err(|e| format!("cannot write {name}: {e}"))?;
+        }
+        "smuggle" => {
+            // Writes PATH's bytes as the "vector" of an update file NAME: a
+            // job that hopes a refusal will quote them (tests/secure_sum.rs).
+            let (Some(from), Some(name)) = (rest.first(), rest.get(1)) else {
+                return Err(usage());
+            };
+            let text = fs::read_to_string(from).map_err(|e| format!("cannot read {from}: {e}"))?;
+            let update = json!({ "weight": 1, "vector": text });
+            fs::write(output_dir().join(name), update.to_string())
+                .map_err(|e| format!("cannot write {name}: {e}"))?;
+        }
         "netifs" => {
             // The container's network interfaces, from the kernel's own list.
             let dev =
@@ -208,7 +228,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 fn usage() -> String {
     "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
-     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | tally PATH SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT \
+     | average FILE... | fit CSV... --target COL | exit N | sleep SECS | tally PATH SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED | netifs | connect HOST:PORT | write NAME TEXT | smuggle PATH NAME \
      | fill PATH|- BYTES | plant FILE [LINK=TARGET]..."
         .into()
 }
