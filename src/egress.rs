@@ -147,6 +147,27 @@ impl Egress {
         }
     }
 
+    /// Whether a task's logs may leave: only when shared (`logs =
+    /// share`), and then only as far as its outputs may. A job can print
+    /// what it could write, so logs never widen the release: under `auto`
+    /// they stream while the task runs, under `review` they wait for the
+    /// owner's release with the outputs, under `aggregate` they never
+    /// leave.
+    pub fn logs_may_leave(&self, job_id: &str, release: &Release) -> Result<(), String> {
+        let name = self.name();
+        let policy = self.policy.get();
+        if policy.logs != LogPolicy::Share {
+            return Err(format!("withheld by {name}'s policy (logs = withhold)"));
+        }
+        match (&policy.release, release) {
+            (ReleasePolicy::Aggregate, _) | (_, Release::AggregateOnly) => Err(format!(
+                "withheld by {name}'s policy: no log leaves under release = aggregate"
+            )),
+            (ReleasePolicy::Auto, Release::Pending) => Ok(()),
+            _ => self.outputs_may_leave(job_id, release),
+        }
+    }
+
     /// Whether a task's outputs may go into a secure sum that unmasks only
     /// with `threshold` inputs or more: under `auto` and `aggregate`, with
     /// at least the owner's `min_aggregate`; never while held for review.
@@ -214,7 +235,7 @@ impl Egress {
 
     /// Applies the policy to `what`, on its way to `to`, and records it in
     /// the audit log (on disk) before it may go. `release` is where the
-    /// task's outputs stand (ignored for logs and exec output).
+    /// task's outputs stand (ignored for exec output).
     pub async fn pass(
         &self,
         to: PeerId,
@@ -258,13 +279,10 @@ impl Egress {
                 stderr,
             } => {
                 let policy = self.policy.get();
-                if policy.logs != LogPolicy::Share {
+                if let Err(why) = self.logs_may_leave(job_id, release) {
                     stdout.clear();
                     stderr.clear();
-                    return Err(Refusal::forbidden(format!(
-                        "withheld by {}'s policy (logs = withhold)",
-                        self.name()
-                    )));
+                    return Err(Refusal::forbidden(why));
                 }
                 // The cap counts what already left, from the offsets.
                 let mut room = policy

@@ -327,6 +327,57 @@ async fn logs_are_withheld_unless_shared_and_then_capped() {
     assert_eq!(more[0]["stdout"], "", "the cap counts what already left");
 }
 
+/// `logs = share` shares logs only as far as the release lets outputs
+/// out: under `aggregate` never (the job could print its data), under
+/// `review` only once bob's owner released the task's outputs.
+#[tokio::test]
+async fn shared_logs_follow_the_release_mode() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    bob.set_policy("logs", "share");
+    let leak = ["/iris-worker", "cat", "/workspace/private/data.csv"];
+    let logs_of = |id: String| async move {
+        let (code, logs) = alice
+            .get(&format!("/v1/jobs/{id}/logs?node=bob"))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{logs}");
+        logs[0].clone()
+    };
+
+    bob.set_policy("release", "aggregate");
+    let id = submit(alice, job_body("bob", &leak)).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let logs = logs_of(id.clone()).await;
+    assert_eq!(logs["stdout"], "", "{logs}");
+    assert!(
+        logs["withheld"]
+            .as_str()
+            .unwrap()
+            .contains("release = aggregate"),
+        "{logs}"
+    );
+
+    bob.set_policy("release", "review");
+    let id = submit(alice, job_body("bob", &leak)).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let logs = logs_of(id.clone()).await;
+    assert_eq!(logs["stdout"], "", "{logs}");
+    assert!(
+        logs["withheld"]
+            .as_str()
+            .unwrap()
+            .contains("held for review"),
+        "{logs}"
+    );
+    bob.owner(&["releases", "approve", &id]);
+    let logs = logs_of(id.clone()).await;
+    assert!(
+        logs["stdout"].as_str().unwrap().starts_with("x,y"),
+        "{logs}"
+    );
+}
+
 #[tokio::test]
 async fn sessions_and_networks_are_refused_unless_bobs_owner_allows_them() {
     let nodes = data_network(&["alice", "bob"]).await;
