@@ -364,6 +364,11 @@ min_aggregate = {min_aggregate}
 # With logs = "share": the most bytes of a task's logs (stdout and stderr
 # together) that leave this node.
 max_shared_log_bytes = {max_shared_log_bytes}
+# Under release = "review" or "aggregate": the most tasks from other nodes
+# that run on one dataset (or on private/ as a whole) in any hour. Each
+# tells the master whether it succeeded and a class of its time, a few bits
+# (docs/security.md); the cap bounds how many an hour.
+max_tasks_per_hour = {max_tasks_per_hour}
 # Image digests approved ahead of time, each pinned to the content it had
 # when approved (`iris policy allow-image NAME`, `iris policy revoke-image`):
 # [[policy.approved]]
@@ -377,6 +382,7 @@ max_shared_log_bytes = {max_shared_log_bytes}
             logs = word(&p.logs),
             min_aggregate = p.min_aggregate,
             max_shared_log_bytes = p.max_shared_log_bytes,
+            max_tasks_per_hour = p.max_tasks_per_hour,
         );
         for image in &p.approved {
             text += &format!(

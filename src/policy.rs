@@ -80,6 +80,10 @@ pub struct PolicyConfig {
     /// With `logs = "share"`: the most of a task's logs (stdout and stderr
     /// together) that leave.
     pub max_shared_log_bytes: u64,
+    /// Under `release = review | aggregate`: the most tasks from other
+    /// nodes that run on one dataset (or `private/` as a whole) in any
+    /// hour, each of which tells the master a few bits.
+    pub max_tasks_per_hour: u32,
     /// Image digests approved ahead of time.
     pub approved: Vec<ApprovedImage>,
 }
@@ -94,6 +98,7 @@ impl Default for PolicyConfig {
             logs: LogPolicy::default(),
             min_aggregate: 3,
             max_shared_log_bytes: 1 << 20,
+            max_tasks_per_hour: 240,
             approved: Vec::new(),
         }
     }
@@ -108,6 +113,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("logs", "withhold|share"),
     ("min_aggregate", "a number, 2 or more"),
     ("max_shared_log_bytes", "a number of bytes"),
+    ("max_tasks_per_hour", "a number, 1 or more"),
 ];
 
 impl PolicyConfig {
@@ -137,6 +143,10 @@ impl PolicyConfig {
                     .map_err(|_| format!("policy {key}: '{value}' is too large"))?
             }
             "max_shared_log_bytes" => self.max_shared_log_bytes = number(0)?,
+            "max_tasks_per_hour" => {
+                self.max_tasks_per_hour = u32::try_from(number(1)?)
+                    .map_err(|_| format!("policy {key}: '{value}' is too large"))?
+            }
             _ => {
                 let keys: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
                 return Err(format!(
@@ -164,6 +174,9 @@ impl PolicyConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.min_aggregate < 2 {
             return Err("policy.min_aggregate must be 2 or more".into());
+        }
+        if self.max_tasks_per_hour < 1 {
+            return Err("policy.max_tasks_per_hour must be 1 or more".into());
         }
         for image in &self.approved {
             let hex = image.digest.strip_prefix("sha256:").unwrap_or("");

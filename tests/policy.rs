@@ -378,6 +378,55 @@ async fn shared_logs_follow_the_release_mode() {
     );
 }
 
+/// A master who tries, under `release = review`: its job's exit code, its
+/// error and its exact time are what it could encode the data in. While
+/// the outputs are held, bob tells only whether the task succeeded, and
+/// its times in classes (the start to the second, the end at a power of
+/// two seconds after it).
+#[tokio::test]
+async fn a_held_task_tells_the_master_only_whether_it_succeeded() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    bob.set_policy("release", "review");
+    let id = submit(alice, job_body("bob", &["/iris-worker", "exit", "77"])).await;
+    let job = wait_job(alice, &id).await;
+    let task = &job["tasks"]["bob"];
+    assert_eq!(task["state"], "failed", "{job}");
+    assert!(task["exit_code"].is_null(), "{job}");
+    assert!(!task["error"].to_string().contains("77"), "{job}");
+    // bob's owner sees it all.
+    let audit: Value = serde_json::from_str(&bob.owner(&["audit", "--json"])).unwrap();
+    let ended = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["type"] == "task_ended" && e["event"]["job_id"] == id.as_str())
+        .expect("a task_ended entry");
+    assert_eq!(ended["event"]["exit_code"], 77);
+
+    let id = submit(alice, job_body("bob", &["/iris-worker", "sleep", "1.3"])).await;
+    let job = wait_job(alice, &id).await;
+    let task = &job["tasks"]["bob"];
+    assert_eq!(task["state"], "succeeded", "{job}");
+    let (started, finished) = (
+        task["started_ms"].as_u64().unwrap(),
+        task["finished_ms"].as_u64().unwrap(),
+    );
+    assert_eq!(started % 1000, 0, "{job}");
+    assert!([2000, 4000].contains(&(finished - started)), "{job}");
+    assert!(
+        task["held"].as_str().unwrap().contains("held for review"),
+        "{job}"
+    );
+
+    // Each task tells a few bits: bob's owner caps how many an hour.
+    bob.set_policy("max_tasks_per_hour", "2");
+    let id = submit(alice, job_body("bob", &["/iris-worker", "exit", "0"])).await;
+    let job = wait_job(alice, &id).await;
+    let error = job["tasks"]["bob"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("at most 2 tasks an hour"), "{job}");
+}
+
 #[tokio::test]
 async fn sessions_and_networks_are_refused_unless_bobs_owner_allows_them() {
     let nodes = data_network(&["alice", "bob"]).await;

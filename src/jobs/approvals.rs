@@ -69,6 +69,19 @@ impl TaskRunner {
             self.record(decide(Decided::Denied, reason.clone())).await?;
             return Err(Refusal::forbidden(reason));
         }
+        if policy.release != ReleasePolicy::Auto {
+            let dataset = spec.dataset.as_deref().unwrap_or("private/");
+            let cap = policy.max_tasks_per_hour;
+            if let Err(next) = self.hourly.take(dataset, cap, crate::now_ms()) {
+                let reason = format!(
+                    "refused by {name}'s policy: at most {cap} tasks an hour from other nodes on \
+                     {dataset} (max_tasks_per_hour); the next may start in {} s",
+                    next.saturating_sub(crate::now_ms()).div_ceil(1000)
+                );
+                self.record(decide(Decided::Denied, reason.clone())).await?;
+                return Err(Refusal::new(iris_behaviours::RefusalKind::Busy, reason));
+            }
+        }
         if policy.images == ImagePolicy::Any {
             self.record(decide(Decided::Approved, "images = any".into()))
                 .await?;

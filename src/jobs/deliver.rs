@@ -37,6 +37,7 @@ impl Jobs {
                 origin,
                 report,
                 failures,
+                not_before_ms,
             } = delivery.clone();
             if origin == self.local() {
                 let job = self.store.apply(origin, report.clone()).await;
@@ -47,6 +48,10 @@ impl Jobs {
             let jobs = self.clone();
             let retry = retry.clone();
             tokio::spawn(async move {
+                let wait = not_before_ms.saturating_sub(crate::now_ms());
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
                 // Not in a network (yet: a restarting node delivers before
                 // it has rejoined) counts as a failed attempt.
                 let client = jobs.membership.client();

@@ -8,9 +8,11 @@
 
 mod approvals;
 mod deliver;
+mod hourly_cap;
 mod results;
 pub mod runner;
 pub mod store;
+mod told;
 
 use std::{sync::Arc, time::Duration};
 

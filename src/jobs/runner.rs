@@ -55,6 +55,9 @@ pub struct Delivery {
     pub report: TaskReport,
     /// Earlier attempts that failed.
     pub failures: u32,
+    /// Not sent before this time (ms since the epoch): a held task's end
+    /// is told at the end of its class of time, not when it came.
+    pub not_before_ms: u64,
 }
 
 pub struct TaskRunner {
@@ -77,6 +80,9 @@ pub struct TaskRunner {
     cancels: Mutex<HashMap<String, (PeerId, watch::Sender<bool>)>>,
     /// Tasks awaiting the owner's approval, each with where to send it.
     pub(super) verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    /// Tasks from other nodes per dataset in the last hour, for the
+    /// owner's `max_tasks_per_hour`.
+    pub(super) hourly: super::hourly_cap::HourlyCap,
     deliveries: mpsc::UnboundedSender<Delivery>,
     /// Held across every read-modify-write of a `task.json`: the task's own
     /// updates and the delivery receipts race, and a receipt must never
@@ -112,6 +118,7 @@ impl TaskRunner {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             cancels: Mutex::new(HashMap::new()),
             verdicts: Mutex::new(HashMap::new()),
+            hourly: Default::default(),
             deliveries,
             files: tokio::sync::Mutex::new(()),
         })
@@ -174,11 +181,30 @@ impl TaskRunner {
             let _files = self.files.lock().await;
             self.save(task).await;
         }
-        let _ = self.deliveries.send(Delivery {
+        let _ = self.deliveries.send(self.delivery(task));
+    }
+
+    /// A task's report on its way to its origin: as it is to this node
+    /// itself, as the owner's policy lets it be told to any other.
+    fn delivery(&self, task: &TaskFile) -> Delivery {
+        let told = if task.origin == self.local {
+            super::told::Told {
+                report: task.report.clone(),
+                not_before_ms: 0,
+            }
+        } else {
+            let held = self
+                .egress
+                .outputs_may_leave(&task.spec.job_id, &task.release)
+                .err();
+            super::told::told(&task.report, held, self.egress.policy().node_name())
+        };
+        Delivery {
             origin: task.origin,
-            report: task.report.clone(),
+            report: told.report,
             failures: 0,
-        });
+            not_before_ms: told.not_before_ms,
+        }
     }
 
     /// Marks a report as received by its origin, so a restart does not
@@ -186,7 +212,7 @@ impl TaskRunner {
     pub async fn delivered(&self, report: &TaskReport) {
         let _files = self.files.lock().await;
         if let Some(mut task) = self.load(&report.job_id).await {
-            if task.report == *report {
+            if task.report == *report || self.delivery(&task).report == *report {
                 task.delivered = true;
                 self.save(&task).await;
             }
@@ -453,6 +479,11 @@ impl TaskRunner {
                 tracing::warn!(job = %job_id, "ignoring a task directory without a readable task.json");
                 continue;
             };
+            // The hour's cap counts the tasks from before the restart.
+            if task.origin != self.local {
+                let dataset = task.spec.dataset.as_deref().unwrap_or("private/");
+                self.hourly.count(dataset, task.requested_ms);
+            }
             // A task that ended before this node had a policy: its outputs
             // wait for the owner rather than leave on old terms.
             if task.report.state.is_terminal()
@@ -474,11 +505,7 @@ impl TaskRunner {
                 }
                 TaskState::Queued | TaskState::AwaitingApproval => self.start(task),
                 _ if !task.delivered => {
-                    let _ = self.deliveries.send(Delivery {
-                        origin: task.origin,
-                        report: task.report,
-                        failures: 0,
-                    });
+                    let _ = self.deliveries.send(self.delivery(&task));
                 }
                 _ => {}
             }
