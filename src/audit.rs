@@ -116,6 +116,12 @@ pub enum AuditEvent {
     },
     /// The owner changed the policy.
     PolicyChanged { change: String },
+    /// This log begins: at `iris init`, or when the owner started a new
+    /// one knowingly (`iris audit new`), after what became of the old one.
+    LogStarted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
     /// A task's output left, masked, as an input of a secure sum: the sum
     /// unmasks only with `threshold` of the `participants` inputs in it.
     Contribution {
@@ -187,6 +193,12 @@ fn seal(seq: u64, at_ms: u64, prev: &str, event: &AuditEvent) -> String {
 pub enum AuditError {
     #[error("audit log line {line}: {reason}")]
     Broken { line: u64, reason: String },
+    #[error(
+        "{path} is missing: a node keeps its audit log from `iris init` on, so it was deleted \
+         or moved. Restore it; or, to start a new log knowingly (the peers will see that the \
+         old one is gone), run `iris audit new --dir DIR` with the node stopped"
+    , path = .path.display())]
+    Missing { path: PathBuf },
     #[error("audit log {path}: {source}")]
     Io {
         path: PathBuf,
@@ -201,6 +213,67 @@ pub struct ChainHead {
     pub head: String,
 }
 
+impl ChainHead {
+    /// The head of a log with no entry.
+    fn genesis() -> Self {
+        Self {
+            entries: 0,
+            head: GENESIS.into(),
+        }
+    }
+}
+
+/// The line that appends `event` after `head`, and the head after it.
+fn sealed(head: &ChainHead, event: AuditEvent) -> (Vec<u8>, ChainHead) {
+    let seq = head.entries + 1;
+    let at_ms = crate::now_ms();
+    let hash = seal(seq, at_ms, &head.head, &event);
+    let entry = AuditEntry {
+        seq,
+        at_ms,
+        prev: head.head.clone(),
+        event,
+        hash: hash.clone(),
+    };
+    let mut line = serde_json::to_vec(&entry).expect("entries serialize");
+    line.push(b'\n');
+    (
+        line,
+        ChainHead {
+            entries: seq,
+            head: hash,
+        },
+    )
+}
+
+/// Appends one whole line to the log and syncs it; `new`: the log must
+/// not exist yet, otherwise it must.
+fn write_line(path: &Path, line: &[u8], new: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create_new(new)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(line)?;
+    file.sync_data()
+}
+
+/// Appends the bytes of a torn last line to `<path>.torn`, synced.
+fn keep_torn(path: &Path, torn: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut name = path.as_os_str().to_owned();
+    name.push(".torn");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(name)?;
+    file.write_all(torn)?;
+    file.write_all(b"\n")?;
+    file.sync_data()
+}
+
 /// The log of one node: appends go one at a time, each fsynced.
 pub struct AuditLog {
     path: PathBuf,
@@ -210,36 +283,71 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (or starts) the log at `path`. A last line cut short by a
-    /// crash was never acknowledged, and is dropped; otherwise the chain
-    /// goes on from the last line, whatever its state (verify says).
+    /// Starts the log at `path` with its first entry, unless there is one
+    /// already, which it opens (`iris init`).
+    pub fn create(path: PathBuf, after: Option<String>) -> Result<Self, AuditError> {
+        if path.exists() {
+            return Self::open(path);
+        }
+        let (line, head) = sealed(&ChainHead::genesis(), AuditEvent::LogStarted { after });
+        write_line(&path, &line, true).map_err(|source| AuditError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            published: tokio::sync::watch::Sender::new(head.clone()),
+            head: tokio::sync::Mutex::new(head),
+        })
+    }
+
+    /// Opens the log at `path`, which must be there. A last line cut short
+    /// by a crash was never acknowledged: it goes to `audit.log.torn`
+    /// (kept, not lost) and the chain goes on from the line before. A last
+    /// whole line that is not an entry stops the node: going on would
+    /// start a second chain, silently.
     pub fn open(path: PathBuf) -> Result<Self, AuditError> {
         let io = |source| AuditError::Io {
             path: path.clone(),
             source,
         };
-        let mut head = ChainHead {
-            entries: 0,
-            head: GENESIS.into(),
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(AuditError::Missing { path })
+            }
+            Err(e) => return Err(io(e)),
         };
-        if let Ok(bytes) = std::fs::read(&path) {
-            let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            if complete < bytes.len() {
-                tracing::warn!("dropping a partial last line of {}", path.display());
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io)?;
-                file.set_len(complete as u64).map_err(io)?;
-            }
-            if let Some(last) = bytes[..complete].split(|b| *b == b'\n').rev().nth(1) {
-                if let Ok(entry) = serde_json::from_slice::<AuditEntry>(last) {
-                    head = ChainHead {
-                        entries: entry.seq,
-                        head: entry.hash,
-                    };
-                }
-            }
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if complete < bytes.len() {
+            tracing::warn!(
+                "moving a partial last line of {} to {}.torn",
+                path.display(),
+                path.display()
+            );
+            keep_torn(&path, &bytes[complete..]).map_err(io)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io)?;
+            file.set_len(complete as u64).map_err(io)?;
+            file.sync_data().map_err(io)?;
+        }
+        let whole = &bytes[..complete];
+        let mut head = ChainHead::genesis();
+        if let Some(last) = whole.split(|b| *b == b'\n').rev().nth(1) {
+            let entry =
+                serde_json::from_slice::<AuditEntry>(last).map_err(|_| AuditError::Broken {
+                    line: whole.iter().filter(|b| **b == b'\n').count() as u64,
+                    reason: "the last line is not an audit entry, and this node will not start a \
+                         second chain after it. Move audit.log aside (keep it: it is the record) \
+                         and run `iris audit new --dir DIR`, or repair the line"
+                        .into(),
+                })?;
+            head = ChainHead {
+                entries: entry.seq,
+                head: entry.hash,
+            };
         }
         Ok(Self {
             path,
@@ -262,42 +370,21 @@ impl AuditLog {
         self.head.lock().await.clone()
     }
 
-    /// Appends `event`; returns once it is on disk.
+    /// Appends `event`; returns once it is on disk. A log that was
+    /// deleted under a running node is not started again: the append
+    /// fails, and with it whatever it was to record.
     pub async fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
         let mut head = self.head.lock().await;
-        let seq = head.entries + 1;
-        let at_ms = crate::now_ms();
-        let hash = seal(seq, at_ms, &head.head, &event);
-        let entry = AuditEntry {
-            seq,
-            at_ms,
-            prev: head.head.clone(),
-            event,
-            hash: hash.clone(),
-        };
-        let mut line = serde_json::to_vec(&entry).expect("entries serialize");
-        line.push(b'\n');
+        let (line, next) = sealed(&head, event);
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&path)?;
-            file.write_all(&line)?;
-            file.sync_data()
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        .map_err(|source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        *head = ChainHead {
-            entries: seq,
-            head: hash,
-        };
+        tokio::task::spawn_blocking(move || write_line(&path, &line, false))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|source| AuditError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        *head = next;
         self.published.send_replace(head.clone());
         Ok(())
     }
@@ -395,24 +482,24 @@ mod tests {
     async fn a_chain_verifies_and_any_edit_deletion_or_reordering_is_found() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let log = AuditLog::open(path.clone()).unwrap();
+        let log = AuditLog::create(path.clone(), None).unwrap();
         for i in 1..=5 {
             log.append(event(i)).await.unwrap();
         }
         let head = verify(&path).unwrap();
         assert_eq!(head, log.head().await);
-        assert_eq!(head.entries, 5);
+        assert_eq!(head.entries, 6, "the log's start, then 5 entries");
         // A reopened log goes on where it was.
         let again = AuditLog::open(path.clone()).unwrap();
         again.append(event(6)).await.unwrap();
-        assert_eq!(verify(&path).unwrap().entries, 6);
+        assert_eq!(verify(&path).unwrap().entries, 7);
         let good = lines(&path);
 
         let write = |lines: &[String]| std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         let mut edited = good.clone();
-        edited[2] = edited[2].replace("\"bytes\":3", "\"bytes\":300");
+        edited[3] = edited[3].replace("\"bytes\":3", "\"bytes\":300");
         write(&edited);
-        assert_eq!(broken_at(&path), 3);
+        assert_eq!(broken_at(&path), 4);
         let mut deleted = good.clone();
         deleted.remove(3);
         write(&deleted);
@@ -425,21 +512,51 @@ mod tests {
         assert_eq!(
             verify(&path).unwrap().entries,
             5,
-            "a cut tail still verifies"
+            "a cut tail still verifies (the map's head catches it)"
         );
     }
 
     #[tokio::test]
-    async fn a_line_cut_short_by_a_crash_is_dropped_at_open() {
+    async fn a_line_cut_short_by_a_crash_is_kept_aside_and_the_chain_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let log = AuditLog::open(path.clone()).unwrap();
+        let log = AuditLog::create(path.clone(), None).unwrap();
         log.append(event(1)).await.unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes.extend_from_slice(b"{\"seq\":2,\"at_");
+        bytes.extend_from_slice(b"{\"seq\":3,\"at_");
         std::fs::write(&path, bytes).unwrap();
         let log = AuditLog::open(path.clone()).unwrap();
         log.append(event(2)).await.unwrap();
-        assert_eq!(verify(&path).unwrap().entries, 2);
+        assert_eq!(verify(&path).unwrap().entries, 3);
+        let torn = std::fs::read_to_string(dir.path().join("audit.log.torn")).unwrap();
+        assert_eq!(torn, "{\"seq\":3,\"at_\n");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_last_line_or_a_missing_log_stops_the_node_instead_of_a_second_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::create(path.clone(), None).unwrap();
+        log.append(event(1)).await.unwrap();
+        let mut damaged = lines(&path);
+        damaged[1] = "{\"seq\":2, garbage".into();
+        std::fs::write(&path, damaged.join("\n") + "\n").unwrap();
+        let Err(AuditError::Broken { line: 2, reason }) = AuditLog::open(path.clone()) else {
+            panic!("a damaged last line must stop the open");
+        };
+        assert!(reason.contains("iris audit new"), "{reason}");
+        assert_eq!(lines(&path), damaged, "the damaged log is left as it is");
+
+        std::fs::remove_file(&path).unwrap();
+        let missing = AuditLog::open(path.clone())
+            .err()
+            .expect("a missing log is refused");
+        assert!(missing.to_string().contains("is missing"), "{missing}");
+        // Deleted under a running node: the next append fails, and no new
+        // chain starts.
+        let log = AuditLog::create(path.clone(), None).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(log.append(event(2)).await.is_err());
+        assert!(!path.exists());
     }
 }

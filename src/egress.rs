@@ -363,7 +363,7 @@ mod tests {
     use crate::policy::PolicyConfig;
 
     fn gate(dir: &std::path::Path, policy: PolicyConfig) -> Arc<Egress> {
-        let audit = Arc::new(AuditLog::open(dir.join("audit.log")).unwrap());
+        let audit = Arc::new(AuditLog::create(dir.join("audit.log"), None).unwrap());
         let policy = Policy::new("bob".into(), Box::new(|_| Ok(())), policy, audit.clone());
         Egress::new(policy, audit)
     }

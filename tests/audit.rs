@@ -114,3 +114,76 @@ async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit
         "{said}"
     );
 }
+
+/// `iris audit verify` fails where there is no node or no log; a node
+/// whose log was deleted does not start a new one silently, and `iris
+/// audit new` starts one knowingly, keeping what was there.
+#[test]
+fn a_missing_or_damaged_log_is_never_replaced_silently() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = iris(&["audit", "verify", "--dir", empty.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node in"));
+
+    let node = TestNode::init("bob");
+    let dir = node.dir_str();
+    assert!(iris(&["audit", "verify", "--dir", dir]).status.success());
+    let log = node.dir.join("audit.log");
+    std::fs::remove_file(&log).unwrap();
+    let out = iris(&["audit", "verify", "--dir", dir]);
+    assert!(!out.status.success(), "a deleted log must not verify");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is missing"));
+
+    // The node refuses to start without it.
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_iris"))
+        .args(["run", "--dir", dir])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            run.kill().unwrap();
+            panic!("a node without its audit log started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(said.contains("iris audit new"), "{said}");
+
+    // A damaged last line: kept aside by `audit new`, which starts a log
+    // that says so.
+    std::fs::write(&log, "{\"seq\":1, garbage\n").unwrap();
+    let out = iris(&["audit", "new", "--dir", dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept: Vec<_> = std::fs::read_dir(&node.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".damaged"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(kept[0].path()).unwrap(),
+        "{\"seq\":1, garbage\n"
+    );
+    assert!(iris(&["audit", "verify", "--dir", dir]).status.success());
+    let out = iris(&["audit", "--json", "--dir", dir]);
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries[0]["event"]["type"], "log_started");
+    assert!(entries[0]["event"]["after"]
+        .as_str()
+        .unwrap()
+        .contains("damaged"));
+    // A whole log is not replaced.
+    assert!(!iris(&["audit", "new", "--dir", dir]).status.success());
+}

@@ -1,40 +1,45 @@
 //! `iris audit [verify]`: the node's audit log, read from its file. It
 //! needs no running daemon, so the owner can check it on a stopped node.
 
+use std::path::Path;
+
+use anyhow::Context;
 use clap::Subcommand;
 
 use super::{
     output::{header, print_json, print_table},
     NodeDir, Output,
 };
-use crate::audit::{self, AuditEvent};
+use crate::{
+    audit::{self, AuditEvent},
+    config::CONFIG_FILE,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain; exit 1 with the first bad line if it was altered.
+    /// Check the hash chain; exit 1 with the first bad line if it was
+    /// altered, and if there is no node or no log.
     Verify {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Start a new log, knowingly, when the old one is missing or its last
+    /// line is damaged: the old one is kept as audit.log.<time>.damaged,
+    /// and the new one's first entry says so. Peers see that the old chain
+    /// is gone. Run it with the node stopped.
+    New {
         #[command(flatten)]
         dir: NodeDir,
     },
 }
 
 pub fn audit(command: Option<AuditCommand>, dir: &NodeDir, output: &Output) -> anyhow::Result<()> {
-    if let Some(AuditCommand::Verify { dir }) = command {
-        let path = dir.dir.join("audit.log");
-        return match audit::verify(&path) {
-            Ok(head) => {
-                println!(
-                    "the audit log verifies: {} entries, head {}",
-                    head.entries, head.head
-                );
-                Ok(())
-            }
-            Err(e) => {
-                eprintln!("the audit log does NOT verify: {e}");
-                std::process::exit(1);
-            }
-        };
+    match command {
+        Some(AuditCommand::Verify { dir }) => return verify(&dir.dir),
+        Some(AuditCommand::New { dir }) => return start_new(&dir.dir),
+        None => {}
     }
+    node_at(&dir.dir)?;
     let entries = audit::read(&dir.dir.join("audit.log"))?;
     if output.json {
         return print_json(&entries);
@@ -51,6 +56,69 @@ pub fn audit(command: Option<AuditCommand>, dir: &NodeDir, output: &Output) -> a
         ]);
     }
     print_table(&rows);
+    Ok(())
+}
+
+/// The node in `dir`, or why there is none.
+fn node_at(dir: &Path) -> anyhow::Result<()> {
+    if !dir.join(CONFIG_FILE).exists() {
+        return Err(crate::config::ConfigError::Missing { dir: dir.into() }.into());
+    }
+    Ok(())
+}
+
+/// `iris audit verify`: exit 1 unless there is a node and its whole log
+/// verifies.
+fn verify(dir: &Path) -> anyhow::Result<()> {
+    node_at(dir)?;
+    let path = dir.join("audit.log");
+    let checked = if path.exists() {
+        audit::verify(&path)
+    } else {
+        Err(audit::AuditError::Missing { path })
+    };
+    match checked {
+        Ok(head) => {
+            println!(
+                "the audit log verifies: {} entries, head {}",
+                head.entries, head.head
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("the audit log does NOT verify: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `iris audit new`: a new log after a missing or damaged one, which is
+/// kept; refused while the log is whole.
+fn start_new(dir: &Path) -> anyhow::Result<()> {
+    node_at(dir)?;
+    let path = dir.join("audit.log");
+    let after = if path.exists() {
+        let problem = match audit::AuditLog::open(path.clone()) {
+            Err(e) => e.to_string(),
+            Ok(_) => anyhow::bail!(
+                "{} is whole (its last line is an entry): there is nothing to replace; \
+                 `iris audit verify` checks the rest",
+                path.display()
+            ),
+        };
+        let kept = dir.join(format!("audit.log.{}.damaged", crate::now_ms()));
+        std::fs::rename(&path, &kept)
+            .with_context(|| format!("cannot move {} aside", path.display()))?;
+        println!("kept the old log as {}", kept.display());
+        format!(
+            "the old log was damaged ({problem}); kept as {}",
+            kept.display()
+        )
+    } else {
+        "there was no audit.log".to_string()
+    };
+    audit::AuditLog::create(path.clone(), Some(after))?;
+    println!("started a new audit log at {}", path.display());
     Ok(())
 }
 
@@ -176,6 +244,11 @@ fn describe(event: &AuditEvent) -> (&'static str, String, String) {
             format!("{bytes} bytes (sha256 {sha256}) to {to}"),
         ),
         AuditEvent::PolicyChanged { change } => ("policy", "-".into(), change.clone()),
+        AuditEvent::LogStarted { after } => (
+            "log_started",
+            "-".into(),
+            after.clone().unwrap_or_else(|| "the node was made".into()),
+        ),
         AuditEvent::Contribution {
             job_id,
             session,

@@ -87,6 +87,9 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
         std::fs::Permissions::from_mode(0o750),
     )?;
 
+    // The audit log starts with the node: from now on a missing log was
+    // deleted, and the node will not start without it.
+    crate::audit::AuditLog::create(dir.join("audit.log"), None)?;
     let store = Store::new(dir);
     store.clear_membership()?;
     store.create_secrets()?;

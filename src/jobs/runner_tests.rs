@@ -40,7 +40,7 @@ fn runner() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<TaskRunner>) {
         Some("unix:///nonexistent/docker.sock"),
     ));
     let (deliveries, _queue) = mpsc::unbounded_channel();
-    let audit = Arc::new(AuditLog::open(tmp.path().join("audit.log")).unwrap());
+    let audit = Arc::new(AuditLog::create(tmp.path().join("audit.log"), None).unwrap());
     let policy = crate::policy::Policy::new(
         "test".into(),
         Box::new(|_| Ok(())),
