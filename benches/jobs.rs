@@ -110,7 +110,12 @@ async fn main() {
         std::fs::write(node.dir.join("workspace/private/data.csv"), &csv).unwrap();
         assert!(node.cli(&["images", "load", worker_tar()]).status.success());
         // Each site's owner approves the image once, as the testnet does.
-        node.owner(&["policy", "allow-image", "iris-worker:latest"]);
+        node.owner(&[
+            "policy",
+            "allow-image",
+            "iris-worker:latest",
+            "--whole-image",
+        ]);
     }
     let scratch = tempfile::tempdir().unwrap();
     let outs: Vec<_> = (0..3)

@@ -57,7 +57,12 @@ async fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
         for node in &nodes[1..] {
-            node.owner(&["policy", "allow-image", "iris-worker:latest"]);
+            node.owner(&[
+                "policy",
+                "allow-image",
+                "iris-worker:latest",
+                "--whole-image",
+            ]);
         }
         for &m in &lengths {
             let body = json!({"image": "iris-worker:latest", "on": "all", "memory_mb": 1024,

@@ -396,6 +396,12 @@ pub struct PolicyImage {
     /// `revoke`, which takes back every approval of the image).
     #[serde(default)]
     pub dataset: Option<String>,
+    /// What may run from it (`allow-image`, where it is required):
+    /// `{"match": "prefix", "argv": ["/iris-worker", "stats"]}`, `{"match":
+    /// "exact", "argv": [...]}`, or `{"match": "any"}` for every command
+    /// in the image.
+    #[serde(default)]
+    pub command: Option<crate::policy::CommandRule>,
 }
 
 /// A task from another node waiting for the owner's approval.
@@ -423,7 +429,8 @@ pub struct PendingApproval {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Approve {
-    /// Also approve the image's digest for later jobs.
+    /// Also approve, for later jobs, the image's digest with exactly this
+    /// task's command: what the owner was shown, not the whole image.
     #[serde(default)]
     pub always: bool,
 }

@@ -374,6 +374,8 @@ max_tasks_per_hour = {max_tasks_per_hour}
 # [[policy.approved]]
 # digest = "sha256:..."
 # name = "iris-worker:latest"
+# command = {{ match = "prefix", argv = ["/iris-worker", "stats"] }}
+#   (or match = "exact": only that command; match = "any": the whole image)
 "#,
             images = word(&p.images),
             network = word(&p.network),
@@ -392,6 +394,9 @@ max_tasks_per_hour = {max_tasks_per_hour}
             if let Some(dataset) = &image.dataset {
                 text += &format!("dataset = {dataset:?}\n");
             }
+            // An inline table, its strings quoted as TOML quotes them.
+            let command = toml::Value::try_from(&image.command).expect("rules serialize");
+            text += &format!("command = {command}\n");
         }
         text
     }
@@ -425,6 +430,9 @@ mod tests {
             digest: format!("sha256:{}", "ab".repeat(32)),
             name: "iris-worker:latest".into(),
             dataset: Some("heart".into()),
+            command: crate::policy::CommandRule::Prefix {
+                argv: vec!["/iris-worker".into(), "st\"ats\u{1b}]".into()],
+            },
         });
         let back: NodeConfig = toml::from_str(&config.to_commented_toml()).unwrap();
         assert_eq!(back.policy, config.policy);

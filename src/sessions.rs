@@ -176,8 +176,10 @@ impl Sessions {
                     argv: argv.clone(),
                 };
                 self.record(requested).await?;
-                // Refused before it runs if its output could not leave.
+                // Refused before it runs if its output could not leave,
+                // or if the owner did not approve this command.
                 self.egress.exec_allowed()?;
+                self.command_approved(&name, &argv).await?;
                 let answer = self.exec_here(&name, argv, timeout_ms).await?;
                 if let ControlResponse::Exec { stdout, stderr, .. } = &answer {
                     let output = Outgoing::Exec {
@@ -243,12 +245,13 @@ impl Sessions {
         } else if policy.images == ImagePolicy::Approve
             && image_id
                 .as_deref()
-                .and_then(|id| policy.approved(id))
+                .and_then(|id| policy.approved_for(id, None, &spec.argv))
                 .is_none()
         {
             Some(format!(
-                "refused by {node}'s policy: image {} is not approved here, and a session \
-                 runs only an image approved ahead of time (iris policy allow-image)",
+                "refused by {node}'s policy: image {} with this command is not approved here, \
+                 and a session runs only an image and command approved ahead of time \
+                 (iris policy allow-image)",
                 spec.image
             ))
         } else {
@@ -271,6 +274,28 @@ impl Sessions {
             Some(reason) => Err(Refusal::forbidden(reason)),
             None => Ok(image_id),
         }
+    }
+
+    /// Whether the owner approved `argv` for the image the session `name`
+    /// runs: an approval of the image is one of its commands, not all.
+    async fn command_approved(&self, name: &str, argv: &[String]) -> Result<(), Refusal> {
+        let policy = self.egress.policy().get();
+        if policy.images != ImagePolicy::Approve {
+            return Ok(());
+        }
+        let image_id = self
+            .executor
+            .session_image(name)
+            .await
+            .map_err(executor_refusal)?;
+        if policy.approved_for(&image_id, None, argv).is_some() {
+            return Ok(());
+        }
+        let node = self.egress.policy().node_name();
+        Err(Refusal::forbidden(format!(
+            "refused by {node}'s policy: this command is not approved for the session's image \
+             (iris policy allow-image)"
+        )))
     }
 
     async fn create_here(&self, name: &str, spec: TaskSpec) -> Result<(), Refusal> {

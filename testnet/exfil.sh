@@ -77,25 +77,24 @@ exfil() {
   attempt "unapproved image copies private/ to its outputs" "$tmp/1.out" \
     "$(first_line "^gathered |not approved|denied" "$tmp/1.out")"
 
-  say "2. the approved image copies the private shard to its outputs"
-  [ "$open" -eq 1 ] || as_owner "$site" policy set release review
-  on "$master" job run --json --image "$worker" --on "$site" --gather --memory 32m --timeout 30s -- \
+  say "2. the approved image runs a command $site's owner never approved: it copies the shard out"
+  # The owner approved the worker's gradient, stats and sleep; the same
+  # image also holds a copy command.
+  on "$master" job run --json --image "$worker" --on "$site" --gather --memory 32m --timeout 8s -- \
     /iris-worker copy /workspace/private/shard/shard.csv leak.csv >"$tmp/2.out" 2>&1 || true
-  id=$(json_field id <"$tmp/2.out")
+  id=$(json_field id <"$tmp/2.out" || true)
   # Asked for by name, too.
-  on "$master" files get --from "$site" "outputs/$id/leak.csv" >>"$tmp/2.out" 2>&1 || true
-  [ "$open" -eq 1 ] || as_owner "$site" releases deny "$id" --reason "raw rows"
-  [ "$open" -eq 1 ] || as_owner "$site" policy set release auto
-  attempt "approved image copies private/ to its outputs" "$tmp/2.out" \
-    "$(first_line 'gathered/[^"]*leak|held for review|forbidden' "$tmp/2.out" | tr -s ' "')"
+  [ -z "$id" ] || on "$master" files get --from "$site" "outputs/$id/leak.csv" >>"$tmp/2.out" 2>&1 || true
+  attempt "approved image, unapproved command copies private/" "$tmp/2.out" \
+    "$(first_line 'gathered/[^"]*leak|not approved|forbidden' "$tmp/2.out" | tr -s ' "')"
 
   say "3. the approved image prints the private shard to its logs"
-  out=$(on "$master" job run --json --image "$worker" --on "$site" --memory 32m --timeout 30s -- \
+  out=$(on "$master" job run --json --image "$worker" --on "$site" --memory 32m --timeout 8s -- \
     /iris-worker cat /workspace/private/shard/shard.csv 2>&1) || true
-  id=$(json_field id <<<"$out")
-  on "$master" job logs "$id" >"$tmp/3.out" 2>&1 || true
+  id=$(json_field id <<<"$out" || true)
+  { echo "$out"; [ -z "$id" ] || on "$master" job logs "$id"; } >"$tmp/3.out" 2>&1 || true
   attempt "logs carry private rows" "$tmp/3.out" \
-    "$(first_line "withheld|$site|x1" "$tmp/3.out")"
+    "$(first_line "not approved|withheld|x1" "$tmp/3.out")"
 
   say "4. a session on $site, and a command in it that prints the shard"
   on "$master" container create --on "$site" --image "$worker" --name exfil >"$tmp/4.out" 2>&1 || true

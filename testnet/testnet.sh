@@ -272,13 +272,16 @@ up() {
     with_key "${nodes[$i]}" network join "$id@/ip4/$base.$((10 + i - 1))/tcp/7000/p2p/$peer"
   done
   wait_until 30 all_alive "${nodes[@]}" >/dev/null || die "the nodes did not all see each other alive"
-  # A site runs another node's job only with an image its owner approved:
-  # here each owner approves the worker ahead of time, pinned to its digest.
-  # Everything else stays as the default policy has it.
-  say "each site's owner approves $worker on their own node"
+  # A site runs another node's job only with an image and a command its
+  # owner approved: here each owner approves, ahead of time and pinned to
+  # the worker's digest, the three commands the demo and the drills run
+  # (with any arguments). Everything else stays as the default policy has it.
+  say "each site's owner approves what $worker may run on their own node"
   for node in "${nodes[@]:1}"; do
-    echo "   [$node's owner] iris policy allow-image $worker"
-    on "$node" policy allow-image "$worker" | grep -F "$worker" | sed 's/^/   /'
+    for command in gradient stats sleep; do
+      echo "   [$node's owner] iris policy allow-image $worker --prefix -- /iris-worker $command"
+      on "$node" policy allow-image "$worker" --prefix -- /iris-worker "$command" >/dev/null
+    done
   done
   # Each owner declares the shard as a dataset: its card (schema, rounded
   # row count, a synthetic mock sample) goes on the map; the rows stay.

@@ -156,6 +156,7 @@ async fn an_image_approved_for_one_dataset_runs_on_it_and_waits_elsewhere() {
         "iris-worker:latest",
         "--dataset",
         "heart",
+        "--whole-image",
     ]);
     wait_for("bob's card at alice", DEADLINE, || async {
         (!listed(alice, "").await.is_empty()).then_some(())

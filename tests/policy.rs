@@ -101,6 +101,39 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
     assert_eq!(wait_job(alice, &fourth).await["state"], "succeeded");
     let policy: Value = serde_json::from_str(&bob.owner(&["policy", "--json"])).unwrap();
     assert_eq!(policy["approved"][0]["name"], "iris-worker:latest");
+    assert_eq!(policy["approved"][0]["command"]["match"], "exact");
+    // What the owner approved is that command, not the image: the same
+    // image's copy of private/ waits for the owner like any new request.
+    let copy = [
+        "/iris-worker",
+        "copy",
+        "/workspace/private/data.csv",
+        "p.csv",
+    ];
+    let sneaked = submit(alice, job_body("bob", &copy)).await;
+    awaiting(alice, &sneaked).await;
+    bob.owner(&["approvals", "deny", &sneaked, "--reason", "raw rows"]);
+    let job = wait_job(alice, &sneaked).await;
+    assert_eq!(job["tasks"]["bob"]["state"], "failed", "{job}");
+    // A prefix approves a named entrypoint with any arguments, and no other.
+    bob.owner(&[
+        "policy",
+        "allow-image",
+        "iris-worker:latest",
+        "--prefix",
+        "--",
+        "/iris-worker",
+        "stats",
+    ]);
+    let other_file = ["/iris-worker", "stats", "/workspace/private/other.csv"];
+    let id = submit(alice, job_body("bob", &other_file)).await;
+    assert_ne!(
+        wait_job(alice, &id).await["tasks"]["bob"]["state"],
+        "awaiting_approval"
+    );
+    let sneaked = submit(alice, job_body("bob", &copy)).await;
+    awaiting(alice, &sneaked).await;
+    bob.owner(&["approvals", "deny", &sneaked]);
 
     // Revoked: it waits again; alice gives up on it.
     bob.owner(&["policy", "revoke-image", "iris-worker:latest"]);

@@ -94,6 +94,37 @@ async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
         "/workspace/private/x",
     ]);
     assert!(!out.status.success());
+    // What bob's owner approves is commands, in sessions too: with only
+    // `/iris-worker stats ...` approved, a `cat` of private/ is refused.
+    nodes[1].owner(&["policy", "revoke-image", "iris-worker:latest"]);
+    nodes[1].owner(&[
+        "policy",
+        "allow-image",
+        "iris-worker:latest",
+        "--prefix",
+        "--",
+        "/iris-worker",
+        "stats",
+    ]);
+    let exec_on_bob = |argv: &[&str]| {
+        let mut args = vec!["container", "exec", "--on", "bob", "--name", &name, "--"];
+        args.extend_from_slice(argv);
+        nodes[0].cli(&args)
+    };
+    let out = exec_on_bob(&["/iris-worker", "cat", "/workspace/private/data.csv"]);
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("not approved"),
+        "{said}"
+    );
+    assert!(!said.contains("x,y"), "{said}");
+    let out = exec_on_bob(&["/iris-worker", "stats", "/workspace/private/data.csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A slave cannot use another node's container.
     let (code, answers) = nodes[1]
         .post(

@@ -275,8 +275,21 @@ class Network:
     def set_policy(self, key: str, value: str) -> dict:
         return self._call("POST", "/v1/policy", {"key": key, "value": value})
 
-    def allow_image(self, image: str, dataset: Optional[str] = None) -> dict:
-        return self._call("POST", "/v1/policy/images", {"image": image, "dataset": dataset})
+    def allow_image(self, image: str, argv: Optional[list[str]] = None, match: str = "prefix",
+                    dataset: Optional[str] = None) -> dict:
+        """Approves `image`, pinned to its digest, with what may run from it:
+        commands that start with `argv` (match="prefix"), exactly `argv`
+        (match="exact"), or every command in the image (match="any", no argv)."""
+        if match == "any":
+            if argv:
+                raise ValueError('match="any" approves every command: give no argv')
+            command: dict = {"match": "any"}
+        else:
+            if not argv:
+                raise ValueError(f'match="{match}" needs argv: the command approved')
+            command = {"match": match, "argv": list(argv)}
+        body = {"image": image, "dataset": dataset, "command": command}
+        return self._call("POST", "/v1/policy/images", body)
 
     def revoke_image(self, image: str) -> dict:
         return self._call("POST", "/v1/policy/images/revoke", {"image": image})

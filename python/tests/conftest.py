@@ -110,7 +110,7 @@ def lab(tmp_path_factory):
             node.net.add_dataset("shard", "private/shard", tags=["regression"],
                                  description="y = 3 x1 - 2 x2 + 1", rows_bucket=10, mock_rows=10)
         for node in nodes[1:]:
-            node.net.allow_image(WORKER)
+            node.net.allow_image(WORKER, match="any")
         wait_for("every card at alice", lambda: len(nodes[0].net.datasets()) == 3)
         yield {node.name: node for node in nodes}
     finally:

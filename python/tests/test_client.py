@@ -133,10 +133,12 @@ def test_the_owner_approves_denies_and_releases(lab):
         wait_for("the second request", lambda: any(a["id"] == second.id for a in bob.approvals()))
         bob.deny(second.id, reason="not this code")
         assert alice.job(second.id, wait=30).tasks["bob"].error == "denied by bob: not this code"
-        bob.allow_image(WORKER, dataset="shard")
-        assert bob.policy()["approved"][0]["dataset"] == "shard"
+        bob.allow_image(WORKER, ["/iris-worker", "stats"], dataset="shard")
+        approved = bob.policy()["approved"][0]
+        assert approved["dataset"] == "shard"
+        assert approved["command"] == {"match": "prefix", "argv": ["/iris-worker", "stats"]}
     finally:
-        bob.allow_image(WORKER)
+        bob.allow_image(WORKER, match="any")
 
     bob.set_policy("release", "review")
     try:

@@ -67,24 +67,30 @@ pub(super) async fn allow_image(
     if let Some(dataset) = &body.dataset {
         iris_behaviours::validate_name("dataset name", dataset).map_err(PolicyError::Invalid)?;
     }
+    let command = body.command.clone().ok_or_else(|| {
+        PolicyError::Invalid(
+            "say what may run from the image: command {\"match\": \"prefix\" or \"exact\", \
+             \"argv\": [...]}, or {\"match\": \"any\"} for every command in it"
+                .into(),
+        )
+    })?;
+    command.validate().map_err(PolicyError::Invalid)?;
     let approved = ApprovedImage {
         digest: digest.clone(),
         name: body.image.clone(),
         dataset: body.dataset.clone(),
+        command,
     };
-    let change = match &body.dataset {
-        Some(dataset) => format!(
-            "approved image {} ({digest}) for dataset {dataset}",
-            body.image
-        ),
-        None => format!("approved image {} ({digest})", body.image),
-    };
+    let change = format!("approved image {approved}");
     let policy = state
         .node
         .policy
         .change(change, |p| {
-            p.approved
-                .retain(|a| !(a.digest == approved.digest && a.dataset == approved.dataset));
+            p.approved.retain(|a| {
+                !(a.digest == approved.digest
+                    && a.dataset == approved.dataset
+                    && a.command == approved.command)
+            });
             p.approved.push(approved);
             Ok(())
         })

@@ -11,21 +11,27 @@ use super::{
 use crate::{
     api_types::{Approve, Deny, PolicyImage, PolicyView, SetPolicy},
     config::word,
-    policy::SETTINGS,
+    policy::{CommandRule, SETTINGS},
 };
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Change one setting, at once: images approve|any, network deny|allow,
     /// sessions deny|allow, release auto|review|aggregate, logs
-    /// withhold|share, min_aggregate N, max_shared_log_bytes N.
+    /// withhold|share, min_aggregate N, max_shared_log_bytes N,
+    /// max_tasks_per_hour N.
     Set {
         #[command(flatten)]
         dir: NodeDir,
         key: String,
         value: String,
     },
-    /// Approve an image ahead of time, pinned to the digest it has now.
+    /// Approve an image ahead of time, pinned to the digest it has now,
+    /// with the commands it may run: `--prefix -- /iris-worker stats`
+    /// (that command with any arguments), `--exact -- ARGV...` (only
+    /// that), or `--whole-image` (every program in the image: only for
+    /// an image you trust as a whole).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["prefix", "exact", "whole_image"])))]
     AllowImage {
         #[command(flatten)]
         dir: NodeDir,
@@ -34,6 +40,18 @@ pub enum PolicyCommand {
         /// Only for jobs that read this dataset (--on dataset:NAME).
         #[arg(long)]
         dataset: Option<String>,
+        /// Commands that start with the words after `--`.
+        #[arg(long, requires = "argv")]
+        prefix: bool,
+        /// Exactly the command after `--`.
+        #[arg(long)]
+        exact: bool,
+        /// Every command in the image, whatever it does.
+        #[arg(long, conflicts_with = "argv")]
+        whole_image: bool,
+        /// The command, after `--`.
+        #[arg(last = true, value_name = "ARGV")]
+        argv: Vec<String>,
     },
     /// Take back an approval, by the name it was approved under or its digest.
     RevokeImage {
@@ -96,15 +114,30 @@ pub async fn policy(
             dir,
             image,
             dataset,
+            prefix,
+            exact,
+            whole_image: _,
+            argv,
         }) => {
-            dir.client()?
-                .allow_image(&PolicyImage { image, dataset })
-                .await?
+            let command = if prefix {
+                CommandRule::Prefix { argv }
+            } else if exact {
+                CommandRule::Exact { argv }
+            } else {
+                CommandRule::Any
+            };
+            let body = PolicyImage {
+                image,
+                dataset,
+                command: Some(command),
+            };
+            dir.client()?.allow_image(&body).await?
         }
         Some(PolicyCommand::RevokeImage { dir, image }) => {
             let all = PolicyImage {
                 image,
                 dataset: None,
+                command: None,
             };
             dir.client()?.revoke_image(&all).await?
         }
@@ -125,6 +158,7 @@ fn print_policy(policy: &PolicyView) {
             "release" => word(&policy.release),
             "logs" => word(&policy.logs),
             "min_aggregate" => policy.min_aggregate.to_string(),
+            "max_tasks_per_hour" => policy.max_tasks_per_hour.to_string(),
             _ => policy.max_shared_log_bytes.to_string(),
         }
     };
@@ -138,9 +172,14 @@ fn print_policy(policy: &PolicyView) {
         println!("approved images: none");
         return;
     }
-    let mut rows = vec![header(&["APPROVED IMAGE", "DIGEST"])];
+    let mut rows = vec![header(&["APPROVED IMAGE", "MAY RUN", "DATASET", "DIGEST"])];
     for image in &policy.approved {
-        rows.push(vec![image.name.clone(), image.digest.clone()]);
+        rows.push(vec![
+            image.name.clone(),
+            image.command.to_string(),
+            image.dataset.clone().unwrap_or_else(|| "any".into()),
+            image.digest.clone(),
+        ]);
     }
     print_table(&rows);
 }

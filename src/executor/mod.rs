@@ -315,6 +315,15 @@ impl Executor {
         Ok(())
     }
 
+    /// The image id a session's container was made from.
+    pub async fn session_image(&self, name: &str) -> Result<String, ExecutorError> {
+        let docker = self.docker()?;
+        let container = docker
+            .inspect_container(&self.session_container(name), None)
+            .await?;
+        Ok(container.image.unwrap_or_default())
+    }
+
     /// Runs `argv` in a session (as an array, no shell) and collects up to
     /// `limit` bytes of each stream.
     pub async fn exec(

@@ -13,7 +13,7 @@ use crate::{
     api_types::{PendingApproval, PendingRelease},
     audit::{AuditEvent, DecidedBy, Verdict as Decided},
     egress::Release,
-    policy::{Allowance, ApprovedImage, ImagePolicy, PolicyError, ReleasePolicy},
+    policy::{Allowance, ApprovedImage, CommandRule, ImagePolicy, PolicyError, ReleasePolicy},
 };
 
 impl TaskRunner {
@@ -95,14 +95,8 @@ impl TaskRunner {
             self.record(decide(Decided::Denied, reason.clone())).await?;
             return Err(Refusal::forbidden(reason));
         };
-        if let Some(approved) = policy.approved_for(&id, spec.dataset.as_deref()) {
-            let reason = match &approved.dataset {
-                Some(dataset) => format!(
-                    "digest approved ahead of time as {}, for dataset {dataset}",
-                    approved.name
-                ),
-                None => format!("digest approved ahead of time as {}", approved.name),
-            };
+        if let Some(approved) = policy.approved_for(&id, spec.dataset.as_deref(), &spec.argv) {
+            let reason = format!("approved ahead of time: {approved}");
             self.record(decide(Decided::Approved, reason)).await?;
             return Ok(Some(Some(id)));
         }
@@ -327,25 +321,21 @@ impl TaskRunner {
         if approve && always {
             // A task that read one dataset approves its image for that
             // dataset only.
+            // Exactly what the owner was shown: this digest, this command.
             let approved = ApprovedImage {
                 digest: image_id.clone(),
                 name: task.spec.image.clone(),
                 dataset: task.spec.dataset.clone(),
+                command: CommandRule::Exact {
+                    argv: task.spec.argv.clone(),
+                },
             };
-            let change = match &approved.dataset {
-                Some(dataset) => format!(
-                    "approved image {} ({image_id}) for dataset {dataset}",
-                    task.spec.image
-                ),
-                None => format!("approved image {} ({image_id})", task.spec.image),
-            };
+            let change = format!("approved image {approved}");
             let added = self
                 .egress
                 .policy()
                 .change(change, |p| {
-                    if p.approved_for(&approved.digest, approved.dataset.as_deref())
-                        .is_none()
-                    {
+                    if !p.approved.contains(&approved) {
                         p.approved.push(approved);
                     }
                     Ok(())

@@ -467,7 +467,12 @@ impl TestNode {
 pub async fn data_network(names: &[&str]) -> Vec<TestNode> {
     let nodes = unapproved_data_network(names).await;
     for node in &nodes {
-        node.owner(&["policy", "allow-image", "iris-worker:latest"]);
+        node.owner(&[
+            "policy",
+            "allow-image",
+            "iris-worker:latest",
+            "--whole-image",
+        ]);
     }
     nodes
 }

@@ -10,6 +10,9 @@
 //! "auto"`), unless the owner chooses to review them or to let them leave
 //! only through secure aggregation.
 
+mod command_rule;
+
+pub use command_rule::CommandRule;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditLog};
@@ -54,7 +57,8 @@ pub enum LogPolicy {
     Share,
 }
 
-/// An image digest the owner approved, and the name it was approved under.
+/// An image digest the owner approved with the commands it may run, and
+/// the name it was approved under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovedImage {
@@ -64,6 +68,19 @@ pub struct ApprovedImage {
     /// Approved for this dataset's jobs only; none: for any job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
+    /// What may run from it.
+    #[serde(default)]
+    pub command: CommandRule,
+}
+
+impl std::fmt::Display for ApprovedImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}), {}", self.name, self.digest, self.command)?;
+        if let Some(dataset) = &self.dataset {
+            write!(f, ", for dataset {dataset}")?;
+        }
+        Ok(())
+    }
 }
 
 /// `[policy]` of `iris.toml`.
@@ -158,16 +175,19 @@ impl PolicyConfig {
         Ok(())
     }
 
-    /// The approval of an image id for any job, if any.
-    pub fn approved(&self, digest: &str) -> Option<&ApprovedImage> {
-        self.approved_for(digest, None)
-    }
-
-    /// The approval of an image id for a task reading `dataset` (or the
-    /// whole private area, for none): one for any job, or for that dataset.
-    pub fn approved_for(&self, digest: &str, dataset: Option<&str>) -> Option<&ApprovedImage> {
+    /// An approval that lets `argv` run from image id `digest` in a task
+    /// reading `dataset` (or the whole private area, for none): one for
+    /// any job, or for that dataset.
+    pub fn approved_for(
+        &self,
+        digest: &str,
+        dataset: Option<&str>,
+        argv: &[String],
+    ) -> Option<&ApprovedImage> {
         self.approved.iter().find(|a| {
-            a.digest == digest && (a.dataset.is_none() || a.dataset.as_deref() == dataset)
+            a.digest == digest
+                && (a.dataset.is_none() || a.dataset.as_deref() == dataset)
+                && a.command.allows(argv)
         })
     }
 
@@ -179,6 +199,10 @@ impl PolicyConfig {
             return Err("policy.max_tasks_per_hour must be 1 or more".into());
         }
         for image in &self.approved {
+            image
+                .command
+                .validate()
+                .map_err(|e| format!("policy.approved {}: {e}", image.name))?;
             let hex = image.digest.strip_prefix("sha256:").unwrap_or("");
             if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(format!(
