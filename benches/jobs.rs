@@ -45,7 +45,7 @@ fn docker_run(private: &Path, out: &Path) -> Command {
     .arg("-v")
     .arg(format!("{}:/workspace/out", out.display()))
     .args([
-        "iris-worker:latest",
+        "iris-probe:latest",
         "/iris-worker",
         "stats",
         "/workspace/private/data.csv",
@@ -60,7 +60,7 @@ fn iris_run(node: &TestNode, on: &str) -> Command {
             "job",
             "run",
             "--image",
-            "iris-worker:latest",
+            "iris-probe:latest",
             "--on",
             on,
             // A run that cannot finish fails the benchmark instead of hanging it.
@@ -108,12 +108,12 @@ async fn main() {
     }
     for node in &nodes {
         std::fs::write(node.dir.join("workspace/private/data.csv"), &csv).unwrap();
-        assert!(node.cli(&["images", "load", worker_tar()]).status.success());
+        assert!(node.cli(&["images", "load", probe_tar()]).status.success());
         // Each site's owner approves the image once, as the testnet does.
         node.owner(&[
             "policy",
             "allow-image",
-            "iris-worker:latest",
+            "iris-probe:latest",
             "--whole-image",
         ]);
     }

@@ -50,7 +50,7 @@ async fn main() {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let nodes = network(&refs, KEY).await;
         let master = &nodes[0];
-        let out = master.cli(&["images", "load", worker_tar()]);
+        let out = master.cli(&["images", "load", probe_tar()]);
         assert!(
             out.status.success(),
             "{}",
@@ -60,12 +60,12 @@ async fn main() {
             node.owner(&[
                 "policy",
                 "allow-image",
-                "iris-worker:latest",
+                "iris-probe:latest",
                 "--whole-image",
             ]);
         }
         for &m in &lengths {
-            let body = json!({"image": "iris-worker:latest", "on": "all", "memory_mb": 1024,
+            let body = json!({"image": "iris-probe:latest", "on": "all", "memory_mb": 1024,
                               "argv": ["/iris-worker", "update", m.to_string(), "1"]});
             let id = submit(master, body).await;
             let job = wait_job(master, &id).await;

@@ -26,6 +26,10 @@ exfil() {
   [ "${1:-}" = --open ] && open=1
   [ ${#nodes[@]} -ge 2 ] || die "exfil needs 2 nodes or more (testnet.sh up 3)"
   local site=${nodes[1]} shard hash row out tmp id
+  # The master's image of choice: the worker with the probes that read,
+  # copy and print private data (docker/build-images.sh builds it).
+  local probe=iris-probe:latest
+  docker image inspect "$probe" >/dev/null 2>&1 || die "no $probe image: run docker/build-images.sh"
   shard="$data/$site/workspace/private/shard/shard.csv"
   hash=$(sha256sum <"$shard" | cut -d' ' -f1)
   row=$(sed -n 3p "$shard")
@@ -69,7 +73,7 @@ exfil() {
 
   say "1. an image $site's owner never approved copies the private shard to its outputs"
   # A different digest from the approved worker: the same program, relabelled.
-  printf 'FROM %s\nLABEL iris.drill=exfil\n' "$worker" >"$tmp/Dockerfile"
+  printf 'FROM %s\nLABEL iris.drill=exfil\n' "$probe" >"$tmp/Dockerfile"
   out=$(docker build -q --label "iris.testnet=$data" -t iris-exfil:latest "$tmp" 2>&1) ||
     die "cannot build the drill's image: $out"
   on "$master" job run --image iris-exfil:latest --on "$site" --gather --memory 32m --timeout 8s -- \
@@ -77,10 +81,11 @@ exfil() {
   attempt "unapproved image copies private/ to its outputs" "$tmp/1.out" \
     "$(first_line "^gathered |not approved|denied" "$tmp/1.out")"
 
-  say "2. the approved image runs a command $site's owner never approved: it copies the shard out"
-  # The owner approved the worker's gradient, stats and sleep; the same
-  # image also holds a copy command.
-  on "$master" job run --json --image "$worker" --on "$site" --gather --memory 32m --timeout 8s -- \
+  say "2. an image $site's owner approved for stats runs another of its commands: it copies the shard out"
+  # The owner read a stats request and approved the image's stats command;
+  # the same image also holds a copy command.
+  [ "$open" -eq 1 ] || as_owner "$site" policy allow-image "$probe" --prefix -- /iris-worker stats
+  on "$master" job run --json --image "$probe" --on "$site" --gather --memory 32m --timeout 8s -- \
     /iris-worker copy /workspace/private/shard/shard.csv leak.csv >"$tmp/2.out" 2>&1 || true
   id=$(json_field id <"$tmp/2.out" || true)
   # Asked for by name, too.
@@ -89,7 +94,7 @@ exfil() {
     "$(first_line 'gathered/[^"]*leak|not approved|forbidden' "$tmp/2.out" | tr -s ' "')"
 
   say "3. the approved image prints the private shard to its logs"
-  out=$(on "$master" job run --json --image "$worker" --on "$site" --memory 32m --timeout 8s -- \
+  out=$(on "$master" job run --json --image "$probe" --on "$site" --memory 32m --timeout 8s -- \
     /iris-worker cat /workspace/private/shard/shard.csv 2>&1) || true
   id=$(json_field id <<<"$out" || true)
   { echo "$out"; [ -z "$id" ] || on "$master" job logs "$id"; } >"$tmp/3.out" 2>&1 || true
@@ -97,7 +102,7 @@ exfil() {
     "$(first_line "not approved|withheld|x1" "$tmp/3.out")"
 
   say "4. a session on $site, and a command in it that prints the shard"
-  on "$master" container create --on "$site" --image "$worker" --name exfil >"$tmp/4.out" 2>&1 || true
+  on "$master" container create --on "$site" --image "$probe" --name exfil >"$tmp/4.out" 2>&1 || true
   on "$master" container exec --on "$site" --name exfil -- \
     /iris-worker cat /workspace/private/shard/shard.csv >>"$tmp/4.out" 2>&1 || true
   on "$master" container rm --on "$site" --name exfil >/dev/null 2>&1 || true
@@ -105,7 +110,7 @@ exfil() {
 
   say "5. a job that asks for a network, to send the shard anywhere"
   # It only lists its network interfaces: given a network, it could send.
-  on "$master" job run --image "$worker" --on "$site" --network bridge --memory 32m --timeout 30s -- \
+  on "$master" job run --image "$probe" --on "$site" --network bridge --memory 32m --timeout 30s -- \
     /iris-worker netifs >"$tmp/5.out" 2>&1 || true
   local refused=0
   grep -q "network = deny" "$tmp/5.out" && refused=1
@@ -119,6 +124,7 @@ exfil() {
     as_owner "$site" policy set sessions deny
     as_owner "$site" policy set network deny
   fi
+  [ "$open" -eq 1 ] || as_owner "$site" policy revoke-image "$probe"
   docker rmi iris-exfil:latest >/dev/null 2>&1 || true
   rm -rf "$tmp"
 

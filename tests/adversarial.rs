@@ -82,7 +82,7 @@ async fn a_member_that_never_answers_fails_its_task_within_a_minute() {
     let (code, job) = alice
         .post(
             "/v1/jobs",
-            serde_json::json!({"image": "iris-worker:latest", "on": "mallory", "argv": ["/iris-worker", "exit", "0"]}),
+            serde_json::json!({"image": "iris-probe:latest", "on": "mallory", "argv": ["/iris-worker", "exit", "0"]}),
         )
         .await;
     assert_eq!(code, 201, "{job}");
@@ -273,7 +273,7 @@ async fn a_shipped_tar_cannot_retag_an_image_the_node_has() {
     // This test's own tag and images (the nodes share one engine).
     let tag = format!("iris-retag-{}:latest", iris::store::random_hex(4));
     let other = format!("{tag}-other");
-    let dockerfile = "FROM iris-worker:latest\nLABEL iris.test=retag\n";
+    let dockerfile = "FROM iris-probe:latest\nLABEL iris.test=retag\n";
     assert!(docker(
         &["build", "-q", "-t", &other, "-"],
         Some(dockerfile)
@@ -282,7 +282,7 @@ async fn a_shipped_tar_cannot_retag_an_image_the_node_has() {
     let tar = alice.dir.join("retag.tar");
     assert!(docker(&["save", &tag, "-o", tar.to_str().unwrap()], None));
     // Here the tag names the worker; the tar says it names the other image.
-    assert!(docker(&["tag", "iris-worker:latest", &tag], None));
+    assert!(docker(&["tag", "iris-probe:latest", &tag], None));
     let meant = image_id(&tag);
 
     let out = alice.cli(&["images", "push", tar.to_str().unwrap(), "--to", "bob"]);

@@ -49,7 +49,7 @@ async fn a_site_records_the_request_the_end_and_each_release_and_detects_an_edit
         .map(|e| e["event"]["change"].as_str().unwrap())
         .collect();
     assert!(
-        changes[0].starts_with("approved image iris-worker:latest (sha256:")
+        changes[0].starts_with("approved image iris-probe:latest (sha256:")
             && changes[1] == "logs = share",
         "{changes:?}"
     );

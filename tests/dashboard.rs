@@ -95,7 +95,7 @@ async fn the_dashboard_shows_the_network_runs_a_job_and_lets_the_owner_approve()
     // A job typed into the form runs, and its task's exit and logs show.
     browser.click("a[data-page='jobs']").await;
     browser
-        .type_into("#job-form input[name='image']", "iris-worker:latest")
+        .type_into("#job-form input[name='image']", "iris-probe:latest")
         .await;
     browser
         .type_into("#job-form input[name='argv']", &STATS.join(" "))

@@ -91,7 +91,7 @@ async fn owners_declare_datasets_and_every_member_finds_them() {
         "--on",
         "dataset:heart",
         "--image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--",
         "/iris-worker",
         "stats",
@@ -153,7 +153,7 @@ async fn an_image_approved_for_one_dataset_runs_on_it_and_waits_elsewhere() {
     bob.owner(&[
         "policy",
         "allow-image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--dataset",
         "heart",
         "--whole-image",

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use iris::executor::{DataMount, Executor, TaskLimits, TaskSpec, TaskState, Workspace};
 use serde_json::Value;
 
-const WORKER_TAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");
+const WORKER_TAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-probe.tar");
 
 struct Setup {
     _tmp: tempfile::TempDir,
@@ -58,7 +58,7 @@ impl Setup {
     fn spec(&self, argv: &[&str]) -> TaskSpec {
         TaskSpec {
             job_id: format!("job-{}", iris::store::random_hex(4)),
-            image: "iris-worker:latest".into(),
+            image: "iris-probe:latest".into(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: vec![],
             network: None,
@@ -205,7 +205,7 @@ async fn an_unreachable_engine_is_reported_not_fatal() {
     let (_cancel, rx) = tokio::sync::watch::channel(false);
     let spec = TaskSpec {
         job_id: "j".into(),
-        image: "iris-worker:latest".into(),
+        image: "iris-probe:latest".into(),
         argv: vec![],
         env: vec![],
         network: None,
@@ -241,7 +241,7 @@ async fn a_corrupt_image_tar_is_a_clear_error() {
         .await
         .unwrap()
         .iter()
-        .any(|i| i.tags.contains(&"iris-worker:latest".to_string())));
+        .any(|i| i.tags.contains(&"iris-probe:latest".to_string())));
 }
 
 /// Before, a job ran as the workspace's owner, which is root when root owns
@@ -270,7 +270,7 @@ async fn a_job_never_runs_as_root_and_its_image_id_is_recorded() {
             "inspect",
             "--format",
             "{{.Id}}",
-            "iris-worker:latest",
+            "iris-probe:latest",
         ])
         .output()
         .unwrap();

@@ -230,7 +230,7 @@ async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
     // An image tag of this test's own, in a tar only alice has.
     let tag = format!("iris-ship-{}:latest", iris::store::random_hex(4));
     assert!(std::process::Command::new("docker")
-        .args(["tag", "iris-worker:latest", &tag])
+        .args(["tag", "iris-probe:latest", &tag])
         .status()
         .unwrap()
         .success());
@@ -326,7 +326,7 @@ async fn an_image_tar_is_loaded_once_even_while_a_load_is_slow() {
         .await;
     let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
     node.forward_events(events).await;
-    let out = node.cli(&["images", "load", worker_tar()]);
+    let out = node.cli(&["images", "load", probe_tar()]);
     assert!(
         out.status.success(),
         "{}",

@@ -57,7 +57,7 @@ async fn a_wait_blocks_until_the_job_ends_and_job_run_idles_while_it_waits() {
     // `job run` waits without spinning: bash's `times` gives the CPU its
     // children used. A tight polling loop burns about as long as the job.
     let script = format!(
-        "{IRIS} job run --image iris-worker:latest --on alice -- /iris-worker sleep 4 >/dev/null && times"
+        "{IRIS} job run --image iris-probe:latest --on alice -- /iris-worker sleep 4 >/dev/null && times"
     );
     let out = std::process::Command::new("bash")
         .args(["-c", &script])

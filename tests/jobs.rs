@@ -16,7 +16,7 @@ async fn the_master_runs_the_worker_on_every_node_against_its_own_private_data()
         "job",
         "run",
         "--image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--on",
         "all",
         "--",
@@ -62,7 +62,7 @@ async fn exit_codes_timeouts_and_cancel_are_reported() {
         "job",
         "run",
         "--image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--on",
         "bob",
         "--",
@@ -214,23 +214,23 @@ async fn bad_job_requests_are_refused_with_a_reason() {
         ),
         (job_body("tag:none", &["/iris-worker"]), "no alive node"),
         (
-            json!({"image": "iris-worker:latest", "argv": ["x"], "network": "host"}),
+            json!({"image": "iris-probe:latest", "argv": ["x"], "network": "host"}),
             "network 'host' is not allowed",
         ),
         (
-            json!({"image": "iris-worker:latest", "argv": ["x"], "env": ["NOEQUALS"]}),
+            json!({"image": "iris-probe:latest", "argv": ["x"], "env": ["NOEQUALS"]}),
             "KEY=VALUE",
         ),
         (
-            json!({"image": "iris-worker:latest", "argv": ["x"], "memory_mb": 1}),
+            json!({"image": "iris-probe:latest", "argv": ["x"], "memory_mb": 1}),
             "memory",
         ),
         (
-            json!({"image": "iris-worker:latest", "argv": ["x"], "inputs": ["../private"]}),
+            json!({"image": "iris-probe:latest", "argv": ["x"], "inputs": ["../private"]}),
             "input '../private' must be a relative path",
         ),
         (
-            json!({"image": "iris-worker:latest", "argv": ["x"], "inputs": ["/etc"]}),
+            json!({"image": "iris-probe:latest", "argv": ["x"], "inputs": ["/etc"]}),
             "input '/etc' must be a relative path",
         ),
     ] {
@@ -317,7 +317,7 @@ async fn any_runs_on_one_node_and_follow_streams_logs_to_the_end() {
 async fn a_job_reads_gathered_outputs_of_an_earlier_job_as_read_only_inputs() {
     let nodes = data_network(&["alice", "bob"]).await;
     let run = |args: &[&str]| {
-        let mut all = vec!["job", "run", "--json", "--image", "iris-worker:latest"];
+        let mut all = vec!["job", "run", "--json", "--image", "iris-probe:latest"];
         all.extend_from_slice(args);
         let out = nodes[0].cli(&all);
         let job: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);

@@ -82,7 +82,7 @@ async fn a_command_whose_connection_is_cut_mid_run_is_answered_once() {
         "--on",
         "bob",
         "--image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--name",
         &name,
     ]);

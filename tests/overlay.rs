@@ -409,7 +409,7 @@ async fn init_refuses_to_overwrite_and_a_corrupt_state_is_a_clear_error() {
 
 #[tokio::test]
 async fn images_in_the_workspace_are_loaded_at_start_and_listed_in_the_map() {
-    let worker = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");
+    let worker = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-probe.tar");
     assert!(
         std::path::Path::new(worker).exists(),
         "run docker/build-images.sh first"
@@ -431,7 +431,7 @@ async fn images_in_the_workspace_are_loaded_at_start_and_listed_in_the_map() {
         let has = bob["images"]
             .as_array()?
             .iter()
-            .any(|i| i["tags"].to_string().contains("iris-worker:latest"));
+            .any(|i| i["tags"].to_string().contains("iris-probe:latest"));
         has.then_some(())
     })
     .await;
@@ -456,7 +456,7 @@ async fn images_in_the_workspace_are_loaded_at_start_and_listed_in_the_map() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("loaded iris-worker:latest"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("loaded iris-probe:latest"));
     assert!(alice.dir.join("workspace/image/iris-worker.tar").exists());
 }
 

@@ -100,7 +100,7 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
     let fourth = submit(alice, job_body("bob", &STATS)).await;
     assert_eq!(wait_job(alice, &fourth).await["state"], "succeeded");
     let policy: Value = serde_json::from_str(&bob.owner(&["policy", "--json"])).unwrap();
-    assert_eq!(policy["approved"][0]["name"], "iris-worker:latest");
+    assert_eq!(policy["approved"][0]["name"], "iris-probe:latest");
     assert_eq!(policy["approved"][0]["command"]["match"], "exact");
     // What the owner approved is that command, not the image: the same
     // image's copy of private/ waits for the owner like any new request.
@@ -119,7 +119,7 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
     bob.owner(&[
         "policy",
         "allow-image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--prefix",
         "--",
         "/iris-worker",
@@ -136,7 +136,7 @@ async fn an_unapproved_image_waits_for_bobs_owner_who_approves_denies_or_approve
     bob.owner(&["approvals", "deny", &sneaked]);
 
     // Revoked: it waits again; alice gives up on it.
-    bob.owner(&["policy", "revoke-image", "iris-worker:latest"]);
+    bob.owner(&["policy", "revoke-image", "iris-probe:latest"]);
     let fifth = submit(alice, job_body("bob", &STATS)).await;
     awaiting(alice, &fifth).await;
     let (code, _) = alice
@@ -187,7 +187,7 @@ async fn job_run_waits_for_an_approval_until_its_timeout_and_then_gives_up() {
         "job",
         "run",
         "--image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--on",
         "bob",
         "--timeout",
@@ -464,7 +464,7 @@ async fn a_held_task_tells_the_master_only_whether_it_succeeded() {
 async fn sessions_and_networks_are_refused_unless_bobs_owner_allows_them() {
     let nodes = data_network(&["alice", "bob"]).await;
     let (alice, bob) = (&nodes[0], &nodes[1]);
-    let create = json!({"name": "probe", "image": "iris-worker:latest", "on": "bob",
+    let create = json!({"name": "probe", "image": "iris-probe:latest", "on": "bob",
                         "argv": ["/iris-worker", "sleep", "inf"]});
     let (_, answers) = alice.post("/v1/containers", create.clone()).await;
     let error = answers[0]["error"].as_str().unwrap_or_default();

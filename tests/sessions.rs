@@ -45,7 +45,7 @@ async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
         "--on",
         "all",
         "--image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--name",
         &name,
     ]);
@@ -96,11 +96,11 @@ async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
     assert!(!out.status.success());
     // What bob's owner approves is commands, in sessions too: with only
     // `/iris-worker stats ...` approved, a `cat` of private/ is refused.
-    nodes[1].owner(&["policy", "revoke-image", "iris-worker:latest"]);
+    nodes[1].owner(&["policy", "revoke-image", "iris-probe:latest"]);
     nodes[1].owner(&[
         "policy",
         "allow-image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--prefix",
         "--",
         "/iris-worker",
@@ -164,7 +164,7 @@ async fn an_exec_that_times_out_leaves_no_process_behind() {
         "container",
         "create",
         "--image",
-        "iris-worker:latest",
+        "iris-probe:latest",
         "--name",
         &name,
     ]);

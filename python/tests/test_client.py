@@ -158,7 +158,7 @@ def test_containers_files_images_and_cancel(lab, tmp_path):
     try:
         made = alice.create_containers("trainer", WORKER, on="bob", argv=["/iris-worker", "sleep", "60"])
         assert made[0]["ok"], made
-        ran = alice.exec_containers("trainer", ["/iris-worker", "exit", "0"], on="bob")
+        ran = alice.exec_containers("trainer", ["/iris-worker", "sleep", "0"], on="bob")
         assert ran[0]["exit_code"] == 0, ran
         assert alice.remove_containers("trainer", on="bob")[0]["ok"]
     finally:

@@ -395,9 +395,10 @@ impl Drop for TestNode {
     }
 }
 
-/// The worker image tar that docker/build-images.sh makes.
-pub fn worker_tar() -> &'static str {
-    let tar = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-worker.tar");
+/// The probe image tar that docker/build-images.sh makes: the worker with
+/// the probes tests attack with (`iris-probe:latest`).
+pub fn probe_tar() -> &'static str {
+    let tar = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.build/iris-probe.tar");
     assert!(
         Path::new(tar).exists(),
         "{tar} is missing: run docker/build-images.sh (scripts/test.sh does)"
@@ -470,7 +471,7 @@ pub async fn data_network(names: &[&str]) -> Vec<TestNode> {
         node.owner(&[
             "policy",
             "allow-image",
-            "iris-worker:latest",
+            "iris-probe:latest",
             "--whole-image",
         ]);
     }
@@ -507,7 +508,7 @@ pub async fn unapproved_data_network(names: &[&str]) -> Vec<TestNode> {
             csv += &format!("{x},{}\n", 2 * x + i);
         }
         std::fs::write(node.dir.join("workspace/private/data.csv"), csv).unwrap();
-        let out = node.cli(&["images", "load", worker_tar()]);
+        let out = node.cli(&["images", "load", probe_tar()]);
         assert!(
             out.status.success(),
             "{}",
@@ -518,7 +519,7 @@ pub async fn unapproved_data_network(names: &[&str]) -> Vec<TestNode> {
 }
 
 pub fn job_body(on: &str, argv: &[&str]) -> Value {
-    json!({"image": "iris-worker:latest", "on": on, "argv": argv})
+    json!({"image": "iris-probe:latest", "on": on, "argv": argv})
 }
 
 pub async fn wait_job(node: &TestNode, id: &str) -> Value {

@@ -73,7 +73,7 @@ impl RoguePeer {
             // It claims the worker image, so nobody ships it one.
             images: vec![iris_behaviours::ImageRef {
                 id: "sha256:rogue".into(),
-                tags: vec!["iris-worker:latest".into()],
+                tags: vec!["iris-probe:latest".into()],
             }],
             version: 1,
             audit: None,

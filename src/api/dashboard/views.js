@@ -3,6 +3,14 @@
 // goes into the page as text (textContent), never as markup.
 "use strict";
 
+/** What an approval lets run, as `iris policy` says it. */
+function mayRun(command) {
+  if (!command || command.match === "any") return "ANY command in the image (the whole image)";
+  const words = command.argv.join(" ");
+  if (command.match === "prefix") return `${words} ...`;
+  return words ? `only ${words}` : "only the image's own command";
+}
+
 /** An element with attributes and children (strings become text). */
 function el(tag, attrs, ...children) {
   const node = tag === "svg" || tag === "circle" || tag === "line" || tag === "text" || tag === "g" || tag === "title"
@@ -161,7 +169,8 @@ const views = {
     const rows = Object.entries(policy).map(([key, value]) => el("tr", {},
       el("th", {}, key),
       el("td", {}, Array.isArray(value)
-        ? (value.length ? value.map((a) => el("div", {}, `${a.name} `, el("span", { class: "muted" }, a.digest))) : "none")
+        ? (value.length ? value.map((a) => el("div", {}, `${a.name}: ${mayRun(a.command)} `,
+            a.dataset ? `(dataset ${a.dataset}) ` : "", el("span", { class: "muted" }, a.digest))) : "none")
         : String(value))));
     table.tBodies[0].replaceChildren(...rows);
   },
