@@ -117,6 +117,24 @@ exfil() {
   outcome "job asks for a network" "$([ "$refused" -eq 1 ] && echo "no (refused)" || echo "a channel out")" \
     "$(first_line "policy|succeeded" "$tmp/5.out")" "$refused"
 
+  say "6. code the owners cannot judge (release = aggregate) writes the shard as its update, for a refusal to quote"
+  # Every site lets the approved code run and its update out only masked in
+  # a sum; the code puts the shard's text where the numbers should be.
+  local node
+  for node in "${nodes[@]:1}"; do
+    [ "$open" -eq 1 ] || as_owner "$node" policy set release aggregate
+    [ "$open" -eq 1 ] || as_owner "$node" policy allow-image "$probe" --prefix -- /iris-worker smuggle
+  done
+  on "$master" job run --image "$probe" --on all --secure-sum update.json --sum-length 3 \
+    --memory 32m --timeout 30s -- /iris-worker smuggle /workspace/private/shard/shard.csv update.json \
+    >"$tmp/6.out" 2>&1 || true
+  for node in "${nodes[@]:1}"; do
+    [ "$open" -eq 1 ] || as_owner "$node" policy set release auto
+    [ "$node" = "$site" ] || [ "$open" -eq 1 ] || as_owner "$node" policy revoke-image "$probe"
+  done
+  attempt "a secure sum's refusal quotes the update" "$tmp/6.out" \
+    "$(first_line "not an update|secure sum|error" "$tmp/6.out")"
+
   if [ "$open" -eq 1 ]; then
     say "$site's owner restores the default policy"
     as_owner "$site" policy set images approve

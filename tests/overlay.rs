@@ -457,7 +457,7 @@ async fn images_in_the_workspace_are_loaded_at_start_and_listed_in_the_map() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("loaded iris-probe:latest"));
-    assert!(alice.dir.join("workspace/image/iris-worker.tar").exists());
+    assert!(alice.dir.join("workspace/image/iris-probe.tar").exists());
 }
 
 #[tokio::test]
