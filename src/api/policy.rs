@@ -136,7 +136,7 @@ pub(super) async fn approve(
 ) -> Result<Json<Decided>, ApiError> {
     let id = state.node.jobs.decide(&id, true, body.always, None).await?;
     let decision = if body.always {
-        "approved, and its image for later jobs"
+        "approved, and its image with this command for later jobs"
     } else {
         "approved"
     };

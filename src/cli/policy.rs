@@ -63,11 +63,13 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ApprovalsCommand {
-    /// Run a waiting task; --always also approves its image for later jobs.
+    /// Run a waiting task; --always also approves, for later jobs, its
+    /// image digest with exactly this command (never the whole image).
     Approve {
         #[command(flatten)]
         dir: NodeDir,
         id: String,
+        /// Approve this digest with exactly this task's command from now on.
         #[arg(long)]
         always: bool,
     },

@@ -319,9 +319,8 @@ impl TaskRunner {
             .remove(job_id)
             .ok_or_else(missing)?;
         if approve && always {
-            // A task that read one dataset approves its image for that
-            // dataset only.
-            // Exactly what the owner was shown: this digest, this command.
+            // Exactly what the owner was shown: this digest, this command,
+            // and for a task that read one dataset, that dataset only.
             let approved = ApprovedImage {
                 digest: image_id.clone(),
                 name: task.spec.image.clone(),
