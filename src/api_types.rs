@@ -11,7 +11,9 @@ use iris_behaviours::{
 use serde::{Deserialize, Serialize};
 
 mod datasets;
+mod owner;
 pub use datasets::*;
+pub use owner::*;
 
 /// Every error answer: `{"error": "..."}` with a status that says whose
 /// fault it was.
@@ -373,100 +375,6 @@ pub struct SecureSumRequest {
     /// site's code chose would tell the master something of its data.
     #[schema(minimum = 1, maximum = 134217727)]
     pub length: u64,
-}
-
-/// `GET /v1/policy`: the owner's policy, every setting and its value.
-pub type PolicyView = crate::policy::PolicyConfig;
-
-/// `POST /v1/policy`: set one setting.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetPolicy {
-    pub key: String,
-    pub value: String,
-}
-
-/// `POST /v1/policy/images` and `/v1/policy/images/revoke`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyImage {
-    /// An image name (`iris-worker:latest`) or a digest (`sha256:...`).
-    pub image: String,
-    /// Approve it for this dataset's jobs only (`allow-image`; ignored by
-    /// `revoke`, which takes back every approval of the image).
-    #[serde(default)]
-    pub dataset: Option<String>,
-    /// What may run from it (`allow-image`, where it is required):
-    /// `{"match": "prefix", "argv": ["/iris-worker", "stats"]}`, `{"match":
-    /// "exact", "argv": [...]}`, or `{"match": "any"}` for every command
-    /// in the image.
-    #[serde(default)]
-    pub command: Option<crate::policy::CommandRule>,
-}
-
-/// A task from another node waiting for the owner's approval.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PendingApproval {
-    /// The job id; `iris approvals approve ID`.
-    pub id: String,
-    #[schema(value_type = String)]
-    pub requester: PeerId,
-    /// The requester's name in the map, if it is there.
-    pub requester_name: Option<String>,
-    pub image: String,
-    /// What the image's name means here now: what an approval approves.
-    pub image_id: Option<String>,
-    pub argv: Vec<String>,
-    pub network: Option<String>,
-    pub memory_mb: u64,
-    pub cpus: f64,
-    pub timeout_secs: f64,
-    pub inputs: Vec<String>,
-    pub requested_ms: u64,
-}
-
-/// `POST /v1/approvals/{id}/approve`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Approve {
-    /// Also approve, for later jobs, the image's digest with exactly this
-    /// task's command: what the owner was shown, not the whole image.
-    #[serde(default)]
-    pub always: bool,
-}
-
-/// `POST /v1/approvals/{id}/deny` and `/v1/releases/{job}/deny`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Deny {
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// The answer to an approval, a denial or a release.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Decided {
-    pub id: String,
-    pub decision: String,
-    /// For a release: the files released (or denied).
-    #[serde(default)]
-    pub files: Vec<String>,
-}
-
-/// A task's outputs waiting for the owner's release (`release = "review"`).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PendingRelease {
-    pub job_id: String,
-    #[schema(value_type = String)]
-    pub requester: PeerId,
-    pub requester_name: Option<String>,
-    pub image: String,
-    pub argv: Vec<String>,
-    pub state: TaskState,
-    pub finished_ms: Option<u64>,
-    /// Relative to the task's output directory, `outputs/<job>/`.
-    pub files: Vec<String>,
-    pub bytes: u64,
 }
 
 /// `GET /v1/files`.
