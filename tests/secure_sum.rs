@@ -44,6 +44,16 @@ fn plain_sum(nodes: &[&TestNode], id: &str) -> (Vec<f64>, f64) {
     (vector, weight)
 }
 
+/// `POST /v1/jobs/{id}/secure-sum` of `file`, vectors of `length` numbers.
+async fn secure_sum(master: &TestNode, id: &str, file: &str, length: u64) -> (u16, Value) {
+    master
+        .post(
+            &format!("/v1/jobs/{id}/secure-sum"),
+            json!({"file": file, "length": length}),
+        )
+        .await
+}
+
 fn assert_close(got: &Value, want: &[f64]) {
     let got: Vec<f64> = got
         .as_array()
@@ -88,12 +98,7 @@ async fn the_master_gets_the_sum_of_the_sites_updates_and_nothing_else() {
             .contains("secure aggregation"),
         "{gathered}"
     );
-    let (code, sum) = alice
-        .post(
-            &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json", "length": 3}),
-        )
-        .await;
+    let (code, sum) = secure_sum(alice, &id, "update.json", 3).await;
     assert_eq!(code, 200, "{sum}");
     assert_eq!(names(&sum["nodes"]), ["bob", "carol", "dave"]);
     assert_eq!(sum["dropped"], json!([]));
@@ -146,12 +151,7 @@ async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
     assert_eq!(wait_job(&nodes[0], &id).await["state"], "succeeded");
     nodes[3].kill();
     let alice = &nodes[0];
-    let (code, sum) = alice
-        .post(
-            &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json", "length": 3}),
-        )
-        .await;
+    let (code, sum) = secure_sum(alice, &id, "update.json", 3).await;
     if code != 200 {
         for node in &nodes[..3] {
             for line in node
@@ -172,22 +172,12 @@ async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
 
     // With carol gone too, two sites are left: no sum, and why.
     nodes[2].kill();
-    let (code, body) = nodes[0]
-        .post(
-            &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json", "length": 3}),
-        )
-        .await;
+    let (code, body) = secure_sum(&nodes[0], &id, "update.json", 3).await;
     assert_eq!(code, 409, "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("needs 3 sites or more"), "{error}");
     // A file that is not an update is refused by name, and a path is not a file.
-    let (code, body) = nodes[0]
-        .post(
-            &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "../../private/data.csv", "length": 3}),
-        )
-        .await;
+    let (code, body) = secure_sum(&nodes[0], &id, "../../private/data.csv", 3).await;
     assert_eq!(code, 409, "{body}");
     assert!(
         body["error"]
@@ -247,12 +237,7 @@ async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
     ];
     let id = submit(alice, job_body("role:slave", &smuggle)).await;
     assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
-    let (code, body) = alice
-        .post(
-            &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json", "length": 3}),
-        )
-        .await;
+    let (code, body) = secure_sum(alice, &id, "update.json", 3).await;
     assert_eq!(code, 409, "{body}");
     assert!(
         body["error"]
@@ -268,12 +253,7 @@ async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
     let write = ["/iris-worker", "write", "update.json", out_of_range];
     let id = submit(alice, job_body("role:slave", &write)).await;
     assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
-    let (code, sum) = alice
-        .post(
-            &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json", "length": 3}),
-        )
-        .await;
+    let (code, sum) = secure_sum(alice, &id, "update.json", 3).await;
     assert_eq!(code, 200, "{sum}");
     assert_close(&sum["vector"], &[3e6, 3.0, 6.0]);
     // (The master wrote the value in its own job's argv, so only what came
@@ -282,12 +262,7 @@ async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
     assert!(!alice.log().contains("27641994"));
 
     // A length the master did not ask for: a refusal that says no more.
-    let (code, body) = alice
-        .post(
-            &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": "update.json", "length": 4}),
-        )
-        .await;
+    let (code, body) = secure_sum(alice, &id, "update.json", 4).await;
     assert_eq!(code, 409, "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(

@@ -97,15 +97,7 @@ async fn long_lived_containers_are_created_used_and_removed_on_every_node() {
     // What bob's owner approves is commands, in sessions too: with only
     // `/iris-worker stats ...` approved, a `cat` of private/ is refused.
     nodes[1].owner(&["policy", "revoke-image", "iris-probe:latest"]);
-    nodes[1].owner(&[
-        "policy",
-        "allow-image",
-        "iris-probe:latest",
-        "--prefix",
-        "--",
-        "/iris-worker",
-        "stats",
-    ]);
+    nodes[1].approve_command("/iris-worker stats");
     let exec_on_bob = |argv: &[&str]| {
         let mut args = vec!["container", "exec", "--on", "bob", "--name", &name, "--"];
         args.extend_from_slice(argv);

@@ -492,6 +492,20 @@ impl TestNode {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The owner approves the probe image for the commands that start
+    /// with `prefix` (words split at spaces), and for no other.
+    pub fn approve_command(&self, prefix: &str) {
+        let mut args = vec![
+            "policy",
+            "allow-image",
+            "iris-probe:latest",
+            "--prefix",
+            "--",
+        ];
+        args.extend(prefix.split_whitespace());
+        self.owner(&args);
+    }
+
     /// Sets one setting of this node's policy, as its owner would.
     pub fn set_policy(&self, key: &str, value: &str) {
         self.owner(&["policy", "set", key, value]);
