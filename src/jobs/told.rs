@@ -58,7 +58,18 @@ pub(super) fn told(report: &TaskReport, held: Option<String>, node: &str) -> Tol
         TaskState::Lost => Some("interrupted on its node".into()),
         _ => None,
     };
-    let end = start + duration_class_ms(report.finished_ms.unwrap_or(start).saturating_sub(start));
+    let finished = report.finished_ms.unwrap_or(start);
+    if matches!(report.state, TaskState::Cancelled | TaskState::Lost) {
+        // Ended by the master or by this node, not by the code: its time
+        // says nothing the code chose, and a class (up to twice the time
+        // it ran) would hold the report back for nothing.
+        told.finished_ms = Some(finished / 1000 * 1000);
+        return Told {
+            report: told,
+            not_before_ms: 0,
+        };
+    }
+    let end = start + duration_class_ms(finished.saturating_sub(start));
     told.finished_ms = Some(end);
     Told {
         report: told,
@@ -143,6 +154,20 @@ mod tests {
         refused.error = Some("refused by bob's policy".into());
         let t = told(&refused, Some("held".into()), "bob");
         assert_eq!((t.report, t.not_before_ms), (refused, 0));
+    }
+
+    #[test]
+    fn a_task_the_node_lost_is_told_at_once() {
+        let lost = ended(
+            TaskState::Lost,
+            0,
+            3 * 3_600_000,
+            "interrupted by a restart",
+        );
+        let t = told(&lost, Some("held".into()), "bob");
+        assert_eq!(t.not_before_ms, 0);
+        assert_eq!(t.report.finished_ms, Some(1_700_010_800_000));
+        assert_eq!(t.report.exit_code, None);
     }
 
     #[test]
