@@ -363,7 +363,14 @@ mod tests {
     use crate::policy::PolicyConfig;
 
     fn gate(dir: &std::path::Path, policy: PolicyConfig) -> Arc<Egress> {
-        let audit = Arc::new(AuditLog::create(dir.join("audit.log"), None).unwrap());
+        let audit = Arc::new(
+            AuditLog::create(
+                dir.join("audit.log"),
+                iris_behaviours::libp2p::identity::Keypair::generate_ed25519(),
+                None,
+            )
+            .unwrap(),
+        );
         let policy = Policy::new("bob".into(), Box::new(|_| Ok(())), policy, audit.clone());
         Egress::new(policy, audit)
     }

@@ -46,12 +46,15 @@ pub enum EventKind {
         #[schema(value_type = String)]
         peer_id: PeerId,
     },
-    /// Its record says its audit log is shorter than before, or of the same
-    /// length with another head: its lines were rewritten.
+    /// Its audit log was rewritten: the head its record shows now does not
+    /// extend the one this node kept of it (it could not prove that it
+    /// does). Both heads are signed by the node.
     AuditRewritten {
         name: String,
         #[schema(value_type = String)]
         peer_id: PeerId,
+        before: iris_behaviours::AuditHead,
+        now: iris_behaviours::AuditHead,
     },
     /// The master removed it: its name is free, and it is refused.
     Removed {

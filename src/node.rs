@@ -5,7 +5,8 @@
 //! - [`Jobs`]: jobs submitted here, and tasks run here for others;
 //! - [`Sessions`]: long-lived containers;
 //! - [`Files`]: serving and fetching workspace files;
-//! - [`ImageLibrary`]: the image tars in the workspace.
+//! - [`ImageLibrary`]: the image tars in the workspace;
+//! - [`Witness`]: checks that the other members' audit logs only grow.
 //!
 //! Peers' requests reach them through the [`Router`]. The background tasks
 //! (the image watcher, report delivery, the router, the departure watch)
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api_types::Status,
-    audit::AuditLog,
+    audit::{witness::Witness, AuditLog},
     config::NodeConfig,
     egress::Egress,
     events::Events,
@@ -141,7 +142,7 @@ impl Node {
             metrics.clone(),
         );
         let (deliveries, delivery_queue) = tokio::sync::mpsc::unbounded_channel();
-        let audit = Arc::new(AuditLog::open(dir.join("audit.log"))?);
+        let audit = Arc::new(AuditLog::open(dir.join("audit.log"), keypair.clone())?);
         let datasets = Datasets::open(
             dir,
             workspace.local.clone(),
@@ -186,6 +187,7 @@ impl Node {
         );
         let sessions = Sessions::new(executor, membership.clone(), egress.clone());
         let router = Router::new(
+            audit.clone(),
             jobs.clone(),
             sessions.clone(),
             files.clone(),
@@ -216,6 +218,12 @@ impl Node {
             Box::pin(jobs.clone().deliver(delivery_queue, deliveries)),
         );
         supervise("departure watch", Box::pin(jobs.clone().watch_departures()));
+        supervise(
+            "audit witness",
+            Box::pin(
+                Witness::open(dir.join("witnessed.json")).run(membership.clone(), events.clone()),
+            ),
+        );
         supervise(
             "router",
             Box::pin(router.clone().run(inbound_queue, shutdown.clone())),
@@ -305,20 +313,15 @@ impl Node {
     }
 }
 
-/// Puts the audit log's head into the node's record after every append, so
-/// other members can tell if the log is ever rewritten.
+/// Puts the audit log's signed head into the node's record after every
+/// append, so other members can tell if the log is ever rewritten.
 async fn publish_audit_head(
-    mut heads: watch::Receiver<crate::audit::ChainHead>,
+    mut heads: watch::Receiver<iris_behaviours::AuditHead>,
     capabilities: watch::Sender<Capabilities>,
 ) {
     loop {
         let head = heads.borrow_and_update().clone();
-        capabilities.send_modify(|c| {
-            c.audit = Some(iris_behaviours::AuditHead {
-                entries: head.entries,
-                head: head.head,
-            })
-        });
+        capabilities.send_modify(|c| c.audit = Some(head));
         if heads.changed().await.is_err() {
             return;
         }

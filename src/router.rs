@@ -21,6 +21,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    audit::AuditLog,
     egress::{Egress, Outgoing, Release},
     files::Files,
     jobs::Jobs,
@@ -44,6 +45,7 @@ pub const MAX_CHUNK_STREAMS: usize = 128;
 const CHUNK_STREAM_IDLE: Duration = Duration::from_secs(60);
 
 pub struct Router {
+    audit: Arc<AuditLog>,
     egress: Arc<Egress>,
     sums: Arc<SecureSums>,
     jobs: Arc<Jobs>,
@@ -53,6 +55,7 @@ pub struct Router {
 
 impl Router {
     pub fn new(
+        audit: Arc<AuditLog>,
         jobs: Arc<Jobs>,
         sessions: Arc<Sessions>,
         files: Arc<Files>,
@@ -60,6 +63,7 @@ impl Router {
         sums: Arc<SecureSums>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            audit,
             egress,
             sums,
             jobs,
@@ -225,6 +229,7 @@ impl Router {
             // The site checks each step's sender itself: the master's
             // steps, and shares from the session's other sites.
             ControlRequest::SecureSum { body } => self.sums.handle(peer, from_master, &body).await,
+            ControlRequest::AuditProof { sizes } => self.prove(&sizes).await,
             ControlRequest::Join { .. }
             | ControlRequest::Hello { .. }
             | ControlRequest::Leave { .. }
@@ -241,6 +246,25 @@ impl Router {
 }
 
 impl Router {
+    /// Any member's witness may ask for proofs that this node's audit log
+    /// only grew: they show hashes, never a line.
+    async fn prove(&self, sizes: &[u64]) -> Result<ControlResponse, Refusal> {
+        if sizes.len() > iris_behaviours::MAX_PROOF_SIZES {
+            return Err(Refusal::invalid(format!(
+                "at most {} sizes in one request for audit proofs",
+                iris_behaviours::MAX_PROOF_SIZES
+            )));
+        }
+        let (head, proofs) = self.audit.prove(sizes).await.ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::NotFound,
+                "this node's audit log never had one of those sizes",
+            )
+        })?;
+        let proofs = proofs.into_iter().map(serde_bytes::ByteBuf::from).collect();
+        Ok(ControlResponse::AuditProof { head, proofs })
+    }
+
     /// A job's outputs are read only by the node that asked for the job;
     /// `public/` and `image/` by any member. The files service refuses
     /// every other area itself. Returns the job and where the release of

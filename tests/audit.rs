@@ -187,3 +187,100 @@ fn a_missing_or_damaged_log_is_never_replaced_silently() {
     // A whole log is not replaced.
     assert!(!iris(&["audit", "new", "--dir", dir]).status.success());
 }
+
+/// What someone with the run of bob's disk does: turns the policy change
+/// at `line` into another, seals every line from there on again, and adds
+/// `extra` lines of their own, so the log is longer than what the others
+/// last saw. With `sign`, they used bob's own key (it is on the same disk).
+fn forge_bob(bob: &TestNode, line: usize, extra: usize, sign: bool) {
+    use iris::audit::{AuditEntry, AuditEvent};
+    let path = bob.dir.join("audit.log");
+    let mut entries = iris::audit::read(&path).unwrap();
+    let AuditEvent::PolicyChanged { change } = &mut entries[line - 1].event else {
+        panic!("line {line} is no policy change: {:?}", entries[line - 1]);
+    };
+    *change = "max_tasks_per_hour = 1".into();
+    for i in 0..extra {
+        let mut copy = entries.last().unwrap().clone();
+        copy.seq += 1;
+        copy.event = AuditEvent::PolicyChanged {
+            change: format!("forged {i}"),
+        };
+        entries.push(copy);
+    }
+    let keypair = sign.then(|| iris::store::Store::new(&bob.dir).load_identity().unwrap());
+    let mut text = String::new();
+    let mut prev: Option<AuditEntry> = None;
+    for entry in entries {
+        let entry = AuditEntry::reseal(entry, prev.as_ref(), keypair.as_ref());
+        text += &serde_json::to_string(&entry).unwrap();
+        text += "\n";
+        prev = Some(entry);
+    }
+    std::fs::write(&path, text).unwrap();
+}
+
+/// The log is signed and witnessed: lines sealed again without bob's key
+/// fail `iris audit verify`; with his key they verify, but alice kept the
+/// head she last saw and raises `audit_rewritten`, with both heads, when
+/// bob comes back with a log that does not extend it, longer or not.
+#[tokio::test]
+async fn a_rewritten_log_is_caught_by_its_signatures_and_by_the_members() {
+    let mut nodes = network(&["alice", "bob"], "audit-witness-key-0001").await;
+    let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    nodes[0].forward_events(events).await;
+    nodes[1].set_policy("logs", "share");
+    nodes[1].set_policy("logs", "withhold");
+    let length = iris::audit::read(&nodes[1].dir.join("audit.log"))
+        .unwrap()
+        .len() as u64;
+    let bob_id = nodes[1].peer_id().await;
+    let witnessed = nodes[0].dir.join("witnessed.json");
+    wait_for("alice to keep bob's audit head", DEADLINE, || {
+        let kept: Option<Value> = std::fs::read(&witnessed)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let entries = kept.and_then(|k| k[&bob_id]["entries"].as_u64());
+        async move { (entries == Some(length)).then_some(()) }
+    })
+    .await;
+
+    let bob = &mut nodes[1];
+    bob.terminate().await;
+    let changed = 2; // "logs = share"
+    forge_bob(bob, changed, 0, false);
+    let out = bob.cli(&["audit", "verify"]);
+    assert!(
+        !out.status.success(),
+        "lines sealed again without bob's key verified"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("signature"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    forge_bob(bob, changed, 1, true);
+    let out = bob.cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "signed with bob's own key, the forgery verifies on its own: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bob.start().await;
+    let alarm = wait_for("alice to raise audit_rewritten", DEADLINE, || {
+        let mut alarm = None;
+        while let Ok((_, event)) = heard.try_recv() {
+            if event["type"] == "audit_rewritten" {
+                alarm = Some(event);
+            }
+        }
+        async move { alarm }
+    })
+    .await;
+    let kind = &alarm;
+    assert_eq!(kind["name"], "bob", "{alarm}");
+    assert_eq!(kind["before"]["entries"].as_u64(), Some(length), "{alarm}");
+    assert_eq!(kind["now"]["entries"].as_u64(), Some(length + 1), "{alarm}");
+    assert_ne!(kind["before"]["root"], kind["now"]["root"], "{alarm}");
+}

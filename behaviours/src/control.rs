@@ -13,7 +13,9 @@ use crate::{
     tasks::{TaskReport, TaskSpec},
 };
 
-/// The request-response protocol for commands between nodes. Version 8
+/// The request-response protocol for commands between nodes. Version 9:
+/// members ask each other for proofs that their audit logs only grew
+/// ([`ControlRequest::AuditProof`]). Version 8
 /// (with [`crate::PROTOCOL_VERSION`]): requests that must not take effect
 /// twice travel as [`ControlRequest::AtMostOnce`], so a sender can repeat
 /// them after a connection closed under them. Version 6: SWIM probes,
@@ -23,7 +25,7 @@ use crate::{
 /// a task may await its owner's approval, and a report says why outputs are
 /// held; version 3 signed records and the network config
 /// ([`crate::signed`]); version 2 gave refusals a [`RefusalKind`].
-pub const CONTROL_PROTOCOL: &str = "/iris/control/8";
+pub const CONTROL_PROTOCOL: &str = "/iris/control/9";
 
 /// Requests on the control protocol.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +104,13 @@ pub enum ControlRequest {
     /// How is fetch `id` going? `Fetching` while it runs, then `Fetched` or
     /// the refusal it ended with (told once). Only its asker may ask.
     FetchStatus { id: u64 },
+    /// "Prove that your audit log extends these sizes": a member that
+    /// kept an older head of the receiver's log, and sees a newer one,
+    /// asks for consistency proofs from each of `sizes` (at most
+    /// [`MAX_PROOF_SIZES`]) to the receiver's current tree. Answered with
+    /// [`ControlResponse::AuditProof`], or refused when a size is beyond
+    /// the log: a log that shrank.
+    AuditProof { sizes: Vec<u64> },
     /// `request`, to be carried out at most once: its sender may send it
     /// again, with the same `id`, when the connection closed before the
     /// answer came back, and the receiver answers a repeat with the first
@@ -113,6 +122,10 @@ pub enum ControlRequest {
         request: Box<ControlRequest>,
     },
 }
+
+/// Most sizes one [`ControlRequest::AuditProof`] asks about: the head the
+/// asker kept and the one it was just shown.
+pub const MAX_PROOF_SIZES: usize = 2;
 
 /// How long an asker waits for a plain answer (an acknowledgement, a
 /// record, a chunk): a member that says nothing for this long is not going
@@ -155,6 +168,7 @@ impl ControlRequest {
             | ControlRequest::FetchLogs { .. }
             | ControlRequest::ListFiles
             | ControlRequest::FileManifest { .. }
+            | ControlRequest::AuditProof { .. }
             | ControlRequest::AtMostOnce { .. } => true,
             ControlRequest::RunTask { .. }
             | ControlRequest::ContainerCreate { .. }
@@ -216,6 +230,13 @@ pub enum ControlResponse {
         #[serde(with = "serde_bytes")]
         stderr: Vec<u8>,
         truncated: bool,
+    },
+    /// The answer to [`ControlRequest::AuditProof`]: the log's current
+    /// signed head, and for each size asked about the RFC 6962 consistency
+    /// proof from that size to `head` (empty for `head`'s own size).
+    AuditProof {
+        head: crate::AuditHead,
+        proofs: Vec<serde_bytes::ByteBuf>,
     },
     /// The answer to a step of a secure sum.
     SecureSum {

@@ -32,7 +32,9 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 9: a secure sum's probe names the length
+/// message naming both. Version 10: a record's audit head is a signed
+/// Merkle tree head, and members prove to each other that their logs only
+/// grew. Version 9: a secure sum's probe names the length
 /// and a site answers only whether its update fits; what a site says about
 /// its data is a closed vocabulary. Version 8: requests that must not take effect
 /// twice carry an id ([`ControlRequest::AtMostOnce`]) and are sent again
@@ -41,7 +43,7 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -104,8 +104,8 @@ pub struct NodeRecord {
     pub datasets: Vec<crate::datasets::DatasetCard>,
     /// Grows with every change of the record, across restarts too.
     pub version: u64,
-    /// The length and head hash of its audit log, so other members can
-    /// tell when it shrinks or is rewritten.
+    /// The signed head of its audit log, so other members can tell when
+    /// it is rewritten.
     #[serde(default)]
     pub audit: Option<AuditHead>,
     /// When its node signed it (unix ms, growing within a version): a copy
@@ -117,22 +117,21 @@ pub struct NodeRecord {
     pub signature: Vec<u8>,
 }
 
-/// Where a node's audit log stands: its length and the hash of its last
-/// line (see the node's `audit` module).
+/// Where a node's audit log stands: the size and root of the Merkle tree
+/// over its entries (RFC 6962), signed with the node's key
+/// ([`crate::signed`]). A member keeps the last head it saw from each node
+/// and asks for a proof ([`crate::ControlRequest::AuditProof`]) that every
+/// newer one extends it: a log rewritten, of any length, has none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditHead {
+    /// How many entries the log has.
     pub entries: u64,
-    pub head: String,
-}
-
-impl AuditHead {
-    /// Whether `later` can follow this head: a log only grows, and one of
-    /// the same length has the same head. (A longer log that does not
-    /// extend this one is caught only by whoever holds the lines.)
-    pub fn is_followed_by(&self, later: &AuditHead) -> bool {
-        later.entries > self.entries || later == self
-    }
+    /// The tree's root hash, in hex.
+    pub root: String,
+    /// The node's signature over the rest, in hex.
+    #[serde(default)]
+    pub signature: String,
 }
 
 /// Most images a record may list.
@@ -204,8 +203,12 @@ impl NodeRecord {
             ));
         }
         crate::datasets::validate_cards(&self.datasets)?;
-        if self.audit.as_ref().is_some_and(|a| a.head.len() > 64) {
-            return Err("record's audit head is longer than a hash".into());
+        if self
+            .audit
+            .as_ref()
+            .is_some_and(|a| a.root.len() > 64 || a.signature.len() > 128)
+        {
+            return Err("record's audit head has a root or signature longer than one".into());
         }
         if let ExecutorState::Unavailable(reason) = &self.executor {
             if reason.len() > MAX_REASON {

@@ -15,10 +15,11 @@ use libp2p::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{NetworkConfig, NodeRecord};
+use crate::{AuditHead, NetworkConfig, NodeRecord};
 
 const RECORD_CONTEXT: &[u8] = b"iris/node-record/1\0";
 const CONFIG_CONTEXT: &[u8] = b"iris/network-config/1\0";
+const AUDIT_HEAD_CONTEXT: &[u8] = b"iris/audit-head/1\0";
 /// An ed25519 signature is 64 bytes; anything longer is not one.
 const MAX_SIGNATURE: usize = 64;
 
@@ -100,8 +101,43 @@ impl NetworkConfig {
     }
 }
 
+impl AuditHead {
+    /// The head of a tree of `entries` with this `root`, signed with its
+    /// node's key.
+    pub fn signed(entries: u64, root: String, keypair: &Keypair) -> Self {
+        let mut head = AuditHead {
+            entries,
+            root,
+            signature: String::new(),
+        };
+        head.signature = hex(&keypair
+            .sign(&signed_bytes(AUDIT_HEAD_CONTEXT, &head))
+            .expect("ed25519 signing does not fail"));
+        head
+    }
+
+    /// Checks that `signer` signed this head, as it is.
+    pub fn verify(&self, signer: &PeerId) -> Result<(), String> {
+        let mut unsigned = self.clone();
+        let signature = std::mem::take(&mut unsigned.signature);
+        let signature = unhex(&signature).ok_or("its signature is not hex")?;
+        verify(signer, AUDIT_HEAD_CONTEXT, &unsigned, &signature)
+            .map_err(|e| format!("an audit head: {e}"))
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || text.len() > 2 * MAX_SIGNATURE {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -168,5 +204,20 @@ mod tests {
         usurped.sign(&mallory);
         usurped.verify().unwrap();
         assert_ne!(usurped.id(), id, "a self-signed usurper has another id");
+    }
+
+    #[test]
+    fn an_audit_head_verifies_only_as_its_node_signed_it() {
+        let bob = Keypair::generate_ed25519();
+        let mallory = Keypair::generate_ed25519();
+        let head = AuditHead::signed(7, "ab".repeat(32), &bob);
+        head.verify(&bob.public().to_peer_id()).unwrap();
+        assert!(head.verify(&mallory.public().to_peer_id()).is_err());
+        let mut longer = head.clone();
+        longer.entries = 8;
+        assert!(longer.verify(&bob.public().to_peer_id()).is_err());
+        let mut garbled = head.clone();
+        garbled.signature = "zz".into();
+        assert!(garbled.verify(&bob.public().to_peer_id()).is_err());
     }
 }

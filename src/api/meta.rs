@@ -42,7 +42,7 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
             .collect(),
         pending_approvals: node.jobs.approvals().await.len(),
         pending_releases: node.jobs.releases().await.len(),
-        audit_entries: node.audit.head().await.entries,
+        audit_entries: node.audit.head().entries,
     };
     let text = node.metrics.render(&held);
     ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()

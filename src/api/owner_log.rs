@@ -1,5 +1,5 @@
 //! `GET /v1/audit`: the owner's audit log as the dashboard shows it, with
-//! whether its hash chain verifies (what `iris audit verify` checks).
+//! whether it verifies (what `iris audit verify` checks).
 
 use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
@@ -26,9 +26,12 @@ pub struct AuditView {
     pub verified: bool,
     /// Why it does not: the first bad line and what is wrong with it.
     pub problem: Option<String>,
-    /// How many entries the log has, and the hash of the last.
+    /// How many entries the log has.
     pub entries: u64,
-    pub head: Option<String>,
+    /// The root of the Merkle tree over them, in hex: what the node's
+    /// record shows the other members, signed, so that they can tell if
+    /// the log is ever rewritten.
+    pub root: Option<String>,
     /// The newest entries, oldest first.
     pub recent: Vec<audit::AuditEntry>,
 }
@@ -50,9 +53,10 @@ pub(super) async fn audit_log(
         ));
     }
     let path = state.node.audit.path().to_path_buf();
+    let signer = state.node.membership.local_peer();
     let view = tokio::task::spawn_blocking(move || {
-        let (verified, problem, entries, head) = match audit::verify(&path) {
-            Ok(head) => (true, None, head.entries, Some(head.head)),
+        let (verified, problem, entries, root) = match audit::verify(&path, &signer) {
+            Ok(log) => (true, None, log.entries, Some(log.root)),
             Err(e) => (false, Some(e.to_string()), 0, None),
         };
         let all = audit::read(&path).unwrap_or_default();
@@ -62,7 +66,7 @@ pub(super) async fn audit_log(
             verified,
             problem,
             entries,
-            head,
+            root,
             recent,
         }
     })

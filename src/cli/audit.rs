@@ -13,12 +13,15 @@ use super::{
 use crate::{
     audit::{self, AuditEvent},
     config::CONFIG_FILE,
+    store::Store,
 };
+use iris_behaviours::libp2p::identity::Keypair;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain; exit 1 with the first bad line if it was
-    /// altered, and if there is no node or no log.
+    /// Check every line: in order, sealed into the hash chain and signed
+    /// with the node's key; exit 1 with the first bad line, and if there
+    /// is no node or no log. Prints the Merkle root the members witness.
     Verify {
         #[command(flatten)]
         dir: NodeDir,
@@ -67,21 +70,30 @@ fn node_at(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The node's identity key, which signs its log.
+fn identity(dir: &Path) -> Result<Keypair, audit::AuditError> {
+    Store::new(dir)
+        .load_identity()
+        .map_err(|e| audit::AuditError::NoKey(e.to_string()))
+}
+
 /// `iris audit verify`: exit 1 unless there is a node and its whole log
 /// verifies.
 fn verify(dir: &Path) -> anyhow::Result<()> {
     node_at(dir)?;
     let path = dir.join("audit.log");
     let checked = if path.exists() {
-        audit::verify(&path)
+        Ok(())
     } else {
-        Err(audit::AuditError::Missing { path })
+        Err(audit::AuditError::Missing { path: path.clone() })
     };
+    let checked =
+        checked.and_then(|()| audit::verify(&path, &identity(dir)?.public().to_peer_id()));
     match checked {
-        Ok(head) => {
+        Ok(verified) => {
             println!(
-                "the audit log verifies: {} entries, head {}",
-                head.entries, head.head
+                "the audit log verifies: {} entries, each signed by this node; tree root {}",
+                verified.entries, verified.root
             );
             Ok(())
         }
@@ -98,7 +110,7 @@ fn start_new(dir: &Path) -> anyhow::Result<()> {
     node_at(dir)?;
     let path = dir.join("audit.log");
     let after = if path.exists() {
-        let problem = match audit::AuditLog::open(path.clone()) {
+        let problem = match audit::AuditLog::open(path.clone(), identity(dir)?) {
             Err(e) => e.to_string(),
             Ok(_) => anyhow::bail!(
                 "{} is whole (its last line is an entry): there is nothing to replace; \
@@ -117,7 +129,7 @@ fn start_new(dir: &Path) -> anyhow::Result<()> {
     } else {
         "there was no audit.log".to_string()
     };
-    audit::AuditLog::create(path.clone(), Some(after))?;
+    audit::AuditLog::create(path.clone(), identity(dir)?, Some(after))?;
     println!("started a new audit log at {}", path.display());
     Ok(())
 }

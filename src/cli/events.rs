@@ -37,9 +37,16 @@ fn describe(event: &Event) -> String {
         } => format!("gone     {name} ({peer_id}): {reason}"),
         EventKind::Left { name, peer_id } => format!("left     {name} ({peer_id})"),
         EventKind::Removed { name, peer_id } => format!("removed  {name} ({peer_id})"),
-        EventKind::AuditRewritten { name, peer_id } => {
-            format!("ALERT    {name} ({peer_id}): its audit log shrank or was rewritten")
-        }
+        EventKind::AuditRewritten {
+            name,
+            peer_id,
+            before,
+            now,
+        } => format!(
+            "ALERT    {name} ({peer_id}): its audit log was rewritten: {} entries (root {}) \
+             before, {} entries (root {}) now, which do not extend them",
+            before.entries, before.root, now.entries, now.root
+        ),
         EventKind::NetworkCreated { network } => format!("created  network '{network}'"),
         EventKind::NetworkJoined { network, via } => {
             format!("joined   network '{network}' via {via}")

@@ -89,10 +89,10 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
 
     // The audit log starts with the node: from now on a missing log was
     // deleted, and the node will not start without it.
-    crate::audit::AuditLog::create(dir.join("audit.log"), None)?;
     let store = Store::new(dir);
     store.clear_membership()?;
     store.create_secrets()?;
+    crate::audit::AuditLog::create(dir.join("audit.log"), store.load_identity()?, None)?;
     crate::store::write_private(
         &dir.join(CONFIG_FILE),
         config.to_commented_toml().as_bytes(),

@@ -40,7 +40,14 @@ fn runner() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<TaskRunner>) {
         Some("unix:///nonexistent/docker.sock"),
     ));
     let (deliveries, _queue) = mpsc::unbounded_channel();
-    let audit = Arc::new(AuditLog::create(tmp.path().join("audit.log"), None).unwrap());
+    let audit = Arc::new(
+        AuditLog::create(
+            tmp.path().join("audit.log"),
+            iris_behaviours::libp2p::identity::Keypair::generate_ed25519(),
+            None,
+        )
+        .unwrap(),
+    );
     let policy = crate::policy::Policy::new(
         "test".into(),
         Box::new(|_| Ok(())),

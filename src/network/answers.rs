@@ -183,6 +183,9 @@ fn weight(answer: &ControlResponse) -> usize {
         ControlResponse::Files { entries } => entries.len() * 256,
         ControlResponse::Manifest(manifest) => manifest.chunks.len() * 32 + 256,
         ControlResponse::Hello { .. } => 1024,
+        ControlResponse::AuditProof { proofs, .. } => {
+            256 + proofs.iter().map(|p| p.len()).sum::<usize>()
+        }
         ControlResponse::Ack
         | ControlResponse::Probed { .. }
         | ControlResponse::Fetching { .. } => 0,

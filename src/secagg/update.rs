@@ -114,7 +114,7 @@ mod tests {
             format!(r#"{{"weight": "{secret}", "vector": [1]}}"#),
             format!(r#"{{"weight": 1, "vector": [1], "{secret}": 2}}"#),
             format!(r#"{{"weight": 1, "vector": [1, "{secret}"]}}"#),
-            format!("{secret}"),
+            secret.to_string(),
             r#"{"weight": 27641994.0417, "vector": [1]}"#.into(),
             r#"{"weight": -27641994.0417, "vector": [1]}"#.into(),
             r#"{"weight": 1, "vector": [27641994.0417, 1e308, -1e308]}"#.into(),

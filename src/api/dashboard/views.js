@@ -179,7 +179,7 @@ const views = {
     state.replaceChildren(view.verified
       ? el("span", { class: "verified", "data-verified": "true" }, `✔ the chain verifies: ${view.entries} entries`)
       : el("span", { class: "broken", "data-verified": "false" }, `✘ the chain does NOT verify: ${view.problem}`),
-    view.head ? el("span", { class: "muted" }, ` — head ${shortId(view.head)}`) : null);
+    view.root ? el("span", { class: "muted" }, ` — root ${shortId(view.root)}`) : null);
     const rows = view.recent.slice().reverse().map((entry) => {
       const { type, job_id: job, ...rest } = entry.event;
       const detail = Object.entries(rest).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(" ") : v}`).join(", ");

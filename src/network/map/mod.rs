@@ -195,21 +195,8 @@ impl NetworkMap {
                 if stamp(&record) <= stamp(&member.record) {
                     return Ok(None);
                 }
-                let rewritten = match (&member.record.audit, &record.audit) {
-                    (Some(before), Some(now)) => !before.is_followed_by(now),
-                    (Some(_), None) => true,
-                    _ => false,
-                };
+                // Its audit head is the witness's to check (`audit::witness`).
                 member.record = record;
-                if rewritten {
-                    tracing::warn!(%peer, "its audit log shrank or was rewritten");
-                    let name = member.record.name.clone();
-                    self.revive(&peer);
-                    return Ok(Some(EventKind::AuditRewritten {
-                        name,
-                        peer_id: peer,
-                    }));
-                }
                 Ok(self.revive(&peer))
             }
             None => {

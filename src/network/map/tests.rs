@@ -175,37 +175,6 @@ fn a_replayed_record_is_no_sign_of_life() {
 }
 
 #[test]
-fn an_audit_log_that_shrinks_or_changes_its_head_is_reported() {
-    let (mut map, _, _) = setup();
-    let bob = peer();
-    let head = |entries, head: &str| {
-        Some(iris_behaviours::AuditHead {
-            entries,
-            head: head.into(),
-        })
-    };
-    let mut r = record("bob", bob, Role::Slave);
-    r.audit = head(5, "aa");
-    map.merge(r.clone()).unwrap();
-    for (version, audit, alarm) in [
-        (2, head(6, "bb"), false),
-        (3, head(6, "bb"), false),
-        (4, head(6, "cc"), true),
-        (5, head(3, "dd"), true),
-        (6, None, true),
-    ] {
-        r.version = version;
-        r.audit = audit;
-        let event = map.merge(r.clone()).unwrap();
-        assert_eq!(
-            matches!(event, Some(EventKind::AuditRewritten { .. })),
-            alarm,
-            "version {version}"
-        );
-    }
-}
-
-#[test]
 fn a_name_stays_its_nodes_until_the_master_removes_it() {
     let (mut map, master, _) = setup();
     let bob = peer();

@@ -1,0 +1,137 @@
+//! What an entry of the audit log records.
+
+use iris_behaviours::{libp2p::PeerId, TaskState};
+use serde::{Deserialize, Serialize};
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// A node asked this one to run a task.
+    TaskRequested {
+        job_id: String,
+        #[schema(value_type = String)]
+        from: PeerId,
+        image: String,
+        argv: Vec<String>,
+        network: Option<String>,
+        memory_bytes: i64,
+        nano_cpus: i64,
+        inputs: Vec<String>,
+        /// What the image's name meant here when the request came.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_id: Option<String>,
+        /// The dataset it reads; none: the whole private area.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dataset: Option<String>,
+    },
+    /// What was decided about a request: by the policy, or by the owner.
+    Decision {
+        /// The job id, or `session NAME`.
+        subject: String,
+        #[schema(value_type = String)]
+        from: PeerId,
+        image_id: Option<String>,
+        verdict: Verdict,
+        by: DecidedBy,
+        reason: String,
+    },
+    /// A task's container is about to start, from exactly this image.
+    TaskStarted { job_id: String, image_id: String },
+    /// Its container ended (or never started).
+    TaskEnded {
+        job_id: String,
+        state: TaskState,
+        exit_code: Option<i64>,
+        image_id: Option<String>,
+    },
+    /// A file of a task's outputs went to the node that asked for the job.
+    OutputReleased {
+        job_id: String,
+        path: String,
+        #[schema(value_type = String)]
+        to: PeerId,
+        bytes: u64,
+        /// Written by releases before BLAKE3 (kept so their entries
+        /// still verify).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        /// The file's BLAKE3 hash, as its manifest named it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blake3: Option<String>,
+    },
+    /// A task's logs went to the node that asked for the job.
+    LogsReleased {
+        job_id: String,
+        #[schema(value_type = String)]
+        to: PeerId,
+        bytes: u64,
+    },
+    /// The owner released a task's held outputs, or refused to.
+    ReleaseDecided {
+        job_id: String,
+        released: bool,
+        reason: Option<String>,
+    },
+    /// A node asked to start a session (a long-lived container) here.
+    SessionRequested {
+        name: String,
+        #[schema(value_type = String)]
+        from: PeerId,
+        image: String,
+        image_id: Option<String>,
+        argv: Vec<String>,
+        network: Option<String>,
+    },
+    /// A node asked to run a command in a session here.
+    ExecRequested {
+        name: String,
+        #[schema(value_type = String)]
+        from: PeerId,
+        argv: Vec<String>,
+    },
+    /// A command's output in a session went to the node that ran it.
+    ExecReleased {
+        name: String,
+        #[schema(value_type = String)]
+        to: PeerId,
+        bytes: u64,
+        sha256: String,
+    },
+    /// The owner changed the policy.
+    PolicyChanged { change: String },
+    /// This log begins: at `iris init`, or when the owner started a new
+    /// one knowingly (`iris audit new`), after what became of the old one.
+    LogStarted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
+    /// A task's output left, masked, as an input of a secure sum: the sum
+    /// unmasks only with `threshold` of the `participants` inputs in it.
+    Contribution {
+        job_id: String,
+        session: String,
+        #[schema(value_type = String)]
+        to: PeerId,
+        length: u64,
+        participants: u64,
+        threshold: u64,
+    },
+}
+
+/// What a decision was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approved,
+    AwaitingApproval,
+    Denied,
+}
+
+/// Who decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    Policy,
+    Owner,
+}
