@@ -135,6 +135,38 @@ exfil() {
   attempt "a secure sum's refusal quotes the update" "$tmp/6.out" \
     "$(first_line "not an update|secure sum|error" "$tmp/6.out")"
 
+  say "7. under release = review, a task's exit code carries a byte of what it read"
+  # The code picks its exit code; 77 stands for a byte of the shard.
+  [ "$open" -eq 1 ] || as_owner "$site" policy set release review
+  [ "$open" -eq 1 ] || as_owner "$site" policy allow-image "$probe" --prefix -- /iris-worker exit
+  out=$(on "$master" job run --json --image "$probe" --on "$site" --memory 32m --timeout 30s -- \
+    /iris-worker exit 77 2>&1) || true
+  id=$(json_field id <<<"$out" || true)
+  { echo "$out"; [ -z "$id" ] || on "$master" job show "$id" --json; } >"$tmp/7.out" 2>&1 || true
+  [ "$open" -eq 1 ] || as_owner "$site" policy set release auto
+  local told=0
+  grep -qE '"exit_code": ?77|exit 77' "$tmp/7.out" && told=1
+  outcome "a held task's exit code" "$([ "$told" -eq 1 ] && echo "a byte a task" || echo "no (failed, no code)")" \
+    "$(grep -m1 -oE '"exit_code": ?[0-9a-z]+|"state": ?"[a-z]+"' "$tmp/7.out" | tr -d '"' || echo "(nothing said)")" \
+    "$((1 - told))"
+
+  say "8. someone with the run of $site's disk rewrites its audit log to hide what ran, one line longer"
+  local witness=${nodes[2]:-$master}
+  on "$witness" events --json >"$tmp/8.events" 2>&1 &
+  local follower=$!
+  docker stop "$prefix-$site" >/dev/null
+  python3 "$here/reseal_audit.py" "$data/$site/audit.log" >"$tmp/8.out" 2>&1 || true
+  docker start "$prefix-$site" >/dev/null
+  wait_until 60 api_up "$site" >/dev/null || die "$site did not come back after the rewrite"
+  local verified=no alarm=no
+  on "$site" audit verify >>"$tmp/8.out" 2>&1 && verified=yes
+  wait_until 60 grep -q "\"audit_rewritten\".*\"$site\"" "$tmp/8.events" >/dev/null && alarm=yes
+  kill "$follower" 2>/dev/null || true
+  outcome "audit log rewritten and re-sealed" \
+    "$([ "$verified$alarm" = noyes ] && echo "no (caught)" || echo "UNSEEN")" \
+    "verify: $([ "$verified" = yes ] && echo passes || echo fails); $witness: $([ "$alarm" = yes ] && echo audit_rewritten || echo silent)" \
+    "$([ "$verified$alarm" = noyes ] && echo 1 || echo 0)"
+
   if [ "$open" -eq 1 ]; then
     say "$site's owner restores the default policy"
     as_owner "$site" policy set images approve
