@@ -147,7 +147,8 @@ exfil() {
   local told=0
   grep -qE '"exit_code": ?77|exit 77' "$tmp/7.out" && told=1
   outcome "a held task's exit code" "$([ "$told" -eq 1 ] && echo "a byte a task" || echo "no (failed, no code)")" \
-    "$(grep -m1 -oE '"exit_code": ?[0-9a-z]+|"state": ?"[a-z]+"' "$tmp/7.out" | tr -d '"' || echo "(nothing said)")" \
+    "$({ grep -m1 -oE '"exit_code": ?[0-9]+' "$tmp/7.out" || grep -m1 -oE '"state": ?"[a-z]+"' "$tmp/7.out" ||
+      echo "(nothing said)"; } | tr -d '"')" \
     "$((1 - told))"
 
   say "8. someone with the run of $site's disk rewrites its audit log to hide what ran, one line longer"
