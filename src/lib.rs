@@ -30,6 +30,7 @@ pub mod safe_fs;
 pub mod secagg;
 pub mod sessions;
 pub mod store;
+pub mod witness;
 pub mod workspace;
 
 /// Wall-clock time as Unix milliseconds (for records and people, never for

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api_types::Status,
-    audit::{witness::Witness, AuditLog},
+    audit::AuditLog,
     config::NodeConfig,
     egress::Egress,
     events::Events,
@@ -34,6 +34,7 @@ use crate::{
     secagg::SecureSums,
     sessions::Sessions,
     store::Store,
+    witness::Witness,
 };
 use iris_behaviours::SwarmSettings;
 

@@ -1,4 +1,5 @@
-//! Every member is a witness of every other's audit log. It keeps the
+//! Every member is a witness of every other's audit log (see
+//! [`crate::audit`]: the signed head in each record, the tree behind it). It keeps the
 //! last signed head it saw from each node (in `DIR/witnessed.json`, so a
 //! restart forgets nothing), and when a node's record shows a newer head
 //! it asks that node for consistency proofs ([`ControlRequest::AuditProof`])
@@ -22,8 +23,8 @@ use iris_behaviours::{
 };
 use tokio::task::JoinSet;
 
-use super::tree::extends;
 use crate::{
+    audit::tree::extends,
     events::{EventKind, Events},
     membership::{Membership, MembershipError},
     network::NetworkError,
@@ -235,5 +236,4 @@ fn raise(events: &Events, name: String, peer_id: PeerId, rewrite: Rewrite) {
 }
 
 #[cfg(test)]
-#[path = "witness_tests.rs"]
 mod tests;
