@@ -39,6 +39,9 @@ part() { # name command...: runs a part, remembers whether it failed
 docker/build-images.sh all
 cargo build --workspace --all-targets
 
+# No two modules of a crate use each other, directly or in a circle.
+part "modules: no import circle in src/ or behaviours/src/" python3 scripts/module_cycles.py src behaviours/src
+
 # Every test binary, not only those before the first failure.
 cargo_tests() {
     cargo test --workspace --no-fail-fast 2>&1 | tee "$logs/cargo-test.log"

@@ -18,12 +18,7 @@ use crate::{
     transport::build_transport,
 };
 
-/// Largest control request (a join carries one record).
-pub const MAX_CONTROL_REQUEST: usize = 64 * 1024;
-/// Largest control response (a welcome carries the whole map).
-pub const MAX_CONTROL_RESPONSE: usize = 8 * 1024 * 1024;
-/// Largest gossip message (one record).
-pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
+pub use crate::codec::{MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE, MAX_GOSSIP_MESSAGE};
 /// Connections to one peer at once: two, for when both sides dial at the
 /// same moment.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;

@@ -14,6 +14,13 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::traffic::Traffic;
 
+/// Largest control request (a join carries one record).
+pub const MAX_CONTROL_REQUEST: usize = 64 * 1024;
+/// Largest control response (a welcome carries the whole map).
+pub const MAX_CONTROL_RESPONSE: usize = 8 * 1024 * 1024;
+/// Largest gossip message (one record).
+pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
+
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

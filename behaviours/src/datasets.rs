@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::messages::{validate_name, validate_tag, MAX_FIELD, MAX_NAME_LEN};
+use crate::names::{validate_name, validate_tag, MAX_FIELD, MAX_NAME_LEN};
 
 /// Most datasets one record may list.
 pub const MAX_DATASETS: usize = 8;

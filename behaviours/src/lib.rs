@@ -12,6 +12,7 @@ pub mod control;
 pub mod datasets;
 pub mod files;
 pub mod messages;
+pub mod names;
 pub mod psk;
 pub mod refusal;
 pub mod signed;

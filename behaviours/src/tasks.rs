@@ -85,7 +85,7 @@ impl TaskSpec {
             }
         }
         if let Some(dataset) = &self.dataset {
-            crate::messages::validate_name("dataset name", dataset)?;
+            crate::names::validate_name("dataset name", dataset)?;
         }
         if !(6 << 20..=1 << 40).contains(&self.memory_bytes) {
             return Err("memory must be between 6 MiB and 1 TiB".into());
@@ -122,7 +122,7 @@ impl TaskSpec {
 
 /// The most a [`TaskSpec`] may take on the wire: a request frame less room
 /// for the request around it (a session's name, the enum tag).
-pub const MAX_SPEC_BYTES: usize = crate::behaviour::MAX_CONTROL_REQUEST - 1024;
+pub const MAX_SPEC_BYTES: usize = crate::codec::MAX_CONTROL_REQUEST - 1024;
 
 /// An input is a plain relative path: its parts are names, never `..`,
 /// `.` or empty, so `/workspace/in/<path>` stays under `/workspace/in`.
@@ -310,7 +310,7 @@ mod tests {
         let request = ControlRequest::RunTask {
             spec: spec(vec!["x".repeat(40 * 1024)]),
         };
-        assert!(crate::codec::encode(&request, crate::behaviour::MAX_CONTROL_REQUEST).is_ok());
+        assert!(crate::codec::encode(&request, crate::codec::MAX_CONTROL_REQUEST).is_ok());
         spec(vec!["x".repeat(40 * 1024)]).validate().unwrap();
     }
 
@@ -336,7 +336,7 @@ mod tests {
         let request = ControlRequest::TaskUpdate {
             report: report.clone(),
         };
-        assert!(crate::codec::encode(&request, crate::behaviour::MAX_CONTROL_REQUEST).is_ok());
+        assert!(crate::codec::encode(&request, crate::codec::MAX_CONTROL_REQUEST).is_ok());
         report.set_outputs(names[..3].to_vec());
         assert!(!report.outputs_truncated && report.outputs.len() == 3);
     }
