@@ -74,9 +74,13 @@ pub struct NodeView {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNetwork {
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
+    /// The network key, 16 characters or more.
+    #[schema(min_length = 16)]
     pub key: String,
     #[serde(default = "default_mode")]
+    #[schema(pattern = r"^master_slave$")]
     pub mode: String,
 }
 
@@ -88,9 +92,11 @@ fn default_mode() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinNetwork {
+    #[schema(min_length = 16)]
     pub key: String,
     /// A join ticket (`iris:<network id>@<address>`), or a member's
     /// address ending in `/p2p/<peer id>`.
+    #[schema(pattern = r"^(iris:[0-9a-f]{64}@/.+|/.+/p2p/[1-9A-HJ-NP-Za-km-z]+)$")]
     pub bootstrap: String,
 }
 
@@ -145,7 +151,9 @@ pub struct Images {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadImage {
-    /// A `docker save` tar on this machine.
+    /// A `docker save` tar on this machine (its name may not start with
+    /// a dot).
+    #[schema(pattern = r"(^|/)[^./][^/]*\.tar$")]
     pub path: String,
     /// Load it even if it gives a tag this engine has to another image.
     #[serde(default)]
@@ -164,8 +172,11 @@ pub struct LoadedImage {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushImage {
+    /// A tar in the workspace's `image/` area.
+    #[schema(pattern = r"\.tar$")]
     pub path: String,
     #[serde(default = "all")]
+    #[schema(min_length = 1)]
     pub to: String,
 }
 
@@ -173,24 +184,31 @@ pub struct PushImage {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
+    #[schema(pattern = r"^\S{1,256}$")]
     pub image: String,
+    #[schema(min_items = 1, max_items = 1024)]
     pub argv: Vec<String>,
     #[serde(default)]
     pub env: Vec<String>,
     /// `all`, `name,name`, `role:R` or `tag:T`.
     #[serde(default = "all")]
+    #[schema(min_length = 1)]
     pub on: String,
     /// Run on one target only, the least loaded.
     #[serde(default)]
     pub any: bool,
     /// `none` (default) or `bridge`.
     #[serde(default)]
+    #[schema(pattern = r"^(none|bridge)$")]
     pub network: Option<String>,
     #[serde(default = "default_memory_mb")]
+    #[schema(minimum = 6, maximum = 1048576)]
     pub memory_mb: u64,
     #[serde(default = "default_cpus")]
+    #[schema(minimum = 0.001, maximum = 1024)]
     pub cpus: f64,
     #[serde(default = "default_timeout")]
+    #[schema(minimum = 0.001, maximum = 604800)]
     pub timeout_secs: f64,
     /// Paths in each target's public workspace, mounted read-only at
     /// `/workspace/in/<path>`.
@@ -320,7 +338,9 @@ impl Job {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
+    /// Seconds to wait for the job to end, at most 600.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 600)]
     pub wait: Option<f64>,
 }
 
@@ -389,7 +409,10 @@ pub struct FilesQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetFile {
+    #[schema(min_length = 1)]
     pub from: String,
+    /// A file (not an area) in the workspace of `from`.
+    #[schema(pattern = r"^[^/](.*[^/])?$")]
     pub path: String,
     pub to: Option<String>,
     pub dest: Option<String>,
@@ -415,6 +438,7 @@ pub struct Transfer {
 #[serde(deny_unknown_fields)]
 pub struct PutFile {
     /// A file on this machine.
+    #[schema(min_length = 1)]
     pub source: String,
     /// Where it goes in every target's workspace (default public/<name>).
     #[serde(rename = "as")]
@@ -427,9 +451,12 @@ pub struct PutFile {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateContainers {
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
+    #[schema(pattern = r"^\S{1,256}$")]
     pub image: String,
     #[serde(default = "all")]
+    #[schema(min_length = 1)]
     pub on: String,
     /// Empty: the image's own command, which must keep running.
     #[serde(default)]
@@ -437,10 +464,13 @@ pub struct CreateContainers {
     #[serde(default)]
     pub env: Vec<String>,
     #[serde(default)]
+    #[schema(pattern = r"^(none|bridge)$")]
     pub network: Option<String>,
     #[serde(default = "default_memory_mb")]
+    #[schema(minimum = 6, maximum = 1048576)]
     pub memory_mb: u64,
     #[serde(default = "default_cpus")]
+    #[schema(minimum = 0.001, maximum = 1024)]
     pub cpus: f64,
 }
 
@@ -449,9 +479,13 @@ pub struct CreateContainers {
 #[serde(deny_unknown_fields)]
 pub struct ExecContainers {
     #[serde(default = "all")]
+    #[schema(min_length = 1)]
     pub on: String,
+    #[schema(min_items = 1, max_items = 1024)]
     pub argv: Vec<String>,
+    /// Seconds, more than 0 and at most 86400.
     #[serde(default = "default_exec_timeout")]
+    #[schema(exclusive_minimum = 0, maximum = 86400)]
     pub timeout_secs: f64,
 }
 
@@ -464,6 +498,7 @@ fn default_exec_timeout() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct RemoveContainers {
     #[serde(default = "all")]
+    #[schema(min_length = 1)]
     pub on: String,
 }
 

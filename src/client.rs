@@ -198,11 +198,11 @@ impl ApiClient {
         self.post("/v1/policy", body).await
     }
 
-    pub async fn allow_image(&self, body: &PolicyImage) -> anyhow::Result<PolicyView> {
+    pub async fn allow_image(&self, body: &AllowImage) -> anyhow::Result<PolicyView> {
         self.post("/v1/policy/images", body).await
     }
 
-    pub async fn revoke_image(&self, body: &PolicyImage) -> anyhow::Result<PolicyView> {
+    pub async fn revoke_image(&self, body: &RevokeImage) -> anyhow::Result<PolicyView> {
         self.post("/v1/policy/images/revoke", body).await
     }
 

@@ -19,7 +19,7 @@ use crate::{
     executor::Executor,
     network::Capabilities,
     safe_fs::Dir,
-    workspace::{copy_into_place, require_regular_file},
+    workspace::{copy_into_place, require_regular_file, UserFileError},
 };
 
 /// Why an image could not be loaded.
@@ -28,6 +28,9 @@ pub enum ImageError {
     /// The path the caller named is not a tar file.
     #[error("{0}")]
     Invalid(String),
+    /// There is no file at the path the caller named.
+    #[error("{0}")]
+    NotFound(String),
     /// The engine would not load it.
     #[error("{0}")]
     Refused(String),
@@ -198,7 +201,10 @@ impl ImageLibrary {
             .ok_or_else(|| {
                 ImageError::Invalid(format!("{} is not a .tar file", source.display()))
             })?;
-        require_regular_file(source).map_err(ImageError::Invalid)?;
+        require_regular_file(source).map_err(|e| match e {
+            UserFileError::Missing(e) => ImageError::NotFound(e),
+            UserFileError::Unusable(e) => ImageError::Invalid(e),
+        })?;
         let target = self.dir.join(&name);
         // Under a hidden name the watcher ignores, then renamed: the tar
         // appears whole or not at all.

@@ -290,12 +290,31 @@ fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
     inner(root, root, visit)
 }
 
+/// Why a file a user named on this machine cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserFileError {
+    /// There is nothing at that path.
+    #[error("{0}")]
+    Missing(String),
+    /// There is something, but not a regular file this node can read.
+    #[error("{0}")]
+    Unusable(String),
+}
+
 /// A file a user named on this machine must exist and be a regular file.
-pub fn require_regular_file(path: &Path) -> Result<(), String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn require_regular_file(path: &Path) -> Result<(), UserFileError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        let said = format!("cannot read {}: {e}", path.display());
+        match e.kind() {
+            std::io::ErrorKind::NotFound => UserFileError::Missing(said),
+            _ => UserFileError::Unusable(said),
+        }
+    })?;
     if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
+        return Err(UserFileError::Unusable(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
     }
     Ok(())
 }

@@ -76,7 +76,7 @@ async fn owners_declare_datasets_and_every_member_finds_them() {
     let (code, body) = alice
         .post("/v1/jobs", job_body("dataset:nowhere", &argv))
         .await;
-    assert_eq!(code, 400, "{body}");
+    assert_eq!(code, 404, "no node holds it: {body}");
     assert!(
         body["error"].as_str().unwrap().contains("dataset:nowhere"),
         "{body}"

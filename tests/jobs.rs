@@ -206,13 +206,23 @@ async fn an_unreachable_docker_is_reported_and_jobs_fail_with_the_reason() {
 #[tokio::test]
 async fn bad_job_requests_are_refused_with_a_reason() {
     let nodes = data_network(&["alice", "bob"]).await;
+    // Targets that are not there are not found; the rest is a bad request.
     for (body, needle) in [
-        (job_body("all", &[]), "command is empty"),
         (
             job_body("nobody", &["/iris-worker"]),
             "no node named 'nobody'",
         ),
         (job_body("tag:none", &["/iris-worker"]), "no alive node"),
+    ] {
+        let (code, answer) = nodes[0].post("/v1/jobs", body.clone()).await;
+        assert_eq!(code, 404, "{body} -> {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(needle),
+            "{body} -> {answer}"
+        );
+    }
+    for (body, needle) in [
+        (job_body("all", &[]), "command is empty"),
         (
             json!({"image": "iris-probe:latest", "argv": ["x"], "network": "host"}),
             "network 'host' is not allowed",

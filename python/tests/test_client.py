@@ -81,7 +81,7 @@ def test_a_job_on_a_dataset_runs_waits_gathers_and_logs(lab):
 
     with pytest.raises(IrisError) as refused:
         net.submit(WORKER, STATS, on="dataset:nowhere")
-    assert refused.value.status == 400 and "dataset:nowhere" in refused.value.message
+    assert refused.value.status == 404 and "dataset:nowhere" in refused.value.message
 
 
 def test_a_secure_sum_over_the_sites(lab):

@@ -17,7 +17,7 @@ pub(super) async fn create(
     Ok(Json(state.node.sessions.create(body).await?))
 }
 
-#[utoipa::path(post, path = "/v1/containers/{name}/exec", tag = "containers", request_body = ExecContainers, params(("name" = String, Path, description = "the containers' name")), responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/containers/{name}/exec", tag = "containers", request_body = ExecContainers, params(("name" = String, Path, description = "the containers' name", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")), responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn exec(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -26,7 +26,7 @@ pub(super) async fn exec(
     Ok(Json(state.node.sessions.exec(&name, body).await?))
 }
 
-#[utoipa::path(post, path = "/v1/containers/{name}/rm", tag = "containers", request_body = RemoveContainers, params(("name" = String, Path, description = "the containers' name")), responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/containers/{name}/rm", tag = "containers", request_body = RemoveContainers, params(("name" = String, Path, description = "the containers' name", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")), responses((status = 200, body = Vec<NodeAnswer>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn remove(
     State(state): State<ApiState>,
     Path(name): Path<String>,

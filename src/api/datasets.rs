@@ -81,7 +81,7 @@ pub(super) async fn reload(
 
 /// Takes a dataset of this node off the network (its data and card stay).
 #[utoipa::path(post, path = "/v1/datasets/{name}/rm", tag = "datasets",
-    params(("name" = String, Path, description = "the dataset's name")),
+    params(("name" = String, Path, description = "the dataset's name", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses((status = 200, body = Vec<DatasetCard>),
               (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn remove(

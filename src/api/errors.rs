@@ -69,7 +69,8 @@ fn membership_status(error: &MembershipError) -> StatusCode {
         MembershipError::NotInNetwork | MembershipError::AlreadyInNetwork(_) => {
             StatusCode::CONFLICT
         }
-        MembershipError::Invalid(_) | MembershipError::NoSuchNode(_) => StatusCode::BAD_REQUEST,
+        MembershipError::Invalid(_) => StatusCode::BAD_REQUEST,
+        MembershipError::NoSuchNode(_) | MembershipError::NoTarget(_) => StatusCode::NOT_FOUND,
         MembershipError::Forbidden(_) => StatusCode::FORBIDDEN,
         MembershipError::Network(e) => network_status(e),
         MembershipError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,6 +80,7 @@ fn membership_status(error: &MembershipError) -> StatusCode {
 fn file_status(error: &FileError) -> StatusCode {
     match error {
         FileError::Invalid(_) => StatusCode::BAD_REQUEST,
+        FileError::NotFound(_) => StatusCode::NOT_FOUND,
         FileError::Network(e) => network_status(e),
         FileError::Membership(e) => membership_status(e),
         FileError::Transfer(_) => StatusCode::BAD_GATEWAY,
@@ -101,7 +103,7 @@ impl From<FileError> for ApiError {
 impl From<JobError> for ApiError {
     fn from(error: JobError) -> Self {
         let status = match &error {
-            JobError::NotFound(_) => StatusCode::NOT_FOUND,
+            JobError::NotFound(_) | JobError::NoTask { .. } => StatusCode::NOT_FOUND,
             JobError::Invalid(_) => StatusCode::BAD_REQUEST,
             // Too few sites, a refusal or a falsified share: nothing to sum.
             JobError::SecureSum(_) => StatusCode::CONFLICT,
@@ -127,6 +129,7 @@ impl From<ImageError> for ApiError {
     fn from(error: ImageError) -> Self {
         let status = match &error {
             ImageError::Invalid(_) | ImageError::Refused(_) => StatusCode::BAD_REQUEST,
+            ImageError::NotFound(_) => StatusCode::NOT_FOUND,
             ImageError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::from_error(status, &error)

@@ -34,7 +34,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> Json<Vec<Job>> {
 }
 
 /// The job; with `?wait=S`, once it has ended or S seconds have passed.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "the job id"), WaitQuery), responses((status = 200, body = Job), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$"), WaitQuery), responses((status = 200, body = Job), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn show(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -55,7 +55,7 @@ pub(super) async fn show(
     Ok(Json(state.node.jobs.wait(&id, wait).await?))
 }
 
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "the job id")), responses((status = 200, body = Job), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$")), responses((status = 200, body = Job), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -63,7 +63,7 @@ pub(super) async fn cancel(
     Ok(Json(state.node.jobs.cancel(&id).await?))
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "the job id"), LogsQuery), responses((status = 200, body = Vec<TaskLogs>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$"), LogsQuery), responses((status = 200, body = Vec<TaskLogs>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn logs(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -72,7 +72,7 @@ pub(super) async fn logs(
     Ok(Json(state.node.jobs.logs(&id, &query).await?))
 }
 
-#[utoipa::path(post, path = "/v1/jobs/{id}/gather", tag = "jobs", params(("id" = String, Path, description = "the job id")), responses((status = 200, body = Gathered), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/gather", tag = "jobs", params(("id" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$")), responses((status = 200, body = Gathered), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn gather(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -81,7 +81,7 @@ pub(super) async fn gather(
 }
 
 /// The secure sum of the tasks' update files, once the job has ended.
-#[utoipa::path(post, path = "/v1/jobs/{id}/secure-sum", tag = "jobs", request_body = SecureSumRequest, params(("id" = String, Path, description = "the job id")), responses((status = 200, body = SumOutcome), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/secure-sum", tag = "jobs", request_body = SecureSumRequest, params(("id" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$")), responses((status = 200, body = SumOutcome), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn secure_sum(
     State(state): State<ApiState>,
     Path(id): Path<String>,

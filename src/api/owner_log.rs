@@ -17,6 +17,7 @@ const MAX_LAST: usize = 10_000;
 pub struct AuditQuery {
     /// How many of the newest entries to return (default 200, at most
     /// 10000).
+    #[param(minimum = 0, maximum = 10000)]
     pub last: Option<usize>,
 }
 

@@ -11,7 +11,8 @@ use super::{ApiError, ApiJson, ApiState};
 use crate::api_types::ErrorBody;
 use crate::{
     api_types::{
-        Approve, Decided, Deny, PendingApproval, PendingRelease, PolicyImage, PolicyView, SetPolicy,
+        AllowImage, Approve, Decided, Deny, PendingApproval, PendingRelease, PolicyView,
+        RevokeImage, SetPolicy,
     },
     policy::{ApprovedImage, PolicyError},
 };
@@ -47,33 +48,41 @@ pub(super) async fn set(
 }
 
 /// Approves an image ahead of time, pinned to the digest it has now.
-#[utoipa::path(post, path = "/v1/policy/images", tag = "owner", request_body = PolicyImage, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/policy/images", tag = "owner", request_body = AllowImage, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn allow_image(
     State(state): State<ApiState>,
-    ApiJson(body): ApiJson<PolicyImage>,
+    ApiJson(body): ApiJson<AllowImage>,
 ) -> Result<Json<PolicyView>, ApiError> {
+    image_reference(&body.image)?;
     let digest = state
         .node
         .images
         .executor()
         .image_id(&body.image)
         .await
-        .map_err(|e| {
-            PolicyError::Invalid(format!(
-                "cannot approve {}: this node's engine does not have it ({e})",
+        .map_err(|e| match &e {
+            crate::executor::ExecutorError::Docker(
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                },
+            ) => PolicyError::NotFound(format!(
+                "cannot approve {}: this node's engine does not have it",
                 body.image
-            ))
+            )),
+            crate::executor::ExecutorError::Docker(
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 400, ..
+                },
+            ) => PolicyError::Invalid(format!(
+                "cannot approve {}: the engine reads no image reference in it",
+                body.image
+            )),
+            _ => PolicyError::Local(format!("cannot approve {}: {e}", body.image)),
         })?;
     if let Some(dataset) = &body.dataset {
         iris_behaviours::validate_name("dataset name", dataset).map_err(PolicyError::Invalid)?;
     }
-    let command = body.command.clone().ok_or_else(|| {
-        PolicyError::Invalid(
-            "say what may run from the image: command {\"match\": \"prefix\" or \"exact\", \
-             \"argv\": [...]}, or {\"match\": \"any\"} for every command in it"
-                .into(),
-        )
-    })?;
+    let command = body.command.clone();
     command.validate().map_err(PolicyError::Invalid)?;
     let approved = ApprovedImage {
         digest: digest.clone(),
@@ -98,13 +107,37 @@ pub(super) async fn allow_image(
     Ok(Json(policy))
 }
 
+/// An image reference as the engine takes one: 1 to 256 characters, no
+/// white space (an empty one would make the engine answer a redirect).
+fn image_reference(image: &str) -> Result<(), PolicyError> {
+    if image.is_empty() || image.len() > 256 || image.chars().any(char::is_whitespace) {
+        return Err(PolicyError::Invalid(format!(
+            "image '{image}' is not an image name or digest"
+        )));
+    }
+    Ok(())
+}
+
 /// Revokes an approval, by the name it was approved under or its digest.
-#[utoipa::path(post, path = "/v1/policy/images/revoke", tag = "owner", request_body = PolicyImage, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/policy/images/revoke", tag = "owner", request_body = RevokeImage, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn revoke_image(
     State(state): State<ApiState>,
-    ApiJson(body): ApiJson<PolicyImage>,
+    ApiJson(body): ApiJson<RevokeImage>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let image = body.image;
+    if !state
+        .node
+        .policy
+        .get()
+        .approved
+        .iter()
+        .any(|a| a.digest == image || a.name == image)
+    {
+        return Err(PolicyError::NotFound(format!(
+            "no approved image is named or has the digest '{image}'"
+        ))
+        .into());
+    }
     let change = format!("revoked image {image}");
     let policy = state
         .node
@@ -128,7 +161,7 @@ pub(super) async fn approvals(State(state): State<ApiState>) -> Json<Vec<Pending
     Json(state.node.jobs.approvals().await)
 }
 
-#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "owner", request_body = Approve, params(("id" = String, Path, description = "the job id of the pending task")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "owner", request_body = Approve, params(("id" = String, Path, description = "the job id of the pending task", pattern = r"^[A-Za-z0-9-]{1,64}$")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn approve(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -147,7 +180,7 @@ pub(super) async fn approve(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/approvals/{id}/deny", tag = "owner", request_body = Deny, params(("id" = String, Path, description = "the job id of the pending task")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/approvals/{id}/deny", tag = "owner", request_body = Deny, params(("id" = String, Path, description = "the job id of the pending task", pattern = r"^[A-Za-z0-9-]{1,64}$")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn deny(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -170,7 +203,7 @@ pub(super) async fn releases(State(state): State<ApiState>) -> Json<Vec<PendingR
     Json(state.node.jobs.releases().await)
 }
 
-#[utoipa::path(post, path = "/v1/releases/{job}/approve", tag = "owner", params(("job" = String, Path, description = "the job id")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/releases/{job}/approve", tag = "owner", params(("job" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn release(
     State(state): State<ApiState>,
     Path(job): Path<String>,
@@ -183,7 +216,7 @@ pub(super) async fn release(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/releases/{job}/deny", tag = "owner", request_body = Deny, params(("job" = String, Path, description = "the job id")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/releases/{job}/deny", tag = "owner", request_body = Deny, params(("job" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$")), responses((status = 200, body = Decided), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn withhold(
     State(state): State<ApiState>,
     Path(job): Path<String>,

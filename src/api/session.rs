@@ -213,6 +213,7 @@ pub struct LoginLink {
 
 /// `GET /login?code=...`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LinkQuery {
     /// The one-time code of a login link.
     pub code: String,
@@ -223,6 +224,7 @@ pub struct LinkQuery {
 #[utoipa::path(post, path = "/v1/session", tag = "session", request_body = Login,
     security(()),
     responses((status = 204, description = "logged in; the session cookie is set"),
+              (status = 400, body = crate::api_types::ErrorBody, description = "the body is not a login"),
               (status = 401, body = crate::api_types::ErrorBody)))]
 pub(super) async fn log_in(
     State(state): State<ApiState>,
@@ -269,6 +271,7 @@ pub(super) async fn login_link(
 /// the browser to the dashboard, whose URL has no code.
 #[utoipa::path(get, path = "/login", tag = "session", params(LinkQuery), security(()),
     responses((status = 303, description = "logged in; redirected to the dashboard"),
+              (status = 400, body = crate::api_types::ErrorBody, description = "no code given"),
               (status = 401, body = crate::api_types::ErrorBody)))]
 pub(super) async fn open_link(
     State(state): State<ApiState>,

@@ -3,14 +3,22 @@
 use iris_behaviours::{libp2p::PeerId, Liveness};
 use serde::{Deserialize, Serialize};
 
+/// A tag: letters, digits and `-_.:=`, 1 to 64 of them (`site=paris`).
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[A-Za-z0-9_.:=-]{1,64}$")]
+#[allow(dead_code)] // a schema only: tags travel as strings
+pub struct TagText(String);
+
 /// `POST /v1/datasets`: the owner declares a dataset.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddDataset {
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     /// A directory of CSV files under `private/`, such as `private/heart`.
     pub path: String,
     #[serde(default)]
+    #[schema(value_type = Vec<TagText>, max_items = 8)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub description: String,

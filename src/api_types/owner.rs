@@ -11,26 +11,37 @@ pub type PolicyView = crate::policy::PolicyConfig;
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPolicy {
+    #[schema(
+        pattern = r"^(images|network|sessions|release|logs|min_aggregate|max_shared_log_bytes|max_tasks_per_hour)$"
+    )]
     pub key: String,
     pub value: String,
 }
 
-/// `POST /v1/policy/images` and `/v1/policy/images/revoke`.
+/// `POST /v1/policy/images`: approve an image for what may run from it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyImage {
+pub struct AllowImage {
     /// An image name (`iris-worker:latest`) or a digest (`sha256:...`).
+    #[schema(pattern = r"^\S{1,256}$")]
     pub image: String,
-    /// Approve it for this dataset's jobs only (`allow-image`; ignored by
-    /// `revoke`, which takes back every approval of the image).
+    /// Approve it for this dataset's jobs only.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub dataset: Option<String>,
-    /// What may run from it (`allow-image`, where it is required):
-    /// `{"match": "prefix", "argv": ["/iris-worker", "stats"]}`, `{"match":
-    /// "exact", "argv": [...]}`, or `{"match": "any"}` for every command
-    /// in the image.
-    #[serde(default)]
-    pub command: Option<crate::policy::CommandRule>,
+    /// What may run from it: `{"match": "prefix", "argv": ["/iris-worker",
+    /// "stats"]}`, `{"match": "exact", "argv": [...]}`, or `{"match":
+    /// "any"}` for every command in the image.
+    pub command: crate::policy::CommandRule,
+}
+
+/// `POST /v1/policy/images/revoke`: take back every approval of an image.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeImage {
+    /// The name it was approved under, or its digest.
+    #[schema(pattern = r"^\S{1,256}$")]
+    pub image: String,
 }
 
 /// A task from another node waiting for the owner's approval.

@@ -9,7 +9,7 @@ use super::{
     NodeDir, Output,
 };
 use crate::{
-    api_types::{Approve, Deny, PolicyImage, PolicyView, SetPolicy},
+    api_types::{AllowImage, Approve, Deny, PolicyView, RevokeImage, SetPolicy},
     config::word,
     policy::{CommandRule, SETTINGS},
 };
@@ -128,20 +128,15 @@ pub async fn policy(
             } else {
                 CommandRule::Any
             };
-            let body = PolicyImage {
+            let body = AllowImage {
                 image,
                 dataset,
-                command: Some(command),
+                command,
             };
             dir.client()?.allow_image(&body).await?
         }
         Some(PolicyCommand::RevokeImage { dir, image }) => {
-            let all = PolicyImage {
-                image,
-                dataset: None,
-                command: None,
-            };
-            dir.client()?.revoke_image(&all).await?
+            dir.client()?.revoke_image(&RevokeImage { image }).await?
         }
     };
     if output.json {

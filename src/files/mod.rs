@@ -31,7 +31,10 @@ use crate::{
     membership::{Membership, MembershipError},
     metrics::Metrics,
     network::NetworkError,
-    workspace::{copy_into_place, require_regular_file, user_path, Area, Workspace, WorkspacePath},
+    workspace::{
+        copy_into_place, require_regular_file, user_path, Area, UserFileError, Workspace,
+        WorkspacePath,
+    },
 };
 
 /// Why a file operation failed.
@@ -40,6 +43,9 @@ pub enum FileError {
     /// A path or file the caller named is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// A file the caller named on this machine is not there.
+    #[error("{0}")]
+    NotFound(String),
     /// The peer could not be asked, or refused.
     #[error(transparent)]
     Network(#[from] NetworkError),
@@ -226,7 +232,10 @@ impl Files {
         dest: &str,
         to: &str,
     ) -> Result<Vec<NodeAnswer>, FileError> {
-        require_regular_file(Path::new(source)).map_err(FileError::Invalid)?;
+        require_regular_file(Path::new(source)).map_err(|e| match e {
+            UserFileError::Missing(e) => FileError::NotFound(e),
+            UserFileError::Unusable(e) => FileError::Invalid(e),
+        })?;
         let place = WorkspacePath::parse(dest)
             .and_then(|d| d.require(&DESTINATIONS, "a destination"))
             .map_err(FileError::Invalid)?;

@@ -39,6 +39,8 @@ use store::JobStore;
 pub enum JobError {
     #[error("no job {0} on this node")]
     NotFound(String),
+    #[error("job {id} has no task on node '{node}'")]
+    NoTask { id: String, node: String },
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -140,7 +142,7 @@ impl Jobs {
                 &map,
                 &self.store.load_by_peer(),
             )
-            .map_err(JobError::Invalid)?
+            .map_err(MembershipError::from)?
         };
         let ship = self.image_shipment(&request.image, &targets, &map);
         let id = format!("job-{}", crate::store::random_hex(6));
@@ -455,9 +457,10 @@ impl Jobs {
         let node = query.node.as_deref();
         if let Some(node) = node {
             if !job.tasks.contains_key(node) {
-                return Err(JobError::Invalid(format!(
-                    "job {id} has no task on node '{node}'"
-                )));
+                return Err(JobError::NoTask {
+                    id: id.to_string(),
+                    node: node.to_string(),
+                });
             }
         }
         let offsets = (query.stdout_offset, query.stderr_offset);

@@ -15,7 +15,7 @@ use iris_behaviours::{
 };
 use tokio::sync::watch;
 
-pub use targets::resolve_targets;
+pub use targets::{resolve_targets, TargetError};
 pub use ticket::JoinTicket;
 
 use crate::{
@@ -36,12 +36,24 @@ pub enum MembershipError {
     Invalid(String),
     #[error("no node named '{0}' in the network")]
     NoSuchNode(String),
+    /// `--on` names no node that is there and alive.
+    #[error("{0}")]
+    NoTarget(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<TargetError> for MembershipError {
+    fn from(error: TargetError) -> Self {
+        match error {
+            TargetError::Invalid(e) => MembershipError::Invalid(e),
+            TargetError::NoSuchTarget(e) => MembershipError::NoTarget(e),
+        }
+    }
 }
 
 pub struct Membership {
@@ -116,7 +128,7 @@ impl Membership {
         load: &BTreeMap<PeerId, usize>,
     ) -> Result<Vec<(PeerId, String)>, MembershipError> {
         let map = self.map().await?;
-        resolve_targets(on, any, &map, load).map_err(MembershipError::Invalid)
+        resolve_targets(on, any, &map, load).map_err(MembershipError::from)
     }
 
     pub async fn peer_named(&self, name: &str) -> Result<PeerId, MembershipError> {

@@ -6,6 +6,17 @@ use std::collections::BTreeMap;
 
 use iris_behaviours::{libp2p::PeerId, Liveness, MapEntry, Role};
 
+/// Why `--on` names no node to send to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// `--on` is not a target expression.
+    #[error("{0}")]
+    Invalid(String),
+    /// It is one, but names no node that is in the map and alive.
+    #[error("{0}")]
+    NoSuchTarget(String),
+}
+
 /// Which nodes `--on` names, among the alive ones. `any` keeps the least
 /// loaded one, so a tag or a list acts as one load-balanced cluster.
 pub fn resolve_targets(
@@ -13,7 +24,7 @@ pub fn resolve_targets(
     any: bool,
     map: &[MapEntry],
     load: &BTreeMap<PeerId, usize>,
-) -> Result<Vec<(PeerId, String)>, String> {
+) -> Result<Vec<(PeerId, String)>, TargetError> {
     let alive = |e: &&MapEntry| e.state == Liveness::Alive;
     let mut chosen: Vec<&MapEntry> = match on.split_once(':') {
         _ if on == "all" => map.iter().filter(alive).collect(),
@@ -22,9 +33,9 @@ pub fn resolve_targets(
                 "master" => Role::Master,
                 "slave" => Role::Slave,
                 other => {
-                    return Err(format!(
+                    return Err(TargetError::Invalid(format!(
                         "unknown role '{other}': use role:master or role:slave"
-                    ))
+                    )))
                 }
             };
             map.iter()
@@ -43,19 +54,21 @@ pub fn resolve_targets(
             .filter(|e| e.record.datasets.iter().any(|d| d.name == name))
             .collect(),
         Some((kind, _)) => {
-            return Err(format!(
+            return Err(TargetError::Invalid(format!(
                 "unknown target '{kind}:': use all, names, role:R, tag:T or dataset:NAME"
-            ))
+            )))
         }
         None => {
             let mut named = Vec::new();
             for name in on.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                let entry = map
-                    .iter()
-                    .find(|e| e.record.name == name)
-                    .ok_or_else(|| format!("no node named '{name}' in the network"))?;
+                let entry = map.iter().find(|e| e.record.name == name).ok_or_else(|| {
+                    TargetError::NoSuchTarget(format!("no node named '{name}' in the network"))
+                })?;
                 if entry.state != Liveness::Alive {
-                    return Err(format!("node '{name}' is {}", entry.state));
+                    return Err(TargetError::NoSuchTarget(format!(
+                        "node '{name}' is {}",
+                        entry.state
+                    )));
                 }
                 if !named
                     .iter()
@@ -68,7 +81,9 @@ pub fn resolve_targets(
         }
     };
     if chosen.is_empty() {
-        return Err(format!("no alive node matches --on {on}"));
+        return Err(TargetError::NoSuchTarget(format!(
+            "no alive node matches --on {on}"
+        )));
     }
     if any {
         chosen.sort_by_key(|e| {
@@ -147,12 +162,15 @@ mod tests {
         );
         assert!(resolve_targets("dave", false, &map, &load)
             .unwrap_err()
+            .to_string()
             .contains("suspect"));
         assert!(resolve_targets("zoe", false, &map, &load)
             .unwrap_err()
+            .to_string()
             .contains("no node named"));
         assert!(resolve_targets("tag:tpu", false, &map, &load)
             .unwrap_err()
+            .to_string()
             .contains("no alive node"));
         assert!(resolve_targets("role:king", false, &map, &load).is_err());
         assert!(resolve_targets("zone:x", false, &map, &load).is_err());
