@@ -85,7 +85,7 @@ impl AuditEntry {
     /// signature stays, and no longer matches). It is what someone with
     /// the run of a node's disk can do to its log: without the key, `iris
     /// audit verify` finds it; with it, the members' witness does (see
-    /// [`crate::witness`]). The tests use it to play that someone.
+    /// `src/witness/`). The tests use it to play that someone.
     pub fn reseal(self, prev: Option<&AuditEntry>, keypair: Option<&Keypair>) -> Self {
         let prev = prev.map_or_else(|| GENESIS.to_string(), |p| p.hash.clone());
         match keypair {

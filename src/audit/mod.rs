@@ -10,7 +10,7 @@
 //! - the lines are the leaves of a Merkle tree (RFC 6962, [`tree`]) whose
 //!   signed head is in the node's map record. Every member keeps the last
 //!   head it saw from each node and asks for a proof that each newer one
-//!   extends it ([`crate::witness`]): whoever rewrites a log, even with the
+//!   extends it (`src/witness/`): whoever rewrites a log, even with the
 //!   node's key, is seen by the others, whatever its new length.
 //!
 //! An entry is on disk (fsynced) before the action it records goes ahead.
