@@ -4,8 +4,10 @@ circle (docs/architecture.md: each module uses only those below it).
     python3 scripts/module_cycles.py src behaviours/src
 
 A module is a file or folder under src/; it uses another when its code (not
-its comments or its tests) names `crate::other`. Prints each crate's graph
-and every circle; exits 1 if there is one.
+its comments or its tests) names `crate::other`. Prints each crate's graph,
+its floors (a module's floor is one above the highest floor it uses; a
+module that uses none is on floor 1) and every circle; exits 1 if there is
+one.
 """
 import os, re, sys
 from itertools import chain
@@ -65,13 +67,30 @@ def cycles(graph):
         if v not in index: visit(v)
     return found
 
+def floors(graph):
+    floor = {}
+    def of(v, seen=()):
+        if v not in floor:
+            below = [of(w, seen + (v,)) for w in graph[v] if w not in seen]
+            floor[v] = 1 + max(below, default=0)
+        return floor[v]
+    for v in graph:
+        of(v)
+    return floor
+
 failed = False
 for src in sys.argv[1:]:
     graph = deps(src)
     print(f"== {src}")
     for m, d in sorted(graph.items()):
         print(f"{m} -> {' '.join(d)}")
-    for circle in cycles(graph):
+    circles = cycles(graph)
+    for circle in circles:
         print(f"CIRCLE in {src}: {' <-> '.join(circle)}")
         failed = True
+    if not circles:
+        floor = floors(graph)
+        print(f"{max(floor.values())} floors, {sum(map(len, graph.values()))} arrows:")
+        for level in range(1, max(floor.values()) + 1):
+            print(f"  {level}: {' '.join(sorted(m for m in graph if floor[m] == level))}")
 sys.exit(1 if failed else 0)

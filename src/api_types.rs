@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use iris_behaviours::{
     libp2p::{Multiaddr, PeerId},
-    ControlResponse, ExecutorState, ImageRef, Liveness, NetworkConfig, Role, TaskState,
+    ExecOutput, ExecutorState, ImageRef, Liveness, NetworkConfig, Role, TaskState,
 };
 use serde::{Deserialize, Serialize};
 
@@ -515,31 +515,27 @@ pub struct NodeAnswer {
 }
 
 impl NodeAnswer {
-    /// What one node answered to a command (or why it could not be asked).
-    pub fn from_answer(node: String, answer: Result<ControlResponse, String>) -> Self {
+    /// What one node answered to a command: its output, or nothing but
+    /// that it was done (or why it could not be asked, or refused).
+    pub fn from_answer(node: String, answer: Result<Option<ExecOutput>, String>) -> Self {
         let mut out = NodeAnswer {
             node,
             ok: true,
             ..NodeAnswer::default()
         };
         match answer {
-            Ok(ControlResponse::Exec {
-                exit_code,
-                stdout,
-                stderr,
-                truncated,
-            }) => {
-                out.ok = exit_code == Some(0);
-                out.exit_code = exit_code;
-                out.stdout = Some(String::from_utf8_lossy(&stdout).into_owned());
-                out.stderr = Some(String::from_utf8_lossy(&stderr).into_owned());
-                out.truncated = truncated;
+            Ok(Some(output)) => {
+                out.ok = output.exit_code == Some(0);
+                out.exit_code = output.exit_code;
+                out.stdout = Some(String::from_utf8_lossy(&output.stdout).into_owned());
+                out.stderr = Some(String::from_utf8_lossy(&output.stderr).into_owned());
+                out.truncated = output.truncated;
             }
-            Ok(ControlResponse::Refused { reason, .. }) | Err(reason) => {
+            Ok(None) => {}
+            Err(reason) => {
                 out.ok = false;
                 out.error = Some(reason);
             }
-            Ok(_) => {}
         }
         out
     }

@@ -26,11 +26,11 @@ use crate::{
     executor::{Executor, TaskLimits, Workspace},
     files::Files,
     images::ImageLibrary,
-    jobs::{runner::TaskRunner, store::JobStore, Jobs},
+    jobs::{deliver::Courier, runner::TaskRunner, store::JobStore, Jobs},
     membership::Membership,
     network::{Capabilities, NetworkContext},
+    peer::Router,
     policy::Policy,
-    router::Router,
     secagg::SecureSums,
     sessions::Sessions,
     store::Store,
@@ -63,6 +63,8 @@ pub struct Node {
     config: NodeConfig,
     shutdown: CancellationToken,
     tasks: tokio::sync::Mutex<JoinSet<&'static str>>,
+    /// Carries task reports; its deliveries are stopped at shutdown.
+    courier: Arc<Courier>,
     /// Turns true once [`Node::shutdown`] has finished.
     stopped: watch::Sender<bool>,
 }
@@ -169,6 +171,7 @@ impl Node {
             config.jobs.max_concurrent,
             deliveries.clone(),
         );
+        let courier = Courier::new(membership.clone(), runner.clone());
         let job_store = JobStore::open(dir.join("jobs"))
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.join("jobs").display()))?;
         let sums = SecureSums::new(
@@ -216,7 +219,7 @@ impl Node {
         );
         supervise(
             "report delivery",
-            Box::pin(jobs.clone().deliver(delivery_queue, deliveries)),
+            Box::pin(courier.clone().run(delivery_queue, deliveries)),
         );
         supervise("departure watch", Box::pin(jobs.clone().watch_departures()));
         supervise(
@@ -265,6 +268,7 @@ impl Node {
             config,
             shutdown,
             tasks: tokio::sync::Mutex::new(tasks),
+            courier,
             stopped: watch::Sender::new(false),
         }))
     }
@@ -295,6 +299,14 @@ impl Node {
                     Err(e) => tracing::error!("a background task failed: {e}"),
                 }
             }
+            // What the services spawned: tasks being run (their containers
+            // are found again at the next start), reports on their way,
+            // fetches for other nodes.
+            tokio::join!(
+                self.jobs.runner.stop(),
+                self.courier.stop(),
+                self.files.stop()
+            );
         })
         .await;
         match ended {

@@ -8,7 +8,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse, Refusal, TaskSpec};
+use iris_behaviours::{
+    libp2p::PeerId, Accepted, Call, CreateSession, ExecInSession, ExecOutput, Refusal,
+    RemoveSession, TaskSpec,
+};
 
 use crate::{
     api_types::{CreateContainers, ExecContainers, JobRequest, NodeAnswer},
@@ -71,7 +74,7 @@ impl Sessions {
         };
         let spec = Jobs::task_spec(&format!("session-{}", body.name), &request)
             .map_err(SessionError::Invalid)?;
-        let request = ControlRequest::ContainerCreate {
+        let request = CreateSession {
             name: body.name,
             spec,
         };
@@ -96,7 +99,7 @@ impl Sessions {
                 "the command is empty: give it after `--`".into(),
             ));
         }
-        let request = ControlRequest::ContainerExec {
+        let request = ExecInSession {
             name: name.to_string(),
             argv: body.argv,
             timeout_ms: (body.timeout_secs * 1000.0) as u64,
@@ -106,103 +109,96 @@ impl Sessions {
 
     pub async fn remove(&self, name: &str, on: &str) -> Result<Vec<NodeAnswer>, SessionError> {
         validate_name(name)?;
-        let request = ControlRequest::ContainerRemove {
+        let request = RemoveSession {
             name: name.to_string(),
         };
         self.on_targets(on, request).await
     }
 
-    /// Sends a session request to every target (this node included) and
-    /// gathers each node's answer.
-    async fn on_targets(
-        &self,
-        on: &str,
-        request: ControlRequest,
-    ) -> Result<Vec<NodeAnswer>, SessionError> {
+    /// Sends a session call to every target (this node included, through
+    /// its own router as any other) and gathers each node's answer.
+    async fn on_targets<C>(&self, on: &str, call: C) -> Result<Vec<NodeAnswer>, SessionError>
+    where
+        C: Call,
+        C::Answer: SessionAnswer,
+    {
         let targets = self
             .membership
             .targets(on, false, &Default::default())
             .await?;
-        let local = self.membership.local_peer();
         let calls = targets.into_iter().map(|(peer, node)| {
-            let request = request.clone();
+            let call = call.clone();
             async move {
-                let answer = if peer == local {
-                    Ok(self.handle(local, request).await.unwrap_or_else(Into::into))
-                } else {
-                    self.membership
-                        .request(peer, request)
-                        .await
-                        .map_err(|e| e.to_string())
-                };
+                let answer = self.membership.call(peer, call).await;
+                let answer = answer.map(SessionAnswer::output).map_err(|e| e.to_string());
                 NodeAnswer::from_answer(node, answer)
             }
         });
         Ok(futures::future::join_all(calls).await)
     }
 
-    /// Answers a session request, from a peer (authority already checked
-    /// by the router; the owner's policy checked here) or from this node.
-    pub async fn handle(
+    /// Creates a session for `from`, a peer (authority already checked by
+    /// the router; the owner's policy checked here) or this node itself.
+    pub async fn create_for(
         &self,
         from: PeerId,
-        request: ControlRequest,
-    ) -> Result<ControlResponse, Refusal> {
-        let remote = from != self.membership.local_peer();
-        match request {
-            ControlRequest::ContainerCreate { name, mut spec } => {
-                // Made from the image id approved, not from a tag.
-                if let Some(id) = match remote {
-                    true => self.admit(from, &name, &spec).await?,
-                    false => None,
-                } {
-                    spec.image = id;
-                }
-                self.create_here(&name, spec).await?;
-                Ok(ControlResponse::Ack)
+        CreateSession { name, mut spec }: CreateSession,
+    ) -> Result<Accepted, Refusal> {
+        if from != self.membership.local_peer() {
+            // Made from the image id approved, not from a tag.
+            if let Some(id) = self.admit(from, &name, &spec).await? {
+                spec.image = id;
             }
-            ControlRequest::ContainerExec {
-                name,
-                argv,
-                timeout_ms,
-            } => {
-                if !remote {
-                    return self.exec_here(&name, argv, timeout_ms).await;
-                }
-                validate_name(&name).map_err(refusal)?;
-                let requested = AuditEvent::ExecRequested {
-                    name: name.clone(),
-                    from,
-                    argv: argv.clone(),
-                };
-                self.record(requested).await?;
-                // Refused before it runs if its output could not leave,
-                // or if the owner did not approve this command.
-                self.egress.exec_allowed()?;
-                self.command_approved(&name, &argv).await?;
-                let answer = self.exec_here(&name, argv, timeout_ms).await?;
-                if let ControlResponse::Exec { stdout, stderr, .. } = &answer {
-                    let output = Outgoing::Exec {
-                        name: &name,
-                        stdout,
-                        stderr,
-                    };
-                    self.egress.pass(from, output, &Release::Pending).await?;
-                }
-                Ok(answer)
-            }
-            ControlRequest::ContainerRemove { name } => {
-                validate_name(&name).map_err(refusal)?;
-                self.executor
-                    .remove_session(&name)
-                    .await
-                    .map_err(executor_refusal)?;
-                Ok(ControlResponse::Ack)
-            }
-            other => Err(Refusal::invalid(format!(
-                "not a session request: {other:?}"
-            ))),
         }
+        self.create_here(&name, spec).await?;
+        Ok(Accepted)
+    }
+
+    /// Runs a command in a session for `from`. Another node's command is
+    /// recorded, refused before it runs if its output could not leave or
+    /// the owner did not approve it, and its output passes the egress gate.
+    pub async fn exec_for(
+        &self,
+        from: PeerId,
+        ExecInSession {
+            name,
+            argv,
+            timeout_ms,
+        }: ExecInSession,
+    ) -> Result<ExecOutput, Refusal> {
+        if from == self.membership.local_peer() {
+            return self.exec_here(&name, argv, timeout_ms).await;
+        }
+        validate_name(&name).map_err(refusal)?;
+        let requested = AuditEvent::ExecRequested {
+            name: name.clone(),
+            from,
+            argv: argv.clone(),
+        };
+        self.record(requested).await?;
+        self.egress.exec_allowed()?;
+        self.command_approved(&name, &argv).await?;
+        let answer = self.exec_here(&name, argv, timeout_ms).await?;
+        let output = Outgoing::Exec {
+            name: &name,
+            stdout: &answer.stdout,
+            stderr: &answer.stderr,
+        };
+        self.egress.pass(from, output, &Release::Pending).await?;
+        Ok(answer)
+    }
+
+    /// Removes a session.
+    pub async fn remove_for(
+        &self,
+        RemoveSession { name }: RemoveSession,
+    ) -> Result<Accepted, Refusal> {
+        validate_name(&name).map_err(refusal)?;
+        self.executor
+            .remove_session(&name)
+            .await
+            .map_err(executor_refusal)?;
+        Ok(Accepted)
     }
 
     async fn record(&self, event: AuditEvent) -> Result<(), Refusal> {
@@ -313,7 +309,7 @@ impl Sessions {
         name: &str,
         argv: Vec<String>,
         timeout_ms: u64,
-    ) -> Result<ControlResponse, Refusal> {
+    ) -> Result<ExecOutput, Refusal> {
         validate_name(name).map_err(refusal)?;
         if argv.is_empty() {
             return Err(Refusal::invalid("the command is empty: give it after `--`"));
@@ -324,12 +320,30 @@ impl Sessions {
             .exec(name, &argv, timeout, iris_behaviours::MAX_LOG_CHUNK)
             .await
             .map_err(executor_refusal)?;
-        Ok(ControlResponse::Exec {
+        Ok(ExecOutput {
             exit_code: out.exit_code,
             stdout: out.stdout,
             stderr: out.stderr,
             truncated: out.truncated,
         })
+    }
+}
+
+/// What a session call answers, as a node's answer shows it: the output
+/// of a command, or nothing but that it was done.
+trait SessionAnswer {
+    fn output(self) -> Option<ExecOutput>;
+}
+
+impl SessionAnswer for Accepted {
+    fn output(self) -> Option<ExecOutput> {
+        None
+    }
+}
+
+impl SessionAnswer for ExecOutput {
+    fn output(self) -> Option<ExecOutput> {
+        Some(self)
     }
 }
 

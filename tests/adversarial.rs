@@ -12,7 +12,7 @@ use common::{
     rogue::{version_on_disk, RoguePeer},
     *,
 };
-use iris_behaviours::{ControlRequest, ControlResponse, RefusalKind};
+use iris_behaviours::{DescribeFile, FileManifest, ListFiles, Refusal, RefusalKind};
 
 /// A member asks for the manifests of many large files at once. Each one is
 /// a whole-file hash: unbounded, they take every core and as many threads.
@@ -30,12 +30,12 @@ async fn a_flood_of_manifest_requests_is_refused_as_busy_and_the_node_stays_resp
     }
     let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
     let master = rogue.network.master;
-    let flood: Vec<ControlRequest> = (0..64)
-        .map(|i| ControlRequest::FileManifest {
+    let flood: Vec<DescribeFile> = (0..64)
+        .map(|i| DescribeFile {
             path: format!("public/flood/f{i}.bin"),
         })
         .collect();
-    let answering = tokio::spawn(async move { rogue.requests(master, flood).await });
+    let answering = tokio::spawn(async move { rogue.calls(master, flood).await });
     // Meanwhile the node's own user is answered promptly.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
@@ -47,17 +47,14 @@ async fn a_flood_of_manifest_requests_is_refused_as_busy_and_the_node_stays_resp
         .filter(|a| {
             matches!(
                 a,
-                Ok(ControlResponse::Refused {
+                Ok(Err(Refusal {
                     kind: RefusalKind::Busy,
                     ..
-                })
+                }))
             )
         })
         .count();
-    let served = answers
-        .iter()
-        .filter(|a| matches!(a, Ok(ControlResponse::Manifest(_))))
-        .count();
+    let served = answers.iter().filter(|a| matches!(a, Ok(Ok(_)))).count();
     assert!(busy > 0, "no request of the flood was refused as busy");
     assert!(served > 0, "nothing was served");
     assert_eq!(busy + served, 64, "{answers:?}");
@@ -104,8 +101,8 @@ async fn a_member_that_never_answers_fails_its_task_within_a_minute() {
 }
 
 /// Is this answer a refusal (of any kind)?
-fn refused(answer: &Result<ControlResponse, String>) -> bool {
-    matches!(answer, Ok(ControlResponse::Refused { .. }))
+fn refused(answer: &Result<Result<FileManifest, Refusal>, String>) -> bool {
+    matches!(answer, Ok(Err(_)))
 }
 
 /// A member reads another site's results. Before: carol asked alice for
@@ -136,9 +133,7 @@ async fn a_member_cannot_read_another_sites_job_outputs_or_what_the_master_gathe
         (bob_peer, "bob", &bob.dir),
     ] {
         for path in &paths {
-            let manifest = rogue
-                .request(peer, ControlRequest::FileManifest { path: path.clone() })
-                .await;
+            let manifest = rogue.call(peer, DescribeFile { path: path.clone() }).await;
             assert!(
                 refused(&manifest),
                 "{node} served {path} to mallory: {manifest:?}"
@@ -152,9 +147,7 @@ async fn a_member_cannot_read_another_sites_job_outputs_or_what_the_master_gathe
             let chunk = rogue.chunk(peer, path, version, 0).await;
             assert!(chunk.is_err(), "{node} served a chunk of {path}: {chunk:?}");
         }
-        let Ok(ControlResponse::Files { entries }) =
-            rogue.request(peer, ControlRequest::ListFiles).await
-        else {
+        let Ok(Ok(entries)) = rogue.call(peer, ListFiles).await else {
             panic!("{node} did not list its files");
         };
         assert!(

@@ -11,7 +11,7 @@ use common::{
     rogue::{version_on_disk, RoguePeer},
     *,
 };
-use iris_behaviours::{ControlRequest, ControlResponse, RefusalKind};
+use iris_behaviours::{DescribeFile, Hello, Leave, ListFiles, Refusal, RefusalKind, Welcome};
 
 /// A key holder that left keeps asking. Before: every node served its
 /// `public/` to any peer that had the key, member or not. Now a peer that
@@ -23,9 +23,9 @@ async fn a_key_holder_that_left_is_served_nothing() {
     std::fs::write(alice.dir.join("workspace/public/shared.txt"), "for members").unwrap();
     let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
     let master = rogue.network.master;
-    let listed = rogue.request(master, ControlRequest::ListFiles).await;
+    let listed = rogue.call(master, ListFiles).await;
     assert!(
-        matches!(&listed, Ok(ControlResponse::Files { entries }) if entries.len() == 1),
+        matches!(&listed, Ok(Ok(entries)) if entries.len() == 1),
         "a member is served: {listed:?}"
     );
     let shared = alice.dir.join("workspace/public/shared.txt");
@@ -36,32 +36,33 @@ async fn a_key_holder_that_left_is_served_nothing() {
         Ok(&b"for members"[..]),
         "a member gets chunks"
     );
-    let left = ControlRequest::Leave {
+    let left = Leave {
         departure: iris_behaviours::Departure::Leave,
     };
-    assert!(matches!(
-        rogue.request(master, left).await,
-        Ok(ControlResponse::Ack)
-    ));
+    assert!(matches!(rogue.ask(master, left).await, Ok(Ok(_))));
     alice.wait_state("mallory", "left").await;
-    for request in [
-        ControlRequest::ListFiles,
-        ControlRequest::FileManifest {
-            path: "public/shared.txt".into(),
-        },
-    ] {
-        let answer = rogue.request(master, request).await;
-        assert!(
-            matches!(
-                &answer,
-                Ok(ControlResponse::Refused {
-                    kind: RefusalKind::Forbidden,
-                    ..
-                })
-            ),
-            "a peer that left was answered: {answer:?}"
-        );
-    }
+    let forbidden = |answer: &Result<Refusal, String>| {
+        matches!(
+            answer,
+            Ok(Refusal {
+                kind: RefusalKind::Forbidden,
+                ..
+            })
+        )
+    };
+    let listed = rogue.call(master, ListFiles).await.map(Result::unwrap_err);
+    assert!(
+        forbidden(&listed),
+        "a peer that left was answered: {listed:?}"
+    );
+    let describe = DescribeFile {
+        path: "public/shared.txt".into(),
+    };
+    let described = rogue.call(master, describe).await.map(Result::unwrap_err);
+    assert!(
+        forbidden(&described),
+        "a peer that left was answered: {described:?}"
+    );
     let chunk = rogue.chunk(master, "public/shared.txt", version, 0).await;
     assert!(chunk.is_err(), "a peer that left got a chunk: {chunk:?}");
 }
@@ -158,7 +159,7 @@ async fn join_through_rogue(
     node: &TestNode,
     rogue: &mut RoguePeer,
     bootstrap: &str,
-    welcome: ControlResponse,
+    welcome: Welcome,
 ) -> (u16, serde_json::Value) {
     let body = serde_json::json!({"key": KEY, "bootstrap": bootstrap});
     let (answer, ()) = tokio::join!(
@@ -183,13 +184,12 @@ async fn a_bootstrap_cannot_make_itself_master_or_forge_records() {
     let ticket_id = genuine.id();
     let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
     let map = rogue.map.clone();
-    let welcome = |config: iris_behaviours::NetworkConfig, map: Vec<iris_behaviours::MapEntry>| {
-        ControlResponse::Welcome {
+    let welcome =
+        |config: iris_behaviours::NetworkConfig, map: Vec<iris_behaviours::MapEntry>| Welcome {
             config,
             map,
             removed: vec![],
-        }
-    };
+        };
     let mut rogue_record = rogue.record.clone();
     rogue_record.role = iris_behaviours::Role::Master;
     rogue_record.sign(&rogue.keypair, 2);
@@ -297,22 +297,18 @@ async fn an_oversized_record_is_refused_and_changes_nothing() {
     }];
     big.executor = iris_behaviours::ExecutorState::Unavailable("x".repeat(20_000));
     big.sign(&rogue.keypair, 10);
-    let answer = rogue
-        .request(
-            master,
-            ControlRequest::Hello {
-                record: big,
-                seen_as: None,
-            },
-        )
-        .await;
+    let hello = Hello {
+        record: big,
+        seen_as: None,
+    };
+    let answer = rogue.ask(master, hello).await;
     assert!(
         matches!(
             &answer,
-            Ok(ControlResponse::Refused {
+            Ok(Err(Refusal {
                 kind: RefusalKind::Invalid,
                 ..
-            })
+            }))
         ),
         "{answer:?}"
     );

@@ -9,7 +9,10 @@
 mod common;
 
 use common::{rogue::RoguePeer, *};
-use iris_behaviours::{ControlRequest, ControlResponse};
+use iris_behaviours::{
+    Accepted, AnswerFrame, Envelope, FileCall, FileEntry, PeerRequest, TaskCall,
+    MAX_CONTROL_RESPONSE,
+};
 
 /// Alice lists mallory's files; mallory closes the connection the moment
 /// the request arrives, unanswered. Alice sends it again on a new
@@ -22,15 +25,16 @@ async fn a_request_whose_connection_closes_as_it_arrives_is_sent_again() {
     let master = rogue.network.master;
     let (listing, seen) = tokio::join!(
         alice.get("/v1/files?node=mallory"),
-        rogue.cut_the_first_request(master, 2, DEADLINE, |_| ControlResponse::Files {
-            entries: vec![]
+        rogue.cut_the_first_call(master, 2, DEADLINE, |_| {
+            AnswerFrame::seal(Ok(Vec::<FileEntry>::new()), MAX_CONTROL_RESPONSE)
         })
     );
     let (code, body) = listing.unwrap();
     assert_eq!(code, 200, "the listing failed with its connection: {body}");
     assert_eq!(body, serde_json::json!([]));
     assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!(seen.iter().all(|r| matches!(r, ControlRequest::ListFiles)));
+    let listing = |e: &Envelope| matches!(e.request, PeerRequest::Files(FileCall::List(_)));
+    assert!(seen.iter().all(listing), "{seen:?}");
 }
 
 /// The master runs a task on mallory, which cuts the connection under the
@@ -46,19 +50,21 @@ async fn a_task_sent_again_carries_the_id_it_was_first_sent_with() {
     let job = job_body("mallory", &["/iris-worker", "exit", "0"]);
     let ((code, job), seen) = tokio::join!(
         alice.post("/v1/jobs", job),
-        rogue.cut_the_first_request(master, 2, DEADLINE, |_| ControlResponse::Ack)
+        rogue.cut_the_first_call(master, 2, DEADLINE, |_| {
+            AnswerFrame::seal(Ok(Accepted), MAX_CONTROL_RESPONSE)
+        })
     );
     assert_eq!(code, 201, "{job}");
     let task = &job["tasks"]["mallory"];
     assert_ne!(task["state"], "failed", "{job}");
     let ids: Vec<u64> = seen
         .iter()
-        .map(|r| match r {
-            ControlRequest::AtMostOnce { id, request } => {
-                assert!(matches!(**request, ControlRequest::RunTask { .. }), "{r:?}");
-                *id
-            }
-            other => panic!("a task went out without an id: {other:?}"),
+        .map(|e| {
+            assert!(
+                matches!(e.request, PeerRequest::Tasks(TaskCall::Run(_))),
+                "{e:?}"
+            );
+            e.once.expect("a task goes out with an id")
         })
         .collect();
     assert_eq!(ids.len(), 2, "{seen:?}");

@@ -12,8 +12,9 @@ use libp2p::{
 };
 
 use crate::{
+    calls::{AnswerFrame, Envelope, CALLS_PROTOCOL},
     codec::CborCodec,
-    control::{ControlRequest, ControlResponse, CONTROL_PROTOCOL},
+    membership::{MembershipRequest, MEMBERSHIP_PROTOCOL},
     psk::PreSharedKey,
     transport::build_transport,
 };
@@ -34,8 +35,10 @@ pub struct IrisBehaviour {
     pub limits: connection_limits::Behaviour,
     /// The network map: records when they change, suspicions, departures.
     pub gossipsub: gossipsub::Behaviour,
-    /// Commands answered by one peer: join, hello, leave, probes.
-    pub control: request_response::Behaviour<CborCodec<ControlRequest, ControlResponse>>,
+    /// Join, hello, leave and probes, answered by the peer's event loop.
+    pub membership: request_response::Behaviour<CborCodec<MembershipRequest, AnswerFrame>>,
+    /// Calls ([`crate::calls`]), answered by the peer's router.
+    pub calls: request_response::Behaviour<CborCodec<Envelope, AnswerFrame>>,
     /// Tells each peer the addresses we see it at.
     pub identify: identify::Behaviour,
     /// Raw streams: file chunks ([`crate::files::CHUNKS_PROTOCOL`]).
@@ -136,14 +139,21 @@ fn build_behaviour(
     )
     .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
 
-    let control = request_response::Behaviour::with_codec(
-        CborCodec::counted(
-            MAX_CONTROL_REQUEST,
-            MAX_CONTROL_RESPONSE,
-            settings.traffic.control.clone(),
-        ),
-        [(StreamProtocol::new(CONTROL_PROTOCOL), ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(settings.request_timeout),
+    // Both count their frames as the control traffic.
+    let traffic = &settings.traffic.control;
+    let config = request_response::Config::default().with_request_timeout(settings.request_timeout);
+    let membership = request_response::Behaviour::with_codec(
+        CborCodec::counted(MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE, traffic.clone()),
+        [(
+            StreamProtocol::new(MEMBERSHIP_PROTOCOL),
+            ProtocolSupport::Full,
+        )],
+        config.clone(),
+    );
+    let calls = request_response::Behaviour::with_codec(
+        CborCodec::counted(MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE, traffic.clone()),
+        [(StreamProtocol::new(CALLS_PROTOCOL), ProtocolSupport::Full)],
+        config,
     );
     let identify = identify::Behaviour::new(identify::Config::new(
         "/iris/1".to_string(),
@@ -157,7 +167,8 @@ fn build_behaviour(
                 .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
         ),
         gossipsub,
-        control,
+        membership,
+        calls,
         identify,
         streams: libp2p_stream::Behaviour::new(),
     })

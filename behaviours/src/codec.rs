@@ -14,9 +14,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::traffic::Traffic;
 
-/// Largest control request (a join carries one record).
+/// Largest request, membership or call (a join carries one record).
 pub const MAX_CONTROL_REQUEST: usize = 64 * 1024;
-/// Largest control response (a welcome carries the whole map).
+/// Largest answer, membership or call (a welcome carries the whole map).
 pub const MAX_CONTROL_RESPONSE: usize = 8 * 1024 * 1024;
 /// Largest gossip message (one record).
 pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
@@ -87,7 +87,26 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, body: &[u8]) -> io::
     io.flush().await
 }
 
-/// A request-response codec for any pair of serde types, one frame each way.
+/// A message as one frame: any serde type as its CBOR, or a frame kept as
+/// it came when only its reader knows its type
+/// ([`crate::calls::AnswerFrame`]).
+pub trait Framed: Sized + Send {
+    fn to_frame(&self, max: usize) -> Result<Vec<u8>, CodecError>;
+    fn from_frame(body: Vec<u8>) -> Result<Self, CodecError>;
+}
+
+impl<T: Serialize + DeserializeOwned + Send> Framed for T {
+    fn to_frame(&self, max: usize) -> Result<Vec<u8>, CodecError> {
+        encode(self, max)
+    }
+
+    fn from_frame(body: Vec<u8>) -> Result<Self, CodecError> {
+        decode(&body)
+    }
+}
+
+/// A request-response codec for any pair of framed types, one frame each
+/// way.
 pub struct CborCodec<Req, Resp> {
     max_request: usize,
     max_response: usize,
@@ -131,8 +150,8 @@ impl<Req, Resp> Clone for CborCodec<Req, Resp> {
 
 impl<Req, Resp> request_response::Codec for CborCodec<Req, Resp>
 where
-    Req: Serialize + DeserializeOwned + Send,
-    Resp: Serialize + DeserializeOwned + Send,
+    Req: Framed,
+    Resp: Framed,
 {
     type Protocol = StreamProtocol;
     type Request = Req;
@@ -144,7 +163,7 @@ where
     {
         let body = read_frame(io, self.max_request).await?;
         self.read_counted(&body);
-        Ok(decode(&body)?)
+        Ok(Req::from_frame(body)?)
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
@@ -153,14 +172,14 @@ where
     {
         let body = read_frame(io, self.max_response).await?;
         self.read_counted(&body);
-        Ok(decode(&body)?)
+        Ok(Resp::from_frame(body)?)
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let body = encode(&req, self.max_request)?;
+        let body = req.to_frame(self.max_request)?;
         self.write_counted(&body);
         write_frame(io, &body).await
     }
@@ -174,7 +193,7 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let body = encode(&resp, self.max_response)?;
+        let body = resp.to_frame(self.max_response)?;
         self.write_counted(&body);
         write_frame(io, &body).await
     }
@@ -184,17 +203,18 @@ where
 mod tests {
     use super::*;
     use crate::{
-        control::{ControlRequest, ControlResponse},
+        calls::AnswerFrame,
+        membership::{Leave, MembershipRequest},
         messages::Departure,
     };
     use futures::io::Cursor;
     use libp2p::request_response::Codec;
 
     fn protocol() -> StreamProtocol {
-        StreamProtocol::new(crate::control::CONTROL_PROTOCOL)
+        StreamProtocol::new(crate::membership::MEMBERSHIP_PROTOCOL)
     }
 
-    fn codec() -> CborCodec<ControlRequest, ControlResponse> {
+    fn codec() -> CborCodec<MembershipRequest, AnswerFrame> {
         CborCodec::new(1024, 4096)
     }
 
@@ -208,17 +228,17 @@ mod tests {
         block_on(codec().write_request(
             &protocol(),
             &mut wire,
-            ControlRequest::Leave {
+            MembershipRequest::Leave(Leave {
                 departure: Departure::Shutdown,
-            },
+            }),
         ))
         .unwrap();
         let back = block_on(codec().read_request(&protocol(), &mut Cursor::new(wire))).unwrap();
         assert!(matches!(
             back,
-            ControlRequest::Leave {
+            MembershipRequest::Leave(Leave {
                 departure: Departure::Shutdown
-            }
+            })
         ));
     }
 

@@ -8,7 +8,7 @@
 //! never reads the file again to check the whole: the manifest's chunk
 //! hashes are checked against its root once, when it arrives.
 //!
-//! Chunks do not travel on the control protocol: each transfer opens a few
+//! Chunks do not travel as calls: each transfer opens a few
 //! streams of [`CHUNKS_PROTOCOL`], asks on each for a run of chunks
 //! ([`ChunkRequest`]) and reads them as raw bytes into buffers it reuses.
 

@@ -7,10 +7,11 @@
 //! never touches bytes on the wire itself.
 
 pub mod behaviour;
+pub mod calls;
 pub mod codec;
-pub mod control;
 pub mod datasets;
 pub mod files;
+pub mod membership;
 pub mod messages;
 pub mod names;
 pub mod psk;
@@ -21,10 +22,11 @@ pub mod traffic;
 pub mod transport;
 
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
-pub use codec::{CborCodec, CodecError};
-pub use control::*;
+pub use calls::*;
+pub use codec::{CborCodec, CodecError, MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE};
 pub use datasets::{Column, ColumnType, DatasetCard};
 pub use files::{FileEntry, FileManifest, FileVersion, CHUNK_SIZE};
+pub use membership::*;
 pub use messages::*;
 pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
 pub use refusal::{Refusal, RefusalKind};
@@ -33,18 +35,20 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 10: a record's audit head is a signed
+/// message naming both. Version 11: one type per call and per answer,
+/// grouped by concern ([`calls`]), and membership on a protocol of its own
+/// ([`membership`]). Version 10: a record's audit head is a signed
 /// Merkle tree head, and members prove to each other that their logs only
 /// grew. Version 9: a secure sum's probe names the length
 /// and a site answers only whether its update fits; what a site says about
 /// its data is a closed vocabulary. Version 8: requests that must not take effect
-/// twice carry an id ([`ControlRequest::AtMostOnce`]) and are sent again
+/// twice carry an id ([`Envelope::once`]) and are sent again
 /// when a connection closes under them. Version 7: records carry dataset cards and tasks
 /// may target a dataset. Version 6: SWIM probes and suspicions replace
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -3,7 +3,8 @@
 //! announces its own [`NodeRecord`] there when it changes, and watchers
 //! spread their suspicions there (a member is probed only by its few
 //! neighbours, see the node's `network::detector`). The requests nodes send
-//! each other are in `control.rs`.
+//! each other are membership requests (`membership.rs`) and calls
+//! (`calls/`).
 //!
 //! A record is only ever accepted from the node it describes: receivers check
 //! the record's `peer_id` against the authenticated sender.
@@ -117,7 +118,7 @@ pub struct NodeRecord {
 /// Where a node's audit log stands: the size and root of the Merkle tree
 /// over its entries (RFC 6962), signed with the node's key
 /// ([`crate::signed`]). A member keeps the last head it saw from each node
-/// and asks for a proof ([`crate::ControlRequest::AuditProof`]) that every
+/// and asks for a proof ([`crate::ProveAudit`]) that every
 /// newer one extends it: a log rewritten, of any length, has none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

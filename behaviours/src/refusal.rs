@@ -1,5 +1,6 @@
 //! Why a node refused a request: a kind the asker acts on, and a reason
-//! for people. Control answers and chunk streams both carry refusals.
+//! for people. Answers to calls and to membership requests, and chunk
+//! streams, all carry refusals.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,7 @@ pub enum RefusalKind {
 }
 
 /// A refusal: its kind and a reason for people.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     pub kind: RefusalKind,
     pub reason: String,

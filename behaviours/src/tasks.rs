@@ -282,7 +282,15 @@ impl TaskReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ControlRequest;
+    use crate::{Call, Envelope, RunTask, TaskUpdate};
+
+    /// A call as it travels, with an id as if at most once.
+    fn envelope(call: impl Call) -> Envelope {
+        Envelope {
+            once: Some(u64::MAX),
+            request: call.into_request(),
+        }
+    }
 
     fn spec(argv: Vec<String>) -> TaskSpec {
         TaskSpec {
@@ -307,9 +315,9 @@ mod tests {
         let big = spec(vec!["x".repeat(30 * 1024); 3]);
         let err = big.validate().unwrap_err();
         assert!(err.contains("too large"), "{err}");
-        let request = ControlRequest::RunTask {
+        let request = envelope(RunTask {
             spec: spec(vec!["x".repeat(40 * 1024)]),
-        };
+        });
         assert!(crate::codec::encode(&request, crate::codec::MAX_CONTROL_REQUEST).is_ok());
         spec(vec!["x".repeat(40 * 1024)]).validate().unwrap();
     }
@@ -333,9 +341,9 @@ mod tests {
         report.set_error(Some("é".repeat(10_000)));
         assert!(report.outputs_truncated);
         assert_eq!(report.outputs[..], names[..report.outputs.len()]);
-        let request = ControlRequest::TaskUpdate {
+        let request = envelope(TaskUpdate {
             report: report.clone(),
-        };
+        });
         assert!(crate::codec::encode(&request, crate::codec::MAX_CONTROL_REQUEST).is_ok());
         report.set_outputs(names[..3].to_vec());
         assert!(!report.outputs_truncated && report.outputs.len() == 3);

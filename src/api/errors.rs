@@ -56,6 +56,7 @@ fn network_status(error: &NetworkError) -> StatusCode {
         NetworkError::WrongKey { .. }
         | NetworkError::Unreachable { .. }
         | NetworkError::NoAnswer { .. }
+        | NetworkError::Malformed { .. }
         | NetworkError::BadWelcome { .. } => StatusCode::BAD_GATEWAY,
         NetworkError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         NetworkError::Listen { .. } | NetworkError::Store(_) | NetworkError::Build(_) => {

@@ -20,12 +20,11 @@ use std::{
     time::Instant,
 };
 
-use iris_behaviours::{
-    libp2p::PeerId, ControlRequest, ControlResponse, FileEntry, FileManifest, Refusal,
-};
+use iris_behaviours::{libp2p::PeerId, FileEntry, FileManifest, ListFiles};
 
 use crate::{
     api_types::{GetFile, NodeAnswer, PutFile, Transfer},
+    crew::Crew,
     events::Events,
     images::ImageLibrary,
     membership::{Membership, MembershipError},
@@ -76,6 +75,8 @@ pub struct Files {
     hashing: tokio::sync::Semaphore,
     /// Fetches this node runs for others ([`push`]).
     pushes: push::Pushes,
+    /// The tasks of those fetches, stopped when the node shuts down.
+    crew: Crew,
     events: Events,
     /// Chunks and transfers, for `/metrics`.
     metrics: Metrics,
@@ -104,6 +105,7 @@ impl Files {
             manifests: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
             pushes: Default::default(),
+            crew: Crew::default(),
             events,
             metrics,
             destinations: Mutex::new(HashMap::new()),
@@ -111,26 +113,9 @@ impl Files {
         })
     }
 
-    /// Answers a peer's file request (authority already checked by the
-    /// router).
-    pub async fn handle(
-        self: &Arc<Self>,
-        peer: PeerId,
-        request: ControlRequest,
-    ) -> Result<ControlResponse, Refusal> {
-        match request {
-            ControlRequest::ListFiles => Ok(ControlResponse::Files {
-                entries: self.list(),
-            }),
-            ControlRequest::FileManifest { path } => {
-                self.manifest(&path).await.map(ControlResponse::Manifest)
-            }
-            ControlRequest::FetchFile { from, path, dest } => {
-                self.start_fetch(peer, from, path, dest)
-            }
-            ControlRequest::FetchStatus { id } => self.fetch_status(peer, id),
-            other => Err(Refusal::invalid(format!("not a file request: {other:?}"))),
-        }
+    /// Stops the fetches this node runs for others, and waits for them.
+    pub async fn stop(&self) {
+        self.crew.stop().await;
     }
 
     /// Every regular file under public/ and image/ (hidden ones excluded).
@@ -144,14 +129,7 @@ impl Files {
             return Ok(self.list());
         };
         let peer = self.membership.peer_named(node).await?;
-        match self
-            .membership
-            .request(peer, ControlRequest::ListFiles)
-            .await?
-        {
-            ControlResponse::Files { entries } => Ok(entries),
-            other => Err(FileError::Transfer(format!("unexpected answer {other:?}"))),
-        }
+        Ok(self.membership.call(peer, ListFiles).await?)
     }
 
     /// Pulls `path` (public/ unless it names another area) from node
@@ -259,7 +237,7 @@ impl Files {
                 let answer = self
                     .fetch_on(peer, local_peer, dest.to_string(), dest.to_string())
                     .await
-                    .map(|(bytes, blake3)| ControlResponse::Fetched { bytes, blake3 })
+                    .map(|_| None)
                     .map_err(|e| e.to_string());
                 NodeAnswer::from_answer(node, answer)
             });

@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse, Refusal, RefusalKind};
+use iris_behaviours::{
+    libp2p::PeerId, FetchFile, FetchProgress, FetchStarted, FetchStatus, Refusal, RefusalKind,
+};
 
 use super::{FileError, Files, DESTINATIONS};
 use crate::{membership::MembershipError, workspace::WorkspacePath};
@@ -40,14 +42,12 @@ struct Push {
 }
 
 impl Files {
-    /// A peer's `FetchFile`: starts the pull and answers with its id.
-    pub(super) fn start_fetch(
+    /// A peer's [`FetchFile`]: starts the pull and answers with its id.
+    pub fn start_fetch(
         self: &Arc<Self>,
         origin: PeerId,
-        from: PeerId,
-        path: String,
-        dest: String,
-    ) -> Result<ControlResponse, Refusal> {
+        FetchFile { from, path, dest }: FetchFile,
+    ) -> Result<FetchStarted, Refusal> {
         let dest = WorkspacePath::parse(&dest)
             .and_then(|d| d.require(&DESTINATIONS, "a destination"))
             .map_err(Refusal::invalid)?;
@@ -76,7 +76,7 @@ impl Files {
             *next
         };
         let files = self.clone();
-        tokio::spawn(async move {
+        self.crew.spawn(async move {
             let outcome = files
                 .fetch_and_load(from, &path, &dest)
                 .await
@@ -92,23 +92,28 @@ impl Files {
                 push.outcome = Some((Instant::now(), outcome));
             }
         });
-        Ok(ControlResponse::Fetching { id })
+        Ok(FetchStarted { id })
     }
 
-    /// A peer's `FetchStatus`: still fetching, or how it ended (told once).
-    pub(super) fn fetch_status(&self, origin: PeerId, id: u64) -> Result<ControlResponse, Refusal> {
+    /// A peer's [`FetchStatus`]: still fetching, or how it ended (told
+    /// once).
+    pub fn fetch_status(
+        &self,
+        origin: PeerId,
+        FetchStatus { id }: FetchStatus,
+    ) -> Result<FetchProgress, Refusal> {
         let mut table = self.pushes.table.lock().expect("lock");
         let Some(push) = table.get(&id).filter(|p| p.origin == origin) else {
             return Err(Refusal::not_found(format!("no fetch {id} of yours here")));
         };
         if push.outcome.is_none() {
-            return Ok(ControlResponse::Fetching { id });
+            return Ok(FetchProgress::Running);
         }
         let (_, outcome) = table
             .remove(&id)
             .and_then(|p| p.outcome)
             .expect("checked above");
-        outcome.map(|(bytes, blake3)| ControlResponse::Fetched { bytes, blake3 })
+        outcome.map(|(bytes, blake3)| FetchProgress::Done { bytes, blake3 })
     }
 
     /// Has `target` pull `path` from `from` into its `dest`, and waits
@@ -120,22 +125,13 @@ impl Files {
         path: String,
         dest: String,
     ) -> Result<(u64, String), MembershipError> {
-        let unexpected = |other| MembershipError::Invalid(format!("unexpected answer {other:?}"));
-        let request = ControlRequest::FetchFile { from, path, dest };
-        let id = match self.membership.request(target, request).await? {
-            ControlResponse::Fetching { id } => id,
-            other => return Err(unexpected(other)),
-        };
+        let fetch = FetchFile { from, path, dest };
+        let FetchStarted { id } = self.membership.call(target, fetch).await?;
         loop {
             tokio::time::sleep(POLL).await;
-            match self
-                .membership
-                .request(target, ControlRequest::FetchStatus { id })
-                .await?
-            {
-                ControlResponse::Fetching { .. } => {}
-                ControlResponse::Fetched { bytes, blake3 } => return Ok((bytes, blake3)),
-                other => return Err(unexpected(other)),
+            match self.membership.call(target, FetchStatus { id }).await? {
+                FetchProgress::Running => {}
+                FetchProgress::Done { bytes, blake3 } => return Ok((bytes, blake3)),
             }
         }
     }

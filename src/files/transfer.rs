@@ -20,7 +20,7 @@ use futures::AsyncWriteExt;
 use iris_behaviours::{
     files::{read_chunk, write_chunk_request, ChunkRequest},
     libp2p::{PeerId, Stream},
-    ControlRequest, ControlResponse, FileManifest, FileVersion, Refusal, CHUNK_SIZE,
+    DescribeFile, FileManifest, FileVersion, Refusal, CHUNK_SIZE,
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,19 +85,13 @@ impl Files {
         dest: &WorkspacePath,
     ) -> Result<Transfer, FileError> {
         let started = Instant::now();
-        let manifest = match client
-            .request(
-                peer,
-                ControlRequest::FileManifest {
-                    path: path.to_string(),
-                },
-            )
-            .await
-        {
-            Ok(ControlResponse::Manifest(m)) => m,
-            Ok(other) => return Err(FileError::Transfer(format!("unexpected answer {other:?}"))),
-            Err(e) => return Err(FileError::Network(e)),
+        let describe = DescribeFile {
+            path: path.to_string(),
         };
+        let manifest = client
+            .call(peer, describe)
+            .await
+            .map_err(FileError::Network)?;
         manifest
             .check()
             .map_err(|e| FileError::Transfer(format!("the peer sent a bad manifest: {e}")))?;

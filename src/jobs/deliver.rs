@@ -2,10 +2,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use iris_behaviours::{ControlRequest, Liveness};
+use iris_behaviours::{Liveness, TaskUpdate};
 use tokio::sync::mpsc;
 
-use super::{runner::Delivery, Jobs};
+use super::runner::{Delivery, TaskRunner};
+use crate::{crew::Crew, membership::Membership};
 
 /// How long to wait before sending an unacknowledged report again: it
 /// doubles with each failure, up to [`MAX_REDELIVERY_DELAY`].
@@ -21,79 +22,111 @@ fn redelivery_delay(failures: u32) -> Duration {
         .min(MAX_REDELIVERY_DELAY)
 }
 
-impl Jobs {
-    /// Passes the runner's reports to the nodes that asked for the tasks,
-    /// again until they are acknowledged, waiting longer after each failure.
-    /// A report is given up when its node has left the network, or after
-    /// [`MAX_DELIVERY_FAILURES`]; it stays on disk, unacknowledged, and the
-    /// next start of this node sends it again.
-    pub async fn deliver(
+/// Carries the runner's reports to the nodes that asked for the tasks
+/// (this node included, through its own router as any other).
+pub struct Courier {
+    membership: Arc<Membership>,
+    runner: Arc<TaskRunner>,
+    /// Deliveries under way, stopped when the node shuts down (the reports
+    /// stay on disk, unacknowledged, and the next start sends them again).
+    crew: Crew,
+}
+
+impl Courier {
+    pub fn new(membership: Arc<Membership>, runner: Arc<TaskRunner>) -> Arc<Self> {
+        Arc::new(Self {
+            membership,
+            runner,
+            crew: Crew::default(),
+        })
+    }
+
+    /// Passes the runner's reports on, again until they are acknowledged,
+    /// waiting longer after each failure. A report is given up when its
+    /// node has left the network, or after [`MAX_DELIVERY_FAILURES`]; it
+    /// stays on disk, unacknowledged, and the next start of this node
+    /// sends it again. This node's own reports go in order, one at a time.
+    pub async fn run(
         self: Arc<Self>,
         mut deliveries: mpsc::UnboundedReceiver<Delivery>,
         retry: mpsc::UnboundedSender<Delivery>,
     ) {
+        let local = self.membership.local_peer();
         while let Some(delivery) = deliveries.recv().await {
-            let Delivery {
-                origin,
-                report,
-                failures,
-                not_before_ms,
-            } = delivery.clone();
-            if origin == self.local() {
-                let job = self.store.apply(origin, report.clone()).await;
-                self.announce_if_finished(job);
-                self.runner.delivered(&report).await;
-                continue;
-            }
-            let jobs = self.clone();
-            let retry = retry.clone();
-            tokio::spawn(async move {
-                let wait = not_before_ms.saturating_sub(crate::now_ms());
-                if wait > 0 {
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                }
-                // Not in a network (yet: a restarting node delivers before
-                // it has rejoined) counts as a failed attempt.
-                let client = jobs.membership.client();
-                if let Some(client) = &client {
-                    let request = ControlRequest::TaskUpdate {
-                        report: report.clone(),
-                    };
-                    if client.request(origin, request).await.is_ok() {
-                        return jobs.runner.delivered(&report).await;
+            if delivery.origin == local {
+                let update = TaskUpdate {
+                    report: delivery.report.clone(),
+                };
+                match self.membership.call(local, update).await {
+                    Ok(_) => self.runner.delivered(&delivery.report).await,
+                    Err(e) => {
+                        tracing::warn!(job = %delivery.report.job_id, "a report of this node's own task was not taken: {e}")
                     }
                 }
-                let left = match &client {
-                    // Left, or removed by the master (no longer in the map).
-                    Some(client) => client.snapshot().await.is_ok_and(|snapshot| {
-                        !snapshot
-                            .map
-                            .iter()
-                            .any(|e| e.record.peer_id == origin && e.state != Liveness::Left)
-                    }),
-                    None => false,
-                };
-                let give_up = if left {
-                    Some("it left the network or was removed".to_string())
-                } else if failures + 1 >= MAX_DELIVERY_FAILURES {
-                    Some(format!("{MAX_DELIVERY_FAILURES} attempts failed"))
-                } else {
-                    None
-                };
-                if let Some(why) = give_up {
-                    return tracing::warn!(
-                        job = %report.job_id,
-                        "dropped the report of job {} for {origin}: {why}",
-                        report.job_id
-                    );
-                }
-                tokio::time::sleep(redelivery_delay(failures)).await;
-                let _ = retry.send(Delivery {
-                    failures: failures + 1,
-                    ..delivery
-                });
-            });
+                continue;
+            }
+            self.crew
+                .spawn(self.clone().deliver(delivery, retry.clone()));
         }
+    }
+
+    /// One attempt at delivering a report to another node.
+    async fn deliver(self: Arc<Self>, delivery: Delivery, retry: mpsc::UnboundedSender<Delivery>) {
+        let Delivery {
+            origin,
+            report,
+            failures,
+            not_before_ms,
+        } = delivery.clone();
+        let wait = not_before_ms.saturating_sub(crate::now_ms());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        // Not in a network (yet: a restarting node delivers before it has
+        // rejoined) counts as a failed attempt.
+        let client = self.membership.client();
+        if let Some(client) = &client {
+            let update = TaskUpdate {
+                report: report.clone(),
+            };
+            if client.call(origin, update).await.is_ok() {
+                return self.runner.delivered(&report).await;
+            }
+        }
+        let left = match &client {
+            // Left, or removed by the master (no longer in the map).
+            Some(client) => client.snapshot().await.is_ok_and(|snapshot| {
+                !snapshot
+                    .map
+                    .iter()
+                    .any(|e| e.record.peer_id == origin && e.state != Liveness::Left)
+            }),
+            None => false,
+        };
+        let give_up = if left {
+            Some("it left the network or was removed".to_string())
+        } else if failures + 1 >= MAX_DELIVERY_FAILURES {
+            Some(format!("{MAX_DELIVERY_FAILURES} attempts failed"))
+        } else {
+            None
+        };
+        if let Some(why) = give_up {
+            return tracing::warn!(
+                job = %report.job_id,
+                "dropped the report of job {} for {origin}: {why}",
+                report.job_id
+            );
+        }
+        tokio::time::sleep(redelivery_delay(failures)).await;
+        let _ = retry.send(Delivery {
+            failures: failures + 1,
+            ..delivery
+        });
+    }
+
+    /// Stops the deliveries under way, and waits for them.
+    pub async fn stop(&self) {
+        self.crew.stop().await;
     }
 }
 

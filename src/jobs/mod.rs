@@ -7,7 +7,7 @@
 //! checks that against the authenticated peer id before a request gets here.
 
 mod approvals;
-mod deliver;
+pub mod deliver;
 mod hourly_cap;
 mod results;
 pub mod runner;
@@ -17,7 +17,7 @@ mod told;
 use std::{sync::Arc, time::Duration};
 
 use iris_behaviours::{
-    libp2p::PeerId, ControlRequest, ControlResponse, Liveness, MapEntry, Refusal, TaskSpec,
+    libp2p::PeerId, CancelTask, FetchLogs, Liveness, MapEntry, RunTask, TaskReport, TaskSpec,
     TaskState,
 };
 
@@ -241,7 +241,7 @@ impl Jobs {
                 .map_err(|e| format!("cannot ship the image: {e}"))?;
         }
         self.membership
-            .request(peer, ControlRequest::RunTask { spec })
+            .call(peer, RunTask { spec })
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -338,48 +338,20 @@ impl Jobs {
         self.job(id)
     }
 
-    /// Answers a peer's job request (authority already checked by the
-    /// router), or this node's own report.
-    pub async fn handle(
-        &self,
-        peer: PeerId,
-        request: ControlRequest,
-    ) -> Result<ControlResponse, Refusal> {
-        match request {
-            ControlRequest::RunTask { spec } => self
-                .runner
-                .submit(peer, spec)
-                .await
-                .map(|_| ControlResponse::Ack),
-            ControlRequest::CancelTask { job_id } => self
-                .runner
-                .cancel(&job_id, peer)
-                .map(|_| ControlResponse::Ack),
-            ControlRequest::FetchLogs {
-                job_id,
-                stdout_offset,
-                stderr_offset,
-            } => self
-                .runner
-                .logs(&job_id, peer, (stdout_offset, stderr_offset))
-                .await
-                .map(|(stdout, stderr)| ControlResponse::Logs { stdout, stderr }),
-            ControlRequest::TaskUpdate { report } => {
-                let awaiting = report.state == TaskState::AwaitingApproval;
-                let job = self.store.apply(peer, report).await;
-                if let Some(job) = job.as_ref().filter(|_| awaiting) {
-                    if let Some(task) = job.tasks.values().find(|t| t.peer_id == peer) {
-                        self.events.emit(EventKind::AwaitingApproval {
-                            job: job.id.clone(),
-                            node: task.node.clone(),
-                        });
-                    }
-                }
-                self.announce_if_finished(job);
-                Ok(ControlResponse::Ack)
+    /// Takes a task's report from the node that ran it (or from this
+    /// node's own runner): the job's record follows it.
+    pub async fn take_report(&self, peer: PeerId, report: TaskReport) {
+        let awaiting = report.state == TaskState::AwaitingApproval;
+        let job = self.store.apply(peer, report).await;
+        if let Some(job) = job.as_ref().filter(|_| awaiting) {
+            if let Some(task) = job.tasks.values().find(|t| t.peer_id == peer) {
+                self.events.emit(EventKind::AwaitingApproval {
+                    job: job.id.clone(),
+                    node: task.node.clone(),
+                });
             }
-            other => Err(Refusal::invalid(format!("not a job request: {other:?}"))),
         }
+        self.announce_if_finished(job);
     }
 
     /// Marks a departed node's unfinished tasks lost.
@@ -426,11 +398,11 @@ impl Jobs {
                     .cancel(id, self.local())
                     .map_err(|refusal| refusal.reason)
             } else {
-                let request = ControlRequest::CancelTask {
+                let request = CancelTask {
                     job_id: id.to_string(),
                 };
                 self.membership
-                    .request(task.peer_id, request)
+                    .call(task.peer_id, request)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
@@ -476,7 +448,7 @@ impl Jobs {
                     .await
                     .map_err(|refusal| JobError::Invalid(refusal.reason))?
             } else {
-                let request = ControlRequest::FetchLogs {
+                let request = FetchLogs {
                     job_id: id.to_string(),
                     stdout_offset: offsets.0,
                     stderr_offset: offsets.1,
@@ -485,12 +457,8 @@ impl Jobs {
                     node: task.node.clone(),
                     source: Box::new(source),
                 };
-                match self.membership.request(task.peer_id, request).await {
-                    Ok(ControlResponse::Logs { stdout, stderr }) => (stdout, stderr),
-                    Ok(other) => {
-                        let unexpected = format!("unexpected answer {other:?}");
-                        return Err(logs_error(MembershipError::Invalid(unexpected)));
-                    }
+                match self.membership.call(task.peer_id, request).await {
+                    Ok(logs) => (logs.stdout, logs.stderr),
                     // The node's owner keeps its logs: say so, for that node.
                     Err(MembershipError::Network(NetworkError::PeerRefused {
                         kind: iris_behaviours::RefusalKind::Forbidden,

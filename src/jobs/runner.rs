@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::{
     audit::{AuditEvent, AuditLog},
+    crew::Crew,
     datasets::Datasets,
     egress::{Egress, Outgoing, Release},
     events::Events,
@@ -78,6 +79,10 @@ pub struct TaskRunner {
     dir: PathBuf,
     permits: Arc<Semaphore>,
     cancels: Mutex<HashMap<String, (PeerId, watch::Sender<bool>)>>,
+    /// Every task's life, from queue to report; stopped when the node
+    /// shuts down (a container still running is found again at the next
+    /// start, [`TaskRunner::recover`]).
+    crew: Crew,
     /// Tasks awaiting the owner's approval, each with where to send it.
     pub(super) verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
     /// Tasks from other nodes per dataset in the last hour, for the
@@ -121,7 +126,13 @@ impl TaskRunner {
             hourly: Default::default(),
             deliveries,
             files: tokio::sync::Mutex::new(()),
+            crew: Crew::default(),
         })
+    }
+
+    /// Stops every task's life where it stands, and waits for them.
+    pub async fn stop(&self) {
+        self.crew.stop().await;
     }
 
     /// What private data a task sees: its dataset alone, or all of
@@ -290,7 +301,7 @@ impl TaskRunner {
             .expect("lock")
             .insert(task.spec.job_id.clone(), (task.origin, cancel));
         let runner = self.clone();
-        tokio::spawn(async move {
+        self.crew.spawn(async move {
             let mut queue_cancel = cancelled.clone();
             if task.report.state == TaskState::AwaitingApproval
                 && !runner.await_approval(&mut task, cancelled.clone()).await

@@ -10,8 +10,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use iris_behaviours::{
     libp2p::{Multiaddr, PeerId},
-    ControlRequest, ControlResponse, Departure, Liveness, MapEntry, NetworkConfig, NetworkMode,
-    Role,
+    Call, Departure, Liveness, MapEntry, NetworkConfig, NetworkMode, Role,
 };
 use tokio::sync::watch;
 
@@ -94,14 +93,31 @@ impl Membership {
         self.network.subscribe()
     }
 
-    /// Sends `request` to `peer` and waits for its answer.
-    pub async fn request(
-        &self,
-        peer: PeerId,
-        request: ControlRequest,
-    ) -> Result<ControlResponse, MembershipError> {
-        let client = self.client().ok_or(MembershipError::NotInNetwork)?;
-        Ok(client.request(peer, request).await?)
+    /// Calls `peer` and waits for its answer. A call to this node itself
+    /// goes to its own router, which answers it as it answers a peer's:
+    /// a local target gets the same checks as a remote one, in a network
+    /// or alone.
+    pub async fn call<C: Call>(&self, peer: PeerId, call: C) -> Result<C::Answer, MembershipError> {
+        let local = self.local_peer();
+        if peer != local {
+            let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+            return Ok(client.call(peer, call).await?);
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let inbound = network::Inbound {
+            peer: local,
+            // What only the master may ask is what it may ask of *other*
+            // nodes: a node may ask it of itself.
+            from_master: true,
+            request: call.into_request(),
+            reply,
+        };
+        let stopped = MembershipError::Network(NetworkError::Stopped);
+        if self.ctx.inbound.send(inbound).await.is_err() {
+            return Err(stopped);
+        }
+        let frame = answer.await.map_err(|_| stopped)?;
+        Ok(network::open_answer::<C>(local, &frame)?)
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, MembershipError> {

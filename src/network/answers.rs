@@ -1,4 +1,4 @@
-//! The answers to at-most-once requests ([`ControlRequest::AtMostOnce`]),
+//! The answers to at-most-once calls ([`Envelope::once`]),
 //! by sender and id. A sender whose connection closed before the answer
 //! came sends the request again with the same id; the receiver must then
 //! answer with the first answer, not carry the request out twice (a task
@@ -11,14 +11,14 @@
 //! the oldest answers are dropped but their ids kept, and a repeat of one
 //! is refused rather than carried out again), and so is the number of ids.
 //!
-//! [`ControlRequest::AtMostOnce`]: iris_behaviours::ControlRequest::AtMostOnce
+//! [`Envelope::once`]: iris_behaviours::Envelope::once
 
 use std::{
     collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
-use iris_behaviours::{libp2p::PeerId, ControlResponse, Refusal, RefusalKind};
+use iris_behaviours::{libp2p::PeerId, AnswerFrame, Refusal, RefusalKind};
 
 /// How long an answer is kept after it was given: far longer than a
 /// sender takes to repeat a request (within a second or two of losing its
@@ -36,9 +36,7 @@ enum Entry<C> {
     /// request's own, and any repeat's).
     Working(Vec<C>),
     /// Answered; `None` once the answer was dropped to save memory.
-    Answered {
-        answer: Option<Box<ControlResponse>>,
-    },
+    Answered { answer: Option<Box<AnswerFrame>> },
 }
 
 /// What to do with an at-most-once request that just arrived.
@@ -48,7 +46,7 @@ pub(super) enum Arrival<C> {
     /// A repeat of one still being worked out: it gets the same answer.
     Waiting,
     /// A repeat of one answered already: send it this answer.
-    Repeat(C, Box<ControlResponse>),
+    Repeat(C, Box<AnswerFrame>),
 }
 
 /// Answers by sender and id, each to be sent on a channel of type `C`
@@ -91,7 +89,7 @@ impl<C> AnswerMemory<C> {
                 let refusal = Refusal::failed(
                     "this request was carried out already, and its answer is no longer held",
                 );
-                Arrival::Repeat(channel, Box::new(refusal.into()))
+                Arrival::Repeat(channel, Box::new(AnswerFrame::refused(refusal)))
             }
         }
     }
@@ -103,22 +101,18 @@ impl<C> AnswerMemory<C> {
         &mut self,
         peer: PeerId,
         id: u64,
-        answer: &ControlResponse,
+        answer: &AnswerFrame,
         now: Instant,
     ) -> Vec<C> {
         let key = (peer, id);
         let Some(Entry::Working(waiting)) = self.entries.remove(&key) else {
             return Vec::new();
         };
-        let busy = matches!(
-            answer,
-            ControlResponse::Refused {
-                kind: RefusalKind::Busy,
-                ..
-            }
-        );
+        let busy = answer
+            .refusal()
+            .is_some_and(|refusal| refusal.kind == RefusalKind::Busy);
         if !busy {
-            self.held_bytes += weight(answer);
+            self.held_bytes += answer.len();
             let answer = Some(Box::new(answer.clone()));
             self.entries.insert(key, Entry::Answered { answer });
             self.answered.push_back((key, now));
@@ -145,7 +139,7 @@ impl<C> AnswerMemory<C> {
             let (key, _) = self.answered[dropped];
             if let Some(Entry::Answered { answer, .. }) = self.entries.get_mut(&key) {
                 if let Some(answer) = answer.take() {
-                    self.held_bytes -= weight(&answer);
+                    self.held_bytes -= answer.len();
                 }
             }
             dropped += 1;
@@ -160,35 +154,13 @@ impl<C> AnswerMemory<C> {
 
     fn forget(&mut self, key: &Key) {
         if let Some(Entry::Answered { answer, .. }) = self.entries.remove(key) {
-            self.held_bytes -= answer.as_deref().map_or(0, weight);
+            self.held_bytes -= answer.as_deref().map_or(0, AnswerFrame::len);
         }
     }
 
     #[cfg(test)]
     fn held_bytes(&self) -> usize {
         self.held_bytes
-    }
-}
-
-/// About how many bytes an answer holds: its byte fields, plus a little.
-fn weight(answer: &ControlResponse) -> usize {
-    64 + match answer {
-        ControlResponse::Logs { stdout, stderr } | ControlResponse::Exec { stdout, stderr, .. } => {
-            stdout.len() + stderr.len()
-        }
-        ControlResponse::SecureSum { body } => body.len(),
-        ControlResponse::Refused { reason, .. } => reason.len(),
-        ControlResponse::Fetched { blake3, .. } => blake3.len(),
-        ControlResponse::Welcome { map, .. } => map.len() * 1024,
-        ControlResponse::Files { entries } => entries.len() * 256,
-        ControlResponse::Manifest(manifest) => manifest.chunks.len() * 32 + 256,
-        ControlResponse::Hello { .. } => 1024,
-        ControlResponse::AuditProof { proofs, .. } => {
-            256 + proofs.iter().map(|p| p.len()).sum::<usize>()
-        }
-        ControlResponse::Ack
-        | ControlResponse::Probed { .. }
-        | ControlResponse::Fetching { .. } => 0,
     }
 }
 

@@ -25,8 +25,8 @@ use iris_behaviours::{
         identity::Keypair, multiaddr::Protocol, swarm::DialError, Multiaddr, PeerId, StreamProtocol,
     },
     transport::HandshakeError,
-    ControlRequest, ControlResponse, Departure, ExecutorState, ImageRef, MapEntry, NetworkConfig,
-    NetworkMode, NodeRecord, PreSharedKey, RefusalKind, Role, SwarmSettings,
+    AnswerFrame, Call, Departure, ExecutorState, ImageRef, MapEntry, NetworkConfig, NetworkMode,
+    NodeRecord, PeerRequest, PreSharedKey, Refusal, RefusalKind, Role, SwarmSettings,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -77,14 +77,14 @@ pub struct InboundStream {
     pub stream: Busy<iris_behaviours::libp2p::Stream>,
 }
 
-/// A request from a peer that the node's router, not the event loop,
+/// A call from a peer (or from this node itself), which the node's router
 /// answers: who sent it (the connection authenticated the peer id) and
 /// whether that is the network's master.
 pub struct Inbound {
     pub peer: PeerId,
     pub from_master: bool,
-    pub request: ControlRequest,
-    pub reply: oneshot::Sender<ControlResponse>,
+    pub request: PeerRequest,
+    pub reply: oneshot::Sender<AnswerFrame>,
 }
 
 impl NetworkContext {
@@ -114,6 +114,8 @@ pub enum NetworkError {
         kind: RefusalKind,
         reason: String,
     },
+    #[error("peer {peer} answered with something else than was asked for: {detail}")]
+    Malformed { peer: PeerId, detail: String },
     #[error("bootstrap peer {peer} sent an invalid welcome: {reason}")]
     BadWelcome { peer: PeerId, reason: String },
     #[error(transparent)]
@@ -149,12 +151,21 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: oneshot::Sender<()>,
     },
-    /// Send a request to a peer and hand back its answer.
-    Request {
+    /// Send a call to a peer and hand back its answer.
+    Call {
         peer: PeerId,
-        request: Box<ControlRequest>,
-        reply: oneshot::Sender<Result<ControlResponse, String>>,
+        call: Box<OutgoingCall>,
+        reply: oneshot::Sender<Result<AnswerFrame, String>>,
     },
+}
+
+/// A call on its way out, with what the event loop needs to know of it.
+pub(crate) struct OutgoingCall {
+    request: PeerRequest,
+    /// Whether it may be sent again as it is ([`Call::REPEATABLE`]).
+    repeatable: bool,
+    /// How long its answer may take ([`Call::answer_within`]).
+    within: Duration,
 }
 
 /// The handle to a running membership. Cheap to clone.
@@ -164,6 +175,8 @@ pub struct NetworkClient {
     /// Opens raw streams to peers (file chunks).
     streams: iris_behaviours::libp2p_stream::Control,
     activity: Activity,
+    /// The event loop's task, awaited when the node departs.
+    event_loop: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl NetworkClient {
@@ -176,30 +189,25 @@ impl NetworkClient {
         rx.await.map_err(|_| NetworkError::Stopped)
     }
 
-    /// Sends `request` to `peer` and waits for the answer. A `Refused`
-    /// answer comes back as an error carrying the peer's reason.
-    pub async fn request(
-        &self,
-        peer: PeerId,
-        request: ControlRequest,
-    ) -> Result<ControlResponse, NetworkError> {
+    /// Calls `peer`, another node, and waits for the answer: what was
+    /// asked for, or the peer's refusal as [`NetworkError::PeerRefused`].
+    pub async fn call<C: Call>(&self, peer: PeerId, call: C) -> Result<C::Answer, NetworkError> {
         let (reply, rx) = oneshot::channel();
-        let command = Command::Request {
-            peer,
-            request: Box::new(request),
-            reply,
-        };
+        let call = Box::new(OutgoingCall {
+            within: call.answer_within(),
+            repeatable: C::REPEATABLE,
+            request: call.into_request(),
+        });
+        let command = Command::Call { peer, call, reply };
         self.commands
             .send(command)
             .await
             .map_err(|_| NetworkError::Stopped)?;
-        match rx.await.map_err(|_| NetworkError::Stopped)? {
-            Ok(ControlResponse::Refused { kind, reason }) => {
-                Err(NetworkError::PeerRefused { peer, kind, reason })
-            }
-            Ok(response) => Ok(response),
-            Err(detail) => Err(NetworkError::NoAnswer { peer, detail }),
-        }
+        let frame = rx
+            .await
+            .map_err(|_| NetworkError::Stopped)?
+            .map_err(|detail| NetworkError::NoAnswer { peer, detail })?;
+        open_answer::<C>(peer, &frame)
     }
 
     /// Removes `peer` from the network (the caller checked that this node
@@ -243,7 +251,27 @@ impl NetworkClient {
             .send(command)
             .await
             .map_err(|_| NetworkError::Stopped)?;
-        rx.await.map_err(|_| NetworkError::Stopped)
+        rx.await.map_err(|_| NetworkError::Stopped)?;
+        // The loop returns right after it answered: wait until it has, so
+        // that nothing of it outlives the session.
+        let running = self.event_loop.lock().expect("lock").take();
+        if let Some(running) = running {
+            let _ = running.await;
+        }
+        Ok(())
+    }
+}
+
+/// The answer `peer` gave to a call of type `C`: what was asked for, or
+/// its refusal as [`NetworkError::PeerRefused`].
+pub fn open_answer<C: Call>(peer: PeerId, frame: &AnswerFrame) -> Result<C::Answer, NetworkError> {
+    match frame.open::<C>() {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(Refusal { kind, reason })) => Err(NetworkError::PeerRefused { peer, kind, reason }),
+        Err(e) => Err(NetworkError::Malformed {
+            peer,
+            detail: e.to_string(),
+        }),
     }
 }
 
@@ -359,13 +387,25 @@ async fn start(
     let (ready, setup) = oneshot::channel();
     let activity = ctx.activity.clone();
     let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, ready, chunk_streams);
-    tokio::spawn(event_loop.run(goal, previous_port));
-    let snapshot = setup.await.map_err(|_| NetworkError::Stopped)??;
+    let running = tokio::spawn(event_loop.run(goal, previous_port));
+    let snapshot = match setup
+        .await
+        .map_err(|_| NetworkError::Stopped)
+        .and_then(|s| s)
+    {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            // A failed setup ends the loop: wait for it to let go.
+            let _ = running.await;
+            return Err(e);
+        }
+    };
     Ok((
         NetworkClient {
             commands,
             streams,
             activity,
+            event_loop: Arc::new(std::sync::Mutex::new(Some(running))),
         },
         snapshot,
     ))

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use iris_behaviours::{libp2p::PeerId, ControlRequest, ControlResponse};
+use iris_behaviours::{libp2p::PeerId, SecureSumStep};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    site::SecureSums,
     wire::{decode, encode, SaRequest, SaResponse, PAGE_WORDS},
     Aggregator, FixedPoint, Params, MIN_INPUTS,
 };
@@ -34,7 +33,6 @@ pub struct SumOutcome {
 
 pub struct Coordinator {
     pub membership: Arc<Membership>,
-    pub sites: Arc<SecureSums>,
 }
 
 type Answers = Vec<(PeerId, Result<SaResponse, String>)>;
@@ -62,23 +60,11 @@ impl Coordinator {
     }
 
     async fn ask(&self, peer: PeerId, request: &SaRequest) -> Result<SaResponse, String> {
-        let body = encode(request);
-        let answer = if peer == self.local() {
-            self.sites
-                .handle(peer, true, &body)
-                .await
-                .map_err(|r| r.reason)
-        } else {
-            self.membership
-                .request(peer, ControlRequest::SecureSum { body })
-                .await
-                .map_err(|e| e.to_string())
-        }?;
-        match answer {
-            ControlResponse::SecureSum { body } => decode(&body),
-            ControlResponse::Refused { reason, .. } => Err(reason),
-            other => Err(format!("unexpected answer {other:?}")),
-        }
+        let step = SecureSumStep {
+            body: encode(request),
+        };
+        let answer = self.membership.call(peer, step).await;
+        decode(&answer.map_err(|e| e.to_string())?.body)
     }
 
     /// One step on every site at once.

@@ -44,7 +44,6 @@ impl SecureSums {
             .collect();
         let coordinator = Coordinator {
             membership: self.membership.clone(),
-            sites: self.clone(),
         };
         let mut outcome = coordinator
             .run(id, file, entries, &sites)

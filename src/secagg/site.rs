@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::Path, sync::Arc, time::Instant};
 
 use iris_behaviours::{
     libp2p::{identity::Keypair, PeerId},
-    ControlRequest, ControlResponse, Refusal, TaskState,
+    Refusal, SecureSumStep, SumAnswer, TaskState,
 };
 use tokio::sync::Mutex;
 
@@ -78,16 +78,16 @@ impl SecureSums {
         &self,
         peer: PeerId,
         from_master: bool,
-        body: &[u8],
-    ) -> Result<ControlResponse, Refusal> {
-        let request: SaRequest = decode(body).map_err(Refusal::invalid)?;
+        SecureSumStep { body }: SecureSumStep,
+    ) -> Result<SumAnswer, Refusal> {
+        let request: SaRequest = decode(&body).map_err(Refusal::invalid)?;
         if !from_master && !matches!(request, SaRequest::Shares { .. }) {
             return Err(Refusal::forbidden(
                 "forbidden: only the master runs a secure sum",
             ));
         }
         let answer = self.answer(peer, request).await?;
-        Ok(ControlResponse::SecureSum {
+        Ok(SumAnswer {
             body: encode(&answer),
         })
     }
@@ -167,10 +167,7 @@ impl SecureSums {
                 let sends = bundles.into_iter().map(|(to, bundle)| {
                     let body = encode(&SaRequest::Shares { session, bundle });
                     async move {
-                        let sent = self
-                            .membership
-                            .request(to, ControlRequest::SecureSum { body })
-                            .await;
+                        let sent = self.membership.call(to, SecureSumStep { body }).await;
                         if let Err(e) = &sent {
                             tracing::warn!(%to, "secure sum: cannot send shares: {e}");
                         }

@@ -2,7 +2,7 @@
 //! [`crate::audit`]: the signed head in each record, the tree behind it). It keeps the
 //! last signed head it saw from each node (in `DIR/witnessed.json`, so a
 //! restart forgets nothing), and when a node's record shows a newer head
-//! it asks that node for consistency proofs ([`ControlRequest::AuditProof`])
+//! it asks that node for consistency proofs ([`iris_behaviours::ProveAudit`])
 //! that its log now extends both the kept head and the shown one. A log
 //! rewritten, by anyone and of any length, has no such proof: the witness
 //! raises `audit_rewritten` with both heads, signed by the node itself.
@@ -18,9 +18,7 @@ use std::{
     time::Duration,
 };
 
-use iris_behaviours::{
-    libp2p::PeerId, AuditHead, ControlRequest, ControlResponse, Liveness, RefusalKind,
-};
+use iris_behaviours::{libp2p::PeerId, AuditHead, AuditProofs, Liveness, ProveAudit, RefusalKind};
 use tokio::task::JoinSet;
 
 use crate::{
@@ -198,15 +196,11 @@ impl Witness {
 /// Asks `peer` for its proofs; none when it could not answer (gone,
 /// unreachable, too slow), as opposed to answering that it cannot prove.
 async fn ask(membership: &Membership, peer: PeerId, sizes: Vec<u64>) -> Option<Answer> {
-    match membership
-        .request(peer, ControlRequest::AuditProof { sizes })
-        .await
-    {
-        Ok(ControlResponse::AuditProof { head, proofs }) => Some(Ok((
+    match membership.call(peer, ProveAudit { sizes }).await {
+        Ok(AuditProofs { head, proofs }) => Some(Ok((
             head,
             proofs.into_iter().map(|p| p.into_vec()).collect(),
         ))),
-        Ok(_) => Some(Err("an answer that is not a proof".into())),
         // The log never had one of the sizes: it shrank.
         Err(MembershipError::Network(NetworkError::PeerRefused {
             kind: RefusalKind::NotFound,

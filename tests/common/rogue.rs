@@ -1,7 +1,7 @@
 //! A rogue peer: a member of a network, with the key and a record of its
 //! own, built on iris-behaviours like a node, that says whatever a test
 //! tells it to. It drives its own swarm, so a test can send many requests
-//! at once and see every answer.
+//! and calls at once and see every answer.
 
 use std::time::Duration;
 
@@ -15,8 +15,9 @@ use iris_behaviours::{
         swarm::{dial_opts::DialOpts, SwarmEvent},
         Multiaddr, PeerId, StreamProtocol, Swarm,
     },
-    ControlRequest, ControlResponse, FileVersion, IrisBehaviour, IrisBehaviourEvent, MapEntry,
-    NetworkConfig, NodeRecord, Role, SwarmSettings,
+    Accepted, AnswerFrame, Asks, Call, Envelope, FileVersion, Hello, IrisBehaviour,
+    IrisBehaviourEvent, Join, MapEntry, MembershipRequest, NetworkConfig, NodeRecord, Probed,
+    Refusal, Role, SwarmSettings, Welcome, MAX_CONTROL_RESPONSE,
 };
 
 pub struct RoguePeer {
@@ -106,8 +107,8 @@ impl RoguePeer {
                 _ => {}
             }
         }
-        match rogue.request(member, ControlRequest::Join { record }).await {
-            Ok(ControlResponse::Welcome { config, map, .. }) => {
+        match rogue.ask(member, Join { record }).await {
+            Ok(Ok(Welcome { config, map, .. })) => {
                 rogue.network = config;
                 rogue.map = map;
             }
@@ -139,12 +140,12 @@ impl RoguePeer {
                 _ => {}
             }
         }
-        let hello = ControlRequest::Hello {
+        let hello = Hello {
             seen_as: None,
             record: self.record.clone(),
         };
-        match self.request(peer, hello).await {
-            Ok(ControlResponse::Hello { .. }) => peer,
+        match self.ask(peer, hello).await {
+            Ok(Ok(_)) => peer,
             other => panic!("{peer} did not take the rogue's hello: {other:?}"),
         }
     }
@@ -206,69 +207,74 @@ impl RoguePeer {
     /// Members are answered as a member would: their catch-up joins with
     /// the honest map (taking one for the joiner's once failed a test
     /// whose joiner's own join was then dropped), probes with an ack.
-    pub async fn welcome_one(&mut self, welcome: ControlResponse, period: Duration) {
+    pub async fn welcome_one(&mut self, welcome: Welcome, period: Duration) {
         let mut until = tokio::time::Instant::now() + period;
         let mut answered = false;
         while let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
-            let Some(Incoming {
-                peer,
-                request,
-                channel,
-                ..
-            }) = Incoming::from(event)
-            else {
-                continue;
-            };
-            let member = self.map.iter().any(|e| e.record.peer_id == peer);
-            let answer = match request {
-                ControlRequest::Join { .. } if !member => {
-                    if !answered {
-                        answered = true;
-                        until = tokio::time::Instant::now() + Duration::from_millis(500);
-                    }
-                    welcome.clone()
+            match Incoming::from(event) {
+                Some(Incoming::Membership {
+                    peer,
+                    request,
+                    channel,
+                    ..
+                }) => {
+                    let member = self.map.iter().any(|e| e.record.peer_id == peer);
+                    let answer = match request {
+                        MembershipRequest::Join(_) if !member => {
+                            if !answered {
+                                answered = true;
+                                until = tokio::time::Instant::now() + Duration::from_millis(500);
+                            }
+                            sealed(welcome.clone())
+                        }
+                        request => self.as_a_member_would(request),
+                    };
+                    let membership = &mut self.swarm.behaviour_mut().membership;
+                    let _ = membership.send_response(channel, answer);
                 }
-                request => self.as_a_member_would(request),
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .control
-                .send_response(channel, answer);
+                Some(Incoming::Call { channel, .. }) => self.turn_away(channel),
+                None => {}
+            }
         }
     }
 
     /// The honest answer to a membership request: the map to a join, an
-    /// ack to a probe, the rogue's record to anything else.
-    fn as_a_member_would(&self, request: ControlRequest) -> ControlResponse {
+    /// ack to a probe, the rogue's record to a hello.
+    fn as_a_member_would(&self, request: MembershipRequest) -> AnswerFrame {
         match request {
-            ControlRequest::Join { .. } => ControlResponse::Welcome {
+            MembershipRequest::Join(_) => sealed(Welcome {
                 config: self.network.clone(),
                 map: self.map.clone(),
                 removed: vec![],
-            },
-            ControlRequest::Probe | ControlRequest::Leave { .. } => ControlResponse::Ack,
-            ControlRequest::ProbeFor { .. } => ControlResponse::Probed { reached: true },
-            _ => ControlResponse::Hello {
+            }),
+            MembershipRequest::Probe(_) | MembershipRequest::Leave(_) => sealed(Accepted),
+            MembershipRequest::ProbeFor(_) => sealed(Probed { reached: true }),
+            MembershipRequest::Hello(_) => sealed(Hello {
                 seen_as: None,
                 record: self.record.clone(),
-            },
+            }),
         }
     }
 
-    /// Closes the connection under the first request from `peer` that is
-    /// not about membership, the moment it arrives and before answering
-    /// it, as a node that closes an idle connection just then would; the
-    /// requests after it get `answer`'s answer. Returns every such request
-    /// seen, once `count` came or `period` ended. Membership requests are
-    /// answered as a member would.
-    pub async fn cut_the_first_request(
+    /// Refuses a call made to the rogue: it serves nothing.
+    fn turn_away(&mut self, channel: request_response::ResponseChannel<AnswerFrame>) {
+        let refusal = Refusal::failed("the rogue serves nothing");
+        let calls = &mut self.swarm.behaviour_mut().calls;
+        let _ = calls.send_response(channel, AnswerFrame::refused(refusal));
+    }
+
+    /// Closes the connection under the first call from `peer`, the moment
+    /// it arrives and before answering it, as a node that closes an idle
+    /// connection just then would; the calls after it get `answer`'s
+    /// answer. Returns every call seen from `peer`, once `count` came or
+    /// `period` ended. Membership requests are answered as a member would.
+    pub async fn cut_the_first_call(
         &mut self,
         peer: PeerId,
         count: usize,
         period: Duration,
-        answer: impl Fn(&ControlRequest) -> ControlResponse,
-    ) -> Vec<ControlRequest> {
+        answer: impl Fn(&Envelope) -> AnswerFrame,
+    ) -> Vec<Envelope> {
         let mut seen = Vec::new();
         let until = tokio::time::Instant::now() + period;
         while seen.len() < count {
@@ -276,124 +282,166 @@ impl RoguePeer {
             else {
                 break;
             };
-            let Some(Incoming {
-                peer: from,
-                connection,
-                request,
-                channel,
-            }) = Incoming::from(event)
-            else {
-                continue;
-            };
-            let membership = matches!(
-                request,
-                ControlRequest::Join { .. }
-                    | ControlRequest::Hello { .. }
-                    | ControlRequest::Leave { .. }
-                    | ControlRequest::Probe
-                    | ControlRequest::ProbeFor { .. }
-            );
-            let reply = if membership || from != peer {
-                self.as_a_member_would(request)
-            } else {
-                seen.push(request.clone());
-                if seen.len() == 1 {
-                    self.swarm.close_connection(connection);
-                    continue;
+            match Incoming::from(event) {
+                Some(Incoming::Membership {
+                    request, channel, ..
+                }) => {
+                    let answer = self.as_a_member_would(request);
+                    let membership = &mut self.swarm.behaviour_mut().membership;
+                    let _ = membership.send_response(channel, answer);
                 }
-                answer(&request)
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .control
-                .send_response(channel, reply);
+                Some(Incoming::Call {
+                    peer: from,
+                    channel,
+                    ..
+                }) if from != peer => self.turn_away(channel),
+                Some(Incoming::Call {
+                    connection,
+                    envelope,
+                    channel,
+                    ..
+                }) => {
+                    seen.push(envelope.clone());
+                    if seen.len() == 1 {
+                        self.swarm.close_connection(connection);
+                        continue;
+                    }
+                    let calls = &mut self.swarm.behaviour_mut().calls;
+                    let _ = calls.send_response(channel, answer(&envelope));
+                }
+                None => {}
+            }
         }
         seen
     }
 
     /// Stays connected for `period`, answering probes (so it looks alive)
-    /// and taking every other request without ever answering it.
+    /// and taking every other request and call without ever answering it.
     pub async fn stay_silent(&mut self, period: Duration) {
+        let mut unanswered_calls = Vec::new();
         let mut unanswered = Vec::new();
         let until = tokio::time::Instant::now() + period;
         while let Ok(event) = tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
-            if let Some(Incoming {
-                request, channel, ..
-            }) = Incoming::from(event)
-            {
-                if matches!(request, ControlRequest::Probe) {
-                    let control = &mut self.swarm.behaviour_mut().control;
-                    let _ = control.send_response(channel, ControlResponse::Ack);
-                    continue;
+            // Held, not dropped: a dropped channel tells the asker at once.
+            match Incoming::from(event) {
+                Some(Incoming::Membership {
+                    request: MembershipRequest::Probe(_),
+                    channel,
+                    ..
+                }) => {
+                    let membership = &mut self.swarm.behaviour_mut().membership;
+                    let _ = membership.send_response(channel, sealed(Accepted));
                 }
-                // Held, not dropped: a dropped channel tells the asker at once.
-                unanswered.push(channel);
+                Some(Incoming::Membership { channel, .. }) => unanswered.push(channel),
+                Some(Incoming::Call { channel, .. }) => unanswered_calls.push(channel),
+                None => {}
             }
         }
     }
 
-    /// Sends one request and waits for its answer.
-    pub async fn request(
-        &mut self,
-        peer: PeerId,
-        request: ControlRequest,
-    ) -> Result<ControlResponse, String> {
-        self.requests(peer, vec![request]).await.remove(0)
+    /// Sends one membership request and waits for its answer: what was
+    /// asked for, or the node's refusal; an error if no answer came.
+    pub async fn ask<A: Asks>(&mut self, peer: PeerId, request: A) -> Answered<A::Answer> {
+        let membership = &mut self.swarm.behaviour_mut().membership;
+        let id = membership.send_request(&peer, request.into_request());
+        loop {
+            if let Answer::Membership(answered, answer) = self.next_answer().await {
+                if answered == id {
+                    return answer.and_then(|frame| A::open(&frame).map_err(|e| e.to_string()));
+                }
+            }
+        }
     }
 
-    /// Sends every request at once and returns the answers in order.
-    pub async fn requests(
+    /// Makes one call and waits for its answer: what was asked for, or the
+    /// node's refusal; an error if no answer came.
+    pub async fn call<C: Call>(&mut self, peer: PeerId, call: C) -> Answered<C::Answer> {
+        self.calls(peer, vec![call]).await.remove(0)
+    }
+
+    /// Makes every call at once and returns the answers in order.
+    pub async fn calls<C: Call>(
         &mut self,
         peer: PeerId,
-        requests: Vec<ControlRequest>,
-    ) -> Vec<Result<ControlResponse, String>> {
-        let ids: Vec<OutboundRequestId> = requests
+        calls: Vec<C>,
+    ) -> Vec<Answered<C::Answer>> {
+        let ids: Vec<OutboundRequestId> = calls
             .into_iter()
-            .map(|r| self.swarm.behaviour_mut().control.send_request(&peer, r))
+            .map(|call| {
+                let envelope = Envelope {
+                    once: None,
+                    request: call.into_request(),
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .calls
+                    .send_request(&peer, envelope)
+            })
             .collect();
-        let mut answers: Vec<Option<Result<ControlResponse, String>>> = vec![None; ids.len()];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut answers: Vec<Option<Answered<C::Answer>>> = (0..ids.len()).map(|_| None).collect();
         while answers.iter().any(Option::is_none) {
+            let Answer::Call(id, answer) = self.next_answer().await else {
+                continue;
+            };
+            let answer = answer.and_then(|frame| frame.open::<C>().map_err(|e| e.to_string()));
+            if let Some(i) = ids.iter().position(|r| *r == id) {
+                answers[i] = Some(answer);
+            }
+        }
+        answers.into_iter().map(Option::unwrap).collect()
+    }
+
+    /// The next answer to a membership request or a call of the rogue's,
+    /// within 2 minutes. Meanwhile members introduce themselves and probe
+    /// it: it answers as a member would, so no one suspects it.
+    async fn next_answer(&mut self) -> Answer {
+        use request_response::{Event, Message};
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
             let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
                 .await
-                .expect("the node answered every request within 2 minutes");
-            use request_response::{Event, Message};
-            let (id, answer) = match event {
-                SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                .expect("the node answered within 2 minutes");
+            let event = match event {
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(Event::Message {
                     message:
                         Message::Response {
                             request_id,
                             response,
                         },
                     ..
-                })) => (request_id, Ok(response)),
-                SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::OutboundFailure {
+                })) => return Answer::Membership(request_id, Ok(response)),
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(Event::OutboundFailure {
                     request_id,
                     error,
                     ..
-                })) => (request_id, Err(error.to_string())),
-                // Members introduce themselves and probe it: it answers as
-                // a member would, so no one suspects it meanwhile.
-                SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+                })) => return Answer::Membership(request_id, Err(error.to_string())),
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Calls(Event::Message {
                     message:
-                        Message::Request {
-                            request, channel, ..
+                        Message::Response {
+                            request_id,
+                            response,
                         },
                     ..
-                })) => {
-                    let answer = self.as_a_member_would(request);
-                    let control = &mut self.swarm.behaviour_mut().control;
-                    let _ = control.send_response(channel, answer);
-                    continue;
-                }
-                _ => continue,
+                })) => return Answer::Call(request_id, Ok(response)),
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Calls(Event::OutboundFailure {
+                    request_id,
+                    error,
+                    ..
+                })) => return Answer::Call(request_id, Err(error.to_string())),
+                event => event,
             };
-            if let Some(i) = ids.iter().position(|r| *r == id) {
-                answers[i] = Some(answer);
+            match Incoming::from(event) {
+                Some(Incoming::Membership {
+                    request, channel, ..
+                }) => {
+                    let answer = self.as_a_member_would(request);
+                    let membership = &mut self.swarm.behaviour_mut().membership;
+                    let _ = membership.send_response(channel, answer);
+                }
+                Some(Incoming::Call { channel, .. }) => self.turn_away(channel),
+                None => {}
             }
         }
-        answers.into_iter().map(Option::unwrap).collect()
     }
 
     /// Says `message` on the network's map topic, signed as itself, once
@@ -469,35 +517,70 @@ impl RoguePeer {
     }
 }
 
-/// A request a peer sent the rogue, with where to answer it.
-struct Incoming {
-    peer: PeerId,
-    connection: iris_behaviours::libp2p::swarm::ConnectionId,
-    request: ControlRequest,
-    channel: request_response::ResponseChannel<ControlResponse>,
+/// What the rogue was answered: what it asked for, or the node's refusal;
+/// an error if no answer came.
+pub type Answered<A> = Result<Result<A, Refusal>, String>;
+
+/// An answer to the rogue: to a membership request or to a call.
+enum Answer {
+    Membership(OutboundRequestId, Result<AnswerFrame, String>),
+    Call(OutboundRequestId, Result<AnswerFrame, String>),
+}
+
+/// A membership request or a call a peer sent the rogue, with where to
+/// answer it.
+enum Incoming {
+    Membership {
+        peer: PeerId,
+        request: MembershipRequest,
+        channel: request_response::ResponseChannel<AnswerFrame>,
+    },
+    Call {
+        peer: PeerId,
+        connection: iris_behaviours::libp2p::swarm::ConnectionId,
+        envelope: Envelope,
+        channel: request_response::ResponseChannel<AnswerFrame>,
+    },
 }
 
 impl Incoming {
-    /// The request `event` carries, if it is one.
+    /// The request or call `event` carries, if it is one.
     fn from(event: SwarmEvent<IrisBehaviourEvent>) -> Option<Self> {
         use request_response::{Event, Message};
         match event {
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Control(Event::Message {
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => Some(Self::Membership {
+                peer,
+                request,
+                channel,
+            }),
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Calls(Event::Message {
                 peer,
                 connection_id,
                 message:
                     Message::Request {
                         request, channel, ..
                     },
-            })) => Some(Self {
+            })) => Some(Self::Call {
                 peer,
                 connection: connection_id,
-                request,
+                envelope: request,
                 channel,
             }),
             _ => None,
         }
     }
+}
+
+/// The frame of an answer the rogue gives.
+fn sealed(answer: impl serde::Serialize) -> AnswerFrame {
+    AnswerFrame::seal(Ok(answer), MAX_CONTROL_RESPONSE)
 }
 
 /// A file's version as the node that serves it sees it.

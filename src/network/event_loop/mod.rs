@@ -1,10 +1,11 @@
 //! The task that owns the swarm, and the only code that drives it: it
-//! listens and joins ([`setup`]), keeps the map, answers peers ([`peers`]),
-//! announces this node, watches its neighbours ([`watch`]), saves the
-//! membership and says goodbye.
+//! listens and joins ([`setup`]), keeps the map, answers peers' membership
+//! requests ([`peers`]), passes calls both ways ([`call_desk`]), announces
+//! this node, watches its neighbours ([`watch`]), saves the membership and
+//! says goodbye.
 
+mod call_desk;
 mod peers;
-mod resend;
 pub(crate) mod setup;
 mod warnings;
 mod watch;
@@ -16,30 +17,29 @@ use std::{
 };
 
 use futures::StreamExt;
-use futures::{future::BoxFuture, stream::FuturesUnordered};
 use iris_behaviours::{
     behaviour::MAX_GOSSIP_MESSAGE,
     codec,
     libp2p::{
         gossipsub::{self, IdentTopic},
-        request_response::{self, OutboundRequestId, ResponseChannel},
+        request_response::{self, OutboundRequestId},
         swarm::{ListenError, SwarmEvent},
         PeerId, Swarm,
     },
-    ControlRequest, ControlResponse, Departure, IrisBehaviour, IrisBehaviourEvent, MapMessage,
+    AnswerFrame, Asks, Departure, Hello, IrisBehaviour, IrisBehaviourEvent, Leave, MapMessage,
     NetworkConfig, NodeRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    answers::AnswerMemory,
     detector::{Detector, Timings},
     map::NetworkMap,
     next_version,
     saver::Saver,
-    Command, InUse, NetworkContext, NetworkError, Snapshot,
+    Command, NetworkContext, NetworkError, Snapshot,
 };
 use crate::{events::EventKind, store::SavedMembership};
+use call_desk::{CallDesk, Sender};
 use setup::{Goal, Phase};
 
 /// How often probe and request timeouts are checked.
@@ -54,29 +54,6 @@ const DEPART_DEADLINE: Duration = Duration::from_secs(1);
 
 pub(super) fn topic(network: &NetworkConfig) -> IdentTopic {
     IdentTopic::new(iris_behaviours::map_topic(&network.name))
-}
-
-/// One of our requests, waiting for its answer until `deadline`.
-struct Outbound {
-    peer: PeerId,
-    /// As sent, to send again if its connection closes under it
-    /// ([`resend`]).
-    request: ControlRequest,
-    /// How many times it was sent.
-    attempts: u32,
-    deadline: Instant,
-    within: Duration,
-    reply: oneshot::Sender<Result<ControlResponse, String>>,
-    /// Keeps the connection open until the answer is in.
-    _in_use: InUse,
-}
-
-/// Where an answer the node worked out goes: back on the request's own
-/// channel, or, for an at-most-once request, to every channel waiting for
-/// it in [`AnswerMemory`].
-enum ReplyTo {
-    Channel(ResponseChannel<ControlResponse>),
-    Remembered { peer: PeerId, id: u64 },
 }
 
 pub(super) struct EventLoop {
@@ -104,15 +81,10 @@ pub(super) struct EventLoop {
     /// Probes and whom to watch ([`watch`]).
     detector: Detector,
     probes: HashMap<OutboundRequestId, watch::ProbeRequest>,
-    /// Our requests waiting for an answer, by request id.
-    outbound: HashMap<OutboundRequestId, Outbound>,
-    /// Our requests whose connection closed under them, to be sent again
-    /// at the instant given.
-    resends: Vec<(Instant, Outbound)>,
-    /// Answers the node is still working out, with where they go.
-    replies: FuturesUnordered<BoxFuture<'static, (ReplyTo, ControlResponse)>>,
-    /// The answers to peers' at-most-once requests.
-    answers: AnswerMemory<ResponseChannel<ControlResponse>>,
+    /// Our hellos and catch-ups waiting for an answer.
+    asked: HashMap<OutboundRequestId, peers::Asked>,
+    /// Calls, ours to peers and peers' to our router.
+    desk: CallDesk,
     /// Where the setup is ([`setup`]).
     phase: Phase,
     /// Told once the setup has succeeded or failed.
@@ -141,6 +113,11 @@ impl EventLoop {
         let saver = Saver::spawn(ctx.store.clone());
         let liveness = &ctx.config.liveness;
         let timings = Timings::new(liveness.probe_interval(), liveness.suspect_after());
+        let desk = CallDesk::new(
+            ctx.inbound.clone(),
+            ctx.activity.clone(),
+            ctx.metrics.clone(),
+        );
         Self {
             ctx,
             swarm,
@@ -157,10 +134,8 @@ impl EventLoop {
             dialed: Default::default(),
             detector: Detector::new(timings, Instant::now()),
             probes: HashMap::new(),
-            outbound: HashMap::new(),
-            resends: Vec::new(),
-            replies: FuturesUnordered::new(),
-            answers: AnswerMemory::default(),
+            asked: HashMap::new(),
+            desk,
             phase: Phase::Member,
             ready: Some(ready),
             warnings: Default::default(),
@@ -203,9 +178,7 @@ impl EventLoop {
                     Some(Command::Snapshot { reply }) => {
                         let _ = reply.send(self.snapshot());
                     }
-                    Some(Command::Request { peer, request, reply }) => {
-                        self.send_request(peer, *request, reply)
-                    }
+                    Some(Command::Call { peer, call, reply }) => self.call(peer, call, reply),
                     Some(Command::Remove { peer, reply }) => {
                         self.remove(vec![peer]);
                         self.publish_removed();
@@ -224,16 +197,16 @@ impl EventLoop {
                 },
                 _ = liveness_check.tick(), if member(&self) => {
                     let now = Instant::now();
-                    self.expire_requests();
-                    self.resend_due(now);
+                    let addrs = |peer: &PeerId| self.map.addrs(peer);
+                    self.desk.tick(&mut self.swarm.behaviour_mut().calls, addrs, now);
                     self.on_probe_tick(now);
                     let events = self.map.tick(now, gone_after);
                     self.emit_all(events);
                 }
                 _ = upkeep.tick(), if member(&self) => self.maintain_connections(),
                 Some((peer, stream)) = self.chunk_streams.next() => self.forward_stream(peer, stream),
-                Some((to, response)) = self.replies.next(), if !self.replies.is_empty() => {
-                    self.reply(to, response);
+                reply = self.desk.next_reply() => {
+                    self.desk.deliver(&mut self.swarm.behaviour_mut().calls, reply);
                 }
                 Ok(()) = capabilities.changed(), if member(&self) => {
                     let current = capabilities.borrow_and_update().clone();
@@ -245,6 +218,74 @@ impl EventLoop {
                 }
                 _ = save.tick(), if member(&self) => self.save_if_dirty(),
             }
+        }
+    }
+
+    /// Sends a call of this node's to `peer`.
+    fn call(
+        &mut self,
+        peer: PeerId,
+        call: Box<super::OutgoingCall>,
+        reply: oneshot::Sender<Result<AnswerFrame, String>>,
+    ) {
+        let addrs = self.map.addrs(&peer);
+        let calls = &mut self.swarm.behaviour_mut().calls;
+        let call = (call.request, call.repeatable, call.within);
+        self.desk.call(calls, addrs, peer, call, reply);
+    }
+
+    /// Calls on the wire: peers' go to the router if they are current
+    /// members; answers to ours go to their callers.
+    fn on_calls(&mut self, event: request_response::Event<iris_behaviours::Envelope, AnswerFrame>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let sender = if self.is_current_member(&peer) {
+                    Sender::Member {
+                        is_master: peer == self.network.master,
+                    }
+                } else {
+                    self.warnings.warn("non-member", || {
+                        format!("refused a call from {peer}, which is not a current member")
+                    });
+                    Sender::Stranger
+                };
+                let calls = &mut self.swarm.behaviour_mut().calls;
+                self.desk.arrived(calls, peer, sender, request, channel);
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let event = self.map.heard_from(&peer);
+                self.emit(event);
+                self.desk.answered(request_id, response);
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, "a call failed: {error}");
+                self.desk.failed(request_id, &error);
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "a call from a peer failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
         }
     }
 
@@ -327,7 +368,7 @@ impl EventLoop {
         }
     }
 
-    /// Tells every connected member we are going, on the control protocol
+    /// Tells every connected member we are going, on the membership protocol
     /// (acknowledged) and on gossip (for members we reach only through
     /// others), and waits a little for the acknowledgements.
     async fn depart(&mut self, departure: Departure) {
@@ -338,8 +379,8 @@ impl EventLoop {
             .map(|peer| {
                 self.swarm
                     .behaviour_mut()
-                    .control
-                    .send_request(peer, ControlRequest::Leave { departure })
+                    .membership
+                    .send_request(peer, Leave { departure }.into_request())
             })
             .collect();
         let deadline = tokio::time::Instant::now() + DEPART_DEADLINE;
@@ -354,7 +395,7 @@ impl EventLoop {
             };
             use request_response::{Event, Message};
             match event {
-                SwarmEvent::Behaviour(IrisBehaviourEvent::Control(
+                SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(
                     Event::Message {
                         message: Message::Response { request_id, .. },
                         ..
@@ -406,14 +447,13 @@ impl EventLoop {
                 // The dialer introduces itself; the answer introduces the
                 // other side. Each tells the other how it sees it.
                 if endpoint.is_dialer() && num_established.get() == 1 {
-                    let hello = ControlRequest::Hello {
+                    let hello = Hello {
                         record: self.own.clone(),
                         seen_as: self.map.get(&peer_id).map(|e| e.state),
                     };
-                    self.swarm
-                        .behaviour_mut()
-                        .control
-                        .send_request(&peer_id, hello);
+                    let membership = &mut self.swarm.behaviour_mut().membership;
+                    let id = membership.send_request(&peer_id, hello.into_request());
+                    self.asked.insert(id, peers::Asked::Hello);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -449,7 +489,10 @@ impl EventLoop {
                 self.own_record_changed();
             }
             SwarmEvent::Behaviour(IrisBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event)) => self.on_control(event),
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(event)) => {
+                self.on_membership(event)
+            }
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Calls(event)) => self.on_calls(event),
             _ => {}
         }
     }

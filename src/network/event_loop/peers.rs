@@ -1,6 +1,6 @@
 //! What the event loop does with what members say: records on the map
-//! topic, and requests and answers on the control protocol. Requests about
-//! jobs, sessions and files go on to the node's router.
+//! topic, and requests and answers on the membership protocol. Calls
+//! (jobs, sessions, files, sums) pass through [`super::call_desk`].
 
 use iris_behaviours::{
     codec,
@@ -9,12 +9,11 @@ use iris_behaviours::{
         request_response::{self, ResponseChannel},
         PeerId,
     },
-    ControlRequest, ControlResponse, MapMessage, NodeRecord, Refusal, RefusalKind,
+    Accepted, AnswerFrame, Asks, Hello, Join, Leave, MapMessage, MembershipRequest, NodeRecord,
+    ProbeFor, Refusal, Welcome, MAX_CONTROL_RESPONSE,
 };
-use tokio::sync::oneshot;
 
-use super::{EventLoop, ReplyTo};
-use crate::network::answers::Arrival;
+use super::EventLoop;
 
 impl EventLoop {
     pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
@@ -87,9 +86,9 @@ impl EventLoop {
         let _ = self.publish(&MapMessage::Removed { peers });
     }
 
-    pub(super) fn on_control(
+    pub(super) fn on_membership(
         &mut self,
-        event: request_response::Event<ControlRequest, ControlResponse>,
+        event: request_response::Event<MembershipRequest, AnswerFrame>,
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -105,11 +104,12 @@ impl EventLoop {
                     if let Some(probe) = self.probes.remove(&request_id) {
                         return self.on_probe_answer(probe, Some(response));
                     }
-                    if let Some(outbound) = self.outbound.remove(&request_id) {
-                        let _ = outbound.reply.send(Ok(response));
-                        return;
+                    match self.asked.remove(&request_id) {
+                        Some(Asked::Hello) => self.on_hello_back(peer, &response),
+                        Some(Asked::CatchUp) => self.on_catch_up(peer, &response),
+                        // A goodbye's acknowledgement, or a late answer.
+                        None => {}
                     }
-                    self.on_response(peer, response);
                 }
             },
             request_response::Event::OutboundFailure {
@@ -122,48 +122,53 @@ impl EventLoop {
                     tracing::debug!(%peer, "probe failed: {error}");
                     return self.on_probe_answer(probe, None);
                 }
-                tracing::debug!(%peer, "control request failed: {error}");
-                self.request_failed(request_id, &error);
+                self.asked.remove(&request_id);
+                tracing::debug!(%peer, "a membership request failed: {error}");
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "control request from peer failed: {error}");
+                tracing::debug!(%peer, "a membership request from a peer failed: {error}");
             }
             request_response::Event::ResponseSent { .. } => {}
         }
     }
 
-    /// Answers to our own hellos.
-    fn on_response(&mut self, peer: PeerId, response: ControlResponse) {
-        match response {
-            ControlResponse::Hello { record, seen_as } => {
+    /// A member's answer to our hello: its record, and how it sees us.
+    fn on_hello_back(&mut self, peer: PeerId, answer: &AnswerFrame) {
+        match Hello::open(answer) {
+            Ok(Ok(Hello { record, seen_as })) => {
                 let _ = self.take_record(peer, record);
                 self.refute_if_doubted(peer, seen_as);
             }
-            // The answer to our catch-up ([`EventLoop::catch_up`]): every
-            // record it holds that is newer than ours, each as its own
-            // node signed it.
-            ControlResponse::Welcome { map, .. } => {
-                for entry in map {
-                    if entry.record.peer_id == self.own.peer_id
-                        || self.map.stamp(&entry.record.peer_id)
-                            >= Some((entry.record.version, entry.record.signed_at_ms))
-                    {
-                        continue;
-                    }
-                    if let Err(reason) = entry.record.verify() {
-                        tracing::warn!(%peer, "a catch-up held a record that does not verify: {reason}");
-                        continue;
-                    }
-                    match self.map.merge(entry.record) {
-                        Ok(event) => self.emit(event),
-                        Err(reason) => tracing::debug!(%peer, "a catch-up record: {reason}"),
-                    }
-                }
+            Ok(Err(refusal)) => tracing::warn!(%peer, "peer refused us: {}", refusal.reason),
+            Err(e) => tracing::debug!(%peer, "an answer to our hello that is not one: {e}"),
+        }
+    }
+
+    /// The answer to our catch-up ([`EventLoop::catch_up`]): every record
+    /// it holds that is newer than ours, each as its own node signed it.
+    fn on_catch_up(&mut self, peer: PeerId, answer: &AnswerFrame) {
+        let map = match Join::open(answer) {
+            Ok(Ok(Welcome { map, .. })) => map,
+            Ok(Err(refusal)) => return tracing::warn!(%peer, "peer refused us: {}", refusal.reason),
+            Err(e) => {
+                return tracing::debug!(%peer, "an answer to our catch-up that is not one: {e}")
             }
-            ControlResponse::Refused { reason, .. } => {
-                tracing::warn!(%peer, "peer refused us: {reason}");
+        };
+        for entry in map {
+            if entry.record.peer_id == self.own.peer_id
+                || self.map.stamp(&entry.record.peer_id)
+                    >= Some((entry.record.version, entry.record.signed_at_ms))
+            {
+                continue;
             }
-            _ => {}
+            if let Err(reason) = entry.record.verify() {
+                tracing::warn!(%peer, "a catch-up held a record that does not verify: {reason}");
+                continue;
+            }
+            match self.map.merge(entry.record) {
+                Ok(event) => self.emit(event),
+                Err(reason) => tracing::debug!(%peer, "a catch-up record: {reason}"),
+            }
         }
     }
 
@@ -189,90 +194,6 @@ impl EventLoop {
             .is_some_and(|entry| entry.state != iris_behaviours::Liveness::Left)
     }
 
-    /// Hands a request to the node's router, with who sent it; the answer
-    /// goes back (`to`) once the node has worked it out. Only current
-    /// members are heard: a peer with the key but no record, or one that
-    /// left, is refused here.
-    fn forward(&mut self, peer: PeerId, request: ControlRequest, to: ReplyTo) {
-        if !self.is_current_member(&peer) {
-            self.warnings.warn("non-member", || {
-                format!("refused a request from {peer}, which is not a current member")
-            });
-            let refusal = Refusal::forbidden(
-                "forbidden: you are not a current member of this network (join it first)",
-            );
-            let refused = futures::future::ready((to, refusal.into()));
-            return self.replies.push(Box::pin(refused));
-        }
-        let (reply, answer) = oneshot::channel();
-        let in_use = self.ctx.activity.begin(peer);
-        let inbound = crate::network::Inbound {
-            peer,
-            from_master: peer == self.network.master,
-            request,
-            reply,
-        };
-        if self.ctx.inbound.try_send(inbound).is_err() {
-            tracing::warn!(%peer, "too many requests waiting; refused one");
-        }
-        self.replies.push(Box::pin(async move {
-            let _in_use = in_use;
-            let response = answer.await.unwrap_or_else(|_| {
-                Refusal::new(
-                    RefusalKind::Busy,
-                    "the node is busy or shutting down; try again",
-                )
-                .into()
-            });
-            (to, response)
-        }));
-    }
-
-    /// An at-most-once request: carried out the first time `id` comes from
-    /// `peer`; a repeat (its sender lost the connection before the answer
-    /// came) gets the first answer, or waits for it.
-    fn forward_once(
-        &mut self,
-        peer: PeerId,
-        id: u64,
-        request: ControlRequest,
-        channel: ResponseChannel<ControlResponse>,
-    ) {
-        if matches!(request, ControlRequest::AtMostOnce { .. }) {
-            let refusal = Refusal::invalid("an at-most-once request may not wrap another");
-            return self.answer(channel, refusal.into());
-        }
-        if request.is_repeatable() {
-            return self.on_request(peer, request, channel);
-        }
-        if !self.is_current_member(&peer) {
-            return self.forward(peer, request, ReplyTo::Channel(channel));
-        }
-        match self.answers.arrived(peer, id, channel) {
-            Arrival::First => self.forward(peer, request, ReplyTo::Remembered { peer, id }),
-            Arrival::Waiting => {
-                tracing::debug!(%peer, id, "a request sent again waits for the first one's answer")
-            }
-            Arrival::Repeat(channel, answer) => {
-                tracing::debug!(%peer, id, "a request sent again gets the first one's answer");
-                self.answer(channel, *answer)
-            }
-        }
-    }
-
-    /// Sends an answer the node worked out to where it goes.
-    pub(super) fn reply(&mut self, to: ReplyTo, response: ControlResponse) {
-        match to {
-            ReplyTo::Channel(channel) => self.answer(channel, response),
-            ReplyTo::Remembered { peer, id } => {
-                let now = std::time::Instant::now();
-                for channel in self.answers.answered(peer, id, &response, now) {
-                    self.answer(channel, response.clone());
-                }
-            }
-        }
-    }
-
     /// Merges a record that arrived on a connection authenticated as `peer`.
     fn take_record(&mut self, peer: PeerId, record: NodeRecord) -> Result<(), String> {
         if record.peer_id != peer {
@@ -296,52 +217,65 @@ impl EventLoop {
     fn on_request(
         &mut self,
         peer: PeerId,
-        request: ControlRequest,
-        channel: ResponseChannel<ControlResponse>,
+        request: MembershipRequest,
+        channel: ResponseChannel<AnswerFrame>,
     ) {
         let response = match request {
-            ControlRequest::Join { record } => match self.take_record(peer, record) {
-                Ok(()) => ControlResponse::Welcome {
+            MembershipRequest::Join(Join { record }) => match self.take_record(peer, record) {
+                Ok(()) => sealed(Welcome {
                     config: self.network.clone(),
                     map: self.map.entries(),
                     removed: self.map.removed(),
-                },
-                Err(reason) => {
-                    Refusal::invalid(format!("{reason} in network '{}'", self.network.name)).into()
-                }
+                }),
+                Err(reason) => AnswerFrame::refused(Refusal::invalid(format!(
+                    "{reason} in network '{}'",
+                    self.network.name
+                ))),
             },
-            ControlRequest::Hello { record, seen_as } => {
+            MembershipRequest::Hello(Hello { record, seen_as }) => {
                 // How we saw the peer before this sign of life.
                 let ours = self.map.get(&peer).map(|e| e.state);
                 match self.take_record(peer, record) {
                     Ok(()) => {
                         self.ctx.activity.touch(peer);
                         self.refute_if_doubted(peer, seen_as);
-                        ControlResponse::Hello {
+                        sealed(Hello {
                             record: self.own.clone(),
                             seen_as: ours,
-                        }
+                        })
                     }
-                    Err(reason) => Refusal::invalid(reason).into(),
+                    Err(reason) => AnswerFrame::refused(Refusal::invalid(reason)),
                 }
             }
-            ControlRequest::Probe | ControlRequest::ProbeFor { .. }
+            MembershipRequest::Probe(_) | MembershipRequest::ProbeFor(_)
                 if !self.is_current_member(&peer) =>
             {
-                Refusal::forbidden("forbidden: you are not a current member of this network").into()
+                AnswerFrame::refused(Refusal::forbidden(
+                    "forbidden: you are not a current member of this network",
+                ))
             }
-            ControlRequest::Probe => ControlResponse::Ack,
-            ControlRequest::ProbeFor { target } => return self.probe_for(target, channel),
-            ControlRequest::Leave { departure } => {
+            MembershipRequest::Probe(_) => sealed(Accepted),
+            MembershipRequest::ProbeFor(ProbeFor { target }) => {
+                return self.probe_for(target, channel)
+            }
+            MembershipRequest::Leave(Leave { departure }) => {
                 let event = self.map.departed(&peer, departure);
                 self.emit(event);
-                ControlResponse::Ack
+                sealed(Accepted)
             }
-            ControlRequest::AtMostOnce { id, request } => {
-                return self.forward_once(peer, id, *request, channel)
-            }
-            request => return self.forward(peer, request, ReplyTo::Channel(channel)),
         };
         self.answer(channel, response);
     }
+}
+
+/// What we asked a member on the membership protocol, to read its answer
+/// as the answer to that (probes are kept apart, [`super::watch`]).
+pub(super) enum Asked {
+    Hello,
+    CatchUp,
+}
+
+/// The frame of an answer the event loop gives.
+pub(super) fn sealed(answer: impl serde::Serialize) -> AnswerFrame {
+    AnswerFrame::seal(Ok(answer), MAX_CONTROL_RESPONSE)
 }

@@ -14,8 +14,8 @@ use iris_behaviours::{
         swarm::{dial_opts::DialOpts, SwarmEvent},
         Multiaddr, PeerId,
     },
-    ControlRequest, ControlResponse, IrisBehaviourEvent, MapEntry, NetworkConfig, Refusal,
-    RefusalKind,
+    AnswerFrame, Asks, IrisBehaviourEvent, Join, MapEntry, MembershipRequest, NetworkConfig,
+    Refusal, RefusalKind, Welcome,
 };
 
 use super::{topic, EventLoop};
@@ -206,8 +206,8 @@ impl EventLoop {
                     ..
                 },
             ) => self.incoming_failed(&send_back_addr, &error),
-            (_, SwarmEvent::Behaviour(IrisBehaviourEvent::Control(event))) => {
-                self.on_setup_control(event)
+            (_, SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(event))) => {
+                self.on_setup_membership(event)
             }
             // Gossip (not subscribed yet), pings, other connections: there
             // is no map to update before this node is a member.
@@ -215,9 +215,9 @@ impl EventLoop {
         }
     }
 
-    fn on_setup_control(
+    fn on_setup_membership(
         &mut self,
-        event: request_response::Event<ControlRequest, ControlResponse>,
+        event: request_response::Event<MembershipRequest, AnswerFrame>,
     ) {
         use request_response::{Event, Message};
         let Phase::Joining {
@@ -236,8 +236,8 @@ impl EventLoop {
                 let _ = self
                     .swarm
                     .behaviour_mut()
-                    .control
-                    .send_response(channel, busy.into());
+                    .membership
+                    .send_response(channel, AnswerFrame::refused(busy));
             }
             return;
         };
@@ -250,18 +250,19 @@ impl EventLoop {
                         response,
                     },
                 ..
-            } if Some(request_id) == request => match response {
-                ControlResponse::Welcome {
+            } if Some(request_id) == request => match Join::open(&response) {
+                Ok(Ok(Welcome {
                     config,
                     map,
                     removed,
-                } => self.welcomed(peer, config, map, removed, network_id),
-                ControlResponse::Refused { reason, .. } => {
-                    self.fail(NetworkError::Refused { peer, reason })
-                }
-                other => self.fail(NetworkError::BadWelcome {
+                })) => self.welcomed(peer, config, map, removed, network_id),
+                Ok(Err(refusal)) => self.fail(NetworkError::Refused {
                     peer,
-                    reason: format!("unexpected answer {other:?}"),
+                    reason: refusal.reason,
+                }),
+                Err(e) => self.fail(NetworkError::BadWelcome {
+                    peer,
+                    reason: format!("not a welcome: {e}"),
                 }),
             },
             Event::OutboundFailure {
@@ -275,8 +276,8 @@ impl EventLoop {
                 let _ = self
                     .swarm
                     .behaviour_mut()
-                    .control
-                    .send_response(channel, busy.into());
+                    .membership
+                    .send_response(channel, AnswerFrame::refused(busy));
             }
             _ => {}
         }
@@ -337,9 +338,10 @@ impl EventLoop {
 
     /// Asks the bootstrap, now connected, to let us in.
     fn send_join(&mut self) {
-        let join = ControlRequest::Join {
+        let join = Join {
             record: self.own.clone(),
-        };
+        }
+        .into_request();
         if let Phase::Joining {
             peer,
             request,
@@ -347,7 +349,12 @@ impl EventLoop {
             ..
         } = &mut self.phase
         {
-            *request = Some(self.swarm.behaviour_mut().control.send_request(peer, join));
+            *request = Some(
+                self.swarm
+                    .behaviour_mut()
+                    .membership
+                    .send_request(peer, join),
+            );
             *attempts += 1;
         }
     }
@@ -367,8 +374,8 @@ impl EventLoop {
             return;
         };
         let (bootstrap, peer) = (bootstrap.clone(), *peer);
-        if !super::resend::lost_with_its_connection(error)
-            || *attempts >= super::resend::MAX_ATTEMPTS
+        if !super::call_desk::lost_with_its_connection(error)
+            || *attempts >= super::call_desk::MAX_ATTEMPTS
         {
             let detail = match *attempts {
                 1 => error.to_string(),

@@ -11,10 +11,13 @@ use iris_behaviours::{
         swarm::dial_opts::{DialOpts, PeerCondition},
         PeerId,
     },
-    ControlRequest, ControlResponse, Liveness, MapMessage,
+    AnswerFrame, Asks, Join, Liveness, MapMessage, MembershipRequest, Probe, ProbeFor, Probed,
 };
 
-use super::EventLoop;
+use super::{
+    peers::{sealed, Asked},
+    EventLoop,
+};
 use crate::network::{detector::Action, map::NetworkMap, neighbours::neighbours};
 
 /// A connection to a member that is not a neighbour is closed once nothing
@@ -39,7 +42,7 @@ pub(super) enum ProbeRequest {
     /// A direct probe we make for a watcher that asked; the answer goes
     /// back on `channel`, a no if none came by `deadline`.
     Helping {
-        channel: ResponseChannel<ControlResponse>,
+        channel: ResponseChannel<AnswerFrame>,
         deadline: Instant,
     },
 }
@@ -79,7 +82,7 @@ impl EventLoop {
             .collect();
         for id in overdue {
             if let Some(ProbeRequest::Helping { channel, .. }) = self.probes.remove(&id) {
-                self.answer(channel, ControlResponse::Probed { reached: false });
+                self.answer(channel, sealed(Probed { reached: false }));
             }
         }
     }
@@ -88,12 +91,12 @@ impl EventLoop {
         for action in actions {
             match action {
                 Action::Probe(target) => {
-                    let id = self.send_probe(target, ControlRequest::Probe);
+                    let id = self.send_probe(target, Probe.into_request());
                     self.probes.insert(id, ProbeRequest::Direct(target));
                 }
                 Action::AskHelpers { target, helpers } => {
                     for helper in helpers {
-                        let id = self.send_probe(helper, ControlRequest::ProbeFor { target });
+                        let id = self.send_probe(helper, ProbeFor { target }.into_request());
                         self.probes.insert(id, ProbeRequest::Asked(target));
                     }
                 }
@@ -104,12 +107,12 @@ impl EventLoop {
 
     /// Sends a probe, dialing the peer at its record's addresses if we
     /// are not connected (a probe after a broken connection does).
-    fn send_probe(&mut self, peer: PeerId, request: ControlRequest) -> OutboundRequestId {
+    fn send_probe(&mut self, peer: PeerId, request: MembershipRequest) -> OutboundRequestId {
         self.ctx.activity.touch(peer);
         let addrs = self.map.addrs(&peer);
         self.swarm
             .behaviour_mut()
-            .control
+            .membership
             .send_request_with_addresses(&peer, request, addrs)
     }
 
@@ -186,12 +189,16 @@ impl EventLoop {
     }
 
     /// The answer to one of our probes, or its failure (`None`).
-    pub(super) fn on_probe_answer(&mut self, probe: ProbeRequest, answer: Option<ControlResponse>) {
+    pub(super) fn on_probe_answer(&mut self, probe: ProbeRequest, answer: Option<AnswerFrame>) {
         let now = Instant::now();
+        // A probe is answered only by an acknowledgement.
+        let acked = |answer: &Option<AnswerFrame>| {
+            matches!(answer.as_ref().map(Probe::open), Some(Ok(Ok(_))))
+        };
         match probe {
-            ProbeRequest::Direct(target) => match answer {
-                Some(ControlResponse::Ack) => self.detector.acked(&target),
-                _ => {
+            ProbeRequest::Direct(target) => match acked(&answer) {
+                true => self.detector.acked(&target),
+                false => {
                     let (map, swarm, local) = (&self.map, &self.swarm, self.own.peer_id);
                     let actions = self
                         .detector
@@ -202,45 +209,40 @@ impl EventLoop {
             ProbeRequest::Asked(target) => {
                 // A helper that failed to answer at all is no "no": only
                 // an answer counts (Lifeguard's nack).
-                if let Some(ControlResponse::Probed { reached }) = answer {
+                if let Some(Ok(Ok(Probed { reached }))) = answer.as_ref().map(ProbeFor::open) {
                     let actions = self.detector.helper_answered(target, reached);
                     self.act(actions);
                 }
             }
             ProbeRequest::Helping { channel, .. } => {
-                let reached = matches!(answer, Some(ControlResponse::Ack));
-                self.answer(channel, ControlResponse::Probed { reached });
+                let reached = acked(&answer);
+                self.answer(channel, sealed(Probed { reached }));
             }
         }
     }
 
     /// A watcher asks us to probe `target` for it.
-    pub(super) fn probe_for(&mut self, target: PeerId, channel: ResponseChannel<ControlResponse>) {
+    pub(super) fn probe_for(&mut self, target: PeerId, channel: ResponseChannel<AnswerFrame>) {
         let known = self
             .map
             .get(&target)
             .is_some_and(|e| e.state != Liveness::Left);
         if target == self.own.peer_id || !known {
             let reached = target == self.own.peer_id;
-            return self.answer(channel, ControlResponse::Probed { reached });
+            return self.answer(channel, sealed(Probed { reached }));
         }
-        let id = self.send_probe(target, ControlRequest::Probe);
+        let id = self.send_probe(target, Probe.into_request());
         let deadline = Instant::now() + self.detector.probe_timeout();
         self.probes
             .insert(id, ProbeRequest::Helping { channel, deadline });
     }
 
-    pub(super) fn answer(
-        &mut self,
-        channel: ResponseChannel<ControlResponse>,
-        response: ControlResponse,
-    ) {
-        let refused = matches!(response, ControlResponse::Refused { .. });
-        self.ctx.metrics.peer_request(refused);
+    pub(super) fn answer(&mut self, channel: ResponseChannel<AnswerFrame>, response: AnswerFrame) {
+        self.ctx.metrics.peer_request(response.refusal().is_some());
         if self
             .swarm
             .behaviour_mut()
-            .control
+            .membership
             .send_response(channel, response)
             .is_err()
         {
@@ -281,7 +283,6 @@ impl EventLoop {
         }
         let swarm = &self.swarm;
         self.ctx.activity.retain(|p| swarm.is_connected(p));
-        self.answers.expire(now);
         self.catch_up();
     }
 
@@ -309,10 +310,12 @@ impl EventLoop {
             return;
         }
         let peer = connected[self.upkeeps as usize / CATCH_UP_EVERY as usize % connected.len()];
-        let join = ControlRequest::Join {
+        let join = Join {
             record: self.own.clone(),
         };
-        self.swarm.behaviour_mut().control.send_request(&peer, join);
+        let membership = &mut self.swarm.behaviour_mut().membership;
+        let id = membership.send_request(&peer, join.into_request());
+        self.asked.insert(id, Asked::CatchUp);
     }
 
     fn dial(&mut self, peer: PeerId) {
