@@ -60,6 +60,10 @@ python_tests() {
 }
 part "python: pytest python/tests" python_tests
 
+# The REST API against its own OpenAPI document, by a fuzzer nobody here
+# wrote: schemathesis, every check, 10 examples an operation, a fixed seed.
+part "api: schemathesis against /v1/openapi.json" scripts/fuzz-api.sh 10
+
 # The smoke run of the testnet: its steps build on each other, so it stops
 # at its first failure. Its own name: a testnet you have running stays as
 # it is.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod datasets;
 mod owner;
+pub mod shapes;
 pub use datasets::*;
 pub use owner::*;
 
@@ -188,7 +189,9 @@ pub struct JobRequest {
     pub image: String,
     #[schema(min_items = 1, max_items = 1024)]
     pub argv: Vec<String>,
+    /// `KEY=VALUE` entries.
     #[serde(default)]
+    #[schema(value_type = Vec<shapes::EnvEntry>)]
     pub env: Vec<String>,
     /// `all`, `name,name`, `role:R` or `tag:T`.
     #[serde(default = "all")]
@@ -201,7 +204,7 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(pattern = r"^(none|bridge)$")]
     pub network: Option<String>,
-    #[serde(default = "default_memory_mb")]
+    #[serde(default = "default_memory_mb", deserialize_with = "shapes::whole")]
     #[schema(minimum = 6, maximum = 1048576)]
     pub memory_mb: u64,
     #[serde(default = "default_cpus")]
@@ -393,6 +396,7 @@ pub struct SecureSumRequest {
     /// How many numbers each update's vector holds. The master says it, so
     /// that a site's answer is only whether its update fits: a length a
     /// site's code chose would tell the master something of its data.
+    #[serde(deserialize_with = "shapes::whole")]
     #[schema(minimum = 1, maximum = 134217727)]
     pub length: u64,
 }
@@ -412,9 +416,11 @@ pub struct GetFile {
     #[schema(min_length = 1)]
     pub from: String,
     /// A file (not an area) in the workspace of `from`.
-    #[schema(pattern = r"^[^/](.*[^/])?$")]
+    #[schema(value_type = shapes::WorkspaceFile)]
     pub path: String,
     pub to: Option<String>,
+    /// Where it goes, under `public/` (the default) or `image/`.
+    #[schema(value_type = Option<shapes::Destination>)]
     pub dest: Option<String>,
 }
 
@@ -461,12 +467,14 @@ pub struct CreateContainers {
     /// Empty: the image's own command, which must keep running.
     #[serde(default)]
     pub argv: Vec<String>,
+    /// `KEY=VALUE` entries.
     #[serde(default)]
+    #[schema(value_type = Vec<shapes::EnvEntry>)]
     pub env: Vec<String>,
     #[serde(default)]
     #[schema(pattern = r"^(none|bridge)$")]
     pub network: Option<String>,
-    #[serde(default = "default_memory_mb")]
+    #[serde(default = "default_memory_mb", deserialize_with = "shapes::whole")]
     #[schema(minimum = 6, maximum = 1048576)]
     pub memory_mb: u64,
     #[serde(default = "default_cpus")]

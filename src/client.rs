@@ -296,47 +296,40 @@ impl ApiClient {
     /// The node's event stream, one event per server-sent event.
     pub async fn events(&self) -> anyhow::Result<impl Stream<Item = anyhow::Result<Event>>> {
         let response = self.execute(self.http.get(self.url("/v1/events"))).await?;
-        let mut bytes = response.bytes_stream();
-        let mut buffer = String::new();
-        Ok(async_stream(move |tx| async move {
-            while let Some(chunk) = bytes.next().await {
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(e) => {
-                        let _ = tx.send(Err(anyhow!("event stream broke: {e}"))).await;
-                        return;
+        // Read as the caller pulls: no task of its own to outlive the
+        // stream.
+        let bytes = Box::pin(response.bytes_stream());
+        let state = (bytes, String::new(), false);
+        Ok(futures::stream::unfold(
+            state,
+            |(mut bytes, mut buffer, broken)| async move {
+                loop {
+                    while let Some(end) = buffer.find("\n\n") {
+                        let block: String = buffer.drain(..end + 2).collect();
+                        let data: String = block
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("data:"))
+                            .map(str::trim_start)
+                            .collect();
+                        if data.is_empty() {
+                            continue; // keep-alive comment
+                        }
+                        let event =
+                            serde_json::from_str(&data).context("malformed event from the node");
+                        return Some((event, (bytes, buffer, broken)));
                     }
-                };
-                buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let block: String = buffer.drain(..end + 2).collect();
-                    let data: String = block
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("data:"))
-                        .map(str::trim_start)
-                        .collect();
-                    if data.is_empty() {
-                        continue; // keep-alive comment
+                    if broken {
+                        return None;
                     }
-                    let event =
-                        serde_json::from_str(&data).context("malformed event from the node");
-                    if tx.send(event).await.is_err() {
-                        return;
+                    match bytes.next().await? {
+                        Ok(chunk) => buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                        Err(e) => {
+                            let broke = Err(anyhow!("event stream broke: {e}"));
+                            return Some((broke, (bytes, buffer, true)));
+                        }
                     }
                 }
-            }
-        }))
+            },
+        ))
     }
-}
-
-/// A stream fed by a task, without pulling in a macro crate for it.
-fn async_stream<T, F, Fut>(producer: F) -> impl Stream<Item = T>
-where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(producer(tx));
-    tokio_stream::wrappers::ReceiverStream::new(rx)
 }

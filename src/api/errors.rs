@@ -104,7 +104,9 @@ impl From<FileError> for ApiError {
 impl From<JobError> for ApiError {
     fn from(error: JobError) -> Self {
         let status = match &error {
-            JobError::NotFound(_) | JobError::NoTask { .. } => StatusCode::NOT_FOUND,
+            JobError::NotFound(_) | JobError::NoTask { .. } | JobError::NoMockSample(_) => {
+                StatusCode::NOT_FOUND
+            }
             JobError::Invalid(_) => StatusCode::BAD_REQUEST,
             // Too few sites, a refusal or a falsified share: nothing to sum.
             JobError::SecureSum(_) => StatusCode::CONFLICT,
@@ -141,7 +143,7 @@ impl From<DatasetError> for ApiError {
     fn from(error: DatasetError) -> Self {
         let status = match &error {
             DatasetError::Invalid(_) => StatusCode::BAD_REQUEST,
-            DatasetError::NotFound(_) => StatusCode::NOT_FOUND,
+            DatasetError::NotFound(_) | DatasetError::NoDirectory(_) => StatusCode::NOT_FOUND,
             DatasetError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::from_error(status, &error)

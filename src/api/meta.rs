@@ -89,11 +89,13 @@ impl Modify for Security {
 }
 
 /// The document as served: each operation's id made unique by its tag
-/// (handlers of different groups share names such as `show`), and each
+/// (handlers of different groups share names such as `show`), each
 /// answer described (OpenAPI requires it) by its status's reason phrase
-/// where the handler gave none.
+/// where the handler gave none, and the rules across fields that utoipa's
+/// derive cannot state ([`cross_field_rules`]).
 pub(super) fn finish(document: utoipa::openapi::OpenApi) -> String {
     let mut json = serde_json::to_value(&document).expect("the document serializes");
+    cross_field_rules(&mut json);
     let paths = json["paths"].as_object_mut().expect("paths");
     for operation in paths
         .values_mut()
@@ -120,4 +122,27 @@ pub(super) fn finish(document: utoipa::openapi::OpenApi) -> String {
         }
     }
     serde_json::to_string_pretty(&json).expect("the document serializes")
+}
+
+/// What a request must hold across its fields, in JSON Schema's own words
+/// (OpenAPI 3.1): a dry run is on a dataset's mock sample, so it names the
+/// dataset (`on: "dataset:NAME"`); a body of one of several shapes (a
+/// command rule, a policy setting) has no field beyond its shape's, as
+/// serde's `deny_unknown_fields` on the whole says.
+fn cross_field_rules(json: &mut Value) {
+    for shapes in ["CommandRule", "PolicySetting"] {
+        let one_of = json["components"]["schemas"][shapes]["oneOf"].as_array_mut();
+        for shape in one_of.into_iter().flatten() {
+            shape["additionalProperties"] = Value::Bool(false);
+        }
+    }
+    let job = &mut json["components"]["schemas"]["JobRequest"];
+    job["if"] = serde_json::json!({
+        "properties": {"dry_run": {"const": true}},
+        "required": ["dry_run"]
+    });
+    job["then"] = serde_json::json!({
+        "properties": {"on": {"pattern": "^dataset:[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"}},
+        "required": ["on"]
+    });
 }

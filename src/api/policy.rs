@@ -33,7 +33,7 @@ pub(super) async fn show(State(state): State<ApiState>) -> Json<PolicyView> {
     Json(state.node.policy.get())
 }
 
-#[utoipa::path(post, path = "/v1/policy", tag = "owner", request_body = SetPolicy, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/policy", tag = "owner", request_body = crate::api_types::shapes::PolicySetting, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn set(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<SetPolicy>,

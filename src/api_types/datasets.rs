@@ -16,6 +16,7 @@ pub struct AddDataset {
     #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     /// A directory of CSV files under `private/`, such as `private/heart`.
+    #[schema(value_type = super::shapes::DatasetDir)]
     pub path: String,
     #[serde(default)]
     #[schema(value_type = Vec<TagText>, max_items = 8)]
@@ -27,11 +28,19 @@ pub struct AddDataset {
     #[serde(default)]
     pub contact: String,
     /// The row count is rounded to a multiple of this (default 100).
-    #[serde(default = "default_rows_bucket")]
+    #[serde(
+        default = "default_rows_bucket",
+        deserialize_with = "super::shapes::whole"
+    )]
+    #[schema(maximum = 9007199254740992_u64)]
     pub rows_bucket: u64,
     /// Synthetic rows of the same schema to share as a mock sample, in
     /// `public/datasets/<name>/mock.csv` (default 20; 0 for none).
-    #[serde(default = "default_mock_rows")]
+    #[serde(
+        default = "default_mock_rows",
+        deserialize_with = "super::shapes::whole"
+    )]
+    #[schema(maximum = 100000)]
     pub mock_rows: usize,
     /// Find the schema again over an existing `dataset.toml`.
     #[serde(default)]

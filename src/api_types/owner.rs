@@ -23,7 +23,7 @@ pub struct SetPolicy {
 #[serde(deny_unknown_fields)]
 pub struct AllowImage {
     /// An image name (`iris-worker:latest`) or a digest (`sha256:...`).
-    #[schema(pattern = r"^\S{1,256}$")]
+    #[schema(value_type = super::shapes::ImageReference)]
     pub image: String,
     /// Approve it for this dataset's jobs only.
     #[serde(default)]

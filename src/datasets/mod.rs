@@ -26,6 +26,8 @@ use crate::{
     network::Capabilities,
 };
 
+/// Most rows of a mock sample (`iris datasets add --mock-rows`).
+pub const MAX_MOCK_ROWS: usize = 100_000;
 /// The card's file, in the dataset's directory.
 pub const CARD_FILE: &str = "dataset.toml";
 /// Where a generated mock sample goes: `public/datasets/<name>/mock.csv`.
@@ -37,6 +39,8 @@ pub enum DatasetError {
     Invalid(String),
     #[error("no dataset named '{0}' is declared on this node")]
     NotFound(String),
+    #[error("there is no directory {0} in this node's workspace")]
+    NoDirectory(String),
     #[error("{0}")]
     Local(String),
 }
@@ -119,6 +123,14 @@ impl Datasets {
         for tag in &request.tags {
             validate_tag(tag).map_err(invalid)?;
         }
+        // A mock sample is built in memory: a bound keeps one request from
+        // taking the node's memory.
+        if request.mock_rows > MAX_MOCK_ROWS {
+            return Err(invalid(format!(
+                "a mock sample has at most {MAX_MOCK_ROWS} rows, not {}",
+                request.mock_rows
+            )));
+        }
         let path = dataset_path(&request.path).map_err(invalid)?;
         {
             let declared = self.declared.lock().expect("lock");
@@ -133,8 +145,10 @@ impl Datasets {
         let declared_path = path.clone();
         let workspace = self.workspace.clone();
         let card = tokio::task::spawn_blocking(move || -> Result<DatasetCard, DatasetError> {
-            let meta = std::fs::symlink_metadata(&dir)
-                .map_err(|e| DatasetError::Invalid(format!("{path}: {e}")))?;
+            let meta = std::fs::symlink_metadata(&dir).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => DatasetError::NoDirectory(path.clone()),
+                _ => DatasetError::Invalid(format!("{path}: {e}")),
+            })?;
             if !meta.is_dir() {
                 return Err(DatasetError::Invalid(format!("{path} is not a directory")));
             }

@@ -3,6 +3,7 @@
 //! files, removed, and its outputs listed.
 
 use super::*;
+use tokio_util::task::AbortOnDropHandle;
 
 impl Executor {
     /// Runs one task to its end and removes its container. `logs` receives
@@ -218,12 +219,13 @@ impl Executor {
         cancel: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<TaskOutcome, ExecutorError> {
         docker.start_container(name, None).await?;
-        let logs = tokio::spawn(copy_logs(
+        // Aborted when dropped: the copy never outlives this task's run.
+        let logs = AbortOnDropHandle::new(tokio::spawn(copy_logs(
             docker.clone(),
             name.to_string(),
             logs_dir.to_path_buf(),
             self.limits.max_log_bytes,
-        ));
+        )));
         let overflowing = watch_outputs(out_dir.to_owned(), self.limits.max_output_bytes);
         let mut wait = docker.wait_container(name, None);
         let timeout = tokio::time::sleep(Duration::from_millis(spec.timeout_ms));

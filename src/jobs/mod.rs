@@ -41,6 +41,8 @@ pub enum JobError {
     NotFound(String),
     #[error("job {id} has no task on node '{node}'")]
     NoTask { id: String, node: String },
+    #[error("no alive node shares a mock sample of dataset '{0}' (its owner can add one: iris datasets add --mock-rows N)")]
+    NoMockSample(String),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -199,9 +201,7 @@ impl Jobs {
         holders.sort_by_key(|(peer, _)| *peer == local);
         let holder = holders.into_iter().next();
         let Some((peer, mock)) = holder else {
-            return Err(JobError::Invalid(format!(
-                "no alive node shares a mock sample of dataset '{name}' (its owner can add one: iris datasets add --mock-rows N)"
-            )));
+            return Err(JobError::NoMockSample(name.to_string()));
         };
         let file = mock.rsplit('/').next().unwrap_or("mock.csv");
         let dest = WorkspacePath::parse(&format!("gathered/mock/{name}/{file}"))
@@ -425,6 +425,13 @@ impl Jobs {
 
     /// Each task's output from the offsets on.
     pub async fn logs(&self, id: &str, query: &LogsQuery) -> Result<Vec<TaskLogs>, JobError> {
+        // The document says int64, and no log grows past it.
+        if query.stdout_offset.max(query.stderr_offset) > i64::MAX as u64 {
+            return Err(JobError::Invalid(format!(
+                "an offset is at most {} bytes",
+                i64::MAX
+            )));
+        }
         let job = self.job(id)?;
         let node = query.node.as_deref();
         if let Some(node) = node {

@@ -10,14 +10,27 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "match", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CommandRule {
     /// Exactly this command (an empty one: the image's own).
-    Exact { argv: Vec<String> },
+    Exact {
+        #[schema(max_items = 64, value_type = Vec<ArgvWord>)]
+        argv: Vec<String>,
+    },
     /// Any command that starts with these words: a named entrypoint whose
     /// parameters the owner leaves open (`/iris-worker stats`).
-    Prefix { argv: Vec<String> },
+    Prefix {
+        #[schema(min_items = 1, max_items = 64, value_type = Vec<ArgvWord>)]
+        argv: Vec<String>,
+    },
     /// Any command the image contains: the owner's explicit choice to
     /// trust the whole image.
     Any,
 }
+
+/// A word of an approved command, as the document states it: at most 128
+/// bytes, so that 64 of them stay within the 8192 a rule may hold in all.
+#[derive(utoipa::ToSchema)]
+#[schema(max_length = 128)]
+#[allow(dead_code)] // a schema only: words travel as strings
+pub struct ArgvWord(String);
 
 impl Default for CommandRule {
     /// Approvals written before commands were part of them approved the
