@@ -304,8 +304,10 @@ impl Task {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
-    /// Derived from the tasks; kept current by [`Job::with_state`].
+    /// Derived from the tasks; kept current by [`Job::with_state`]. Every
+    /// answer carries it; job files written before it lack it.
     #[serde(default)]
+    #[schema(required = true)]
     pub state: JobState,
     pub request: JobRequest,
     pub created_ms: u64,
