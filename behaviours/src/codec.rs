@@ -89,7 +89,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, body: &[u8]) -> io::
 
 /// A message as one frame: any serde type as its CBOR, or a frame kept as
 /// it came when only its reader knows its type
-/// ([`crate::calls::AnswerFrame`]).
+/// (a call's answer frame, in `calls/`).
 pub trait Framed: Sized + Send {
     fn to_frame(&self, max: usize) -> Result<Vec<u8>, CodecError>;
     fn from_frame(body: Vec<u8>) -> Result<Self, CodecError>;
@@ -203,7 +203,6 @@ where
 mod tests {
     use super::*;
     use crate::{
-        calls::AnswerFrame,
         membership::{Leave, MembershipRequest},
         messages::Departure,
     };
@@ -214,7 +213,7 @@ mod tests {
         StreamProtocol::new(crate::membership::MEMBERSHIP_PROTOCOL)
     }
 
-    fn codec() -> CborCodec<MembershipRequest, AnswerFrame> {
+    fn codec() -> CborCodec<MembershipRequest, MembershipRequest> {
         CborCodec::new(1024, 4096)
     }
 

@@ -111,9 +111,10 @@ async fn get(
         "--dest copies to this machine; it does not go with --to"
     );
     let client = dir.client()?;
-    // Progress comes as events from the node that receives the file.
+    // Progress comes as events from the node that receives the file,
+    // shown while the transfer runs and dropped when it ends.
     let progress = match to {
-        None => Some(tokio::spawn(show_progress(dir.client()?, user_path(&path)))),
+        None => Some(show_progress(dir.client()?, user_path(&path))),
         Some(_) => None,
     };
     let body = GetFile {
@@ -122,13 +123,24 @@ async fn get(
         to,
         dest: None,
     };
-    let transfer = client.get_file(&body).await;
-    if let Some(progress) = progress {
-        progress.abort();
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!();
+    let transfer = match progress {
+        None => client.get_file(&body).await,
+        Some(progress) => {
+            // A progress display that gives up waits with the transfer.
+            let shown = async {
+                progress.await;
+                std::future::pending::<()>().await
+            };
+            let transfer = tokio::select! {
+                transfer = client.get_file(&body) => transfer,
+                () = shown => unreachable!("it never ends"),
+            };
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!();
+            }
+            transfer
         }
-    }
+    };
     let transfer = transfer?;
     let seconds = transfer.seconds.max(1e-6);
     println!(
