@@ -170,3 +170,50 @@ fn cut_connections(ports: &[u16]) -> usize {
         .filter(|l| !l.trim().is_empty())
         .count()
 }
+
+/// Bob leaves while his owner keeps asking for the map. Mallory, connected
+/// to bob, never acknowledges the goodbye, so the leave takes its whole
+/// grace period. Before: requests in that period failed with 503 "the
+/// network task has stopped" (schemathesis found it, with a job request).
+/// Now each one sees the network, or no network (409, as after a leave).
+#[tokio::test]
+async fn requests_during_a_leave_see_the_network_or_none() {
+    let nodes = network(&["alice", "bob"], KEY).await;
+    let bob = &nodes[1];
+    let mut rogue = RoguePeer::join(KEY, &nodes[0].bootstrap().await, "mallory").await;
+    rogue.connect(&bob.bootstrap().await).await;
+    let left = std::sync::atomic::AtomicBool::new(false);
+    let leave = async {
+        let answer = bob.post("/v1/network/leave", serde_json::json!({})).await;
+        left.store(true, std::sync::atomic::Ordering::SeqCst);
+        answer
+    };
+    let ask = async {
+        let mut answers = Vec::new();
+        while !left.load(std::sync::atomic::Ordering::SeqCst) {
+            let (code, body) = bob.get("/v1/nodes").await.unwrap();
+            answers.push((code, body));
+        }
+        answers
+    };
+    let ((code, body), answers, ()) = tokio::join!(leave, ask, rogue.stay_silent(DEADLINE / 4));
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        answers.len() > 1,
+        "the map was asked for only during the leave"
+    );
+    let no_network = |body: &serde_json::Value| {
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("in no network"))
+    };
+    for (code, body) in &answers {
+        let fine = *code == 200 || (*code == 409 && no_network(body));
+        assert!(fine, "asked for the map during a leave: {code} {body}");
+    }
+    let (code, body) = bob.get("/v1/nodes").await.unwrap();
+    assert!(
+        code == 409 && no_network(&body),
+        "after the leave: {code} {body}"
+    );
+}

@@ -101,7 +101,7 @@ impl Membership {
         let local = self.local_peer();
         if peer != local {
             let client = self.client().ok_or(MembershipError::NotInNetwork)?;
-            return Ok(client.call(peer, call).await?);
+            return client.call(peer, call).await.map_err(|e| self.settled(e));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let inbound = network::Inbound {
@@ -122,7 +122,17 @@ impl Membership {
 
     pub async fn snapshot(&self) -> Result<Snapshot, MembershipError> {
         let client = self.client().ok_or(MembershipError::NotInNetwork)?;
-        Ok(client.snapshot().await?)
+        client.snapshot().await.map_err(|e| self.settled(e))
+    }
+
+    /// A request to a network this node has left meanwhile fails as a
+    /// request made after the leave does: the event loop stops only when
+    /// the node departs, and the handle is withdrawn before it does.
+    fn settled(&self, error: NetworkError) -> MembershipError {
+        match error {
+            NetworkError::Stopped if self.client().is_none() => MembershipError::NotInNetwork,
+            other => other.into(),
+        }
     }
 
     /// The map; alone, a node is a network of one that can still run jobs
@@ -306,8 +316,10 @@ impl Membership {
         let _guard = self.change.lock().await;
         let client = self.client().ok_or(MembershipError::NotInNetwork)?;
         let network = client.snapshot().await?.network;
-        client.depart(Departure::Leave).await?;
+        // Withdrawn first: what asks while the goodbyes go out finds no
+        // network, rather than a network that stopped under it.
         self.network.send_replace(None);
+        client.depart(Departure::Leave).await?;
         self.ctx.store.clear_membership()?;
         self.ctx.events.emit(EventKind::NetworkLeft {
             network: network.name.clone(),
