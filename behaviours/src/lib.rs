@@ -6,6 +6,7 @@
 //! [`behaviour`]. The node crate drives a `Swarm` built from these parts and
 //! never touches bytes on the wire itself.
 
+pub mod audit_head;
 pub mod behaviour;
 pub mod calls;
 pub mod codec;
@@ -14,13 +15,16 @@ pub mod files;
 pub mod membership;
 pub mod messages;
 pub mod names;
+pub mod network_config;
 pub mod psk;
+pub mod record;
 pub mod refusal;
 pub mod signed;
 pub mod tasks;
 pub mod traffic;
 pub mod transport;
 
+pub use audit_head::AuditHead;
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
 pub use calls::*;
 pub use codec::{CborCodec, CodecError, MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE};
@@ -28,7 +32,11 @@ pub use datasets::{Column, ColumnType, DatasetCard};
 pub use files::{FileEntry, FileManifest, FileVersion, CHUNK_SIZE};
 pub use membership::*;
 pub use messages::*;
+pub use network_config::{NetworkConfig, NetworkMode, Role};
 pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
+pub use record::{
+    ExecutorState, ImageRef, NodeRecord, MAX_ADDRS, MAX_IMAGES, MAX_REASON, MAX_TAGS,
+};
 pub use refusal::{Refusal, RefusalKind};
 pub use tasks::*;
 pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};

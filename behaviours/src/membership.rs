@@ -10,7 +10,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
     calls::{Accepted, AnswerFrame},
-    messages::{Departure, Liveness, MapEntry, NetworkConfig, NodeRecord},
+    messages::{Departure, Liveness, MapEntry},
+    NetworkConfig, NodeRecord,
 };
 
 /// The request-response protocol for membership. Version 1 (with

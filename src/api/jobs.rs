@@ -88,10 +88,7 @@ pub(super) async fn secure_sum(
     ApiJson(body): ApiJson<SecureSumRequest>,
 ) -> Result<Json<SumOutcome>, ApiError> {
     let job = state.node.jobs.job(&id)?;
-    let sum = state
-        .node
-        .sums
-        .sum_job(&job, &body.file, body.length, &state.node.files)
-        .await?;
+    let (membership, files) = (&state.node.membership, &state.node.files);
+    let sum = crate::secagg::sum_job(membership, &job, &body.file, body.length, files).await?;
     Ok(Json(sum))
 }

@@ -13,23 +13,21 @@ use std::{
 };
 
 use bollard::{
-    models::{ContainerCreateBody, HostConfig, Mount, MountType},
     query_parameters::{
-        CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-        ListImagesOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-        RestartContainerOptionsBuilder,
+        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptions,
+        RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
     },
     Docker,
 };
 use futures::StreamExt;
 pub use iris_behaviours::{TaskSpec, TaskState};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
-use crate::workspace::files_under;
-
+mod sandbox;
 mod task;
 pub use crate::workspace::Workspace;
+use sandbox::Sandbox;
+use task::TaskRun;
 
 /// Every container Iris creates carries this label (value: the node's peer
 /// id), so a restarted node finds its own containers and nobody else's.
@@ -131,8 +129,7 @@ async fn create_dirs(dirs: &[&Path]) -> Result<(), ExecutorError> {
 
 pub struct Executor {
     docker: Result<Docker, String>,
-    node_label: String,
-    workspace: Workspace,
+    sandbox: Sandbox,
     limits: TaskLimits,
 }
 
@@ -167,8 +164,10 @@ impl Executor {
         }
         Self {
             docker,
-            node_label,
-            workspace,
+            sandbox: Sandbox {
+                node_label,
+                workspace,
+            },
             limits: TaskLimits::default(),
         }
     }
@@ -190,7 +189,40 @@ impl Executor {
     }
 
     pub fn workspace(&self) -> &Workspace {
-        &self.workspace
+        &self.sandbox.workspace
+    }
+
+    /// Runs one task to its end and removes its container. `logs_dir`
+    /// receives stdout and stderr; `cancel` stops the task early.
+    /// `own_job`: this node asked for the task itself, so its inputs may
+    /// come from its `gathered/`. `data`: the private data it sees.
+    pub async fn run(
+        &self,
+        spec: &TaskSpec,
+        logs_dir: &Path,
+        own_job: bool,
+        data: &DataMount,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> TaskOutcome {
+        let run = async {
+            let (docker, sandbox, limits) = (self.docker()?, &self.sandbox, self.limits);
+            let task = TaskRun {
+                docker,
+                sandbox,
+                limits,
+            };
+            task.run(spec, logs_dir, own_job, data, cancel).await
+        };
+        match run.await {
+            Ok(outcome) => outcome,
+            Err(e) => TaskOutcome {
+                end: TaskState::Failed,
+                exit_code: None,
+                outputs: Vec::new(),
+                error: Some(e.to_string()),
+                image_id: None,
+            },
+        }
     }
 
     /// The engine's id (`sha256:...`) of `image`, a name or an id: what
@@ -276,6 +308,7 @@ impl Executor {
     /// container name carries the node as well as the session.
     fn session_container(&self, name: &str) -> String {
         let node: String = self
+            .sandbox
             .node_label
             .chars()
             .rev()
@@ -292,10 +325,10 @@ impl Executor {
     /// keep running (`/iris-worker sleep inf` for the worker image).
     pub async fn create_session(&self, name: &str, spec: &TaskSpec) -> Result<(), ExecutorError> {
         let docker = self.docker()?;
-        let (out, host_out) = self.workspace.session_dirs(name);
+        let (out, host_out) = self.sandbox.workspace.session_dirs(name);
         create_dirs(&[&out]).await?;
-        self.give_to_job_user(&out).await?;
-        let body = self.container_body(
+        self.sandbox.give_to_job_user(&out).await?;
+        let body = self.sandbox.container_body(
             spec,
             &host_out,
             false,
@@ -402,7 +435,7 @@ impl Executor {
         let filters = HashMap::from([(
             "label",
             vec![
-                format!("{LABEL_NODE}={}", self.node_label),
+                format!("{LABEL_NODE}={}", self.sandbox.node_label),
                 LABEL_JOB.to_string(),
             ],
         )]);

@@ -2,35 +2,39 @@
 //! started, waited for (with its timeout and cancel), its logs copied to
 //! files, removed, and its outputs listed.
 
-use super::*;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bollard::{
+    query_parameters::{
+        CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
+        RemoveContainerOptionsBuilder,
+    },
+    Docker,
+};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio_util::task::AbortOnDropHandle;
 
-impl Executor {
-    /// Runs one task to its end and removes its container. `logs` receives
-    /// stdout and stderr; `cancel` stops the task early.
-    /// `own_job`: this node asked for the task itself, so its inputs may
-    /// come from its `gathered/`. `data`: the private data it sees.
-    pub async fn run(
-        &self,
-        spec: &TaskSpec,
-        logs_dir: &Path,
-        own_job: bool,
-        data: &DataMount,
-        cancel: tokio::sync::watch::Receiver<bool>,
-    ) -> TaskOutcome {
-        match self.run_inner(spec, logs_dir, own_job, data, cancel).await {
-            Ok(outcome) => outcome,
-            Err(e) => TaskOutcome {
-                end: TaskState::Failed,
-                exit_code: None,
-                outputs: Vec::new(),
-                error: Some(e.to_string()),
-                image_id: None,
-            },
-        }
-    }
+use super::{
+    create_dirs, sandbox::Sandbox, DataMount, ExecutorError, TaskLimits, TaskOutcome, TaskSpec,
+    TaskState, LABEL_JOB,
+};
+use crate::workspace::files_under;
 
-    async fn run_inner(
+/// One task's run on an engine that answers.
+pub(super) struct TaskRun<'a> {
+    pub docker: &'a Docker,
+    pub sandbox: &'a Sandbox,
+    pub limits: TaskLimits,
+}
+
+impl TaskRun<'_> {
+    /// Runs the task to its end and removes its container (see
+    /// [`super::Executor::run`]).
+    pub async fn run(
         &self,
         spec: &TaskSpec,
         logs_dir: &Path,
@@ -38,11 +42,12 @@ impl Executor {
         data: &DataMount,
         mut cancel: tokio::sync::watch::Receiver<bool>,
     ) -> Result<TaskOutcome, ExecutorError> {
-        let docker = self.docker()?;
-        let (out_dir, host_out) = self.workspace.output_dirs(&spec.job_id);
-        let private = self.workspace.local.join("private");
+        let docker = self.docker;
+        let workspace = &self.sandbox.workspace;
+        let (out_dir, host_out) = workspace.output_dirs(&spec.job_id);
+        let private = workspace.local.join("private");
         create_dirs(&[&out_dir, logs_dir, &private]).await?;
-        self.give_to_job_user(&out_dir).await?;
+        self.sandbox.give_to_job_user(&out_dir).await?;
         // The tag is resolved once, and the container made from that id: the
         // report names exactly the image that ran, whatever the tag means later.
         let image_id =
@@ -55,8 +60,10 @@ impl Executor {
                     message: "the engine gave this image no id".into(),
                 })?;
         let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
-        let mut body =
-            self.container_body(spec, &host_out, own_job, data, (LABEL_JOB, &spec.job_id))?;
+        let job = (LABEL_JOB, spec.job_id.as_str());
+        let mut body = self
+            .sandbox
+            .container_body(spec, &host_out, own_job, data, job)?;
         body.image = Some(image_id.clone());
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         docker.create_container(Some(options), body).await?;
@@ -85,128 +92,6 @@ impl Executor {
         }
         outcome.outputs = files_under(&out_dir);
         Ok(outcome)
-    }
-
-    /// The user a job's container runs as: the workspace's owner, so its
-    /// files belong to the node, but never root: a root-owned workspace
-    /// gets [`JOB_USER`].
-    pub(super) fn job_user(&self) -> String {
-        match self.workspace.owner() {
-            Some(owner) if !owner.starts_with("0:") => owner,
-            _ => JOB_USER.into(),
-        }
-    }
-
-    /// For [`JOB_USER`], the workspace's group as a supplementary group, so
-    /// the job reads `private/` through its group bits (`iris init` makes it
-    /// 0750); checked here, so a directory it cannot read is a clear error
-    /// rather than a failing program.
-    pub(super) fn job_groups(&self) -> Result<Option<Vec<String>>, ExecutorError> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        if self.workspace.owner().as_deref() == Some(self.job_user().as_str()) {
-            return Ok(None);
-        }
-        let private = self.workspace.local.join("private");
-        let meta = std::fs::metadata(&private).map_err(|e| ExecutorError::File {
-            path: private.clone(),
-            message: e.to_string(),
-        })?;
-        if meta.permissions().mode() & 0o050 != 0o050 {
-            return Err(ExecutorError::File {
-                path: private,
-                message: format!(
-                    "jobs run as {JOB_USER} with the workspace's group, which cannot read \
-                     this directory: make it group-readable (chmod g+rx, and g+r on its files)"
-                ),
-            });
-        }
-        Ok(Some(vec![meta.gid().to_string()]))
-    }
-
-    /// Makes a directory a container writes into writable for the job's
-    /// user (only needed when that is not the workspace's owner).
-    pub(super) async fn give_to_job_user(&self, dir: &Path) -> Result<(), ExecutorError> {
-        let user = self.job_user();
-        if self.workspace.owner().as_deref() == Some(user.as_str()) {
-            return Ok(());
-        }
-        let (uid, gid) = user.split_once(':').unwrap_or((&user, &user));
-        let (uid, gid) = (uid.parse().ok(), gid.parse().ok());
-        let path = dir.to_owned();
-        let changed =
-            tokio::task::spawn_blocking(move || std::os::unix::fs::chown(&path, uid, gid))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        changed.map_err(|e| ExecutorError::File {
-            path: dir.to_owned(),
-            message: format!("cannot hand it to the job's user {user}: {e}"),
-        })
-    }
-
-    pub(super) fn container_body(
-        &self,
-        spec: &TaskSpec,
-        host_out: &Path,
-        own_job: bool,
-        data: &DataMount,
-        kind: (&str, &str),
-    ) -> Result<ContainerCreateBody, ExecutorError> {
-        let bind = |source: PathBuf, target: &str, read_only: bool| Mount {
-            target: Some(target.to_string()),
-            source: Some(source.display().to_string()),
-            typ: Some(MountType::BIND),
-            read_only: Some(read_only),
-            ..Default::default()
-        };
-        let labels = HashMap::from([
-            (LABEL_NODE.to_string(), self.node_label.clone()),
-            (kind.0.to_string(), kind.1.to_string()),
-        ]);
-        let data = match data {
-            DataMount::Private => bind(
-                self.workspace.host.join("private"),
-                "/workspace/private",
-                true,
-            ),
-            DataMount::Dataset(path) => {
-                bind(self.workspace.host.join(path), "/workspace/data", true)
-            }
-        };
-        let mut mounts = vec![data, bind(host_out.to_path_buf(), "/workspace/out", false)];
-        for input in &spec.inputs {
-            let source = self
-                .workspace
-                .input_source(input, own_job)
-                .map_err(|reason| ExecutorError::BadInput {
-                    input: input.clone(),
-                    reason,
-                })?;
-            mounts.push(bind(source, &format!("/workspace/in/{input}"), true));
-        }
-        Ok(ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            user: Some(self.job_user()),
-            // Empty: the image's own command.
-            cmd: (!spec.argv.is_empty()).then(|| spec.argv.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(labels),
-            working_dir: Some("/workspace".into()),
-            network_disabled: Some(spec.network.is_none()),
-            host_config: Some(HostConfig {
-                group_add: self.job_groups()?,
-                mounts: Some(mounts),
-                network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
-                memory: Some(spec.memory_bytes),
-                memory_swap: Some(spec.memory_bytes),
-                nano_cpus: Some(spec.nano_cpus),
-                pids_limit: Some(spec.pids_limit),
-                readonly_rootfs: Some(true),
-                cap_drop: Some(vec!["ALL".into()]),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
     }
 
     async fn start_and_wait(

@@ -13,6 +13,10 @@ mod push;
 mod serve;
 mod transfer;
 
+pub use push::fetch_on;
+pub use serve::FileServer;
+use transfer::Puller;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -20,7 +24,7 @@ use std::{
     time::Instant,
 };
 
-use iris_behaviours::{libp2p::PeerId, FileEntry, FileManifest, ListFiles};
+use iris_behaviours::{libp2p::PeerId, FileEntry, ListFiles};
 
 use crate::{
     api_types::{GetFile, NodeAnswer, PutFile, Transfer},
@@ -60,8 +64,6 @@ pub enum FileError {
 
 /// Where a peer may have this node pull a file to, or its user a file in.
 pub(super) const DESTINATIONS: [Area; 2] = [Area::Public, Area::Image];
-/// Whole-file hashes computed at once; more wait their turn.
-const HASHES_AT_ONCE: usize = 2;
 /// What this node serves (the router decides to whom).
 const SERVED: [Area; 3] = [Area::Public, Area::Image, Area::Outputs];
 
@@ -69,22 +71,19 @@ pub struct Files {
     workspace: Workspace,
     membership: Arc<Membership>,
     images: Arc<ImageLibrary>,
-    manifests: Mutex<HashMap<String, FileManifest>>,
-    /// Whole-file hashes at once: each takes a core, and peers may ask for
-    /// many (the router bounds the requests; this bounds the cores).
-    hashing: tokio::sync::Semaphore,
+    /// What peers fetch from this node.
+    server: FileServer,
+    /// What fetches from peers.
+    puller: Puller,
     /// Fetches this node runs for others ([`push`]).
     pushes: push::Pushes,
     /// The tasks of those fetches, stopped when the node shuts down.
-    crew: Crew,
-    events: Events,
-    /// Chunks and transfers, for `/metrics`.
+    pub(super) crew: Crew,
+    /// Transfers, for `/metrics`.
     metrics: Metrics,
     /// One transfer into a destination at a time: two would share its
     /// partial file, and one could truncate chunks the other had checked.
     destinations: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
-    /// Test hook: serve chunk N damaged, once (`IRIS_FAULT_CORRUPT_CHUNK`).
-    corrupt_once: Mutex<Option<u64>>,
 }
 
 impl Files {
@@ -95,22 +94,46 @@ impl Files {
         events: Events,
         metrics: Metrics,
     ) -> Arc<Self> {
-        let corrupt_once = std::env::var("IRIS_FAULT_CORRUPT_CHUNK")
-            .ok()
-            .and_then(|v| v.parse().ok());
+        let workspace = Workspace::same_for_engine(workspace);
         Arc::new(Self {
-            workspace: Workspace::same_for_engine(workspace),
+            server: FileServer::new(workspace.clone(), metrics.clone()),
+            puller: Puller {
+                workspace: workspace.clone(),
+                events,
+                metrics: metrics.clone(),
+            },
+            workspace,
             membership,
             images,
-            manifests: Mutex::new(HashMap::new()),
-            hashing: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
             pushes: Default::default(),
             crew: Crew::default(),
-            events,
             metrics,
             destinations: Mutex::new(HashMap::new()),
-            corrupt_once: Mutex::new(corrupt_once),
         })
+    }
+
+    /// What peers fetch from this node: manifests and chunks.
+    pub fn server(&self) -> &FileServer {
+        &self.server
+    }
+
+    /// A peer's [`iris_behaviours::FetchFile`]: starts the pull and
+    /// answers with its id ([`push`]).
+    pub fn start_fetch(
+        self: &Arc<Self>,
+        origin: PeerId,
+        fetch: iris_behaviours::FetchFile,
+    ) -> Result<iris_behaviours::FetchStarted, iris_behaviours::Refusal> {
+        self.pushes.start(self, origin, fetch)
+    }
+
+    /// A peer's [`iris_behaviours::FetchStatus`]: how its fetch goes.
+    pub fn fetch_status(
+        &self,
+        origin: PeerId,
+        status: iris_behaviours::FetchStatus,
+    ) -> Result<iris_behaviours::FetchProgress, iris_behaviours::Refusal> {
+        self.pushes.status(origin, status)
     }
 
     /// Stops the fetches this node runs for others, and waits for them.
@@ -171,7 +194,8 @@ impl Files {
             .to_string();
         let target = self.membership.peer_named(&to).await?;
         let started = Instant::now();
-        let (bytes, blake3) = self.fetch_on(target, source, path, dest.clone()).await?;
+        let (bytes, blake3) =
+            fetch_on(&self.membership, target, source, path, dest.clone()).await?;
         Ok(Transfer {
             path: dest,
             bytes,
@@ -234,18 +258,23 @@ impl Files {
             .into_iter()
             .filter(|(peer, _)| *peer != local_peer)
             .map(|(peer, node)| async move {
-                let answer = self
-                    .fetch_on(peer, local_peer, dest.to_string(), dest.to_string())
-                    .await
-                    .map(|_| None)
-                    .map_err(|e| e.to_string());
+                let answer = fetch_on(
+                    &self.membership,
+                    peer,
+                    local_peer,
+                    dest.to_string(),
+                    dest.to_string(),
+                )
+                .await
+                .map(|_| None)
+                .map_err(|e| e.to_string());
                 NodeAnswer::from_answer(node, answer)
             });
         Ok(futures::future::join_all(calls).await)
     }
 
     /// Pulls a file into this node; an image tar is loaded once it is here.
-    async fn fetch_and_load(
+    pub(super) async fn fetch_and_load(
         &self,
         from: PeerId,
         path: &str,
@@ -268,8 +297,8 @@ impl Files {
     pub async fn copy_local(&self, path: &str, dest: &WorkspacePath) -> Result<(), FileError> {
         let (workspace, name, dest) = (self.workspace.clone(), path.to_string(), dest.clone());
         tokio::task::spawn_blocking(move || {
-            let (mut source, _) =
-                Self::open_served(&workspace, &name).map_err(|r| FileError::Invalid(r.reason))?;
+            let (mut source, _) = FileServer::open_served(&workspace, &name)
+                .map_err(|r| FileError::Invalid(r.reason))?;
             let area = workspace
                 .area(dest.area)
                 .map_err(|e| FileError::Local(e.to_string()))?;
@@ -331,7 +360,7 @@ impl Files {
             .clone();
         let held = lock.lock_owned().await;
         let transfer = self.metrics.transfer();
-        let result = self.fetch_into(&client, peer, path, dest).await;
+        let result = self.puller.fetch_into(&client, peer, path, dest).await;
         if result.is_ok() {
             transfer.done();
         }

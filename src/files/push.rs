@@ -15,7 +15,10 @@ use iris_behaviours::{
 };
 
 use super::{FileError, Files, DESTINATIONS};
-use crate::{membership::MembershipError, workspace::WorkspacePath};
+use crate::{
+    membership::{Membership, MembershipError},
+    workspace::WorkspacePath,
+};
 
 /// Fetches a node runs for others at once; more are refused as busy.
 const MAX_RUNNING: usize = 16;
@@ -41,10 +44,12 @@ struct Push {
     outcome: Option<(Instant, FetchOutcome)>,
 }
 
-impl Files {
-    /// A peer's [`FetchFile`]: starts the pull and answers with its id.
-    pub fn start_fetch(
-        self: &Arc<Self>,
+impl Pushes {
+    /// A peer's [`FetchFile`]: starts the pull (by `files`, in its crew)
+    /// and answers with its id.
+    pub fn start(
+        &self,
+        files: &Arc<Files>,
         origin: PeerId,
         FetchFile { from, path, dest }: FetchFile,
     ) -> Result<FetchStarted, Refusal> {
@@ -52,7 +57,7 @@ impl Files {
             .and_then(|d| d.require(&DESTINATIONS, "a destination"))
             .map_err(Refusal::invalid)?;
         let id = {
-            let mut table = self.pushes.table.lock().expect("lock");
+            let mut table = self.table.lock().expect("lock");
             table.retain(|_, p| {
                 p.outcome
                     .as_ref()
@@ -64,7 +69,7 @@ impl Files {
                     "too many fetches at once; try again",
                 ));
             }
-            let mut next = self.pushes.next.lock().expect("lock");
+            let mut next = self.next.lock().expect("lock");
             *next += 1;
             table.insert(
                 *next,
@@ -75,8 +80,8 @@ impl Files {
             );
             *next
         };
-        let files = self.clone();
-        self.crew.spawn(async move {
+        let (crew, files) = (files.crew.clone(), files.clone());
+        crew.spawn(async move {
             let outcome = files
                 .fetch_and_load(from, &path, &dest)
                 .await
@@ -97,12 +102,12 @@ impl Files {
 
     /// A peer's [`FetchStatus`]: still fetching, or how it ended (told
     /// once).
-    pub fn fetch_status(
+    pub fn status(
         &self,
         origin: PeerId,
         FetchStatus { id }: FetchStatus,
     ) -> Result<FetchProgress, Refusal> {
-        let mut table = self.pushes.table.lock().expect("lock");
+        let mut table = self.table.lock().expect("lock");
         let Some(push) = table.get(&id).filter(|p| p.origin == origin) else {
             return Err(Refusal::not_found(format!("no fetch {id} of yours here")));
         };
@@ -115,24 +120,24 @@ impl Files {
             .expect("checked above");
         outcome.map(|(bytes, blake3)| FetchProgress::Done { bytes, blake3 })
     }
+}
 
-    /// Has `target` pull `path` from `from` into its `dest`, and waits
-    /// until it has: bytes and SHA-256.
-    pub async fn fetch_on(
-        &self,
-        target: PeerId,
-        from: PeerId,
-        path: String,
-        dest: String,
-    ) -> Result<(u64, String), MembershipError> {
-        let fetch = FetchFile { from, path, dest };
-        let FetchStarted { id } = self.membership.call(target, fetch).await?;
-        loop {
-            tokio::time::sleep(POLL).await;
-            match self.membership.call(target, FetchStatus { id }).await? {
-                FetchProgress::Running => {}
-                FetchProgress::Done { bytes, blake3 } => return Ok((bytes, blake3)),
-            }
+/// Has `target` pull `path` from `from` into its `dest`, and waits
+/// until it has: bytes and SHA-256.
+pub async fn fetch_on(
+    membership: &Membership,
+    target: PeerId,
+    from: PeerId,
+    path: String,
+    dest: String,
+) -> Result<(u64, String), MembershipError> {
+    let fetch = FetchFile { from, path, dest };
+    let FetchStarted { id } = membership.call(target, fetch).await?;
+    loop {
+        tokio::time::sleep(POLL).await;
+        match membership.call(target, FetchStatus { id }).await? {
+            FetchProgress::Running => {}
+            FetchProgress::Done { bytes, blake3 } => return Ok((bytes, blake3)),
         }
     }
 }

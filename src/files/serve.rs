@@ -9,10 +9,43 @@ use iris_behaviours::{
     FileManifest, FileVersion, Refusal, CHUNK_SIZE,
 };
 
-use super::{Files, SERVED};
+use std::{collections::HashMap, sync::Mutex};
+
+use super::SERVED;
+use crate::metrics::Metrics;
 use crate::workspace::{version_of, Workspace, WorkspacePath};
 
-impl Files {
+/// Whole-file hashes computed at once; more wait their turn.
+const HASHES_AT_ONCE: usize = 2;
+
+/// What this node serves (the router decides to whom): manifests, hashed
+/// once per version of a file, and chunks.
+pub struct FileServer {
+    workspace: Workspace,
+    manifests: Mutex<HashMap<String, FileManifest>>,
+    /// Whole-file hashes at once: each takes a core, and peers may ask for
+    /// many (the router bounds the requests; this bounds the cores).
+    hashing: tokio::sync::Semaphore,
+    /// Chunks sent, for `/metrics`.
+    metrics: Metrics,
+    /// Test hook: serve chunk N damaged, once (`IRIS_FAULT_CORRUPT_CHUNK`).
+    corrupt_once: Mutex<Option<u64>>,
+}
+
+impl FileServer {
+    pub(super) fn new(workspace: Workspace, metrics: Metrics) -> Self {
+        let corrupt_once = std::env::var("IRIS_FAULT_CORRUPT_CHUNK")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Self {
+            workspace,
+            manifests: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
+            metrics,
+            corrupt_once: Mutex::new(corrupt_once),
+        }
+    }
+
     /// Opens a file this node serves, through its area's handle: a link
     /// anywhere on the way is refused, and the handle opened is the one
     /// read. Blocking.

@@ -24,13 +24,14 @@ use iris_behaviours::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{FileError, Files};
+use super::FileError;
 use crate::{
     api_types::Transfer,
-    events::EventKind,
+    events::{EventKind, Events},
+    metrics::Metrics,
     network::{Busy, NetworkClient, NetworkError},
     safe_fs::Dir,
-    workspace::WorkspacePath,
+    workspace::{Workspace, WorkspacePath},
 };
 
 /// Chunk streams one transfer opens to its sender.
@@ -75,8 +76,16 @@ struct Work<'a> {
     progress_name: &'a str,
 }
 
-impl Files {
-    /// [`Files::fetch`] once the destination is ours alone.
+/// What pulls files into this node's workspace.
+pub(super) struct Puller {
+    pub workspace: Workspace,
+    pub events: Events,
+    /// Chunks received, for `/metrics`.
+    pub metrics: Metrics,
+}
+
+impl Puller {
+    /// [`super::Files::fetch`] once the destination is ours alone.
     pub(super) async fn fetch_into(
         &self,
         client: &NetworkClient,

@@ -4,19 +4,73 @@
 //! outputs held for review. Every decision is in the audit log before it
 //! takes effect.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use iris_behaviours::{libp2p::PeerId, Refusal, TaskSpec, TaskState};
+use tokio::sync::oneshot;
 
-use super::runner::{TaskFile, TaskRunner, Verdict};
+use super::{
+    hourly_cap::HourlyCap,
+    task_book::{TaskBook, TaskFile},
+};
 use crate::{
     api_types::{PendingApproval, PendingRelease},
-    audit::{AuditEvent, DecidedBy, Verdict as Decided},
-    egress::Release,
+    audit::{AuditEvent, AuditLog, DecidedBy, Verdict as Decided},
+    egress::{Egress, Release},
+    executor::Executor,
     policy::{Allowance, ApprovedImage, CommandRule, ImagePolicy, PolicyError, ReleasePolicy},
 };
 
-impl TaskRunner {
+/// The owner's answer to a task awaiting approval: the image id approved,
+/// or the reason for the refusal.
+type Verdict = Result<String, String>;
+
+/// The owner's say over the tasks of this node.
+pub struct Approvals {
+    book: Arc<TaskBook>,
+    executor: Arc<Executor>,
+    /// Every request and decision, recorded before it takes effect.
+    audit: Arc<AuditLog>,
+    egress: Arc<Egress>,
+    /// This node: its own tasks need no approval.
+    local: PeerId,
+    /// Tasks awaiting the owner's approval, each with where to send it.
+    verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    /// Tasks from other nodes per dataset in the last hour, for the
+    /// owner's `max_tasks_per_hour`.
+    hourly: HourlyCap,
+}
+
+impl Approvals {
+    pub fn new(
+        book: Arc<TaskBook>,
+        executor: Arc<Executor>,
+        egress: Arc<Egress>,
+        local: PeerId,
+    ) -> Self {
+        Self {
+            book,
+            executor,
+            audit: egress.audit().clone(),
+            egress,
+            local,
+            verdicts: Mutex::new(HashMap::new()),
+            hourly: HourlyCap::default(),
+        }
+    }
+
+    /// Counts a task from before a restart against the hour's cap.
+    pub(super) fn count_past(&self, task: &TaskFile) {
+        if task.origin != self.local {
+            let dataset = task.spec.dataset.as_deref().unwrap_or("private/");
+            self.hourly.count(dataset, task.requested_ms);
+        }
+    }
+
     fn name(&self) -> String {
         self.egress.policy().node_name().to_string()
     }
@@ -109,7 +163,7 @@ impl TaskRunner {
     /// Waits for the owner's verdict on `task`, at most until the task's
     /// own timeout after its request; true if it may run.
     pub(super) async fn await_approval(
-        self: &Arc<Self>,
+        &self,
         task: &mut TaskFile,
         mut cancelled: tokio::sync::watch::Receiver<bool>,
     ) -> bool {
@@ -145,7 +199,9 @@ impl TaskRunner {
         match verdict {
             Some(Ok(image_id)) => {
                 task.image_id = Some(image_id);
-                self.update(task, |r| r.state = TaskState::Queued).await;
+                self.book
+                    .update(task, |r| r.state = TaskState::Queued)
+                    .await;
                 true
             }
             Some(Err(reason)) => {
@@ -180,12 +236,13 @@ impl TaskRunner {
     }
 
     async fn end_unrun(&self, task: &mut TaskFile, state: TaskState, error: String) {
-        self.update(task, |r| {
-            r.state = state;
-            r.finished_ms = Some(crate::now_ms());
-            r.set_error(Some(error));
-        })
-        .await;
+        self.book
+            .update(task, |r| {
+                r.state = state;
+                r.finished_ms = Some(crate::now_ms());
+                r.set_error(Some(error));
+            })
+            .await;
         let ended = AuditEvent::TaskEnded {
             job_id: task.spec.job_id.clone(),
             state,
@@ -236,34 +293,10 @@ impl TaskRunner {
         }
     }
 
-    /// Every task of this node that matches `keep`.
-    async fn tasks_where(&self, keep: impl Fn(&TaskFile) -> bool) -> Vec<TaskFile> {
-        let dir = self.task_dir("");
-        let ids: Vec<String> = tokio::task::spawn_blocking(move || {
-            std::fs::read_dir(dir)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default();
-        let mut tasks = Vec::new();
-        for id in ids {
-            if let Some(task) = self.load(&id).await.filter(|t| keep(t)) {
-                tasks.push(task);
-            }
-        }
-        tasks.sort_by_key(|t| t.requested_ms);
-        tasks
-    }
-
     /// The tasks waiting for the owner's approval.
-    pub async fn approvals(&self) -> Vec<PendingApproval> {
+    pub async fn pending(&self) -> Vec<PendingApproval> {
         let tasks = self
+            .book
             .tasks_where(|t| t.report.state == TaskState::AwaitingApproval)
             .await;
         let mut pending = Vec::new();
@@ -297,7 +330,7 @@ impl TaskRunner {
     ) -> Result<String, PolicyError> {
         let missing = || PolicyError::NotFound(format!("no request {job_id} awaits approval"));
         iris_behaviours::validate_job_id(job_id).map_err(PolicyError::Invalid)?;
-        let task = self.load(job_id).await.ok_or_else(missing)?;
+        let task = self.book.load(job_id).await.ok_or_else(missing)?;
         if task.report.state != TaskState::AwaitingApproval {
             return Err(missing());
         }
@@ -380,7 +413,7 @@ impl TaskRunner {
 
     /// The tasks whose outputs wait for the owner's release.
     pub async fn releases(&self) -> Vec<PendingRelease> {
-        let tasks = self.tasks_where(|t| t.release == Release::Held).await;
+        let tasks = self.book.tasks_where(|t| t.release == Release::Held).await;
         let mut pending = Vec::new();
         for task in tasks {
             let (files, bytes) = self.output_files(&task.spec.job_id).await;
@@ -424,6 +457,7 @@ impl TaskRunner {
     ) -> Result<Vec<String>, PolicyError> {
         iris_behaviours::validate_job_id(job_id).map_err(PolicyError::Invalid)?;
         let mut task = self
+            .book
             .load(job_id)
             .await
             .filter(|t| t.release == Release::Held)
@@ -451,11 +485,12 @@ impl TaskRunner {
         let (listed, held) = self
             .egress
             .report_outputs(job_id, &task.release, files.clone());
-        self.update(&mut task, |r| {
-            r.set_outputs(listed);
-            r.held = held;
-        })
-        .await;
+        self.book
+            .update(&mut task, |r| {
+                r.set_outputs(listed);
+                r.held = held;
+            })
+            .await;
         Ok(files)
     }
 }

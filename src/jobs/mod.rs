@@ -12,6 +12,7 @@ mod hourly_cap;
 mod results;
 pub mod runner;
 pub mod store;
+mod task_book;
 mod told;
 
 use std::{sync::Arc, time::Duration};
@@ -22,7 +23,9 @@ use iris_behaviours::{
 };
 
 use crate::{
-    api_types::{Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, Task, TaskLogs},
+    api_types::{
+        Gathered, Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, Task, TaskLogs,
+    },
     events::{EventKind, Events, SHUT_DOWN},
     files::{FileError, Files},
     images::ImageLibrary,
@@ -235,8 +238,7 @@ impl Jobs {
         if let Some(tar) = tar {
             // The target lacks the image: it pulls our tar first (once;
             // its record lists the image afterwards).
-            self.files
-                .fetch_on(peer, self.local(), tar.clone(), tar)
+            crate::files::fetch_on(&self.membership, peer, self.local(), tar.clone(), tar)
                 .await
                 .map_err(|e| format!("cannot ship the image: {e}"))?;
         }
@@ -307,6 +309,13 @@ impl Jobs {
         self.store
             .get(id)
             .ok_or_else(|| JobError::NotFound(id.to_string()))
+    }
+
+    /// Gathers the job's released outputs into `gathered/<id>/<node>/`
+    /// ([`results::gather`]). Outputs released after the job ended are
+    /// gathered by calling this again.
+    pub async fn gather(&self, id: &str) -> Result<Gathered, JobError> {
+        results::gather(&self.job(id)?, self.local(), &self.files).await
     }
 
     /// The job once it has finished, or as it stands after `wait`.
@@ -509,7 +518,7 @@ impl Jobs {
 
     /// Tasks from other nodes waiting for this node's owner to approve them.
     pub async fn approvals(&self) -> Vec<PendingApproval> {
-        let mut pending = self.runner.approvals().await;
+        let mut pending = self.runner.approvals.pending().await;
         for approval in &mut pending {
             approval.requester_name = self.name_of(approval.requester).await;
         }
@@ -518,7 +527,7 @@ impl Jobs {
 
     /// Outputs of tasks run here waiting for this node's owner to release them.
     pub async fn releases(&self) -> Vec<PendingRelease> {
-        let mut pending = self.runner.releases().await;
+        let mut pending = self.runner.approvals.releases().await;
         for release in &mut pending {
             release.requester_name = self.name_of(release.requester).await;
         }
@@ -532,7 +541,10 @@ impl Jobs {
         always: bool,
         reason: Option<String>,
     ) -> Result<String, PolicyError> {
-        self.runner.decide(id, approve, always, reason).await
+        self.runner
+            .approvals
+            .decide(id, approve, always, reason)
+            .await
     }
 
     pub async fn decide_release(
@@ -541,6 +553,9 @@ impl Jobs {
         release: bool,
         reason: Option<String>,
     ) -> Result<Vec<String>, PolicyError> {
-        self.runner.decide_release(id, release, reason).await
+        self.runner
+            .approvals
+            .decide_release(id, release, reason)
+            .await
     }
 }

@@ -12,9 +12,13 @@ use std::{
 use iris_behaviours::{
     libp2p::PeerId, Refusal, RefusalKind, TaskReport, TaskSpec, TaskState, MAX_LOG_CHUNK,
 };
-use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
+pub use super::task_book::Delivery;
+use super::{
+    approvals::Approvals,
+    task_book::{TaskBook, TaskFile},
+};
 use crate::{
     audit::{AuditEvent, AuditLog},
     crew::Crew,
@@ -25,80 +29,37 @@ use crate::{
     metrics::Metrics,
 };
 
-/// A task as this node keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct TaskFile {
-    pub(super) origin: PeerId,
-    pub(super) spec: TaskSpec,
-    pub(super) report: TaskReport,
-    /// The origin has acknowledged `report`.
-    pub(super) delivered: bool,
-    /// Where its outputs stand under the owner's policy.
-    #[serde(default)]
-    pub(super) release: Release,
-    /// The image id approved to run (by the policy or the owner): the
-    /// container is made from exactly this, whatever the tag means later.
-    #[serde(default)]
-    pub(super) image_id: Option<String>,
-    /// When the request came, for the approval's deadline.
-    #[serde(default)]
-    pub(super) requested_ms: u64,
-}
-
-/// The owner's answer to a task awaiting approval: the image id approved,
-/// or the reason for the refusal.
-pub(super) type Verdict = Result<String, String>;
-
-/// A report on its way to the node that asked for the task.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub origin: PeerId,
-    pub report: TaskReport,
-    /// Earlier attempts that failed.
-    pub failures: u32,
-    /// Not sent before this time (ms since the epoch): a held task's end
-    /// is told at the end of its class of time, not when it came.
-    pub not_before_ms: u64,
-}
-
 pub struct TaskRunner {
-    pub(super) executor: Arc<Executor>,
-    /// Every task asked of this node, what was decided, how it ended,
-    /// recorded before it happens.
-    pub(super) audit: Arc<AuditLog>,
+    executor: Arc<Executor>,
+    /// Every task asked of this node and how it ended, recorded before it
+    /// happens.
+    audit: Arc<AuditLog>,
     /// The owner's policy, applied to what leaves (reports, logs).
-    pub(super) egress: Arc<Egress>,
-    pub(super) events: Events,
+    egress: Arc<Egress>,
+    events: Events,
     /// Task durations, for `/metrics`.
     metrics: Metrics,
     /// Where the datasets that tasks may target are.
     datasets: Arc<Datasets>,
     /// This node: a task it asked of itself may read its `gathered/`, and
     /// needs no approval.
-    pub(super) local: PeerId,
-    dir: PathBuf,
+    local: PeerId,
+    /// Every task's file, and the reports on their way.
+    book: Arc<TaskBook>,
+    /// The owner's say: what may run, what waits, what is released.
+    pub approvals: Approvals,
     permits: Arc<Semaphore>,
     cancels: Mutex<HashMap<String, (PeerId, watch::Sender<bool>)>>,
     /// Every task's life, from queue to report; stopped when the node
     /// shuts down (a container still running is found again at the next
     /// start, [`TaskRunner::recover`]).
     crew: Crew,
-    /// Tasks awaiting the owner's approval, each with where to send it.
-    pub(super) verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
-    /// Tasks from other nodes per dataset in the last hour, for the
-    /// owner's `max_tasks_per_hour`.
-    pub(super) hourly: super::hourly_cap::HourlyCap,
-    deliveries: mpsc::UnboundedSender<Delivery>,
-    /// Held across every read-modify-write of a `task.json`: the task's own
-    /// updates and the delivery receipts race, and a receipt must never
-    /// write back an older state over a newer one. An async lock: the
-    /// writes happen on blocking threads while it is held.
-    files: tokio::sync::Mutex<()>,
 }
 
 impl TaskRunner {
     /// `deliveries` receives every report to pass on; the receiver calls
-    /// [`TaskRunner::delivered`] once the origin has it.
+    /// [`TaskRunner::delivered`] once the origin has it. Tasks are kept in
+    /// `dir` ([`TaskBook`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         executor: Arc<Executor>,
@@ -111,7 +72,10 @@ impl TaskRunner {
         max_concurrent: usize,
         deliveries: mpsc::UnboundedSender<Delivery>,
     ) -> Arc<Self> {
+        let book = Arc::new(TaskBook::new(dir, deliveries, egress.clone(), local));
         Arc::new(Self {
+            approvals: Approvals::new(book.clone(), executor.clone(), egress.clone(), local),
+            book,
             executor,
             audit: egress.audit().clone(),
             egress,
@@ -119,13 +83,8 @@ impl TaskRunner {
             metrics,
             datasets,
             local,
-            dir,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             cancels: Mutex::new(HashMap::new()),
-            verdicts: Mutex::new(HashMap::new()),
-            hourly: Default::default(),
-            deliveries,
-            files: tokio::sync::Mutex::new(()),
             crew: Crew::default(),
         })
     }
@@ -149,85 +108,10 @@ impl TaskRunner {
         }
     }
 
-    pub(super) fn task_dir(&self, job_id: &str) -> PathBuf {
-        self.dir.join(job_id)
-    }
-
-    /// Writes `task.json`, on a blocking thread; the caller holds `files`.
-    async fn save(&self, task: &TaskFile) {
-        let dir = self.task_dir(&task.spec.job_id);
-        let json = serde_json::to_vec_pretty(task).expect("tasks serialize");
-        let written = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| e.to_string())
-                .and_then(|_| {
-                    crate::store::write_private(&dir.join("task.json"), &json)
-                        .map_err(|e| e.to_string())
-                })
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        if let Err(e) = written {
-            tracing::error!(job = %task.spec.job_id, "cannot save task state: {e}");
-        }
-    }
-
-    /// Reads `task.json`, on a blocking thread.
-    pub(super) async fn load(&self, job_id: &str) -> Option<TaskFile> {
-        let path = self.task_dir(job_id).join("task.json");
-        tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(path).ok()?;
-            serde_json::from_slice(&bytes).ok()
-        })
-        .await
-        .ok()
-        .flatten()
-    }
-
-    /// Records a new state, saves it and sends it on its way.
-    pub(super) async fn update(&self, task: &mut TaskFile, change: impl FnOnce(&mut TaskReport)) {
-        change(&mut task.report);
-        task.delivered = false;
-        {
-            let _files = self.files.lock().await;
-            self.save(task).await;
-        }
-        let _ = self.deliveries.send(self.delivery(task));
-    }
-
-    /// A task's report on its way to its origin: as it is to this node
-    /// itself, as the owner's policy lets it be told to any other.
-    fn delivery(&self, task: &TaskFile) -> Delivery {
-        let told = if task.origin == self.local {
-            super::told::Told {
-                report: task.report.clone(),
-                not_before_ms: 0,
-            }
-        } else {
-            let held = self
-                .egress
-                .outputs_may_leave(&task.spec.job_id, &task.release)
-                .err();
-            super::told::told(&task.report, held, self.egress.policy().node_name())
-        };
-        Delivery {
-            origin: task.origin,
-            report: told.report,
-            failures: 0,
-            not_before_ms: told.not_before_ms,
-        }
-    }
-
     /// Marks a report as received by its origin, so a restart does not
     /// send it again.
     pub async fn delivered(&self, report: &TaskReport) {
-        let _files = self.files.lock().await;
-        if let Some(mut task) = self.load(&report.job_id).await {
-            if task.report == *report || self.delivery(&task).report == *report {
-                task.delivered = true;
-                self.save(&task).await;
-            }
-        }
+        self.book.delivered(report).await;
     }
 
     /// Takes a task for `origin`: it runs, awaits the owner's approval, or
@@ -244,23 +128,8 @@ impl TaskRunner {
                 .path_of(dataset)
                 .map_err(|e| Refusal::new(RefusalKind::NotFound, e.to_string()))?;
         }
-        // Creating the task's directory claims the job id: of two requests
-        // for one job, however close together, exactly one gets it.
-        let dir = self.task_dir(&spec.job_id);
-        let claim = (self.dir.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&claim.0).and_then(|_| std::fs::create_dir(&claim.1))
-        })
-        .await
-        .map_err(|e| Refusal::failed(e.to_string()))?
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Refusal::invalid(format!(
-                "this node already has a task for job {}",
-                spec.job_id
-            )),
-            _ => Refusal::failed(format!("cannot create {}: {e}", dir.display())),
-        })?;
-        let admitted = self.admit(origin, &spec).await;
+        let dir = self.book.claim(&spec).await?;
+        let admitted = self.approvals.admit(origin, &spec).await;
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => {
@@ -281,7 +150,7 @@ impl TaskRunner {
             image_id: admitted.flatten(),
             requested_ms: crate::now_ms(),
         };
-        self.update(&mut task, |_| {}).await;
+        self.book.update(&mut task, |_| {}).await;
         if task.report.state == TaskState::AwaitingApproval {
             self.events
                 .emit(crate::events::EventKind::ApprovalRequested {
@@ -304,7 +173,10 @@ impl TaskRunner {
         self.crew.spawn(async move {
             let mut queue_cancel = cancelled.clone();
             if task.report.state == TaskState::AwaitingApproval
-                && !runner.await_approval(&mut task, cancelled.clone()).await
+                && !runner
+                    .approvals
+                    .await_approval(&mut task, cancelled.clone())
+                    .await
             {
                 runner.forget(&task.spec.job_id);
                 return;
@@ -315,6 +187,7 @@ impl TaskRunner {
             };
             if permit.is_none() {
                 runner
+                    .book
                     .update(&mut task, |r| {
                         r.state = TaskState::Cancelled;
                         r.finished_ms = Some(crate::now_ms());
@@ -323,14 +196,15 @@ impl TaskRunner {
                     .await;
             } else {
                 runner
+                    .book
                     .update(&mut task, |r| {
                         r.state = TaskState::Running;
                         r.started_ms = Some(crate::now_ms());
                     })
                     .await;
                 let own_job = task.origin == runner.local;
-                let logs = runner.task_dir(&task.spec.job_id);
-                let started = match runner.record_start(&task).await {
+                let logs = runner.book.task_dir(&task.spec.job_id);
+                let started = match runner.approvals.record_start(&task).await {
                     Ok(spec) => runner.data_of(&spec).map(|data| (spec, data)),
                     Err(error) => Err(error),
                 };
@@ -349,13 +223,14 @@ impl TaskRunner {
                         image_id: None,
                     },
                 };
-                task.release = runner.release_at_end(&task);
+                task.release = runner.approvals.release_at_end(&task);
                 let (outputs, held) =
                     runner
                         .egress
                         .report_outputs(&task.spec.job_id, &task.release, outcome.outputs);
                 let hold = held.is_some() && task.release == Release::Held;
                 runner
+                    .book
                     .update(&mut task, |r| {
                         r.state = outcome.end;
                         r.exit_code = outcome.exit_code;
@@ -417,7 +292,8 @@ impl TaskRunner {
     /// release of its outputs stands.
     pub async fn origin(&self, job_id: &str) -> Option<(PeerId, Release)> {
         iris_behaviours::validate_job_id(job_id).ok()?;
-        self.load(job_id)
+        self.book
+            .load(job_id)
             .await
             .map(|task| (task.origin, task.release))
     }
@@ -426,7 +302,8 @@ impl TaskRunner {
     /// the release of its outputs stands.
     pub async fn task_of(&self, job_id: &str) -> Option<(PeerId, TaskState, Release)> {
         iris_behaviours::validate_job_id(job_id).ok()?;
-        self.load(job_id)
+        self.book
+            .load(job_id)
             .await
             .map(|task| (task.origin, task.report.state, task.release))
     }
@@ -439,16 +316,16 @@ impl TaskRunner {
         offsets: (u64, u64),
     ) -> Result<(Vec<u8>, Vec<u8>), Refusal> {
         iris_behaviours::validate_job_id(job_id).map_err(Refusal::invalid)?;
-        let task = self
-            .load(job_id)
-            .await
-            .ok_or_else(|| Refusal::not_found(format!("no task for job {job_id} on this node")))?;
+        let task =
+            self.book.load(job_id).await.ok_or_else(|| {
+                Refusal::not_found(format!("no task for job {job_id} on this node"))
+            })?;
         if task.origin != origin {
             return Err(Refusal::forbidden(format!(
                 "forbidden: job {job_id} is not yours"
             )));
         }
-        let dir = self.task_dir(job_id);
+        let dir = self.book.task_dir(job_id);
         let read = move |name: &str, offset: u64| -> Vec<u8> {
             use std::io::{Read, Seek, SeekFrom};
             let Ok(mut file) = std::fs::File::open(dir.join(name)) else {
@@ -481,20 +358,13 @@ impl TaskRunner {
     /// executor removed it), so they are reported lost; queued ones run;
     /// reports the origin never acknowledged are sent again.
     pub async fn recover(self: &Arc<Self>) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let job_id = entry.file_name().to_string_lossy().into_owned();
-            let Some(mut task) = self.load(&job_id).await else {
+        for job_id in self.book.job_ids().await {
+            let Some(mut task) = self.book.load(&job_id).await else {
                 tracing::warn!(job = %job_id, "ignoring a task directory without a readable task.json");
                 continue;
             };
             // The hour's cap counts the tasks from before the restart.
-            if task.origin != self.local {
-                let dataset = task.spec.dataset.as_deref().unwrap_or("private/");
-                self.hourly.count(dataset, task.requested_ms);
-            }
+            self.approvals.count_past(&task);
             // A task that ended before this node had a policy: its outputs
             // wait for the owner rather than leave on old terms.
             if task.report.state.is_terminal()
@@ -502,22 +372,20 @@ impl TaskRunner {
                 && task.origin != self.local
             {
                 task.release = Release::Held;
-                let _files = self.files.lock().await;
-                self.save(&task).await;
+                self.book.write(&task).await;
             }
             match task.report.state {
                 TaskState::Running => {
-                    self.update(&mut task, |r| {
-                        r.state = TaskState::Lost;
-                        r.finished_ms = Some(crate::now_ms());
-                        r.error = Some("interrupted by a restart of the node".into());
-                    })
-                    .await
+                    self.book
+                        .update(&mut task, |r| {
+                            r.state = TaskState::Lost;
+                            r.finished_ms = Some(crate::now_ms());
+                            r.error = Some("interrupted by a restart of the node".into());
+                        })
+                        .await
                 }
                 TaskState::Queued | TaskState::AwaitingApproval => self.start(task),
-                _ if !task.delivered => {
-                    let _ = self.deliveries.send(self.delivery(&task));
-                }
+                _ if !task.delivered => self.book.resend(&task),
                 _ => {}
             }
         }

@@ -93,6 +93,7 @@ impl ChunkServer {
             }
             if let Err(e) = self
                 .files
+                .server()
                 .send_chunks(&mut *stream, &request, &mut buf)
                 .await
             {

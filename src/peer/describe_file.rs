@@ -14,12 +14,12 @@ impl Handler for DescribeFile {
 
     async fn handle(self, node: &Router, peer: PeerId, _: bool) -> Result<FileManifest, Refusal> {
         let Some((job_id, release)) = may_read(&node.jobs, peer, &self.path).await? else {
-            return node.files.manifest(&self.path).await;
+            return node.files.server().manifest(&self.path).await;
         };
         node.egress
             .outputs_may_leave(&job_id, &release)
             .map_err(Refusal::forbidden)?;
-        let manifest = node.files.manifest(&self.path).await?;
+        let manifest = node.files.server().manifest(&self.path).await?;
         let file = Outgoing::OutputFile {
             job_id: &job_id,
             path: &manifest.path,

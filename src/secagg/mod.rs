@@ -34,6 +34,7 @@ pub mod wire;
 pub use aggregator::Aggregator;
 pub use coordinator::{Coordinator, SumOutcome};
 pub use fixed::FixedPoint;
+pub use job_sum::sum_job;
 pub use participant::Participant;
 pub use site::SecureSums;
 pub use update::{read_update, UpdateError};

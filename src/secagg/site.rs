@@ -43,7 +43,7 @@ pub struct SecureSums {
     runner: Arc<TaskRunner>,
     workspace: Workspace,
     egress: Arc<Egress>,
-    pub(super) membership: Arc<Membership>,
+    membership: Arc<Membership>,
     sessions: Mutex<HashMap<SessionId, Session>>,
 }
 

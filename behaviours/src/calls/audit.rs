@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::call;
-use crate::messages::AuditHead;
+use crate::AuditHead;
 
 /// The calls about audit logs, as the wire carries them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
