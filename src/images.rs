@@ -34,9 +34,46 @@ pub enum ImageError {
     /// The engine would not load it.
     #[error("{0}")]
     Refused(String),
+    /// The engine is away or failed while loading; the tar was kept.
+    #[error("{0}")]
+    Engine(String),
     /// This node could not copy it into its workspace.
     #[error("{0}")]
     Local(String),
+}
+
+/// Why a tar was not loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The tar is not one this node takes (not a docker-save tar, or one
+    /// that would move a tag): it is not kept.
+    #[error("{0}")]
+    Refused(String),
+    /// The engine is away, or failed while loading: the tar is kept, and
+    /// loaded once the engine answers.
+    #[error("the Docker engine could not load it, so the tar was kept: {0}")]
+    Engine(String),
+}
+
+impl From<LoadError> for ImageError {
+    fn from(error: LoadError) -> Self {
+        match error {
+            LoadError::Refused(_) => ImageError::Refused(error.to_string()),
+            LoadError::Engine(_) => ImageError::Engine(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::executor::ExecutorError> for LoadError {
+    fn from(error: crate::executor::ExecutorError) -> Self {
+        use crate::executor::ExecutorError;
+        match error {
+            ExecutorError::Unavailable(_) | ExecutorError::Docker(_) => {
+                LoadError::Engine(error.to_string())
+            }
+            other => LoadError::Refused(other.to_string()),
+        }
+    }
 }
 
 const SCAN_INTERVAL: Duration = Duration::from_secs(2);
@@ -85,7 +122,7 @@ impl ImageLibrary {
             let current = scan(&self.dir);
             for (path, fingerprint) in &current {
                 let stable = first || previous.get(path) == Some(fingerprint);
-                if stable {
+                if stable && self.executor.availability().is_ok() {
                     let _loading = self.loading.lock().await;
                     // Checked under the lock: an explicit load may just
                     // have handled this very file.
@@ -102,12 +139,13 @@ impl ImageLibrary {
     }
 
     /// Loads a tar that a refused load must not leave behind: it is
-    /// removed, under the same lock, so the watcher never sees it. With
-    /// `force` (the node's owner said so), it may retag local images.
-    pub async fn load_or_remove(&self, path: &Path, force: bool) -> Result<Vec<String>, String> {
+    /// removed, under the same lock, so the watcher never sees it. A tar
+    /// the engine could not take because it is away stays. With `force`
+    /// (the node's owner said so), it may retag local images.
+    pub async fn load_or_remove(&self, path: &Path, force: bool) -> Result<Vec<String>, LoadError> {
         let _loading = self.loading.lock().await;
         let result = self.load_now(path, force).await;
-        if result.is_err() {
+        if let Err(LoadError::Refused(_)) = result {
             let _ = tokio::fs::remove_file(path).await;
         }
         result
@@ -115,7 +153,7 @@ impl ImageLibrary {
 
     /// Loads a tar with the lock held. Unless `force`, a tar that would
     /// move a tag this engine has to another image is refused.
-    async fn load_now(&self, path: &Path, force: bool) -> Result<Vec<String>, String> {
+    async fn load_now(&self, path: &Path, force: bool) -> Result<Vec<String>, LoadError> {
         let fingerprint = fingerprint(path);
         let file = path
             .file_name()
@@ -131,10 +169,13 @@ impl ImageLibrary {
                 .executor
                 .load_image(path)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(LoadError::from),
             Err(refused) => Err(refused),
         };
-        if let Some(fingerprint) = fingerprint {
+        // A tar the engine could not take for its own reasons is tried
+        // again at a later scan.
+        let engine_away = matches!(result, Err(LoadError::Engine(_)));
+        if let Some(fingerprint) = fingerprint.filter(|_| !engine_away) {
             self.handled
                 .lock()
                 .await
@@ -153,10 +194,10 @@ impl ImageLibrary {
                 });
             }
             Err(error) => {
-                tracing::error!("{error}");
+                tracing::error!("image tar {file}: {error}");
                 self.events.emit(EventKind::ImageFailed {
                     file,
-                    error: error.clone(),
+                    error: error.to_string(),
                 });
             }
         }
@@ -166,24 +207,24 @@ impl ImageLibrary {
 
     /// Refuses a tar whose tags name other images here than in the tar:
     /// loading it would change what jobs that name the tag run.
-    async fn refuse_retag(&self, path: &Path, file: &str) -> Result<(), String> {
+    async fn refuse_retag(&self, path: &Path, file: &str) -> Result<(), LoadError> {
         let tar = path.to_owned();
         let shipped = tokio::task::spawn_blocking(move || tar_images(&tar))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("image tar {file}: {e}"))?;
-        let here = self.executor.images().await.map_err(|e| e.to_string())?;
+            .map_err(|e| LoadError::Refused(e.to_string()))?
+            .map_err(|e| LoadError::Refused(format!("image tar {file}: {e}")))?;
+        let here = self.executor.images().await?;
         for tag in &shipped.tags {
             let Some(local) = here.iter().find(|i| i.tags.contains(tag)) else {
                 continue;
             };
             if !shipped.ids.contains(&local.id) {
-                return Err(format!(
+                return Err(LoadError::Refused(format!(
                     "image tar {file} would make '{tag}' name another image than it does \
                      here ({}); refused, so that a tag keeps its meaning. The node's owner \
                      can load it anyway with `iris images load --force`",
                     local.id
-                ));
+                )));
             }
         }
         Ok(())
@@ -223,10 +264,7 @@ impl ImageLibrary {
                 self.dir.display()
             ))
         })?;
-        let loaded = self
-            .load_or_remove(&target, force)
-            .await
-            .map_err(ImageError::Refused)?;
+        let loaded = self.load_or_remove(&target, force).await?;
         Ok(LoadedImage {
             file: target.display().to_string(),
             loaded,

@@ -203,6 +203,25 @@ async fn an_unreachable_docker_is_reported_and_jobs_fail_with_the_reason() {
     );
 }
 
+/// The engine is away while the owner loads an image. Before: the tar was
+/// deleted and the owner told 400 "invalid", as if the tar were bad. Now
+/// the error names the engine (503) and the tar stays, to load when the
+/// engine is back.
+#[tokio::test]
+async fn an_engine_outage_while_loading_keeps_the_tar_and_names_the_engine() {
+    let mut node = TestNode::init("alice");
+    node.start_with_env(&[("DOCKER_HOST", "unix:///nonexistent/docker.sock")])
+        .await;
+    let (code, body) = node
+        .post("/v1/images/load", json!({"path": probe_tar()}))
+        .await;
+    assert_eq!(code, 503, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("engine"), "{body}");
+    let kept = node.dir.join("workspace/image/iris-probe.tar");
+    assert!(kept.is_file(), "the tar was deleted: {body}");
+}
+
 #[tokio::test]
 async fn bad_job_requests_are_refused_with_a_reason() {
     let nodes = data_network(&["alice", "bob"]).await;

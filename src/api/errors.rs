@@ -86,6 +86,7 @@ fn file_status(error: &FileError) -> StatusCode {
         FileError::Membership(e) => membership_status(e),
         FileError::Transfer(_) => StatusCode::BAD_GATEWAY,
         FileError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        FileError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -134,6 +135,7 @@ impl From<ImageError> for ApiError {
             ImageError::Invalid(_) | ImageError::Refused(_) => StatusCode::BAD_REQUEST,
             ImageError::NotFound(_) => StatusCode::NOT_FOUND,
             ImageError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ImageError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::from_error(status, &error)
     }

@@ -39,7 +39,7 @@ pub(super) async fn images(State(state): State<ApiState>) -> Json<Images> {
     Json(state.node.images.view())
 }
 
-#[utoipa::path(post, path = "/v1/images/load", tag = "images", request_body = LoadImage, responses((status = 200, body = LoadedImage), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/images/load", tag = "images", request_body = LoadImage, responses((status = 200, body = LoadedImage), (status = "4XX", body = ErrorBody, description = "refused: the error says why"), (status = 503, body = ErrorBody, description = "the Docker engine is away; the tar was kept")))]
 pub(super) async fn load_image(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<LoadImage>,

@@ -86,6 +86,20 @@ pub enum ExecutorError {
     BadInput { input: String, reason: String },
 }
 
+impl ExecutorError {
+    /// The engine answered that there is no such image or container: the
+    /// thing is not here, the engine itself is fine.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            ExecutorError::Docker(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        )
+    }
+}
+
 /// An image the engine has, as the map shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageInfo {
@@ -113,6 +127,19 @@ pub struct TaskOutcome {
     pub error: Option<String>,
     /// The id of the image it ran (`sha256:...`), once it was resolved.
     pub image_id: Option<String>,
+}
+
+impl TaskOutcome {
+    /// A task that failed before its container could run, for `error`.
+    pub fn failed(error: String) -> Self {
+        Self {
+            end: TaskState::Failed,
+            exit_code: None,
+            outputs: Vec::new(),
+            error: Some(error),
+            image_id: None,
+        }
+    }
 }
 
 async fn create_dirs(dirs: &[&Path]) -> Result<(), ExecutorError> {
@@ -213,16 +240,8 @@ impl Executor {
             };
             task.run(spec, logs_dir, own_job, data, cancel).await
         };
-        match run.await {
-            Ok(outcome) => outcome,
-            Err(e) => TaskOutcome {
-                end: TaskState::Failed,
-                exit_code: None,
-                outputs: Vec::new(),
-                error: Some(e.to_string()),
-                image_id: None,
-            },
-        }
+        run.await
+            .unwrap_or_else(|e| TaskOutcome::failed(e.to_string()))
     }
 
     /// The engine's id (`sha256:...`) of `image`, a name or an id: what
@@ -285,7 +304,13 @@ impl Executor {
         );
         let mut loaded = Vec::new();
         while let Some(item) = progress.next().await {
-            let info = item.map_err(|e| bad(e.to_string()))?;
+            // What the engine says of the tar is about the tar; a lost
+            // connection is about the engine.
+            let info = item.map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError { message, .. }
+                | bollard::errors::Error::DockerStreamError { error: message } => bad(message),
+                other => ExecutorError::Docker(other),
+            })?;
             if let Some(stream) = info.stream {
                 let line = stream.trim();
                 if let Some(name) = line

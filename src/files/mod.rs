@@ -60,6 +60,9 @@ pub enum FileError {
     /// This node could not read or write its own disk.
     #[error("{0}")]
     Local(String),
+    /// This node's Docker engine could not take a shipped image.
+    #[error("{0}")]
+    Engine(String),
 }
 
 /// Where a peer may have this node pull a file to, or its user a file in.
@@ -287,7 +290,10 @@ impl Files {
             self.images
                 .load_or_remove(&full, false)
                 .await
-                .map_err(FileError::Invalid)?;
+                .map_err(|e| match e {
+                    crate::images::LoadError::Refused(_) => FileError::Invalid(e.to_string()),
+                    crate::images::LoadError::Engine(_) => FileError::Engine(e.to_string()),
+                })?;
         }
         Ok(transfer)
     }

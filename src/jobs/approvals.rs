@@ -91,7 +91,10 @@ impl Approvals {
         origin: PeerId,
         spec: &TaskSpec,
     ) -> Result<Option<Option<String>>, Refusal> {
-        let image_id = self.executor.image_id(&spec.image).await.ok();
+        let looked_up = self.executor.image_id(&spec.image).await;
+        // An engine that does not answer is not an image that is not here.
+        let engine_away = looked_up.as_ref().is_err_and(|e| !e.is_not_found());
+        let image_id = looked_up.ok();
         self.record(AuditEvent::TaskRequested {
             job_id: spec.job_id.clone(),
             from: origin,
@@ -110,6 +113,11 @@ impl Approvals {
         }
         let policy = self.egress.policy().get();
         let name = self.name();
+        if engine_away && policy.images != ImagePolicy::Any {
+            return Err(Refusal::failed(format!(
+                "{name}'s Docker engine is unavailable; try again later"
+            )));
+        }
         let decide = |verdict, reason: String| AuditEvent::Decision {
             subject: spec.job_id.clone(),
             from: origin,
