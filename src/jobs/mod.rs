@@ -228,14 +228,9 @@ impl Jobs {
         spec: TaskSpec,
         tar: Option<String>,
     ) -> Result<(), String> {
-        if peer == self.local() {
-            return self
-                .runner
-                .submit(self.local(), spec)
-                .await
-                .map_err(|refusal| refusal.reason);
-        }
-        if let Some(tar) = tar {
+        // This node itself too: its own router takes the call, with the
+        // checks a peer's call gets.
+        if let Some(tar) = tar.filter(|_| peer != self.local()) {
             // The target lacks the image: it pulls our tar first (once;
             // its record lists the image afterwards).
             crate::files::fetch_on(&self.membership, peer, self.local(), tar.clone(), tar)
@@ -402,20 +397,15 @@ impl Jobs {
     pub async fn cancel(&self, id: &str) -> Result<Job, JobError> {
         let job = self.job(id)?;
         for task in job.tasks.values().filter(|t| !t.state.is_terminal()) {
-            let result = if task.peer_id == self.local() {
-                self.runner
-                    .cancel(id, self.local())
-                    .map_err(|refusal| refusal.reason)
-            } else {
-                let request = CancelTask {
-                    job_id: id.to_string(),
-                };
-                self.membership
-                    .call(task.peer_id, request)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+            let request = CancelTask {
+                job_id: id.to_string(),
             };
+            let result = self
+                .membership
+                .call(task.peer_id, request)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
             if let Err(e) = result {
                 // The node cannot be told; the job should not wait on it.
                 tracing::warn!(job = %id, node = %task.node, "cancel not delivered: {e}");
@@ -458,12 +448,7 @@ impl Jobs {
             .values()
             .filter(|t| node.is_none_or(|n| n == t.node))
         {
-            let (stdout, stderr) = if task.peer_id == self.local() {
-                self.runner
-                    .logs(id, self.local(), offsets)
-                    .await
-                    .map_err(|refusal| JobError::Invalid(refusal.reason))?
-            } else {
+            let (stdout, stderr) = {
                 let request = FetchLogs {
                     job_id: id.to_string(),
                     stdout_offset: offsets.0,

@@ -215,13 +215,7 @@ impl TaskRunner {
                             .run(&spec, &logs, own_job, &data, cancelled)
                             .await
                     }
-                    Err(error) => crate::executor::TaskOutcome {
-                        end: TaskState::Failed,
-                        exit_code: None,
-                        outputs: Vec::new(),
-                        error: Some(error),
-                        image_id: None,
-                    },
+                    Err(error) => crate::executor::TaskOutcome::failed(error),
                 };
                 task.release = runner.approvals.release_at_end(&task);
                 let (outputs, held) =

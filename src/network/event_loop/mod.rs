@@ -23,7 +23,7 @@ use iris_behaviours::{
     libp2p::{
         gossipsub::{self, IdentTopic},
         request_response::{self, OutboundRequestId},
-        swarm::{ListenError, SwarmEvent},
+        swarm::SwarmEvent,
         PeerId, Swarm,
     },
     AnswerFrame, Asks, Departure, Hello, IrisBehaviour, IrisBehaviourEvent, Leave, MapMessage,
@@ -40,7 +40,8 @@ use super::{
 };
 use crate::{events::EventKind, store::SavedMembership};
 use call_desk::{CallDesk, Sender};
-use setup::{Goal, Phase};
+use setup::{Goal, Joined, Setup};
+use watch::{Around, Watch};
 
 /// How often probe and request timeouts are checked.
 const LIVENESS_CHECK: Duration = Duration::from_millis(100);
@@ -52,8 +53,32 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long goodbyes may take before we go anyway.
 const DEPART_DEADLINE: Duration = Duration::from_secs(1);
 
-pub(super) fn topic(network: &NetworkConfig) -> IdentTopic {
+fn topic(network: &NetworkConfig) -> IdentTopic {
     IdentTopic::new(iris_behaviours::map_topic(&network.name))
+}
+
+/// Answers a membership request on `channel`.
+fn answer(
+    swarm: &mut Swarm<IrisBehaviour>,
+    metrics: &crate::metrics::Metrics,
+    channel: request_response::ResponseChannel<AnswerFrame>,
+    response: AnswerFrame,
+) {
+    metrics.peer_request(response.refusal().is_some());
+    if swarm
+        .behaviour_mut()
+        .membership
+        .send_response(channel, response)
+        .is_err()
+    {
+        tracing::debug!("could not answer: the connection closed");
+    }
+}
+
+/// Signs `own` as of now, later than its last signature.
+fn sign_now(own: &mut NodeRecord, keypair: &iris_behaviours::libp2p::identity::Keypair) {
+    let at = crate::now_ms().max(own.signed_at_ms + 1);
+    own.sign(keypair, at);
 }
 
 pub(super) struct EventLoop {
@@ -68,25 +93,15 @@ pub(super) struct EventLoop {
     dirty: bool,
     /// Writes the membership to disk; taken when the loop departs.
     saver: Option<Saver>,
-    /// Which gone member is tried next.
-    gone_turn: usize,
-    /// Upkeeps so far, to pace catching up ([`watch`]).
-    upkeeps: u64,
     /// Our record changed, or a new session began, and not everyone has
     /// heard yet: announced as soon as a gossip peer listens.
     unannounced: bool,
-    /// Peers we dialed a connection to: only the dialer closes an idle
-    /// one, so the two sides never race to close it under a request.
-    dialed: std::collections::HashSet<PeerId>,
-    /// Probes and whom to watch ([`watch`]).
-    detector: Detector,
-    probes: HashMap<OutboundRequestId, watch::ProbeRequest>,
+    /// Whom this node watches, and the connections it keeps ([`watch`]).
+    watch: Watch,
     /// Our hellos and catch-ups waiting for an answer.
     asked: HashMap<OutboundRequestId, peers::Asked>,
     /// Calls, ours to peers and peers' to our router.
     desk: CallDesk,
-    /// Where the setup is ([`setup`]).
-    phase: Phase,
     /// Told once the setup has succeeded or failed.
     ready: Option<oneshot::Sender<Result<Snapshot, NetworkError>>>,
     /// Who was turned away, logged at a bounded rate.
@@ -118,6 +133,8 @@ impl EventLoop {
             ctx.activity.clone(),
             ctx.metrics.clone(),
         );
+        let detector = Detector::new(timings, Instant::now());
+        let watch = Watch::new(detector, ctx.activity.clone(), ctx.metrics.clone());
         Self {
             ctx,
             swarm,
@@ -128,15 +145,10 @@ impl EventLoop {
             map,
             dirty: true,
             saver: Some(saver),
-            gone_turn: 0,
-            upkeeps: 0,
             unannounced: true,
-            dialed: Default::default(),
-            detector: Detector::new(timings, Instant::now()),
-            probes: HashMap::new(),
+            watch,
             asked: HashMap::new(),
             desk,
-            phase: Phase::Member,
             ready: Some(ready),
             warnings: Default::default(),
             chunk_streams,
@@ -146,7 +158,23 @@ impl EventLoop {
     /// Listens, sets up the membership `goal` asks for, then runs it until
     /// this node departs. Returns at once if the setup fails.
     pub(super) async fn run(mut self, goal: Goal, previous_port: Option<u16>) {
-        self.start_listening(goal, previous_port);
+        let ctx = self.ctx.clone();
+        let setup = Setup::new(
+            &ctx,
+            &mut self.swarm,
+            &mut self.warnings,
+            &mut self.own,
+            &self.network,
+        );
+        match setup.run(goal, previous_port).await {
+            Ok(joined) => self.take_part(joined),
+            Err(error) => {
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Err(error));
+                }
+                return;
+            }
+        }
         let gone_after = self.ctx.config.liveness.gone_after();
         let mut liveness_check = tokio::time::interval(LIVENESS_CHECK);
         let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
@@ -157,24 +185,10 @@ impl EventLoop {
         let mut capabilities = self.ctx.capabilities.subscribe();
         // Our record was built from an earlier look; catch up once.
         capabilities.mark_changed();
-        let member = |l: &Self| l.is_member();
         loop {
-            if self.has_failed() {
-                return;
-            }
-            let setup_deadline = self.setup_deadline();
             tokio::select! {
-                event = self.swarm.select_next_some() => {
-                    if self.is_member() {
-                        self.on_swarm_event(event)
-                    } else {
-                        self.on_setup_event(event)
-                    }
-                }
-                _ = tokio::time::sleep_until(setup_deadline.unwrap_or_else(Instant::now).into()), if setup_deadline.is_some() => {
-                    self.on_setup_timer()
-                }
-                command = self.commands.recv(), if member(&self) => match command {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
                     Some(Command::Snapshot { reply }) => {
                         let _ = reply.send(self.snapshot());
                     }
@@ -195,20 +209,22 @@ impl EventLoop {
                         return;
                     }
                 },
-                _ = liveness_check.tick(), if member(&self) => {
+                _ = liveness_check.tick() => {
                     let now = Instant::now();
                     let addrs = |peer: &PeerId| self.map.addrs(peer);
                     self.desk.tick(&mut self.swarm.behaviour_mut().calls, addrs, now);
-                    self.on_probe_tick(now);
+                    let (watch, around) = self.around();
+                    let suspicions = watch.tick(around, now);
+                    self.suspect_all(suspicions);
                     let events = self.map.tick(now, gone_after);
                     self.emit_all(events);
                 }
-                _ = upkeep.tick(), if member(&self) => self.maintain_connections(),
+                _ = upkeep.tick() => self.upkeep(),
                 Some((peer, stream)) = self.chunk_streams.next() => self.forward_stream(peer, stream),
                 reply = self.desk.next_reply() => {
                     self.desk.deliver(&mut self.swarm.behaviour_mut().calls, reply);
                 }
-                Ok(()) = capabilities.changed(), if member(&self) => {
+                Ok(()) = capabilities.changed() => {
                     let current = capabilities.borrow_and_update().clone();
                     self.own.executor = current.executor;
                     self.own.images = current.images;
@@ -216,8 +232,73 @@ impl EventLoop {
                     self.own.datasets = current.datasets;
                     self.own_record_changed();
                 }
-                _ = save.tick(), if member(&self) => self.save_if_dirty(),
+                _ = save.tick() => self.save_if_dirty(),
             }
+        }
+    }
+
+    /// The setup is done: subscribes to the map, reaches for its
+    /// neighbours, announces itself (now, or once a gossip peer listens),
+    /// saves the map and hands the caller its snapshot.
+    fn take_part(
+        &mut self,
+        Joined {
+            network,
+            map,
+            event,
+        }: Joined,
+    ) {
+        self.topic = topic(&network);
+        self.network = network;
+        self.map = map;
+        if let Some(event) = event {
+            self.ctx.events.emit(event);
+        }
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&self.topic) {
+            tracing::error!("cannot subscribe to the map topic: {e}");
+        }
+        // The only connection so far is the one to a bootstrap we dialed
+        // (it was made before the loop tracked dials): ours to close.
+        let connected: Vec<_> = self.swarm.connected_peers().copied().collect();
+        for peer in connected {
+            self.watch.dialed(peer);
+        }
+        self.update_neighbours();
+        self.upkeep();
+        self.announce();
+        self.dirty = true;
+        self.save_if_dirty();
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Ok(self.snapshot()));
+        }
+    }
+
+    /// The watch, and what it needs of the loop for a step.
+    fn around(&mut self) -> (&mut Watch, Around<'_>) {
+        let around = Around {
+            swarm: &mut self.swarm,
+            map: &self.map,
+            local: self.own.peer_id,
+        };
+        (&mut self.watch, around)
+    }
+
+    /// The watched members' neighbours, recomputed after the map changed.
+    fn update_neighbours(&mut self) {
+        let (watch, around) = self.around();
+        watch.update_neighbours(around);
+    }
+
+    /// Looks after the connections, and now and then catches up on the
+    /// map from a neighbour.
+    fn upkeep(&mut self) {
+        let around = Around {
+            swarm: &mut self.swarm,
+            map: &self.map,
+            local: self.own.peer_id,
+        };
+        if let Some(id) = self.watch.upkeep(around, &self.own) {
+            self.asked.insert(id, peers::Asked::CatchUp);
         }
     }
 
@@ -442,7 +523,7 @@ impl EventLoop {
                 // its first request arrives.
                 self.ctx.activity.touch(peer_id);
                 if endpoint.is_dialer() {
-                    self.dialed.insert(peer_id);
+                    self.watch.dialed(peer_id);
                 }
                 // The dialer introduces itself; the answer introduces the
                 // other side. Each tells the other how it sees it.
@@ -463,15 +544,15 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, "disconnected: {cause:?}");
-                self.dialed.remove(&peer_id);
-                let action = self.detector.connection_lost(peer_id, now);
-                self.act(action.into_iter().collect());
+                let (watch, around) = self.around();
+                let suspicions = watch.disconnected(around, peer_id, now);
+                self.suspect_all(suspicions);
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
                 error,
                 ..
-            } => self.incoming_failed(&send_back_addr, &error),
+            } => self.warnings.incoming_failed(&send_back_addr, &error),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, "dial failed: {}", super::error_chain(&error));
             }
@@ -500,9 +581,8 @@ impl EventLoop {
     /// Signs our record as of now; each announcement and introduction is a
     /// fresh signature, so a replayed copy is never taken for a sign of
     /// life, and a newer one refutes any suspicion of an older.
-    pub(super) fn sign_own(&mut self) {
-        let at = crate::now_ms().max(self.own.signed_at_ms + 1);
-        self.own.sign(&self.ctx.keypair, at);
+    fn sign_own(&mut self) {
+        sign_now(&mut self.own, &self.ctx.keypair);
         self.map.set_own(self.own.clone());
     }
 
@@ -511,41 +591,5 @@ impl EventLoop {
         self.map.set_own(self.own.clone());
         self.dirty = true;
         self.announce();
-    }
-}
-
-impl EventLoop {
-    /// A connection that failed in its handshake or was refused: a wrong
-    /// key and a connection past the limits are worth a warning (at a
-    /// bounded rate), a dialer that hung up is not.
-    pub(super) fn incoming_failed(
-        &mut self,
-        from: &iris_behaviours::libp2p::Multiaddr,
-        error: &ListenError,
-    ) {
-        if let ListenError::Denied { cause } = error {
-            self.warnings.warn("limit", || {
-                format!("refused an incoming connection from {from}: {cause}")
-            });
-        } else {
-            match super::classify_incoming(error) {
-                super::IncomingFailure::WrongKey => self.warnings.warn("wrong-key", || {
-                    format!(
-                        "refused an incoming connection from {from}: handshake failed, wrong network key? ({})",
-                        super::error_chain(error)
-                    )
-                }),
-                super::IncomingFailure::Incompatible(why) => {
-                    self.warnings.warn("incompatible", || {
-                        format!("refused an incoming connection from {from}: {why}")
-                    })
-                }
-                super::IncomingFailure::Other => tracing::debug!(
-                    from = %from,
-                    "an incoming connection ended in its handshake: {}",
-                    super::error_chain(error)
-                ),
-            }
-        }
     }
 }

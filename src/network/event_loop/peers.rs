@@ -2,6 +2,8 @@
 //! topic, and requests and answers on the membership protocol. Calls
 //! (jobs, sessions, files, sums) pass through [`super::call_desk`].
 
+use std::time::Instant;
+
 use iris_behaviours::{
     codec,
     libp2p::{
@@ -9,11 +11,20 @@ use iris_behaviours::{
         request_response::{self, ResponseChannel},
         PeerId,
     },
-    Accepted, AnswerFrame, Asks, Hello, Join, Leave, MapMessage, MembershipRequest, NodeRecord,
-    ProbeFor, Refusal, Welcome, MAX_CONTROL_RESPONSE,
+    Accepted, AnswerFrame, Asks, Hello, Join, Leave, Liveness, MapMessage, MembershipRequest,
+    NodeRecord, ProbeFor, Refusal, Welcome, MAX_CONTROL_RESPONSE,
 };
 
-use super::EventLoop;
+use super::{
+    answer,
+    watch::{ProbeRequest, Suspicion},
+    EventLoop,
+};
+
+/// How far ahead of our clock a copy of a record named in a suspicion may
+/// be: clocks differ a little, but a copy signed later than this cannot
+/// exist yet.
+const MAX_CLOCK_AHEAD: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 impl EventLoop {
     pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
@@ -101,8 +112,8 @@ impl EventLoop {
                 } => {
                     let event = self.map.heard_from(&peer);
                     self.emit(event);
-                    if let Some(probe) = self.probes.remove(&request_id) {
-                        return self.on_probe_answer(probe, Some(response));
+                    if let Some(probe) = self.watch.take_probe(&request_id) {
+                        return self.probe_answered(probe, Some(response));
                     }
                     match self.asked.remove(&request_id) {
                         Some(Asked::Hello) => self.on_hello_back(peer, &response),
@@ -118,9 +129,9 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                if let Some(probe) = self.probes.remove(&request_id) {
+                if let Some(probe) = self.watch.take_probe(&request_id) {
                     tracing::debug!(%peer, "probe failed: {error}");
-                    return self.on_probe_answer(probe, None);
+                    return self.probe_answered(probe, None);
                 }
                 self.asked.remove(&request_id);
                 tracing::debug!(%peer, "a membership request failed: {error}");
@@ -144,7 +155,7 @@ impl EventLoop {
         }
     }
 
-    /// The answer to our catch-up ([`EventLoop::catch_up`]): every record
+    /// The answer to our catch-up ([`super::watch::Watch::upkeep`]): every record
     /// it holds that is newer than ours, each as its own node signed it.
     fn on_catch_up(&mut self, peer: PeerId, answer: &AnswerFrame) {
         let map = match Join::open(answer) {
@@ -256,7 +267,8 @@ impl EventLoop {
             }
             MembershipRequest::Probe(_) => sealed(Accepted),
             MembershipRequest::ProbeFor(ProbeFor { target }) => {
-                return self.probe_for(target, channel)
+                let (watch, around) = self.around();
+                return watch.probe_for(around, target, channel);
             }
             MembershipRequest::Leave(Leave { departure }) => {
                 let event = self.map.departed(&peer, departure);
@@ -264,7 +276,93 @@ impl EventLoop {
                 sealed(Accepted)
             }
         };
-        self.answer(channel, response);
+        answer(&mut self.swarm, &self.ctx.metrics, channel, response);
+    }
+
+    /// The answer to one of our probes, or its failure (`None`).
+    fn probe_answered(&mut self, probe: ProbeRequest, answer: Option<AnswerFrame>) {
+        let (watch, around) = self.around();
+        let suspicions = watch.on_probe_answer(around, probe, answer);
+        self.suspect_all(suspicions);
+    }
+
+    /// Our detector gave up on these members.
+    pub(super) fn suspect_all(&mut self, suspicions: Vec<Suspicion>) {
+        for Suspicion { peer, reason } in suspicions {
+            self.suspect(peer, &reason);
+        }
+    }
+
+    /// Our detector gave up on `peer`: suspect it here and tell everyone,
+    /// naming the copy of its record we hold so a newer one refutes it.
+    fn suspect(&mut self, peer: PeerId, reason: &str) {
+        let Some((version, signed_at_ms)) = self.map.stamp(&peer) else {
+            return;
+        };
+        let event = self.map.suspect_observed(&peer, Instant::now(), reason);
+        if event.is_some() {
+            tracing::info!(%peer, "suspect: {reason}");
+            self.publish(&MapMessage::Suspect {
+                peer,
+                version,
+                signed_at_ms,
+            });
+        }
+        self.emit(event);
+    }
+
+    /// Another watcher suspects `peer`. If that is us, we refute it with a
+    /// newer copy of our record, whatever copy it names (members may hold
+    /// older ones than our latest, which only a neighbour saw); otherwise
+    /// we believe it, unless we hold a newer copy than the one it names.
+    ///
+    /// A suspicion naming a copy from the future (a version or signing time
+    /// more than [`MAX_CLOCK_AHEAD`] past our clock) is a lie, and ignored:
+    /// no copy could beat it. We refute with a copy newer than the one it
+    /// names, so our refutation wins in any order: before, a lie naming a
+    /// copy newer than ours that reached a member after our refutation
+    /// stood there (seen as a flaky test).
+    pub(super) fn on_suspicion(&mut self, author: PeerId, peer: PeerId, stamp: (u64, u64)) {
+        if !self.is_current_member(&author) {
+            return tracing::warn!(%author, "ignored a suspicion from a node that is not a member");
+        }
+        let horizon = crate::now_ms().saturating_add(MAX_CLOCK_AHEAD.as_millis() as u64);
+        if stamp.0 > horizon || stamp.1 > horizon {
+            return tracing::warn!(%author, %peer, ?stamp, "ignored a suspicion naming a copy from the future");
+        }
+        if peer == self.own.peer_id {
+            tracing::info!(%author, ?stamp, "refuting a suspicion of this node");
+            self.watch.refuted();
+            if (self.own.version, self.own.signed_at_ms) <= stamp {
+                if stamp.0 > self.own.version {
+                    self.own.version = stamp.0;
+                    self.dirty = true;
+                }
+                // The next signature is later than the copy it names.
+                self.own.signed_at_ms = self.own.signed_at_ms.max(stamp.1);
+            }
+            self.announce();
+            return;
+        }
+        let by = self
+            .map
+            .get(&author)
+            .map(|e| e.record.name)
+            .unwrap_or_else(|| author.to_string());
+        let reason = format!("{by} could not reach it");
+        let event = self
+            .map
+            .suspect_reported(&peer, stamp, Instant::now(), &reason);
+        self.emit(event);
+    }
+
+    /// `peer` says its map shows us `seen_as`: if not alive, others may
+    /// see us so too, and a newer copy of our record tells them all.
+    pub(super) fn refute_if_doubted(&mut self, peer: PeerId, seen_as: Option<Liveness>) {
+        if matches!(seen_as, Some(Liveness::Suspect | Liveness::Gone)) {
+            tracing::info!(%peer, ?seen_as, "a member doubted this node; announcing it anew");
+            self.announce();
+        }
     }
 }
 

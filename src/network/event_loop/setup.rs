@@ -1,27 +1,28 @@
-//! The first steps of a membership, taken by the event loop itself, so no
-//! other code ever drives the swarm: listen, then either take part at once
-//! (a new network, or one this node rejoins after a restart) or dial a
-//! bootstrap member and ask to be let in. Until then the loop takes no part
-//! in the map: it answers peers' requests with "busy" and has nothing to
-//! announce, redial or save.
+//! The first steps of a membership, taken in the event loop's task before
+//! its loop starts, so no other code ever drives the swarm: listen, then
+//! either take part at once (a new network, or one this node rejoins after
+//! a restart) or dial a bootstrap member and ask to be let in. Until then
+//! the node takes no part in the map: it answers peers' requests with
+//! "busy" and has nothing to announce, redial or save.
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use iris_behaviours::{
     libp2p::{
         multiaddr::Protocol,
         request_response::{self, OutboundRequestId},
         swarm::{dial_opts::DialOpts, SwarmEvent},
-        Multiaddr, PeerId,
+        Multiaddr, PeerId, Swarm,
     },
-    AnswerFrame, Asks, IrisBehaviourEvent, Join, MapEntry, MembershipRequest, NetworkConfig,
-    Refusal, RefusalKind, Welcome,
+    AnswerFrame, Asks, IrisBehaviour, IrisBehaviourEvent, Join, MapEntry, MembershipRequest,
+    NetworkConfig, NodeRecord, Refusal, RefusalKind, Welcome,
 };
 
-use super::{topic, EventLoop};
+use super::{sign_now, warnings::Warnings};
 use crate::{
     events::EventKind,
-    network::{advertised, classify_dial_error, map::NetworkMap, NetworkError},
+    network::{advertised, classify_dial_error, map::NetworkMap, NetworkContext, NetworkError},
 };
 
 /// How long the listener may take to report its addresses.
@@ -48,7 +49,27 @@ pub(crate) enum Goal {
     },
 }
 
-pub(super) enum Phase {
+/// What a setup ends with: the network to take part in, its map, and
+/// what to tell the node's listeners.
+pub(super) struct Joined {
+    pub network: NetworkConfig,
+    pub map: NetworkMap,
+    pub event: Option<EventKind>,
+}
+
+/// The setup of one membership, on the swarm it borrows from the loop.
+pub(super) struct Setup<'a> {
+    ctx: &'a NetworkContext,
+    swarm: &'a mut Swarm<IrisBehaviour>,
+    warnings: &'a mut Warnings,
+    /// Our record: its addresses and port are known once listening.
+    own: &'a mut NodeRecord,
+    /// The config to create or resume (a stand-in while joining).
+    network: &'a NetworkConfig,
+    phase: Phase,
+}
+
+enum Phase {
     /// Listening was asked for; the addresses are coming in.
     Listening {
         goal: Goal,
@@ -63,21 +84,64 @@ pub(super) enum Phase {
         network_id: Option<String>,
         request: Option<OutboundRequestId>,
         /// Joins sent so far: one whose connection closed under it is sent
-        /// again ([`super::resend`]).
+        /// again, as [`super::call_desk`] sends calls again.
         attempts: u32,
         deadline: Instant,
     },
-    /// In the network.
-    Member,
-    /// Setting up failed and the caller has been told why.
-    Failed,
+    /// Set up, or failed.
+    Done(Result<Joined, NetworkError>),
 }
 
-impl EventLoop {
+impl<'a> Setup<'a> {
+    pub(super) fn new(
+        ctx: &'a NetworkContext,
+        swarm: &'a mut Swarm<IrisBehaviour>,
+        warnings: &'a mut Warnings,
+        own: &'a mut NodeRecord,
+        network: &'a NetworkConfig,
+    ) -> Self {
+        Self {
+            ctx,
+            swarm,
+            warnings,
+            own,
+            network,
+            phase: Phase::Done(Err(NetworkError::Stopped)),
+        }
+    }
+
+    /// Listens, then sets up the membership `goal` asks for.
+    pub(super) async fn run(
+        mut self,
+        goal: Goal,
+        previous_port: Option<u16>,
+    ) -> Result<Joined, NetworkError> {
+        self.start_listening(goal, previous_port);
+        loop {
+            let deadline = match &self.phase {
+                Phase::Done(_) => break,
+                Phase::Listening {
+                    deadline,
+                    settled_at,
+                    ..
+                } => settled_at.map_or(*deadline, |s| s.min(*deadline)),
+                Phase::Joining { deadline, .. } => *deadline,
+            };
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                _ = tokio::time::sleep_until(deadline.into()) => self.on_timer(),
+            }
+        }
+        match self.phase {
+            Phase::Done(outcome) => outcome,
+            _ => unreachable!("the loop ends only when the setup is done"),
+        }
+    }
+
     /// Starts listening on the configured port, or with port 0 on the port
     /// this node had before its restart (so the addresses others saved
     /// still work).
-    pub(super) fn start_listening(&mut self, goal: Goal, previous_port: Option<u16>) {
+    fn start_listening(&mut self, goal: Goal, previous_port: Option<u16>) {
         let listen = |port| Multiaddr::from(self.ctx.config.p2p.listen).with(Protocol::Tcp(port));
         let reused = match previous_port {
             Some(port) if self.ctx.config.p2p.port == 0 && port != 0 => {
@@ -102,32 +166,11 @@ impl EventLoop {
         };
     }
 
-    pub(super) fn is_member(&self) -> bool {
-        matches!(self.phase, Phase::Member)
-    }
-
-    pub(super) fn has_failed(&self) -> bool {
-        matches!(self.phase, Phase::Failed)
-    }
-
-    /// When the setup's next step is due, if it is under way.
-    pub(super) fn setup_deadline(&self) -> Option<Instant> {
-        match &self.phase {
-            Phase::Listening {
-                deadline,
-                settled_at,
-                ..
-            } => Some(settled_at.map_or(*deadline, |s| s.min(*deadline))),
-            Phase::Joining { deadline, .. } => Some(*deadline),
-            Phase::Member | Phase::Failed => None,
-        }
-    }
-
     /// The setup's timer fired: the listener's burst is over, or a step
     /// took too long.
-    pub(super) fn on_setup_timer(&mut self) {
+    fn on_timer(&mut self) {
         let now = Instant::now();
-        match std::mem::replace(&mut self.phase, Phase::Failed) {
+        match std::mem::replace(&mut self.phase, Phase::Done(Err(NetworkError::Stopped))) {
             Phase::Listening {
                 goal,
                 addrs,
@@ -153,7 +196,7 @@ impl EventLoop {
     }
 
     /// Events before this node is a member: only the setup's own matter.
-    pub(super) fn on_setup_event(&mut self, event: SwarmEvent<IrisBehaviourEvent>) {
+    fn on_event(&mut self, event: SwarmEvent<IrisBehaviourEvent>) {
         match (&mut self.phase, event) {
             (
                 Phase::Listening {
@@ -205,9 +248,9 @@ impl EventLoop {
                     error,
                     ..
                 },
-            ) => self.incoming_failed(&send_back_addr, &error),
+            ) => self.warnings.incoming_failed(&send_back_addr, &error),
             (_, SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(event))) => {
-                self.on_setup_membership(event)
+                self.on_membership(event)
             }
             // Gossip (not subscribed yet), pings, other connections: there
             // is no map to update before this node is a member.
@@ -215,10 +258,7 @@ impl EventLoop {
         }
     }
 
-    fn on_setup_membership(
-        &mut self,
-        event: request_response::Event<MembershipRequest, AnswerFrame>,
-    ) {
+    fn on_membership(&mut self, event: request_response::Event<MembershipRequest, AnswerFrame>) {
         use request_response::{Event, Message};
         let Phase::Joining {
             peer,
@@ -294,22 +334,28 @@ impl EventLoop {
                 _ => None,
             })
             .unwrap_or(self.ctx.config.p2p.port);
-        self.own.addrs = advertised(&self.ctx, addrs);
-        self.sign_own();
+        self.own.addrs = advertised(self.ctx, addrs);
+        sign_now(self.own, &self.ctx.keypair);
         match goal {
             Goal::Create => {
-                self.map = NetworkMap::new(&self.network, self.own.clone());
                 let event = EventKind::NetworkCreated {
                     network: self.network.name.clone(),
                 };
-                self.become_member(event)
+                self.done(Joined {
+                    network: self.network.clone(),
+                    map: NetworkMap::new(self.network, self.own.clone()),
+                    event: Some(event),
+                })
             }
             Goal::Resume { map, removed } => {
-                self.map = NetworkMap::new(&self.network, self.own.clone());
-                self.map.load(map, removed);
+                let mut resumed = NetworkMap::new(self.network, self.own.clone());
+                resumed.load(map, removed);
                 tracing::info!(network = %self.network.name, "rejoining network");
-                self.phase = Phase::Member;
-                self.take_part();
+                self.done(Joined {
+                    network: self.network.clone(),
+                    map: resumed,
+                    event: None,
+                })
             }
             Goal::Join {
                 bootstrap,
@@ -453,48 +499,23 @@ impl EventLoop {
                 reason: "the map has no master".into(),
             });
         }
-        self.topic = topic(&config);
-        self.network = config;
-        self.map = map;
-        tracing::info!(network = %self.network.name, via = %peer, "joined network");
+        tracing::info!(network = %config.name, via = %peer, "joined network");
         let event = EventKind::NetworkJoined {
-            network: self.network.name.clone(),
+            network: config.name.clone(),
             via: peer,
         };
-        self.become_member(event)
+        self.done(Joined {
+            network: config,
+            map,
+            event: Some(event),
+        })
     }
 
-    fn become_member(&mut self, event: EventKind) {
-        self.phase = Phase::Member;
-        self.ctx.events.emit(event);
-        self.take_part();
-    }
-
-    /// Subscribes to the map, reaches for its neighbours, announces itself
-    /// (now, or once a gossip peer listens), saves the map and hands the
-    /// caller its snapshot.
-    fn take_part(&mut self) {
-        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&self.topic) {
-            tracing::error!("cannot subscribe to the map topic: {e}");
-        }
-        // The only connection so far is the one to a bootstrap we dialed
-        // (it was made before the loop tracked dials): ours to close.
-        let connected: Vec<_> = self.swarm.connected_peers().copied().collect();
-        self.dialed.extend(connected);
-        self.update_neighbours();
-        self.maintain_connections();
-        self.announce();
-        self.dirty = true;
-        self.save_if_dirty();
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(Ok(self.snapshot()));
-        }
+    fn done(&mut self, joined: Joined) {
+        self.phase = Phase::Done(Ok(joined));
     }
 
     fn fail(&mut self, error: NetworkError) {
-        self.phase = Phase::Failed;
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(Err(error));
-        }
+        self.phase = Phase::Done(Err(error));
     }
 }

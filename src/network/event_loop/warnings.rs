@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use iris_behaviours::libp2p::{swarm::ListenError, Multiaddr};
+
 /// The least time between two lines of one kind.
 const PERIOD: Duration = Duration::from_secs(10);
 
@@ -37,6 +39,36 @@ impl Warnings {
             None => {
                 self.kinds.insert(kind, (now, 0));
                 tracing::warn!("{}", message());
+            }
+        }
+    }
+
+    /// A connection that failed in its handshake or was refused: a wrong
+    /// key and a connection past the limits are worth a warning (at a
+    /// bounded rate), a dialer that hung up is not.
+    pub(super) fn incoming_failed(&mut self, from: &Multiaddr, error: &ListenError) {
+        if let ListenError::Denied { cause } = error {
+            self.warn("limit", || {
+                format!("refused an incoming connection from {from}: {cause}")
+            });
+        } else {
+            match crate::network::classify_incoming(error) {
+                crate::network::IncomingFailure::WrongKey => self.warn("wrong-key", || {
+                    format!(
+                        "refused an incoming connection from {from}: handshake failed, wrong network key? ({})",
+                        crate::network::error_chain(error)
+                    )
+                }),
+                crate::network::IncomingFailure::Incompatible(why) => {
+                    self.warn("incompatible", || {
+                        format!("refused an incoming connection from {from}: {why}")
+                    })
+                }
+                crate::network::IncomingFailure::Other => tracing::debug!(
+                    from = %from,
+                    "an incoming connection ended in its handshake: {}",
+                    crate::network::error_chain(error)
+                ),
             }
         }
     }

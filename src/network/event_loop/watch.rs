@@ -1,33 +1,38 @@
 //! Liveness, as the event loop carries it out: the connections a node keeps
 //! (its neighbours; others only while used), the probes its failure
-//! detector asks for, the probes it makes for other watchers, and the
-//! suspicions that go out on gossip and come back refuted.
+//! detector asks for, and the probes it makes for other watchers. What the
+//! detector concludes comes back to the loop as suspicions, which go out
+//! on gossip ([`super::peers`]).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use iris_behaviours::{
     libp2p::{
         request_response::{OutboundRequestId, ResponseChannel},
         swarm::dial_opts::{DialOpts, PeerCondition},
-        PeerId,
+        PeerId, Swarm,
     },
-    AnswerFrame, Asks, Join, Liveness, MapMessage, MembershipRequest, Probe, ProbeFor, Probed,
+    AnswerFrame, Asks, IrisBehaviour, Join, Liveness, MembershipRequest, NodeRecord, Probe,
+    ProbeFor, Probed,
 };
 
-use super::{
-    peers::{sealed, Asked},
-    EventLoop,
+use super::{answer, peers::sealed};
+use crate::{
+    metrics::Metrics,
+    network::{
+        detector::{Action, Detector},
+        map::NetworkMap,
+        neighbours::neighbours,
+        Activity,
+    },
 };
-use crate::network::{detector::Action, map::NetworkMap, neighbours::neighbours};
 
 /// A connection to a member that is not a neighbour is closed once nothing
 /// has used it for this long.
 pub(super) const IDLE_CLOSE: Duration = Duration::from_secs(10);
-
-/// How far ahead of our clock a copy of a record named in a suspicion may
-/// be: clocks differ a little, but a copy signed later than this cannot
-/// exist yet.
-pub(super) const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(10 * 60);
 
 /// Every this many upkeeps (of 2 s) a node catches up on the map from one
 /// of its neighbours.
@@ -47,11 +52,83 @@ pub(super) enum ProbeRequest {
     },
 }
 
-impl EventLoop {
+/// Our detector gave up on `peer`, for `reason`.
+pub(super) struct Suspicion {
+    pub peer: PeerId,
+    pub reason: String,
+}
+
+/// What the loop lends the watch for one step: the swarm to act on, the
+/// map to read, and this node.
+pub(super) struct Around<'a> {
+    pub swarm: &'a mut Swarm<IrisBehaviour>,
+    pub map: &'a NetworkMap,
+    pub local: PeerId,
+}
+
+/// Whom this node watches and how: the failure detector, the probes in
+/// flight, and the connections it keeps.
+pub(super) struct Watch {
+    detector: Detector,
+    probes: HashMap<OutboundRequestId, ProbeRequest>,
+    /// Peers we dialed a connection to: only the dialer closes an idle
+    /// one, so the two sides never race to close it under a request.
+    dialed: HashSet<PeerId>,
+    /// Which gone member is tried next.
+    gone_turn: usize,
+    /// Upkeeps so far, to pace catching up.
+    upkeeps: u64,
+    /// What uses each connection, so idle ones can be closed.
+    activity: Activity,
+    /// Probes answered for others, for `/metrics`.
+    metrics: Metrics,
+}
+
+impl Watch {
+    pub(super) fn new(detector: Detector, activity: Activity, metrics: Metrics) -> Self {
+        Self {
+            detector,
+            probes: HashMap::new(),
+            dialed: HashSet::new(),
+            gone_turn: 0,
+            upkeeps: 0,
+            activity,
+            metrics,
+        }
+    }
+
+    /// A connection we dialed: ours to close once idle.
+    pub(super) fn dialed(&mut self, peer: PeerId) {
+        self.dialed.insert(peer);
+    }
+
+    /// The last connection to `peer` closed: the detector may probe it
+    /// at once.
+    pub(super) fn disconnected(
+        &mut self,
+        around: Around<'_>,
+        peer: PeerId,
+        now: Instant,
+    ) -> Vec<Suspicion> {
+        self.dialed.remove(&peer);
+        let action = self.detector.connection_lost(peer, now);
+        self.act(around, action.into_iter().collect())
+    }
+
+    /// A member suspects this node; it refutes, and its own probes start
+    /// afresh.
+    pub(super) fn refuted(&mut self) {
+        self.detector.refuted();
+    }
+
+    /// The probe `id` was ours: what it was for.
+    pub(super) fn take_probe(&mut self, id: &OutboundRequestId) -> Option<ProbeRequest> {
+        self.probes.remove(id)
+    }
+
     /// The watched members' neighbours, recomputed after the map changed.
-    pub(super) fn update_neighbours(&mut self) {
-        let local = self.own.peer_id;
-        let chosen = neighbours(local, self.map.watched());
+    pub(super) fn update_neighbours(&mut self, around: Around<'_>) {
+        let chosen = neighbours(around.local, around.map.watched());
         let new: Vec<PeerId> = chosen
             .iter()
             .filter(|p| !self.detector.is_neighbour(p))
@@ -60,18 +137,17 @@ impl EventLoop {
         self.detector.set_neighbours(chosen);
         // A new neighbour is reached for now, not at the next upkeep.
         for peer in new {
-            self.dial(peer);
+            dial(around.swarm, around.map, peer);
         }
     }
 
     /// A probe tick: the detector's own timeouts and next probe, and the
     /// probes we make for others that ran out of time.
-    pub(super) fn on_probe_tick(&mut self, now: Instant) {
-        let (map, swarm, local) = (&self.map, &self.swarm, self.own.peer_id);
+    pub(super) fn tick(&mut self, around: Around<'_>, now: Instant) -> Vec<Suspicion> {
+        let (map, swarm, local) = (around.map, &*around.swarm, around.local);
         let actions = self
             .detector
             .tick(now, |t| helpers_for(map, swarm, local, t));
-        self.act(actions);
         let overdue: Vec<OutboundRequestId> = self
             .probes
             .iter()
@@ -82,196 +158,161 @@ impl EventLoop {
             .collect();
         for id in overdue {
             if let Some(ProbeRequest::Helping { channel, .. }) = self.probes.remove(&id) {
-                self.answer(channel, sealed(Probed { reached: false }));
+                answer(
+                    around.swarm,
+                    &self.metrics,
+                    channel,
+                    sealed(Probed { reached: false }),
+                );
             }
         }
+        self.act(around, actions)
     }
 
-    pub(super) fn act(&mut self, actions: Vec<Action>) {
+    fn act(&mut self, around: Around<'_>, actions: Vec<Action>) -> Vec<Suspicion> {
+        let mut suspicions = Vec::new();
         for action in actions {
             match action {
                 Action::Probe(target) => {
-                    let id = self.send_probe(target, Probe.into_request());
+                    let id = self.send_probe(
+                        &mut *around.swarm,
+                        around.map,
+                        target,
+                        Probe.into_request(),
+                    );
                     self.probes.insert(id, ProbeRequest::Direct(target));
                 }
                 Action::AskHelpers { target, helpers } => {
                     for helper in helpers {
-                        let id = self.send_probe(helper, ProbeFor { target }.into_request());
+                        let ask = ProbeFor { target }.into_request();
+                        let id = self.send_probe(&mut *around.swarm, around.map, helper, ask);
                         self.probes.insert(id, ProbeRequest::Asked(target));
                     }
                 }
-                Action::Suspect { peer, reason } => self.suspect(peer, &reason),
+                Action::Suspect { peer, reason } => suspicions.push(Suspicion { peer, reason }),
             }
         }
+        suspicions
     }
 
     /// Sends a probe, dialing the peer at its record's addresses if we
     /// are not connected (a probe after a broken connection does).
-    fn send_probe(&mut self, peer: PeerId, request: MembershipRequest) -> OutboundRequestId {
-        self.ctx.activity.touch(peer);
-        let addrs = self.map.addrs(&peer);
-        self.swarm
+    fn send_probe(
+        &mut self,
+        swarm: &mut Swarm<IrisBehaviour>,
+        map: &NetworkMap,
+        peer: PeerId,
+        request: MembershipRequest,
+    ) -> OutboundRequestId {
+        self.activity.touch(peer);
+        swarm
             .behaviour_mut()
             .membership
-            .send_request_with_addresses(&peer, request, addrs)
-    }
-
-    /// Our detector gave up on `peer`: suspect it here and tell everyone,
-    /// naming the copy of its record we hold so a newer one refutes it.
-    fn suspect(&mut self, peer: PeerId, reason: &str) {
-        let Some((version, signed_at_ms)) = self.map.stamp(&peer) else {
-            return;
-        };
-        let event = self.map.suspect_observed(&peer, Instant::now(), reason);
-        if event.is_some() {
-            tracing::info!(%peer, "suspect: {reason}");
-            self.publish(&MapMessage::Suspect {
-                peer,
-                version,
-                signed_at_ms,
-            });
-        }
-        self.emit(event);
-    }
-
-    /// Another watcher suspects `peer`. If that is us, we refute it with a
-    /// newer copy of our record, whatever copy it names (members may hold
-    /// older ones than our latest, which only a neighbour saw); otherwise
-    /// we believe it, unless we hold a newer copy than the one it names.
-    ///
-    /// A suspicion naming a copy from the future (a version or signing time
-    /// more than [`MAX_CLOCK_AHEAD`] past our clock) is a lie, and ignored:
-    /// no copy could beat it. We refute with a copy newer than the one it
-    /// names, so our refutation wins in any order: before, a lie naming a
-    /// copy newer than ours that reached a member after our refutation
-    /// stood there (seen as a flaky test).
-    pub(super) fn on_suspicion(&mut self, author: PeerId, peer: PeerId, stamp: (u64, u64)) {
-        if !self.is_current_member(&author) {
-            return tracing::warn!(%author, "ignored a suspicion from a node that is not a member");
-        }
-        let horizon = crate::now_ms().saturating_add(MAX_CLOCK_AHEAD.as_millis() as u64);
-        if stamp.0 > horizon || stamp.1 > horizon {
-            return tracing::warn!(%author, %peer, ?stamp, "ignored a suspicion naming a copy from the future");
-        }
-        if peer == self.own.peer_id {
-            tracing::info!(%author, ?stamp, "refuting a suspicion of this node");
-            self.detector.refuted();
-            if (self.own.version, self.own.signed_at_ms) <= stamp {
-                if stamp.0 > self.own.version {
-                    self.own.version = stamp.0;
-                    self.dirty = true;
-                }
-                // The next signature is later than the copy it names.
-                self.own.signed_at_ms = self.own.signed_at_ms.max(stamp.1);
-            }
-            self.announce();
-            return;
-        }
-        let by = self
-            .map
-            .get(&author)
-            .map(|e| e.record.name)
-            .unwrap_or_else(|| author.to_string());
-        let reason = format!("{by} could not reach it");
-        let event = self
-            .map
-            .suspect_reported(&peer, stamp, Instant::now(), &reason);
-        self.emit(event);
-    }
-
-    /// `peer` says its map shows us `seen_as`: if not alive, others may
-    /// see us so too, and a newer copy of our record tells them all.
-    pub(super) fn refute_if_doubted(&mut self, peer: PeerId, seen_as: Option<Liveness>) {
-        if matches!(seen_as, Some(Liveness::Suspect | Liveness::Gone)) {
-            tracing::info!(%peer, ?seen_as, "a member doubted this node; announcing it anew");
-            self.announce();
-        }
+            .send_request_with_addresses(&peer, request, map.addrs(&peer))
     }
 
     /// The answer to one of our probes, or its failure (`None`).
-    pub(super) fn on_probe_answer(&mut self, probe: ProbeRequest, answer: Option<AnswerFrame>) {
+    pub(super) fn on_probe_answer(
+        &mut self,
+        around: Around<'_>,
+        probe: ProbeRequest,
+        answer_frame: Option<AnswerFrame>,
+    ) -> Vec<Suspicion> {
         let now = Instant::now();
         // A probe is answered only by an acknowledgement.
         let acked = |answer: &Option<AnswerFrame>| {
             matches!(answer.as_ref().map(Probe::open), Some(Ok(Ok(_))))
         };
         match probe {
-            ProbeRequest::Direct(target) => match acked(&answer) {
-                true => self.detector.acked(&target),
+            ProbeRequest::Direct(target) => match acked(&answer_frame) {
+                true => {
+                    self.detector.acked(&target);
+                    Vec::new()
+                }
                 false => {
-                    let (map, swarm, local) = (&self.map, &self.swarm, self.own.peer_id);
+                    let (map, swarm, local) = (around.map, &*around.swarm, around.local);
                     let actions = self
                         .detector
                         .direct_failed(target, now, |t| helpers_for(map, swarm, local, t));
-                    self.act(actions);
+                    self.act(around, actions)
                 }
             },
             ProbeRequest::Asked(target) => {
                 // A helper that failed to answer at all is no "no": only
                 // an answer counts (Lifeguard's nack).
-                if let Some(Ok(Ok(Probed { reached }))) = answer.as_ref().map(ProbeFor::open) {
-                    let actions = self.detector.helper_answered(target, reached);
-                    self.act(actions);
+                match answer_frame.as_ref().map(ProbeFor::open) {
+                    Some(Ok(Ok(Probed { reached }))) => {
+                        let actions = self.detector.helper_answered(target, reached);
+                        self.act(around, actions)
+                    }
+                    _ => Vec::new(),
                 }
             }
             ProbeRequest::Helping { channel, .. } => {
-                let reached = acked(&answer);
-                self.answer(channel, sealed(Probed { reached }));
+                let reached = acked(&answer_frame);
+                answer(
+                    around.swarm,
+                    &self.metrics,
+                    channel,
+                    sealed(Probed { reached }),
+                );
+                Vec::new()
             }
         }
     }
 
     /// A watcher asks us to probe `target` for it.
-    pub(super) fn probe_for(&mut self, target: PeerId, channel: ResponseChannel<AnswerFrame>) {
-        let known = self
+    pub(super) fn probe_for(
+        &mut self,
+        around: Around<'_>,
+        target: PeerId,
+        channel: ResponseChannel<AnswerFrame>,
+    ) {
+        let known = around
             .map
             .get(&target)
             .is_some_and(|e| e.state != Liveness::Left);
-        if target == self.own.peer_id || !known {
-            let reached = target == self.own.peer_id;
-            return self.answer(channel, sealed(Probed { reached }));
+        if target == around.local || !known {
+            let reached = target == around.local;
+            return answer(
+                around.swarm,
+                &self.metrics,
+                channel,
+                sealed(Probed { reached }),
+            );
         }
-        let id = self.send_probe(target, Probe.into_request());
+        let id = self.send_probe(around.swarm, around.map, target, Probe.into_request());
         let deadline = Instant::now() + self.detector.probe_timeout();
         self.probes
             .insert(id, ProbeRequest::Helping { channel, deadline });
     }
 
-    pub(super) fn answer(&mut self, channel: ResponseChannel<AnswerFrame>, response: AnswerFrame) {
-        self.ctx.metrics.peer_request(response.refusal().is_some());
-        if self
-            .swarm
-            .behaviour_mut()
-            .membership
-            .send_response(channel, response)
-            .is_err()
-        {
-            tracing::debug!("could not answer: the connection closed");
-        }
-    }
-
     /// Keeps the connections a node should hold: every neighbour's (dialed
     /// if missing) and, one at a time, a gone member's (so two halves of a
     /// network find each other again); any other that it dialed is closed
-    /// once idle (the side that dialed it closes it).
-    pub(super) fn maintain_connections(&mut self) {
+    /// once idle (the side that dialed it closes it). Now and then it
+    /// catches up on the map ([`Watch::catch_up`]): the request's id, if
+    /// it asked.
+    pub(super) fn upkeep(
+        &mut self,
+        around: Around<'_>,
+        own: &NodeRecord,
+    ) -> Option<OutboundRequestId> {
         let now = Instant::now();
-        let neighbours: Vec<PeerId> = self.detector.neighbours().iter().copied().collect();
-        for peer in neighbours {
-            self.dial(peer);
+        let (swarm, map) = (around.swarm, around.map);
+        for peer in self.detector.neighbours() {
+            dial(swarm, map, *peer);
         }
-        let gone = self.map.gone();
+        let gone = map.gone();
         if !gone.is_empty() {
             self.gone_turn = self.gone_turn.wrapping_add(1);
-            self.dial(gone[self.gone_turn % gone.len()]);
+            dial(swarm, map, gone[self.gone_turn % gone.len()]);
         }
-        let idle: Vec<PeerId> = self
-            .swarm
+        let idle: Vec<PeerId> = swarm
             .connected_peers()
             .filter(|p| self.dialed.contains(p) && !self.detector.is_neighbour(p))
             .filter(|p| {
-                self.ctx
-                    .activity
+                self.activity
                     .idle_for(p, now)
                     .is_some_and(|idle| idle >= IDLE_CLOSE)
             })
@@ -279,57 +320,60 @@ impl EventLoop {
             .collect();
         for peer in idle {
             tracing::debug!(%peer, "closing an idle connection to a member that is not a neighbour");
-            let _ = self.swarm.disconnect_peer_id(peer);
+            let _ = swarm.disconnect_peer_id(peer);
         }
-        let swarm = &self.swarm;
-        self.ctx.activity.retain(|p| swarm.is_connected(p));
-        self.catch_up();
+        self.activity.retain(|p| swarm.is_connected(p));
+        self.catch_up(swarm, own)
     }
 
     /// Asks one neighbour for its whole map (a `Join`, which a member
-    /// answers with its map like any joiner's) and takes the records newer
-    /// than ours: a record announced while this node was away or cut off
-    /// reaches it this way, since nothing is announced periodically. Done
-    /// at the first upkeep of a session and every [`CATCH_UP_EVERY`]
-    /// upkeeps after.
-    pub(super) fn catch_up(&mut self) {
+    /// answers with its map like any joiner's), so the loop can take the
+    /// records newer than ours: a record announced while this node was
+    /// away or cut off reaches it this way, since nothing is announced
+    /// periodically. Done at the first upkeep of a session and every
+    /// [`CATCH_UP_EVERY`] upkeeps after.
+    fn catch_up(
+        &mut self,
+        swarm: &mut Swarm<IrisBehaviour>,
+        own: &NodeRecord,
+    ) -> Option<OutboundRequestId> {
         self.upkeeps = self.upkeeps.wrapping_add(1);
         if self.upkeeps % CATCH_UP_EVERY != 1 {
-            return;
+            return None;
         }
         let connected: Vec<PeerId> = self
             .detector
             .neighbours()
             .iter()
-            .filter(|p| self.swarm.is_connected(p))
+            .filter(|p| swarm.is_connected(p))
             .copied()
             .collect();
         if connected.is_empty() {
             // Try again at the next upkeep.
             self.upkeeps = 0;
-            return;
+            return None;
         }
         let peer = connected[self.upkeeps as usize / CATCH_UP_EVERY as usize % connected.len()];
         let join = Join {
-            record: self.own.clone(),
+            record: own.clone(),
         };
-        let membership = &mut self.swarm.behaviour_mut().membership;
-        let id = membership.send_request(&peer, join.into_request());
-        self.asked.insert(id, Asked::CatchUp);
+        let membership = &mut swarm.behaviour_mut().membership;
+        Some(membership.send_request(&peer, join.into_request()))
     }
+}
 
-    fn dial(&mut self, peer: PeerId) {
-        let addrs = self.map.addrs(&peer);
-        if addrs.is_empty() || self.swarm.is_connected(&peer) {
-            return;
-        }
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            tracing::trace!(%peer, "dial not started: {e}");
-        }
+/// Dials `peer` at its record's addresses, unless connected or dialing.
+fn dial(swarm: &mut Swarm<IrisBehaviour>, map: &NetworkMap, peer: PeerId) {
+    let addrs = map.addrs(&peer);
+    if addrs.is_empty() || swarm.is_connected(&peer) {
+        return;
+    }
+    let opts = DialOpts::peer_id(peer)
+        .addresses(addrs)
+        .condition(PeerCondition::DisconnectedAndNotDialing)
+        .build();
+    if let Err(e) = swarm.dial(opts) {
+        tracing::trace!(%peer, "dial not started: {e}");
     }
 }
 
@@ -338,7 +382,7 @@ impl EventLoop {
 /// is connected to first.
 fn helpers_for(
     map: &NetworkMap,
-    swarm: &iris_behaviours::libp2p::Swarm<iris_behaviours::IrisBehaviour>,
+    swarm: &Swarm<IrisBehaviour>,
     local: PeerId,
     target: &PeerId,
 ) -> Vec<PeerId> {
