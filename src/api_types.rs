@@ -399,8 +399,21 @@ pub struct SecureSumRequest {
     /// that a site's answer is only whether its update fits: a length a
     /// site's code chose would tell the master something of its data.
     #[serde(deserialize_with = "shapes::whole")]
-    #[schema(minimum = 1, maximum = 134217727)]
+    #[schema(minimum = 1, maximum = 134217726)]
     pub length: u64,
+    /// The largest magnitude of any number summed: each weight·entry, and
+    /// the weight itself (10⁶ if not given). A site clips what lies beyond
+    /// it; the outcome says how many were clipped, over all sites.
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 1e16)]
+    pub range: Option<f64>,
+    /// The finest step the sum must keep; it keeps the power of two at or
+    /// below it (2⁻³², about 2.3·10⁻¹⁰, if not given). A range and a
+    /// resolution whose sum over the job's sites cannot fit 64 bits are
+    /// refused before any site computes.
+    #[serde(default)]
+    #[schema(minimum = 2.220446049250313e-16, maximum = 1.0)]
+    pub resolution: Option<f64>,
 }
 
 /// `GET /v1/files`.

@@ -29,12 +29,7 @@ fn plain_sum(nodes: &[&TestNode], id: &str) -> (Vec<f64>, f64) {
         let path = node.dir.join(format!("workspace/outputs/{id}/update.json"));
         let update: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let w = update["weight"].as_f64().unwrap();
-        let v: Vec<f64> = update["vector"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let v = floats(&update["vector"]);
         vector.resize(v.len(), 0.0);
         for (s, x) in vector.iter_mut().zip(&v) {
             *s += w * x;
@@ -54,13 +49,18 @@ async fn secure_sum(master: &TestNode, id: &str, file: &str, length: u64) -> (u1
         .await
 }
 
-fn assert_close(got: &Value, want: &[f64]) {
-    let got: Vec<f64> = got
+/// A JSON array of numbers.
+fn floats(value: &Value) -> Vec<f64> {
+    value
         .as_array()
         .unwrap()
         .iter()
         .map(|x| x.as_f64().unwrap())
-        .collect();
+        .collect()
+}
+
+fn assert_close(got: &Value, want: &[f64]) {
+    let got = floats(got);
     assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
@@ -139,7 +139,8 @@ async fn the_master_gets_the_sum_of_the_sites_updates_and_nothing_else() {
         .expect("a contribution entry");
     assert_eq!(contribution["event"]["job_id"], id.as_str());
     assert_eq!(contribution["event"]["session"], sum["session"]);
-    assert_eq!(contribution["event"]["length"], vector.len() + 1);
+    // The vector, the weight and the count of clipped values.
+    assert_eq!(contribution["event"]["length"], vector.len() + 2);
     assert_eq!(contribution["event"]["participants"], 3);
     assert!(nodes[1].cli(&["audit", "verify"]).status.success());
 }
@@ -256,6 +257,7 @@ async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
     let (code, sum) = secure_sum(alice, &id, "update.json", 3).await;
     assert_eq!(code, 200, "{sum}");
     assert_close(&sum["vector"], &[3e6, 3.0, 6.0]);
+    assert_eq!(sum["clipped"], 3, "one at each site, told only as a total");
     // (The master wrote the value in its own job's argv, so only what came
     // back is searched.)
     assert!(!sum.to_string().contains("27641994"), "{sum}");
@@ -269,4 +271,50 @@ async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
         error.contains("does not have the length the sum asked for"),
         "{error}"
     );
+}
+
+/// Federated statistics of real values: sums of squares of a column are
+/// around 10⁹. Before, a job could not say so: a request naming a range
+/// was refused, and every number beyond ±10⁶ was clipped to it, so the sum
+/// was wrong. Now the job declares the range and resolution it needs;
+/// what lies beyond is clipped and only the total count comes back, and
+/// what cannot fit 64 bits is refused before any site is asked.
+#[tokio::test]
+async fn sums_of_real_statistics_take_the_range_the_job_declares() {
+    let nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
+    let alice = &nodes[0];
+    let squares = r#"{"weight": 2, "vector": [2.5e9, 1.2345, 3e12]}"#;
+    let write = ["/iris-worker", "write", "update.json", squares];
+    let id = submit(alice, job_body("role:slave", &write)).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let url = format!("/v1/jobs/{id}/secure-sum");
+
+    let declared = json!({"file": "update.json", "length": 3, "range": 1e10, "resolution": 1e-3});
+    let (code, sum) = alice.post(&url, declared).await;
+    assert_eq!(code, 200, "{sum}");
+    // 2·2.5e9 fits the range exactly; 2·3e12 does not, and is clipped to
+    // 1e10 at each of the 3 sites.
+    let got = floats(&sum["vector"]);
+    assert_eq!(got[0], 1.5e10, "{sum}");
+    assert!((got[1] - 3.0 * 2.469).abs() < 3e-3, "{sum}");
+    assert_eq!(got[2], 3e10, "{sum}");
+    assert_eq!(sum["weight"], 6.0, "{sum}");
+    assert_eq!(sum["clipped"], 3, "{sum}");
+
+    // Without a range, the default ±10⁶: two numbers of each site clipped.
+    let (code, sum) = secure_sum(alice, &id, "update.json", 3).await;
+    assert_eq!(code, 200, "{sum}");
+    assert_close(&sum["vector"], &[3e6, 3.0 * 2.469, 3e6]);
+    assert_eq!(sum["clipped"], 6, "{sum}");
+
+    // Wide and fine at once cannot fit 64 bits over 3 sites: refused here,
+    // with what to do about it.
+    let greedy = json!({"file": "update.json", "length": 3, "range": 1e10, "resolution": 1e-12});
+    let (code, body) = alice.post(&url, greedy).await;
+    assert_eq!(code, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("coarser resolution"), "{error}");
+    let nonsense = json!({"file": "update.json", "length": 3, "range": -1});
+    let (code, body) = alice.post(&url, nonsense).await;
+    assert_eq!(code, 400, "{body}");
 }

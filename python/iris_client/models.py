@@ -104,6 +104,7 @@ class TaskLogs(_Model):
 class SumOutcome(_Model):
     vector: list[float]
     weight: float
+    clipped: int = 0
     nodes: list[str]
     dropped: list[str]
     session: str

@@ -215,17 +215,22 @@ class Network:
         gather: bool = False,
         secure_sum: Optional[str] = None,
         sum_length: Optional[int] = None,
+        sum_range: Optional[float] = None,
+        sum_resolution: Optional[float] = None,
         **options: Any,
     ) -> Job:
         """Submits a job; the Job's `wait()` waits for it, then gathers its
         outputs (`gather=True`) or takes the secure sum of one file of each
         task's (`secure_sum="update.json"`, whose vector holds `sum_length`
-        numbers). Options are the other fields of a job request: env,
-        network, memory_mb, cpus, timeout_secs, inputs, any, dry_run."""
+        numbers, each weight·entry and the weight within ±`sum_range`, kept
+        to `sum_resolution`; see `secure_sum`). Options are the other fields
+        of a job request: env, network, memory_mb, cpus, timeout_secs,
+        inputs, any, dry_run."""
         if secure_sum is not None and sum_length is None:
             raise ValueError("secure_sum needs sum_length: how many numbers each update's vector holds")
         view = self.submit(image, cmd, on=on, **options)
-        return Job(self, view, gather=gather, secure_sum=secure_sum, sum_length=sum_length)
+        return Job(self, view, gather=gather, secure_sum=secure_sum, sum_length=sum_length,
+                   sum_range=sum_range, sum_resolution=sum_resolution)
 
     def submit(self, image: str, cmd: list[str], on: str = "all", **options: Any) -> JobView:
         request = {"image": image, "argv": list(cmd), "on": on, **options}
@@ -248,11 +253,20 @@ class Network:
     def gather(self, job_id: str) -> dict:
         return self._call("POST", f"/v1/jobs/{job_id}/gather")
 
-    def secure_sum(self, job_id: str, file: str, length: int) -> SumOutcome:
+    def secure_sum(self, job_id: str, file: str, length: int, range: Optional[float] = None,
+                   resolution: Optional[float] = None) -> SumOutcome:
         """The secure sum of each task's `file`, whose vector holds `length`
         numbers: the master names the length, and a site only says whether
-        its update fits."""
-        body = {"file": file, "length": length}
+        its update fits. `range` bounds every number summed (each
+        weight·entry and the weight; 1e6 if not given) and `resolution` is
+        the finest step kept (2**-32 if not given): sums of squares of real
+        columns need a wider range. Sites clip what lies beyond the range;
+        the outcome's `clipped` counts it over all sites."""
+        body: dict[str, Any] = {"file": file, "length": length}
+        if range is not None:
+            body["range"] = range
+        if resolution is not None:
+            body["resolution"] = resolution
         return SumOutcome.model_validate(self._call("POST", f"/v1/jobs/{job_id}/secure-sum", body))
 
     # -- long-lived containers

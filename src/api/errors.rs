@@ -110,7 +110,7 @@ impl From<JobError> for ApiError {
             }
             JobError::Invalid(_) => StatusCode::BAD_REQUEST,
             // Too few sites, a refusal or a falsified share: nothing to sum.
-            JobError::SecureSum(_) => StatusCode::CONFLICT,
+            JobError::SecureSum(_) | JobError::Running(_) => StatusCode::CONFLICT,
             JobError::Membership(e) => membership_status(e),
             JobError::Logs { source, .. } => membership_status(source),
             JobError::Gather { source, .. } => file_status(source),

@@ -89,6 +89,6 @@ pub(super) async fn secure_sum(
 ) -> Result<Json<SumOutcome>, ApiError> {
     let job = state.node.jobs.job(&id)?;
     let (membership, files) = (&state.node.membership, &state.node.files);
-    let sum = crate::secagg::sum_job(membership, &job, &body.file, body.length, files).await?;
+    let sum = crate::secagg::sum_job(membership, &job, &body, files).await?;
     Ok(Json(sum))
 }

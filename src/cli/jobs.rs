@@ -58,6 +58,14 @@ pub struct JobArgs {
     /// site only says whether its update fits, never its length.
     #[arg(long, value_name = "N", requires = "secure_sum")]
     pub sum_length: Option<u64>,
+    /// With --secure-sum: the largest magnitude of any number summed,
+    /// each weight·entry and the weight (default 1e6); sites clip what
+    /// lies beyond it, and the sum says how many they clipped in all.
+    #[arg(long, value_name = "X", requires = "secure_sum")]
+    pub sum_range: Option<f64>,
+    /// With --secure-sum: the finest step the sum keeps (default 2^-32).
+    #[arg(long, value_name = "X", requires = "secure_sum")]
+    pub sum_resolution: Option<f64>,
     /// A file or directory in each target's workspace/public to mount
     /// read-only at /workspace/in/PATH; on this node itself, also
     /// gathered/<job-id> (what it gathered); repeatable.
@@ -292,6 +300,8 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
             let body = SecureSumRequest {
                 file: file.clone(),
                 length: args.sum_length.unwrap_or_default(),
+                range: args.sum_range,
+                resolution: args.sum_resolution,
             };
             Some(client.secure_sum(&job.id, &body).await?)
         }
@@ -316,6 +326,13 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
             );
             for dropped in &sum.dropped {
                 println!("not in the sum: {dropped}");
+            }
+            if sum.clipped > 0 {
+                println!(
+                    "{} numbers, over all sites, lay beyond the range and were clipped to it \
+                     (--sum-range)",
+                    sum.clipped
+                );
             }
         }
     }

@@ -48,6 +48,9 @@ pub enum JobError {
     NoMockSample(String),
     #[error("{0}")]
     Invalid(String),
+    /// What needs the job ended came while it runs.
+    #[error("job {0} has not ended yet")]
+    Running(String),
     #[error(transparent)]
     Membership(#[from] MembershipError),
     #[error("cannot fetch logs from {node}: {source}")]

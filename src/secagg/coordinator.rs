@@ -20,6 +20,11 @@ pub struct SumOutcome {
     pub vector: Vec<f64>,
     /// Σ wᵢ.
     pub weight: f64,
+    /// How many numbers, over all the sites in the sum, lay beyond the
+    /// declared range and were clipped to it: the total only, never a
+    /// site's own count.
+    #[serde(default)]
+    pub clipped: u64,
     /// The sites whose vectors are in the sum.
     pub nodes: Vec<String>,
     /// The job's sites that are not, each with why.
@@ -77,13 +82,14 @@ impl Coordinator {
     }
 
     /// The secure sum of the update file `file`, a vector of `entries`
-    /// entries, of the sites in `sites` (peer and name) that ran task
-    /// `job_id`.
+    /// entries encoded as `fixed`, of the sites in `sites` (peer and name)
+    /// that ran task `job_id`.
     pub async fn run(
         &self,
         job_id: &str,
         file: &str,
         entries: usize,
+        fixed: FixedPoint,
         sites: &[(PeerId, String)],
     ) -> Result<SumOutcome, String> {
         let name_of = |peer: &PeerId| {
@@ -120,9 +126,10 @@ impl Coordinator {
             crate::now_ms(),
             self.local(),
             participants,
-            // The weight is summed too, as the last entry.
-            entries + 1,
-            FixedPoint::default(),
+            // The weight and the count of clipped values are summed too,
+            // as the last two entries.
+            entries + 2,
+            fixed,
         )
         .map_err(|e| e.to_string())?;
         let mut aggregator = Aggregator::new(params.clone()).map_err(|e| e.to_string())?;
@@ -225,7 +232,8 @@ impl Coordinator {
             }
         }
         let sum = aggregator.finish().map_err(|e| abort(e, &dropped))?;
-        let mut decoded = params.fixed.decode(&sum.values);
+        let (values, clipped) = sum.values.split_at(sum.values.len().saturating_sub(1));
+        let mut decoded = params.fixed.decode(values);
         let weight = decoded.pop().unwrap_or(0.0);
         // Every site asked that is not in the sum, whenever it fell out.
         let mut gone: Vec<String> = sites
@@ -248,6 +256,7 @@ impl Coordinator {
         Ok(SumOutcome {
             vector: decoded,
             weight,
+            clipped: clipped.first().copied().unwrap_or(0),
             nodes: sum.survivors.iter().map(name_of).collect(),
             dropped,
             session: hex::encode(session.0),

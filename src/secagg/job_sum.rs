@@ -6,36 +6,41 @@ use std::sync::Arc;
 
 use iris_behaviours::{libp2p::PeerId, TaskState};
 
-use super::{Coordinator, SumOutcome, MAX_LENGTH};
+use super::{Coordinator, FixedPoint, SumOutcome, MAX_LENGTH};
 use crate::{
-    api_types::Job, files::Files, jobs::JobError, membership::Membership, workspace::WorkspacePath,
+    api_types::{Job, SecureSumRequest},
+    files::Files,
+    jobs::JobError,
+    membership::Membership,
+    workspace::WorkspacePath,
 };
 
-/// Most numbers in an update's vector: the weight is one more entry.
-const MAX_ENTRIES: usize = MAX_LENGTH;
+/// Most numbers in an update's vector: the weight and the count of clipped
+/// values are two more entries.
+pub const MAX_ENTRIES: usize = MAX_LENGTH - 2;
 
-/// The secure sum of each succeeded task's `file` (`{"vector": [...],
-/// "weight": w}`, with `entries` numbers in the vector): the sum of wᵢ·vᵢ
-/// and of wᵢ, with no site's vector seen; kept in `gathered/<id>/sum.json`.
+/// The secure sum of each succeeded task's update file (`{"vector":
+/// [...], "weight": w}`, with `length` numbers in the vector), encoded in
+/// the range and resolution the request declares: the sum of wᵢ·vᵢ and of
+/// wᵢ, with no site's vector seen; kept in `gathered/<id>/sum.json`.
 pub async fn sum_job(
     membership: &Arc<Membership>,
     job: &Job,
-    file: &str,
-    entries: u64,
+    request: &SecureSumRequest,
     files: &Files,
 ) -> Result<SumOutcome, JobError> {
     let id = &job.id;
-    let entries = usize::try_from(entries)
+    let entries = usize::try_from(request.length)
         .ok()
-        .filter(|n| (1..MAX_ENTRIES).contains(n))
+        .filter(|n| (1..=MAX_ENTRIES).contains(n))
         .ok_or_else(|| {
             JobError::Invalid(format!(
-                "length {entries}: an update's vector holds 1 to {} numbers",
-                MAX_ENTRIES - 1
+                "length {}: an update's vector holds 1 to {MAX_ENTRIES} numbers",
+                request.length
             ))
         })?;
     if !job.finished() {
-        return Err(JobError::Invalid(format!("job {id} has not ended yet")));
+        return Err(JobError::Running(id.clone()));
     }
     let sites: Vec<(PeerId, String)> = job
         .tasks
@@ -43,11 +48,16 @@ pub async fn sum_job(
         .filter(|t| t.state == TaskState::Succeeded)
         .map(|t| (t.peer_id, t.node.clone()))
         .collect();
+    // Refused here, before any site computes, if it cannot hold the sum
+    // over every site that could take part.
+    let fixed = FixedPoint::declared(request.range, request.resolution)
+        .and_then(|fixed| fixed.check_sum_of(sites.len().max(1)).map(|()| fixed))
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
     let coordinator = Coordinator {
         membership: membership.clone(),
     };
     let mut outcome = coordinator
-        .run(id, file, entries, &sites)
+        .run(id, &request.file, entries, fixed, &sites)
         .await
         .map_err(JobError::SecureSum)?;
     // Sites whose task did not succeed are not in it either.

@@ -12,7 +12,7 @@ use iris_behaviours::{
 use tokio::sync::Mutex;
 
 use super::{
-    update::{check_file, read_update, UpdateError},
+    update::{check_file, read_update, Summand, UpdateError},
     wire::{decode, encode, SaRequest, SaResponse, PAGE_WORDS},
     FixedPoint, Params, Participant, SecAggError, SessionId,
 };
@@ -103,7 +103,7 @@ impl SecureSums {
         file: &str,
         entries: usize,
         fixed: &FixedPoint,
-    ) -> Result<Vec<f64>, Refusal> {
+    ) -> Result<Summand, Refusal> {
         check_file(file).map_err(|e| e.refusal(file))?;
         let Some((origin, state, release)) = self.runner.task_of(job_id).await else {
             return Err(Refusal::not_found(format!("no task of job {job_id} here")));
@@ -254,12 +254,15 @@ impl SecureSums {
                 "forbidden: a session names its own master",
             ));
         }
-        // The session's length counts the weight as an entry.
-        let entries = params.length.saturating_sub(1);
-        let values = self
+        // The session's length counts the weight and the clipped count
+        // as entries.
+        let entries = params.length.saturating_sub(2);
+        let summand = self
             .update_of(peer, &params.job_id, file, entries, &params.fixed)
             .await?;
-        let input = params.fixed.encode(&values).map_err(refusal)?;
+        let mut input = params.fixed.encode(&summand.values).map_err(refusal)?;
+        // The count as a whole number: its sum is the master's to know.
+        input.push(summand.clipped);
         let job_id = params.job_id.clone();
         let (participant, key) = Participant::new(params, &self.keypair).map_err(refusal)?;
         let mut sessions = self.sessions.lock().await;

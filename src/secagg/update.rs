@@ -65,15 +65,25 @@ pub fn check_file(file: &str) -> Result<(), UpdateError> {
     plain.then_some(()).ok_or(UpdateError::NotAFileName)
 }
 
+/// An update as it is summed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summand {
+    /// w·vector, then w, each within the encoding's range.
+    pub values: Vec<f64>,
+    /// How many of them lay beyond it and were clipped: summed over the
+    /// sites like the values, so the master learns only the total.
+    pub clipped: u64,
+}
+
 /// Reads `{"vector": [numbers], "weight": w}` with a vector of `length`
 /// entries, as the entries summed: w·vector, then w, each clipped to
 /// the encoding's range (a value beyond it is not refused, which would
-/// tell the master that it was).
+/// tell the master that it was) and counted.
 pub fn read_update(
     bytes: &[u8],
     length: usize,
     fixed: &FixedPoint,
-) -> Result<Vec<f64>, UpdateError> {
+) -> Result<Summand, UpdateError> {
     #[derive(Deserialize)]
     struct Update {
         vector: Vec<f64>,
@@ -93,10 +103,15 @@ pub fn read_update(
     values.push(update.weight);
     // w·v can be NaN only as 0·∞, which is 0 here: a site of weight 0
     // adds nothing.
-    Ok(values
+    let values: Vec<f64> = values
         .into_iter()
-        .map(|v| if v.is_nan() { 0.0 } else { fixed.clip(v) })
-        .collect())
+        .map(|v| if v.is_nan() { 0.0 } else { v })
+        .collect();
+    let clipped = values.iter().filter(|v| fixed.is_beyond(**v)).count() as u64;
+    Ok(Summand {
+        values: values.into_iter().map(|v| fixed.clip(v)).collect(),
+        clipped,
+    })
 }
 
 #[cfg(test)]
@@ -125,7 +140,10 @@ mod tests {
         let fixed = FixedPoint::default();
         for text in &hostile {
             match read_update(text.as_bytes(), 3, &fixed) {
-                Ok(values) => assert!(values.iter().all(|v| v.abs() <= fixed.limit), "{text}"),
+                Ok(summand) => assert!(
+                    summand.values.iter().all(|v| v.abs() <= fixed.limit),
+                    "{text}"
+                ),
                 Err(e) => {
                     let said = e.refusal("update.json").reason;
                     for leak in [secret, "4711", "27641994", "1e308", "NaN", "invalid type"] {
@@ -139,9 +157,10 @@ mod tests {
     #[test]
     fn entries_are_weighted_and_clipped_not_refused() {
         let fixed = FixedPoint::default();
-        let values =
+        let summand =
             read_update(br#"{"weight": 2, "vector": [1.5, 3e6, -1e300]}"#, 3, &fixed).unwrap();
-        assert_eq!(values, [3.0, 1e6, -1e6, 2.0]);
+        assert_eq!(summand.values, [3.0, 1e6, -1e6, 2.0]);
+        assert_eq!(summand.clipped, 2);
         let err = read_update(br#"{"weight": 1, "vector": [1, 2]}"#, 3, &fixed).unwrap_err();
         assert_eq!(err, UpdateError::OtherLength);
         let err = read_update(br#"{"weight": -1, "vector": [1, 2, 3]}"#, 3, &fixed).unwrap_err();
