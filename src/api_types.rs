@@ -12,9 +12,13 @@ use serde::{Deserialize, Serialize};
 
 mod datasets;
 mod owner;
+mod session;
 pub mod shapes;
+mod sums;
 pub use datasets::*;
 pub use owner::*;
+pub use session::*;
+pub use sums::*;
 
 /// Every error answer: `{"error": "..."}` with a status that says whose
 /// fault it was.

@@ -50,7 +50,7 @@ impl ApiClient {
 
     /// A one-time login URL for the dashboard (`iris ui`).
     pub async fn login_url(&self) -> anyhow::Result<String> {
-        let link: crate::api::LoginLink = self.post("/v1/login-links", &()).await?;
+        let link: LoginLink = self.post("/v1/login-links", &()).await?;
         Ok(self.url(&link.path))
     }
 
@@ -186,7 +186,7 @@ impl ApiClient {
         &self,
         id: &str,
         body: &SecureSumRequest,
-    ) -> anyhow::Result<crate::secagg::SumOutcome> {
+    ) -> anyhow::Result<SumOutcome> {
         self.post(&format!("/v1/jobs/{id}/secure-sum"), body).await
     }
 

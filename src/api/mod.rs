@@ -33,9 +33,9 @@ use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+pub use crate::api_types::LoginLink;
 pub use errors::ApiError;
 pub use owner_log::AuditView;
-pub use session::LoginLink;
 
 use crate::node::Node;
 

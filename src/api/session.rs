@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ApiJson, ApiQuery, ApiState};
+use crate::api_types::LoginLink;
 
 /// The cookie's name, followed by `_` and the end of the node's peer id: a
 /// browser keeps one cookie jar per host, whatever the port, so two nodes
@@ -201,14 +202,6 @@ fn set_cookie(name: &str, id: &str) -> (header::HeaderName, String) {
 pub struct Login {
     /// The node's API token (its `api.token` file).
     pub token: String,
-}
-
-/// `POST /v1/login-links`: a one-time login URL for a browser.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct LoginLink {
-    /// Relative to the API's address: `/login?code=...`.
-    pub path: String,
-    pub expires_in_secs: u64,
 }
 
 /// `GET /login?code=...`.

@@ -162,7 +162,7 @@ struct RunOutcome<'a> {
     /// Nodes whose owners did not release their outputs, with the reason.
     held: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
-    secure_sum: Option<&'a crate::secagg::SumOutcome>,
+    secure_sum: Option<&'a crate::api_types::SumOutcome>,
 }
 
 pub async fn job(command: JobCommand) -> anyhow::Result<()> {

@@ -31,8 +31,9 @@ mod tests;
 mod update;
 pub mod wire;
 
+pub use crate::api_types::SumOutcome;
 pub use aggregator::Aggregator;
-pub use coordinator::{Coordinator, SumOutcome};
+pub use coordinator::Coordinator;
 pub use fixed::FixedPoint;
 pub use job_sum::sum_job;
 pub use participant::Participant;
