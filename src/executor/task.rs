@@ -16,7 +16,6 @@ use bollard::{
 };
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio_util::task::AbortOnDropHandle;
 
 use super::{
     create_dirs, sandbox::Sandbox, DataMount, ExecutorError, TaskLimits, TaskOutcome, TaskSpec,
@@ -105,12 +104,13 @@ impl TaskRun<'_> {
     ) -> Result<TaskOutcome, ExecutorError> {
         docker.start_container(name, None).await?;
         // Aborted when dropped: the copy never outlives this task's run.
-        let logs = AbortOnDropHandle::new(tokio::spawn(copy_logs(
+        let mut logs = tokio::task::JoinSet::new();
+        logs.spawn(copy_logs(
             docker.clone(),
             name.to_string(),
             logs_dir.to_path_buf(),
             self.limits.max_log_bytes,
-        )));
+        ));
         let overflowing = watch_outputs(out_dir.to_owned(), self.limits.max_output_bytes);
         let mut wait = docker.wait_container(name, None);
         let timeout = tokio::time::sleep(Duration::from_millis(spec.timeout_ms));
@@ -136,7 +136,7 @@ impl TaskRun<'_> {
             }
         };
         // The log stream ends with the container; give it a moment.
-        let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), logs.join_next()).await;
         Ok(TaskOutcome {
             end,
             exit_code,

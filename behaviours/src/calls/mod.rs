@@ -9,7 +9,7 @@
 //! [`Envelope`] on [`CALLS_PROTOCOL`]; its answer comes back as one frame
 //! holding `Result<Answer, Refusal>` ([`AnswerFrame`]), which the caller
 //! decodes. Membership (join, hello, leave, probes) has a protocol of its
-//! own ([`crate::membership`]), answered by the receiver's event loop, with
+//! own (`membership.rs`), answered by the receiver's event loop, with
 //! answers of the same kind.
 
 mod audit;
