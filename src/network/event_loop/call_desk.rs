@@ -144,7 +144,7 @@ impl CallDesk {
 
     /// The answer to our call `id` came; false if it was not ours (or
     /// came too late).
-    pub(super) fn answered(&mut self, id: OutboundRequestId, answer: AnswerFrame) -> bool {
+    fn answered(&mut self, id: OutboundRequestId, answer: AnswerFrame) -> bool {
         let Some(outbound) = self.outbound.remove(&id) else {
             return false;
         };
@@ -154,7 +154,7 @@ impl CallDesk {
 
     /// Our call `id` failed: sent again if the connection went under it
     /// and there is time, or the caller hears why.
-    pub(super) fn failed(&mut self, id: OutboundRequestId, error: &OutboundFailure) {
+    fn failed(&mut self, id: OutboundRequestId, error: &OutboundFailure) {
         let Some(outbound) = self.outbound.remove(&id) else {
             return;
         };
@@ -209,12 +209,65 @@ impl CallDesk {
         self.answers.expire(now);
     }
 
+    /// An event of the calls protocol: a peer's call goes on with who sent
+    /// it (`sender`), an answer to ours to its caller. Returns the peer
+    /// whose answer arrived, a sign of life.
+    pub(super) fn on_event(
+        &mut self,
+        calls: &mut CallsBehaviour,
+        event: request_response::Event<Envelope, AnswerFrame>,
+        sender: impl FnOnce(&PeerId) -> Sender,
+    ) -> Option<PeerId> {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let sender = sender(&peer);
+                self.arrived(calls, peer, sender, request, channel);
+                None
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                self.answered(request_id, response);
+                Some(peer)
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, "a call failed: {error}");
+                self.failed(request_id, &error);
+                None
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "a call from a peer failed: {error}");
+                None
+            }
+            Event::ResponseSent { .. } => None,
+        }
+    }
+
     /// A peer's call: to the router, with who sent it; the answer goes
     /// back once the node has worked it out. One with an id is carried out
     /// the first time the id comes from `peer`; a repeat (its sender lost
     /// the connection before the answer came) gets the first answer, or
     /// waits for it.
-    pub(super) fn arrived(
+    fn arrived(
         &mut self,
         calls: &mut CallsBehaviour,
         peer: PeerId,

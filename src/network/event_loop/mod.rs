@@ -1,11 +1,14 @@
 //! The task that owns the swarm, and the only code that drives it: it
-//! listens and joins ([`setup`]), keeps the map, answers peers' membership
-//! requests ([`peers`]), passes calls both ways ([`call_desk`]), announces
-//! this node, watches its neighbours ([`watch`]), saves the membership and
-//! says goodbye.
+//! listens and joins ([`setup`]), keeps the members and answers their
+//! membership requests ([`members`], which decides; this file carries out),
+//! passes calls both ways ([`call_desk`]), announces this node, watches its
+//! neighbours ([`watch`]), saves the membership and says goodbye
+//! ([`goodbye`]).
 
 mod call_desk;
-mod peers;
+mod goodbye;
+mod map_topic;
+mod members;
 pub(crate) mod setup;
 mod warnings;
 mod watch;
@@ -18,30 +21,28 @@ use std::{
 
 use futures::StreamExt;
 use iris_behaviours::{
-    behaviour::MAX_GOSSIP_MESSAGE,
-    codec,
     libp2p::{
-        gossipsub::{self, IdentTopic},
+        gossipsub,
         request_response::{self, OutboundRequestId},
         swarm::SwarmEvent,
         PeerId, Swarm,
     },
-    AnswerFrame, Asks, Departure, Hello, IrisBehaviour, IrisBehaviourEvent, Leave, MapMessage,
-    NetworkConfig, NodeRecord,
+    AnswerFrame, Asks, Departure, Hello, IrisBehaviour, IrisBehaviourEvent, MapMessage,
+    MembershipRequest, NetworkConfig, NodeRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     detector::{Detector, Timings},
-    map::NetworkMap,
-    next_version,
     saver::Saver,
     Command, NetworkContext, NetworkError, Snapshot,
 };
-use crate::{events::EventKind, store::SavedMembership};
 use call_desk::{CallDesk, Sender};
+use goodbye::Goodbye;
+use map_topic::MapTopic;
+use members::{Effect, Members, Reply};
 use setup::{Goal, Joined, Setup};
-use watch::{Around, Watch};
+use watch::{Around, ProbeRequest, Suspicion, Watch};
 
 /// How often probe and request timeouts are checked.
 const LIVENESS_CHECK: Duration = Duration::from_millis(100);
@@ -50,12 +51,6 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(100);
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// At most this often the membership is written to disk.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
-/// How long goodbyes may take before we go anyway.
-const DEPART_DEADLINE: Duration = Duration::from_secs(1);
-
-fn topic(network: &NetworkConfig) -> IdentTopic {
-    IdentTopic::new(iris_behaviours::map_topic(&network.name))
-}
 
 /// Answers a membership request on `channel`.
 fn answer(
@@ -75,22 +70,13 @@ fn answer(
     }
 }
 
-/// Signs `own` as of now, later than its last signature.
-fn sign_now(own: &mut NodeRecord, keypair: &iris_behaviours::libp2p::identity::Keypair) {
-    let at = crate::now_ms().max(own.signed_at_ms + 1);
-    own.sign(keypair, at);
-}
-
 pub(super) struct EventLoop {
     ctx: Arc<NetworkContext>,
     swarm: Swarm<IrisBehaviour>,
     commands: mpsc::Receiver<Command>,
-    network: NetworkConfig,
-    topic: IdentTopic,
-    own: NodeRecord,
-    map: NetworkMap,
-    /// The map or our record changed since the last save.
-    dirty: bool,
+    topic: MapTopic,
+    /// The network, our record and the map, and the rules for changing them.
+    members: Members,
     /// Writes the membership to disk; taken when the loop departs.
     saver: Option<Saver>,
     /// Our record changed, or a new session began, and not everyone has
@@ -99,7 +85,7 @@ pub(super) struct EventLoop {
     /// Whom this node watches, and the connections it keeps ([`watch`]).
     watch: Watch,
     /// Our hellos and catch-ups waiting for an answer.
-    asked: HashMap<OutboundRequestId, peers::Asked>,
+    asked: HashMap<OutboundRequestId, Asked>,
     /// Calls, ours to peers and peers' to our router.
     desk: CallDesk,
     /// Told once the setup has succeeded or failed.
@@ -108,6 +94,13 @@ pub(super) struct EventLoop {
     warnings: warnings::Warnings,
     /// Chunk streams peers open; members' go to the router.
     chunk_streams: iris_behaviours::libp2p_stream::IncomingStreams,
+}
+
+/// What we asked a member on the membership protocol, to read its answer
+/// as the answer to that (probes are kept apart, [`watch`]).
+enum Asked {
+    Hello,
+    CatchUp,
 }
 
 impl EventLoop {
@@ -123,8 +116,8 @@ impl EventLoop {
         ready: oneshot::Sender<Result<Snapshot, NetworkError>>,
         chunk_streams: iris_behaviours::libp2p_stream::IncomingStreams,
     ) -> Self {
-        let topic = topic(&network);
-        let map = NetworkMap::new(&network, own.clone());
+        let topic = MapTopic::new(&network, ctx.settings.traffic.map.clone());
+        let members = Members::new(network, own, ctx.keypair.clone());
         let saver = Saver::spawn(ctx.store.clone());
         let liveness = &ctx.config.liveness;
         let timings = Timings::new(liveness.probe_interval(), liveness.suspect_after());
@@ -139,11 +132,8 @@ impl EventLoop {
             ctx,
             swarm,
             commands,
-            network,
             topic,
-            own,
-            map,
-            dirty: true,
+            members,
             saver: Some(saver),
             unannounced: true,
             watch,
@@ -163,8 +153,8 @@ impl EventLoop {
             &ctx,
             &mut self.swarm,
             &mut self.warnings,
-            &mut self.own,
-            &self.network,
+            &mut self.members.own,
+            &self.members.network,
         );
         match setup.run(goal, previous_port).await {
             Ok(joined) => self.take_part(joined),
@@ -194,7 +184,8 @@ impl EventLoop {
                     }
                     Some(Command::Call { peer, call, reply }) => self.call(peer, call, reply),
                     Some(Command::Remove { peer, reply }) => {
-                        self.remove(vec![peer]);
+                        let effects = self.members.remove(vec![peer]);
+                        self.apply(effects);
                         self.publish_removed();
                         let _ = reply.send(());
                     }
@@ -211,13 +202,13 @@ impl EventLoop {
                 },
                 _ = liveness_check.tick() => {
                     let now = Instant::now();
-                    let addrs = |peer: &PeerId| self.map.addrs(peer);
+                    let addrs = |peer: &PeerId| self.members.map.addrs(peer);
                     self.desk.tick(&mut self.swarm.behaviour_mut().calls, addrs, now);
                     let (watch, around) = self.around();
                     let suspicions = watch.tick(around, now);
                     self.suspect_all(suspicions);
-                    let events = self.map.tick(now, gone_after);
-                    self.emit_all(events);
+                    let effects = self.members.tick(now, gone_after);
+                    self.apply(effects);
                 }
                 _ = upkeep.tick() => self.upkeep(),
                 Some((peer, stream)) = self.chunk_streams.next() => self.forward_stream(peer, stream),
@@ -226,13 +217,15 @@ impl EventLoop {
                 }
                 Ok(()) = capabilities.changed() => {
                     let current = capabilities.borrow_and_update().clone();
-                    self.own.executor = current.executor;
-                    self.own.images = current.images;
-                    self.own.audit = current.audit;
-                    self.own.datasets = current.datasets;
-                    self.own_record_changed();
+                    let effects = self.members.change_own(|own| {
+                        own.executor = current.executor;
+                        own.images = current.images;
+                        own.audit = current.audit;
+                        own.datasets = current.datasets;
+                    });
+                    self.apply(effects);
                 }
-                _ = save.tick() => self.save_if_dirty(),
+                _ = save.tick() => self.save(false),
             }
         }
     }
@@ -248,15 +241,13 @@ impl EventLoop {
             event,
         }: Joined,
     ) {
-        self.topic = topic(&network);
-        self.network = network;
-        self.map = map;
+        self.topic = MapTopic::new(&network, self.ctx.settings.traffic.map.clone());
+        self.members.joined(network, map);
         if let Some(event) = event {
             self.ctx.events.emit(event);
         }
-        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&self.topic) {
-            tracing::error!("cannot subscribe to the map topic: {e}");
-        }
+        self.topic
+            .subscribe(&mut self.swarm.behaviour_mut().gossipsub);
         // The only connection so far is the one to a bootstrap we dialed
         // (it was made before the loop tracked dials): ours to close.
         let connected: Vec<_> = self.swarm.connected_peers().copied().collect();
@@ -266,10 +257,31 @@ impl EventLoop {
         self.update_neighbours();
         self.upkeep();
         self.announce();
-        self.dirty = true;
-        self.save_if_dirty();
+        self.save(false);
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Ok(self.snapshot()));
+        }
+    }
+
+    /// Carries out what [`Members`] decided.
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Changed(event) => {
+                    self.ctx.events.emit(event);
+                    // Who watches whom may change with the map.
+                    self.update_neighbours();
+                }
+                Effect::Announce => self.announce(),
+                Effect::Publish(message) => {
+                    let _ = self.publish(&message);
+                }
+                Effect::Disconnect(peer) => {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                Effect::Refuted => self.watch.refuted(),
+                Effect::InUse(peer) => self.ctx.activity.touch(peer),
+            }
         }
     }
 
@@ -277,8 +289,8 @@ impl EventLoop {
     fn around(&mut self) -> (&mut Watch, Around<'_>) {
         let around = Around {
             swarm: &mut self.swarm,
-            map: &self.map,
-            local: self.own.peer_id,
+            map: &self.members.map,
+            local: self.members.own.peer_id,
         };
         (&mut self.watch, around)
     }
@@ -294,11 +306,21 @@ impl EventLoop {
     fn upkeep(&mut self) {
         let around = Around {
             swarm: &mut self.swarm,
-            map: &self.map,
-            local: self.own.peer_id,
+            map: &self.members.map,
+            local: self.members.own.peer_id,
         };
-        if let Some(id) = self.watch.upkeep(around, &self.own) {
-            self.asked.insert(id, peers::Asked::CatchUp);
+        if let Some(id) = self.watch.upkeep(around, &self.members.own) {
+            self.asked.insert(id, Asked::CatchUp);
+        }
+    }
+
+    /// Our detector gave up on these members: suspected here, and everyone
+    /// told.
+    fn suspect_all(&mut self, suspicions: Vec<Suspicion>) {
+        let now = Instant::now();
+        for Suspicion { peer, reason } in suspicions {
+            let effects = self.members.suspect(peer, &reason, now);
+            self.apply(effects);
         }
     }
 
@@ -309,144 +331,47 @@ impl EventLoop {
         call: Box<super::OutgoingCall>,
         reply: oneshot::Sender<Result<AnswerFrame, String>>,
     ) {
-        let addrs = self.map.addrs(&peer);
+        let addrs = self.members.map.addrs(&peer);
         let calls = &mut self.swarm.behaviour_mut().calls;
         let call = (call.request, call.repeatable, call.within);
         self.desk.call(calls, addrs, peer, call, reply);
     }
 
-    /// Calls on the wire: peers' go to the router if they are current
-    /// members; answers to ours go to their callers.
-    fn on_calls(&mut self, event: request_response::Event<iris_behaviours::Envelope, AnswerFrame>) {
-        use request_response::{Event, Message};
-        match event {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                let sender = if self.is_current_member(&peer) {
-                    Sender::Member {
-                        is_master: peer == self.network.master,
-                    }
-                } else {
-                    self.warnings.warn("non-member", || {
-                        format!("refused a call from {peer}, which is not a current member")
-                    });
-                    Sender::Stranger
-                };
-                let calls = &mut self.swarm.behaviour_mut().calls;
-                self.desk.arrived(calls, peer, sender, request, channel);
-            }
-            Event::Message {
-                peer,
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                let event = self.map.heard_from(&peer);
-                self.emit(event);
-                self.desk.answered(request_id, response);
-            }
-            Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                tracing::debug!(%peer, "a call failed: {error}");
-                self.desk.failed(request_id, &error);
-            }
-            Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "a call from a peer failed: {error}");
-            }
-            Event::ResponseSent { .. } => {}
-        }
-    }
-
     fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            network: self.network.clone(),
-            own: self.own.clone(),
-            map: self.map.entries(),
-            connected: self.swarm.connected_peers().copied().collect(),
-        }
+        let connected = self.swarm.connected_peers().copied().collect();
+        self.members.snapshot(connected)
     }
 
-    /// Publishes a change of the map; who watches whom may change with it.
-    fn emit(&mut self, event: Option<EventKind>) {
-        if let Some(event) = event {
-            self.ctx.events.emit(event);
-            self.dirty = true;
-            self.update_neighbours();
-        }
-    }
-
-    fn emit_all(&mut self, events: Vec<EventKind>) {
-        for event in events {
-            self.emit(Some(event));
-        }
-    }
-
-    /// Hands the membership to the saver if it changed: no file I/O here,
-    /// on the swarm's task.
-    fn save_if_dirty(&mut self) {
-        let Some(saver) = self.saver.as_ref().filter(|_| self.dirty) else {
+    /// Hands the membership to the saver if it changed (or `always`): no
+    /// file I/O here, on the swarm's task.
+    fn save(&mut self, always: bool) {
+        let Some(saver) = self.saver.as_ref() else {
             return;
         };
-        saver.save(SavedMembership {
-            network: self.network.clone(),
-            own_version: self.own.version,
-            map: self.map.entries(),
-            removed: self.map.removed(),
-        });
-        self.dirty = false;
+        if let Some(membership) = self.members.changes_to_save(always) {
+            saver.save(membership);
+        }
     }
 
     /// Publishes a freshly signed copy of our record on the map topic:
     /// when it changed, when a session begins, to refute a suspicion. If
     /// no gossip peer listens yet, it goes out when the first one does.
     fn announce(&mut self) {
-        self.sign_own();
-        let message = MapMessage::Announce {
-            record: self.own.clone(),
-        };
+        let message = self.members.announcement();
         self.unannounced = !self.publish(&message);
     }
 
-    /// Publishes on the map topic; false if no one listens yet.
-    pub(super) fn publish(&mut self, message: &MapMessage) -> bool {
-        let bytes = match codec::encode(message, MAX_GOSSIP_MESSAGE) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!("cannot encode a map message: {e}");
-                return true;
-            }
-        };
-        let len = bytes.len();
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(self.topic.clone(), bytes)
-        {
-            Ok(_) => {
-                self.ctx.settings.traffic.map.sent(len);
-                true
-            }
-            // Nobody has subscribed yet (we are alone, or just connected).
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => false,
-            Err(e) => {
-                tracing::debug!("map publish failed: {e}");
-                true
-            }
+    /// The master tells everyone which nodes it removed.
+    fn publish_removed(&mut self) {
+        if let Some(message) = self.members.removal_notice() {
+            let _ = self.publish(&message);
         }
+    }
+
+    /// Publishes on the map topic; false if no one listens yet.
+    fn publish(&mut self, message: &MapMessage) -> bool {
+        self.topic
+            .publish(&mut self.swarm.behaviour_mut().gossipsub, message)
     }
 
     /// Tells every connected member we are going, on the membership protocol
@@ -454,51 +379,20 @@ impl EventLoop {
     /// others), and waits a little for the acknowledgements.
     async fn depart(&mut self, departure: Departure) {
         let _ = self.publish(&MapMessage::Leave { departure });
-        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        let mut pending: std::collections::HashSet<_> = peers
-            .iter()
-            .map(|peer| {
-                self.swarm
-                    .behaviour_mut()
-                    .membership
-                    .send_request(peer, Leave { departure }.into_request())
-            })
-            .collect();
-        let deadline = tokio::time::Instant::now() + DEPART_DEADLINE;
-        while !pending.is_empty() {
-            let Ok(event) = tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await
-            else {
-                tracing::warn!(
-                    "{} members did not acknowledge our departure in time",
-                    pending.len()
-                );
-                break;
-            };
-            use request_response::{Event, Message};
-            match event {
-                SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(
-                    Event::Message {
-                        message: Message::Response { request_id, .. },
-                        ..
-                    }
-                    | Event::OutboundFailure { request_id, .. },
-                )) if pending.contains(&request_id) => {
-                    pending.remove(&request_id);
-                }
-                // Goodbyes or not, the rest is handled as always.
-                other => self.on_swarm_event(other),
-            }
+        let mut goodbye = Goodbye::send(&mut self.swarm, departure);
+        // Goodbyes or not, the rest is handled as always.
+        while let Some(event) = goodbye.next(&mut self.swarm).await {
+            self.on_swarm_event(event);
         }
         if departure == Departure::Shutdown {
-            self.dirty = true;
-            self.save_if_dirty();
+            self.save(true);
         }
         // Every save is on disk before the goodbye completes: after a leave
         // the membership is cleared, and no late write may bring it back.
         if let Some(saver) = self.saver.take() {
             saver.finish().await;
         }
-        tracing::info!(network = %self.network.name, "{departure}");
+        tracing::info!(network = %self.members.network.name, "{departure}");
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<IrisBehaviourEvent>) {
@@ -511,7 +405,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                if self.map.is_removed(&peer_id) {
+                if self.members.map.is_removed(&peer_id) {
                     self.warnings.warn("removed", || {
                         format!("closed a connection from a removed node, {peer_id}")
                     });
@@ -529,12 +423,12 @@ impl EventLoop {
                 // other side. Each tells the other how it sees it.
                 if endpoint.is_dialer() && num_established.get() == 1 {
                     let hello = Hello {
-                        record: self.own.clone(),
-                        seen_as: self.map.get(&peer_id).map(|e| e.state),
+                        record: self.members.own.clone(),
+                        seen_as: self.members.map.get(&peer_id).map(|e| e.state),
                     };
                     let membership = &mut self.swarm.behaviour_mut().membership;
                     let id = membership.send_request(&peer_id, hello.into_request());
-                    self.asked.insert(id, peers::Asked::Hello);
+                    self.asked.insert(id, Asked::Hello);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -557,39 +451,149 @@ impl EventLoop {
                 tracing::debug!(peer = ?peer_id, "dial failed: {}", super::error_chain(&error));
             }
             SwarmEvent::NewListenAddr { address, .. }
-                if !self.own.addrs.contains(&address)
-                    && self.own.addrs.len() < iris_behaviours::MAX_ADDRS
+                if !self.members.own.addrs.contains(&address)
+                    && self.members.own.addrs.len() < iris_behaviours::MAX_ADDRS
                     && (super::worth_announcing(&self.ctx, &address)
-                        || self.own.addrs.is_empty()) =>
+                        || self.members.own.addrs.is_empty()) =>
             {
-                self.own.addrs.push(address);
-                self.own_record_changed();
+                let effects = self.members.change_own(|own| own.addrs.push(address));
+                self.apply(effects);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                self.own.addrs.retain(|a| a != &address);
-                self.own_record_changed();
+                let effects = self
+                    .members
+                    .change_own(|own| own.addrs.retain(|a| a != &address));
+                self.apply(effects);
             }
             SwarmEvent::Behaviour(IrisBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(event)) => {
                 self.on_membership(event)
             }
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Calls(event)) => self.on_calls(event),
+            SwarmEvent::Behaviour(IrisBehaviourEvent::Calls(event)) => {
+                let (members, warnings) = (&self.members, &mut self.warnings);
+                let sender = |peer: &PeerId| {
+                    let sender = members.sender(peer);
+                    if let Sender::Stranger = sender {
+                        warnings.warn("non-member", || {
+                            format!("refused a call from {peer}, which is not a current member")
+                        });
+                    }
+                    sender
+                };
+                let calls = &mut self.swarm.behaviour_mut().calls;
+                if let Some(peer) = self.desk.on_event(calls, event, sender) {
+                    let effects = self.members.heard_from(&peer);
+                    self.apply(effects);
+                }
+            }
             _ => {}
         }
     }
 
-    /// Signs our record as of now; each announcement and introduction is a
-    /// fresh signature, so a replayed copy is never taken for a sign of
-    /// life, and a newer one refutes any suspicion of an older.
-    fn sign_own(&mut self) {
-        sign_now(&mut self.own, &self.ctx.keypair);
-        self.map.set_own(self.own.clone());
+    /// A map message, or a new listener on the map topic: the first of a
+    /// session hears our record, and the master tells each whom it removed.
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        let message = match event {
+            gossipsub::Event::Message { message, .. } => message,
+            gossipsub::Event::Subscribed { .. } => {
+                if self.unannounced {
+                    self.announce();
+                }
+                return self.publish_removed();
+            }
+            _ => return,
+        };
+        if let Some((author, decoded)) = self.topic.open(&message) {
+            let effects = self.members.on_map_message(author, decoded);
+            self.apply(effects);
+        }
     }
 
-    fn own_record_changed(&mut self) {
-        self.own.version = next_version(self.own.version);
-        self.map.set_own(self.own.clone());
-        self.dirty = true;
-        self.announce();
+    /// The membership protocol: members' requests are answered as
+    /// [`Members`] decides; answers go to the probe or question they answer.
+    fn on_membership(&mut self, event: request_response::Event<MembershipRequest, AnswerFrame>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let (reply, effects) = self.members.on_request(peer, request);
+                self.apply(effects);
+                match reply {
+                    Reply::Now(frame) => answer(&mut self.swarm, &self.ctx.metrics, channel, frame),
+                    Reply::ProbeFor(target) => {
+                        let (watch, around) = self.around();
+                        watch.probe_for(around, target, channel);
+                    }
+                }
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let mut effects = self.members.heard_from(&peer);
+                if let Some(probe) = self.watch.take_probe(&request_id) {
+                    self.apply(effects);
+                    return self.probe_answered(probe, Some(response));
+                }
+                effects.extend(match self.asked.remove(&request_id) {
+                    Some(Asked::Hello) => self.members.on_hello_back(peer, &response),
+                    Some(Asked::CatchUp) => self.members.on_catch_up(peer, &response),
+                    // A goodbye's acknowledgement, or a late answer.
+                    None => Vec::new(),
+                });
+                self.apply(effects);
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(probe) = self.watch.take_probe(&request_id) {
+                    tracing::debug!(%peer, "probe failed: {error}");
+                    return self.probe_answered(probe, None);
+                }
+                self.asked.remove(&request_id);
+                tracing::debug!(%peer, "a membership request failed: {error}");
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "a membership request from a peer failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// The answer to one of our probes, or its failure (`None`).
+    fn probe_answered(&mut self, probe: ProbeRequest, answer: Option<AnswerFrame>) {
+        let (watch, around) = self.around();
+        let suspicions = watch.on_probe_answer(around, probe, answer);
+        self.suspect_all(suspicions);
+    }
+
+    /// Hands a chunk stream to the router if a current member opened it;
+    /// anyone else's is dropped, which resets it.
+    fn forward_stream(&mut self, peer: PeerId, stream: iris_behaviours::libp2p::Stream) {
+        if !self.members.is_current_member(&peer) {
+            self.warnings.warn("non-member", || {
+                format!("refused a chunk stream from {peer}, which is not a current member")
+            });
+            return;
+        }
+        let stream = super::Busy::new(stream, self.ctx.activity.begin(peer));
+        let inbound = super::InboundStream { peer, stream };
+        if self.ctx.inbound_streams.try_send(inbound).is_err() {
+            tracing::warn!(%peer, "too many chunk streams waiting; refused one");
+        }
     }
 }

@@ -19,7 +19,7 @@ use iris_behaviours::{
     NetworkConfig, NodeRecord, Refusal, RefusalKind, Welcome,
 };
 
-use super::{sign_now, warnings::Warnings};
+use super::{members::sign_now, warnings::Warnings};
 use crate::{
     events::EventKind,
     network::{advertised, classify_dial_error, map::NetworkMap, NetworkContext, NetworkError},
@@ -89,7 +89,7 @@ enum Phase {
         deadline: Instant,
     },
     /// Set up, or failed.
-    Done(Result<Joined, NetworkError>),
+    Done(Result<Box<Joined>, NetworkError>),
 }
 
 impl<'a> Setup<'a> {
@@ -133,7 +133,7 @@ impl<'a> Setup<'a> {
             }
         }
         match self.phase {
-            Phase::Done(outcome) => outcome,
+            Phase::Done(outcome) => outcome.map(|joined| *joined),
             _ => unreachable!("the loop ends only when the setup is done"),
         }
     }
@@ -512,7 +512,7 @@ impl<'a> Setup<'a> {
     }
 
     fn done(&mut self, joined: Joined) {
-        self.phase = Phase::Done(Ok(joined));
+        self.phase = Phase::Done(Ok(Box::new(joined)));
     }
 
     fn fail(&mut self, error: NetworkError) {

@@ -19,7 +19,7 @@ use iris_behaviours::{
     ProbeFor, Probed,
 };
 
-use super::{answer, peers::sealed};
+use super::{answer, members::sealed};
 use crate::{
     metrics::Metrics,
     network::{
