@@ -1,11 +1,60 @@
 //! The jobs this node submitted, with every task's last known state, saved
 //! one file per job in `DIR/jobs/<id>.json` so they survive a restart.
+//!
+//! Each file names its format ([`JOB_FORMAT`]); a file without one was
+//! written before formats were numbered (format 1) and is read as such. A
+//! file from a newer Iris is left as it is, and named in the log, rather
+//! than read wrongly or written over.
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
 
 use iris_behaviours::{libp2p::PeerId, TaskReport, TaskState};
 
 pub use crate::api_types::{Job, JobRequest, JobState, Task};
+
+/// The format of the job files this version writes.
+pub const JOB_FORMAT: u32 = 2;
+
+/// A job file as written: its format, then the job's fields.
+#[derive(serde::Serialize)]
+struct JobFileOut<'a> {
+    format: u32,
+    #[serde(flatten)]
+    job: &'a Job,
+}
+
+/// A job file as read, in any format so far.
+#[derive(serde::Deserialize)]
+struct JobFileIn {
+    #[serde(flatten)]
+    job: Job,
+}
+
+fn first_format() -> u32 {
+    1
+}
+
+/// Reads a job file of any format this version knows, as a job of today's
+/// shape.
+fn read_job_file(bytes: &[u8]) -> Result<Job, String> {
+    // The format first, so a newer file is named as newer rather than as
+    // broken, whatever its fields became.
+    #[derive(serde::Deserialize)]
+    struct Format {
+        #[serde(default = "first_format")]
+        format: u32,
+    }
+    let Format { format } = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if format > JOB_FORMAT {
+        return Err(format!(
+            "it is in format {format}, from a newer Iris; this one reads formats 1 to {JOB_FORMAT}"
+        ));
+    }
+    // Formats 1 and 2 differ only in the number: format 1 lacks the job's
+    // state at times, and it is derived anew from the tasks either way.
+    let file: JobFileIn = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    Ok(file.job.with_state())
+}
 
 /// The jobs in memory, each saved after every change. The map's lock is
 /// never held across I/O: a save takes `writes` (an async lock), then
@@ -31,7 +80,7 @@ impl JobStore {
             }
             match std::fs::read(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Job>(&b).map_err(|e| e.to_string()))
+                .and_then(|bytes| read_job_file(&bytes))
             {
                 Ok(job) => {
                     jobs.insert(job.id.clone(), job);
@@ -56,7 +105,11 @@ impl JobStore {
         };
         let path = self.dir.join(format!("{id}.json"));
         let written = tokio::task::spawn_blocking(move || {
-            let json = serde_json::to_vec_pretty(&job.with_state()).expect("jobs serialize");
+            let file = JobFileOut {
+                format: JOB_FORMAT,
+                job: &job.with_state(),
+            };
+            let json = serde_json::to_vec_pretty(&file).expect("jobs serialize");
             crate::store::write_private(&path, &json).map_err(|e| e.to_string())
         })
         .await
@@ -209,3 +262,7 @@ impl JobStore {
         load
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
