@@ -2,20 +2,21 @@
 //! serve these types and the typed client (`client.rs`) reads them, so
 //! the server and the CLI cannot drift apart. docs/api.md describes each.
 
-use std::collections::BTreeMap;
-
 use iris_behaviours::{
     libp2p::{Multiaddr, PeerId},
-    ExecOutput, ExecutorState, ImageRef, Liveness, NetworkConfig, Role, TaskState,
+    ExecOutput, ExecutorState, ImageRef, Liveness, NetworkConfig, Role,
 };
 use serde::{Deserialize, Serialize};
 
 mod datasets;
+mod jobs;
 mod owner;
 mod session;
 pub mod shapes;
 mod sums;
 pub use datasets::*;
+pub use jobs::*;
+use jobs::{all, default_cpus, default_memory_mb};
 pub use owner::*;
 pub use session::*;
 pub use sums::*;
@@ -183,241 +184,6 @@ pub struct PushImage {
     #[serde(default = "all")]
     #[schema(min_length = 1)]
     pub to: String,
-}
-
-/// What the user asked for in `POST /v1/jobs`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JobRequest {
-    #[schema(pattern = r"^\S{1,256}$")]
-    pub image: String,
-    #[schema(min_items = 1, max_items = 1024)]
-    pub argv: Vec<String>,
-    /// `KEY=VALUE` entries.
-    #[serde(default)]
-    #[schema(value_type = Vec<shapes::EnvEntry>)]
-    pub env: Vec<String>,
-    /// `all`, `name,name`, `role:R` or `tag:T`.
-    #[serde(default = "all")]
-    #[schema(min_length = 1)]
-    pub on: String,
-    /// Run on one target only, the least loaded.
-    #[serde(default)]
-    pub any: bool,
-    /// `none` (default) or `bridge`.
-    #[serde(default)]
-    #[schema(pattern = r"^(none|bridge)$")]
-    pub network: Option<String>,
-    #[serde(default = "default_memory_mb", deserialize_with = "shapes::whole")]
-    #[schema(minimum = 6, maximum = 1048576)]
-    pub memory_mb: u64,
-    #[serde(default = "default_cpus")]
-    #[schema(minimum = 0.001, maximum = 1024)]
-    pub cpus: f64,
-    #[serde(default = "default_timeout")]
-    #[schema(minimum = 0.001, maximum = 604800)]
-    pub timeout_secs: f64,
-    /// Paths in each target's public workspace, mounted read-only at
-    /// `/workspace/in/<path>`.
-    #[serde(default)]
-    pub inputs: Vec<String>,
-    /// With `on: "dataset:NAME"`: run on this node alone, on the dataset's
-    /// mock sample, fetched from a node that holds it.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-fn all() -> String {
-    "all".into()
-}
-fn default_memory_mb() -> u64 {
-    512
-}
-fn default_cpus() -> f64 {
-    1.0
-}
-fn default_timeout() -> f64 {
-    3600.0
-}
-
-/// Where a job stands: running until every task has ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    #[default]
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-        })
-    }
-}
-
-/// One node's part of a job.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Task {
-    pub node: String,
-    #[schema(value_type = String)]
-    pub peer_id: PeerId,
-    pub state: TaskState,
-    pub exit_code: Option<i64>,
-    pub started_ms: Option<u64>,
-    pub finished_ms: Option<u64>,
-    pub outputs: Vec<String>,
-    /// The task wrote more files than a report carries; `outputs` lists
-    /// the first of them.
-    #[serde(default)]
-    pub outputs_truncated: bool,
-    pub error: Option<String>,
-    /// The image it ran, as the engine's id (`sha256:...`).
-    #[serde(default)]
-    pub image_id: Option<String>,
-    /// Why its outputs are not listed: the node's owner holds them for
-    /// review, denied them, or releases them only through secure aggregation.
-    #[serde(default)]
-    pub held: Option<String>,
-}
-
-impl Task {
-    /// A task just handed to `node`.
-    pub fn queued(node: String, peer_id: PeerId) -> Self {
-        Self {
-            node,
-            peer_id,
-            state: TaskState::Queued,
-            exit_code: None,
-            started_ms: None,
-            finished_ms: None,
-            outputs: Vec::new(),
-            outputs_truncated: false,
-            error: None,
-            image_id: None,
-            held: None,
-        }
-    }
-}
-
-/// A job and every task's last known state.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Job {
-    pub id: String,
-    /// Derived from the tasks; kept current by [`Job::with_state`]. Every
-    /// answer carries it; job files written before it lack it.
-    #[serde(default)]
-    #[schema(required = true)]
-    pub state: JobState,
-    pub request: JobRequest,
-    pub created_ms: u64,
-    /// By node name.
-    pub tasks: BTreeMap<String, Task>,
-}
-
-impl Job {
-    /// The job with its derived `state` filled in.
-    pub fn with_state(mut self) -> Self {
-        self.state = self.derived_state();
-        self
-    }
-
-    pub fn finished(&self) -> bool {
-        self.tasks.values().all(|t| t.state.is_terminal())
-    }
-
-    fn derived_state(&self) -> JobState {
-        if !self.finished() {
-            JobState::Running
-        } else if self.tasks.values().all(|t| t.state == TaskState::Succeeded) {
-            JobState::Succeeded
-        } else {
-            JobState::Failed
-        }
-    }
-}
-
-/// `GET /v1/jobs/{id}?wait=S`: answer once the job has ended, or after S
-/// seconds with the job as it stands.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct WaitQuery {
-    /// Seconds to wait for the job to end, at most 600.
-    #[serde(default)]
-    #[param(minimum = 0, maximum = 600)]
-    pub wait: Option<f64>,
-}
-
-/// The longest wait one request may ask for.
-pub const MAX_WAIT_SECS: f64 = 600.0;
-
-/// `GET /v1/jobs/{id}/logs`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct LogsQuery {
-    pub node: Option<String>,
-    #[serde(default)]
-    pub stdout_offset: u64,
-    #[serde(default)]
-    pub stderr_offset: u64,
-}
-
-/// One task's output, as `GET /v1/jobs/{id}/logs` returns it.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TaskLogs {
-    pub node: String,
-    pub state: TaskState,
-    pub stdout: String,
-    pub stderr: String,
-    /// Offsets to ask from next time (for `--follow`).
-    pub stdout_offset: u64,
-    pub stderr_offset: u64,
-    /// Why the node sent none: its owner's policy withholds logs.
-    #[serde(default)]
-    pub withheld: Option<String>,
-}
-
-/// The answer to `POST /v1/jobs/{id}/gather`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Gathered {
-    pub files: Vec<String>,
-    /// Nodes whose outputs were not released, each with the reason.
-    #[serde(default)]
-    pub held: Vec<String>,
-}
-
-/// `POST /v1/jobs/{id}/secure-sum`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecureSumRequest {
-    /// The update file each task wrote in its outputs:
-    /// `{"vector": [numbers], "weight": w}`.
-    pub file: String,
-    /// How many numbers each update's vector holds. The master says it, so
-    /// that a site's answer is only whether its update fits: a length a
-    /// site's code chose would tell the master something of its data.
-    #[serde(deserialize_with = "shapes::whole")]
-    #[schema(minimum = 1, maximum = 134217726)]
-    pub length: u64,
-    /// The largest magnitude of any number summed: each weight·entry, and
-    /// the weight itself (10⁶ if not given). A site clips what lies beyond
-    /// it; the outcome says how many were clipped, over all sites.
-    #[serde(default)]
-    #[schema(exclusive_minimum = 0.0, maximum = 1e16)]
-    pub range: Option<f64>,
-    /// The finest step the sum must keep; it keeps the power of two at or
-    /// below it (2⁻³², about 2.3·10⁻¹⁰, if not given). A range and a
-    /// resolution whose sum over the job's sites cannot fit 64 bits are
-    /// refused before any site computes.
-    #[serde(default)]
-    #[schema(minimum = 2.220446049250313e-16, maximum = 1.0)]
-    pub resolution: Option<f64>,
 }
 
 /// `GET /v1/files`.

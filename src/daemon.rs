@@ -8,6 +8,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{node::Node, store::Store};
 
 pub async fn run(dir: &Path) -> anyhow::Result<()> {
+    init_logging();
     let node = Node::start(dir).await?;
     let token = Store::new(dir).load_token()?;
     let config = node.config();
@@ -46,4 +47,14 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_gossipsub=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

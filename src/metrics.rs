@@ -21,8 +21,6 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::api_types::JobState;
-
 /// One metric's labels, as `(name, value)` pairs.
 type Labels = Vec<(&'static str, String)>;
 
@@ -176,8 +174,11 @@ impl Metrics {
 pub struct Held {
     /// The state of each node of the map.
     pub nodes: Vec<Liveness>,
-    /// The state of each job this node submitted, and of each of their tasks.
-    pub jobs: Vec<JobState>,
+    /// The state of each job this node submitted, as the API names it,
+    /// and every state a job can be in (each is shown, none or not).
+    pub jobs: Vec<String>,
+    pub job_states: Vec<String>,
+    /// The state of each task of those jobs.
     pub tasks: Vec<TaskState>,
     pub pending_approvals: usize,
     pub pending_releases: usize,
@@ -197,11 +198,10 @@ impl Held {
             "Nodes of this node's map, by state",
             gauges(&all_nodes, &self.nodes),
         );
-        let all_jobs = [JobState::Running, JobState::Succeeded, JobState::Failed];
         registry.register(
             "jobs",
             "Jobs this node submitted, by state",
-            gauges(&all_jobs, &self.jobs),
+            gauges(&self.job_states, &self.jobs),
         );
         let all_tasks = [
             TaskState::AwaitingApproval,

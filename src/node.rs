@@ -22,13 +22,14 @@ use crate::{
     audit::AuditLog,
     config::NodeConfig,
     egress::Egress,
+    egress::Release,
     events::Events,
     executor::{Executor, TaskLimits, Workspace},
     files::Files,
     images::ImageLibrary,
     jobs::{deliver::Courier, runner::TaskRunner, store::JobStore, Jobs},
     membership::Membership,
-    network::{Capabilities, NetworkContext},
+    network::{Capabilities, NetworkContext, NodeSettings},
     peer::Router,
     policy::Policy,
     secagg::SecureSums,
@@ -36,7 +37,7 @@ use crate::{
     store::Store,
     witness::Witness,
 };
-use iris_behaviours::SwarmSettings;
+use iris_behaviours::{libp2p::PeerId, SwarmSettings, TaskState};
 
 use crate::{datasets::Datasets, metrics::Metrics};
 
@@ -121,7 +122,7 @@ impl Node {
         };
         let membership = Membership::new(Arc::new(NetworkContext {
             keypair: keypair.clone(),
-            config: config.clone(),
+            config: network_settings(&config),
             store,
             events: events.clone(),
             settings,
@@ -338,5 +339,30 @@ async fn publish_audit_head(
         if heads.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// What the network needs of `config`.
+fn network_settings(config: &NodeConfig) -> NodeSettings {
+    NodeSettings {
+        name: config.name.clone(),
+        tags: config.tags.clone(),
+        api_port: config.api.port,
+        listen: config.p2p.listen,
+        p2p_port: config.p2p.port,
+        external: config.p2p.external.clone(),
+        probe_interval: config.liveness.probe_interval(),
+        suspect_after: config.liveness.suspect_after(),
+        gone_after: config.liveness.gone_after(),
+    }
+}
+
+/// A site's secure sums learn of its tasks from the task runner.
+impl crate::secagg::SiteTasks for TaskRunner {
+    fn task_of<'a>(
+        &'a self,
+        job_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<(PeerId, TaskState, Release)>> {
+        Box::pin(TaskRunner::task_of(self, job_id))
     }
 }

@@ -18,7 +18,6 @@ use crate::{
     audit::{AuditEvent, DecidedBy, Verdict},
     egress::{Egress, Outgoing, Release},
     executor::{Executor, ExecutorError},
-    jobs::Jobs,
     membership::{Membership, MembershipError},
     policy::{Allowance, ImagePolicy},
 };
@@ -72,7 +71,8 @@ impl Sessions {
             inputs: Vec::new(),
             dry_run: false,
         };
-        let spec = Jobs::task_spec(&format!("session-{}", body.name), &request)
+        let spec = request
+            .task_spec(&format!("session-{}", body.name))
             .map_err(SessionError::Invalid)?;
         let request = CreateSession {
             name: body.name,

@@ -11,7 +11,8 @@ use iris_behaviours::RefusalKind;
 
 use crate::{
     api_types::ErrorBody, datasets::DatasetError, files::FileError, images::ImageError,
-    jobs::JobError, membership::MembershipError, network::NetworkError, sessions::SessionError,
+    jobs::JobError, membership::MembershipError, network::NetworkError, secagg::SumJobError,
+    sessions::SessionError,
 };
 
 #[derive(Debug)]
@@ -109,11 +110,20 @@ impl From<JobError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             JobError::Invalid(_) => StatusCode::BAD_REQUEST,
-            // Too few sites, a refusal or a falsified share: nothing to sum.
-            JobError::SecureSum(_) | JobError::Running(_) => StatusCode::CONFLICT,
             JobError::Membership(e) => membership_status(e),
             JobError::Logs { source, .. } => membership_status(source),
             JobError::Gather { source, .. } => file_status(source),
+        };
+        Self::from_error(status, &error)
+    }
+}
+
+impl From<SumJobError> for ApiError {
+    fn from(error: SumJobError) -> Self {
+        let status = match &error {
+            SumJobError::Invalid(_) => StatusCode::BAD_REQUEST,
+            SumJobError::Running(_) | SumJobError::Aborted(_) => StatusCode::CONFLICT,
+            SumJobError::Keep(e) => file_status(e),
         };
         Self::from_error(status, &error)
     }

@@ -13,7 +13,7 @@ use utoipa::{
 };
 
 use super::ApiState;
-use crate::metrics::Held;
+use crate::{api_types::JobState, metrics::Held};
 
 /// What Prometheus asks for and gets: OpenMetrics text.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -35,7 +35,8 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
             .iter()
             .map(|n| n.state)
             .collect(),
-        jobs: jobs.iter().map(|j| j.state).collect(),
+        jobs: jobs.iter().map(|j| j.state.to_string()).collect(),
+        job_states: JobState::ALL.iter().map(JobState::to_string).collect(),
         tasks: jobs
             .iter()
             .flat_map(|j| j.tasks.values().map(|t| t.state))

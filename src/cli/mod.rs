@@ -162,13 +162,23 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// The node directory `iris run` names, if that is the command: the
+    /// binary's main runs the node ([`crate::daemon`]), so the CLI, a client
+    /// of the node, needs nothing of the node itself.
+    pub fn node_to_run(&self) -> Option<&std::path::Path> {
+        match &self.command {
+            Command::Run { dir } => Some(&dir.dir),
+            _ => None,
+        }
+    }
+}
+
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => init::init(args),
-        Command::Run { dir } => {
-            init_logging();
-            crate::daemon::run(&dir.dir).await
-        }
+        // The binary's main starts the daemon itself ([`Cli::node_to_run`]).
+        Command::Run { .. } => anyhow::bail!("`iris run` starts a node; this is not the place"),
         Command::Network(command) => network::network(command).await,
         Command::Nodes { dir, output } => network::nodes(&dir, &output).await,
         Command::Status { dir, output } => network::status(&dir, &output).await,
@@ -209,15 +219,6 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             output,
         } => audit::audit(command, &dir, &output),
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_gossipsub=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// `512m`, `2g` or a plain number of MiB, as MiB.

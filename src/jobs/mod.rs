@@ -48,9 +48,6 @@ pub enum JobError {
     NoMockSample(String),
     #[error("{0}")]
     Invalid(String),
-    /// What needs the job ended came while it runs.
-    #[error("job {0} has not ended yet")]
-    Running(String),
     #[error(transparent)]
     Membership(#[from] MembershipError),
     #[error("cannot fetch logs from {node}: {source}")]
@@ -58,8 +55,6 @@ pub enum JobError {
         node: String,
         source: Box<MembershipError>,
     },
-    #[error("no secure sum: {0}")]
-    SecureSum(String),
     #[error("cannot gather {file} from {node}: {source}")]
     Gather {
         file: String,
@@ -100,41 +95,6 @@ impl Jobs {
         self.membership.local_peer()
     }
 
-    /// Validates a request and turns it into the spec every target runs.
-    pub fn task_spec(job_id: &str, request: &JobRequest) -> Result<TaskSpec, String> {
-        let mut env = Vec::new();
-        for pair in &request.env {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("environment entry '{pair}' must be KEY=VALUE"))?;
-            env.push((key.to_string(), value.to_string()));
-        }
-        let network = match request.network.as_deref() {
-            None | Some("none") => None,
-            Some(other) => Some(other.to_string()),
-        };
-        if !request.cpus.is_finite() || !request.timeout_secs.is_finite() {
-            return Err("cpus and timeout must be finite numbers".into());
-        }
-        let spec = TaskSpec {
-            job_id: job_id.to_string(),
-            image: request.image.clone(),
-            argv: request.argv.clone(),
-            env,
-            network,
-            memory_bytes: i64::try_from(request.memory_mb.saturating_mul(1 << 20))
-                .unwrap_or(i64::MAX),
-            nano_cpus: (request.cpus * 1e9) as i64,
-            pids_limit: 256,
-            timeout_ms: (request.timeout_secs * 1000.0) as u64,
-            inputs: request.inputs.clone(),
-            dataset: request.on.strip_prefix("dataset:").map(String::from),
-            dry_run: request.dry_run,
-        };
-        spec.validate_allowing_image_command()?;
-        Ok(spec)
-    }
-
     /// Records a job and hands each target its task; returns the job as it
     /// stands once every target has accepted or refused. A target that
     /// lacks the image gets this node's tar of it first.
@@ -154,7 +114,7 @@ impl Jobs {
         };
         let ship = self.image_shipment(&request.image, &targets, &map);
         let id = format!("job-{}", crate::store::random_hex(6));
-        let spec = Self::task_spec(&id, &request).map_err(JobError::Invalid)?;
+        let spec = request.task_spec(&id).map_err(JobError::Invalid)?;
         spec.validate().map_err(JobError::Invalid)?;
         let tasks = targets
             .iter()

@@ -179,8 +179,8 @@ impl Membership {
                 name: config.name.clone(),
                 peer_id: self.ctx.peer_id(),
                 addrs: vec![],
-                api_port: config.api.port,
-                p2p_port: config.p2p.port,
+                api_port: config.api_port,
+                p2p_port: config.p2p_port,
                 role: Role::Master,
                 tags: config.tags.clone(),
                 executor: capabilities.executor,
@@ -203,14 +203,14 @@ impl Membership {
         let config = &self.ctx.config;
         let (addrs, p2p_port) = match &snapshot {
             Some(s) => (with_peer_id(&s.own.addrs, s.own.peer_id), s.own.p2p_port),
-            None => (Vec::new(), config.p2p.port),
+            None => (Vec::new(), config.p2p_port),
         };
         Status {
             name: config.name.clone(),
             peer_id: self.ctx.peer_id(),
             addrs,
             p2p_port,
-            api_port: config.api.port,
+            api_port: config.api_port,
             tags: config.tags.clone(),
             role: snapshot.as_ref().map(|s| s.own.role),
             network: snapshot.map(|s| s.network),

@@ -12,9 +12,11 @@ pub mod detector;
 mod event_loop;
 pub mod map;
 pub mod neighbours;
+mod node_settings;
 mod saver;
 
 pub use activity::{Activity, Busy, InUse};
+pub use node_settings::NodeSettings;
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,7 +33,6 @@ use iris_behaviours::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    config::NodeConfig,
     events::Events,
     store::{SavedMembership, Store, StoreError},
 };
@@ -54,7 +55,7 @@ pub struct Capabilities {
 /// What a network session needs from the node that runs it.
 pub struct NetworkContext {
     pub keypair: Keypair,
-    pub config: NodeConfig,
+    pub config: NodeSettings,
     pub store: Store,
     pub events: Events,
     pub settings: SwarmSettings,
@@ -424,8 +425,8 @@ fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
         name: ctx.config.name.clone(),
         peer_id: ctx.peer_id(),
         addrs: Vec::new(),
-        api_port: ctx.config.api.port,
-        p2p_port: ctx.config.p2p.port,
+        api_port: ctx.config.api_port,
+        p2p_port: ctx.config.p2p_port,
         role,
         tags: ctx.config.tags.clone(),
         executor: ctx.capabilities.borrow().executor.clone(),
@@ -444,7 +445,6 @@ fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
 fn advertised(ctx: &NetworkContext, listening: Vec<Multiaddr>) -> Vec<Multiaddr> {
     let mut addrs: Vec<Multiaddr> = ctx
         .config
-        .p2p
         .external
         .iter()
         .filter_map(|a| a.parse().ok())
@@ -469,7 +469,7 @@ pub(crate) fn worth_announcing(ctx: &NetworkContext, addr: &Multiaddr) -> bool {
         Protocol::Ip6(ip) => ip.is_loopback(),
         _ => false,
     });
-    !loopback || ctx.config.p2p.listen.is_loopback()
+    !loopback || ctx.config.listen.is_loopback()
 }
 
 /// Turns libp2p's dial errors into what a user can act on. A wrong network

@@ -9,11 +9,27 @@ use iris_behaviours::{libp2p::PeerId, TaskState};
 use super::{Coordinator, FixedPoint, SumOutcome, MAX_LENGTH};
 use crate::{
     api_types::{Job, SecureSumRequest},
-    files::Files,
-    jobs::JobError,
+    files::{FileError, Files},
     membership::Membership,
     workspace::WorkspacePath,
 };
+
+/// Why a job's secure sum did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SumJobError {
+    /// The request is wrong: its length, range or resolution.
+    #[error("{0}")]
+    Invalid(String),
+    /// The job runs still; its sum waits until it has ended.
+    #[error("job {0} has not ended yet")]
+    Running(String),
+    /// Too few sites, a refusal or a falsified share: nothing to sum.
+    #[error("no secure sum: {0}")]
+    Aborted(String),
+    /// The sum was computed but could not be kept in `sum.json`.
+    #[error("cannot keep the sum in sum.json: {0}")]
+    Keep(#[source] FileError),
+}
 
 /// Most numbers in an update's vector: the weight and the count of clipped
 /// values are two more entries.
@@ -28,19 +44,19 @@ pub async fn sum_job(
     job: &Job,
     request: &SecureSumRequest,
     files: &Files,
-) -> Result<SumOutcome, JobError> {
+) -> Result<SumOutcome, SumJobError> {
     let id = &job.id;
     let entries = usize::try_from(request.length)
         .ok()
         .filter(|n| (1..=MAX_ENTRIES).contains(n))
         .ok_or_else(|| {
-            JobError::Invalid(format!(
+            SumJobError::Invalid(format!(
                 "length {}: an update's vector holds 1 to {MAX_ENTRIES} numbers",
                 request.length
             ))
         })?;
     if !job.finished() {
-        return Err(JobError::Running(id.clone()));
+        return Err(SumJobError::Running(id.clone()));
     }
     let sites: Vec<(PeerId, String)> = job
         .tasks
@@ -52,14 +68,14 @@ pub async fn sum_job(
     // over every site that could take part.
     let fixed = FixedPoint::declared(request.range, request.resolution)
         .and_then(|fixed| fixed.check_sum_of(sites.len().max(1)).map(|()| fixed))
-        .map_err(|e| JobError::Invalid(e.to_string()))?;
+        .map_err(|e| SumJobError::Invalid(e.to_string()))?;
     let coordinator = Coordinator {
         membership: membership.clone(),
     };
     let mut outcome = coordinator
         .run(id, &request.file, entries, fixed, &sites)
         .await
-        .map_err(JobError::SecureSum)?;
+        .map_err(SumJobError::Aborted)?;
     // Sites whose task did not succeed are not in it either.
     for task in job
         .tasks
@@ -71,16 +87,12 @@ pub async fn sum_job(
             .push(format!("{} (its task {})", task.node, task.state));
     }
     let dest =
-        WorkspacePath::parse(&format!("gathered/{id}/sum.json")).map_err(JobError::Invalid)?;
+        WorkspacePath::parse(&format!("gathered/{id}/sum.json")).map_err(SumJobError::Invalid)?;
     outcome.path = dest.to_string();
     let json = serde_json::to_vec_pretty(&outcome).expect("sums serialize");
     files
         .write_local(&dest, json)
         .await
-        .map_err(|e| JobError::Gather {
-            file: "sum.json".into(),
-            node: "this node".into(),
-            source: Box::new(e),
-        })?;
+        .map_err(SumJobError::Keep)?;
     Ok(outcome)
 }

@@ -35,9 +35,9 @@ pub use crate::api_types::SumOutcome;
 pub use aggregator::Aggregator;
 pub use coordinator::Coordinator;
 pub use fixed::FixedPoint;
-pub use job_sum::sum_job;
+pub use job_sum::{sum_job, SumJobError};
 pub use participant::Participant;
-pub use site::SecureSums;
+pub use site::{SecureSums, SiteTasks};
 pub use update::{read_update, UpdateError};
 
 use iris_behaviours::libp2p::{identity::Keypair, PeerId};

@@ -17,8 +17,7 @@ use super::{
     FixedPoint, Params, Participant, SecAggError, SessionId,
 };
 use crate::{
-    egress::{Egress, Outgoing},
-    jobs::runner::TaskRunner,
+    egress::{Egress, Outgoing, Release},
     membership::Membership,
     workspace::{Area, Workspace},
 };
@@ -38,9 +37,19 @@ struct Session {
     started: Instant,
 }
 
+/// What a site's secure sums ask of the node's tasks: whose job a task is,
+/// how it ended, and what the owner allows of its outputs. The task runner
+/// answers (the node hands it in), so this module needs nothing of jobs.
+pub trait SiteTasks: Send + Sync {
+    fn task_of<'a>(
+        &'a self,
+        job_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<(PeerId, TaskState, Release)>>;
+}
+
 pub struct SecureSums {
     keypair: Keypair,
-    runner: Arc<TaskRunner>,
+    runner: Arc<dyn SiteTasks>,
     workspace: Workspace,
     egress: Arc<Egress>,
     membership: Arc<Membership>,
@@ -58,7 +67,7 @@ fn refusal(error: SecAggError) -> Refusal {
 impl SecureSums {
     pub fn new(
         keypair: Keypair,
-        runner: Arc<TaskRunner>,
+        runner: Arc<dyn SiteTasks>,
         workspace: Workspace,
         egress: Arc<Egress>,
         membership: Arc<Membership>,

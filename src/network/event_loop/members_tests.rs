@@ -193,8 +193,14 @@ fn only_the_master_removes_nodes() {
 fn the_membership_is_saved_only_when_it_changed() {
     let (mut members, _, bob) = with_bob();
     assert!(members.changes_to_save(false).is_some());
-    assert!(members.changes_to_save(false).is_none(), "nothing changed since");
-    assert!(members.changes_to_save(true).is_some(), "a shutdown saves anyway");
+    assert!(
+        members.changes_to_save(false).is_none(),
+        "nothing changed since"
+    );
+    assert!(
+        members.changes_to_save(true).is_some(),
+        "a shutdown saves anyway"
+    );
     members.departed(
         &bob.public().to_peer_id(),
         iris_behaviours::Departure::Leave,

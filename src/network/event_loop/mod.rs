@@ -119,8 +119,7 @@ impl EventLoop {
         let topic = MapTopic::new(&network, ctx.settings.traffic.map.clone());
         let members = Members::new(network, own, ctx.keypair.clone());
         let saver = Saver::spawn(ctx.store.clone());
-        let liveness = &ctx.config.liveness;
-        let timings = Timings::new(liveness.probe_interval(), liveness.suspect_after());
+        let timings = Timings::new(ctx.config.probe_interval, ctx.config.suspect_after);
         let desk = CallDesk::new(
             ctx.inbound.clone(),
             ctx.activity.clone(),
@@ -165,7 +164,7 @@ impl EventLoop {
                 return;
             }
         }
-        let gone_after = self.ctx.config.liveness.gone_after();
+        let gone_after = self.ctx.config.gone_after;
         let mut liveness_check = tokio::time::interval(LIVENESS_CHECK);
         let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
         let mut save = tokio::time::interval(SAVE_INTERVAL);

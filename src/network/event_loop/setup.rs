@@ -142,15 +142,15 @@ impl<'a> Setup<'a> {
     /// this node had before its restart (so the addresses others saved
     /// still work).
     fn start_listening(&mut self, goal: Goal, previous_port: Option<u16>) {
-        let listen = |port| Multiaddr::from(self.ctx.config.p2p.listen).with(Protocol::Tcp(port));
+        let listen = |port| Multiaddr::from(self.ctx.config.listen).with(Protocol::Tcp(port));
         let reused = match previous_port {
-            Some(port) if self.ctx.config.p2p.port == 0 && port != 0 => {
+            Some(port) if self.ctx.config.p2p_port == 0 && port != 0 => {
                 self.swarm.listen_on(listen(port)).is_ok()
             }
             _ => false,
         };
         if !reused {
-            let addr = listen(self.ctx.config.p2p.port);
+            let addr = listen(self.ctx.config.p2p_port);
             if let Err(e) = self.swarm.listen_on(addr.clone()) {
                 return self.fail(NetworkError::Listen {
                     addr,
@@ -178,7 +178,7 @@ impl<'a> Setup<'a> {
                 ..
             } if now >= settled => self.finish_listening(goal, addrs),
             Phase::Listening { deadline, .. } if now >= deadline => {
-                let addr = Multiaddr::from(self.ctx.config.p2p.listen);
+                let addr = Multiaddr::from(self.ctx.config.listen);
                 self.fail(NetworkError::Listen {
                     addr,
                     reason: "no address after 5 s".into(),
@@ -214,7 +214,7 @@ impl<'a> Setup<'a> {
                     reason: Err(error), ..
                 },
             ) => {
-                let addr = Multiaddr::from(self.ctx.config.p2p.listen);
+                let addr = Multiaddr::from(self.ctx.config.listen);
                 self.fail(NetworkError::Listen {
                     addr,
                     reason: error.to_string(),
@@ -333,7 +333,7 @@ impl<'a> Setup<'a> {
                 Protocol::Tcp(port) => Some(port),
                 _ => None,
             })
-            .unwrap_or(self.ctx.config.p2p.port);
+            .unwrap_or(self.ctx.config.p2p_port);
         self.own.addrs = advertised(self.ctx, addrs);
         sign_now(self.own, &self.ctx.keypair);
         match goal {

@@ -1,0 +1,258 @@
+//! Jobs: what a researcher asks for, and the job and its tasks as the
+//! node that submitted it keeps them.
+
+use std::collections::BTreeMap;
+
+use iris_behaviours::{libp2p::PeerId, TaskSpec, TaskState};
+use serde::{Deserialize, Serialize};
+
+use super::shapes;
+
+/// What the user asked for in `POST /v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    #[schema(pattern = r"^\S{1,256}$")]
+    pub image: String,
+    #[schema(min_items = 1, max_items = 1024)]
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` entries.
+    #[serde(default)]
+    #[schema(value_type = Vec<shapes::EnvEntry>)]
+    pub env: Vec<String>,
+    /// `all`, `name,name`, `role:R` or `tag:T`.
+    #[serde(default = "all")]
+    #[schema(min_length = 1)]
+    pub on: String,
+    /// Run on one target only, the least loaded.
+    #[serde(default)]
+    pub any: bool,
+    /// `none` (default) or `bridge`.
+    #[serde(default)]
+    #[schema(pattern = r"^(none|bridge)$")]
+    pub network: Option<String>,
+    #[serde(default = "default_memory_mb", deserialize_with = "shapes::whole")]
+    #[schema(minimum = 6, maximum = 1048576)]
+    pub memory_mb: u64,
+    #[serde(default = "default_cpus")]
+    #[schema(minimum = 0.001, maximum = 1024)]
+    pub cpus: f64,
+    #[serde(default = "default_timeout")]
+    #[schema(minimum = 0.001, maximum = 604800)]
+    pub timeout_secs: f64,
+    /// Paths in each target's public workspace, mounted read-only at
+    /// `/workspace/in/<path>`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// With `on: "dataset:NAME"`: run on this node alone, on the dataset's
+    /// mock sample, fetched from a node that holds it.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl JobRequest {
+    /// Validates a request and turns it into the spec every target runs.
+    pub fn task_spec(&self, job_id: &str) -> Result<TaskSpec, String> {
+        let request = self;
+        let mut env = Vec::new();
+        for pair in &request.env {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("environment entry '{pair}' must be KEY=VALUE"))?;
+            env.push((key.to_string(), value.to_string()));
+        }
+        let network = match request.network.as_deref() {
+            None | Some("none") => None,
+            Some(other) => Some(other.to_string()),
+        };
+        if !request.cpus.is_finite() || !request.timeout_secs.is_finite() {
+            return Err("cpus and timeout must be finite numbers".into());
+        }
+        let spec = TaskSpec {
+            job_id: job_id.to_string(),
+            image: request.image.clone(),
+            argv: request.argv.clone(),
+            env,
+            network,
+            memory_bytes: i64::try_from(request.memory_mb.saturating_mul(1 << 20))
+                .unwrap_or(i64::MAX),
+            nano_cpus: (request.cpus * 1e9) as i64,
+            pids_limit: 256,
+            timeout_ms: (request.timeout_secs * 1000.0) as u64,
+            inputs: request.inputs.clone(),
+            dataset: request.on.strip_prefix("dataset:").map(String::from),
+            dry_run: request.dry_run,
+        };
+        spec.validate_allowing_image_command()?;
+        Ok(spec)
+    }
+}
+
+pub(super) fn all() -> String {
+    "all".into()
+}
+pub(super) fn default_memory_mb() -> u64 {
+    512
+}
+pub(super) fn default_cpus() -> f64 {
+    1.0
+}
+pub(super) fn default_timeout() -> f64 {
+    3600.0
+}
+
+/// Where a job stands: running until every task has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 3] = [JobState::Running, JobState::Succeeded, JobState::Failed];
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        })
+    }
+}
+
+/// One node's part of a job.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Task {
+    pub node: String,
+    #[schema(value_type = String)]
+    pub peer_id: PeerId,
+    pub state: TaskState,
+    pub exit_code: Option<i64>,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub outputs: Vec<String>,
+    /// The task wrote more files than a report carries; `outputs` lists
+    /// the first of them.
+    #[serde(default)]
+    pub outputs_truncated: bool,
+    pub error: Option<String>,
+    /// The image it ran, as the engine's id (`sha256:...`).
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// Why its outputs are not listed: the node's owner holds them for
+    /// review, denied them, or releases them only through secure aggregation.
+    #[serde(default)]
+    pub held: Option<String>,
+}
+
+impl Task {
+    /// A task just handed to `node`.
+    pub fn queued(node: String, peer_id: PeerId) -> Self {
+        Self {
+            node,
+            peer_id,
+            state: TaskState::Queued,
+            exit_code: None,
+            started_ms: None,
+            finished_ms: None,
+            outputs: Vec::new(),
+            outputs_truncated: false,
+            error: None,
+            image_id: None,
+            held: None,
+        }
+    }
+}
+
+/// A job and every task's last known state.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    pub id: String,
+    /// Derived from the tasks; kept current by [`Job::with_state`]. Every
+    /// answer carries it; job files written before it lack it.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub state: JobState,
+    pub request: JobRequest,
+    pub created_ms: u64,
+    /// By node name.
+    pub tasks: BTreeMap<String, Task>,
+}
+
+impl Job {
+    /// The job with its derived `state` filled in.
+    pub fn with_state(mut self) -> Self {
+        self.state = self.derived_state();
+        self
+    }
+
+    pub fn finished(&self) -> bool {
+        self.tasks.values().all(|t| t.state.is_terminal())
+    }
+
+    fn derived_state(&self) -> JobState {
+        if !self.finished() {
+            JobState::Running
+        } else if self.tasks.values().all(|t| t.state == TaskState::Succeeded) {
+            JobState::Succeeded
+        } else {
+            JobState::Failed
+        }
+    }
+}
+
+/// `GET /v1/jobs/{id}?wait=S`: answer once the job has ended, or after S
+/// seconds with the job as it stands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Seconds to wait for the job to end, at most 600.
+    #[serde(default)]
+    #[param(minimum = 0, maximum = 600)]
+    pub wait: Option<f64>,
+}
+
+/// The longest wait one request may ask for.
+pub const MAX_WAIT_SECS: f64 = 600.0;
+
+/// `GET /v1/jobs/{id}/logs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    pub node: Option<String>,
+    #[serde(default)]
+    pub stdout_offset: u64,
+    #[serde(default)]
+    pub stderr_offset: u64,
+}
+
+/// One task's output, as `GET /v1/jobs/{id}/logs` returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskLogs {
+    pub node: String,
+    pub state: TaskState,
+    pub stdout: String,
+    pub stderr: String,
+    /// Offsets to ask from next time (for `--follow`).
+    pub stdout_offset: u64,
+    pub stderr_offset: u64,
+    /// Why the node sent none: its owner's policy withholds logs.
+    #[serde(default)]
+    pub withheld: Option<String>,
+}
+
+/// The answer to `POST /v1/jobs/{id}/gather`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Gathered {
+    pub files: Vec<String>,
+    /// Nodes whose outputs were not released, each with the reason.
+    #[serde(default)]
+    pub held: Vec<String>,
+}
