@@ -41,6 +41,8 @@ cargo build --workspace --all-targets
 
 # No two modules of a crate use each other, directly or in a circle.
 part "modules: no import circle in src/ or behaviours/src/" python3 scripts/module_cycles.py src behaviours/src
+# Each type's inherent impl in one file, tests files aside.
+part "types: no impl spread over files" python3 scripts/impl_spread.py src behaviours/src
 
 # Every test binary, not only those before the first failure.
 cargo_tests() {

@@ -11,23 +11,9 @@ use iris_behaviours::{
 use super::{Effect, Members, Reply};
 use crate::events::EventKind;
 
+/// A record of `keypair`'s node, signed by it.
 fn record(name: &str, keypair: &Keypair, role: Role) -> NodeRecord {
-    let mut record = NodeRecord {
-        name: name.into(),
-        peer_id: keypair.public().to_peer_id(),
-        addrs: vec![],
-        api_port: 1,
-        p2p_port: 2,
-        role,
-        tags: vec![],
-        executor: Default::default(),
-        images: vec![],
-        version: 1,
-        audit: None,
-        signed_at_ms: 0,
-        signature: vec![],
-        datasets: Vec::new(),
-    };
+    let mut record = crate::network::map::tests::record(name, keypair.public().to_peer_id(), role);
     record.sign(keypair, crate::now_ms());
     record
 }

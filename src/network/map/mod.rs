@@ -367,4 +367,4 @@ impl NetworkMap {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -3,7 +3,8 @@
 use super::*;
 use iris_behaviours::{libp2p::identity::Keypair, NetworkMode};
 
-fn record(name: &str, peer_id: PeerId, role: Role) -> NodeRecord {
+/// An unsigned record of the plainest node; the event loop's tests sign it.
+pub(crate) fn record(name: &str, peer_id: PeerId, role: Role) -> NodeRecord {
     NodeRecord {
         name: name.into(),
         peer_id,
