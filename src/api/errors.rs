@@ -122,7 +122,8 @@ impl From<SumJobError> for ApiError {
     fn from(error: SumJobError) -> Self {
         let status = match &error {
             SumJobError::Invalid(_) => StatusCode::BAD_REQUEST,
-            SumJobError::Running(_) | SumJobError::Aborted(_) => StatusCode::CONFLICT,
+            // Too few sites, a refusal or a falsified share: nothing to sum.
+            SumJobError::Running(_) | SumJobError::Sum(_) => StatusCode::CONFLICT,
             SumJobError::Keep(e) => file_status(e),
         };
         Self::from_error(status, &error)

@@ -8,12 +8,42 @@ use iris_behaviours::{libp2p::PeerId, SecureSumStep};
 
 use super::{
     wire::{decode, encode, SaRequest, SaResponse, PAGE_WORDS},
-    Aggregator, FixedPoint, Params, MIN_INPUTS,
+    Aggregator, FixedPoint, Params, SecAggError, MIN_INPUTS,
 };
 use crate::{api_types::SumOutcome, membership::Membership};
 
 pub struct Coordinator {
     pub membership: Arc<Membership>,
+}
+
+/// Why a secure sum ended with no sum. Each names the sites that dropped
+/// out on the way, with the step and why (in the sites' closed words).
+#[derive(Debug, thiserror::Error)]
+pub enum SumError {
+    /// Too few sites have an update that fits: nothing was started.
+    #[error(
+        "a secure sum needs {MIN_INPUTS} sites or more with an update of {entries} entries; \
+         {have} have it ({})", dropped.join("; ")
+    )]
+    TooFew {
+        entries: usize,
+        have: usize,
+        dropped: Vec<String>,
+    },
+    /// The protocol stopped: too few keys, sharers or survivors were left,
+    /// or a site's share was falsified.
+    #[error("{cause}{}", with_dropped(dropped))]
+    Aborted {
+        cause: SecAggError,
+        dropped: Vec<String>,
+    },
+}
+
+fn with_dropped(dropped: &[String]) -> String {
+    match dropped {
+        [] => String::new(),
+        some => format!("; dropped: {}", some.join("; ")),
+    }
 }
 
 type Answers = Vec<(PeerId, Result<SaResponse, String>)>;
@@ -67,7 +97,7 @@ impl Coordinator {
         entries: usize,
         fixed: FixedPoint,
         sites: &[(PeerId, String)],
-    ) -> Result<SumOutcome, String> {
+    ) -> Result<SumOutcome, SumError> {
         let name_of = |peer: &PeerId| {
             sites
                 .iter()
@@ -91,12 +121,16 @@ impl Coordinator {
         .filter_map(|(peer, answer)| matches!(answer, SaResponse::Fits).then_some(peer))
         .collect();
         if participants.len() < MIN_INPUTS {
-            return Err(format!(
-                "a secure sum needs {MIN_INPUTS} sites or more with an update of {entries} entries; {} have it ({})",
-                participants.len(),
-                dropped.join("; ")
-            ));
+            return Err(SumError::TooFew {
+                entries,
+                have: participants.len(),
+                dropped,
+            });
         }
+        let abort = |cause: SecAggError, dropped: &[String]| SumError::Aborted {
+            cause,
+            dropped: dropped.to_vec(),
+        };
         let params = Params::new(
             job_id.into(),
             crate::now_ms(),
@@ -107,16 +141,9 @@ impl Coordinator {
             entries + 2,
             fixed,
         )
-        .map_err(|e| e.to_string())?;
-        let mut aggregator = Aggregator::new(params.clone()).map_err(|e| e.to_string())?;
+        .map_err(|e| abort(e, &dropped))?;
+        let mut aggregator = Aggregator::new(params.clone()).map_err(|e| abort(e, &dropped))?;
         let session = aggregator.session();
-        let abort = |e: super::SecAggError, dropped: &[String]| {
-            let mut why = e.to_string();
-            if !dropped.is_empty() {
-                why += &format!("; dropped: {}", dropped.join("; "));
-            }
-            why
-        };
 
         let setup = |_| SaRequest::Setup {
             params: params.clone(),

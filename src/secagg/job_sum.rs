@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use iris_behaviours::{libp2p::PeerId, TaskState};
 
-use super::{Coordinator, FixedPoint, SumOutcome, MAX_LENGTH};
+use super::{coordinator::SumError, Coordinator, FixedPoint, SumOutcome, MAX_LENGTH};
 use crate::{
     api_types::{Job, SecureSumRequest},
     files::{FileError, Files},
@@ -25,7 +25,7 @@ pub enum SumJobError {
     Running(String),
     /// Too few sites, a refusal or a falsified share: nothing to sum.
     #[error("no secure sum: {0}")]
-    Aborted(String),
+    Sum(#[from] SumError),
     /// The sum was computed but could not be kept in `sum.json`.
     #[error("cannot keep the sum in sum.json: {0}")]
     Keep(#[source] FileError),
@@ -75,7 +75,7 @@ pub async fn sum_job(
     let mut outcome = coordinator
         .run(id, &request.file, entries, fixed, &sites)
         .await
-        .map_err(SumJobError::Aborted)?;
+        .map_err(SumJobError::Sum)?;
     // Sites whose task did not succeed are not in it either.
     for task in job
         .tasks
