@@ -149,6 +149,19 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// One server-sent event of `GET /v1/events`, as the stream carries it:
+/// the OpenAPI document describes this envelope, as OpenAPI 3.1 reads the
+/// schema of an event stream, and says in JSON Schema's words
+/// (`contentMediaType`, `contentSchema`) that its data is an `Event`.
+#[derive(utoipa::ToSchema)]
+pub struct EventEnvelope {
+    /// The event's type: `joined`, `suspect`, `job_finished`, ...
+    pub event: String,
+    /// The event as JSON: an `Event`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 /// The sending side; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Events {

@@ -65,6 +65,8 @@ pub(super) async fn openapi(State(state): State<ApiState>) -> Response {
         description = "The local REST API of one Iris node. docs/api.md describes each route."
     ),
     modifiers(&Security),
+    // What an event stream's envelope holds (`EventEnvelope`'s data).
+    components(schemas(crate::events::Event)),
     security(("bearer" = []), ("cookie" = []))
 )]
 pub(super) struct ApiDoc;
@@ -129,7 +131,9 @@ pub(super) fn finish(document: utoipa::openapi::OpenApi) -> String {
 /// (OpenAPI 3.1): a dry run is on a dataset's mock sample, so it names the
 /// dataset (`on: "dataset:NAME"`); a body of one of several shapes (a
 /// command rule, a policy setting) has no field beyond its shape's, as
-/// serde's `deny_unknown_fields` on the whole says.
+/// serde's `deny_unknown_fields` on the whole says; and an event's
+/// envelope holds an `Event` as JSON (`contentSchema`, which utoipa's
+/// derive has no attribute for).
 fn cross_field_rules(json: &mut Value) {
     for shapes in ["CommandRule", "PolicySetting"] {
         let one_of = json["components"]["schemas"][shapes]["oneOf"].as_array_mut();
@@ -137,6 +141,8 @@ fn cross_field_rules(json: &mut Value) {
             shape["additionalProperties"] = Value::Bool(false);
         }
     }
+    let data = &mut json["components"]["schemas"]["EventEnvelope"]["properties"]["data"];
+    data["contentSchema"] = serde_json::json!({"$ref": "#/components/schemas/Event"});
     let job = &mut json["components"]["schemas"]["JobRequest"];
     job["if"] = serde_json::json!({
         "properties": {"dry_run": {"const": true}},

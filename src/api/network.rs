@@ -76,7 +76,7 @@ pub(super) async fn nodes(State(state): State<ApiState>) -> Result<Json<Vec<Node
 
 /// What happens, as server-sent events: each event's name is its `type`.
 #[utoipa::path(get, path = "/v1/events", tag = "network",
-    responses((status = 200, content_type = "text/event-stream", body = crate::events::Event,
+    responses((status = 200, content_type = "text/event-stream", body = crate::events::EventEnvelope,
                description = "one server-sent event per event, until the node stops")))]
 pub(super) async fn events(
     State(state): State<ApiState>,
