@@ -388,6 +388,9 @@ async fn start(
     let (ready, setup) = oneshot::channel();
     let activity = ctx.activity.clone();
     let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, ready, chunk_streams);
+    // Owned, not detached: the client keeps the handle and a departure
+    // awaits it. A JoinSet would abort the loop when dropped, before its
+    // goodbyes and last save.
     let running = tokio::spawn(event_loop.run(goal, previous_port));
     let snapshot = match setup
         .await

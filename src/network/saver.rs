@@ -14,6 +14,7 @@ pub(super) struct Saver {
 impl Saver {
     pub(super) fn spawn(store: Store) -> Self {
         let (latest, mut newest) = watch::channel(None::<SavedMembership>);
+        // Owned: `finish` awaits it once the last state is handed over.
         let writer = tokio::spawn(async move {
             // Ends once the sender is gone and its last value is written.
             while newest.changed().await.is_ok() {
