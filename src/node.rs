@@ -131,6 +131,7 @@ impl Node {
             inbound_streams,
             activity: Default::default(),
             metrics: metrics.clone(),
+            tasks: Default::default(),
         }));
         let images = ImageLibrary::new(
             executor.clone(),

@@ -364,6 +364,15 @@ impl Membership {
                 tokio::time::timeout(Duration::from_secs(3), client.depart(Departure::Shutdown))
                     .await;
         }
+        // Whatever the network still runs (a loop whose goodbyes ran out of
+        // time, its map writer) ends before the node does.
+        self.ctx.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(3), self.ctx.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the network's tasks did not end within 3 s of the shutdown");
+        }
     }
 
     async fn refuse_if_member(&self) -> Result<(), MembershipError> {

@@ -69,6 +69,9 @@ pub struct NetworkContext {
     pub activity: Activity,
     /// Requests answered, for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The network's own tasks (each session's event loop and map writer):
+    /// awaited by a departure, and all of them at the node's shutdown.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// A stream of [`iris_behaviours::files::CHUNKS_PROTOCOL`] that a current
@@ -387,11 +390,12 @@ async fn start(
     let (commands, receiver) = mpsc::channel(64);
     let (ready, setup) = oneshot::channel();
     let activity = ctx.activity.clone();
+    let tasks = ctx.tasks.clone();
     let event_loop = EventLoop::new(ctx, swarm, receiver, network, own, ready, chunk_streams);
-    // Owned, not detached: the client keeps the handle and a departure
-    // awaits it. A JoinSet would abort the loop when dropped, before its
-    // goodbyes and last save.
-    let running = tokio::spawn(event_loop.run(goal, previous_port));
+    // The client keeps the handle and a departure awaits it; the node's
+    // shutdown waits for the tracker. A JoinSet would abort the loop when
+    // dropped, before its goodbyes and last save.
+    let running = tasks.spawn(event_loop.run(goal, previous_port));
     let snapshot = match setup
         .await
         .map_err(|_| NetworkError::Stopped)

@@ -3,6 +3,7 @@
 //! writes whatever is newest, on a blocking thread.
 
 use tokio::{sync::watch, task::JoinHandle};
+use tokio_util::task::TaskTracker;
 
 use crate::store::{SavedMembership, Store};
 
@@ -12,10 +13,11 @@ pub(super) struct Saver {
 }
 
 impl Saver {
-    pub(super) fn spawn(store: Store) -> Self {
+    /// Starts the writer as one of the network's `tasks`.
+    pub(super) fn spawn(store: Store, tasks: &TaskTracker) -> Self {
         let (latest, mut newest) = watch::channel(None::<SavedMembership>);
-        // Owned: `finish` awaits it once the last state is handed over.
-        let writer = tokio::spawn(async move {
+        // `finish` awaits it once the last state is handed over.
+        let writer = tasks.spawn(async move {
             // Ends once the sender is gone and its last value is written.
             while newest.changed().await.is_ok() {
                 let Some(membership) = newest.borrow_and_update().clone() else {

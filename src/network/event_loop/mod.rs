@@ -118,7 +118,7 @@ impl EventLoop {
     ) -> Self {
         let topic = MapTopic::new(&network, ctx.settings.traffic.map.clone());
         let members = Members::new(network, own, ctx.keypair.clone());
-        let saver = Saver::spawn(ctx.store.clone());
+        let saver = Saver::spawn(ctx.store.clone(), &ctx.tasks);
         let timings = Timings::new(ctx.config.probe_interval, ctx.config.suspect_after);
         let desk = CallDesk::new(
             ctx.inbound.clone(),
