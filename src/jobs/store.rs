@@ -23,13 +23,6 @@ struct JobFileOut<'a> {
     job: &'a Job,
 }
 
-/// A job file as read, in any format so far.
-#[derive(serde::Deserialize)]
-struct JobFileIn {
-    #[serde(flatten)]
-    job: Job,
-}
-
 fn first_format() -> u32 {
     1
 }
@@ -50,10 +43,11 @@ fn read_job_file(bytes: &[u8]) -> Result<Job, String> {
             "it is in format {format}, from a newer Iris; this one reads formats 1 to {JOB_FORMAT}"
         ));
     }
-    // Formats 1 and 2 differ only in the number: format 1 lacks the job's
-    // state at times, and it is derived anew from the tasks either way.
-    let file: JobFileIn = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    Ok(file.job.with_state())
+    // Formats 1 and 2 differ only in the number, which a job ignores:
+    // format 1 lacks the job's state at times, and it is derived anew from
+    // the tasks either way.
+    let job: Job = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    Ok(job.with_state())
 }
 
 /// The jobs in memory, each saved after every change. The map's lock is
