@@ -18,6 +18,11 @@ impl Crew {
     /// first: a stopped crew drops its work where it stands, as the end of
     /// the process would. What must survive a stop is written as whole
     /// records before it matters (a task's state, a delivery queue).
+    ///
+    /// Once the crew is stopping, no work takes another step, even one
+    /// that a task dropped before it made ready: the runner's next queued
+    /// task would otherwise take the permit its running one let go, and
+    /// write itself `running` on the way out.
     pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
         if self.stop.is_cancelled() {
             return;
@@ -25,8 +30,9 @@ impl Crew {
         let stop = self.stop.clone();
         self.tasks.spawn(async move {
             tokio::select! {
-                () = work => {}
+                biased;
                 () = stop.cancelled() => {}
+                () = work => {}
             }
         });
     }
@@ -74,5 +80,39 @@ mod tests {
         // A stopped crew starts nothing more.
         crew.spawn(async {});
         assert!(crew.is_empty());
+    }
+
+    /// A task that frees what another waits for (a queue's permit, as the
+    /// task runner's) must not let that other one take a step once the
+    /// crew is stopping: a queued task of the runner would write itself
+    /// `running` on the way out and be found lost after the restart.
+    #[tokio::test]
+    async fn a_stopping_crew_lets_no_waiting_task_take_another_step() {
+        use std::sync::{
+            atomic::{AtomicBool, Ordering},
+            Arc,
+        };
+        use tokio::sync::Semaphore;
+        for round in 0..200 {
+            let crew = Crew::default();
+            let queue = Arc::new(Semaphore::new(1));
+            let first = queue.clone().try_acquire_owned().expect("a free permit");
+            crew.spawn(async move {
+                let _first = first; // freed when the task is dropped
+                std::future::pending::<()>().await;
+            });
+            let started = Arc::new(AtomicBool::new(false));
+            let second = (queue.clone(), started.clone());
+            crew.spawn(async move {
+                let _permit = second.0.acquire_owned().await;
+                second.1.store(true, Ordering::SeqCst);
+            });
+            tokio::task::yield_now().await;
+            crew.stop().await;
+            assert!(
+                !started.load(Ordering::SeqCst),
+                "round {round}: the queued task started while the crew stopped"
+            );
+        }
     }
 }
