@@ -43,7 +43,9 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 12: a secure sum's session carries the
+/// message naming both. Version 13: each step of a secure sum is answered
+/// with that step's own type (a key for a setup, a page for a fetch), not
+/// one enum of every answer. Version 12: a secure sum's session carries the
 /// range and resolution the job declared, and each site's count of values
 /// it clipped, summed like the rest. Version 11: one type per call and per answer,
 /// grouped by concern ([`calls`]), and membership on a protocol of its own
@@ -58,7 +60,7 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use iris_behaviours::{libp2p::PeerId, SecureSumStep};
 
 use super::{
-    wire::{decode, encode, SaRequest, SaResponse, PAGE_WORDS},
+    wire::{
+        decode, encode, Collect, Fetch, Page, Probe, Roster, SaRequest, Setup, Step, Survivors,
+        Unmask, PAGE_WORDS,
+    },
     Aggregator, FixedPoint, Params, SecAggError, MIN_INPUTS,
 };
 use crate::{api_types::SumOutcome, membership::Membership};
@@ -46,15 +49,16 @@ fn with_dropped(dropped: &[String]) -> String {
     }
 }
 
-type Answers = Vec<(PeerId, Result<SaResponse, String>)>;
+/// Each site's answer to a step, or why it has none.
+type Answers<S> = Vec<(PeerId, Result<<S as Step>::Answer, String>)>;
 
 /// The sites that answered a step; the others go to `dropped`, with why.
-fn keep(
-    answers: Answers,
+fn keep<A>(
+    answers: Vec<(PeerId, Result<A, String>)>,
     step: &str,
     dropped: &mut Vec<String>,
     name_of: &dyn Fn(&PeerId) -> String,
-) -> Vec<(PeerId, SaResponse)> {
+) -> Vec<(PeerId, A)> {
     let mut kept = Vec::new();
     for (peer, answer) in answers {
         match answer {
@@ -70,19 +74,21 @@ impl Coordinator {
         self.membership.local_peer()
     }
 
-    async fn ask(&self, peer: PeerId, request: &SaRequest) -> Result<SaResponse, String> {
+    /// Asks `peer` one step, and reads the answer as that step's.
+    async fn ask<S: Step>(&self, peer: PeerId, step: S) -> Result<S::Answer, String> {
+        let request: SaRequest = step.into();
         let step = SecureSumStep {
-            body: encode(request),
+            body: encode(&request),
         };
         let answer = self.membership.call(peer, step).await;
         decode(&answer.map_err(|e| e.to_string())?.body)
     }
 
     /// One step on every site at once.
-    async fn ask_all(&self, peers: &[PeerId], request: impl Fn(PeerId) -> SaRequest) -> Answers {
+    async fn ask_all<S: Step>(&self, peers: &[PeerId], step: impl Fn(PeerId) -> S) -> Answers<S> {
         let asks = peers.iter().map(|peer| {
-            let request = request(*peer);
-            async move { (*peer, self.ask(*peer, &request).await) }
+            let step = step(*peer);
+            async move { (*peer, self.ask(*peer, step).await) }
         });
         futures::future::join_all(asks).await
     }
@@ -106,7 +112,7 @@ impl Coordinator {
         };
         let mut dropped: Vec<String> = Vec::new();
         let peers: Vec<PeerId> = sites.iter().map(|(p, _)| *p).collect();
-        let probe = |_| SaRequest::Probe {
+        let probe = |_| Probe {
             job_id: job_id.into(),
             file: file.into(),
             entries: entries as u64,
@@ -118,7 +124,7 @@ impl Coordinator {
             &name_of,
         )
         .into_iter()
-        .filter_map(|(peer, answer)| matches!(answer, SaResponse::Fits).then_some(peer))
+        .map(|(peer, _fits)| peer)
         .collect();
         if participants.len() < MIN_INPUTS {
             return Err(SumError::TooFew {
@@ -145,27 +151,28 @@ impl Coordinator {
         let mut aggregator = Aggregator::new(params.clone()).map_err(|e| abort(e, &dropped))?;
         let session = aggregator.session();
 
-        let setup = |_| SaRequest::Setup {
+        let setup = |_| Setup {
             params: params.clone(),
             file: file.into(),
         };
-        for (peer, answer) in keep(
+        for (peer, key) in keep(
             self.ask_all(&params.participants, setup).await,
             "setup",
             &mut dropped,
             &name_of,
         ) {
-            if let SaResponse::Key { key } = answer {
-                if key.peer == peer {
-                    if let Err(e) = aggregator.add_key(key) {
-                        dropped.push(format!("{} (its key: {e})", name_of(&peer)));
-                    }
-                }
+            let added = if key.peer == peer {
+                aggregator.add_key(key).map_err(|e| e.to_string())
+            } else {
+                Err("a key signed for another node".into())
+            };
+            if let Err(e) = added {
+                dropped.push(format!("{} (its key: {e})", name_of(&peer)));
             }
         }
         let roster = aggregator.roster().map_err(|e| abort(e, &dropped))?;
         let keyed: Vec<PeerId> = roster.iter().map(|k| k.peer).collect();
-        let share = |_| SaRequest::Roster {
+        let share = |_| Roster {
             session,
             roster: roster.clone(),
         };
@@ -182,7 +189,7 @@ impl Coordinator {
             .fix_sharers(&shared)
             .map_err(|e| abort(e, &dropped))?;
 
-        let collect = |_| SaRequest::Collect {
+        let collect = |_| Collect {
             session,
             sharers: sharers.clone(),
         };
@@ -202,37 +209,33 @@ impl Coordinator {
             }
         }
         let survivors = aggregator.fix_survivors().map_err(|e| abort(e, &dropped))?;
-        let sign = |_| SaRequest::Survivors {
+        let sign = |_| Survivors {
             session,
             survivors: survivors.clone(),
         };
-        for (peer, answer) in keep(
+        for (peer, signature) in keep(
             self.ask_all(&sharers, sign).await,
             "signing",
             &mut dropped,
             &name_of,
         ) {
-            if let SaResponse::Signed { signature } = answer {
-                if let Err(e) = aggregator.add_signature(peer, signature) {
-                    dropped.push(format!("{} (its signature: {e})", name_of(&peer)));
-                }
+            if let Err(e) = aggregator.add_signature(peer, signature.bytes) {
+                dropped.push(format!("{} (its signature: {e})", name_of(&peer)));
             }
         }
         let signatures = aggregator.signatures();
-        let unmask = |_| SaRequest::Unmask {
+        let unmask = |_| Unmask {
             session,
             survivors: survivors.clone(),
             signatures: signatures.clone(),
         };
-        for (peer, answer) in keep(
+        for (peer, unmasking) in keep(
             self.ask_all(&sharers, unmask).await,
             "unmasking",
             &mut dropped,
             &name_of,
         ) {
-            if let SaResponse::Unmasking { unmasking } = answer {
-                aggregator.add_unmasking(peer, unmasking);
-            }
+            aggregator.add_unmasking(peer, unmasking);
         }
         let sum = aggregator.finish().map_err(|e| abort(e, &dropped))?;
         let (values, clipped) = sum.values.split_at(sum.values.len().saturating_sub(1));
@@ -276,13 +279,11 @@ impl Coordinator {
     ) -> Result<Vec<u64>, String> {
         let mut vector = Vec::with_capacity(length);
         while vector.len() < length {
-            let request = SaRequest::Fetch {
+            let fetch = Fetch {
                 session,
                 offset: vector.len() as u64,
             };
-            let SaResponse::Page { bytes } = self.ask(peer, &request).await? else {
-                return Err("not a page of its vector".into());
-            };
+            let Page { bytes } = self.ask(peer, fetch).await?;
             if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() > PAGE_WORDS * 8 {
                 return Err("a malformed page of its vector".into());
             }

@@ -13,8 +13,11 @@ use tokio::sync::Mutex;
 
 use super::{
     update::{check_file, read_update, Summand, UpdateError},
-    wire::{decode, encode, SaRequest, SaResponse, PAGE_WORDS},
-    FixedPoint, Params, Participant, SecAggError, SessionId,
+    wire::{
+        decode, encode, Collect, Fetch, Fits, Masked, Page, Probe, Received, Roster, SaRequest,
+        Setup, Shared, Shares, Signature, Survivors, Unmask, PAGE_WORDS,
+    },
+    FixedPoint, Participant, SecAggError, SessionId, SignedMaskKey, Unmasking,
 };
 use crate::{
     egress::{Egress, Outgoing, Release},
@@ -90,15 +93,22 @@ impl SecureSums {
         SecureSumStep { body }: SecureSumStep,
     ) -> Result<SumAnswer, Refusal> {
         let request: SaRequest = decode(&body).map_err(Refusal::invalid)?;
-        if !from_master && !matches!(request, SaRequest::Shares { .. }) {
+        if !from_master && !matches!(request, SaRequest::Shares(_)) {
             return Err(Refusal::forbidden(
                 "forbidden: only the master runs a secure sum",
             ));
         }
-        let answer = self.answer(peer, request).await?;
-        Ok(SumAnswer {
-            body: encode(&answer),
-        })
+        let body = match request {
+            SaRequest::Probe(step) => encode(&self.probe(peer, step).await?),
+            SaRequest::Setup(step) => encode(&self.setup(peer, step).await?),
+            SaRequest::Roster(step) => encode(&self.roster(peer, step).await?),
+            SaRequest::Shares(step) => encode(&self.shares(peer, step).await?),
+            SaRequest::Collect(step) => encode(&self.collect(peer, step).await?),
+            SaRequest::Fetch(step) => encode(&self.fetch(peer, step).await?),
+            SaRequest::Survivors(step) => encode(&self.survivors(peer, step).await?),
+            SaRequest::Unmask(step) => encode(&self.unmask(peer, step).await?),
+        };
+        Ok(SumAnswer { body })
     }
 
     /// Reads this node's update for `job_id` from the master `peer`, a
@@ -153,94 +163,100 @@ impl SecureSums {
             .map_err(|e| e.refusal(file))
     }
 
-    async fn answer(&self, peer: PeerId, request: SaRequest) -> Result<SaResponse, Refusal> {
-        match request {
-            SaRequest::Probe {
-                job_id,
-                file,
-                entries,
-            } => {
-                let entries = usize::try_from(entries)
-                    .map_err(|_| UpdateError::OtherLength.refusal(&file))?;
-                let fixed = FixedPoint::default();
-                self.update_of(peer, &job_id, &file, entries, &fixed)
-                    .await?;
-                Ok(SaResponse::Fits)
+    async fn probe(&self, peer: PeerId, step: Probe) -> Result<Fits, Refusal> {
+        let Probe {
+            job_id,
+            file,
+            entries,
+        } = step;
+        let entries =
+            usize::try_from(entries).map_err(|_| UpdateError::OtherLength.refusal(&file))?;
+        let fixed = FixedPoint::default();
+        self.update_of(peer, &job_id, &file, entries, &fixed)
+            .await?;
+        Ok(Fits)
+    }
+
+    async fn roster(&self, peer: PeerId, step: Roster) -> Result<Shared, Refusal> {
+        let Roster { session, roster } = step;
+        let bundles = self
+            .with_session(session, peer, |s| s.participant.share(&roster))
+            .await?;
+        // Straight to each site, never through the master.
+        let sends = bundles.into_iter().map(|(to, bundle)| {
+            let body = encode(&SaRequest::from(Shares { session, bundle }));
+            async move {
+                let sent = self.membership.call(to, SecureSumStep { body }).await;
+                if let Err(e) = &sent {
+                    tracing::warn!(%to, "secure sum: cannot send shares: {e}");
+                }
+                sent.is_ok()
             }
-            SaRequest::Setup { params, file } => self.setup(peer, params, &file).await,
-            SaRequest::Roster { session, roster } => {
-                let bundles = self
-                    .with_session(session, peer, |s| s.participant.share(&roster))
-                    .await?;
-                // Straight to each site, never through the master.
-                let sends = bundles.into_iter().map(|(to, bundle)| {
-                    let body = encode(&SaRequest::Shares { session, bundle });
-                    async move {
-                        let sent = self.membership.call(to, SecureSumStep { body }).await;
-                        if let Err(e) = &sent {
-                            tracing::warn!(%to, "secure sum: cannot send shares: {e}");
-                        }
-                        sent.is_ok()
-                    }
-                });
-                let delivered = futures::future::join_all(sends)
-                    .await
-                    .into_iter()
-                    .filter(|ok| *ok)
-                    .count();
-                Ok(SaResponse::Shared {
-                    delivered: delivered as u64,
-                })
-            }
-            SaRequest::Shares { session, bundle } => {
-                let mut sessions = self.sessions.lock().await;
-                let s = sessions
-                    .get_mut(&session)
-                    .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
-                s.participant.receive(peer, bundle).map_err(refusal)?;
-                Ok(SaResponse::Received)
-            }
-            SaRequest::Collect { session, sharers } => self.collect(peer, session, sharers).await,
-            SaRequest::Fetch { session, offset } => {
-                let sessions = self.sessions.lock().await;
-                let s = sessions
-                    .get(&session)
-                    .filter(|s| s.master == peer)
-                    .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
-                let masked = s
-                    .masked
-                    .as_ref()
-                    .ok_or_else(|| Refusal::invalid("this node has not masked its vector yet"))?;
-                let start = (offset as usize).min(masked.len());
-                let end = (start + PAGE_WORDS).min(masked.len());
-                let bytes = masked[start..end]
-                    .iter()
-                    .flat_map(|w| w.to_le_bytes())
-                    .collect();
-                Ok(SaResponse::Page { bytes })
-            }
-            SaRequest::Survivors { session, survivors } => {
-                let keypair = self.keypair.clone();
-                let signature = self
-                    .with_session(session, peer, |s| s.participant.sign(&keypair, &survivors))
-                    .await?;
-                Ok(SaResponse::Signed { signature })
-            }
-            SaRequest::Unmask {
-                session,
-                survivors,
-                signatures,
-            } => {
-                let unmasking = self
-                    .with_session(session, peer, |s| {
-                        s.participant.unmask(&survivors, &signatures)
-                    })
-                    .await?;
-                // Done: the session's secrets go with it.
-                self.sessions.lock().await.remove(&session);
-                Ok(SaResponse::Unmasking { unmasking })
-            }
-        }
+        });
+        let delivered = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count();
+        Ok(Shared {
+            delivered: delivered as u64,
+        })
+    }
+
+    async fn shares(&self, peer: PeerId, step: Shares) -> Result<Received, Refusal> {
+        let mut sessions = self.sessions.lock().await;
+        let s = sessions
+            .get_mut(&step.session)
+            .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
+        s.participant.receive(peer, step.bundle).map_err(refusal)?;
+        Ok(Received)
+    }
+
+    async fn fetch(&self, peer: PeerId, step: Fetch) -> Result<Page, Refusal> {
+        let sessions = self.sessions.lock().await;
+        let s = sessions
+            .get(&step.session)
+            .filter(|s| s.master == peer)
+            .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
+        let masked = s
+            .masked
+            .as_ref()
+            .ok_or_else(|| Refusal::invalid("this node has not masked its vector yet"))?;
+        let start = usize::try_from(step.offset)
+            .unwrap_or(usize::MAX)
+            .min(masked.len());
+        let end = (start + PAGE_WORDS).min(masked.len());
+        let bytes = masked[start..end]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        Ok(Page { bytes })
+    }
+
+    async fn survivors(&self, peer: PeerId, step: Survivors) -> Result<Signature, Refusal> {
+        let keypair = self.keypair.clone();
+        let bytes = self
+            .with_session(step.session, peer, |s| {
+                s.participant.sign(&keypair, &step.survivors)
+            })
+            .await?;
+        Ok(Signature { bytes })
+    }
+
+    async fn unmask(&self, peer: PeerId, step: Unmask) -> Result<Unmasking, Refusal> {
+        let Unmask {
+            session,
+            survivors,
+            signatures,
+        } = step;
+        let unmasking = self
+            .with_session(session, peer, |s| {
+                s.participant.unmask(&survivors, &signatures)
+            })
+            .await?;
+        // Done: the session's secrets go with it.
+        self.sessions.lock().await.remove(&session);
+        Ok(unmasking)
     }
 
     async fn with_session<T>(
@@ -257,7 +273,8 @@ impl SecureSums {
         step(s).map_err(refusal)
     }
 
-    async fn setup(&self, peer: PeerId, params: Params, file: &str) -> Result<SaResponse, Refusal> {
+    async fn setup(&self, peer: PeerId, step: Setup) -> Result<SignedMaskKey, Refusal> {
+        let Setup { params, file } = step;
         if params.master != peer {
             return Err(Refusal::forbidden(
                 "forbidden: a session names its own master",
@@ -267,7 +284,7 @@ impl SecureSums {
         // as entries.
         let entries = params.length.saturating_sub(2);
         let summand = self
-            .update_of(peer, &params.job_id, file, entries, &params.fixed)
+            .update_of(peer, &params.job_id, &file, entries, &params.fixed)
             .await?;
         let mut input = params.fixed.encode(&summand.values).map_err(refusal)?;
         // The count as a whole number: its sum is the master's to know.
@@ -293,15 +310,11 @@ impl SecureSums {
                 started: Instant::now(),
             },
         );
-        Ok(SaResponse::Key { key })
+        Ok(key)
     }
 
-    async fn collect(
-        &self,
-        peer: PeerId,
-        session: SessionId,
-        sharers: Vec<PeerId>,
-    ) -> Result<SaResponse, Refusal> {
+    async fn collect(&self, peer: PeerId, step: Collect) -> Result<Masked, Refusal> {
+        let Collect { session, sharers } = step;
         let mut sessions = self.sessions.lock().await;
         let s = sessions
             .get_mut(&session)
@@ -325,6 +338,6 @@ impl SecureSums {
         let masked = s.participant.masked(&sharers, &s.input).map_err(refusal)?;
         let words = masked.len() as u64;
         s.masked = Some(masked);
-        Ok(SaResponse::Masked { words })
+        Ok(Masked { words })
     }
 }

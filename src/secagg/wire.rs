@@ -1,86 +1,148 @@
-//! The steps of a secure sum as they travel: CBOR in the body of the
-//! control protocol's `SecureSum` request and answer. Every step but
-//! `Shares` comes from the master; `Shares` goes from site to site.
+//! The steps of a secure sum as they travel: each step is a type of its
+//! own with the type of its answer ([`Step`]), so the master asks a step
+//! and gets that step's answer, or an error, and never matches an answer.
+//!
+//! The wire crate carries a step as bytes (the control protocol's
+//! `SecureSumStep`): the step's types are this module's (the session's
+//! parameters, keys, shares), and the wire crate does not hold the
+//! protocol's arithmetic. Every step but [`Shares`] comes from the master;
+//! [`Shares`] goes from site to site.
 
 use iris_behaviours::libp2p::PeerId;
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{Params, SessionId, ShareBundle, SignedMaskKey, Unmasking};
 
 /// Most words of a masked vector in one answer (4 MiB).
 pub const PAGE_WORDS: usize = 512 * 1024;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum SaRequest {
-    /// Can `outputs/<job>/<file>` go into a sum of vectors of `entries`
-    /// entries (the weight not counted)? The master says the length, so
-    /// that a site's answer is yes or no, never a length of its choosing.
-    Probe {
-        job_id: String,
-        file: String,
-        entries: u64,
-    },
-    /// Join the session: answer with a signed mask key.
-    Setup { params: Params, file: String },
-    /// The roster of mask keys: share your secrets with each site in it.
-    Roster {
-        session: SessionId,
-        roster: Vec<SignedMaskKey>,
-    },
-    /// Site to site: the sender's shares for the receiver.
-    Shares {
-        session: SessionId,
-        bundle: ShareBundle,
-    },
-    /// Mask your vector against these sites (they shared).
-    Collect {
-        session: SessionId,
-        sharers: Vec<PeerId>,
-    },
-    /// A page of your masked vector, from `offset` words on.
-    Fetch { session: SessionId, offset: u64 },
-    /// Sign the list of survivors.
-    Survivors {
-        session: SessionId,
-        survivors: Vec<PeerId>,
-    },
-    /// Give your shares to unmask the survivors' sum.
-    Unmask {
-        session: SessionId,
-        survivors: Vec<PeerId>,
-        signatures: Vec<(PeerId, Vec<u8>)>,
-    },
-}
-
 /// Most words of a masked vector in one page, as bytes.
 pub const PAGE_BYTES: usize = PAGE_WORDS * 8;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum SaResponse {
-    /// Yes: the file is an update of that length, and may be summed.
-    Fits,
-    Key {
-        key: SignedMaskKey,
-    },
-    Shared {
-        delivered: u64,
-    },
-    Received,
-    Masked {
-        words: u64,
-    },
-    /// Little-endian words.
-    Page {
-        #[serde(with = "serde_bytes")]
-        bytes: Vec<u8>,
-    },
-    Signed {
-        signature: Vec<u8>,
-    },
-    Unmasking {
-        unmasking: Unmasking,
-    },
+/// A step of a secure sum, and what it is answered with.
+pub trait Step: Into<SaRequest> {
+    type Answer: Serialize + DeserializeOwned;
 }
+
+/// Every step, as a site reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SaRequest {
+    Probe(Probe),
+    Setup(Setup),
+    Roster(Roster),
+    Shares(Shares),
+    Collect(Collect),
+    Fetch(Fetch),
+    Survivors(Survivors),
+    Unmask(Unmask),
+}
+
+/// Declares a step: its variant of [`SaRequest`] and its answer.
+macro_rules! step {
+    ($step:ident => $answer:ty) => {
+        impl Step for $step {
+            type Answer = $answer;
+        }
+        impl From<$step> for SaRequest {
+            fn from(step: $step) -> Self {
+                SaRequest::$step(step)
+            }
+        }
+    };
+}
+
+/// Can `outputs/<job>/<file>` go into a sum of vectors of `entries`
+/// entries (the weight not counted)? The master says the length, so that a
+/// site's answer is yes or no, never a length of its choosing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Probe {
+    pub job_id: String,
+    pub file: String,
+    pub entries: u64,
+}
+/// Yes: the file is an update of that length, and may be summed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fits;
+step!(Probe => Fits);
+
+/// Join the session: answered with a signed mask key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Setup {
+    pub params: Params,
+    pub file: String,
+}
+step!(Setup => SignedMaskKey);
+
+/// The roster of mask keys: share your secrets with each site in it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Roster {
+    pub session: SessionId,
+    pub roster: Vec<SignedMaskKey>,
+}
+/// How many sites took the sender's shares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shared {
+    pub delivered: u64,
+}
+step!(Roster => Shared);
+
+/// Site to site: the sender's shares for the receiver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shares {
+    pub session: SessionId,
+    pub bundle: ShareBundle,
+}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Received;
+step!(Shares => Received);
+
+/// Mask your vector against these sites (they shared).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Collect {
+    pub session: SessionId,
+    pub sharers: Vec<PeerId>,
+}
+/// The masked vector is ready, this many words long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Masked {
+    pub words: u64,
+}
+step!(Collect => Masked);
+
+/// A page of your masked vector, from `offset` words on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fetch {
+    pub session: SessionId,
+    pub offset: u64,
+}
+/// Little-endian words, at most [`PAGE_WORDS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page {
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+step!(Fetch => Page);
+
+/// Sign the list of survivors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Survivors {
+    pub session: SessionId,
+    pub survivors: Vec<PeerId>,
+}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Signature {
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+step!(Survivors => Signature);
+
+/// Give your shares to unmask the survivors' sum.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unmask {
+    pub session: SessionId,
+    pub survivors: Vec<PeerId>,
+    pub signatures: Vec<(PeerId, Vec<u8>)>,
+}
+step!(Unmask => Unmasking);
 
 pub fn encode(value: &impl Serialize) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -88,6 +150,25 @@ pub fn encode(value: &impl Serialize) -> Vec<u8> {
     bytes
 }
 
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     ciborium::from_reader(bytes).map_err(|e| format!("not a secure-sum message: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer of another step is not read as this step's answer: a
+    /// page where a key was asked for is an error, not a key.
+    #[test]
+    fn an_answer_of_another_step_is_an_error() {
+        let page = encode(&Page {
+            bytes: vec![1, 2, 3],
+        });
+        assert!(decode::<<Setup as Step>::Answer>(&page).is_err());
+        assert!(decode::<<Collect as Step>::Answer>(&page).is_err());
+        let masked = encode(&Masked { words: 3 });
+        assert_eq!(decode::<Masked>(&masked).expect("a masked answer").words, 3);
+        assert!(decode::<Page>(&masked).is_err());
+    }
 }
