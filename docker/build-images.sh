@@ -10,22 +10,45 @@
 #
 # Usage: docker/build-images.sh [worker|node|all]   (default: worker, which
 # builds iris-worker and iris-probe)
+#
+# IRIS_IMAGE_PROFILE=dev builds the binaries in cargo's dev profile instead
+# of release, stripped as they are copied: scripts/test.sh builds the tests
+# as the same static binaries, so one build serves the tests and the
+# images, and CI does not compile every crate twice.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/docker/.build"
 target=x86_64-unknown-linux-gnu
+profile=${IRIS_IMAGE_PROFILE:-release}
+case "$profile" in
+  release) built="$root/target/$target/release" ;;
+  dev) built="$root/target/$target/debug" ;;
+  *) echo "IRIS_IMAGE_PROFILE must be release or dev, not '$profile'" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
 
 static_build() { # cargo build args...
   # The explicit --target keeps RUSTFLAGS away from proc-macro crates.
   (cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=true \
-    CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release --target "$target" "$@")
+    CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --profile "$profile" --target "$target" "$@")
+}
+
+# A package's binary, as the profile builds it. A dev build is the tests'
+# build: built as a whole workspace with every target, because building
+# one package alone unifies its dependencies' features otherwise, and
+# compiles them all again (minutes, for the node).
+package_build() { # package
+  if [ "$profile" = dev ]; then
+    static_build --workspace --all-targets
+  else
+    static_build -p "$1"
+  fi
 }
 
 # The worker twice: as owners approve it, and with its probes for tests.
 # Each image copies the binary right after its own build.
 worker_images() {
-  static_build -p iris-worker
+  package_build iris-worker
   image iris-worker iris-worker "$root/docker/worker/Dockerfile"
   static_build -p iris-worker --features iris-worker/probes
   image iris-probe iris-worker "$root/docker/probe/Dockerfile"
@@ -34,7 +57,9 @@ worker_images() {
 image() { # name binary dockerfile
   local context="$out/$1"
   rm -rf "$context" && mkdir -p "$context"
-  cp "$root/target/$target/release/$2" "$context/"
+  cp "$built/$2" "$context/"
+  # A dev build keeps its debug info; an image has no use for it.
+  [ "$profile" = release ] || strip "$context/$2"
   cp "$3" "$context/Dockerfile"
   # The legacy builder warns about BuildKit on every build; show its output
   # only when the build fails.
@@ -58,11 +83,11 @@ case "$what" in
     worker_images
     ;;
   node)
-    static_build -p iris
+    package_build iris
     image iris-node iris "$root/docker/node/Dockerfile"
     ;;
   all)
-    static_build -p iris
+    package_build iris
     image iris-node iris "$root/docker/node/Dockerfile"
     worker_images
     ;;

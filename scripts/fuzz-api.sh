@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 examples=${1:-10}
 venv=target/fuzz-venv
-iris=target/debug/iris
+# The binary scripts/test.sh built, or the default debug build.
+iris=${IRIS_BIN:-target/debug/iris}
 dir=$(mktemp -d -t iris-fuzz.XXXXXX)
 node=
 cleanup() {
