@@ -27,16 +27,7 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub async fn start() -> Self {
-        let mut driver = Command::new(CHROMEDRIVER)
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {CHROMEDRIVER} ({e}): install Debian's chromium and chromium-driver (scripts/test.sh does)")
-            });
-        let port = read_port(&mut driver);
+        let (driver, port) = start_driver();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -199,18 +190,68 @@ impl Drop for Browser {
     }
 }
 
-/// The port chromedriver says it listens on.
-fn read_port(driver: &mut Child) -> u16 {
+/// Starts chromedriver on a port of its choosing, and returns it with the
+/// port. With `--port=0` it takes a free IPv4 port and then wants the same
+/// number on IPv6, which another process may hold at that moment: then it
+/// exits at once ("port not available"), and another start picks another
+/// port. Any other exit fails the test with what the driver said.
+fn start_driver() -> (Child, u16) {
+    const ATTEMPTS: usize = 5;
+    let mut said = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            // Its errors, as its output, in the order they come.
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {CHROMEDRIVER} ({e}): install Debian's chromium and chromium-driver (scripts/test.sh does)")
+            });
+        let errors = driver.stderr.take().expect("piped stderr");
+        let errors = std::thread::spawn(move || {
+            BufReader::new(errors)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        match read_port(&mut driver) {
+            Ok(port) => return (driver, port),
+            Err(mut output) => {
+                let _ = driver.wait();
+                output.extend(errors.join().unwrap_or_default());
+                let busy = output
+                    .iter()
+                    .any(|line| line.to_lowercase().contains("port not available"));
+                said.push(output.join(" | "));
+                if !busy {
+                    break;
+                }
+            }
+        }
+    }
+    panic!(
+        "{CHROMEDRIVER} exited without saying its port; it said: {}",
+        said.join(" // ")
+    );
+}
+
+/// The port chromedriver says it listens on, or all it said before it
+/// exited without one.
+fn read_port(driver: &mut Child) -> Result<u16, Vec<String>> {
     let out = driver.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(out).lines();
+    let mut said = Vec::new();
     for line in lines.by_ref() {
-        let line = line.expect("chromedriver's output");
+        let Ok(line) = line else { break };
         if let Some(rest) = line.split("started successfully on port ").nth(1) {
             let port = rest.trim_end_matches('.').trim().parse().expect("a port");
             // Keep draining, so the driver never blocks on a full pipe.
             std::thread::spawn(move || lines.for_each(drop));
-            return port;
+            return Ok(port);
         }
+        said.push(line);
     }
-    panic!("chromedriver exited without saying its port");
+    Err(said)
 }
