@@ -206,6 +206,14 @@ impl ApiClient {
         self.post("/v1/policy/images/revoke", body).await
     }
 
+    pub async fn recognise_site(&self, body: &RecogniseSite) -> anyhow::Result<PolicyView> {
+        self.post("/v1/policy/sites", body).await
+    }
+
+    pub async fn forget_site(&self, body: &ForgetSite) -> anyhow::Result<PolicyView> {
+        self.post("/v1/policy/sites/forget", body).await
+    }
+
     pub async fn approvals(&self) -> anyhow::Result<Vec<PendingApproval>> {
         self.get("/v1/approvals").await
     }

@@ -376,6 +376,15 @@ max_tasks_per_hour = {max_tasks_per_hour}
 # name = "iris-worker:latest"
 # command = {{ match = "prefix", argv = ["/iris-worker", "stats"] }}
 #   (or match = "exact": only that command; match = "any": the whole image)
+# The sites this node's owner recognises as co-participants of secure sums,
+# each pinned to its identity (`iris policy recognise NAME`, `iris policy
+# forget NAME`). This node takes part in a secure sum only when at least
+# min_aggregate of its sites, this node included and the master's own node
+# never, are recognised: a master cannot make up the rest with nodes of its
+# own. None by default, so no secure sum until the owner picks:
+# [[policy.recognised]]
+# name = "bob"
+# peer_id = "12D3KooW..."
 "#,
             images = word(&p.images),
             network = word(&p.network),
@@ -397,6 +406,14 @@ max_tasks_per_hour = {max_tasks_per_hour}
             // An inline table, its strings quoted as TOML quotes them.
             let command = toml::Value::try_from(&image.command).expect("rules serialize");
             text += &format!("command = {command}\n");
+        }
+        for site in &p.recognised {
+            // Names are as TOML quotes them; a peer id is base58.
+            text += &format!(
+                "\n[[policy.recognised]]\nname = {}\npeer_id = \"{}\"\n",
+                toml::Value::String(site.name.clone()),
+                site.peer_id
+            );
         }
         text
     }
@@ -433,6 +450,12 @@ mod tests {
             command: crate::policy::CommandRule::Prefix {
                 argv: vec!["/iris-worker".into(), "st\"ats\u{1b}]".into()],
             },
+        });
+        config.policy.recognised.push(crate::policy::KnownSite {
+            name: "bob".into(),
+            peer_id: iris_behaviours::libp2p::identity::Keypair::generate_ed25519()
+                .public()
+                .to_peer_id(),
         });
         let back: NodeConfig = toml::from_str(&config.to_commented_toml()).unwrap();
         assert_eq!(back.policy, config.policy);

@@ -68,7 +68,10 @@ pub enum Outgoing<'a> {
         job_id: &'a str,
         session: &'a str,
         length: u64,
-        participants: usize,
+        /// Every site whose vector is masked with this one's.
+        sites: &'a [PeerId],
+        /// This node, one of `sites`.
+        local: PeerId,
         threshold: usize,
     },
 }
@@ -193,6 +196,47 @@ impl Egress {
                 "{name}'s policy takes part only in sums of {} inputs or more (min_aggregate), \
                  and this one may unmask {threshold}",
                 policy.min_aggregate
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a secure sum over `sites`, run by `master`, is one this
+    /// owner takes part in: at least `min_aggregate` of its sites are
+    /// recognised ([`PolicyConfig::recognised_among`]: this node counted,
+    /// the master's own node never), so that a master cannot make up a sum
+    /// with nodes of its own around one site and subtract them; and the
+    /// sites it does not recognise are fewer than `threshold`, so that
+    /// they cannot rebuild any secret of the sum without a recognised one.
+    /// The reasons name no site: the master learns that this sum was
+    /// refused, not whom the owner trusts.
+    ///
+    /// [`PolicyConfig::recognised_among`]: crate::policy::PolicyConfig::recognised_among
+    pub fn sum_sites_allowed(
+        &self,
+        sites: &[PeerId],
+        local: PeerId,
+        master: PeerId,
+        threshold: usize,
+    ) -> Result<(), String> {
+        if local == master {
+            // The master's own data: it learns the sum anyway.
+            return Ok(());
+        }
+        let name = self.name();
+        let policy = self.policy.get();
+        let known = policy.recognised_among(sites, local, master);
+        if known < policy.min_aggregate as usize {
+            return Err(format!(
+                "{name} takes part only in secure sums with {} sites or more that its owner \
+                 recognises (min_aggregate, the master's own node not counted); this one has fewer",
+                policy.min_aggregate
+            ));
+        }
+        if sites.len() - known >= threshold {
+            return Err(format!(
+                "{name} takes part only in secure sums that the sites its owner does not \
+                 recognise cannot unmask by themselves; this one's threshold is too low for that"
             ));
         }
         Ok(())
@@ -323,18 +367,22 @@ impl Egress {
                 job_id,
                 session,
                 length,
-                participants,
+                sites,
+                local,
                 threshold,
             } => {
                 self.secure_sum_allowed(job_id, release, threshold)
+                    .map_err(Refusal::forbidden)?;
+                self.sum_sites_allowed(sites, local, to, threshold)
                     .map_err(Refusal::forbidden)?;
                 AuditEvent::Contribution {
                     job_id: job_id.to_string(),
                     session: session.to_string(),
                     to,
                     length,
-                    participants: participants as u64,
+                    participants: sites.len() as u64,
                     threshold: threshold as u64,
+                    sites: sites.to_vec(),
                 }
             }
         };

@@ -283,6 +283,25 @@ up() {
       on "$node" policy allow-image "$worker" --prefix -- /iris-worker "$command" >/dev/null
     done
   done
+  # A site takes part in a secure sum only with enough sites its owner
+  # recognises (min_aggregate, the master's own node never counted): here
+  # each site's owner recognises every other site, pinned to its identity.
+  local sites=("${nodes[@]:1}")
+  say "each site's owner recognises the other sites as co-participants of secure sums"
+  for node in "${sites[@]}"; do
+    local others=()
+    for other in "${sites[@]}"; do [ "$other" = "$node" ] || others+=("$other"); done
+    [ ${#others[@]} -gt 0 ] || continue
+    echo "   [$node's owner] iris policy recognise ${others[*]}"
+    on "$node" policy recognise "${others[@]}" >/dev/null
+    if [ ${#sites[@]} -eq 2 ]; then
+      # With two sites besides the master's own node, a sum over them all
+      # tells the master the sum of the two sites' updates: each owner
+      # accepts that here, knowingly.
+      echo "   [$node's owner] iris policy set min_aggregate ${#sites[@]}"
+      on "$node" policy set min_aggregate "${#sites[@]}" >/dev/null
+    fi
+  done
   # Each owner declares the shard as a dataset: its card (schema, rounded
   # row count, a synthetic mock sample) goes on the map; the rows stay.
   say "each owner declares their shard as the dataset 'shard'"

@@ -49,6 +49,21 @@ async fn secure_sum(master: &TestNode, id: &str, file: &str, length: u64) -> (u1
         .await
 }
 
+/// Each of `sites` recognises every other as a co-participant of secure
+/// sums (by default a site recognises none, and takes part in none).
+fn recognise_each_other(sites: &[TestNode]) {
+    for site in sites {
+        let mut args = vec!["policy", "recognise"];
+        args.extend(
+            sites
+                .iter()
+                .filter(|other| other.name != site.name)
+                .map(|other| other.name.as_str()),
+        );
+        site.owner(&args);
+    }
+}
+
 /// A JSON array of numbers.
 fn floats(value: &Value) -> Vec<f64> {
     value
@@ -81,6 +96,7 @@ fn names(value: &Value) -> Vec<String> {
 #[tokio::test]
 async fn the_master_gets_the_sum_of_the_sites_updates_and_nothing_else() {
     let nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
+    recognise_each_other(&nodes[1..]);
     let alice = &nodes[0];
     // bob lets his outputs out only as an input of a secure sum.
     nodes[1].set_policy("release", "aggregate");
@@ -142,19 +158,34 @@ async fn the_master_gets_the_sum_of_the_sites_updates_and_nothing_else() {
     // The vector, the weight and the count of clipped values.
     assert_eq!(contribution["event"]["length"], vector.len() + 2);
     assert_eq!(contribution["event"]["participants"], 3);
+    // ... and names every site of the sum.
+    let mut sites: Vec<String> = contribution["event"]["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    sites.sort();
+    let mut want = Vec::new();
+    for node in &nodes[1..] {
+        want.push(node.peer_id().await);
+    }
+    want.sort();
+    assert_eq!(sites, want);
     assert!(nodes[1].cli(&["audit", "verify"]).status.success());
 }
 
 #[tokio::test]
 async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
-    let mut nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
+    let mut nodes = data_network(&["alice", "bob", "carol", "dave", "erin"]).await;
+    recognise_each_other(&nodes[1..]);
     let id = submit(&nodes[0], job_body("all", &GRADIENT)).await;
     assert_eq!(wait_job(&nodes[0], &id).await["state"], "succeeded");
-    nodes[3].kill();
+    nodes[4].kill();
     let alice = &nodes[0];
     let (code, sum) = secure_sum(alice, &id, "update.json", 3).await;
     if code != 200 {
-        for node in &nodes[..3] {
+        for node in &nodes[..4] {
             for line in node
                 .log()
                 .lines()
@@ -165,14 +196,15 @@ async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
         }
     }
     assert_eq!(code, 200, "{sum}");
-    assert_eq!(names(&sum["nodes"]), ["alice", "bob", "carol"]);
+    assert_eq!(names(&sum["nodes"]), ["alice", "bob", "carol", "dave"]);
     let dropped = sum["dropped"][0].as_str().unwrap();
-    assert!(dropped.starts_with("dave ("), "{sum}");
-    let (vector, _) = plain_sum(&[&nodes[0], &nodes[1], &nodes[2]], &id);
+    assert!(dropped.starts_with("erin ("), "{sum}");
+    let (vector, _) = plain_sum(&[&nodes[0], &nodes[1], &nodes[2], &nodes[3]], &id);
     assert_close(&sum["vector"], &vector);
 
-    // With carol gone too, two sites are left: no sum, and why.
+    // With carol and dave gone too, two sites are left: no sum, and why.
     nodes[2].kill();
+    nodes[3].kill();
     let (code, body) = secure_sum(&nodes[0], &id, "update.json", 3).await;
     assert_eq!(code, 409, "{body}");
     let error = body["error"].as_str().unwrap();
@@ -224,6 +256,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
     let nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
+    recognise_each_other(&nodes[1..]);
     let alice = &nodes[0];
     for node in &nodes[1..] {
         node.set_policy("release", "aggregate");
@@ -286,6 +319,7 @@ async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
 #[tokio::test]
 async fn sums_of_real_statistics_take_the_range_the_job_declares() {
     let nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
+    recognise_each_other(&nodes[1..]);
     let alice = &nodes[0];
     let squares = r#"{"weight": 2, "vector": [2.5e9, 1.2345, 3e12]}"#;
     let write = ["/iris-worker", "write", "update.json", squares];
@@ -321,4 +355,52 @@ async fn sums_of_real_statistics_take_the_range_the_job_declares() {
     let nonsense = json!({"file": "update.json", "length": 3, "range": -1});
     let (code, body) = alice.post(&url, nonsense).await;
     assert_eq!(code, 400, "{body}");
+}
+
+/// The sybil attack: the master holds the network key, so it joins a node
+/// of its own (mallory) and asks for a sum over itself, mallory and bob;
+/// its own two updates subtracted, bob's is left, exactly. bob's owner
+/// recognises carol and dave, not mallory, and the master's own node never
+/// counts: bob refuses, before reading his update, and records nothing.
+/// A sum over the sites he recognises still goes through.
+#[tokio::test]
+async fn a_master_cannot_isolate_a_site_with_nodes_of_its_own() {
+    let nodes = data_network(&["alice", "bob", "carol", "dave", "mallory"]).await;
+    let (alice, bob, mallory) = (&nodes[0], &nodes[1], &nodes[4]);
+    recognise_each_other(&nodes[1..4]);
+    // mallory is the master's: it takes part in whatever alice asks.
+    mallory.owner(&["policy", "recognise", "bob"]);
+    mallory.set_policy("min_aggregate", "2");
+
+    let id = submit(alice, job_body("alice,mallory,bob", &GRADIENT)).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let (code, body) = secure_sum(alice, &id, "update.json", 3).await;
+    if code == 200 {
+        // The attack worked: the sum less alice's and mallory's updates.
+        let (theirs, _) = plain_sum(&[alice, mallory], &id);
+        let recovered: Vec<f64> = floats(&body["vector"])
+            .iter()
+            .zip(&theirs)
+            .map(|(s, t)| s - t)
+            .collect();
+        let (bobs, _) = plain_sum(&[bob], &id);
+        panic!("the master recovered bob's weighted update {recovered:?} (his: {bobs:?})");
+    }
+    assert_eq!(code, 409, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("bob (setup: "), "{error}");
+    assert!(error.contains("recognises"), "{error}");
+    let out = bob.cli(&["audit", "--json"]);
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !entries.iter().any(|e| e["event"]["type"] == "contribution"),
+        "bob contributed"
+    );
+
+    // Over the sites bob's owner recognises, the sum goes through.
+    let id = submit(alice, job_body("bob,carol,dave", &GRADIENT)).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "succeeded");
+    let (code, sum) = secure_sum(alice, &id, "update.json", 3).await;
+    assert_eq!(code, 200, "{sum}");
+    assert_eq!(names(&sum["nodes"]), ["bob", "carol", "dave"]);
 }

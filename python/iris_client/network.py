@@ -55,6 +55,8 @@ ROUTES = {
     ("post", "/v1/policy"): "set_policy",
     ("post", "/v1/policy/images"): "allow_image",
     ("post", "/v1/policy/images/revoke"): "revoke_image",
+    ("post", "/v1/policy/sites"): "recognise_site",
+    ("post", "/v1/policy/sites/forget"): "forget_site",
     ("get", "/v1/approvals"): "approvals",
     ("post", "/v1/approvals/{id}/approve"): "approve",
     ("post", "/v1/approvals/{id}/deny"): "deny",
@@ -307,6 +309,17 @@ class Network:
 
     def revoke_image(self, image: str) -> dict:
         return self._call("POST", "/v1/policy/images/revoke", {"image": image})
+
+    def recognise_site(self, node: str) -> dict:
+        """Recognises the member `node` as a co-participant of secure sums,
+        pinned to the identity it has now: this node takes part in a sum
+        only when `min_aggregate` of its sites (itself included, the
+        master's own node never) are recognised."""
+        return self._call("POST", "/v1/policy/sites", {"node": node})
+
+    def forget_site(self, node: str) -> dict:
+        """Recognises a site no more, by its name or peer id."""
+        return self._call("POST", "/v1/policy/sites/forget", {"node": node})
 
     def approvals(self) -> list[dict]:
         return self._call("GET", "/v1/approvals")

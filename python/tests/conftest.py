@@ -111,6 +111,12 @@ def lab(tmp_path_factory):
                                  description="y = 3 x1 - 2 x2 + 1", rows_bucket=10, mock_rows=10)
         for node in nodes[1:]:
             node.net.allow_image(WORKER, match="any")
+        # bob and carol take part in secure sums with each other: two sites
+        # besides the master's own node, so each accepts sums over two.
+        nodes[1].net.recognise_site("carol")
+        nodes[2].net.recognise_site("bob")
+        for node in nodes[1:]:
+            node.net.set_policy("min_aggregate", "2")
         wait_for("every card at alice", lambda: len(nodes[0].net.datasets()) == 3)
         yield {node.name: node for node in nodes}
     finally:

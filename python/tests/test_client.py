@@ -92,6 +92,14 @@ def test_a_secure_sum_over_the_sites(lab):
     assert job.sum.weight > 0 and len(job.sum.vector) == 4
     again = net.secure_sum(job.id, "update.json", 4)
     assert again.weight == job.sum.weight
+    # bob's owner forgets carol: bob takes part no more, and no sum is left.
+    bob = lab["bob"].net
+    assert bob.forget_site("carol")["recognised"] == []
+    try:
+        with pytest.raises(IrisError, match="recognises"):
+            net.secure_sum(job.id, "update.json", 4)
+    finally:
+        assert [s["name"] for s in bob.recognise_site("carol")["recognised"]] == ["carol"]
 
 
 def test_events_arrive_as_an_iterator(lab, monkeypatch):

@@ -127,6 +127,8 @@ fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
         .routes(routes!(policy::show, policy::set))
         .routes(routes!(policy::allow_image))
         .routes(routes!(policy::revoke_image))
+        .routes(routes!(policy::recognise_site))
+        .routes(routes!(policy::forget_site))
         .routes(routes!(policy::approvals))
         .routes(routes!(policy::approve))
         .routes(routes!(policy::deny))

@@ -11,10 +11,10 @@ use super::{ApiError, ApiJson, ApiState};
 use crate::api_types::ErrorBody;
 use crate::{
     api_types::{
-        AllowImage, Approve, Decided, Deny, PendingApproval, PendingRelease, PolicyView,
-        RevokeImage, SetPolicy,
+        AllowImage, Approve, Decided, Deny, ForgetSite, PendingApproval, PendingRelease,
+        PolicyView, RecogniseSite, RevokeImage, SetPolicy,
     },
-    policy::{ApprovedImage, PolicyError},
+    policy::{ApprovedImage, KnownSite, PolicyError},
 };
 
 impl From<PolicyError> for ApiError {
@@ -150,6 +150,70 @@ pub(super) async fn revoke_image(
                     "no approved image is named or has the digest '{image}'"
                 ));
             }
+            Ok(())
+        })
+        .await?;
+    Ok(Json(policy))
+}
+
+/// Recognises a member as a co-participant of secure sums, pinned to the
+/// identity it has now: a node that joins later under its name is not it.
+#[utoipa::path(post, path = "/v1/policy/sites", tag = "owner", request_body = RecogniseSite, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+pub(super) async fn recognise_site(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<RecogniseSite>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let name = body.node;
+    iris_behaviours::validate_name("node name", &name).map_err(PolicyError::Invalid)?;
+    let membership = &state.node.membership;
+    if name == membership.name() {
+        return Err(PolicyError::Invalid(format!(
+            "{name} is this node, which every sum it takes part in counts already"
+        ))
+        .into());
+    }
+    let peer_id = membership.peer_named(&name).await.map_err(|_| {
+        PolicyError::NotFound(format!(
+            "no member is named '{name}' (iris nodes lists them)"
+        ))
+    })?;
+    let site = KnownSite { name, peer_id };
+    let change = format!("recognised site {site}");
+    let policy = state
+        .node
+        .policy
+        .change(change, |p| {
+            // One entry per name, and one per identity.
+            p.recognised
+                .retain(|k| k.name != site.name && k.peer_id != site.peer_id);
+            p.recognised.push(site);
+            Ok(())
+        })
+        .await?;
+    Ok(Json(policy))
+}
+
+/// Recognises a site no more, by the name it was recognised under or its
+/// peer id.
+#[utoipa::path(post, path = "/v1/policy/sites/forget", tag = "owner", request_body = ForgetSite, responses((status = 200, body = PolicyView), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+pub(super) async fn forget_site(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<ForgetSite>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let node = body.node;
+    let known = |k: &KnownSite| k.name == node || k.peer_id.to_string() == node;
+    if !state.node.policy.get().recognised.iter().any(known) {
+        return Err(PolicyError::NotFound(format!(
+            "no recognised site is named or has the peer id '{node}'"
+        ))
+        .into());
+    }
+    let change = format!("forgot site {node}");
+    let policy = state
+        .node
+        .policy
+        .change(change, |p| {
+            p.recognised.retain(|k| !known(k));
             Ok(())
         })
         .await?;

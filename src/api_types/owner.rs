@@ -44,6 +44,25 @@ pub struct RevokeImage {
     pub image: String,
 }
 
+/// `POST /v1/policy/sites`: recognise a member as a co-participant of
+/// secure sums, pinned to the identity it has now.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecogniseSite {
+    /// The member's name, as `iris nodes` shows it.
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
+    pub node: String,
+}
+
+/// `POST /v1/policy/sites/forget`: recognise a site no more.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetSite {
+    /// The name it was recognised under, or its peer id.
+    #[schema(pattern = r"^\S{1,256}$")]
+    pub node: String,
+}
+
 /// A task from another node waiting for the owner's approval.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingApproval {

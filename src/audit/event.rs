@@ -116,6 +116,11 @@ pub enum AuditEvent {
         length: u64,
         participants: u64,
         threshold: u64,
+        /// Every site of the sum (none in entries written before they
+        /// were named, which seal as they were).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schema(value_type = Vec<String>)]
+        sites: Vec<PeerId>,
     },
 }
 

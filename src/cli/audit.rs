@@ -268,12 +268,21 @@ fn describe(event: &AuditEvent) -> (&'static str, String, String) {
             length,
             participants,
             threshold,
-        } => (
-            "secure sum",
-            job_id.clone(),
-            format!(
-                "{length} entries, masked, to {to}: session {session}, {participants} participants, unmasked with {threshold} or more"
-            ),
-        ),
+            sites,
+        } => {
+            let sites: Vec<String> = sites.iter().map(ToString::to_string).collect();
+            let with = if sites.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", sites.join(", "))
+            };
+            (
+                "secure sum",
+                job_id.clone(),
+                format!(
+                    "{length} entries, masked, to {to}: session {session}, {participants} participants{with}, unmasked with {threshold} or more"
+                ),
+            )
+        }
     }
 }

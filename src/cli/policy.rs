@@ -9,7 +9,9 @@ use super::{
     NodeDir, Output,
 };
 use crate::{
-    api_types::{AllowImage, Approve, Deny, PolicyView, RevokeImage, SetPolicy},
+    api_types::{
+        AllowImage, Approve, Deny, ForgetSite, PolicyView, RecogniseSite, RevokeImage, SetPolicy,
+    },
     config::word,
     policy::{CommandRule, SETTINGS},
 };
@@ -58,6 +60,24 @@ pub enum PolicyCommand {
         #[command(flatten)]
         dir: NodeDir,
         image: String,
+    },
+    /// Recognise members as co-participants of secure sums, each pinned to
+    /// the identity it has now. This node takes part in a secure sum only
+    /// when at least min_aggregate of its sites (this node included, the
+    /// master's own node never) are recognised. `iris policy` lists the
+    /// members not recognised yet.
+    Recognise {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// Member names, as `iris nodes` shows them.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Recognise a site no more, by its name or peer id.
+    Forget {
+        #[command(flatten)]
+        dir: NodeDir,
+        node: String,
     },
 }
 
@@ -138,11 +158,36 @@ pub async fn policy(
         Some(PolicyCommand::RevokeImage { dir, image }) => {
             dir.client()?.revoke_image(&RevokeImage { image }).await?
         }
+        Some(PolicyCommand::Recognise { dir, nodes }) => {
+            let client = dir.client()?;
+            let mut policy = None;
+            for node in nodes {
+                policy = Some(client.recognise_site(&RecogniseSite { node }).await?);
+            }
+            policy.expect("clap asks for one node or more")
+        }
+        Some(PolicyCommand::Forget { dir, node }) => {
+            dir.client()?.forget_site(&ForgetSite { node }).await?
+        }
     };
     if output.json {
         return print_json(&policy);
     }
     print_policy(&policy);
+    // The members to pick from, when the node can say.
+    if let Ok(nodes) = dir.client()?.nodes().await {
+        let unknown: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| !n.is_self && !policy.recognised.iter().any(|k| k.peer_id == n.peer_id))
+            .map(|n| n.name)
+            .collect();
+        if !unknown.is_empty() {
+            println!(
+                "members not recognised: {} (iris policy recognise NAME)",
+                unknown.join(", ")
+            );
+        }
+    }
     Ok(())
 }
 
@@ -167,16 +212,26 @@ fn print_policy(policy: &PolicyView) {
     println!();
     if policy.approved.is_empty() {
         println!("approved images: none");
+    } else {
+        let mut rows = vec![header(&["APPROVED IMAGE", "MAY RUN", "DATASET", "DIGEST"])];
+        for image in &policy.approved {
+            rows.push(vec![
+                image.name.clone(),
+                image.command.to_string(),
+                image.dataset.clone().unwrap_or_else(|| "any".into()),
+                image.digest.clone(),
+            ]);
+        }
+        print_table(&rows);
+    }
+    println!();
+    if policy.recognised.is_empty() {
+        println!("recognised sites: none, so this node takes part in no secure sum");
         return;
     }
-    let mut rows = vec![header(&["APPROVED IMAGE", "MAY RUN", "DATASET", "DIGEST"])];
-    for image in &policy.approved {
-        rows.push(vec![
-            image.name.clone(),
-            image.command.to_string(),
-            image.dataset.clone().unwrap_or_else(|| "any".into()),
-            image.digest.clone(),
-        ]);
+    let mut rows = vec![header(&["RECOGNISED SITE", "PEER ID"])];
+    for site in &policy.recognised {
+        rows.push(vec![site.name.clone(), site.peer_id.to_string()]);
     }
     print_table(&rows);
 }

@@ -11,8 +11,11 @@
 //! only through secure aggregation.
 
 mod command_rule;
+mod known_site;
 
 pub use command_rule::CommandRule;
+use iris_behaviours::libp2p::PeerId;
+pub use known_site::KnownSite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditLog};
@@ -103,6 +106,11 @@ pub struct PolicyConfig {
     pub max_tasks_per_hour: u32,
     /// Image digests approved ahead of time.
     pub approved: Vec<ApprovedImage>,
+    /// The sites this owner recognises as co-participants of secure sums:
+    /// this node takes part in a sum only when at least `min_aggregate`
+    /// of its sites, itself included and the master's own node never, are
+    /// among them. Empty by default: no secure sum until the owner picks.
+    pub recognised: Vec<KnownSite>,
 }
 
 impl Default for PolicyConfig {
@@ -117,6 +125,7 @@ impl Default for PolicyConfig {
             max_shared_log_bytes: 1 << 20,
             max_tasks_per_hour: 240,
             approved: Vec::new(),
+            recognised: Vec::new(),
         }
     }
 }
@@ -189,6 +198,17 @@ impl PolicyConfig {
                 && (a.dataset.is_none() || a.dataset.as_deref() == dataset)
                 && a.command.allows(argv)
         })
+    }
+
+    /// How many of a secure sum's `sites` this owner recognises, `local`
+    /// (this node) counted and `master` never: a master's own node is the
+    /// one that learns the sum.
+    pub fn recognised_among(&self, sites: &[PeerId], local: PeerId, master: PeerId) -> usize {
+        sites
+            .iter()
+            .filter(|site| **site != master)
+            .filter(|site| **site == local || self.recognised.iter().any(|k| k.peer_id == **site))
+            .count()
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -312,5 +332,30 @@ mod tests {
         assert!(err.contains("no policy setting 'colour'"), "{err}");
         assert!(policy.set("min_aggregate", "1").is_err());
         assert_eq!(policy.min_aggregate, 5, "a refused value changes nothing");
+    }
+
+    #[test]
+    fn a_sum_counts_this_node_and_the_recognised_sites_never_the_master() {
+        let [local, master, bob, carol, stranger] = [(); 5].map(|_| PeerId::random());
+        let mut policy = PolicyConfig::default();
+        for (name, peer_id) in [("bob", bob), ("carol", carol)] {
+            policy.recognised.push(KnownSite {
+                name: name.into(),
+                peer_id,
+            });
+        }
+        let count = |sites: &[PeerId]| policy.recognised_among(sites, local, master);
+        assert_eq!(count(&[local, bob, carol]), 3);
+        assert_eq!(count(&[local, bob, stranger]), 2);
+        assert_eq!(count(&[local, master, stranger]), 1);
+        // A master that this owner recognises is still not counted.
+        policy.recognised.push(KnownSite {
+            name: "alice".into(),
+            peer_id: master,
+        });
+        assert_eq!(
+            policy.recognised_among(&[local, master, bob], local, master),
+            2
+        );
     }
 }

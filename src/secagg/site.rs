@@ -111,6 +111,11 @@ impl SecureSums {
         Ok(SumAnswer { body })
     }
 
+    /// This node.
+    fn local(&self) -> PeerId {
+        self.keypair.public().to_peer_id()
+    }
+
     /// Reads this node's update for `job_id` from the master `peer`, a
     /// vector of `entries` entries: the task must be the master's own, have
     /// succeeded, and its outputs may go into a secure sum. What is wrong
@@ -249,8 +254,16 @@ impl SecureSums {
             survivors,
             signatures,
         } = step;
+        // The survivors' sum is what the shares unmask: it too must be
+        // over enough sites this owner recognises, or the master could
+        // call the others dropped and be left with this node's vector.
+        let local = self.local();
         let unmasking = self
             .with_session(session, peer, |s| {
+                let threshold = s.participant.params().threshold;
+                self.egress
+                    .sum_sites_allowed(&survivors, local, peer, threshold)
+                    .map_err(SecAggError::Refused)?;
                 s.participant.unmask(&survivors, &signatures)
             })
             .await?;
@@ -280,6 +293,10 @@ impl SecureSums {
                 "forbidden: a session names its own master",
             ));
         }
+        // Whom the sum is over, before anything of this node's is read.
+        self.egress
+            .sum_sites_allowed(&params.participants, self.local(), peer, params.threshold)
+            .map_err(Refusal::forbidden)?;
         // The session's length counts the weight and the clipped count
         // as entries.
         let entries = params.length.saturating_sub(2);
@@ -331,7 +348,8 @@ impl SecureSums {
             job_id: &s.job_id,
             session: &hex::encode(session.0),
             length: params.length as u64,
-            participants: sharers.len(),
+            sites: &sharers,
+            local: self.local(),
             threshold: params.threshold,
         };
         self.egress.pass(peer, input, &release).await?;
