@@ -162,6 +162,20 @@ async fn the_dashboard_shows_the_network_runs_a_job_and_lets_the_owner_approve()
     .await;
     let audit = browser.text("#audit").await;
     assert!(audit.contains("decision"), "{audit}");
+    // Bob's owner recognises carol as a co-participant of secure sums:
+    // the page lists the members, and the policy pins carol's identity.
+    let recognise = "#sites button[data-recognise='carol']";
+    browser.wait_visible(recognise, DEADLINE).await;
+    browser.click(recognise).await;
+    browser
+        .wait_visible("#sites button[data-forget='carol']", DEADLINE)
+        .await;
+    let (_, policy) = bob.get("/v1/policy").await.unwrap();
+    assert_eq!(policy["recognised"][0]["name"], "carol", "{policy}");
+    assert_eq!(
+        policy["recognised"][0]["peer_id"].as_str(),
+        Some(nodes[2].peer_id().await.as_str())
+    );
 
     // The link was spent: opened again, it logs nobody in.
     let again = reqwest::get(&link_url).await.unwrap();

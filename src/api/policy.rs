@@ -22,6 +22,7 @@ impl From<PolicyError> for ApiError {
         let status = match &error {
             PolicyError::Invalid(_) => StatusCode::BAD_REQUEST,
             PolicyError::NotFound(_) => StatusCode::NOT_FOUND,
+            PolicyError::Conflict(_) => StatusCode::CONFLICT,
             PolicyError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
@@ -167,7 +168,7 @@ pub(super) async fn recognise_site(
     iris_behaviours::validate_name("node name", &name).map_err(PolicyError::Invalid)?;
     let membership = &state.node.membership;
     if name == membership.name() {
-        return Err(PolicyError::Invalid(format!(
+        return Err(PolicyError::Conflict(format!(
             "{name} is this node, which every sum it takes part in counts already"
         ))
         .into());

@@ -309,6 +309,9 @@ pub enum PolicyError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// The change does not fit this node as it is (recognising itself).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Local(String),
 }

@@ -123,20 +123,34 @@ function selectJob(id) {
 /** The owner's page; the audit log only when `force`d or now and then. */
 async function refreshOwner(force) {
   const readAudit = force === true || Date.now() - state.auditAt > AUDIT_EVERY_MS;
-  const [approvals, releases, policy, audit] = await Promise.all([
+  const [approvals, releases, policy, nodes, audit] = await Promise.all([
     api("GET", "/v1/approvals"),
     api("GET", "/v1/releases"),
     api("GET", "/v1/policy"),
+    api("GET", "/v1/nodes").catch(() => []),
     readAudit ? api("GET", "/v1/audit?last=100") : null,
   ]);
   showPending(approvals.length + releases.length);
   views.approvals($("approvals"), approvals, decide);
   views.releases($("releases"), releases, decide);
   views.policy($("policy"), policy);
+  views.sites($("sites"), policy, nodes, recognise);
   if (audit) {
     state.auditAt = Date.now();
     views.audit($("audit-state"), $("audit"), audit);
   }
+}
+
+/** Recognises a member (by name) as a co-participant of secure sums, or
+ * forgets a recognised site (by peer id). */
+async function recognise(node, yes) {
+  try {
+    await api("POST", yes ? "/v1/policy/sites" : "/v1/policy/sites/forget", { node });
+    showError(null);
+  } catch (error) {
+    showError(error);
+  }
+  await refreshOwner(true).catch(showError);
 }
 
 function showPending(count) {

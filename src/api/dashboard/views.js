@@ -166,13 +166,35 @@ const views = {
   },
 
   policy(table, policy) {
-    const rows = Object.entries(policy).map(([key, value]) => el("tr", {},
+    const { recognised, ...settings } = policy;
+    const rows = Object.entries(settings).map(([key, value]) => el("tr", {},
       el("th", {}, key),
       el("td", {}, Array.isArray(value)
         ? (value.length ? value.map((a) => el("div", {}, `${a.name}: ${mayRun(a.command)} `,
             a.dataset ? `(dataset ${a.dataset}) ` : "", el("span", { class: "muted" }, a.digest))) : "none")
         : String(value))));
     table.tBodies[0].replaceChildren(...rows);
+  },
+
+  /** The members to recognise as co-participants of secure sums, and
+   * those recognised (a recognised site that left stays listed). */
+  sites(table, policy, nodes, recognise) {
+    const known = new Map(policy.recognised.map((k) => [k.peer_id, k]));
+    const members = nodes.filter((n) => !n.self).map((n) => ({ name: n.name, peer_id: n.peer_id }));
+    for (const k of policy.recognised) {
+      if (!members.some((m) => m.peer_id === k.peer_id)) members.push(k);
+    }
+    const rows = members.map((m) => {
+      const site = known.get(m.peer_id);
+      return el("tr", { "data-site": m.name },
+        el("td", {}, m.name),
+        el("td", {}, el("span", { class: "muted" }, shortId(m.peer_id))),
+        el("td", {}, site ? `yes, as ${site.name}` : "no"),
+        el("td", {}, site
+          ? el("button", { type: "button", class: "deny", "data-forget": m.name, onclick: () => recognise(site.peer_id, false) }, "Forget")
+          : el("button", { type: "button", "data-recognise": m.name, onclick: () => recognise(m.name, true) }, "Recognise")));
+    });
+    fillRows(table, rows, 4, "No other member yet.");
   },
 
   audit(state, table, view) {
