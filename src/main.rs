@@ -10,7 +10,9 @@ async fn main() -> std::process::ExitCode {
     match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // An error may quote a peer's words: shown, never obeyed.
+            let error = format!("{err:#}");
+            eprintln!("error: {}", iris::cli::printable_lines(&error));
             std::process::ExitCode::FAILURE
         }
     }

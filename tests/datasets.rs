@@ -201,3 +201,45 @@ async fn an_image_approved_for_one_dataset_runs_on_it_and_waits_elsewhere() {
         "the audit log does not say which dataset: {audit}"
     );
 }
+
+/// A member's card is its owner's words, and a hostile member's words can
+/// be commands to a terminal: column names that set the window title,
+/// write the clipboard (OSC 52) and clear the screen, and a description
+/// that turns the text red. The master's `iris datasets` shows them as
+/// visible escapes, and nothing of them reaches its terminal as a control
+/// character.
+#[tokio::test]
+async fn a_members_escape_sequences_reach_the_terminal_as_text() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    let dir = bob.dir.join("workspace/private/evil");
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = "age\u{1b}]0;pwned\u{7},bmi\u{1b}]52;c;ZXZpbA==\u{7},x\u{1b}[2J\u{1b}[H\u{202e}";
+    std::fs::write(dir.join("part1.csv"), format!("{header}\n1,2,3\n4,5,6\n")).unwrap();
+    bob.owner(&[
+        "datasets",
+        "add",
+        "evil",
+        "private/evil",
+        "--mock-rows",
+        "0",
+        "--description",
+        "cohort \u{1b}[31mred",
+    ]);
+    wait_for("bob's card at alice", DEADLINE, || async {
+        (!listed(alice, "").await.is_empty()).then_some(())
+    })
+    .await;
+    let out = alice.cli(&["datasets"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let controls: Vec<char> = table
+        .chars()
+        .filter(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c))
+        .collect();
+    assert!(
+        controls.is_empty(),
+        "{controls:?} reached the terminal: {table:?}"
+    );
+    assert!(table.contains(r"\e]0;pwned"), "{table}");
+}

@@ -3,7 +3,10 @@
 use anyhow::bail;
 use futures::StreamExt;
 
-use super::{output::clock, NodeDir};
+use super::{
+    output::{clock, printable},
+    NodeDir,
+};
 use crate::events::{Event, EventKind};
 
 pub async fn follow(dir: &NodeDir, as_json: bool) -> anyhow::Result<()> {
@@ -14,7 +17,7 @@ pub async fn follow(dir: &NodeDir, as_json: bool) -> anyhow::Result<()> {
         if as_json {
             println!("{}", serde_json::to_string(&event)?);
         } else {
-            println!("{}", describe(&event));
+            println!("{}", printable(&describe(&event)));
         }
     }
     bail!("the node closed the event stream (did it stop?)")

@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use super::{
-    output::{clock, header, print_json, print_table, print_tasks},
+    output::{clock, header, print_json, print_table, print_tasks, printable, printable_lines},
     parse_duration_secs, parse_memory_mb, NodeDir, Output,
 };
 use crate::api_types::{Gathered, Job, JobRequest, JobState, LogsQuery, SecureSumRequest};
@@ -197,14 +197,13 @@ pub async fn job(command: JobCommand) -> anyhow::Result<()> {
             if output.json {
                 return print_json(&job);
             }
-            println!(
-                "job {} ({}): {} {:?}",
-                job.id, job.state, job.request.image, job.request.argv
-            );
+            let request = format!("{} {:?}", job.request.image, job.request.argv);
+            println!("job {} ({}): {}", job.id, job.state, printable(&request));
             print_tasks(&job);
             for (node, task) in &job.tasks {
+                let node = printable(node);
                 for file in &task.outputs {
-                    println!("  {node}: outputs/{}/{file}", job.id);
+                    println!("  {node}: outputs/{}/{}", job.id, printable(file));
                 }
                 if task.outputs_truncated {
                     println!("  {node}: (more outputs than a report lists)");
@@ -234,10 +233,10 @@ pub async fn job(command: JobCommand) -> anyhow::Result<()> {
 
 fn print_gathered(gathered: &Gathered) {
     for file in &gathered.files {
-        println!("gathered {file}");
+        println!("gathered {}", printable(file));
     }
     for held in &gathered.held {
-        println!("not released: {held}");
+        println!("not released: {}", printable(held));
     }
 }
 
@@ -261,6 +260,7 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
             .collect();
         for node in &awaiting {
             if told.insert(node.to_string()) && !args.json {
+                let node = printable(node);
                 eprintln!("{node}: awaiting approval by {node}'s owner");
             }
         }
@@ -321,11 +321,11 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
             println!(
                 "secure sum of {} nodes ({}) -> {}",
                 sum.nodes.len(),
-                sum.nodes.join(", "),
+                printable(&sum.nodes.join(", ")),
                 sum.path
             );
             for dropped in &sum.dropped {
-                println!("not in the sum: {dropped}");
+                println!("not in the sum: {}", printable(dropped));
             }
             if sum.clipped > 0 {
                 println!(
@@ -361,18 +361,20 @@ async fn logs(dir: &NodeDir, job: &str, node: Option<String>, follow: bool) -> a
             for task in client.job_logs(job, &query).await? {
                 let prefix = match node {
                     Some(_) => String::new(),
-                    None => format!("[{name}] "),
+                    None => format!("[{}] ", printable(&name)),
                 };
                 if let Some(withheld) = &task.withheld {
                     if !offsets.contains_key(&name) {
-                        eprintln!("{prefix}logs {withheld}");
+                        eprintln!("{prefix}logs {}", printable(withheld));
                     }
                 }
+                // A job's output is its code's words: shown, never obeyed
+                // by the terminal (tabs kept).
                 for line in task.stdout.lines() {
-                    println!("{prefix}{line}");
+                    println!("{prefix}{}", printable_lines(line));
                 }
                 for line in task.stderr.lines() {
-                    eprintln!("{prefix}{line}");
+                    eprintln!("{prefix}{}", printable_lines(line));
                 }
                 all_done &= task.state.is_terminal();
                 offsets.insert(name.clone(), (task.stdout_offset, task.stderr_offset));

@@ -15,6 +15,8 @@ mod output;
 mod policy;
 mod ui;
 
+pub use output::printable_lines;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};

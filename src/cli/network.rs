@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::{
-    output::{header, print_json, print_table},
+    output::{header, print_json, print_table, printable},
     NodeDir, Output,
 };
 use crate::api_types::{CreateNetwork, JoinNetwork, NodeView, RemoveNode, Status};
@@ -108,7 +108,7 @@ pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
                 .await?;
             println!(
                 "joined network '{}' as {}; {} nodes in the map",
-                answer.network.name,
+                printable(&answer.network.name),
                 answer.role,
                 answer.nodes.len()
             );
@@ -125,7 +125,7 @@ pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
             if output.json {
                 return print_json(&network);
             }
-            println!("name:    {}", network.name);
+            println!("name:    {}", printable(&network.name));
             println!("mode:    {}", serde_plain(&network.mode));
             println!("master:  {}", network.master);
             // What a join ticket pins: iris:<id>@<a member's address>.
@@ -133,7 +133,7 @@ pub async fn network(command: NetworkCommand) -> anyhow::Result<()> {
         }
         NetworkCommand::Leave { dir } => {
             let answer = dir.client()?.leave_network().await?;
-            println!("left network '{}'", answer.left);
+            println!("left network '{}'", printable(&answer.left));
         }
         NetworkCommand::Remove { dir, name } => {
             let answer = dir.client()?.remove_node(&RemoveNode { name }).await?;
@@ -180,7 +180,7 @@ fn print_status(status: &Status) {
         Some(network) => {
             println!(
                 "network:  {} ({})",
-                network.name,
+                printable(&network.name),
                 serde_plain(&network.mode)
             );
             let role = status.role.map_or("-".to_string(), |r| r.to_string());
