@@ -18,6 +18,7 @@ pub mod datasets;
 pub mod egress;
 pub mod events;
 pub mod executor;
+pub mod faults;
 pub mod files;
 pub mod images;
 pub mod jobs;

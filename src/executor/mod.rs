@@ -279,11 +279,9 @@ impl Executor {
     /// the engine reported loading.
     pub async fn load_image(&self, tar: &Path) -> Result<Vec<String>, ExecutorError> {
         let docker = self.docker()?;
-        // Test hook: a slow engine, to show that loads never overlap.
-        if let Some(ms) = std::env::var("IRIS_FAULT_SLOW_IMAGE_LOAD_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        // Test hook (debug builds only): a slow engine, to show that loads
+        // never overlap.
+        if let Some(ms) = crate::faults::fault("IRIS_FAULT_SLOW_IMAGE_LOAD_MS") {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let bad = |message: String| ExecutorError::BadImage {

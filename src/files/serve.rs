@@ -34,9 +34,8 @@ pub struct FileServer {
 
 impl FileServer {
     pub(super) fn new(workspace: Workspace, metrics: Metrics) -> Self {
-        let corrupt_once = std::env::var("IRIS_FAULT_CORRUPT_CHUNK")
-            .ok()
-            .and_then(|v| v.parse().ok());
+        // Debug builds only (crate::faults).
+        let corrupt_once = crate::faults::fault("IRIS_FAULT_CORRUPT_CHUNK");
         Self {
             workspace,
             manifests: Mutex::new(HashMap::new()),

@@ -354,10 +354,11 @@ impl TestNode {
     pub async fn wait_all_alive(&self, names: &[&str]) {
         let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         want.sort();
-        wait_for(
-            &format!("{} to see {want:?} alive", self.name),
+        // What it saw last, for the message if it never sees them all.
+        let seen = std::sync::Mutex::new(Vec::new());
+        let waited = tokio::time::timeout(
             DEADLINE,
-            || async {
+            wait_for("every node alive", DEADLINE * 2, || async {
                 let states = self.states().await;
                 let mut alive: Vec<String> = states
                     .iter()
@@ -365,10 +366,15 @@ impl TestNode {
                     .map(|(n, _)| n.clone())
                     .collect();
                 alive.sort();
-                (alive == want && states.len() == want.len()).then_some(())
-            },
+                let done = alive == want && states.len() == want.len();
+                *seen.lock().unwrap() = states;
+                done.then_some(())
+            }),
         )
         .await;
+        let seen = seen.lock().unwrap();
+        let name = &self.name;
+        assert!(waited.is_ok(), "timed out after {DEADLINE:?} waiting for {name} to see {want:?} alive; it sees {seen:?}");
     }
 
     /// Runs the CLI against this node (named by `IRIS_DIR`, so that a
