@@ -7,20 +7,28 @@
 /// The number a test set for fault `name`, in a debug build; never in a
 /// release build.
 pub fn fault(name: &str) -> Option<u64> {
-    if !cfg!(debug_assertions) {
+    read(cfg!(debug_assertions), || std::env::var(name).ok())
+}
+
+/// The fault's number, if this build reads faults and one was set.
+fn read(debug_build: bool, value: impl FnOnce() -> Option<String>) -> Option<u64> {
+    if !debug_build {
         return None;
     }
-    std::env::var(name).ok()?.parse().ok()
+    value()?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::read;
+
     #[test]
     fn a_fault_is_read_only_in_a_debug_build() {
-        // Set for this process alone; no other test reads this name.
-        std::env::set_var("IRIS_FAULT_FOR_THIS_TEST", "7");
-        let read = super::fault("IRIS_FAULT_FOR_THIS_TEST");
-        assert_eq!(read, cfg!(debug_assertions).then_some(7));
+        let set = || Some("7".to_string());
+        assert_eq!(read(true, set), Some(7));
+        assert_eq!(read(false, set), None, "a release build read a fault");
+        assert_eq!(read(true, || None), None);
+        assert_eq!(read(true, || Some("seven".into())), None);
         assert_eq!(super::fault("IRIS_FAULT_NEVER_SET"), None);
     }
 }
