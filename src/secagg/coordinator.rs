@@ -4,13 +4,10 @@
 
 use std::sync::Arc;
 
-use iris_behaviours::{libp2p::PeerId, SecureSumStep};
+use iris_behaviours::libp2p::PeerId;
 
 use super::{
-    wire::{
-        decode, encode, Collect, Fetch, Page, Probe, Roster, SaRequest, Setup, Step, Survivors,
-        Unmask, PAGE_WORDS,
-    },
+    wire::{Collect, Fetch, Page, Probe, Roster, Setup, Step, Survivors, Unmask, PAGE_WORDS},
     Aggregator, FixedPoint, Params, SecAggError, MIN_INPUTS,
 };
 use crate::{api_types::SumOutcome, membership::Membership};
@@ -76,12 +73,7 @@ impl Coordinator {
 
     /// Asks `peer` one step, and reads the answer as that step's.
     async fn ask<S: Step>(&self, peer: PeerId, step: S) -> Result<S::Answer, String> {
-        let request: SaRequest = step.into();
-        let step = SecureSumStep {
-            body: encode(&request),
-        };
-        let answer = self.membership.call(peer, step).await;
-        decode(&answer.map_err(|e| e.to_string())?.body)
+        super::wire::ask(&self.membership, peer, step).await
     }
 
     /// One step on every site at once.

@@ -189,9 +189,9 @@ impl SecureSums {
             .await?;
         // Straight to each site, never through the master.
         let sends = bundles.into_iter().map(|(to, bundle)| {
-            let body = encode(&SaRequest::from(Shares { session, bundle }));
+            let shares = Shares { session, bundle };
             async move {
-                let sent = self.membership.call(to, SecureSumStep { body }).await;
+                let sent = super::wire::ask(&self.membership, to, shares).await;
                 if let Err(e) = &sent {
                     tracing::warn!(%to, "secure sum: cannot send shares: {e}");
                 }

@@ -8,10 +8,11 @@
 //! protocol's arithmetic. Every step but [`Shares`] comes from the master;
 //! [`Shares`] goes from site to site.
 
-use iris_behaviours::libp2p::PeerId;
+use iris_behaviours::{libp2p::PeerId, SecureSumStep};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{Params, SessionId, ShareBundle, SignedMaskKey, Unmasking};
+use crate::membership::Membership;
 
 /// Most words of a masked vector in one answer (4 MiB).
 pub const PAGE_WORDS: usize = 512 * 1024;
@@ -143,6 +144,21 @@ pub struct Unmask {
     pub signatures: Vec<(PeerId, Vec<u8>)>,
 }
 step!(Unmask => Unmasking);
+
+/// Asks `peer` one step, and reads the answer as that step's: the
+/// master's steps to a site, and a site's shares to another.
+pub async fn ask<S: Step>(
+    membership: &Membership,
+    peer: PeerId,
+    step: S,
+) -> Result<S::Answer, String> {
+    let request: SaRequest = step.into();
+    let step = SecureSumStep {
+        body: encode(&request),
+    };
+    let answer = membership.call(peer, step).await;
+    decode(&answer.map_err(|e| e.to_string())?.body)
+}
 
 pub fn encode(value: &impl Serialize) -> Vec<u8> {
     let mut bytes = Vec::new();

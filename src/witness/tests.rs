@@ -5,14 +5,14 @@ use crate::audit::tree::AuditTree;
 
 /// A node's log as its witness sees it: a tree over `leaves`, and heads
 /// signed with its key.
-struct Member {
+struct WitnessedLog {
     key: Keypair,
     tree: AuditTree,
 }
 
-impl Member {
+impl WitnessedLog {
     fn new(leaves: impl IntoIterator<Item = u8>) -> Self {
-        let mut node = Member {
+        let mut node = WitnessedLog {
             key: Keypair::generate_ed25519(),
             tree: AuditTree::default(),
         };
@@ -52,7 +52,7 @@ fn new_witness() -> (tempfile::TempDir, Witness) {
 }
 
 /// Shows `node`'s head to the witness, and answers its request if any.
-fn show(witness: &mut Witness, node: &Member) -> Option<Rewrite> {
+fn show(witness: &mut Witness, node: &WitnessedLog) -> Option<Rewrite> {
     let now = node.head();
     match witness.seen(node.peer(), &now) {
         Seen::Prove(sizes) => witness.proven(node.peer(), &now, node.answer(&sizes)),
@@ -64,7 +64,7 @@ fn show(witness: &mut Witness, node: &Member) -> Option<Rewrite> {
 #[test]
 fn a_log_that_grows_is_proven_and_its_newest_head_kept_across_restarts() {
     let (dir, mut witness) = new_witness();
-    let mut bob = Member::new(0..3);
+    let mut bob = WitnessedLog::new(0..3);
     assert_eq!(witness.seen(bob.peer(), &bob.head()), Seen::First);
     assert_eq!(witness.seen(bob.peer(), &bob.head()), Seen::Nothing);
     for grown in [1, 5, 1, 30] {
@@ -94,12 +94,12 @@ fn a_log_that_grows_is_proven_and_its_newest_head_kept_across_restarts() {
 fn a_rewrite_of_any_length_raises_one_alarm_with_both_heads() {
     for (cut, grown) in [(0, 0), (0, 1), (2, 5), (4, 0), (5, 2)] {
         let (_dir, mut witness) = new_witness();
-        let bob = Member::new(0..6);
+        let bob = WitnessedLog::new(0..6);
         let before = bob.head();
         assert_eq!(show(&mut witness, &bob), None);
         // The disk's owner keeps the first `cut` lines, changes the next,
         // and writes `grown` more: signed with bob's own key.
-        let mut forged = Member {
+        let mut forged = WitnessedLog {
             key: bob.key.clone(),
             tree: AuditTree::default(),
         };
@@ -121,11 +121,11 @@ fn a_rewrite_of_any_length_raises_one_alarm_with_both_heads() {
 #[test]
 fn a_shrunk_log_a_false_proof_or_another_nodes_head_is_no_proof() {
     let (_dir, mut witness) = new_witness();
-    let mut bob = Member::new(0..8);
+    let mut bob = WitnessedLog::new(0..8);
     let before = bob.head();
     show(&mut witness, &bob);
     // Cut to 5 lines: it cannot prove 8.
-    let cut = Member {
+    let cut = WitnessedLog {
         key: bob.key.clone(),
         tree: {
             let mut tree = AuditTree::default();
@@ -144,7 +144,7 @@ fn a_shrunk_log_a_false_proof_or_another_nodes_head_is_no_proof() {
     let Seen::Prove(sizes) = witness.seen(bob.peer(), &now) else {
         panic!("a longer head must be proven");
     };
-    let mallory = Member::new(0..10);
+    let mallory = WitnessedLog::new(0..10);
     let (_, proofs) = bob.answer(&sizes).unwrap();
     let forged = AuditHead::signed(now.entries, now.root.clone(), &mallory.key);
     assert!(witness
