@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    audit::{AuditEvent, AuditLog, DecidedBy},
+    audit::{AuditEvent, AuditLog, ContributionPrivacy, DecidedBy},
     policy::{Allowance, LogPolicy, Policy, ReleasePolicy},
+    privacy::{PrivacyLedger, Spend, SpendError},
 };
 
 /// Where a task's outputs stand, as the node that ran it keeps them.
@@ -73,6 +74,8 @@ pub enum Outgoing<'a> {
         /// This node, one of `sites`.
         local: PeerId,
         threshold: usize,
+        /// With differential privacy: what it spends of which dataset.
+        privacy: Option<ContributionPrivacy>,
     },
 }
 
@@ -83,6 +86,8 @@ const MAX_OPEN_RELEASES: usize = 4096;
 pub struct Egress {
     policy: Arc<Policy>,
     audit: Arc<AuditLog>,
+    /// What each dataset's privacy budget has spent.
+    ledger: PrivacyLedger,
     /// Files whose manifest went to a peer: their chunks may follow.
     released: std::sync::Mutex<OpenReleases>,
 }
@@ -95,10 +100,11 @@ struct OpenReleases {
 }
 
 impl Egress {
-    pub fn new(policy: Arc<Policy>, audit: Arc<AuditLog>) -> Arc<Self> {
+    pub fn new(policy: Arc<Policy>, audit: Arc<AuditLog>, ledger: PrivacyLedger) -> Arc<Self> {
         Arc::new(Self {
             policy,
             audit,
+            ledger,
             released: Default::default(),
         })
     }
@@ -242,6 +248,35 @@ impl Egress {
         Ok(())
     }
 
+    /// Whether this node takes part in a secure sum run by `master`
+    /// without noise: only where the owner chose it (`noise_free_sums =
+    /// allow`), or for the master's own node, whose data is its own.
+    pub fn noise_free_allowed(&self, local: PeerId, master: PeerId) -> Result<(), String> {
+        if local == master || self.policy.get().noise_free_sums == Allowance::Allow {
+            return Ok(());
+        }
+        Err(format!(
+            "{} takes part only in secure sums with differential privacy (noise_free_sums = \
+             deny): declare a clip and an epsilon",
+            self.name()
+        ))
+    }
+
+    /// Whether `spend` fits in what is left of its dataset's budget, ahead
+    /// of the work: [`Egress::pass`] checks again as it spends.
+    pub async fn budget_fits(&self, spend: &Spend) -> Result<(), String> {
+        let budget = self.policy.get().budget_for(&spend.dataset);
+        self.ledger
+            .fits(spend, &budget)
+            .await
+            .map_err(|e| format!("{}: {e}", self.name()))
+    }
+
+    /// What each dataset's budget has spent.
+    pub fn ledger(&self) -> &PrivacyLedger {
+        &self.ledger
+    }
+
     /// The output names a report to `to` may list, and why none are listed
     /// if they may not. A report to this node itself lists them all.
     pub fn report_outputs(
@@ -370,12 +405,21 @@ impl Egress {
                 sites,
                 local,
                 threshold,
+                privacy,
             } => {
                 self.secure_sum_allowed(job_id, release, threshold)
                     .map_err(Refusal::forbidden)?;
                 self.sum_sites_allowed(sites, local, to, threshold)
                     .map_err(Refusal::forbidden)?;
-                AuditEvent::Contribution {
+                if privacy.is_none() {
+                    self.noise_free_allowed(local, to)
+                        .map_err(Refusal::forbidden)?;
+                }
+                let spend = privacy.as_ref().map(|p| Spend {
+                    dataset: p.dataset.clone(),
+                    rho: p.rho,
+                });
+                let event = AuditEvent::Contribution {
                     job_id: job_id.to_string(),
                     session: session.to_string(),
                     to,
@@ -383,7 +427,23 @@ impl Egress {
                     participants: sites.len() as u64,
                     threshold: threshold as u64,
                     sites: sites.to_vec(),
+                    privacy,
+                };
+                if let Some(spend) = spend {
+                    // The spend and the record are one audit entry.
+                    let budget = self.policy.get().budget_for(&spend.dataset);
+                    return self
+                        .ledger
+                        .spend(&spend, &budget, &self.audit, event)
+                        .await
+                        .map_err(|e| match e {
+                            SpendError::Exhausted { .. } => {
+                                Refusal::forbidden(format!("{}: {e}", self.name()))
+                            }
+                            SpendError::Record(_) => Refusal::failed(e.to_string()),
+                        });
                 }
+                event
             }
         };
         self.audit.append(event).await.map_err(|e| {
@@ -420,7 +480,7 @@ mod tests {
             .unwrap(),
         );
         let policy = Policy::new("bob".into(), Box::new(|_| Ok(())), policy, audit.clone());
-        Egress::new(policy, audit)
+        Egress::new(policy, audit, PrivacyLedger::default())
     }
 
     const RELEASED: Release = Release::Released {

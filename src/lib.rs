@@ -28,6 +28,7 @@ pub mod network;
 pub mod node;
 pub mod peer;
 pub mod policy;
+pub mod privacy;
 pub mod safe_fs;
 pub mod secagg;
 pub mod sessions;

@@ -22,7 +22,6 @@ use crate::{
     audit::AuditLog,
     config::NodeConfig,
     egress::Egress,
-    egress::Release,
     events::Events,
     executor::{Executor, TaskLimits, Workspace},
     files::Files,
@@ -37,7 +36,7 @@ use crate::{
     store::Store,
     witness::Witness,
 };
-use iris_behaviours::{libp2p::PeerId, SwarmSettings, TaskState};
+use iris_behaviours::SwarmSettings;
 
 use crate::{datasets::Datasets, metrics::Metrics};
 
@@ -161,7 +160,11 @@ impl Node {
             config.policy.clone(),
             audit.clone(),
         );
-        let egress = Egress::new(policy.clone(), audit.clone());
+        // Every spend of a privacy budget is an audit entry: the ledger is
+        // read back from the log.
+        let ledger =
+            crate::privacy::PrivacyLedger::from_entries(&crate::audit::read(audit.path())?);
+        let egress = Egress::new(policy.clone(), audit.clone(), ledger);
         let runner = TaskRunner::new(
             executor.clone(),
             egress.clone(),
@@ -363,7 +366,15 @@ impl crate::secagg::SiteTasks for TaskRunner {
     fn task_of<'a>(
         &'a self,
         job_id: &'a str,
-    ) -> futures::future::BoxFuture<'a, Option<(PeerId, TaskState, Release)>> {
-        Box::pin(TaskRunner::task_of(self, job_id))
+    ) -> futures::future::BoxFuture<'a, Option<crate::secagg::SiteTask>> {
+        Box::pin(async move {
+            let task = TaskRunner::task_of(self, job_id).await?;
+            Some(crate::secagg::SiteTask {
+                origin: task.origin,
+                state: task.report.state,
+                release: task.release,
+                dataset: task.spec.dataset,
+            })
+        })
     }
 }

@@ -301,6 +301,11 @@ up() {
       echo "   [$node's owner] iris policy set min_aggregate ${#sites[@]}"
       on "$node" policy set min_aggregate "${#sites[@]}" >/dev/null
     fi
+    # The demo compares training without noise to training with it, so
+    # each owner lets noise-free sums in too (denied by default: over
+    # chosen subsets, or repeated, they tell a master a site's update).
+    echo "   [$node's owner] iris policy set noise_free_sums allow"
+    on "$node" policy set noise_free_sums allow >/dev/null
   done
   # Each owner declares the shard as a dataset: its card (schema, rounded
   # row count, a synthetic mock sample) goes on the map; the rows stay.

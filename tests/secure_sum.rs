@@ -5,98 +5,23 @@
 
 mod common;
 
-use common::*;
+use common::{sums::*, *};
 use serde_json::{json, Value};
 
-const GRADIENT: [&str; 9] = [
-    "/iris-worker",
-    "gradient",
-    "/workspace/private/data.csv",
-    "--target",
-    "y",
-    "--weights",
-    "0.5,0.25",
-    "--steps",
-    "1",
-];
-
-/// Σ weight·vector and Σ weight over the update files the named nodes wrote
-/// for job `id`, read from their disks: what the secure sum must equal.
-fn plain_sum(nodes: &[&TestNode], id: &str) -> (Vec<f64>, f64) {
-    let mut vector: Vec<f64> = Vec::new();
-    let mut weight = 0.0;
-    for node in nodes {
-        let path = node.dir.join(format!("workspace/outputs/{id}/update.json"));
-        let update: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let w = update["weight"].as_f64().unwrap();
-        let v = floats(&update["vector"]);
-        vector.resize(v.len(), 0.0);
-        for (s, x) in vector.iter_mut().zip(&v) {
-            *s += w * x;
-        }
-        weight += w;
-    }
-    (vector, weight)
-}
-
-/// `POST /v1/jobs/{id}/secure-sum` of `file`, vectors of `length` numbers.
-async fn secure_sum(master: &TestNode, id: &str, file: &str, length: u64) -> (u16, Value) {
-    master
-        .post(
-            &format!("/v1/jobs/{id}/secure-sum"),
-            json!({"file": file, "length": length}),
-        )
-        .await
-}
-
-/// Each of `sites` recognises every other as a co-participant of secure
-/// sums (by default a site recognises none, and takes part in none).
-fn recognise_each_other(sites: &[TestNode]) {
+/// Each of `sites` recognises every other and takes part in sums without
+/// noise: these tests check the protocol's sums exactly
+/// (tests/private_sums.rs has the noisy ones).
+fn exact_sum_sites(sites: &[TestNode]) {
+    recognise_each_other(sites);
     for site in sites {
-        let mut args = vec!["policy", "recognise"];
-        args.extend(
-            sites
-                .iter()
-                .filter(|other| other.name != site.name)
-                .map(|other| other.name.as_str()),
-        );
-        site.owner(&args);
+        site.set_policy("noise_free_sums", "allow");
     }
-}
-
-/// A JSON array of numbers.
-fn floats(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn assert_close(got: &Value, want: &[f64]) {
-    let got = floats(got);
-    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
-    for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
-    }
-}
-
-fn names(value: &Value) -> Vec<String> {
-    let mut names: Vec<String> = value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]
 async fn the_master_gets_the_sum_of_the_sites_updates_and_nothing_else() {
     let nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
-    recognise_each_other(&nodes[1..]);
+    exact_sum_sites(&nodes[1..]);
     let alice = &nodes[0];
     // bob lets his outputs out only as an input of a secure sum.
     nodes[1].set_policy("release", "aggregate");
@@ -178,7 +103,7 @@ async fn the_master_gets_the_sum_of_the_sites_updates_and_nothing_else() {
 #[tokio::test]
 async fn a_site_that_is_gone_is_left_out_and_too_few_sites_give_no_sum() {
     let mut nodes = data_network(&["alice", "bob", "carol", "dave", "erin"]).await;
-    recognise_each_other(&nodes[1..]);
+    exact_sum_sites(&nodes[1..]);
     let id = submit(&nodes[0], job_body("all", &GRADIENT)).await;
     assert_eq!(wait_job(&nodes[0], &id).await["state"], "succeeded");
     nodes[4].kill();
@@ -256,7 +181,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
     let nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
-    recognise_each_other(&nodes[1..]);
+    exact_sum_sites(&nodes[1..]);
     let alice = &nodes[0];
     for node in &nodes[1..] {
         node.set_policy("release", "aggregate");
@@ -319,7 +244,7 @@ async fn no_refusal_of_a_secure_sum_carries_a_sites_data() {
 #[tokio::test]
 async fn sums_of_real_statistics_take_the_range_the_job_declares() {
     let nodes = data_network(&["alice", "bob", "carol", "dave"]).await;
-    recognise_each_other(&nodes[1..]);
+    exact_sum_sites(&nodes[1..]);
     let alice = &nodes[0];
     let squares = r#"{"weight": 2, "vector": [2.5e9, 1.2345, 3e12]}"#;
     let write = ["/iris-worker", "write", "update.json", squares];
@@ -367,10 +292,11 @@ async fn sums_of_real_statistics_take_the_range_the_job_declares() {
 async fn a_master_cannot_isolate_a_site_with_nodes_of_its_own() {
     let nodes = data_network(&["alice", "bob", "carol", "dave", "mallory"]).await;
     let (alice, bob, mallory) = (&nodes[0], &nodes[1], &nodes[4]);
-    recognise_each_other(&nodes[1..4]);
+    exact_sum_sites(&nodes[1..4]);
     // mallory is the master's: it takes part in whatever alice asks.
     mallory.owner(&["policy", "recognise", "bob"]);
     mallory.set_policy("min_aggregate", "2");
+    mallory.set_policy("noise_free_sums", "allow");
 
     let id = submit(alice, job_body("alice,mallory,bob", &GRADIENT)).await;
     assert_eq!(wait_job(alice, &id).await["state"], "succeeded");

@@ -16,6 +16,10 @@ pub struct SumOutcome {
     /// site's own count.
     #[serde(default)]
     pub clipped: u64,
+    /// With differential privacy: what each site clipped to and added.
+    /// The count of clipped numbers is not told then (it is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<SumPrivacy>,
     /// The sites whose vectors are in the sum.
     pub nodes: Vec<String>,
     /// The job's sites that are not, each with why.
@@ -25,6 +29,20 @@ pub struct SumOutcome {
     /// Where the master keeps it: `gathered/<job>/sum.json`.
     #[serde(default)]
     pub path: String,
+}
+
+/// The differential privacy of a secure sum.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SumPrivacy {
+    /// The L2 norm each site's vector (the weighted entries and the
+    /// weight) was clipped to.
+    pub clip: f64,
+    /// What the sum cost each site's dataset, as (ε, δ).
+    pub epsilon: f64,
+    pub delta: f64,
+    /// The standard deviation of the noise in each number of the sum
+    /// (every site in it added its own).
+    pub noise_sd: f64,
 }
 
 /// `POST /v1/jobs/{id}/secure-sum`.
@@ -53,4 +71,43 @@ pub struct SecureSumRequest {
     #[serde(default)]
     #[schema(minimum = 2.220446049250313e-16, maximum = 1.0)]
     pub resolution: Option<f64>,
+    /// Differential privacy: each site clips its vector (the weighted
+    /// entries and the weight) to this L2 norm and adds discrete Gaussian
+    /// noise so that the sum costs its dataset `epsilon` at `delta`. Give
+    /// `clip` and `epsilon` together; a site whose owner has not allowed
+    /// noise-free sums takes part only with them.
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0.0)]
+    pub clip: Option<f64>,
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 100.0)]
+    pub epsilon: Option<f64>,
+    /// 10⁻⁶ if not given.
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
+    pub delta: Option<f64>,
+}
+
+impl SecureSumRequest {
+    /// The differential privacy asked for, checked: none without a clip
+    /// and an epsilon.
+    pub fn privacy(&self) -> Result<Option<crate::privacy::Privacy>, String> {
+        let privacy = match (self.clip, self.epsilon) {
+            (None, None) if self.delta.is_none() => return Ok(None),
+            (Some(clip), Some(epsilon)) => crate::privacy::Privacy {
+                clip,
+                epsilon,
+                delta: self.delta.unwrap_or(crate::privacy::DEFAULT_DELTA),
+            },
+            _ => {
+                return Err(
+                    "differential privacy needs both a clip and an epsilon (and a delta only \
+                     with them)"
+                        .into(),
+                )
+            }
+        };
+        privacy.validate()?;
+        Ok(Some(privacy))
+    }
 }

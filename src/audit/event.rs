@@ -4,7 +4,7 @@ use iris_behaviours::{libp2p::PeerId, TaskState};
 use serde::{Deserialize, Serialize};
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuditEvent {
     /// A node asked this one to run a task.
@@ -121,7 +121,24 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         #[schema(value_type = Vec<String>)]
         sites: Vec<PeerId>,
+        /// With differential privacy: the noise added and what it cost the
+        /// dataset's budget (none for a noise-free sum).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        privacy: Option<ContributionPrivacy>,
     },
+}
+
+/// What a contribution with differential privacy spent: the job's clip
+/// and (ε, δ), and the zCDP ρ charged to the dataset's budget. The
+/// ledger of spends is the sum of these entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ContributionPrivacy {
+    /// The dataset the task read (`private/` for the whole area).
+    pub dataset: String,
+    pub clip: f64,
+    pub epsilon: f64,
+    pub delta: f64,
+    pub rho: f64,
 }
 
 /// What a decision was.

@@ -22,7 +22,7 @@ pub mod tree;
 mod verify;
 
 pub use entry::{AuditEntry, GENESIS};
-pub use event::{AuditEvent, DecidedBy, Verdict};
+pub use event::{AuditEvent, ContributionPrivacy, DecidedBy, Verdict};
 pub use log::AuditLog;
 pub use verify::{read, verify, Verified};
 

@@ -269,13 +269,20 @@ fn describe(event: &AuditEvent) -> (&'static str, String, String) {
             participants,
             threshold,
             sites,
+            privacy,
         } => {
             let sites: Vec<String> = sites.iter().map(ToString::to_string).collect();
-            let with = if sites.is_empty() {
+            let mut with = if sites.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", sites.join(", "))
             };
+            if let Some(p) = privacy {
+                with.push_str(&format!(
+                    "; noise added, clipped to norm {}, spent epsilon {} (delta {:e}) of {}",
+                    p.clip, p.epsilon, p.delta, p.dataset
+                ));
+            }
             (
                 "secure sum",
                 job_id.clone(),

@@ -66,6 +66,18 @@ pub struct JobArgs {
     /// With --secure-sum: the finest step the sum keeps (default 2^-32).
     #[arg(long, value_name = "X", requires = "secure_sum")]
     pub sum_resolution: Option<f64>,
+    /// With --secure-sum: differential privacy. Each site clips its
+    /// vector (weight·entries and the weight) to this L2 norm and adds
+    /// noise; give --epsilon with it. Sites whose owners have not allowed
+    /// noise-free sums take part only with these.
+    #[arg(long, value_name = "C", requires_all = ["secure_sum", "epsilon"])]
+    pub clip: Option<f64>,
+    /// With --clip: what the sum costs each site's dataset, as epsilon.
+    #[arg(long, value_name = "E", requires = "clip")]
+    pub epsilon: Option<f64>,
+    /// With --epsilon: the delta it is stated at (default 1e-6).
+    #[arg(long, value_name = "D", requires = "epsilon")]
+    pub delta: Option<f64>,
     /// A file or directory in each target's workspace/public to mount
     /// read-only at /workspace/in/PATH; on this node itself, also
     /// gathered/<job-id> (what it gathered); repeatable.
@@ -302,6 +314,9 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
                 length: args.sum_length.unwrap_or_default(),
                 range: args.sum_range,
                 resolution: args.sum_resolution,
+                clip: args.clip,
+                epsilon: args.epsilon,
+                delta: args.delta,
             };
             Some(client.secure_sum(&job.id, &body).await?)
         }
@@ -332,6 +347,14 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
                     "{} numbers, over all sites, lay beyond the range and were clipped to it \
                      (--sum-range)",
                     sum.clipped
+                );
+            }
+            if let Some(privacy) = &sum.privacy {
+                println!(
+                    "differential privacy: each site clipped to norm {} and added noise; it \
+                     cost each site's dataset epsilon {} (delta {:e}); noise sd in each \
+                     number: {:.4e}",
+                    privacy.clip, privacy.epsilon, privacy.delta, privacy.noise_sd
                 );
             }
         }

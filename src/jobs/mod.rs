@@ -13,6 +13,7 @@ mod results;
 pub mod runner;
 pub mod store;
 mod task_book;
+pub use task_book::TaskFile;
 mod told;
 
 use std::{sync::Arc, time::Duration};

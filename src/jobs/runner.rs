@@ -292,14 +292,12 @@ impl TaskRunner {
             .map(|task| (task.origin, task.release))
     }
 
-    /// Who asked for this node's task of `job_id`, how it stands, and where
-    /// the release of its outputs stands.
-    pub async fn task_of(&self, job_id: &str) -> Option<(PeerId, TaskState, Release)> {
+    /// This node's task of `job_id` as it is recorded: who asked for it,
+    /// how it stands, what it read and where the release of its outputs
+    /// stands.
+    pub async fn task_of(&self, job_id: &str) -> Option<TaskFile> {
         iris_behaviours::validate_job_id(job_id).ok()?;
-        self.book
-            .load(job_id)
-            .await
-            .map(|task| (task.origin, task.report.state, task.release))
+        self.book.load(job_id).await
     }
 
     /// Up to [`MAX_LOG_CHUNK`] bytes of each stream from the given offsets.

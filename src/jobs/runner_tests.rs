@@ -60,7 +60,7 @@ fn runner() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<TaskRunner>) {
     );
     let runner = TaskRunner::new(
         Arc::new(executor),
-        Egress::new(policy, audit.clone()),
+        Egress::new(policy, audit.clone(), Default::default()),
         Events::default(),
         Metrics::default(),
         Datasets::open(

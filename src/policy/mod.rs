@@ -87,7 +87,7 @@ impl std::fmt::Display for ApprovedImage {
 }
 
 /// `[policy]` of `iris.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     pub images: ImagePolicy,
@@ -111,6 +111,16 @@ pub struct PolicyConfig {
     /// of its sites, itself included and the master's own node never, are
     /// among them. Empty by default: no secure sum until the owner picks.
     pub recognised: Vec<KnownSite>,
+    /// Whether this node takes part in secure sums without differential
+    /// privacy. A noise-free sum over chosen subsets of sites, or repeated,
+    /// lets the master work out this site's vector exactly; deny (the
+    /// default) takes part only in sums that add noise and spend budget.
+    pub noise_free_sums: Allowance,
+    /// The privacy budget of each dataset (and of `private/` as a whole),
+    /// as ε at `privacy_delta`, spent by every noisy secure sum over its
+    /// whole life: when it is spent, no more sums from that dataset.
+    pub privacy_epsilon: f64,
+    pub privacy_delta: f64,
 }
 
 impl Default for PolicyConfig {
@@ -126,6 +136,9 @@ impl Default for PolicyConfig {
             max_tasks_per_hour: 240,
             approved: Vec::new(),
             recognised: Vec::new(),
+            noise_free_sums: Allowance::default(),
+            privacy_epsilon: 1.0,
+            privacy_delta: 1e-6,
         }
     }
 }
@@ -140,6 +153,9 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("min_aggregate", "a number, 2 or more"),
     ("max_shared_log_bytes", "a number of bytes"),
     ("max_tasks_per_hour", "a number, 1 or more"),
+    ("noise_free_sums", "deny|allow"),
+    ("privacy_epsilon", "a number above 0"),
+    ("privacy_delta", "a number above 0 and below 1"),
 ];
 
 impl PolicyConfig {
@@ -169,6 +185,19 @@ impl PolicyConfig {
                     .map_err(|_| format!("policy {key}: '{value}' is too large"))?
             }
             "max_shared_log_bytes" => self.max_shared_log_bytes = number(0)?,
+            "noise_free_sums" => self.noise_free_sums = word(key, value)?,
+            "privacy_epsilon" | "privacy_delta" => {
+                let number = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .ok_or_else(|| format!("policy {key}: '{value}' is not a number"))?;
+                if key == "privacy_epsilon" {
+                    self.privacy_epsilon = number;
+                } else {
+                    self.privacy_delta = number;
+                }
+            }
             "max_tasks_per_hour" => {
                 self.max_tasks_per_hour = u32::try_from(number(1)?)
                     .map_err(|_| format!("policy {key}: '{value}' is too large"))?
@@ -211,7 +240,24 @@ impl PolicyConfig {
             .count()
     }
 
+    /// The privacy budget of `dataset` (`private/` for the whole area).
+    pub fn budget_for(&self, _dataset: &str) -> crate::privacy::Budget {
+        crate::privacy::Budget {
+            epsilon: self.privacy_epsilon,
+            delta: self.privacy_delta,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if !(self.privacy_epsilon.is_finite()
+            && self.privacy_epsilon > 0.0
+            && self.privacy_epsilon <= 1000.0)
+        {
+            return Err("policy.privacy_epsilon must be above 0 and at most 1000".into());
+        }
+        if !(self.privacy_delta > 0.0 && self.privacy_delta < 1.0) {
+            return Err("policy.privacy_delta must be above 0 and below 1".into());
+        }
         if self.min_aggregate < 2 {
             return Err("policy.min_aggregate must be 2 or more".into());
         }

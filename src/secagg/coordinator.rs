@@ -10,7 +10,11 @@ use super::{
     wire::{Collect, Fetch, Page, Probe, Roster, Setup, Step, Survivors, Unmask, PAGE_WORDS},
     Aggregator, FixedPoint, Params, SecAggError, MIN_INPUTS,
 };
-use crate::{api_types::SumOutcome, membership::Membership};
+use crate::{
+    api_types::{SumOutcome, SumPrivacy},
+    membership::Membership,
+    privacy::Privacy,
+};
 
 pub struct Coordinator {
     pub membership: Arc<Membership>,
@@ -94,6 +98,7 @@ impl Coordinator {
         file: &str,
         entries: usize,
         fixed: FixedPoint,
+        privacy: Option<Privacy>,
         sites: &[(PeerId, String)],
     ) -> Result<SumOutcome, SumError> {
         let name_of = |peer: &PeerId| {
@@ -138,8 +143,10 @@ impl Coordinator {
             // as the last two entries.
             entries + 2,
             fixed,
+            privacy,
         )
         .map_err(|e| abort(e, &dropped))?;
+        let noise = params.noise().map_err(|e| abort(e, &dropped))?;
         let mut aggregator = Aggregator::new(params.clone()).map_err(|e| abort(e, &dropped))?;
         let session = aggregator.session();
 
@@ -251,10 +258,19 @@ impl Coordinator {
                     .unwrap_or(name)
             })
             .collect();
+        // Every site in the sum added its own noise to every entry.
+        let privacy = privacy.zip(noise).map(|(p, noise)| SumPrivacy {
+            clip: p.clip,
+            epsilon: p.epsilon,
+            delta: p.delta,
+            noise_sd: (noise.variance() as f64 * sum.survivors.len() as f64).sqrt()
+                / params.fixed.scale(),
+        });
         Ok(SumOutcome {
             vector: decoded,
             weight,
             clipped: clipped.first().copied().unwrap_or(0),
+            privacy,
             nodes: sum.survivors.iter().map(name_of).collect(),
             dropped,
             session: hex::encode(session.0),

@@ -65,13 +65,20 @@ impl FixedPoint {
         Ok(Self { frac_bits, limit })
     }
 
-    fn scale(&self) -> f64 {
+    /// Units per 1: 2^frac_bits.
+    pub fn scale(&self) -> f64 {
         (self.frac_bits as f64).exp2()
     }
 
     /// Refuses an encoding whose sum over `n` inputs could overflow.
     pub fn check_sum_of(&self, n: usize) -> Result<(), SecAggError> {
-        let largest = self.limit * self.scale() * n as f64;
+        self.check_noisy_sum_of(n, 0.0)
+    }
+
+    /// Refuses an encoding whose sum over `n` inputs, each with noise of
+    /// up to `noise` units an entry, could overflow.
+    pub fn check_noisy_sum_of(&self, n: usize, noise: f64) -> Result<(), SecAggError> {
+        let largest = (self.limit * self.scale() + noise) * n as f64;
         if !(self.limit.is_finite() && self.limit > 0.0)
             || self.frac_bits > 52
             || largest >= 2f64.powi(62)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use iris_behaviours::{libp2p::PeerId, TaskState};
 
-use super::{coordinator::SumError, Coordinator, FixedPoint, SumOutcome, MAX_LENGTH};
+use super::{check_room, coordinator::SumError, Coordinator, FixedPoint, SumOutcome, MAX_LENGTH};
 use crate::{
     api_types::{Job, SecureSumRequest},
     files::{FileError, Files},
@@ -66,14 +66,18 @@ pub async fn sum_job(
         .collect();
     // Refused here, before any site computes, if it cannot hold the sum
     // over every site that could take part.
+    let privacy = request.privacy().map_err(SumJobError::Invalid)?;
     let fixed = FixedPoint::declared(request.range, request.resolution)
-        .and_then(|fixed| fixed.check_sum_of(sites.len().max(1)).map(|()| fixed))
+        .and_then(|fixed| {
+            // The weight and the count of clipped values are two more.
+            check_room(&fixed, privacy.as_ref(), sites.len().max(1), entries + 2).map(|()| fixed)
+        })
         .map_err(|e| SumJobError::Invalid(e.to_string()))?;
     let coordinator = Coordinator {
         membership: membership.clone(),
     };
     let mut outcome = coordinator
-        .run(id, &request.file, entries, fixed, &sites)
+        .run(id, &request.file, entries, fixed, privacy, &sites)
         .await
         .map_err(SumJobError::Sum)?;
     // Sites whose task did not succeed are not in it either.

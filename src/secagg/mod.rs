@@ -37,9 +37,10 @@ pub use coordinator::Coordinator;
 pub use fixed::FixedPoint;
 pub use job_sum::{sum_job, SumJobError};
 pub use participant::Participant;
-pub use site::{SecureSums, SiteTasks};
+pub use site::{SecureSums, SiteTask, SiteTasks};
 pub use update::{read_update, UpdateError};
 
+use crate::privacy::{DiscreteGaussian, Privacy};
 use iris_behaviours::libp2p::{identity::Keypair, PeerId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -68,6 +69,50 @@ pub struct Params {
     /// Entries of each vector.
     pub length: usize,
     pub fixed: FixedPoint,
+    /// Differential privacy: each site clips its vector and adds noise
+    /// (none: a noise-free sum, which a site's owner must allow).
+    #[serde(default)]
+    pub privacy: Option<Privacy>,
+}
+
+/// How far out a noise draw may land for the sum's room: 40 standard
+/// deviations, beyond which the probability is below e⁻⁸⁰⁰.
+const NOISE_REACH: f64 = 40.0;
+
+/// The noise each site adds to each entry of a session of `length`
+/// entries that it sums (the weighted entries and the weight; the count of
+/// clipped entries is not sent under differential privacy).
+fn noise_of(
+    fixed: &FixedPoint,
+    privacy: Option<&Privacy>,
+    length: usize,
+) -> Result<Option<DiscreteGaussian>, SecAggError> {
+    let Some(privacy) = privacy else {
+        return Ok(None);
+    };
+    privacy.validate().map_err(SecAggError::Invalid)?;
+    privacy
+        .noise(fixed.scale(), length.saturating_sub(1))
+        .map(Some)
+        .map_err(SecAggError::Invalid)
+}
+
+/// Refuses a session of `length` entries encoded as `fixed`, with the
+/// noise `privacy` asks for, whose sum over `n` sites could overflow: the
+/// master checks before any site computes, and every site again.
+pub fn check_room(
+    fixed: &FixedPoint,
+    privacy: Option<&Privacy>,
+    n: usize,
+    length: usize,
+) -> Result<(), SecAggError> {
+    match noise_of(fixed, privacy, length)? {
+        None => fixed.check_sum_of(n),
+        Some(noise) => {
+            let reach = NOISE_REACH * (noise.variance() as f64).sqrt();
+            fixed.check_noisy_sum_of(n, reach)
+        }
+    }
 }
 
 /// The default threshold for `n` participants: ⌊2n/3⌋ + 1, never below
@@ -87,6 +132,7 @@ impl Params {
         mut participants: Vec<PeerId>,
         length: usize,
         fixed: FixedPoint,
+        privacy: Option<Privacy>,
     ) -> Result<Self, SecAggError> {
         participants.sort();
         let params = Self {
@@ -97,6 +143,7 @@ impl Params {
             participants,
             length,
             fixed,
+            privacy,
         };
         params.validate()?;
         Ok(params)
@@ -125,7 +172,13 @@ impl Params {
         if self.length == 0 || self.length > MAX_LENGTH {
             return invalid(format!("a vector of {} entries", self.length));
         }
-        self.fixed.check_sum_of(n)
+        check_room(&self.fixed, self.privacy.as_ref(), n, self.length)
+    }
+
+    /// The noise each site adds to each entry it sums, or none for a
+    /// noise-free sum.
+    pub fn noise(&self) -> Result<Option<DiscreteGaussian>, SecAggError> {
+        noise_of(&self.fixed, self.privacy.as_ref(), self.length)
     }
 
     /// The session id: SHA-256 of a context string and the parameters'

@@ -20,8 +20,10 @@ use super::{
     FixedPoint, Participant, SecAggError, SessionId, SignedMaskKey, Unmasking,
 };
 use crate::{
+    audit::ContributionPrivacy,
     egress::{Egress, Outgoing, Release},
     membership::Membership,
+    privacy::Spend,
     workspace::{Area, Workspace},
 };
 
@@ -36,18 +38,36 @@ struct Session {
     job_id: String,
     master: PeerId,
     input: Vec<u64>,
+    /// With differential privacy: what the contribution spends.
+    privacy: Option<ContributionPrivacy>,
     masked: Option<Vec<u64>>,
     started: Instant,
 }
 
-/// What a site's secure sums ask of the node's tasks: whose job a task is,
-/// how it ended, and what the owner allows of its outputs. The task runner
+/// A task as a secure sum sees it.
+pub struct SiteTask {
+    /// The node that asked for it: the only one that may sum its output.
+    pub origin: PeerId,
+    pub state: TaskState,
+    /// What the owner allows of its outputs.
+    pub release: Release,
+    /// The dataset it read (none: the whole private area), whose privacy
+    /// budget a noisy sum spends.
+    pub dataset: Option<String>,
+}
+
+impl SiteTask {
+    /// The budget this task's sums spend: its dataset's, or that of
+    /// `private/` as a whole.
+    fn budget_name(&self) -> String {
+        self.dataset.clone().unwrap_or_else(|| "private/".into())
+    }
+}
+
+/// What a site's secure sums ask of the node's tasks. The task runner
 /// answers (the node hands it in), so this module needs nothing of jobs.
 pub trait SiteTasks: Send + Sync {
-    fn task_of<'a>(
-        &'a self,
-        job_id: &'a str,
-    ) -> futures::future::BoxFuture<'a, Option<(PeerId, TaskState, Release)>>;
+    fn task_of<'a>(&'a self, job_id: &'a str) -> futures::future::BoxFuture<'a, Option<SiteTask>>;
 }
 
 pub struct SecureSums {
@@ -116,35 +136,40 @@ impl SecureSums {
         self.keypair.public().to_peer_id()
     }
 
-    /// Reads this node's update for `job_id` from the master `peer`, a
-    /// vector of `entries` entries: the task must be the master's own, have
-    /// succeeded, and its outputs may go into a secure sum. What is wrong
-    /// with the file itself is told in the closed words of [`UpdateError`].
+    /// This node's task of `job_id`, for the master `peer`: it must be the
+    /// master's own, have succeeded, and its outputs may go into a secure
+    /// sum.
+    async fn task_for(&self, peer: PeerId, job_id: &str) -> Result<SiteTask, Refusal> {
+        let Some(task) = self.runner.task_of(job_id).await else {
+            return Err(Refusal::not_found(format!("no task of job {job_id} here")));
+        };
+        if task.origin != peer {
+            return Err(Refusal::forbidden(format!(
+                "forbidden: job {job_id} is not yours"
+            )));
+        }
+        if task.state != TaskState::Succeeded {
+            return Err(Refusal::invalid(format!(
+                "the task of job {job_id} did not succeed"
+            )));
+        }
+        self.egress
+            .secure_sum_allowed(job_id, &task.release, usize::MAX)
+            .map_err(Refusal::forbidden)?;
+        Ok(task)
+    }
+
+    /// Reads the update file `file` of task `job_id`, a vector of `entries`
+    /// entries. What is wrong with the file itself is told in the closed
+    /// words of [`UpdateError`].
     async fn update_of(
         &self,
-        peer: PeerId,
         job_id: &str,
         file: &str,
         entries: usize,
         fixed: &FixedPoint,
     ) -> Result<Summand, Refusal> {
         check_file(file).map_err(|e| e.refusal(file))?;
-        let Some((origin, state, release)) = self.runner.task_of(job_id).await else {
-            return Err(Refusal::not_found(format!("no task of job {job_id} here")));
-        };
-        if origin != peer {
-            return Err(Refusal::forbidden(format!(
-                "forbidden: job {job_id} is not yours"
-            )));
-        }
-        if state != TaskState::Succeeded {
-            return Err(Refusal::invalid(format!(
-                "the task of job {job_id} did not succeed"
-            )));
-        }
-        self.egress
-            .secure_sum_allowed(job_id, &release, usize::MAX)
-            .map_err(Refusal::forbidden)?;
         let (workspace, relative) = (self.workspace.clone(), Path::new(job_id).join(file));
         let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, UpdateError> {
             use std::io::Read;
@@ -176,9 +201,10 @@ impl SecureSums {
         } = step;
         let entries =
             usize::try_from(entries).map_err(|_| UpdateError::OtherLength.refusal(&file))?;
+        check_file(&file).map_err(|e| e.refusal(&file))?;
+        self.task_for(peer, &job_id).await?;
         let fixed = FixedPoint::default();
-        self.update_of(peer, &job_id, &file, entries, &fixed)
-            .await?;
+        self.update_of(&job_id, &file, entries, &fixed).await?;
         Ok(Fits)
     }
 
@@ -293,19 +319,65 @@ impl SecureSums {
                 "forbidden: a session names its own master",
             ));
         }
-        // Whom the sum is over, before anything of this node's is read.
+        // Whom the sum is over, and whether it is noisy enough, before
+        // anything of this node's is read.
+        let local = self.local();
         self.egress
-            .sum_sites_allowed(&params.participants, self.local(), peer, params.threshold)
+            .sum_sites_allowed(&params.participants, local, peer, params.threshold)
             .map_err(Refusal::forbidden)?;
+        let noise = params.noise().map_err(refusal)?;
+        if noise.is_none() {
+            self.egress
+                .noise_free_allowed(local, peer)
+                .map_err(Refusal::forbidden)?;
+        }
+        check_file(&file).map_err(|e| e.refusal(&file))?;
+        let task = self.task_for(peer, &params.job_id).await?;
+        let privacy = params.privacy.map(|p| ContributionPrivacy {
+            dataset: task.budget_name(),
+            clip: p.clip,
+            epsilon: p.epsilon,
+            delta: p.delta,
+            rho: p.rho(),
+        });
+        if let Some(privacy) = &privacy {
+            let spend = Spend {
+                dataset: privacy.dataset.clone(),
+                rho: privacy.rho,
+            };
+            self.egress
+                .budget_fits(&spend)
+                .await
+                .map_err(Refusal::forbidden)?;
+        }
         // The session's length counts the weight and the clipped count
         // as entries.
         let entries = params.length.saturating_sub(2);
-        let summand = self
-            .update_of(peer, &params.job_id, &file, entries, &params.fixed)
+        let mut summand = self
+            .update_of(&params.job_id, &file, entries, &params.fixed)
             .await?;
-        let mut input = params.fixed.encode(&summand.values).map_err(refusal)?;
-        // The count as a whole number: its sum is the master's to know.
-        input.push(summand.clipped);
+        let input = match (&params.privacy, noise) {
+            (Some(declared), Some(noise)) => {
+                // Clipped to the declared norm, encoded, then noised; how
+                // many entries were clipped is not told, which would leak.
+                crate::privacy::clip_norm(&mut summand.values, declared.clip);
+                let mut input = params.fixed.encode(&summand.values).map_err(refusal)?;
+                input = tokio::task::spawn_blocking(move || {
+                    crate::privacy::add_noise(&mut input, &noise).map(|()| input)
+                })
+                .await
+                .map_err(|_| Refusal::failed("the noise could not be drawn"))?
+                .map_err(Refusal::failed)?;
+                input.push(0);
+                input
+            }
+            _ => {
+                let mut input = params.fixed.encode(&summand.values).map_err(refusal)?;
+                // The count as a whole number: its sum is the master's.
+                input.push(summand.clipped);
+                input
+            }
+        };
         let job_id = params.job_id.clone();
         let (participant, key) = Participant::new(params, &self.keypair).map_err(refusal)?;
         let mut sessions = self.sessions.lock().await;
@@ -323,6 +395,7 @@ impl SecureSums {
                 job_id,
                 master: peer,
                 input,
+                privacy,
                 masked: None,
                 started: Instant::now(),
             },
@@ -337,11 +410,12 @@ impl SecureSums {
             .get_mut(&session)
             .filter(|s| s.master == peer)
             .ok_or_else(|| Refusal::not_found("no such secure-sum session here"))?;
-        let (_, _, release) = self
+        let release = self
             .runner
             .task_of(&s.job_id)
             .await
-            .ok_or_else(|| Refusal::not_found("the task is gone"))?;
+            .ok_or_else(|| Refusal::not_found("the task is gone"))?
+            .release;
         let params = s.participant.params().clone();
         // Through the gate, which records the contribution before it leaves.
         let input = Outgoing::SecureSumInput {
@@ -351,6 +425,7 @@ impl SecureSums {
             sites: &sharers,
             local: self.local(),
             threshold: params.threshold,
+            privacy: s.privacy.clone(),
         };
         self.egress.pass(peer, input, &release).await?;
         let masked = s.participant.masked(&sharers, &s.input).map_err(refusal)?;

@@ -37,6 +37,7 @@ fn sites(n: usize, length: usize) -> (Params, Vec<Keypair>) {
         peers,
         length,
         FixedPoint::default(),
+        None,
     )
     .unwrap();
     (params, keypairs)
@@ -441,6 +442,7 @@ fn unsafe_parameters_are_refused() {
         peers,
         8,
         FixedPoint::default(),
+        None,
     );
     assert!(two
         .unwrap_err()

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 pub mod browser;
 pub mod rogue;
+pub mod sums;
 
 /// A network key long enough to be accepted (16 characters at least).
 pub const KEY: &str = "test-network-key-0123456789";
