@@ -214,6 +214,14 @@ impl ApiClient {
         self.post("/v1/policy/sites/forget", body).await
     }
 
+    pub async fn budgets(&self) -> anyhow::Result<Vec<BudgetView>> {
+        self.get("/v1/policy/budgets").await
+    }
+
+    pub async fn set_budget(&self, body: &SetBudget) -> anyhow::Result<PolicyView> {
+        self.post("/v1/policy/budgets", body).await
+    }
+
     pub async fn approvals(&self) -> anyhow::Result<Vec<PendingApproval>> {
         self.get("/v1/approvals").await
     }

@@ -57,6 +57,8 @@ pub struct Node {
     pub sums: Arc<SecureSums>,
     /// The datasets its owner declared ([`crate::datasets`]).
     pub datasets: Arc<Datasets>,
+    /// The one egress gate, which also keeps the privacy budgets' ledger.
+    pub egress: Arc<Egress>,
     /// What it counts for `/metrics`.
     pub metrics: Metrics,
     events: Events,
@@ -200,7 +202,7 @@ impl Node {
             jobs.clone(),
             sessions.clone(),
             files.clone(),
-            egress,
+            egress.clone(),
             sums.clone(),
         );
 
@@ -268,6 +270,7 @@ impl Node {
             images,
             sums,
             datasets,
+            egress,
             metrics,
             events,
             config,

@@ -176,6 +176,14 @@ async fn the_dashboard_shows_the_network_runs_a_job_and_lets_the_owner_approve()
         policy["recognised"][0]["peer_id"].as_str(),
         Some(nodes[2].peer_id().await.as_str())
     );
+    // The privacy budget of the whole private area, nothing spent yet.
+    let row = "#budgets tr[data-budget='private/']";
+    browser.wait_visible(row, DEADLINE).await;
+    let budget = browser.text(row).await;
+    assert!(
+        budget.contains("0.000") && budget.contains("1.000"),
+        "{budget}"
+    );
 
     // The link was spent: opened again, it logs nobody in.
     let again = reqwest::get(&link_url).await.unwrap();

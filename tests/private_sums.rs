@@ -150,4 +150,15 @@ async fn differences_of_noisy_sums_reveal_no_site_and_the_budget_ends_the_repeat
     .await;
     assert!(error.contains("privacy budget"), "{error}");
     assert_eq!(spends(&nodes[1]), 3);
+
+    // bob's owner sees what was spent, and may give the area more: three
+    // sums at epsilon 1 cost 1.754 together at delta 1e-6, which leaves
+    // 4.622 of a budget of 5.
+    let out = nodes[1].owner(&["policy", "budget", "private/", "5"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("private/"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words, ["private/", "5", "1e-6", "1.754", "4.622"], "{out}");
 }

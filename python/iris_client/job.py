@@ -18,14 +18,14 @@ _WAIT_PER_REQUEST = 60.0
 class Job:
     def __init__(self, network: "Network", view: JobView, gather: bool = False,
                  secure_sum: Optional[str] = None, sum_length: Optional[int] = None,
-                 sum_range: Optional[float] = None, sum_resolution: Optional[float] = None):
+                 sum_options: Optional[dict] = None):
         self._network = network
         self.view = view
         self._gather = gather
         self._secure_sum = secure_sum
         self._sum_length = sum_length
-        self._sum_range = sum_range
-        self._sum_resolution = sum_resolution
+        # range, resolution, clip, epsilon, delta: as `Network.secure_sum` takes them.
+        self._sum_options = dict(sum_options or {})
         self._gathered: Optional[dict] = None
         self.sum: Optional[SumOutcome] = None
 
@@ -59,7 +59,7 @@ class Job:
             self._gathered = self._network.gather(self.id)
         if self._secure_sum and self.sum is None:
             self.sum = self._network.secure_sum(self.id, self._secure_sum, self._sum_length,
-                                                self._sum_range, self._sum_resolution)
+                                                **self._sum_options)
         return self
 
     def logs(self, node: Optional[str] = None) -> list[TaskLogs]:

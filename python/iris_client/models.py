@@ -101,10 +101,21 @@ class TaskLogs(_Model):
     withheld: Optional[str] = None
 
 
+class SumPrivacy(_Model):
+    """The differential privacy of a secure sum: each site's clip, what the
+    sum cost each site's dataset, and the noise in each number of it."""
+
+    clip: float
+    epsilon: float
+    delta: float
+    noise_sd: float
+
+
 class SumOutcome(_Model):
     vector: list[float]
     weight: float
     clipped: int = 0
+    privacy: Optional[SumPrivacy] = None
     nodes: list[str]
     dropped: list[str]
     session: str

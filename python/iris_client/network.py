@@ -57,6 +57,8 @@ ROUTES = {
     ("post", "/v1/policy/images/revoke"): "revoke_image",
     ("post", "/v1/policy/sites"): "recognise_site",
     ("post", "/v1/policy/sites/forget"): "forget_site",
+    ("get", "/v1/policy/budgets"): "budgets",
+    ("post", "/v1/policy/budgets"): "set_budget",
     ("get", "/v1/approvals"): "approvals",
     ("post", "/v1/approvals/{id}/approve"): "approve",
     ("post", "/v1/approvals/{id}/deny"): "deny",
@@ -219,20 +221,27 @@ class Network:
         sum_length: Optional[int] = None,
         sum_range: Optional[float] = None,
         sum_resolution: Optional[float] = None,
+        clip: Optional[float] = None,
+        epsilon: Optional[float] = None,
+        delta: Optional[float] = None,
         **options: Any,
     ) -> Job:
         """Submits a job; the Job's `wait()` waits for it, then gathers its
         outputs (`gather=True`) or takes the secure sum of one file of each
         task's (`secure_sum="update.json"`, whose vector holds `sum_length`
         numbers, each weight·entry and the weight within ±`sum_range`, kept
-        to `sum_resolution`; see `secure_sum`). Options are the other fields
-        of a job request: env, network, memory_mb, cpus, timeout_secs,
-        inputs, any, dry_run."""
+        to `sum_resolution`, with differential privacy at `clip` and
+        `epsilon`; see `secure_sum`). Options are the other fields of a job
+        request: env, network, memory_mb, cpus, timeout_secs, inputs, any,
+        dry_run."""
         if secure_sum is not None and sum_length is None:
             raise ValueError("secure_sum needs sum_length: how many numbers each update's vector holds")
+        sum_options = _sum_options(sum_range, sum_resolution, clip, epsilon, delta)
+        if secure_sum is None and sum_options:
+            raise ValueError("sum_range, sum_resolution, clip, epsilon and delta go with secure_sum")
         view = self.submit(image, cmd, on=on, **options)
         return Job(self, view, gather=gather, secure_sum=secure_sum, sum_length=sum_length,
-                   sum_range=sum_range, sum_resolution=sum_resolution)
+                   sum_options=sum_options)
 
     def submit(self, image: str, cmd: list[str], on: str = "all", **options: Any) -> JobView:
         request = {"image": image, "argv": list(cmd), "on": on, **options}
@@ -256,19 +265,24 @@ class Network:
         return self._call("POST", f"/v1/jobs/{job_id}/gather")
 
     def secure_sum(self, job_id: str, file: str, length: int, range: Optional[float] = None,
-                   resolution: Optional[float] = None) -> SumOutcome:
+                   resolution: Optional[float] = None, clip: Optional[float] = None,
+                   epsilon: Optional[float] = None, delta: Optional[float] = None) -> SumOutcome:
         """The secure sum of each task's `file`, whose vector holds `length`
         numbers: the master names the length, and a site only says whether
         its update fits. `range` bounds every number summed (each
         weight·entry and the weight; 1e6 if not given) and `resolution` is
         the finest step kept (2**-32 if not given): sums of squares of real
         columns need a wider range. Sites clip what lies beyond the range;
-        the outcome's `clipped` counts it over all sites."""
+        the outcome's `clipped` counts it over all sites.
+
+        With `clip` and `epsilon` (at `delta`, 1e-6 if not given), each
+        site's node clips its vector (the weighted entries and the weight)
+        to that L2 norm and adds noise, so that the sum costs each site's
+        dataset `epsilon`; the outcome's `privacy.noise_sd` is the noise in
+        each number of the sum. Sites take part in noise-free sums only
+        where their owners allow them."""
         body: dict[str, Any] = {"file": file, "length": length}
-        if range is not None:
-            body["range"] = range
-        if resolution is not None:
-            body["resolution"] = resolution
+        body.update(_sum_options(range, resolution, clip, epsilon, delta))
         return SumOutcome.model_validate(self._call("POST", f"/v1/jobs/{job_id}/secure-sum", body))
 
     # -- long-lived containers
@@ -320,6 +334,19 @@ class Network:
     def forget_site(self, node: str) -> dict:
         """Recognises a site no more, by its name or peer id."""
         return self._call("POST", "/v1/policy/sites/forget", {"node": node})
+
+    def budgets(self) -> list[dict]:
+        """This node's privacy budgets: each dataset's (and `private/`'s)
+        epsilon and delta, what its noisy secure sums spent and what is
+        left, as epsilon."""
+        return self._call("GET", "/v1/policy/budgets")
+
+    def set_budget(self, dataset: str, epsilon: float, delta: Optional[float] = None) -> dict:
+        """Gives `dataset` (or "private/") a privacy budget of its own."""
+        body: dict[str, Any] = {"dataset": dataset, "epsilon": epsilon}
+        if delta is not None:
+            body["delta"] = delta
+        return self._call("POST", "/v1/policy/budgets", body)
 
     def approvals(self) -> list[dict]:
         return self._call("GET", "/v1/approvals")
@@ -373,3 +400,15 @@ class Network:
     def login_link(self) -> str:
         """A one-time URL that logs a browser in to the dashboard."""
         return self.url + self._call("POST", "/v1/login-links")["path"]
+
+
+def _sum_options(range: Optional[float], resolution: Optional[float], clip: Optional[float],
+                 epsilon: Optional[float], delta: Optional[float]) -> dict[str, float]:
+    """The optional fields of a secure-sum request, checked for what goes
+    together: differential privacy needs both a clip and an epsilon."""
+    if (clip is None) != (epsilon is None):
+        raise ValueError("differential privacy needs both clip (an L2 bound on each site's vector) and epsilon")
+    if delta is not None and epsilon is None:
+        raise ValueError("delta goes with epsilon and clip")
+    named = {"range": range, "resolution": resolution, "clip": clip, "epsilon": epsilon, "delta": delta}
+    return {key: value for key, value in named.items() if value is not None}

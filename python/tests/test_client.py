@@ -92,8 +92,19 @@ def test_a_secure_sum_over_the_sites(lab):
     assert job.sum.weight > 0 and len(job.sum.vector) == 4
     again = net.secure_sum(job.id, "update.json", 4)
     assert again.weight == job.sum.weight
-    # bob's owner forgets carol: bob takes part no more, and no sum is left.
+    # With differential privacy each site clips and adds noise of its own,
+    # and the sum spends each site's budget for the dataset.
     bob = lab["bob"].net
+    bob.set_budget("shard", 5.0)
+    spent = lambda: {b["dataset"]: b for b in bob.budgets()}["shard"]["spent_epsilon"]
+    before = spent()
+    noisy = net.secure_sum(job.id, "update.json", 4, clip=100.0, epsilon=0.5)
+    assert noisy.privacy is not None and noisy.privacy.noise_sd > 0, noisy
+    assert noisy.vector != job.sum.vector
+    assert spent() > before
+    with pytest.raises(ValueError, match="both clip"):
+        net.secure_sum(job.id, "update.json", 4, clip=1.0)
+    # bob's owner forgets carol: bob takes part no more, and no sum is left.
     assert bob.forget_site("carol")["recognised"] == []
     try:
         with pytest.raises(IrisError, match="recognises"):

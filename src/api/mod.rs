@@ -5,6 +5,7 @@
 //! response types live in [`crate::api_types`], shared with the client;
 //! docs/api.md documents each route.
 
+mod budgets;
 mod containers;
 mod dashboard;
 mod datasets;
@@ -129,6 +130,7 @@ fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
         .routes(routes!(policy::revoke_image))
         .routes(routes!(policy::recognise_site))
         .routes(routes!(policy::forget_site))
+        .routes(routes!(budgets::list, budgets::set))
         .routes(routes!(policy::approvals))
         .routes(routes!(policy::approve))
         .routes(routes!(policy::deny))

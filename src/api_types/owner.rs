@@ -54,6 +54,39 @@ pub struct RecogniseSite {
     pub node: String,
 }
 
+/// `POST /v1/policy/budgets`: the privacy budget of one dataset.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBudget {
+    /// A dataset of this node, or `private/` for tasks that read the
+    /// whole private area.
+    #[schema(pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]{0,63}|private/)$")]
+    pub dataset: String,
+    /// What all its noisy secure sums may cost together.
+    #[schema(exclusive_minimum = 0.0, maximum = 1000.0)]
+    pub epsilon: f64,
+    /// The policy's `privacy_delta` if not given.
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
+    pub delta: Option<f64>,
+}
+
+/// A dataset's privacy budget and what its secure sums have spent.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BudgetView {
+    /// A dataset of this node, or `private/` (the whole private area).
+    pub dataset: String,
+    /// The budget, as ε at δ.
+    pub epsilon: f64,
+    pub delta: f64,
+    /// What its noisy secure sums have cost together, as ε at the same δ.
+    pub spent_epsilon: f64,
+    /// The ε at the same δ of the largest sum (or sums together) it may
+    /// still take part in. zCDP adds up, ε does not: spent and left do not
+    /// add up to the budget.
+    pub left_epsilon: f64,
+}
+
 /// `POST /v1/policy/sites/forget`: recognise a site no more.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -66,22 +66,43 @@ pub async fn datasets(
 ) -> anyhow::Result<()> {
     match command {
         None => {
-            let holders = dir.client()?.datasets(&DatasetsQuery { tag }).await?;
+            let client = dir.client()?;
+            let holders = client.datasets(&DatasetsQuery { tag }).await?;
             if output.json {
                 return print_json(&holders);
             }
+            // This node's own datasets show what their privacy budgets
+            // have left (its owner's to know; other nodes' are theirs).
+            let me = client.status().await?.peer_id;
+            let budgets = client.budgets().await.unwrap_or_default();
+            let left = |h: &crate::api_types::DatasetHolder| -> String {
+                budgets
+                    .iter()
+                    .find(|b| h.peer_id == me && b.dataset == h.card.name)
+                    .map_or("-".into(), |b| {
+                        format!("{:.3} of {}", b.left_epsilon, b.epsilon)
+                    })
+            };
             let mut rows = vec![header(&[
-                "DATASET", "NODE", "STATE", "ROWS", "COLUMNS", "TAGS", "MOCK",
+                "DATASET",
+                "NODE",
+                "STATE",
+                "ROWS",
+                "COLUMNS",
+                "TAGS",
+                "MOCK",
+                "EPSILON LEFT",
             ])];
             for h in holders {
                 rows.push(vec![
                     h.card.name.clone(),
-                    h.node,
+                    h.node.clone(),
                     h.state.to_string(),
                     format!("~{}", h.card.rows),
                     columns(&h.card),
                     h.card.tags.join(","),
-                    h.card.mock.unwrap_or_else(|| "-".into()),
+                    h.card.mock.clone().unwrap_or_else(|| "-".into()),
+                    left(&h),
                 ]);
             }
             print_table(&rows);

@@ -10,7 +10,8 @@ use super::{
 };
 use crate::{
     api_types::{
-        AllowImage, Approve, Deny, ForgetSite, PolicyView, RecogniseSite, RevokeImage, SetPolicy,
+        AllowImage, Approve, BudgetView, Deny, ForgetSite, PolicyView, RecogniseSite, RevokeImage,
+        SetBudget, SetPolicy,
     },
     config::word,
     policy::{CommandRule, SETTINGS},
@@ -78,6 +79,19 @@ pub enum PolicyCommand {
         #[command(flatten)]
         dir: NodeDir,
         node: String,
+    },
+    /// Give one dataset (or private/, the whole private area) a privacy
+    /// budget of its own: what all its noisy secure sums may cost
+    /// together, as epsilon. The others have privacy_epsilon.
+    Budget {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// A dataset of this node, or private/.
+        dataset: String,
+        epsilon: f64,
+        /// The delta it is stated at (privacy_delta if not given).
+        #[arg(long)]
+        delta: Option<f64>,
     },
 }
 
@@ -169,11 +183,28 @@ pub async fn policy(
         Some(PolicyCommand::Forget { dir, node }) => {
             dir.client()?.forget_site(&ForgetSite { node }).await?
         }
+        Some(PolicyCommand::Budget {
+            dir,
+            dataset,
+            epsilon,
+            delta,
+        }) => {
+            let body = SetBudget {
+                dataset,
+                epsilon,
+                delta,
+            };
+            dir.client()?.set_budget(&body).await?
+        }
     };
     if output.json {
         return print_json(&policy);
     }
     print_policy(&policy);
+    if let Ok(budgets) = dir.client()?.budgets().await {
+        println!();
+        print_budgets(&budgets);
+    }
     // The members to pick from, when the node can say.
     if let Ok(nodes) = dir.client()?.nodes().await {
         let unknown: Vec<String> = nodes
@@ -201,6 +232,9 @@ fn print_policy(policy: &PolicyView) {
             "logs" => word(&policy.logs),
             "min_aggregate" => policy.min_aggregate.to_string(),
             "max_tasks_per_hour" => policy.max_tasks_per_hour.to_string(),
+            "noise_free_sums" => word(&policy.noise_free_sums),
+            "privacy_epsilon" => policy.privacy_epsilon.to_string(),
+            "privacy_delta" => format!("{:e}", policy.privacy_delta),
             _ => policy.max_shared_log_bytes.to_string(),
         }
     };
@@ -232,6 +266,28 @@ fn print_policy(policy: &PolicyView) {
     let mut rows = vec![header(&["RECOGNISED SITE", "PEER ID"])];
     for site in &policy.recognised {
         rows.push(vec![site.name.clone(), site.peer_id.to_string()]);
+    }
+    print_table(&rows);
+}
+
+/// Each dataset's privacy budget, what its noisy secure sums spent and
+/// what is left.
+pub fn print_budgets(budgets: &[BudgetView]) {
+    let mut rows = vec![header(&[
+        "PRIVACY BUDGET",
+        "EPSILON",
+        "DELTA",
+        "SPENT",
+        "LEFT",
+    ])];
+    for b in budgets {
+        rows.push(vec![
+            b.dataset.clone(),
+            b.epsilon.to_string(),
+            format!("{:e}", b.delta),
+            format!("{:.3}", b.spent_epsilon),
+            format!("{:.3}", b.left_epsilon),
+        ]);
     }
     print_table(&rows);
 }

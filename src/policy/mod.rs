@@ -11,9 +11,11 @@
 //! only through secure aggregation.
 
 mod command_rule;
+mod dataset_budget;
 mod known_site;
 
 pub use command_rule::CommandRule;
+pub use dataset_budget::DatasetBudget;
 use iris_behaviours::libp2p::PeerId;
 pub use known_site::KnownSite;
 use serde::{Deserialize, Serialize};
@@ -121,6 +123,8 @@ pub struct PolicyConfig {
     /// whole life: when it is spent, no more sums from that dataset.
     pub privacy_epsilon: f64,
     pub privacy_delta: f64,
+    /// Budgets of datasets that do not have the default.
+    pub budgets: Vec<DatasetBudget>,
 }
 
 impl Default for PolicyConfig {
@@ -139,6 +143,7 @@ impl Default for PolicyConfig {
             noise_free_sums: Allowance::default(),
             privacy_epsilon: 1.0,
             privacy_delta: 1e-6,
+            budgets: Vec::new(),
         }
     }
 }
@@ -240,23 +245,29 @@ impl PolicyConfig {
             .count()
     }
 
-    /// The privacy budget of `dataset` (`private/` for the whole area).
-    pub fn budget_for(&self, _dataset: &str) -> crate::privacy::Budget {
-        crate::privacy::Budget {
-            epsilon: self.privacy_epsilon,
-            delta: self.privacy_delta,
+    /// The privacy budget of `dataset` (`private/` for the whole area):
+    /// its own, or the default.
+    pub fn budget_for(&self, dataset: &str) -> crate::privacy::Budget {
+        match self.budgets.iter().find(|b| b.dataset == dataset) {
+            Some(own) => crate::privacy::Budget {
+                epsilon: own.epsilon,
+                delta: own.delta,
+            },
+            None => crate::privacy::Budget {
+                epsilon: self.privacy_epsilon,
+                delta: self.privacy_delta,
+            },
         }
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.privacy_epsilon.is_finite()
-            && self.privacy_epsilon > 0.0
-            && self.privacy_epsilon <= 1000.0)
-        {
-            return Err("policy.privacy_epsilon must be above 0 and at most 1000".into());
-        }
-        if !(self.privacy_delta > 0.0 && self.privacy_delta < 1.0) {
-            return Err("policy.privacy_delta must be above 0 and below 1".into());
+        dataset_budget::check_budget(
+            "every dataset (privacy_epsilon, privacy_delta)",
+            self.privacy_epsilon,
+            self.privacy_delta,
+        )?;
+        for budget in &self.budgets {
+            budget.validate()?;
         }
         if self.min_aggregate < 2 {
             return Err("policy.min_aggregate must be 2 or more".into());

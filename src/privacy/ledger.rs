@@ -81,6 +81,11 @@ impl PrivacyLedger {
         self.spent.lock().await.get(dataset).copied().unwrap_or(0.0)
     }
 
+    /// ρ spent on every dataset that has spent any.
+    pub async fn all(&self) -> HashMap<String, f64> {
+        self.spent.lock().await.clone()
+    }
+
     /// Whether `spend` fits in `budget` now (a check ahead of the work,
     /// which [`PrivacyLedger::spend`] makes again when it counts).
     pub async fn fits(&self, spend: &Spend, budget: &Budget) -> Result<(), SpendError> {

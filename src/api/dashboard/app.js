@@ -123,10 +123,11 @@ function selectJob(id) {
 /** The owner's page; the audit log only when `force`d or now and then. */
 async function refreshOwner(force) {
   const readAudit = force === true || Date.now() - state.auditAt > AUDIT_EVERY_MS;
-  const [approvals, releases, policy, nodes, audit] = await Promise.all([
+  const [approvals, releases, policy, budgets, nodes, audit] = await Promise.all([
     api("GET", "/v1/approvals"),
     api("GET", "/v1/releases"),
     api("GET", "/v1/policy"),
+    api("GET", "/v1/policy/budgets"),
     api("GET", "/v1/nodes").catch(() => []),
     readAudit ? api("GET", "/v1/audit?last=100") : null,
   ]);
@@ -135,6 +136,7 @@ async function refreshOwner(force) {
   views.releases($("releases"), releases, decide);
   views.policy($("policy"), policy);
   views.sites($("sites"), policy, nodes, recognise);
+  views.budgets($("budgets"), budgets);
   if (audit) {
     state.auditAt = Date.now();
     views.audit($("audit-state"), $("audit"), audit);

@@ -166,7 +166,7 @@ const views = {
   },
 
   policy(table, policy) {
-    const { recognised, ...settings } = policy;
+    const { recognised, budgets, ...settings } = policy;
     const rows = Object.entries(settings).map(([key, value]) => el("tr", {},
       el("th", {}, key),
       el("td", {}, Array.isArray(value)
@@ -195,6 +195,17 @@ const views = {
           : el("button", { type: "button", "data-recognise": m.name, onclick: () => recognise(m.name, true) }, "Recognise")));
     });
     fillRows(table, rows, 4, "No other member yet.");
+  },
+
+  /** Each dataset's privacy budget: what it is, spent and left. */
+  budgets(table, budgets) {
+    const rows = budgets.map((b) => el("tr", { "data-budget": b.dataset },
+      el("td", {}, b.dataset),
+      el("td", {}, String(b.epsilon)),
+      el("td", {}, b.delta.toExponential()),
+      el("td", {}, b.spent_epsilon.toFixed(3)),
+      el("td", {}, b.left_epsilon.toFixed(3))));
+    fillRows(table, rows, 5, "No dataset yet.");
   },
 
   audit(state, table, view) {
