@@ -17,7 +17,7 @@ use crate::{
 #[utoipa::path(get, path = "/v1/policy/budgets", tag = "owner",
     responses((status = 200, body = Vec<BudgetView>),
               (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
-pub(super) async fn list(State(state): State<ApiState>) -> Json<Vec<BudgetView>> {
+pub(super) async fn list_budgets(State(state): State<ApiState>) -> Json<Vec<BudgetView>> {
     let policy = state.node.policy.get();
     let spent = state.node.egress.ledger().all().await;
     let mut names: BTreeSet<String> = state
@@ -52,7 +52,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> Json<Vec<BudgetView>>
 #[utoipa::path(post, path = "/v1/policy/budgets", tag = "owner", request_body = SetBudget,
     responses((status = 200, body = PolicyView),
               (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
-pub(super) async fn set(
+pub(super) async fn set_budget(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<SetBudget>,
 ) -> Result<Json<PolicyView>, ApiError> {

@@ -130,7 +130,7 @@ fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
         .routes(routes!(policy::revoke_image))
         .routes(routes!(policy::recognise_site))
         .routes(routes!(policy::forget_site))
-        .routes(routes!(budgets::list, budgets::set))
+        .routes(routes!(budgets::list_budgets, budgets::set_budget))
         .routes(routes!(policy::approvals))
         .routes(routes!(policy::approve))
         .routes(routes!(policy::deny))

@@ -107,8 +107,15 @@ fn uniform_below(rng: &mut impl Rng, bound: u128) -> u128 {
     }
 }
 
-/// Bernoulli(`numerator`/`denominator`), the ratio at most 1.
+/// Bernoulli(`numerator`/`denominator`), the ratio at most 1. Certain
+/// outcomes draw nothing.
 fn bernoulli(rng: &mut impl Rng, numerator: u128, denominator: u128) -> bool {
+    if numerator == 0 {
+        return false;
+    }
+    if numerator >= denominator {
+        return true;
+    }
     uniform_below(rng, denominator) < numerator
 }
 
