@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     audit::{AuditEvent, AuditLog, ContributionPrivacy, DecidedBy},
     policy::{Allowance, LogPolicy, Policy, ReleasePolicy},
-    privacy::{PrivacyLedger, Spend, SpendError},
+    privacy::{Budget, PrivacyLedger, Spend, SpendError},
 };
 
 /// Where a task's outputs stand, as the node that ran it keeps them.
@@ -265,11 +265,21 @@ impl Egress {
     /// Whether `spend` fits in what is left of its dataset's budget, ahead
     /// of the work: [`Egress::pass`] checks again as it spends.
     pub async fn budget_fits(&self, spend: &Spend) -> Result<(), String> {
-        let budget = self.policy.get().budget_for(&spend.dataset);
+        let budget = self.budget_for(&spend.dataset);
         self.ledger
             .fits(spend, &budget)
             .await
             .map_err(|e| format!("{}: {e}", self.name()))
+    }
+
+    /// The privacy budget of `dataset` (`private/` for the whole area), as
+    /// the owner's policy has it now.
+    pub fn budget_for(&self, dataset: &str) -> Budget {
+        let own = self.policy.get().budget_for(dataset);
+        Budget {
+            epsilon: own.epsilon,
+            delta: own.delta,
+        }
     }
 
     /// What each dataset's budget has spent.
@@ -431,7 +441,7 @@ impl Egress {
                 };
                 if let Some(spend) = spend {
                     // The spend and the record are one audit entry.
-                    let budget = self.policy.get().budget_for(&spend.dataset);
+                    let budget = self.budget_for(&spend.dataset);
                     return self
                         .ledger
                         .spend(&spend, &budget, &self.audit, event)

@@ -33,7 +33,7 @@ pub(super) async fn list_budgets(State(state): State<ApiState>) -> Json<Vec<Budg
     let views = names
         .into_iter()
         .map(|dataset| {
-            let budget = policy.budget_for(&dataset);
+            let budget = state.node.egress.budget_for(&dataset);
             let rho = spent.get(&dataset).copied().unwrap_or(0.0);
             BudgetView {
                 spent_epsilon: budget.epsilon_spent(rho),

@@ -247,17 +247,16 @@ impl PolicyConfig {
 
     /// The privacy budget of `dataset` (`private/` for the whole area):
     /// its own, or the default.
-    pub fn budget_for(&self, dataset: &str) -> crate::privacy::Budget {
-        match self.budgets.iter().find(|b| b.dataset == dataset) {
-            Some(own) => crate::privacy::Budget {
-                epsilon: own.epsilon,
-                delta: own.delta,
-            },
-            None => crate::privacy::Budget {
+    pub fn budget_for(&self, dataset: &str) -> DatasetBudget {
+        self.budgets
+            .iter()
+            .find(|b| b.dataset == dataset)
+            .cloned()
+            .unwrap_or_else(|| DatasetBudget {
+                dataset: dataset.to_string(),
                 epsilon: self.privacy_epsilon,
                 delta: self.privacy_delta,
-            },
-        }
+            })
     }
 
     pub fn validate(&self) -> Result<(), String> {

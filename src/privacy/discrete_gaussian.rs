@@ -21,7 +21,7 @@
 //! rejection step of Algorithm 3 is exact for any t > 0; t near σ keeps
 //! it efficient.
 
-use rand::{Rng, RngExt};
+use rand::{distr::Uniform, prelude::Distribution, Rng, RngExt};
 
 /// The largest variance sampled: σ up to 2⁵⁰, so that every square below
 /// fits in 128 bits.
@@ -34,6 +34,10 @@ pub struct DiscreteGaussian {
     t: u128,
     /// σ²/t.
     m: u128,
+    /// Uniform draws below t and below 2σ², set up once: the draws of
+    /// every sample are bounded by them.
+    below_t: Uniform<u64>,
+    below_twice_variance: Uniform<u128>,
 }
 
 impl DiscreteGaussian {
@@ -45,9 +49,12 @@ impl DiscreteGaussian {
             return None;
         }
         let t = variance.isqrt() + 1;
+        let m = variance.div_ceil(t);
         Some(Self {
             t,
-            m: variance.div_ceil(t),
+            m,
+            below_t: Uniform::new(0, u64::try_from(t).ok()?).ok()?,
+            below_twice_variance: Uniform::new(0, (2 * t * m).max(1)).ok()?,
         })
     }
 
@@ -67,9 +74,18 @@ impl DiscreteGaussian {
             let Some(y) = self.laplace(rng) else {
                 continue;
             };
-            let distance = y.unsigned_abs() as u128;
-            let distance = distance.abs_diff(self.m);
-            if bernoulli_exp(rng, distance * distance, double_variance) {
+            let distance = (y.unsigned_abs() as u128).abs_diff(self.m);
+            // γ = distance²/(2σ²): ⌊γ⌋ trials of exp(−1), then one of
+            // the fraction (Algorithm 1, second branch).
+            let gamma = distance * distance;
+            let mut whole = gamma / double_variance;
+            let fraction = gamma % double_variance;
+            let mut accepted = true;
+            while accepted && whole > 0 {
+                accepted = exp_minus(rng, |_| true);
+                whole -= 1;
+            }
+            if accepted && exp_minus(rng, |rng| self.below_twice_variance.sample(rng) < fraction) {
                 return y;
             }
         }
@@ -80,15 +96,16 @@ impl DiscreteGaussian {
     /// probability is below exp(−2¹²) for any t here.
     fn laplace(&self, rng: &mut impl Rng) -> Option<i64> {
         loop {
-            let u = uniform_below(rng, self.t);
-            if !bernoulli_exp_at_most_one(rng, u, self.t) {
+            let u = self.below_t.sample(rng);
+            // Bernoulli(exp(−u/t)).
+            if u > 0 && !exp_minus(rng, |rng| self.below_t.sample(rng) < u) {
                 continue;
             }
             let mut v: u128 = 0;
-            while bernoulli_exp_at_most_one(rng, 1, 1) {
+            while exp_minus(rng, |_| true) {
                 v += 1;
             }
-            let x = v.checked_mul(self.t)?.checked_add(u)?;
+            let x = v.checked_mul(self.t)?.checked_add(u as u128)?;
             let negative = rng.random::<bool>();
             if negative && x == 0 {
                 continue;
@@ -99,34 +116,14 @@ impl DiscreteGaussian {
     }
 }
 
-/// A uniform integer in [0, `bound`), `bound` > 0.
-fn uniform_below(rng: &mut impl Rng, bound: u128) -> u128 {
-    match u64::try_from(bound) {
-        Ok(small) => rng.random_range(0..small) as u128,
-        Err(_) => rng.random_range(0..bound),
-    }
-}
-
-/// Bernoulli(`numerator`/`denominator`), the ratio at most 1. Certain
-/// outcomes draw nothing.
-fn bernoulli(rng: &mut impl Rng, numerator: u128, denominator: u128) -> bool {
-    if numerator == 0 {
-        return false;
-    }
-    if numerator >= denominator {
-        return true;
-    }
-    uniform_below(rng, denominator) < numerator
-}
-
-/// Bernoulli(exp(−γ)) for γ = `numerator`/`denominator` in [0, 1]
-/// (Algorithm 1, first branch): count trials of Bernoulli(γ/k) for
-/// k = 1, 2, … until one fails; true when it was an odd k. Bernoulli(γ/k)
-/// is Bernoulli(γ) and Bernoulli(1/k) at once, so nothing overflows.
-fn bernoulli_exp_at_most_one(rng: &mut impl Rng, numerator: u128, denominator: u128) -> bool {
+/// Bernoulli(exp(−γ)) for γ in [0, 1], given `trial`, a draw of
+/// Bernoulli(γ) (Algorithm 1, first branch): count trials of
+/// Bernoulli(γ/k) for k = 1, 2, … until one fails; true when it was an
+/// odd k. Bernoulli(γ/k) is Bernoulli(γ) and Bernoulli(1/k) at once.
+fn exp_minus<R: Rng>(rng: &mut R, mut trial: impl FnMut(&mut R) -> bool) -> bool {
     let mut k: u64 = 1;
     loop {
-        let success = bernoulli(rng, numerator, denominator) && rng.random_range(0..k) == 0;
+        let success = trial(rng) && (k == 1 || rng.random_range(0..k) == 0);
         if !success {
             return k % 2 == 1;
         }
@@ -134,19 +131,18 @@ fn bernoulli_exp_at_most_one(rng: &mut impl Rng, numerator: u128, denominator: u
     }
 }
 
-/// Bernoulli(exp(−γ)) for any γ = `numerator`/`denominator` ≥ 0
-/// (Algorithm 1, second branch): ⌊γ⌋ trials of exp(−1), then one of the
-/// fraction.
+/// Bernoulli(exp(−`numerator`/`denominator`)) for any ratio ≥ 0, by the
+/// same steps as a sample's acceptance: for the tests.
+#[cfg(test)]
 fn bernoulli_exp(rng: &mut impl Rng, numerator: u128, denominator: u128) -> bool {
-    let whole = numerator / denominator;
-    let mut trial = 0;
-    while trial < whole {
-        if !bernoulli_exp_at_most_one(rng, 1, 1) {
+    let below = Uniform::new(0, denominator).unwrap();
+    for _ in 0..numerator / denominator {
+        if !exp_minus(rng, |_| true) {
             return false;
         }
-        trial += 1;
     }
-    bernoulli_exp_at_most_one(rng, numerator % denominator, denominator)
+    let fraction = numerator % denominator;
+    exp_minus(rng, |rng| below.sample(rng) < fraction)
 }
 
 #[cfg(test)]

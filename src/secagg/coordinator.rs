@@ -258,13 +258,14 @@ impl Coordinator {
                     .unwrap_or(name)
             })
             .collect();
-        // Every site in the sum added its own noise to every entry.
+        // Every site in the sum added its own noise to every entry; this
+        // node, if it is one, added none to its own data.
+        let noisy = sum.survivors.iter().filter(|p| **p != self.local()).count();
         let privacy = privacy.zip(noise).map(|(p, noise)| SumPrivacy {
             clip: p.clip,
             epsilon: p.epsilon,
             delta: p.delta,
-            noise_sd: (noise.variance() as f64 * sum.survivors.len() as f64).sqrt()
-                / params.fixed.scale(),
+            noise_sd: (noise.variance() as f64 * noisy as f64).sqrt() / params.fixed.scale(),
         });
         Ok(SumOutcome {
             vector: decoded,

@@ -38,10 +38,24 @@ struct Session {
     job_id: String,
     master: PeerId,
     input: Vec<u64>,
+    /// With differential privacy: the noise for the input, drawn on a
+    /// blocking thread from the setup on, while the sites exchange their
+    /// keys and shares; added at collect, before anything is masked.
+    noise: Noise,
     /// With differential privacy: what the contribution spends.
     privacy: Option<ContributionPrivacy>,
     masked: Option<Vec<u64>>,
     started: Instant,
+}
+
+/// Where a session's noise stands. Its input is masked only when it is
+/// `None` (a noise-free sum, or the master's own node) or `Added`.
+enum Noise {
+    None,
+    Drawing(tokio::task::JoinHandle<Result<Vec<u64>, String>>),
+    Added,
+    /// It could not be drawn: the session's input never leaves.
+    Failed,
 }
 
 /// A task as a secure sum sees it.
@@ -333,13 +347,19 @@ impl SecureSums {
         }
         check_file(&file).map_err(|e| e.refusal(&file))?;
         let task = self.task_for(peer, &params.job_id).await?;
-        let privacy = params.privacy.map(|p| ContributionPrivacy {
-            dataset: task.budget_name(),
-            clip: p.clip,
-            epsilon: p.epsilon,
-            delta: p.delta,
-            rho: p.rho(),
-        });
+        // The master's own node sums its own data for itself: it clips,
+        // but adds no noise and spends nothing.
+        let noise = noise.filter(|_| local != peer);
+        let privacy = params
+            .privacy
+            .filter(|_| local != peer)
+            .map(|p| ContributionPrivacy {
+                dataset: task.budget_name(),
+                clip: p.clip,
+                epsilon: p.epsilon,
+                delta: p.delta,
+                rho: p.rho(),
+            });
         if let Some(privacy) = &privacy {
             let spend = Spend {
                 dataset: privacy.dataset.clone(),
@@ -356,27 +376,29 @@ impl SecureSums {
         let mut summand = self
             .update_of(&params.job_id, &file, entries, &params.fixed)
             .await?;
-        let input = match (&params.privacy, noise) {
-            (Some(declared), Some(noise)) => {
-                // Clipped to the declared norm, encoded, then noised; how
-                // many entries were clipped is not told, which would leak.
+        let mut input = match &params.privacy {
+            Some(declared) => {
+                // Clipped to the declared norm and encoded; how many
+                // entries were clipped is not told, which would leak.
                 crate::privacy::clip_norm(&mut summand.values, declared.clip);
-                let mut input = params.fixed.encode(&summand.values).map_err(refusal)?;
-                input = tokio::task::spawn_blocking(move || {
-                    crate::privacy::add_noise(&mut input, &noise).map(|()| input)
-                })
-                .await
-                .map_err(|_| Refusal::failed("the noise could not be drawn"))?
-                .map_err(Refusal::failed)?;
-                input.push(0);
-                input
+                params.fixed.encode(&summand.values).map_err(refusal)?
             }
-            _ => {
-                let mut input = params.fixed.encode(&summand.values).map_err(refusal)?;
-                // The count as a whole number: its sum is the master's.
-                input.push(summand.clipped);
-                input
-            }
+            None => params.fixed.encode(&summand.values).map_err(refusal)?,
+        };
+        // The count as a whole number: its sum is the master's; under
+        // differential privacy, 0.
+        input.push(if params.privacy.is_some() {
+            0
+        } else {
+            summand.clipped
+        });
+        let noised = input.len() - 1;
+        let noise = match noise {
+            Some(noise) => Noise::Drawing(tokio::task::spawn_blocking(move || {
+                let mut words = vec![0u64; noised];
+                crate::privacy::add_noise(&mut words, &noise).map(|()| words)
+            })),
+            None => Noise::None,
         };
         let job_id = params.job_id.clone();
         let (participant, key) = Participant::new(params, &self.keypair).map_err(refusal)?;
@@ -395,6 +417,7 @@ impl SecureSums {
                 job_id,
                 master: peer,
                 input,
+                noise,
                 privacy,
                 masked: None,
                 started: Instant::now(),
@@ -428,6 +451,21 @@ impl SecureSums {
             privacy: s.privacy.clone(),
         };
         self.egress.pass(peer, input, &release).await?;
+        match std::mem::replace(&mut s.noise, Noise::Failed) {
+            Noise::Drawing(drawing) => {
+                let drawn = drawing
+                    .await
+                    .map_err(|_| "the noise could not be drawn".to_string())
+                    .and_then(|drawn| drawn);
+                let noise = drawn.map_err(Refusal::failed)?;
+                for (word, draw) in s.input.iter_mut().zip(noise) {
+                    *word = word.wrapping_add(draw);
+                }
+                s.noise = Noise::Added;
+            }
+            Noise::Failed => return Err(Refusal::failed("the noise could not be drawn")),
+            done => s.noise = done,
+        }
         let masked = s.participant.masked(&sharers, &s.input).map_err(refusal)?;
         let words = masked.len() as u64;
         s.masked = Some(masked);
