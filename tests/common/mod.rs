@@ -378,8 +378,7 @@ impl TestNode {
         assert!(waited.is_ok(), "timed out after {DEADLINE:?} waiting for {name} to see {want:?} alive; it sees {seen:?}");
     }
 
-    /// Runs the CLI against this node (named by `IRIS_DIR`, so that a
-    /// command after `--` stays last).
+    /// Runs the CLI against this node (by `IRIS_DIR`: a command after `--` stays last).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(IRIS)
             .args(args)
