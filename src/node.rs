@@ -163,9 +163,12 @@ impl Node {
             audit.clone(),
         );
         // Every spend of a privacy budget is an audit entry: the ledger is
-        // read back from the log.
-        let ledger =
-            crate::privacy::PrivacyLedger::from_entries(&crate::audit::read(audit.path())?);
+        // read back from the log (and privacy.json, which outlives a log).
+        let ledger = crate::privacy::PrivacyLedger::open(
+            dir.join("privacy.json"),
+            &crate::audit::read(audit.path())?,
+        )
+        .map_err(anyhow::Error::msg)?;
         let egress = Egress::new(policy.clone(), audit.clone(), ledger);
         let runner = TaskRunner::new(
             executor.clone(),

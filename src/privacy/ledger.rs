@@ -3,9 +3,12 @@
 //! made it, written (and synced) before the contribution leaves, and the
 //! ledger is the sum of those entries, read again when the node starts.
 //! A crash can lose a spend only together with its contribution, which
-//! then never left.
+//! then never left. The totals are also kept whole in `privacy.json`, so
+//! that an owner who starts a new audit log (after a damaged one) does not
+//! hand every dataset a fresh budget: the node starts from the larger of
+//! the two for each dataset.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, path::PathBuf};
 
 use crate::audit::{AuditEntry, AuditEvent, AuditLog};
 
@@ -56,9 +59,41 @@ pub enum SpendError {
 #[derive(Debug, Default)]
 pub struct PrivacyLedger {
     spent: tokio::sync::Mutex<HashMap<String, f64>>,
+    /// `privacy.json`: the totals, written whole after every spend.
+    copy: Option<PathBuf>,
 }
 
 impl PrivacyLedger {
+    /// The spends of a log's entries, or those kept in `copy` where it has
+    /// more (the log was started anew). A `copy` that cannot be read stops
+    /// the node: going on could forget spends.
+    pub fn open(copy: PathBuf, entries: &[AuditEntry]) -> Result<Self, String> {
+        let mut ledger = Self::from_entries(entries);
+        match std::fs::read(&copy) {
+            Ok(bytes) => {
+                let kept: HashMap<String, f64> = serde_json::from_slice(&bytes).map_err(|e| {
+                    format!(
+                        "{} is not what this node wrote ({e}): it keeps what each dataset's \
+                         privacy budget has spent. Restore it, or move it aside knowingly \
+                         (the audit log's spends are then all that is counted)",
+                        copy.display()
+                    )
+                })?;
+                let spent = ledger.spent.get_mut();
+                for (dataset, rho) in kept {
+                    let total = spent.entry(dataset).or_default();
+                    if rho.is_finite() && rho > *total {
+                        *total = rho;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", copy.display())),
+        }
+        ledger.copy = Some(copy);
+        Ok(ledger)
+    }
+
     /// The spends recorded in a log's entries.
     pub fn from_entries(entries: &[AuditEntry]) -> Self {
         let mut spent: HashMap<String, f64> = HashMap::new();
@@ -73,6 +108,7 @@ impl PrivacyLedger {
         }
         Self {
             spent: tokio::sync::Mutex::new(spent),
+            copy: None,
         }
     }
 
@@ -111,6 +147,19 @@ impl PrivacyLedger {
             .await
             .map_err(|e| SpendError::Record(e.to_string()))?;
         *spent.entry(spend.dataset.clone()).or_default() += spend.rho;
+        if let Some(copy) = &self.copy {
+            // The audit entry holds the spend already; the copy only
+            // outlives a new log, so a failure to write it is a warning.
+            let (copy, totals) = (copy.clone(), serde_json::to_vec(&*spent));
+            let written = tokio::task::spawn_blocking(move || {
+                crate::store::write_private(&copy, &totals.map_err(std::io::Error::other)?)
+                    .map_err(std::io::Error::other)
+            })
+            .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::warn!("cannot keep the privacy budgets' totals in privacy.json");
+            }
+        }
         Ok(())
     }
 }
@@ -195,5 +244,43 @@ mod tests {
         assert!(again.fits(&cohort, &budget).await.is_err());
         assert!(budget.epsilon_spent(again.spent("cohort").await) <= 1.0);
         assert_eq!(budget.epsilon_spent(0.0), 0.0);
+    }
+
+    /// An owner who starts a new audit log does not give the datasets
+    /// their budgets back: privacy.json keeps the totals. One that was
+    /// tampered with stops the node instead of being ignored.
+    #[tokio::test]
+    async fn a_new_audit_log_forgets_no_spend_and_a_damaged_copy_stops_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("privacy.json");
+        let audit = AuditLog::create(
+            dir.path().join("audit.log"),
+            Keypair::generate_ed25519(),
+            None,
+        )
+        .unwrap();
+        let budget = Budget {
+            epsilon: 1.0,
+            delta: 1e-6,
+        };
+        let spend = Spend {
+            dataset: "cohort".into(),
+            rho: budget.rho() * 0.6,
+        };
+        let ledger = PrivacyLedger::open(copy.clone(), &[]).unwrap();
+        ledger
+            .spend(&spend, &budget, &audit, contribution("cohort", spend.rho))
+            .await
+            .unwrap();
+        // A new log: no entry at all, and the spend is still there.
+        let again = PrivacyLedger::open(copy.clone(), &[]).unwrap();
+        assert!((again.spent("cohort").await - spend.rho).abs() < 1e-15);
+        assert!(again.fits(&spend, &budget).await.is_err());
+        std::fs::write(&copy, b"{\"cohort\": ").unwrap();
+        let err = PrivacyLedger::open(copy, &[]).unwrap_err();
+        assert!(
+            err.contains("privacy.json") && err.contains("move it aside"),
+            "{err}"
+        );
     }
 }
