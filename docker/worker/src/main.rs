@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! iris-worker stats CSV                      row count, column sums and means
-//! iris-worker gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K]
+//! iris-worker gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] [--delta]
 //!                                            K gradient steps of a linear regression
 //! iris-worker average FILE...                row-weighted average of gradient outputs
 //! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
@@ -70,7 +70,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn usage() -> String {
-    let mut usage = "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] \
+    let mut usage = "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] [--delta] \
      | average FILE... | fit CSV... --target COL | sleep SECS"
         .to_string();
     usage += probes::USAGE;
@@ -150,6 +150,10 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// With --delta, the vector is scaled up by this and the weight is its
+/// inverse: their product, what a secure sum adds, is the move itself.
+const DELTA_SCALE: f64 = 1000.0;
+
 /// Linear regression y = w.x + b by full-batch gradient descent on the mean
 /// squared error. Reports the loss before the first step.
 fn gradient(args: &[String]) -> Result<Value, String> {
@@ -208,6 +212,7 @@ fn gradient(args: &[String]) -> Result<Value, String> {
             / n as f64
     };
     let initial_loss = loss(&weights);
+    let start = weights.clone();
     for _ in 0..steps {
         let mut grad = vec![0.0; weights.len()];
         for row in &table.rows {
@@ -226,9 +231,22 @@ fn gradient(args: &[String]) -> Result<Value, String> {
         .map(|&c| table.columns[c].as_str())
         .collect();
     // `vector` and `weight` make it an input of a secure sum: the weights
-    // and the loss, each weighted by the rows.
-    let mut vector = weights.clone();
-    vector.push(initial_loss);
+    // and the loss, each weighted by the rows. With --delta, how far the
+    // steps moved the weights, and a loss of 0: what a sum with
+    // differential privacy clips to a small norm. Its weight is a token
+    // 1/1000 (the vector is scaled up to match), so that the clip bounds
+    // the move and not the weight, which the node clips and noises too.
+    let delta = args.iter().any(|a| a == "--delta");
+    let mut vector: Vec<f64> = if delta {
+        weights
+            .iter()
+            .zip(&start)
+            .map(|(w, s)| (w - s) * DELTA_SCALE)
+            .collect()
+    } else {
+        weights.clone()
+    };
+    vector.push(if delta { 0.0 } else { initial_loss });
     Ok(json!({
         "rows": n,
         "features": feature_names,
@@ -236,7 +254,7 @@ fn gradient(args: &[String]) -> Result<Value, String> {
         "loss": initial_loss,
         "loss_after": loss(&weights),
         "vector": vector,
-        "weight": n,
+        "weight": if delta { json!(1.0 / DELTA_SCALE) } else { json!(n) },
     }))
 }
 
