@@ -13,12 +13,14 @@
 //! The accounting is zCDP ([`zcdp`]); docs/secure-aggregation.md has the
 //! formulas and the papers.
 
+mod budget;
 mod discrete_gaussian;
 mod ledger;
 pub mod zcdp;
 
+pub use budget::Budget;
 pub use discrete_gaussian::{DiscreteGaussian, MAX_VARIANCE};
-pub use ledger::{Budget, PrivacyLedger, Spend, SpendError};
+pub use ledger::{PrivacyLedger, Spend, SpendError};
 
 use serde::{Deserialize, Serialize};
 
