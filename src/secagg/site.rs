@@ -173,9 +173,9 @@ impl SecureSums {
         Ok(task)
     }
 
-    /// Reads the update file `file` of task `job_id`, a vector of `entries`
-    /// entries. What is wrong with the file itself is told in the closed
-    /// words of [`UpdateError`].
+    /// Reads the update file `file` (a name [`check_file`] passed) of task
+    /// `job_id`, a vector of `entries` entries. What is wrong with the file
+    /// itself is told in the closed words of [`UpdateError`].
     async fn update_of(
         &self,
         job_id: &str,
@@ -183,7 +183,6 @@ impl SecureSums {
         entries: usize,
         fixed: &FixedPoint,
     ) -> Result<Summand, Refusal> {
-        check_file(file).map_err(|e| e.refusal(file))?;
         let (workspace, relative) = (self.workspace.clone(), Path::new(job_id).join(file));
         let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, UpdateError> {
             use std::io::Read;
@@ -376,22 +375,19 @@ impl SecureSums {
         let mut summand = self
             .update_of(&params.job_id, &file, entries, &params.fixed)
             .await?;
-        let mut input = match &params.privacy {
+        // Under differential privacy the vector is clipped to the declared
+        // norm, and how many entries were clipped is not told (0), which
+        // would leak; otherwise the count is a whole number whose sum is
+        // the master's.
+        let clipped = match &params.privacy {
             Some(declared) => {
-                // Clipped to the declared norm and encoded; how many
-                // entries were clipped is not told, which would leak.
                 crate::privacy::clip_norm(&mut summand.values, declared.clip);
-                params.fixed.encode(&summand.values).map_err(refusal)?
+                0
             }
-            None => params.fixed.encode(&summand.values).map_err(refusal)?,
+            None => summand.clipped,
         };
-        // The count as a whole number: its sum is the master's; under
-        // differential privacy, 0.
-        input.push(if params.privacy.is_some() {
-            0
-        } else {
-            summand.clipped
-        });
+        let mut input = params.fixed.encode(&summand.values).map_err(refusal)?;
+        input.push(clipped);
         let noised = input.len() - 1;
         let noise = match noise {
             Some(noise) => Noise::Drawing(tokio::task::spawn_blocking(move || {
