@@ -84,7 +84,5 @@ fn main() {
 fn add_noise_on_one_thread(words: &mut [u64], noise: &iris::privacy::DiscreteGaussian) {
     use rand::{rngs::StdRng, SeedableRng};
     let mut rng = StdRng::try_from_rng(&mut rand::rngs::SysRng).unwrap();
-    for word in words.iter_mut() {
-        *word = word.wrapping_add(noise.sample(&mut rng) as u64);
-    }
+    noise.add_to(words, &mut rng);
 }

@@ -8,9 +8,10 @@
 //! Gaussian for Differential Privacy" (NeurIPS 2020), Algorithms 1 to 3:
 //! Bernoulli(exp(−γ)) from Bernoulli trials of rationals, a discrete
 //! Laplace from those, and the Gaussian by rejection from the Laplace.
-//! Every random draw is a uniform integer below a bound from a reviewed
-//! CSPRNG (`rand`'s ChaCha, seeded by the operating system, with its
-//! `unbiased` feature so that bounded draws carry no modulo bias).
+//! Every random draw comes from a reviewed CSPRNG (`rand`'s ChaCha,
+//! seeded by the operating system): a uniform integer below a bound
+//! (with `rand`'s `unbiased` feature, so no modulo bias), or a coin flip
+//! read a few bits at a time ([`Coins`]).
 //!
 //! Why not a crate's sampler: the one a reviewed crate offers (prio's
 //! `dp::distributions`) computes on big rationals, tens of microseconds a
@@ -21,7 +22,9 @@
 //! rejection step of Algorithm 3 is exact for any t > 0; t near σ keeps
 //! it efficient.
 
-use rand::{distr::Uniform, prelude::Distribution, Rng, RngExt};
+use rand::{distr::Uniform, prelude::Distribution, Rng};
+
+use super::coins::Coins;
 
 /// The largest variance sampled: σ up to 2⁵⁰, so that every square below
 /// fits in 128 bits.
@@ -66,26 +69,44 @@ impl DiscreteGaussian {
     /// One draw (Algorithm 3): a discrete Laplace proposal y, accepted
     /// with probability exp(−(|y| − σ²/t)²/(2σ²)).
     pub fn sample(&self, rng: &mut impl Rng) -> i64 {
+        self.draw(&mut Coins::new(rng))
+    }
+
+    /// Adds one draw to each word, in Z/2⁶⁴, with one source of coin
+    /// flips for them all.
+    pub fn add_to(&self, words: &mut [u64], rng: &mut impl Rng) {
+        let mut coins = Coins::new(rng);
+        for word in words {
+            *word = word.wrapping_add(self.draw(&mut coins) as u64);
+        }
+    }
+
+    fn draw<R: Rng>(&self, coins: &mut Coins<R>) -> i64 {
         if self.m == 0 {
             return 0;
         }
         let double_variance = 2 * self.variance();
         loop {
-            let Some(y) = self.laplace(rng) else {
+            let Some(y) = self.laplace(coins) else {
                 continue;
             };
             let distance = (y.unsigned_abs() as u128).abs_diff(self.m);
             // γ = distance²/(2σ²): ⌊γ⌋ trials of exp(−1), then one of
-            // the fraction (Algorithm 1, second branch).
-            let gamma = distance * distance;
-            let mut whole = gamma / double_variance;
-            let fraction = gamma % double_variance;
+            // the fraction (Algorithm 1, second branch). The whole part
+            // is taken off one 2σ² at a time: the trials stop at the
+            // first failure, after 1.6 on average, where a division of
+            // 128-bit numbers costs more than the rest of a draw.
+            let mut gamma = distance * distance;
             let mut accepted = true;
-            while accepted && whole > 0 {
-                accepted = exp_minus(rng, |_| true);
-                whole -= 1;
+            while accepted && gamma >= double_variance {
+                accepted = coins.exp_minus_one();
+                gamma -= double_variance;
             }
-            if accepted && exp_minus(rng, |rng| self.below_twice_variance.sample(rng) < fraction) {
+            if accepted
+                && exp_minus(coins, |coins| {
+                    self.below_twice_variance.sample(coins.rng()) < gamma
+                })
+            {
                 return y;
             }
         }
@@ -94,19 +115,19 @@ impl DiscreteGaussian {
     /// A discrete Laplace draw of scale t (Algorithm 2 with s = 1), or
     /// none for one beyond ±2⁶², which is rejected like the others: its
     /// probability is below exp(−2¹²) for any t here.
-    fn laplace(&self, rng: &mut impl Rng) -> Option<i64> {
+    fn laplace<R: Rng>(&self, coins: &mut Coins<R>) -> Option<i64> {
         loop {
-            let u = self.below_t.sample(rng);
+            let u = self.below_t.sample(coins.rng());
             // Bernoulli(exp(−u/t)).
-            if u > 0 && !exp_minus(rng, |rng| self.below_t.sample(rng) < u) {
+            if u > 0 && !exp_minus(coins, |coins| self.below_t.sample(coins.rng()) < u) {
                 continue;
             }
             let mut v: u128 = 0;
-            while exp_minus(rng, |_| true) {
+            while coins.exp_minus_one() {
                 v += 1;
             }
             let x = v.checked_mul(self.t)?.checked_add(u as u128)?;
-            let negative = rng.random::<bool>();
+            let negative = coins.flip();
             if negative && x == 0 {
                 continue;
             }
@@ -119,12 +140,12 @@ impl DiscreteGaussian {
 /// Bernoulli(exp(−γ)) for γ in [0, 1], given `trial`, a draw of
 /// Bernoulli(γ) (Algorithm 1, first branch): count trials of
 /// Bernoulli(γ/k) for k = 1, 2, … until one fails; true when it was an
-/// odd k. Bernoulli(γ/k) is Bernoulli(γ) and Bernoulli(1/k) at once.
-fn exp_minus<R: Rng>(rng: &mut R, mut trial: impl FnMut(&mut R) -> bool) -> bool {
+/// odd k. Bernoulli(γ/k) is Bernoulli(1/k) and Bernoulli(γ) at once; the
+/// cheap coin goes first, so the trial is drawn only when it matters.
+fn exp_minus<R: Rng>(coins: &mut Coins<R>, mut trial: impl FnMut(&mut Coins<R>) -> bool) -> bool {
     let mut k: u64 = 1;
     loop {
-        let success = trial(rng) && (k == 1 || rng.random_range(0..k) == 0);
-        if !success {
+        if !(coins.one_in(k) && trial(coins)) {
             return k % 2 == 1;
         }
         k += 1;
@@ -136,13 +157,14 @@ fn exp_minus<R: Rng>(rng: &mut R, mut trial: impl FnMut(&mut R) -> bool) -> bool
 #[cfg(test)]
 fn bernoulli_exp(rng: &mut impl Rng, numerator: u128, denominator: u128) -> bool {
     let below = Uniform::new(0, denominator).unwrap();
+    let mut coins = Coins::new(rng);
     for _ in 0..numerator / denominator {
-        if !exp_minus(rng, |_| true) {
+        if !coins.exp_minus_one() {
             return false;
         }
     }
     let fraction = numerator % denominator;
-    exp_minus(rng, |rng| below.sample(rng) < fraction)
+    exp_minus(&mut coins, |coins| below.sample(coins.rng()) < fraction)
 }
 
 #[cfg(test)]

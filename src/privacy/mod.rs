@@ -14,6 +14,7 @@
 //! formulas and the papers.
 
 mod budget;
+mod coins;
 mod discrete_gaussian;
 mod ledger;
 pub mod zcdp;
@@ -104,9 +105,7 @@ pub fn add_noise(words: &mut [u64], noise: &DiscreteGaussian) -> Result<(), Stri
                 scope.spawn(move || {
                     let mut rng = StdRng::try_from_rng(&mut rand::rngs::SysRng)
                         .map_err(|e| format!("no randomness for the noise: {e}"))?;
-                    for word in chunk.iter_mut() {
-                        *word = word.wrapping_add(noise.sample(&mut rng) as u64);
-                    }
+                    noise.add_to(chunk, &mut rng);
                     Ok(())
                 })
             })
