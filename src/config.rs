@@ -232,13 +232,17 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// Writes `policy` into `[policy]` of the config in `dir` (read anew,
-    /// so the rest stays as it is on disk), atomically.
-    pub fn save_policy(dir: &Path, policy: &PolicyConfig) -> Result<(), String> {
+    /// The config in `dir` (read anew, so the rest stays as it is on
+    /// disk) with `policy` in `[policy]`, written beside it and synced:
+    /// in place once committed.
+    pub fn stage_policy(
+        dir: &Path,
+        policy: &PolicyConfig,
+    ) -> Result<crate::staged_file::StagedFile, String> {
         let mut config = NodeConfig::load(dir).map_err(|e| e.to_string())?;
         config.policy = policy.clone();
         let path = dir.join(CONFIG_FILE);
-        crate::store::write_private(&path, config.to_commented_toml().as_bytes())
+        crate::staged_file::StagedFile::write(&path, config.to_commented_toml().as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 

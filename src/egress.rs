@@ -489,7 +489,12 @@ mod tests {
             )
             .unwrap(),
         );
-        let policy = Policy::new("bob".into(), Box::new(|_| Ok(())), policy, audit.clone());
+        let policy = Policy::new(
+            "bob".into(),
+            crate::policy::save_to(dir.join("policy")),
+            policy,
+            audit.clone(),
+        );
         Egress::new(policy, audit, PrivacyLedger::default())
     }
 

@@ -158,7 +158,7 @@ impl Node {
         let node_dir = dir.to_path_buf();
         let policy = Policy::new(
             config.name.clone(),
-            Box::new(move |policy| NodeConfig::save_policy(&node_dir, policy)),
+            Box::new(move |policy| NodeConfig::stage_policy(&node_dir, policy)),
             config.policy.clone(),
             audit.clone(),
         );

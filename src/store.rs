@@ -7,8 +7,6 @@
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -182,29 +180,12 @@ fn read(path: &Path) -> Result<Vec<u8>, StoreError> {
 
 /// Writes `bytes` to `path` atomically, readable and writable by the owner only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let err = |source| StoreError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    // A temporary name of its own per call: two writers of one file must
-    // not rename each other's half-written temporary away.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    // The mode above applies only to new files; make sure of it.
-    file.set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(err)
+    crate::staged_file::StagedFile::write(path, bytes)
+        .and_then(|staged| staged.commit())
+        .map_err(|source| StoreError::Write {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// `n` random bytes from the OS, as lowercase hex.
@@ -217,6 +198,7 @@ pub fn random_hex(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn secrets_are_private_and_stable() {

@@ -25,6 +25,8 @@ struct State {
     /// The hash of the last line (the next line's `prev`).
     last_hash: String,
     tree: AuditTree,
+    /// The bytes of the log's whole lines: where the next line starts.
+    length: u64,
 }
 
 impl State {
@@ -37,8 +39,6 @@ impl State {
 enum Opening {
     /// The file must not exist yet (a log's first line).
     New,
-    /// The file must exist (a log is never started again by an append).
-    Existing,
     /// Either (the file of torn lines).
     Either,
 }
@@ -49,12 +49,40 @@ fn append_synced(path: &Path, bytes: &[u8], opening: Opening) -> std::io::Result
     let mut options = std::fs::OpenOptions::new();
     match opening {
         Opening::New => options.create_new(true),
-        Opening::Existing => &mut options,
         Opening::Either => options.create(true),
     };
     let mut file = options.append(true).mode(0o600).open(path)?;
-    file.write_all(bytes)?;
-    file.sync_data()
+    let written = file.write_all(bytes).and_then(|()| file.sync_data());
+    if written.is_err() && matches!(opening, Opening::New) {
+        // A log's first line cut short would read as an emptied log.
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+/// Appends one whole `line` to the log at `path`, whose whole lines end
+/// at `length`, and syncs it; or leaves the log as it was. A write cut
+/// short (a full disk, an I/O error) is cut off again at once, and again
+/// before the next append if that failed too: a torn line in the middle
+/// would end the chain for good, and every line after it.
+fn append_line(path: &Path, line: &[u8], length: u64) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().append(true).open(path)?;
+    let found = file.metadata()?.len();
+    if found < length {
+        return Err(std::io::Error::other(format!(
+            "the log is shorter ({found} bytes) than this node wrote it ({length}): \
+             it was cut under the running node"
+        )));
+    }
+    if found > length {
+        file.set_len(length)?;
+    }
+    let written = (&file).write_all(line).and_then(|()| file.sync_data());
+    if written.is_err() {
+        // Best effort: if this fails too, the next append tries again.
+        let _ = file.set_len(length).and_then(|()| file.sync_data());
+    }
+    written
 }
 
 /// Keeps the bytes of a torn last line in `<path>.torn`, as a line.
@@ -94,11 +122,22 @@ impl AuditLog {
         })?;
         let mut tree = AuditTree::default();
         tree.push(first.leaf().expect("a fresh hash is 32 bytes of hex"));
-        Ok(Self::with(path, keypair, first.hash, tree))
+        let length = line_of(&first).len() as u64;
+        Ok(Self::with(path, keypair, first.hash, tree, length))
     }
 
-    fn with(path: PathBuf, keypair: Keypair, last_hash: String, tree: AuditTree) -> Self {
-        let state = State { last_hash, tree };
+    fn with(
+        path: PathBuf,
+        keypair: Keypair,
+        last_hash: String,
+        tree: AuditTree,
+        length: u64,
+    ) -> Self {
+        let state = State {
+            last_hash,
+            tree,
+            length,
+        };
         Self {
             published: tokio::sync::watch::Sender::new(state.head(&keypair)),
             state: tokio::sync::Mutex::new(state),
@@ -170,7 +209,7 @@ impl AuditLog {
                     .into(),
             });
         }
-        Ok(Self::with(path, keypair, last_hash, tree))
+        Ok(Self::with(path, keypair, last_hash, tree, complete as u64))
     }
 
     pub fn path(&self) -> &Path {
@@ -189,7 +228,9 @@ impl AuditLog {
 
     /// Appends `event`; returns once it is on disk. A log that was
     /// deleted under a running node is not started again: the append
-    /// fails, and with it whatever it was to record.
+    /// fails, and with it whatever it was to record. So does an append
+    /// on a full disk, which leaves no part of its line behind; the next
+    /// append, once there is room, goes on from the last whole line.
     pub async fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
         let mut state = self.state.lock().await;
         let entry = AuditEntry::new(
@@ -200,8 +241,9 @@ impl AuditLog {
             &self.keypair,
         );
         let line = line_of(&entry);
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || append_synced(&path, &line, Opening::Existing))
+        let (path, length) = (self.path.clone(), state.length);
+        let added = line.len() as u64;
+        tokio::task::spawn_blocking(move || append_line(&path, &line, length))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
             .map_err(|source| AuditError::Io {
@@ -212,6 +254,7 @@ impl AuditLog {
             .tree
             .push(entry.leaf().expect("a fresh hash is 32 bytes of hex"));
         state.last_hash = entry.hash;
+        state.length += added;
         self.published.send_replace(state.head(&self.keypair));
         Ok(())
     }

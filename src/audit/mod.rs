@@ -149,6 +149,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_cut_short_under_a_running_node_leaves_no_torn_line_in_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = new_key();
+        let log = AuditLog::create(path.clone(), key.clone(), None).unwrap();
+        log.append(event(1)).await.unwrap();
+        // What a full disk leaves of a line whose append failed.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"{\"seq\":3,\"at_ms\":17").unwrap();
+        log.append(event(2)).await.unwrap();
+        log.append(event(3)).await.unwrap();
+        let signer = key.public().to_peer_id();
+        assert_eq!(verify(&path, &signer).unwrap().entries, 4);
+        assert_eq!(log.head().entries, 4);
+        // A log cut shorter under the node is not written after.
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 10]).unwrap();
+        let err = log.append(event(4)).await.unwrap_err();
+        assert!(err.to_string().contains("shorter"), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_damaged_last_line_or_a_missing_log_stops_the_node_instead_of_a_second_chain() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");

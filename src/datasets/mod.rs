@@ -24,6 +24,7 @@ use crate::{
     api_types::AddDataset,
     audit::{AuditEvent, AuditLog},
     network::Capabilities,
+    staged_file::StagedFile,
 };
 
 /// Most rows of a mock sample (`iris datasets add --mock-rows`).
@@ -59,6 +60,9 @@ pub struct Datasets {
     declared: Mutex<BTreeMap<String, (String, DatasetCard)>>,
     capabilities: watch::Sender<Capabilities>,
     audit: Arc<AuditLog>,
+    /// One change at a time, from the index beside the old to the index
+    /// in force.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl Datasets {
@@ -90,6 +94,7 @@ impl Datasets {
             declared: Mutex::new(declared),
             capabilities,
             audit,
+            changes: tokio::sync::Mutex::new(()),
         });
         datasets.publish();
         datasets
@@ -144,7 +149,7 @@ impl Datasets {
         let card_file = dir.join(CARD_FILE);
         let declared_path = path.clone();
         let workspace = self.workspace.clone();
-        let card = tokio::task::spawn_blocking(move || -> Result<DatasetCard, DatasetError> {
+        let (card, staged_card) = tokio::task::spawn_blocking(move || {
             let meta = std::fs::symlink_metadata(&dir).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => DatasetError::NoDirectory(path.clone()),
                 _ => DatasetError::Invalid(format!("{path}: {e}")),
@@ -178,19 +183,18 @@ impl Datasets {
                 card.mock = Some(mock);
             }
             card.validate().map_err(DatasetError::Invalid)?;
-            write_card(&card_file, &card)?;
-            Ok(card)
+            let staged_card = stage_card(&card_file, &card)?;
+            Ok((card, staged_card))
         })
         .await
         .map_err(|e| DatasetError::Local(e.to_string()))??;
         let path = declared_path;
-        self.record(format!("declared dataset {} ({path})", card.name))
-            .await?;
-        self.declared
-            .lock()
-            .expect("lock")
-            .insert(card.name.clone(), (path, card.clone()));
-        self.save_and_publish()?;
+        let what = format!("declared dataset {} ({path})", card.name);
+        let entry = (card.name.clone(), (path, card.clone()));
+        self.change(what, Some(staged_card), move |declared| {
+            declared.insert(entry.0, entry.1);
+        })
+        .await?;
         Ok(card)
     }
 
@@ -224,38 +228,61 @@ impl Datasets {
     /// Takes a dataset off the network; its data and card stay where they are.
     pub async fn remove(&self, name: &str) -> Result<(), DatasetError> {
         let path = self.path_of(name)?;
-        self.record(format!("withdrew dataset {name} ({path})"))
-            .await?;
-        self.declared.lock().expect("lock").remove(name);
-        self.save_and_publish()
+        let name = name.to_string();
+        let what = format!("withdrew dataset {name} ({path})");
+        self.change(what, None, move |declared| {
+            declared.remove(&name);
+        })
+        .await
     }
 
-    /// The owner's declarations are theirs to answer for: each is in the
-    /// audit log before it takes effect.
-    async fn record(&self, change: String) -> Result<(), DatasetError> {
-        self.audit
-            .append(AuditEvent::PolicyChanged { change })
-            .await
-            .map_err(|e| DatasetError::Local(format!("cannot record it in the audit log: {e}")))
-    }
-
-    fn save_and_publish(&self) -> Result<(), DatasetError> {
+    /// Makes one change to the declared datasets. The owner's declarations
+    /// are theirs to answer for: the new index (and `card`, a new card) is
+    /// written beside the old one, the change is recorded in the audit
+    /// log, and only then are the files put in place and the change in
+    /// force. A full disk refuses it whole: nothing recorded, nothing
+    /// changed.
+    async fn change(
+        &self,
+        what: String,
+        card: Option<StagedFile>,
+        change: impl FnOnce(&mut BTreeMap<String, (String, DatasetCard)>),
+    ) -> Result<(), DatasetError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let mut next = self.declared.lock().expect("lock").clone();
+        change(&mut next);
         let index = Index {
-            datasets: {
-                let declared = self.declared.lock().expect("lock");
-                declared
-                    .iter()
-                    .map(|(n, (p, _))| (n.clone(), p.clone()))
-                    .collect()
-            },
+            datasets: next
+                .iter()
+                .map(|(n, (p, _))| (n.clone(), p.clone()))
+                .collect(),
         };
         let json = serde_json::to_vec_pretty(&index).expect("the index serializes");
-        let partial = self.index_path.with_extension("json.partial");
-        std::fs::write(&partial, json)
-            .and_then(|()| std::fs::rename(&partial, &self.index_path))
-            .map_err(|e| {
-                DatasetError::Local(format!("cannot write {}: {e}", self.index_path.display()))
-            })?;
+        let path = self.index_path.clone();
+        let cannot_write = |e: std::io::Error| {
+            DatasetError::Local(format!("cannot write {}: {e}", self.index_path.display()))
+        };
+        let staged = tokio::task::spawn_blocking(move || StagedFile::write(&path, &json))
+            .await
+            .map_err(|e| DatasetError::Local(e.to_string()))?
+            .map_err(cannot_write)?;
+        self.audit
+            .append(AuditEvent::PolicyChanged { change: what })
+            .await
+            .map_err(|e| DatasetError::Local(format!("cannot record it in the audit log: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            if let Some(card) = card {
+                card.commit()
+                    .map_err(|e| format!("cannot write a dataset's card: {e}"))?;
+            }
+            staged
+                .commit()
+                .map_err(|e| format!("cannot write the index: {e}"))
+        })
+        .await
+        .map_err(|e| DatasetError::Local(e.to_string()))?
+        .map_err(DatasetError::Local)?;
+        *self.declared.lock().expect("lock") = next;
         self.publish();
         Ok(())
     }
@@ -305,14 +332,18 @@ fn read_card(workspace: &Path, name: &str, path: &str) -> Result<DatasetCard, Da
     Ok(card)
 }
 
-fn write_card(file: &Path, card: &DatasetCard) -> Result<(), DatasetError> {
+/// A card, written beside its place: in place once the declaration is
+/// recorded.
+fn stage_card(file: &Path, card: &DatasetCard) -> Result<StagedFile, DatasetError> {
     let body = toml::to_string_pretty(card).map_err(|e| DatasetError::Local(e.to_string()))?;
     let text = format!(
         "# The card of this dataset: what the network sees of it, never the data.\n\
          # Edit it (description, tags, column types, licence, contact), then run\n\
          # `iris datasets reload`. `rows` must stay a multiple of `rows_bucket`.\n\n{body}"
     );
-    std::fs::write(file, text)
+    // Whole or not at all: a card cut short by a full disk would leave the
+    // dataset out at the next start. Readable by others as before.
+    StagedFile::write_with_mode(file, text.as_bytes(), 0o644)
         .map_err(|e| DatasetError::Local(format!("cannot write {}: {e}", file.display())))
 }
 

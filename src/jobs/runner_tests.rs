@@ -50,7 +50,7 @@ fn runner() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<TaskRunner>) {
     );
     let policy = crate::policy::Policy::new(
         "test".into(),
-        Box::new(|_| Ok(())),
+        crate::policy::save_to(tmp.path().join("policy")),
         // Any image: what is tested is the claim, not the approval.
         crate::policy::PolicyConfig {
             images: crate::policy::ImagePolicy::Any,

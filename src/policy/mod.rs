@@ -291,9 +291,20 @@ impl PolicyConfig {
     }
 }
 
-/// Writes a policy where the node keeps it (`[policy]` of `iris.toml`);
-/// blocking, run on a blocking thread.
-pub type SavePolicy = Box<dyn Fn(&PolicyConfig) -> Result<(), String> + Send + Sync>;
+/// Writes a policy beside where the node keeps it (`[policy]` of
+/// `iris.toml`), in place once committed; blocking, run on a blocking
+/// thread.
+pub type SavePolicy =
+    Box<dyn Fn(&PolicyConfig) -> Result<crate::staged_file::StagedFile, String> + Send + Sync>;
+
+/// Saves a policy as TOML at `path`, for tests that need no config.
+#[cfg(test)]
+pub fn save_to(path: std::path::PathBuf) -> SavePolicy {
+    Box::new(move |policy| {
+        let text = format!("{policy:?}");
+        crate::staged_file::StagedFile::write(&path, text.as_bytes()).map_err(|e| e.to_string())
+    })
+}
 
 /// The node's policy as it stands, kept in memory and in `iris.toml`.
 pub struct Policy {
@@ -332,9 +343,12 @@ impl Policy {
         self.current.read().expect("lock").clone()
     }
 
-    /// Applies `change`, then records it, writes `iris.toml` and takes
-    /// effect: in that order, so a change is on disk in the audit log
-    /// before it does anything, and in the config before it is in force.
+    /// Applies `change`, writes the new `iris.toml` beside the old one,
+    /// records the change, puts the file in place and lets it take
+    /// effect: in that order, so a change is in the audit log before it
+    /// does anything, and only once everything that needs disk space has
+    /// been written (the rename after the entry needs none). A full disk
+    /// refuses the change whole, with nothing recorded and nothing left.
     pub async fn change(
         &self,
         what: String,
@@ -344,15 +358,19 @@ impl Policy {
         let mut next = self.get();
         change(&mut next).map_err(PolicyError::Invalid)?;
         next.validate().map_err(PolicyError::Invalid)?;
+        let (save, policy) = (self.save.clone(), next.clone());
+        let staged = tokio::task::spawn_blocking(move || save(&policy))
+            .await
+            .map_err(|e| PolicyError::Local(e.to_string()))?
+            .map_err(PolicyError::Local)?;
         self.audit
             .append(AuditEvent::PolicyChanged { change: what })
             .await
             .map_err(|e| PolicyError::Local(format!("cannot record the change: {e}")))?;
-        let (save, policy) = (self.save.clone(), next.clone());
-        tokio::task::spawn_blocking(move || save(&policy))
+        tokio::task::spawn_blocking(move || staged.commit())
             .await
             .map_err(|e| PolicyError::Local(e.to_string()))?
-            .map_err(PolicyError::Local)?;
+            .map_err(|e| PolicyError::Local(format!("cannot save the change: {e}")))?;
         *self.current.write().expect("lock") = next.clone();
         Ok(next)
     }

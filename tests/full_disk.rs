@@ -1,0 +1,155 @@
+//! A node whose disk fills up: the owner's changes fail whole, with an
+//! error that says why, and leave the audit log verifying, the config
+//! matching the log and no temporary file behind; once there is room
+//! again the node goes on by itself, and a restart finds everything whole.
+//!
+//! Before: the audit log kept a torn line in the middle and `iris audit
+//! verify` failed for good (the node would not even start again), policy
+//! changes were in the log but not in the config, and temporary files
+//! stayed. The node's directory is a small tmpfs of its own, so this
+//! test needs root (as CI has) and touches no other disk.
+
+mod common;
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::TestNode;
+
+/// A tmpfs mounted on a temporary directory, unmounted when dropped. Its
+/// source is named so that a leftover one is recognisable in /proc/mounts.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("iris-test-full-disk-")
+            .tempdir()
+            .unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0700"))
+            .arg("iris-test-full-disk")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs (this test needs root)");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Fills the file system of `dir` to the last byte; returns the file
+/// that holds the space.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut file = fs::File::create(&path).unwrap();
+    for chunk in [1 << 20, 4096, 1] {
+        let bytes = vec![0u8; chunk];
+        while file
+            .write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .is_ok()
+        {}
+    }
+    path
+}
+
+/// The files in `dir` that a write left behind.
+fn temporaries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp"))
+        .collect()
+}
+
+fn verifies(node: &TestNode) -> Result<(), String> {
+    let out = node.cli(&["audit", "verify"]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn policy_changes_logged(node: &TestNode) -> usize {
+    fs::read_to_string(node.dir.join("audit.log"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("policy_changed"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_changes_whole_and_the_node_goes_on_when_space_returns() {
+    let disk = Tmpfs::mount("4m");
+    let mut bob = TestNode::init_in("bob", &disk.path().join("bob"));
+    bob.start().await;
+    common::heart(&bob, 50);
+    let logged_before = policy_changes_logged(&bob);
+    let filler = fill(disk.path());
+
+    // Each change is refused, and says why.
+    for value in ["3", "4", "5", "6", "7"] {
+        let out = bob.cli(&["policy", "set", "min_aggregate", value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a change on a full disk: {err}");
+        assert!(err.contains("No space left"), "{err}");
+    }
+    // So is a dataset's declaration, and its card is not left half written.
+    let out = bob.cli(&["datasets", "add", "heart", "private/heart"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a declaration on a full disk: {err}");
+    assert!(err.contains("No space left"), "{err}");
+    assert!(!bob
+        .dir
+        .join("workspace/private/heart/dataset.toml")
+        .exists());
+    assert_eq!(
+        temporaries(&bob.dir.join("workspace/private/heart")),
+        Vec::<String>::new()
+    );
+    assert_eq!(bob.status().await["name"], "bob", "the node is alive");
+    verifies(&bob).expect("the log verifies on a full disk");
+    assert_eq!(policy_changes_logged(&bob), logged_before);
+    assert_eq!(temporaries(&bob.dir), Vec::<String>::new());
+
+    // Room again: the next change goes through without a restart.
+    fs::remove_file(filler).unwrap();
+    bob.set_policy("min_aggregate", "8");
+    common::declare_heart(&bob, &[]);
+    verifies(&bob).expect("the log verifies after the disk was full");
+    assert_eq!(policy_changes_logged(&bob), logged_before + 2);
+
+    // A restart finds the log whole and the config as the log says.
+    bob.terminate().await;
+    bob.start().await;
+    verifies(&bob).expect("the log verifies after a restart");
+    let policy = bob.owner(&["policy"]);
+    assert!(
+        policy
+            .lines()
+            .any(|l| l.contains("min_aggregate") && l.contains('8')),
+        "{policy}"
+    );
+    let datasets = bob.owner(&["datasets"]);
+    assert!(datasets.contains("heart"), "{datasets}");
+    assert_eq!(temporaries(&bob.dir), Vec::<String>::new());
+    bob.terminate().await;
+}
