@@ -217,6 +217,53 @@ async fn a_transfer_resumes_after_its_source_restarts_without_refetching_chunks(
     );
 }
 
+/// A power loss on the receiver's side: the progress says chunks are
+/// here, but the partial file lost its data (cut to nothing, then
+/// zero-filled to its size by the resume). Before: the transfer resumed
+/// those chunks unread and completed, "verified", with zeros. Now each
+/// saved chunk is read back and checked, and the lost ones come again.
+#[tokio::test]
+async fn a_resumed_transfer_whose_partial_file_lost_its_data_fetches_it_again() {
+    let mut nodes = network(&["alice", "bob"], KEY).await;
+    let mut bob = nodes.pop().unwrap();
+    let alice = &nodes[0];
+    let hash = random_file(&bob.dir.join("workspace/public/big.bin"), 100 << 20);
+    let received = alice.dir.join("workspace/public/received/bob");
+    let progress = received.join(".big.bin.partial.json");
+
+    let request = alice.post("/v1/files/get", json!({"from": "bob", "path": "big.bin"}));
+    let kill_midway = async {
+        wait_for("part of the transfer", Duration::from_secs(60), || async {
+            let saved: Value = serde_json::from_slice(&std::fs::read(&progress).ok()?).ok()?;
+            (saved["done"].as_array()?.len() >= 16).then_some(())
+        })
+        .await;
+        bob.kill();
+    };
+    let ((code, first), ()) = tokio::join!(request, kill_midway);
+    assert_ne!(code, 200, "the transfer should have been cut: {first}");
+    std::fs::File::options()
+        .write(true)
+        .open(received.join(".big.bin.partial"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+
+    bob.start().await;
+    alice.wait_state("bob", "alive").await;
+    let (code, transfer) = alice
+        .post("/v1/files/get", json!({"from": "bob", "path": "big.bin"}))
+        .await;
+    assert_eq!(code, 200, "{transfer}");
+    assert_eq!(blake3_of(&received.join("big.bin")), hash, "{transfer}");
+    assert_eq!(transfer["resumed_chunks"], 0, "{transfer}");
+    assert_eq!(transfer["fetched_chunks"], 100, "{transfer}");
+    assert!(
+        transfer["refetched_chunks"].as_u64().unwrap() >= 16,
+        "{transfer}"
+    );
+}
+
 #[tokio::test]
 async fn a_job_ships_the_image_to_a_node_that_lacks_it_and_gathers_outputs() {
     let nodes = network(&["alice", "bob"], KEY).await;

@@ -47,8 +47,9 @@ const SAVE_EVERY: usize = 16;
 const STREAM_ATTEMPTS: usize = 4;
 const STREAM_RETRY: Duration = Duration::from_millis(250);
 
-/// What a receiver keeps beside a partial file, to resume it.
-#[derive(Debug, Serialize, Deserialize)]
+/// What a receiver keeps beside a partial file, to resume it. Saved only
+/// after the chunks it names were synced to disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Progress {
     blake3: String,
     version: FileVersion,
@@ -143,15 +144,27 @@ impl Puller {
                 version: manifest.version,
                 done: BTreeSet::new(),
             });
-        let resumed = progress.done.len() as u64;
-        if resumed > 0 {
-            tracing::info!(%path, "resuming: {resumed} of {} chunks already here", manifest.chunks.len());
-        } else {
+        if progress.done.is_empty() {
             dir.remove(&partial).map_err(local)?;
         }
         // A fresh partial file is made with O_EXCL: whatever was there is gone.
-        let file = dir.write_file(&partial, resumed == 0).map_err(local)?;
+        let file = dir
+            .write_file(&partial, progress.done.is_empty())
+            .map_err(local)?;
         file.set_len(manifest.version.size).map_err(local)?;
+        let (file, manifest) = (Arc::new(file), Arc::new(manifest));
+        let saved = progress.done.len();
+        let progress = recheck(file.clone(), manifest.clone(), progress)
+            .await
+            .map_err(local)?;
+        let resumed = progress.done.len() as u64;
+        let lost = saved as u64 - resumed;
+        if resumed > 0 {
+            tracing::info!(%path, "resuming: {resumed} of {} chunks already here", manifest.chunks.len());
+        }
+        if lost > 0 {
+            tracing::warn!(%path, "{lost} chunks saved as here no longer match: fetching them again");
+        }
 
         let todo = (0..manifest.chunks.len() as u64)
             .filter(|i| !progress.done.contains(i))
@@ -159,21 +172,22 @@ impl Puller {
             .collect();
         let work = Work {
             peer,
-            manifest: Arc::new(manifest),
-            file: Arc::new(file),
+            manifest,
+            file,
             todo: Mutex::new(todo),
             progress: Mutex::new(Tally {
                 progress,
                 unsaved: 0,
                 last_event: Instant::now(),
             }),
-            refetched: AtomicU64::new(0),
+            refetched: AtomicU64::new(lost),
             dir: &dir,
             progress_name: &progress_name,
         };
         let streams = (0..STREAMS).map(|_| self.pull(client, path, &work));
         if let Err(e) = futures::future::try_join_all(streams).await {
-            work.save();
+            let progress = work.progress.lock().expect("lock").progress.clone();
+            work.save(progress).await;
             return Err(e);
         }
 
@@ -301,7 +315,9 @@ impl Puller {
             .map_err(|e| FileError::Local(format!("cannot write {path}: {e}")))?;
             *buf = data;
             if good {
-                self.chunk_done(work, path, index);
+                if let Some(progress) = self.chunk_done(work, path, index) {
+                    work.save(progress).await;
+                }
                 continue;
             }
             if attempt >= CHUNK_ATTEMPTS {
@@ -319,16 +335,16 @@ impl Puller {
         Ok(None)
     }
 
-    /// Records a chunk as here: progress saved now and then, an event at
-    /// most every second.
-    fn chunk_done(&self, work: &Work<'_>, path: &str, index: u64) {
+    /// Records a chunk as here, with an event at most every second; the
+    /// progress to save when it is time to save it.
+    fn chunk_done(&self, work: &Work<'_>, path: &str, index: u64) -> Option<Progress> {
         let mut tally = work.progress.lock().expect("lock");
         tally.progress.done.insert(index);
         tally.unsaved += 1;
-        if tally.unsaved >= SAVE_EVERY {
+        let due = (tally.unsaved >= SAVE_EVERY).then(|| {
             tally.unsaved = 0;
-            save_progress(work.dir, work.progress_name, &tally.progress);
-        }
+            tally.progress.clone()
+        });
         if tally.last_event.elapsed() > Duration::from_secs(1) {
             tally.last_event = Instant::now();
             let done = tally.progress.done.len() as u64;
@@ -339,17 +355,52 @@ impl Puller {
                 total,
             });
         }
+        due
     }
 }
 
 impl Work<'_> {
-    fn save(&self) {
-        save_progress(
-            self.dir,
-            self.progress_name,
-            &self.progress.lock().expect("lock").progress,
-        );
+    /// Saves `progress` once the chunks it names are on disk: synced
+    /// first, so that after a power loss no chunk is said to be here that
+    /// is not. Saves from several streams may land out of order; an older
+    /// one names fewer chunks, all of them synced too.
+    async fn save(&self, progress: Progress) {
+        let file = self.file.clone();
+        match tokio::task::spawn_blocking(move || file.sync_data()).await {
+            Ok(Ok(())) => save_progress(self.dir, self.progress_name, &progress),
+            Ok(Err(e)) => tracing::warn!("cannot sync a partial file, progress not saved: {e}"),
+            Err(e) => tracing::warn!("progress not saved: {e}"),
+        }
     }
+}
+
+/// The chunks `progress` names that are still whole in `file`: each is
+/// read back and checked against the manifest, so that a partial file
+/// whose data a power loss took (zeros, a shorter file) is fetched again,
+/// never completed as if it were verified.
+async fn recheck(
+    file: Arc<std::fs::File>,
+    manifest: Arc<FileManifest>,
+    mut progress: Progress,
+) -> std::io::Result<Progress> {
+    use std::os::unix::fs::FileExt;
+    if progress.done.is_empty() {
+        return Ok(progress);
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; CHUNK_SIZE as usize];
+        progress.done.retain(|&index| {
+            let Some(len) = manifest.version.chunk_len(index) else {
+                return false;
+            };
+            let data = &mut buf[..len];
+            file.read_exact_at(data, index * CHUNK_SIZE).is_ok()
+                && manifest.chunk_matches(index, data)
+        });
+        progress
+    })
+    .await
+    .map_err(std::io::Error::other)
 }
 
 /// A sender's refusal of chunks, as the same error a refused request is
