@@ -101,6 +101,13 @@ impl Dir {
         Ok(())
     }
 
+    /// The bytes this process may still write on this directory's file
+    /// system.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        let stats = rustix::fs::fstatvfs(&self.fd)?;
+        Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+
     /// Removes the file (or link) `name` in this directory, if it is there.
     pub fn remove(&self, name: &str) -> io::Result<()> {
         match unlinkat(&self.fd, single(name)?, AtFlags::empty()) {

@@ -18,7 +18,8 @@ use std::{
     process::Command,
 };
 
-use common::TestNode;
+use common::{TestNode, KEY};
+use serde_json::json;
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped. Its
 /// source is named so that a leftover one is recognisable in /proc/mounts.
@@ -152,4 +153,65 @@ async fn a_full_disk_refuses_changes_whole_and_the_node_goes_on_when_space_retur
     assert!(datasets.contains("heart"), "{datasets}");
     assert_eq!(temporaries(&bob.dir), Vec::<String>::new());
     bob.terminate().await;
+}
+
+/// A file a peer serves that is larger than the receiver's free disk.
+/// Before: the receiver wrote until its disk was full and kept the partial
+/// file for a resume, so the disk stayed full (and the audit log with it).
+/// Now the size the peer declares is held against the free space first,
+/// with a margin, and the transfer is refused before a byte is written.
+#[tokio::test]
+async fn a_file_larger_than_the_free_disk_is_refused_before_a_byte_is_written() {
+    let disk = Tmpfs::mount("96m");
+    let mut alice = TestNode::init_in("alice", &disk.path().join("alice"));
+    let mut bob = TestNode::init("bob");
+    alice.start().await;
+    bob.start().await;
+    alice.create_network(KEY).await;
+    let (code, body) = bob.join(KEY, &alice).await;
+    assert_eq!(code, 200, "{body}");
+    alice.wait_all_alive(&["alice", "bob"]).await;
+    let big = bob.dir.join("workspace/public/big.bin");
+    fs::create_dir_all(big.parent().unwrap()).unwrap();
+    fs::write(&big, vec![7u8; 120 << 20]).unwrap();
+
+    let free_before = free_bytes(disk.path());
+    let (code, refused) = alice
+        .post("/v1/files/get", json!({"from": "bob", "path": "big.bin"}))
+        .await;
+    assert_eq!(code, 507, "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains("no room") && error.contains("free"),
+        "{error}"
+    );
+    let free_after = free_bytes(disk.path());
+    assert!(
+        free_before - free_after < 1 << 20,
+        "{free_before} bytes free before, {free_after} after"
+    );
+    let received = alice.dir.join("workspace/public/received/bob");
+    let left: Vec<_> = fs::read_dir(&received)
+        .map(|dir| dir.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    // The node goes on: its owner can still change its policy.
+    alice.set_policy("min_aggregate", "4");
+    alice.terminate().await;
+    bob.terminate().await;
+}
+
+fn free_bytes(dir: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }

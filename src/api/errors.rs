@@ -87,6 +87,7 @@ fn file_status(error: &FileError) -> StatusCode {
         FileError::Membership(e) => membership_status(e),
         FileError::Transfer(_) => StatusCode::BAD_GATEWAY,
         FileError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        FileError::NoRoom(_) => StatusCode::INSUFFICIENT_STORAGE,
         FileError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

@@ -18,7 +18,7 @@ pub(super) async fn list(
     Ok(Json(state.node.files.list_on(query.node.as_deref()).await?))
 }
 
-#[utoipa::path(post, path = "/v1/files/get", tag = "files", request_body = GetFile, responses((status = 200, body = Transfer), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
+#[utoipa::path(post, path = "/v1/files/get", tag = "files", request_body = GetFile, responses((status = 200, body = Transfer), (status = "4XX", body = ErrorBody, description = "refused: the error says why"), (status = 507, body = ErrorBody, description = "the file would not fit on this node's disk with the margin it keeps free (64 MiB)")))]
 pub(super) async fn get(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<GetFile>,

@@ -60,6 +60,10 @@ pub enum FileError {
     /// This node could not read or write its own disk.
     #[error("{0}")]
     Local(String),
+    /// The file would not fit on this node's disk with the margin it
+    /// keeps free.
+    #[error("{0}")]
+    NoRoom(String),
     /// This node's Docker engine could not take a shipped image.
     #[error("{0}")]
     Engine(String),

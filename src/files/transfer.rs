@@ -40,6 +40,10 @@ const STREAMS: usize = 4;
 const CHUNKS_PER_REQUEST: usize = 8;
 /// Attempts at a chunk whose hash does not match before giving up.
 const CHUNK_ATTEMPTS: usize = 3;
+/// What a transfer leaves free on the receiver's disk at the least: a
+/// size a peer declares never fills the disk that the audit log and the
+/// node's state live on.
+pub const DISK_MARGIN: u64 = 64 << 20;
 /// The receiver saves its progress every this many chunks.
 const SAVE_EVERY: usize = 16;
 /// Breaks of one stream in a row, with no chunk in between, that end a
@@ -144,6 +148,21 @@ impl Puller {
                 version: manifest.version,
                 done: BTreeSet::new(),
             });
+        let here = match progress.done.is_empty() {
+            true => 0,
+            false => dir
+                .open_file(Path::new(&partial))
+                .and_then(|f| f.metadata())
+                .map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512),
+        };
+        let free = dir.free_bytes().map_err(local)?;
+        let to_come = manifest.version.size.saturating_sub(here);
+        if to_come.saturating_add(DISK_MARGIN) > free {
+            return Err(FileError::NoRoom(format!(
+                "no room for {path} here: {to_come} bytes of it are still to come, {free} bytes \
+                 are free, and this node keeps {DISK_MARGIN} bytes of its disk free"
+            )));
+        }
         if progress.done.is_empty() {
             dir.remove(&partial).map_err(local)?;
         }
