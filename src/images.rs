@@ -119,6 +119,8 @@ impl ImageLibrary {
         let mut previous: HashMap<PathBuf, Fingerprint> = HashMap::new();
         let mut first = true;
         loop {
+            // The engine may have come or gone since the last scan.
+            let _ = self.executor.check().await;
             let current = scan(&self.dir);
             for (path, fingerprint) in &current {
                 let stable = first || previous.get(path) == Some(fingerprint);

@@ -183,6 +183,8 @@ pub struct Held {
     pub pending_approvals: usize,
     pub pending_releases: usize,
     pub audit_entries: u64,
+    /// Whether the Docker engine answered at the last check.
+    pub engine_available: bool,
 }
 
 impl Held {
@@ -233,6 +235,11 @@ impl Held {
                 "audit_entries",
                 "Entries in this node's audit chain",
                 self.audit_entries as i64,
+            ),
+            (
+                "engine_available",
+                "1 if the Docker engine answered at the last check (every 2 s), else 0",
+                self.engine_available as i64,
             ),
         ] {
             let gauge = Gauge::<i64>::default();

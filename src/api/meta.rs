@@ -44,6 +44,7 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
         pending_approvals: node.jobs.approvals().await.len(),
         pending_releases: node.jobs.releases().await.len(),
         audit_entries: node.audit.head().entries,
+        engine_available: node.images.executor().availability().is_ok(),
     };
     let text = node.metrics.render(&held);
     ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()

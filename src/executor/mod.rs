@@ -4,7 +4,10 @@
 //! a timeout, and argv passed as an array (no shell anywhere).
 //!
 //! The node keeps working when Docker is unreachable: the executor then
-//! reports itself unavailable and every task fails with that reason.
+//! reports itself unavailable and every task fails with that reason. It
+//! asks again every few seconds ([`Executor::check`]), so an engine that
+//! starts after the node, or stops and starts again, is noticed without a
+//! restart.
 
 use std::{
     collections::HashMap,
@@ -155,9 +158,42 @@ async fn create_dirs(dirs: &[&Path]) -> Result<(), ExecutorError> {
 }
 
 pub struct Executor {
-    docker: Result<Docker, String>,
+    /// The engine's client once it answered, or why it did not.
+    docker: std::sync::RwLock<Result<Docker, String>>,
+    /// Where the engine is: a `unix://` path, or `DOCKER_HOST` or the
+    /// default socket when none.
+    docker_host: Option<String>,
     sandbox: Sandbox,
     limits: TaskLimits,
+}
+
+/// How long the engine has to answer a ping before it counts as away.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to the engine and agrees on an API version, or says why not.
+async fn connect_engine(docker_host: Option<&str>) -> Result<Docker, String> {
+    let client = match docker_host {
+        Some(host) => {
+            let path = host.strip_prefix("unix://").unwrap_or(host);
+            Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+        }
+        None => Docker::connect_with_local_defaults(),
+    }
+    .map_err(|e| e.to_string())?;
+    let docker = tokio::time::timeout(PING_TIMEOUT, client.negotiate_version())
+        .await
+        .map_err(|_| "the engine did not answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    ping(&docker).await?;
+    Ok(docker)
+}
+
+async fn ping(docker: &Docker) -> Result<(), String> {
+    match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the engine did not answer".into()),
+    }
 }
 
 impl Executor {
@@ -169,28 +205,13 @@ impl Executor {
         workspace: Workspace,
         docker_host: Option<&str>,
     ) -> Self {
-        let client = match docker_host {
-            Some(host) => {
-                let path = host.strip_prefix("unix://").unwrap_or(host);
-                Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
-            }
-            None => Docker::connect_with_local_defaults(),
-        };
-        let docker = match client {
-            Ok(docker) => match docker.negotiate_version().await {
-                Ok(docker) => match docker.ping().await {
-                    Ok(_) => Ok(docker),
-                    Err(e) => Err(e.to_string()),
-                },
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
-        };
+        let docker = connect_engine(docker_host).await;
         if let Err(reason) = &docker {
             tracing::warn!("executor: unavailable ({reason})");
         }
         Self {
-            docker,
+            docker: std::sync::RwLock::new(docker),
+            docker_host: docker_host.map(str::to_string),
             sandbox: Sandbox {
                 node_label,
                 workspace,
@@ -199,20 +220,40 @@ impl Executor {
         }
     }
 
+    /// Asks the engine whether it is there (connecting anew if it was
+    /// not), records the answer, and returns it.
+    pub async fn check(&self) -> Result<(), String> {
+        let current = self.docker.read().expect("lock").clone();
+        let next = match &current {
+            Ok(docker) => ping(docker).await.map(|()| docker.clone()),
+            Err(_) => connect_engine(self.docker_host.as_deref()).await,
+        };
+        match (&current, &next) {
+            (Err(_), Ok(_)) => tracing::info!("executor: the Docker engine is available"),
+            (Ok(_), Err(reason)) => tracing::warn!("executor: unavailable ({reason})"),
+            _ => {}
+        }
+        let state = next.as_ref().map(|_| ()).map_err(Clone::clone);
+        *self.docker.write().expect("lock") = next;
+        state
+    }
+
     /// The same executor with other caps on what a task may leave.
     pub fn with_limits(mut self, limits: TaskLimits) -> Self {
         self.limits = limits;
         self
     }
 
+    /// The engine's state at the last check.
     pub fn availability(&self) -> Result<(), String> {
-        self.docker.as_ref().map(|_| ()).map_err(Clone::clone)
+        let docker = self.docker.read().expect("lock");
+        docker.as_ref().map(|_| ()).map_err(Clone::clone)
     }
 
-    fn docker(&self) -> Result<&Docker, ExecutorError> {
-        self.docker
-            .as_ref()
-            .map_err(|e| ExecutorError::Unavailable(e.clone()))
+    /// The engine's client (a handle, cheap to clone), or why there is none.
+    fn docker(&self) -> Result<Docker, ExecutorError> {
+        let docker = self.docker.read().expect("lock");
+        docker.clone().map_err(ExecutorError::Unavailable)
     }
 
     pub fn workspace(&self) -> &Workspace {
@@ -234,7 +275,7 @@ impl Executor {
         let run = async {
             let (docker, sandbox, limits) = (self.docker()?, &self.sandbox, self.limits);
             let task = TaskRun {
-                docker,
+                docker: &docker,
                 sandbox,
                 limits,
             };
