@@ -255,10 +255,23 @@ pub fn version_of(meta: &std::fs::Metadata) -> FileVersion {
 /// Regular files under `dir`, relative to it, sorted. Links are not
 /// followed.
 pub fn files_under(dir: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    walk(dir, &mut |path, _| files.push(path.display().to_string()));
-    files.sort();
-    files
+    outputs_under(dir).0
+}
+
+/// The regular files under `dir`, relative to it: those whose names are
+/// UTF-8, sorted, and the others, each shown with its bytes escaped (a
+/// name that is not UTF-8 cannot be asked for by name, so it is refused
+/// on its own instead of failing a gather of the rest).
+pub fn outputs_under(dir: &Path) -> (Vec<String>, Vec<String>) {
+    use std::os::unix::ffi::OsStrExt;
+    let (mut named, mut unnamed) = (Vec::new(), Vec::new());
+    walk(dir, &mut |path, _| match path.to_str() {
+        Some(name) => named.push(name.to_string()),
+        None => unnamed.push(path.as_os_str().as_bytes().escape_ascii().to_string()),
+    });
+    named.sort();
+    unnamed.sort();
+    (named, unnamed)
 }
 
 /// The bytes of the regular files under `dir`. Links are not followed.

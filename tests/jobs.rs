@@ -450,3 +450,43 @@ async fn a_job_reads_gathered_outputs_of_an_earlier_job_as_read_only_inputs() {
         assert!(error.contains(reason), "{input}: {job}");
     }
 }
+
+/// A task writes an output whose name is not UTF-8 beside a normal one.
+/// Before: the master's gather failed for the whole job (the name, read
+/// lossily, named no file). Now the bad name is refused on its own, named
+/// in the job's result with its bytes escaped, and the rest is gathered.
+#[tokio::test]
+async fn an_output_whose_name_is_not_utf8_is_refused_alone_and_the_rest_is_gathered() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let out = nodes[0].cli(&[
+        "job",
+        "run",
+        "--json",
+        "--image",
+        "iris-probe:latest",
+        "--on",
+        "bob",
+        "--gather",
+        "--",
+        "/iris-worker",
+        "unnamed",
+        "kept.txt",
+    ]);
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{job} {err}");
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(
+        job["gathered"],
+        json!([format!("gathered/{id}/bob/kept.txt")])
+    );
+    assert_eq!(job["unnamed"], json!(["bob: kept.txt\\xff"]));
+    assert_eq!(
+        job["tasks"]["bob"]["unnamed_outputs"],
+        json!(["kept.txt\\xff"])
+    );
+    let kept = nodes[0]
+        .dir
+        .join(format!("workspace/gathered/{id}/bob/kept.txt"));
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "kept");
+}

@@ -219,7 +219,15 @@ pub struct TaskReport {
     /// them leave only through secure aggregation.
     #[serde(default)]
     pub held: Option<String>,
+    /// Files the task wrote whose names are not UTF-8, with their bytes
+    /// escaped: refused one by one, so the others still leave.
+    #[serde(default)]
+    pub unnamed_outputs: Vec<String>,
 }
+
+/// The most names of unnamed outputs a report lists, and the longest.
+pub const MAX_UNNAMED_OUTPUTS: usize = 16;
+pub const MAX_UNNAMED_OUTPUT_BYTES: usize = 255;
 
 /// The most the output names of one report may take, so that a report
 /// always fits in a request frame however many files a task wrote.
@@ -241,7 +249,24 @@ impl TaskReport {
             error: None,
             image_id: None,
             held: None,
+            unnamed_outputs: Vec::new(),
         }
+    }
+
+    /// Lists the first [`MAX_UNNAMED_OUTPUTS`] of `names` (escaped, so
+    /// ASCII), each cut to [`MAX_UNNAMED_OUTPUT_BYTES`].
+    pub fn set_unnamed_outputs(&mut self, names: Vec<String>) {
+        self.unnamed_outputs = names
+            .into_iter()
+            .take(MAX_UNNAMED_OUTPUTS)
+            .map(|name| {
+                let name: String = name.chars().filter(|c| !c.is_control()).collect();
+                match name.char_indices().nth(MAX_UNNAMED_OUTPUT_BYTES) {
+                    Some((cut, _)) => name[..cut].to_string(),
+                    None => name,
+                }
+            })
+            .collect();
     }
 
     /// Lists as many of `outputs` as fit in [`MAX_REPORT_OUTPUT_BYTES`], in
@@ -335,6 +360,7 @@ mod tests {
             error: None,
             image_id: Some(format!("sha256:{}", "a".repeat(64))),
             held: None,
+            unnamed_outputs: vec![],
         };
         let names: Vec<String> = (0..20_000).map(|i| format!("out/{i:0>60}")).collect();
         report.set_outputs(names.clone());

@@ -75,6 +75,7 @@ class Task(_Model):
     outputs: list[str] = []
     error: Optional[str] = None
     held: Optional[str] = None
+    unnamed_outputs: list[str] = []
 
     @property
     def seconds(self) -> Optional[float]:

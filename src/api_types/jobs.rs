@@ -148,6 +148,10 @@ pub struct Task {
     /// review, denied them, or releases them only through secure aggregation.
     #[serde(default)]
     pub held: Option<String>,
+    /// Files the task wrote whose names are not UTF-8, with their bytes
+    /// escaped (`\\xff`): refused one by one, never gathered.
+    #[serde(default)]
+    pub unnamed_outputs: Vec<String>,
 }
 
 impl Task {
@@ -165,6 +169,7 @@ impl Task {
             error: None,
             image_id: None,
             held: None,
+            unnamed_outputs: Vec::new(),
         }
     }
 }
@@ -255,4 +260,8 @@ pub struct Gathered {
     /// Nodes whose outputs were not released, each with the reason.
     #[serde(default)]
     pub held: Vec<String>,
+    /// Outputs refused because their names are not UTF-8, as `node: name`
+    /// with the name's bytes escaped; the rest were gathered.
+    #[serde(default)]
+    pub unnamed: Vec<String>,
 }

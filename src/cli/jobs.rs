@@ -173,6 +173,8 @@ struct RunOutcome<'a> {
     gathered: &'a [String],
     /// Nodes whose owners did not release their outputs, with the reason.
     held: &'a [String],
+    /// Outputs refused because their names are not UTF-8.
+    unnamed: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     secure_sum: Option<&'a crate::api_types::SumOutcome>,
 }
@@ -220,6 +222,12 @@ pub async fn job(command: JobCommand) -> anyhow::Result<()> {
                 if task.outputs_truncated {
                     println!("  {node}: (more outputs than a report lists)");
                 }
+                for name in &task.unnamed_outputs {
+                    println!(
+                        "  {node}: refused, its name is not UTF-8: {}",
+                        printable(name)
+                    );
+                }
             }
         }
         JobCommand::Logs {
@@ -249,6 +257,9 @@ fn print_gathered(gathered: &Gathered) {
     }
     for held in &gathered.held {
         println!("not released: {}", printable(held));
+    }
+    for unnamed in &gathered.unnamed {
+        println!("refused (its name is not UTF-8): {}", printable(unnamed));
     }
 }
 
@@ -305,6 +316,7 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
         false => Gathered {
             files: Vec::new(),
             held: Vec::new(),
+            unnamed: Vec::new(),
         },
     };
     let sum = match &args.secure_sum {
@@ -327,6 +339,7 @@ async fn run(args: JobArgs) -> anyhow::Result<()> {
             job: &job,
             gathered: &gathered.files,
             held: &gathered.held,
+            unnamed: &gathered.unnamed,
             secure_sum: sum.as_ref(),
         })?;
     } else {

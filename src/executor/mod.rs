@@ -126,6 +126,8 @@ pub struct TaskOutcome {
     pub exit_code: Option<i64>,
     /// Files the task wrote, relative to its output directory.
     pub outputs: Vec<String>,
+    /// Files it wrote whose names are not UTF-8, escaped: refused.
+    pub unnamed_outputs: Vec<String>,
     /// Why it failed before or outside the container's own exit code.
     pub error: Option<String>,
     /// The id of the image it ran (`sha256:...`), once it was resolved.
@@ -139,6 +141,7 @@ impl TaskOutcome {
             end: TaskState::Failed,
             exit_code: None,
             outputs: Vec::new(),
+            unnamed_outputs: Vec::new(),
             error: Some(error),
             image_id: None,
         }

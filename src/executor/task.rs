@@ -21,7 +21,7 @@ use super::{
     create_dirs, sandbox::Sandbox, DataMount, ExecutorError, TaskLimits, TaskOutcome, TaskSpec,
     TaskState, LABEL_JOB,
 };
-use crate::workspace::files_under;
+use crate::workspace::outputs_under;
 
 /// One task's run on an engine that answers.
 pub(super) struct TaskRun<'a> {
@@ -89,7 +89,7 @@ impl TaskRun<'_> {
             outcome.error = Some(over_cap(size, self.limits.max_output_bytes));
             return Ok(outcome);
         }
-        outcome.outputs = files_under(&out_dir);
+        (outcome.outputs, outcome.unnamed_outputs) = outputs_under(&out_dir);
         Ok(outcome)
     }
 
@@ -141,6 +141,7 @@ impl TaskRun<'_> {
             end,
             exit_code,
             outputs: Vec::new(),
+            unnamed_outputs: Vec::new(),
             error,
             image_id: None,
         })

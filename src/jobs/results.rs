@@ -17,9 +17,13 @@ pub(super) async fn gather(job: &Job, local: PeerId, files: &Files) -> Result<Ga
     let id = &job.id;
     let mut gathered = Vec::new();
     let mut held = Vec::new();
+    let mut unnamed = Vec::new();
     for task in job.tasks.values() {
         if let Some(reason) = &task.held {
             held.push(format!("{}: {reason}", task.node));
+        }
+        for name in &task.unnamed_outputs {
+            unnamed.push(format!("{}: {name}", task.node));
         }
         for file in &task.outputs {
             let failed = |source| JobError::Gather {
@@ -45,5 +49,6 @@ pub(super) async fn gather(job: &Job, local: PeerId, files: &Files) -> Result<Ga
     Ok(Gathered {
         files: gathered,
         held,
+        unnamed,
     })
 }

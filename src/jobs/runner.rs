@@ -229,6 +229,10 @@ impl TaskRunner {
                         r.state = outcome.end;
                         r.exit_code = outcome.exit_code;
                         r.set_outputs(outputs);
+                        // Named only where the outputs' names may leave.
+                        if held.is_none() {
+                            r.set_unnamed_outputs(outcome.unnamed_outputs);
+                        }
                         r.held = held;
                         r.set_error(outcome.error);
                         r.image_id = outcome.image_id;

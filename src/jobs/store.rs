@@ -181,6 +181,10 @@ impl JobStore {
             task.finished_ms = report.finished_ms;
             task.outputs = report.outputs;
             task.outputs_truncated = report.outputs_truncated;
+            // Bounded again here: the report is the peer's word.
+            let mut bounded = TaskReport::queued(String::new());
+            bounded.set_unnamed_outputs(report.unnamed_outputs);
+            task.unnamed_outputs = bounded.unnamed_outputs;
             task.error = report.error;
             task.image_id = report.image_id.or(task.image_id.take());
             task.held = report.held;

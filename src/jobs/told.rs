@@ -45,6 +45,7 @@ pub(super) fn told(report: &TaskReport, held: Option<String>, node: &str) -> Tol
     told.exit_code = None;
     told.outputs = Vec::new();
     told.outputs_truncated = false;
+    told.unnamed_outputs = Vec::new();
     told.held = Some(held);
     told.error = match report.state {
         TaskState::Succeeded => None,
