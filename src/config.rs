@@ -238,11 +238,11 @@ impl NodeConfig {
     pub fn stage_policy(
         dir: &Path,
         policy: &PolicyConfig,
-    ) -> Result<crate::staged_file::StagedFile, String> {
+    ) -> Result<crate::store::StagedFile, String> {
         let mut config = NodeConfig::load(dir).map_err(|e| e.to_string())?;
         config.policy = policy.clone();
         let path = dir.join(CONFIG_FILE);
-        crate::staged_file::StagedFile::write(&path, config.to_commented_toml().as_bytes())
+        crate::store::StagedFile::write(&path, config.to_commented_toml().as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 

@@ -32,7 +32,6 @@ pub mod privacy;
 pub mod safe_fs;
 pub mod secagg;
 pub mod sessions;
-pub mod staged_file;
 pub mod store;
 pub mod witness;
 pub mod workspace;

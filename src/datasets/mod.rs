@@ -24,7 +24,7 @@ use crate::{
     api_types::AddDataset,
     audit::{AuditEvent, AuditLog},
     network::Capabilities,
-    staged_file::StagedFile,
+    store::StagedFile,
 };
 
 /// Most rows of a mock sample (`iris datasets add --mock-rows`).

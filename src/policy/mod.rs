@@ -295,14 +295,14 @@ impl PolicyConfig {
 /// `iris.toml`), in place once committed; blocking, run on a blocking
 /// thread.
 pub type SavePolicy =
-    Box<dyn Fn(&PolicyConfig) -> Result<crate::staged_file::StagedFile, String> + Send + Sync>;
+    Box<dyn Fn(&PolicyConfig) -> Result<crate::store::StagedFile, String> + Send + Sync>;
 
 /// Saves a policy as TOML at `path`, for tests that need no config.
 #[cfg(test)]
 pub fn save_to(path: std::path::PathBuf) -> SavePolicy {
     Box::new(move |policy| {
         let text = format!("{policy:?}");
-        crate::staged_file::StagedFile::write(&path, text.as_bytes()).map_err(|e| e.to_string())
+        crate::store::StagedFile::write(&path, text.as_bytes()).map_err(|e| e.to_string())
     })
 }
 

@@ -10,6 +10,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+mod staged_file;
+pub use staged_file::StagedFile;
+
 use iris_behaviours::{libp2p::identity::Keypair, MapEntry, NetworkConfig, PreSharedKey};
 use serde::{Deserialize, Serialize};
 
@@ -180,7 +183,7 @@ fn read(path: &Path) -> Result<Vec<u8>, StoreError> {
 
 /// Writes `bytes` to `path` atomically, readable and writable by the owner only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    crate::staged_file::StagedFile::write(path, bytes)
+    StagedFile::write(path, bytes)
         .and_then(|staged| staged.commit())
         .map_err(|source| StoreError::Write {
             path: path.to_owned(),
