@@ -171,6 +171,26 @@ async fn traversal_private_files_and_links_out_are_refused() {
         .all(|p| !p.contains("secret")));
 }
 
+/// Asks `alice` for bob's big.bin and kills bob once 16 chunks are saved
+/// as here in `progress`; the answer to the cut request.
+async fn kill_source_midway(
+    alice: &TestNode,
+    bob: &mut TestNode,
+    progress: &std::path::Path,
+) -> (u16, Value) {
+    let request = alice.post("/v1/files/get", json!({"from": "bob", "path": "big.bin"}));
+    let kill_midway = async {
+        wait_for("part of the transfer", Duration::from_secs(60), || async {
+            let saved: Value = serde_json::from_slice(&std::fs::read(progress).ok()?).ok()?;
+            (saved["done"].as_array()?.len() >= 16).then_some(())
+        })
+        .await;
+        bob.kill();
+    };
+    let (answer, ()) = tokio::join!(request, kill_midway);
+    answer
+}
+
 #[tokio::test]
 async fn a_transfer_resumes_after_its_source_restarts_without_refetching_chunks() {
     let mut nodes = network(&["alice", "bob"], KEY).await;
@@ -181,16 +201,7 @@ async fn a_transfer_resumes_after_its_source_restarts_without_refetching_chunks(
         .dir
         .join("workspace/public/received/bob/.big.bin.partial.json");
 
-    let request = alice.post("/v1/files/get", json!({"from": "bob", "path": "big.bin"}));
-    let kill_midway = async {
-        wait_for("part of the transfer", Duration::from_secs(60), || async {
-            let saved: Value = serde_json::from_slice(&std::fs::read(&progress).ok()?).ok()?;
-            (saved["done"].as_array()?.len() >= 16).then_some(())
-        })
-        .await;
-        bob.kill();
-    };
-    let ((code, first), ()) = tokio::join!(request, kill_midway);
+    let (code, first) = kill_source_midway(alice, &mut bob, &progress).await;
     assert_ne!(code, 200, "the transfer should have been cut: {first}");
     assert!(
         first["error"]
@@ -231,16 +242,7 @@ async fn a_resumed_transfer_whose_partial_file_lost_its_data_fetches_it_again() 
     let received = alice.dir.join("workspace/public/received/bob");
     let progress = received.join(".big.bin.partial.json");
 
-    let request = alice.post("/v1/files/get", json!({"from": "bob", "path": "big.bin"}));
-    let kill_midway = async {
-        wait_for("part of the transfer", Duration::from_secs(60), || async {
-            let saved: Value = serde_json::from_slice(&std::fs::read(&progress).ok()?).ok()?;
-            (saved["done"].as_array()?.len() >= 16).then_some(())
-        })
-        .await;
-        bob.kill();
-    };
-    let ((code, first), ()) = tokio::join!(request, kill_midway);
+    let (code, first) = kill_source_midway(alice, &mut bob, &progress).await;
     assert_ne!(code, 200, "the transfer should have been cut: {first}");
     std::fs::File::options()
         .write(true)
