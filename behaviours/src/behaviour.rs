@@ -25,6 +25,10 @@ pub use crate::codec::{MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE, MAX_GOSSIP_MES
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 /// Connections at once, to every peer together.
 pub const MAX_CONNECTIONS: u32 = 1024;
+
+/// How long a gossip message may wait for its connection before it is
+/// dropped.
+const GOSSIP_QUEUE_WAIT: Duration = Duration::from_secs(30);
 /// Incoming connections still in their handshake at once.
 pub const MAX_PENDING_INCOMING: u32 = 64;
 
@@ -131,6 +135,12 @@ fn build_behaviour(
         .mesh_n(6)
         .mesh_n_high(12)
         .mesh_outbound_min(2)
+        // A map message waits for a busy connection rather than being
+        // dropped after gossipsub's 1 s (5 s for our own): they are few and
+        // small, and a late record is still ordered right by its stamp,
+        // while a dropped one is missing until the next catch-up.
+        .forward_queue_duration(GOSSIP_QUEUE_WAIT)
+        .publish_queue_duration(GOSSIP_QUEUE_WAIT)
         .build()
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
     let gossipsub = gossipsub::Behaviour::new(

@@ -500,6 +500,16 @@ impl EventLoop {
                 }
                 return self.publish_removed();
             }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                // A map message that waited too long for a connection is
+                // dropped: that member learns it only at a catch-up.
+                return self.warnings.warn("slow-gossip", || {
+                    format!("gossip to {peer_id} dropped messages that waited too long: {failed_messages:?}")
+                });
+            }
             _ => return,
         };
         if let Some((author, decoded)) = self.topic.open(&message) {

@@ -35,8 +35,10 @@ use crate::{
 pub(super) const IDLE_CLOSE: Duration = Duration::from_secs(10);
 
 /// Every this many upkeeps (of 2 s) a node catches up on the map from one
-/// of its neighbours.
-const CATCH_UP_EVERY: u64 = 15;
+/// of its neighbours: a record gossip failed to bring (a member busy for a
+/// second may drop what it was to forward) arrives within about 10 s. Each
+/// catch-up costs the neighbour one map.
+const CATCH_UP_EVERY: u64 = 5;
 
 /// One of the probes the event loop sent, by what it is for.
 pub(super) enum ProbeRequest {
