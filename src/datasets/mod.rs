@@ -128,8 +128,8 @@ impl Datasets {
         for tag in &request.tags {
             validate_tag(tag).map_err(invalid)?;
         }
-        // A mock sample is built in memory: a bound keeps one request from
-        // taking the node's memory.
+        // A mock sample is written a row at a time; a bound keeps one
+        // request from taking the node's disk (and its time).
         if request.mock_rows > MAX_MOCK_ROWS {
             return Err(invalid(format!(
                 "a mock sample has at most {MAX_MOCK_ROWS} rows, not {}",
@@ -174,15 +174,21 @@ impl Datasets {
                 rows_bucket: request.rows_bucket.max(1),
                 mock: None,
             };
+            // Checked before anything is written for it.
+            card.validate().map_err(DatasetError::Invalid)?;
             if request.mock_rows > 0 {
                 let mock = format!("{MOCK_DIR}/{}/mock.csv", card.name);
                 let file = workspace.join(&mock);
+                let (schema, rows) = (&card.schema, request.mock_rows);
                 std::fs::create_dir_all(file.parent().expect("a parent"))
-                    .and_then(|()| std::fs::write(&file, scan::mock_csv(&card.schema, request.mock_rows)))
+                    .and_then(|()| {
+                        StagedFile::write_from(&file, 0o644, |out| scan::write_mock(out, schema, rows))
+                    })
+                    .and_then(StagedFile::commit)
                     .map_err(|e| DatasetError::Local(format!("cannot write {mock}: {e}")))?;
                 card.mock = Some(mock);
+                card.validate().map_err(DatasetError::Invalid)?;
             }
-            card.validate().map_err(DatasetError::Invalid)?;
             let staged_card = stage_card(&card_file, &card)?;
             Ok((card, staged_card))
         })

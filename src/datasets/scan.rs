@@ -3,12 +3,22 @@
 //! dataset's directory; a synthetic sample of the same schema is written
 //! from the schema alone, never from the data.
 
-use std::path::{Path, PathBuf};
+use std::{
+    cell::Cell,
+    io::{self, Read, Write},
+    path::{Path, PathBuf},
+    rc::Rc,
+};
 
-use iris_behaviours::{Column, ColumnType};
+use iris_behaviours::{datasets::MAX_COLUMNS, Column, ColumnType};
 
 /// Rows read to guess each column's type; the rest are only counted.
 const TYPED_ROWS: usize = 10_000;
+
+/// The longest row (the header included) a scan reads: a scan holds one
+/// row at a time, and a file without line breaks must not be read whole
+/// into memory.
+pub const MAX_ROW_BYTES: u64 = 1 << 20;
 
 /// The schema and row count of the CSV files in `dir`.
 #[derive(Debug)]
@@ -37,14 +47,41 @@ pub fn scan(dir: &Path) -> Result<Scanned, String> {
     let mut kinds: Vec<Option<ColumnType>> = Vec::new();
     let mut rows = 0u64;
     for file in &files {
-        let mut reader = csv::Reader::from_path(file)
+        let opened = std::fs::File::open(file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let since_last_row = Rc::new(Cell::new(0));
+        let mut reader = csv::Reader::from_reader(RowBound {
+            inner: opened,
+            since_last_row: since_last_row.clone(),
+        });
+        let too_long = |rows: u64| {
+            format!(
+                "{}: row {} is over {} KiB (is it a CSV file?)",
+                file.display(),
+                rows + 1,
+                MAX_ROW_BYTES / 1024
+            )
+        };
         let names: Vec<String> = reader
             .headers()
-            .map_err(|e| format!("{}: {e}", file.display()))?
+            .map_err(|e| match since_last_row.get() > MAX_ROW_BYTES {
+                true => format!(
+                    "{}: the header is over {} KiB",
+                    file.display(),
+                    MAX_ROW_BYTES / 1024
+                ),
+                false => format!("{}: {e}", file.display()),
+            })?
             .iter()
             .map(|h| h.trim().to_string())
             .collect();
+        if names.len() > MAX_COLUMNS {
+            return Err(format!(
+                "{} has {} columns; a dataset has at most {MAX_COLUMNS}",
+                file.display(),
+                names.len()
+            ));
+        }
         match &header {
             None => {
                 kinds = vec![None; names.len()];
@@ -59,8 +96,15 @@ pub fn scan(dir: &Path) -> Result<Scanned, String> {
             }
             Some(_) => {}
         }
-        for record in reader.records() {
-            let record = record.map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut record = csv::StringRecord::new();
+        loop {
+            since_last_row.set(0);
+            match reader.read_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) if since_last_row.get() > MAX_ROW_BYTES => return Err(too_long(rows)),
+                Err(e) => return Err(format!("{}: {e}", file.display())),
+            }
             if (rows as usize) < TYPED_ROWS {
                 for (kind, value) in kinds.iter_mut().zip(record.iter()) {
                     *kind = widen(*kind, value.trim());
@@ -83,6 +127,28 @@ pub fn scan(dir: &Path) -> Result<Scanned, String> {
         rows,
         files,
     })
+}
+
+/// A file read for a scan, which fails once more than [`MAX_ROW_BYTES`]
+/// were read since the scan last reset `since_last_row` (before each row):
+/// the CSV reader holds a whole row in memory, however long.
+struct RowBound {
+    inner: std::fs::File,
+    since_last_row: Rc<Cell<u64>>,
+}
+
+impl Read for RowBound {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // The reader reads ahead by its buffer (8 KiB): the bound is a
+        // row plus that.
+        if self.since_last_row.get() > MAX_ROW_BYTES {
+            return Err(io::Error::other("a row is too long"));
+        }
+        let n = self.inner.read(buf)?;
+        self.since_last_row
+            .set(self.since_last_row.get() + n as u64);
+        Ok(n)
+    }
 }
 
 /// The narrowest type that holds both what was seen and `value`; empty
@@ -121,16 +187,17 @@ pub fn round_rows(rows: u64, bucket: u64) -> u64 {
     }
 }
 
-/// `count` synthetic rows of `schema` as CSV: values of each column's
-/// type, made up, so the sample says nothing of the data but its shape.
-pub fn mock_csv(schema: &[Column], count: usize) -> String {
+/// Writes `count` synthetic rows of `schema` as CSV to `out`, a row at a
+/// time: values of each column's type, made up, so the sample says nothing
+/// of the data but its shape.
+pub fn write_mock(out: &mut impl Write, schema: &[Column], count: usize) -> io::Result<()> {
     let mut random = [0u8; 8];
-    let mut out = schema
+    let header = schema
         .iter()
         .map(|c| c.name.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    out.push('\n');
+    writeln!(out, "{header}")?;
     for row in 0..count {
         let values: Vec<String> = schema
             .iter()
@@ -145,10 +212,9 @@ pub fn mock_csv(schema: &[Column], count: usize) -> String {
                 }
             })
             .collect();
-        out.push_str(&values.join(","));
-        out.push('\n');
+        writeln!(out, "{}", values.join(","))?;
     }
-    out
+    Ok(())
 }
 
 #[cfg(test)]
@@ -197,6 +263,29 @@ mod tests {
     }
 
     #[test]
+    fn a_row_too_long_or_too_wide_is_refused_without_reading_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // Four MiB without a line break, after a fine header and row.
+        let mut endless = b"x,y\n1,2\n".to_vec();
+        endless.resize(endless.len() + (4 << 20), b'7');
+        std::fs::write(dir.path().join("a.csv"), &endless).unwrap();
+        let error = scan(dir.path()).unwrap_err();
+        assert!(error.contains("row 2 is over 1024 KiB"), "{error}");
+
+        std::fs::write(dir.path().join("a.csv"), vec![b'h'; 3 << 20]).unwrap();
+        let error = scan(dir.path()).unwrap_err();
+        assert!(error.contains("the header is over 1024 KiB"), "{error}");
+
+        let wide: Vec<String> = (0..=MAX_COLUMNS).map(|i| format!("c{i}")).collect();
+        std::fs::write(dir.path().join("a.csv"), wide.join(",") + "\n").unwrap();
+        let error = scan(dir.path()).unwrap_err();
+        assert!(
+            error.contains("has 65 columns; a dataset has at most 64"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn counts_are_rounded_and_mocks_keep_the_schema_only() {
         assert_eq!(round_rows(1234, 100), 1200);
         assert_eq!(round_rows(1250, 100), 1300);
@@ -212,7 +301,9 @@ mod tests {
                 kind: ColumnType::Text,
             },
         ];
-        let mock = mock_csv(&schema, 5);
+        let mut mock = Vec::new();
+        write_mock(&mut mock, &schema, 5).unwrap();
+        let mock = String::from_utf8(mock).unwrap();
         let lines: Vec<&str> = mock.lines().collect();
         assert_eq!(lines[0], "age,site");
         assert_eq!(lines.len(), 6);

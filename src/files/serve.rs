@@ -18,6 +18,10 @@ use crate::workspace::{version_of, Workspace, WorkspacePath};
 /// Whole-file hashes computed at once; more wait their turn.
 const HASHES_AT_ONCE: usize = 2;
 
+/// Manifests kept for files asked for again: each may be megabytes (32
+/// bytes a chunk), and peers choose which files they ask for.
+const MANIFESTS_KEPT: usize = 64;
+
 /// What this node serves (the router decides to whom): manifests, hashed
 /// once per version of a file, and chunks.
 pub struct FileServer {
@@ -98,10 +102,14 @@ impl FileServer {
             .await
             .map_err(|e| Refusal::failed(e.to_string()))?
             .map_err(Refusal::failed)?;
-        self.manifests
-            .lock()
-            .expect("lock")
-            .insert(path.to_string(), manifest.clone());
+        let mut kept = self.manifests.lock().expect("lock");
+        if kept.len() >= MANIFESTS_KEPT && !kept.contains_key(path) {
+            // Any one goes: a file asked for again is hashed again.
+            if let Some(forgotten) = kept.keys().next().cloned() {
+                kept.remove(&forgotten);
+            }
+        }
+        kept.insert(path.to_string(), manifest.clone());
         Ok(manifest)
     }
 

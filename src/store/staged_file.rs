@@ -32,6 +32,17 @@ impl StagedFile {
 
     /// [`StagedFile::write`] with the permissions `mode`.
     pub fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<Self> {
+        Self::write_from(path, mode, |file| file.write_all(bytes))
+    }
+
+    /// [`StagedFile::write_with_mode`] with content that `fill` writes, a
+    /// piece at a time (buffered), so that large content need not be held
+    /// in memory.
+    pub fn write_from(
+        path: &Path,
+        mode: u32,
+        fill: impl FnOnce(&mut io::BufWriter<fs::File>) -> io::Result<()>,
+    ) -> io::Result<Self> {
         // A temporary name of its own per call: two writers of one file
         // must not rename each other's half-written temporary away.
         static WRITES: AtomicU64 = AtomicU64::new(0);
@@ -41,7 +52,7 @@ impl StagedFile {
             path: path.to_owned(),
             temporary: Some(temporary.clone()),
         };
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
@@ -49,7 +60,9 @@ impl StagedFile {
             .open(&temporary)?;
         // The mode above applies only to new files; make sure of it.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
+        let mut buffered = io::BufWriter::new(file);
+        fill(&mut buffered)?;
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         Ok(staged)
     }
