@@ -287,18 +287,20 @@ impl Egress {
         &self.ledger
     }
 
-    /// The output names a report to `to` may list, and why none are listed
-    /// if they may not. A report to this node itself lists them all.
+    /// The output names a report to `to` may list (`names`, and the
+    /// escaped ones that are not UTF-8: a name is a message too), and why
+    /// none are listed if they may not. A report to this node lists all.
     pub fn report_outputs(
         &self,
         job_id: &str,
         release: &Release,
         names: Vec<String>,
-    ) -> (Vec<String>, Option<String>) {
+        unnamed: Vec<String>,
+    ) -> (Vec<String>, Vec<String>, Option<String>) {
         match self.outputs_may_leave(job_id, release) {
-            Ok(()) => (names, None),
-            Err(_) if names.is_empty() => (names, None),
-            Err(held) => (Vec::new(), Some(held)),
+            Ok(()) => (names, unnamed, None),
+            Err(_) if names.is_empty() && unnamed.is_empty() => (names, unnamed, None),
+            Err(held) => (Vec::new(), Vec::new(), Some(held)),
         }
     }
 
@@ -592,7 +594,9 @@ mod tests {
         let aggregate = gate(dir.path(), policy);
         let refused = aggregate.outputs_may_leave("job-1", &by_owner).unwrap_err();
         assert!(refused.contains("secure aggregation"), "{refused}");
-        let (names, held) = aggregate.report_outputs("job-1", &by_owner, vec!["a".into()]);
-        assert!(names.is_empty() && held.is_some());
+        // A name alone is held too: a name is a message.
+        let (_, unnamed, held) =
+            aggregate.report_outputs("job-1", &by_owner, vec![], vec!["b".into()]);
+        assert!(unnamed.is_empty() && held.is_some());
     }
 }

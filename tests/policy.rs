@@ -352,6 +352,40 @@ async fn logs_are_withheld_unless_shared_and_then_capped() {
     assert_eq!(more[0]["stdout"], "", "the cap counts what already left");
 }
 
+/// A name is a message: a task whose only output's name is not UTF-8
+/// must not send that name (here, a secret) past a release held for
+/// review. Before: the report carried it at once, review or not (the
+/// check held back only the UTF-8 names), and bob's owner never saw the
+/// task among the releases to decide.
+#[tokio::test]
+async fn an_output_name_that_is_not_utf8_waits_for_the_release_too() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    bob.set_policy("release", "review");
+    let secret = ["/iris-worker", "unnamed", "patient-42-hiv-positive", "only"];
+    let id = submit(alice, job_body("bob", &secret)).await;
+    let job = wait_job(alice, &id).await;
+    let task = &job["tasks"]["bob"];
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert!(
+        !task.to_string().contains("patient-42"),
+        "the name left before the release: {task}"
+    );
+    assert!(task["held"].as_str().is_some(), "{task}");
+
+    let pending: Vec<Value> = serde_json::from_str(&bob.owner(&["releases", "--json"])).unwrap();
+    assert_eq!(pending.len(), 1, "bob's owner is not asked: {pending:?}");
+    assert_eq!(
+        pending[0]["unnamed"],
+        json!(["patient-42-hiv-positive\\xff"])
+    );
+    bob.owner(&["releases", "approve", &id]);
+    bobs_task(alice, &id, "the release to reach alice", |t| {
+        t["unnamed_outputs"] == json!(["patient-42-hiv-positive\\xff"]) && t["held"].is_null()
+    })
+    .await;
+}
+
 /// `logs = share` shares logs only as far as the release lets outputs
 /// out: under `aggregate` never (the job could print its data), under
 /// `review` only once bob's owner released the task's outputs.

@@ -127,11 +127,7 @@ pub const MAX_SPEC_BYTES: usize = crate::codec::MAX_CONTROL_REQUEST - 1024;
 /// An input is a plain relative path: its parts are names, never `..`,
 /// `.` or empty, so `/workspace/in/<path>` stays under `/workspace/in`.
 fn validate_input(path: &str) -> Result<(), String> {
-    let plain = !path.is_empty()
-        && path.len() <= 1024
-        && path
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'));
+    let plain = path.len() <= 1024 && is_relative_path(path);
     if plain {
         Ok(())
     } else {
@@ -234,6 +230,19 @@ pub const MAX_UNNAMED_OUTPUT_BYTES: usize = 255;
 pub const MAX_REPORT_OUTPUT_BYTES: usize = 32 * 1024;
 /// The longest error text a report carries.
 pub const MAX_REPORT_ERROR_BYTES: usize = 4 * 1024;
+/// The longest image id a report names (`sha256:` and 64 hex digits, with
+/// room to spare).
+const MAX_IMAGE_ID_BYTES: usize = 128;
+
+/// Whether `name` is a path below a directory: not empty, not absolute,
+/// no `.` or `..` or empty component, no NUL.
+fn is_relative_path(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('\0')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
 
 impl TaskReport {
     /// The first report of a task: queued, nothing else known yet.
@@ -288,6 +297,55 @@ impl TaskReport {
         self.outputs_truncated = self.outputs.len() < total;
     }
 
+    /// Checks a report that came from another node: every field within
+    /// the bounds a node makes its reports with, so that a member cannot
+    /// grow a job's record with a report no node would send, nor name an
+    /// output that is not a path inside the task's output directory. The
+    /// reasons name the field, never its content.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_job_id(&self.job_id)?;
+        let listed: usize = self.outputs.iter().map(|name| name.len() + 8).sum();
+        if listed > MAX_REPORT_OUTPUT_BYTES {
+            return Err(format!(
+                "the report's output names take over {} KiB",
+                MAX_REPORT_OUTPUT_BYTES / 1024
+            ));
+        }
+        if !self.outputs.iter().all(|name| is_relative_path(name)) {
+            return Err("the report names an output that is not a relative path".into());
+        }
+        let unnamed_fit = |name: &String| {
+            name.len() <= MAX_UNNAMED_OUTPUT_BYTES && !name.chars().any(char::is_control)
+        };
+        if self.unnamed_outputs.len() > MAX_UNNAMED_OUTPUTS
+            || !self.unnamed_outputs.iter().all(unnamed_fit)
+        {
+            return Err(format!(
+                "the report lists more than {MAX_UNNAMED_OUTPUTS} unnamed outputs, or one over {MAX_UNNAMED_OUTPUT_BYTES} bytes"
+            ));
+        }
+        // The cut text and the mark that says it was cut.
+        let longest = MAX_REPORT_ERROR_BYTES + " [...]".len();
+        if [&self.error, &self.held]
+            .into_iter()
+            .flatten()
+            .any(|text| text.len() > longest)
+        {
+            return Err(format!(
+                "the report's error or hold reason is over {} KiB",
+                MAX_REPORT_ERROR_BYTES / 1024
+            ));
+        }
+        if self
+            .image_id
+            .as_ref()
+            .is_some_and(|id| id.len() > MAX_IMAGE_ID_BYTES || id.chars().any(char::is_control))
+        {
+            return Err("the report's image id is not one".into());
+        }
+        Ok(())
+    }
+
     /// Keeps the error text within [`MAX_REPORT_ERROR_BYTES`].
     pub fn set_error(&mut self, error: Option<String>) {
         self.error = error.map(|mut text| {
@@ -308,6 +366,46 @@ impl TaskReport {
 mod tests {
     use super::*;
     use crate::{Call, Envelope, RunTask, TaskUpdate};
+
+    /// What a node sends passes; what no node sends is refused.
+    #[test]
+    fn a_report_from_a_peer_is_checked_field_by_field() {
+        let mut report = TaskReport::queued("job-1".into());
+        report.set_outputs(vec!["stats.json".into(), "plots/a.png".into()]);
+        report.set_unnamed_outputs(vec!["x\\xff".into()]);
+        report.set_error(Some("e".repeat(MAX_REPORT_ERROR_BYTES * 2)));
+        report.image_id = Some(format!("sha256:{}", "a".repeat(64)));
+        report.validate().unwrap();
+
+        for name in [
+            "",
+            "/etc/passwd",
+            "../up",
+            "a/../../b",
+            "a//b",
+            "./a",
+            "a\0b",
+        ] {
+            let mut bad = report.clone();
+            bad.outputs = vec![name.into()];
+            assert!(bad.validate().is_err(), "{name:?} passed");
+        }
+        let mut bad = report.clone();
+        bad.outputs = vec!["a".repeat(1000); 40];
+        assert!(bad.validate().unwrap_err().contains("KiB"));
+        let mut bad = report.clone();
+        bad.unnamed_outputs = vec!["x".into(); MAX_UNNAMED_OUTPUTS + 1];
+        assert!(bad.validate().is_err());
+        let mut bad = report.clone();
+        bad.held = Some("h".repeat(MAX_REPORT_ERROR_BYTES + 100));
+        assert!(bad.validate().is_err());
+        let mut bad = report.clone();
+        bad.job_id = "../x".into();
+        assert!(bad.validate().is_err());
+        let mut bad = report;
+        bad.image_id = Some("i".repeat(200));
+        assert!(bad.validate().is_err());
+    }
 
     /// A call as it travels, with an id as if at most once.
     fn envelope(call: impl Call) -> Envelope {

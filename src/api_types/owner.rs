@@ -158,5 +158,9 @@ pub struct PendingRelease {
     pub finished_ms: Option<u64>,
     /// Relative to the task's output directory, `outputs/<job>/`.
     pub files: Vec<String>,
+    /// Outputs whose names are not UTF-8, their bytes escaped: released,
+    /// these names leave too (the files cannot be asked for).
+    #[serde(default)]
+    pub unnamed: Vec<String>,
     pub bytes: u64,
 }

@@ -379,7 +379,12 @@ pub async fn releases(
                     p.requester_name.clone().unwrap_or(p.requester.to_string()),
                     p.image.clone(),
                     p.state.to_string(),
-                    p.files.join(", "),
+                    p.files
+                        .iter()
+                        .chain(&p.unnamed)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     p.bytes.to_string(),
                 ]);
             }

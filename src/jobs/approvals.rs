@@ -424,8 +424,8 @@ impl Approvals {
         let tasks = self.book.tasks_where(|t| t.release == Release::Held).await;
         let mut pending = Vec::new();
         for task in tasks {
-            let (files, bytes) = self.output_files(&task.spec.job_id).await;
-            if files.is_empty() {
+            let ((files, unnamed), bytes) = self.output_files(&task.spec.job_id).await;
+            if files.is_empty() && unnamed.is_empty() {
                 continue;
             }
             pending.push(PendingRelease {
@@ -437,17 +437,20 @@ impl Approvals {
                 state: task.report.state,
                 finished_ms: task.report.finished_ms,
                 files,
+                unnamed,
                 bytes,
             });
         }
         pending
     }
 
-    async fn output_files(&self, job_id: &str) -> (Vec<String>, u64) {
+    /// A task's outputs: the names that are UTF-8 and those that are not
+    /// (escaped), and their bytes.
+    async fn output_files(&self, job_id: &str) -> ((Vec<String>, Vec<String>), u64) {
         let (dir, _) = self.executor.workspace().output_dirs(job_id);
         tokio::task::spawn_blocking(move || {
             (
-                crate::workspace::files_under(&dir),
+                crate::workspace::outputs_under(&dir),
                 crate::workspace::bytes_under(&dir),
             )
         })
@@ -489,13 +492,14 @@ impl Approvals {
                 reason: reason.unwrap_or_else(|| "no reason given".into()),
             }
         };
-        let (files, _) = self.output_files(job_id).await;
-        let (listed, held) = self
-            .egress
-            .report_outputs(job_id, &task.release, files.clone());
+        let ((files, unnamed), _) = self.output_files(job_id).await;
+        let (listed, unnamed, held) =
+            self.egress
+                .report_outputs(job_id, &task.release, files.clone(), unnamed);
         self.book
             .update(&mut task, |r| {
                 r.set_outputs(listed);
+                r.set_unnamed_outputs(unnamed);
                 r.held = held;
             })
             .await;

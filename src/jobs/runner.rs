@@ -218,10 +218,12 @@ impl TaskRunner {
                     Err(error) => crate::executor::TaskOutcome::failed(error),
                 };
                 task.release = runner.approvals.release_at_end(&task);
-                let (outputs, held) =
-                    runner
-                        .egress
-                        .report_outputs(&task.spec.job_id, &task.release, outcome.outputs);
+                let (outputs, unnamed, held) = runner.egress.report_outputs(
+                    &task.spec.job_id,
+                    &task.release,
+                    outcome.outputs,
+                    outcome.unnamed_outputs,
+                );
                 let hold = held.is_some() && task.release == Release::Held;
                 runner
                     .book
@@ -229,10 +231,7 @@ impl TaskRunner {
                         r.state = outcome.end;
                         r.exit_code = outcome.exit_code;
                         r.set_outputs(outputs);
-                        // Named only where the outputs' names may leave.
-                        if held.is_none() {
-                            r.set_unnamed_outputs(outcome.unnamed_outputs);
-                        }
+                        r.set_unnamed_outputs(unnamed);
                         r.held = held;
                         r.set_error(outcome.error);
                         r.image_id = outcome.image_id;

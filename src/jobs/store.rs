@@ -181,10 +181,8 @@ impl JobStore {
             task.finished_ms = report.finished_ms;
             task.outputs = report.outputs;
             task.outputs_truncated = report.outputs_truncated;
-            // Bounded again here: the report is the peer's word.
-            let mut bounded = TaskReport::queued(String::new());
-            bounded.set_unnamed_outputs(report.unnamed_outputs);
-            task.unnamed_outputs = bounded.unnamed_outputs;
+            // Within bounds: checked on receipt (`TaskReport::validate`).
+            task.unnamed_outputs = report.unnamed_outputs;
             task.error = report.error;
             task.image_id = report.image_id.or(task.image_id.take());
             task.held = report.held;
@@ -209,11 +207,15 @@ impl JobStore {
             let mut jobs = self.jobs.lock().expect("lock");
             let job = jobs.get_mut(&id)?;
             let task = job.tasks.values_mut().find(|t| t.peer_id == peer)?;
-            if task.outputs == report.outputs && task.held == report.held {
+            if task.outputs == report.outputs
+                && task.unnamed_outputs == report.unnamed_outputs
+                && task.held == report.held
+            {
                 return None;
             }
             task.outputs = report.outputs;
             task.outputs_truncated = report.outputs_truncated;
+            task.unnamed_outputs = report.unnamed_outputs;
             task.held = report.held;
         };
         self.save(&id).await;

@@ -10,6 +10,8 @@ impl Handler for TaskUpdate {
     const AUTHORITY: Authority = Authority::Member;
 
     async fn handle(self, node: &Router, peer: PeerId, _: bool) -> Result<Accepted, Refusal> {
+        // The peer's word: checked before the job's record takes any of it.
+        self.report.validate().map_err(Refusal::invalid)?;
         node.jobs.take_report(peer, self.report).await;
         Ok(Accepted)
     }

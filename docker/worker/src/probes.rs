@@ -18,7 +18,7 @@ use super::{output_dir, usage};
 pub const USAGE: &str =
     " | exit N | tally PATH SECS | touch PATH | cat PATH | copy PATH NAME | update N SEED \
      | netifs | connect HOST:PORT | write NAME TEXT | smuggle PATH NAME | fill PATH|- BYTES \
-     | plant FILE [LINK=TARGET]... | unnamed NAME";
+     | plant FILE [LINK=TARGET]... | unnamed NAME [only]";
 #[cfg(not(feature = "probes"))]
 pub const USAGE: &str = "";
 
@@ -194,13 +194,16 @@ pub fn run(command: &str, rest: &[String]) -> Result<ExitCode, String> {
         "unnamed" => {
             // Writes NAME, and beside it a file whose name is not UTF-8
             // (NAME's bytes and 0xFF): one bad name must not cost the
-            // others (tests/jobs.rs).
+            // others (tests/jobs.rs). With `only`, just the bad name: a
+            // name is a message too (tests/policy.rs).
             use std::os::unix::ffi::OsStrExt;
             let Some(name) = rest.first() else {
                 return Err(usage());
             };
-            fs::write(output_dir().join(name), "kept")
-                .map_err(|e| format!("cannot write {name}: {e}"))?;
+            if rest.get(1).map(String::as_str) != Some("only") {
+                fs::write(output_dir().join(name), "kept")
+                    .map_err(|e| format!("cannot write {name}: {e}"))?;
+            }
             let bad = std::ffi::OsStr::from_bytes(&[name.as_bytes(), b"\xff"].concat()).to_owned();
             fs::write(output_dir().join(bad), "unnamed")
                 .map_err(|e| format!("cannot write the unnamed file: {e}"))?;

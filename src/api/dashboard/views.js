@@ -156,7 +156,7 @@ const views = {
       el("td", {}, el("code", {}, shortId(r.job_id))),
       el("td", {}, r.requester_name || r.requester),
       el("td", {}, r.image),
-      el("td", {}, r.files.join(", ")),
+      el("td", {}, r.files.concat(r.unnamed || []).join(", ")),
       el("td", {}, bytes(r.bytes)),
       el("td", {},
         el("button", { type: "button", onclick: () => decide("releases", r.job_id, "approve") }, "Release"),
