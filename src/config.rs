@@ -161,7 +161,7 @@ impl LivenessConfig {
 pub enum ConfigError {
     #[error("no node in {dir}: create one with `iris init --dir {dir}`", dir = .dir.display())]
     Missing { dir: PathBuf },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}{hint}", hint = permission_hint(source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -170,6 +170,17 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+}
+
+/// What to do about a file this user may not read: a node's directory
+/// belongs to the user that made it, and is private to it.
+pub fn permission_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (the node's directory is private to the user that ran `iris init`: run this as that user)"
+        }
+        _ => "",
+    }
 }
 
 impl NodeConfig {
@@ -188,14 +199,16 @@ impl NodeConfig {
 
     pub fn load(dir: &Path) -> Result<Self, ConfigError> {
         let path = dir.join(CONFIG_FILE);
-        if !path.exists() {
-            return Err(ConfigError::Missing {
+        // Read, not checked for first: a directory this user may not read
+        // is "permission denied", not "no node".
+        let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing {
                 dir: dir.to_owned(),
-            });
-        }
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
+            },
+            _ => ConfigError::Read {
+                path: path.clone(),
+                source,
+            },
         })?;
         let config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.clone(),
@@ -434,6 +447,20 @@ pub fn word(value: &impl Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a missing config is "no node": a directory that cannot be
+    /// read says why (before, any error read as "no node in DIR").
+    #[test]
+    fn a_config_that_cannot_be_read_is_not_a_missing_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = NodeConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(missing.starts_with("no node in"), "{missing}");
+        // A file where the directory should be: ENOTDIR, as root too.
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        let unreadable = NodeConfig::load(&file).unwrap_err().to_string();
+        assert!(unreadable.starts_with("cannot read"), "{unreadable}");
+    }
 
     #[test]
     fn commented_toml_parses_back_to_the_same_config() {

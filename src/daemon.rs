@@ -10,7 +10,7 @@ use crate::{node::Node, store::Store};
 pub async fn run(dir: &Path) -> anyhow::Result<()> {
     init_logging();
     let node = Node::start(dir).await?;
-    let token = Store::new(dir).load_token()?;
+    let token = Store::new(dir).load_or_renew_token()?;
     let config = node.config();
     let addr = std::net::SocketAddr::new(config.api.bind, config.api.port);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -11,7 +11,9 @@ use common::{
     rogue::{version_on_disk, RoguePeer},
     *,
 };
-use iris_behaviours::{DescribeFile, Hello, Leave, ListFiles, Refusal, RefusalKind, Welcome};
+use iris_behaviours::{
+    DescribeFile, Hello, Leave, ListFiles, Refusal, RefusalKind, Removals, Welcome,
+};
 
 /// A key holder that left keeps asking. Before: every node served its
 /// `public/` to any peer that had the key, member or not. Now a peer that
@@ -169,6 +171,46 @@ async fn join_through_rogue(
     answer
 }
 
+/// A member that a newcomer joins through lists an honest member as
+/// removed by the master. Before: the joiner took the list as it came, and
+/// refused that member for good (its connections closed, its record never
+/// taken). Now a list counts only as the master signed it: a forged one
+/// fails the join, and says why.
+#[tokio::test]
+async fn a_bootstrap_cannot_make_a_newcomer_refuse_a_member() {
+    let nodes = network(&["alice", "bob"], KEY).await;
+    let (alice, bob) = (&nodes[0], &nodes[1]);
+    let (_, status) = alice.get("/v1/network").await.unwrap();
+    let genuine: iris_behaviours::NetworkConfig = serde_json::from_value(status).unwrap();
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let ticket = format!("iris:{}@{}", genuine.id(), rogue.address);
+    let bob_id: iris_behaviours::libp2p::PeerId = bob.peer_id().await.parse().unwrap();
+    let mut dave = TestNode::init("dave");
+    dave.start().await;
+    let unsigned = Removals {
+        peers: vec![bob_id],
+        ..Removals::default()
+    };
+    // Unsigned, and signed by the rogue itself: neither is the master's.
+    for (removed, why) in [
+        (unsigned, "not signed"),
+        (Removals::sign(vec![bob_id], 1, &rogue.keypair), "signature"),
+    ] {
+        let forged = Welcome {
+            config: genuine.clone(),
+            map: rogue.map.clone(),
+            removed,
+        };
+        let (code, body) = join_through_rogue(&dave, &mut rogue, &ticket, forged).await;
+        assert_ne!(code, 200, "dave took a forged removal: {body}");
+        assert!(body.to_string().contains(why), "{body}");
+    }
+    // Through an honest member, dave joins and sees bob.
+    let (code, body) = dave.join(KEY, bob).await;
+    assert_eq!(code, 200, "{body}");
+    dave.wait_state("bob", "alive").await;
+}
+
 /// A member that a newcomer joins through says that it is the master, or
 /// hands out a forged record of another member. Before: the joiner took
 /// the bootstrap's config and map as they came, so any key holder used as a
@@ -188,7 +230,7 @@ async fn a_bootstrap_cannot_make_itself_master_or_forge_records() {
         |config: iris_behaviours::NetworkConfig, map: Vec<iris_behaviours::MapEntry>| Welcome {
             config,
             map,
-            removed: vec![],
+            removed: Removals::default(),
         };
     let mut rogue_record = rogue.record.clone();
     rogue_record.role = iris_behaviours::Role::Master;

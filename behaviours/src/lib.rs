@@ -19,6 +19,7 @@ pub mod network_config;
 pub mod psk;
 pub mod record;
 pub mod refusal;
+pub mod removals;
 pub mod signed;
 pub mod tasks;
 pub mod traffic;
@@ -38,12 +39,15 @@ pub use record::{
     ExecutorState, ImageRef, NodeRecord, MAX_ADDRS, MAX_IMAGES, MAX_REASON, MAX_TAGS,
 };
 pub use refusal::{Refusal, RefusalKind};
+pub use removals::{Removals, MAX_REMOVED};
 pub use tasks::*;
 pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 13: each step of a secure sum is answered
+/// message naming both. Version 15: the list of removed nodes that a
+/// join's answer and the master's notice carry is signed by the master
+/// ([`Removals`]). Version 13: each step of a secure sum is answered
 /// with that step's own type (a key for a setup, a page for a fetch), not
 /// one enum of every answer. Version 12: a secure sum's session carries the
 /// range and resolution the job declared, and each site's count of values
@@ -60,7 +64,7 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 14;
+pub const PROTOCOL_VERSION: u32 = 15;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::{
     calls::{Accepted, AnswerFrame},
     messages::{Departure, Liveness, MapEntry},
-    NetworkConfig, NodeRecord,
+    NetworkConfig, NodeRecord, Removals,
 };
 
 /// The request-response protocol for membership. Version 1 (with
@@ -57,9 +57,10 @@ pub struct Join {
 pub struct Welcome {
     pub config: NetworkConfig,
     pub map: Vec<MapEntry>,
-    /// Nodes the master removed, which the joiner refuses too.
+    /// Nodes the master removed, which the joiner refuses too, as the
+    /// master signed the list.
     #[serde(default)]
-    pub removed: Vec<PeerId>,
+    pub removed: Removals,
 }
 
 /// Sent on every new connection so both sides know each other at once,

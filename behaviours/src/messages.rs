@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::names::{validate_name, validate_tag, MAX_FIELD, MAX_NAME_LEN, MAX_TAG_LEN};
 
-use crate::NodeRecord;
+use crate::{NodeRecord, Removals};
 
 /// How a node looks to the node that holds the map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,9 +84,10 @@ pub enum MapMessage {
     },
     /// The sender leaves the network or shuts down.
     Leave { departure: Departure },
-    /// Only from the master: these nodes are removed from the network.
-    /// Sent when it removes one and whenever someone new subscribes.
-    Removed { peers: Vec<PeerId> },
+    /// Only from the master: these nodes are removed from the network,
+    /// as it signed the list. Sent when it removes one and whenever
+    /// someone new subscribes.
+    Removed { removals: Removals },
 }
 
 /// The gossipsub topic of a network.

@@ -28,7 +28,7 @@ use iris_behaviours::{
     },
     transport::HandshakeError,
     AnswerFrame, Call, Departure, ExecutorState, ImageRef, MapEntry, NetworkConfig, NetworkMode,
-    NodeRecord, PeerRequest, PreSharedKey, Refusal, RefusalKind, Role, SwarmSettings,
+    NodeRecord, PeerRequest, PreSharedKey, Refusal, RefusalKind, Removals, Role, SwarmSettings,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -356,9 +356,24 @@ pub async fn resume(
         Role::Slave
     };
     let own = own_record(&ctx, role, saved.own_version);
+    let removals = if network.master == ctx.peer_id() {
+        // Ours to sign, from what we removed (a state saved before lists
+        // were signed has no signed copy).
+        let removed = saved.removed.clone();
+        let at = crate::now_ms().max(saved.removals.signed_at_ms + 1);
+        match removed.is_empty() {
+            true => Removals::default(),
+            false => Removals::sign(removed, at, &ctx.keypair),
+        }
+    } else if saved.removals.verify(&network.master).is_ok() {
+        saved.removals
+    } else {
+        Removals::default()
+    };
     let goal = Goal::Resume {
         map: saved.map,
         removed: saved.removed,
+        removals,
     };
     start(ctx, &psk, network, own, goal, previous_port).await
 }
@@ -534,20 +549,25 @@ fn classify_dial_error(addr: &Multiaddr, error: &DialError) -> NetworkError {
 /// What a failed incoming connection was, for the owner's log.
 pub(crate) enum IncomingFailure {
     /// It failed noise (the dialer, holding another key, hung up on our
-    /// second message), or went silent in it.
+    /// second message).
     WrongKey,
+    /// The handshake did not finish in time: a stuck or very slow peer,
+    /// or one that went silent in noise.
+    TimedOut,
     /// A node of another protocol version, or not an Iris node: the text
     /// says which, naming both versions.
     Incompatible(String),
-    /// Anything else (a dialer that hung up early, say): not worth a warning.
+    /// Anything else (a dialer that hung up before noise, a connection
+    /// aborted once set up): not worth a warning, and no sign of a key.
     Other,
 }
 
 pub(crate) fn classify_incoming(error: &(dyn std::error::Error + 'static)) -> IncomingFailure {
     use iris_behaviours::transport::HandshakeStage::*;
     match HandshakeError::find(error) {
-        None => IncomingFailure::WrongKey,
-        Some(f) if matches!(f.stage, Authentication | Timeout) => IncomingFailure::WrongKey,
+        None => IncomingFailure::Other,
+        Some(f) if f.stage == Authentication => IncomingFailure::WrongKey,
+        Some(f) if f.stage == Timeout => IncomingFailure::TimedOut,
         Some(f) => f
             .incompatibility()
             .map_or(IncomingFailure::Other, IncomingFailure::Incompatible),

@@ -27,7 +27,7 @@ pub const API_PORT_FILE: &str = "api.port";
 /// Why something on disk could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}{hint}", hint = crate::config::permission_hint(source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -37,8 +37,23 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is corrupt ({message}); move it aside to start without it")]
+    #[error("{path} is corrupt ({message}); {advice}", advice = advice_for(path))]
     Corrupt { path: PathBuf, message: String },
+}
+
+/// What the owner can do about a corrupt file, which depends on the file.
+fn advice_for(path: &Path) -> &'static str {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some(TOKEN_FILE) => "delete it and start the node: it makes a new token there",
+        Some(API_PORT_FILE) => "delete it: the node writes it again when it starts",
+        Some(IDENTITY_FILE) => {
+            "this node's identity is lost: restore the file from a backup, or `iris init` a new node"
+        }
+        Some(STATE_FILE) => {
+            "move it aside to start without it (the node is then in no network, and joins again)"
+        }
+        _ => "move it aside to start without it",
+    }
 }
 
 /// The node's membership of a network, saved so a restart rejoins by itself.
@@ -52,6 +67,10 @@ pub struct SavedMembership {
     /// Nodes the master removed.
     #[serde(default)]
     pub removed: Vec<iris_behaviours::libp2p::PeerId>,
+    /// The master's latest signed list of them, to pass on to joiners
+    /// (none in a state saved before lists were signed).
+    #[serde(default)]
+    pub removals: iris_behaviours::Removals,
 }
 
 /// The files of one node directory.
@@ -91,6 +110,28 @@ impl Store {
             path,
             message: e.to_string(),
         })
+    }
+
+    /// The API token, or a new one if there is none (the owner deleted
+    /// a lost or corrupt one): it guards only this node's own API, and
+    /// whoever may delete it may read it.
+    pub fn load_or_renew_token(&self) -> Result<String, StoreError> {
+        match self.load_token() {
+            Err(StoreError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                write_private(
+                    &self.path(TOKEN_FILE),
+                    format!("{}\n", random_hex(32)).as_bytes(),
+                )?;
+                tracing::info!(
+                    "made a new API token in {}",
+                    self.path(TOKEN_FILE).display()
+                );
+                self.load_token()
+            }
+            loaded => loaded,
+        }
     }
 
     pub fn load_token(&self) -> Result<String, StoreError> {
@@ -202,6 +243,30 @@ pub fn random_hex(n: usize) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// A lost token is made anew at start; a corrupt one says what to do
+    /// (before: "move it aside", after which the node would not start).
+    #[test]
+    fn a_lost_token_is_renewed_and_a_corrupt_one_says_how() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.create_secrets().unwrap();
+        fs::write(dir.path().join(TOKEN_FILE), "short").unwrap();
+        let error = store.load_or_renew_token().unwrap_err().to_string();
+        assert!(error.contains("delete it and start the node"), "{error}");
+        fs::remove_file(dir.path().join(TOKEN_FILE)).unwrap();
+        let token = store.load_or_renew_token().unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(store.load_token().unwrap(), token);
+        let denied = StoreError::Read {
+            path: dir.path().join(TOKEN_FILE),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(
+            denied.to_string().contains("run this as that user"),
+            "{denied}"
+        );
+    }
 
     #[test]
     fn secrets_are_private_and_stable() {

@@ -245,7 +245,7 @@ impl RoguePeer {
             MembershipRequest::Join(_) => sealed(Welcome {
                 config: self.network.clone(),
                 map: self.map.clone(),
-                removed: vec![],
+                removed: Default::default(),
             }),
             MembershipRequest::Probe(_) | MembershipRequest::Leave(_) => sealed(Accepted),
             MembershipRequest::ProbeFor(_) => sealed(Probed { reached: true }),

@@ -12,7 +12,8 @@ use std::time::Instant;
 use iris_behaviours::{
     libp2p::{identity::Keypair, PeerId},
     Accepted, AnswerFrame, Asks, Departure, Hello, Join, Leave, Liveness, MapMessage,
-    MembershipRequest, NetworkConfig, NodeRecord, ProbeFor, Refusal, Welcome, MAX_CONTROL_RESPONSE,
+    MembershipRequest, NetworkConfig, NodeRecord, ProbeFor, Refusal, Removals, Welcome,
+    MAX_CONTROL_RESPONSE, MAX_REMOVED,
 };
 
 use super::call_desk::Sender;
@@ -127,6 +128,7 @@ impl Members {
             own_version: self.own.version,
             map: self.map.entries(),
             removed: self.map.removed(),
+            removals: self.map.removals().clone(),
         })
     }
 
@@ -154,9 +156,47 @@ impl Members {
     /// The master tells everyone which nodes it removed: at each removal,
     /// and to each new listener, so a member that missed one learns it.
     pub(super) fn removal_notice(&self) -> Option<MapMessage> {
-        let peers = self.map.removed();
-        (self.network.master == self.own.peer_id && !peers.is_empty())
-            .then_some(MapMessage::Removed { peers })
+        let removals = self.map.removals();
+        (self.network.master == self.own.peer_id && !removals.peers.is_empty()).then(|| {
+            MapMessage::Removed {
+                removals: removals.clone(),
+            }
+        })
+    }
+
+    /// This node, the master, removes `peer`, and signs the new list of
+    /// the nodes it removed (which it then tells everyone).
+    pub(super) fn remove_as_master(&mut self, peer: PeerId) -> Vec<Effect> {
+        if !self.is_master(&self.own.peer_id) {
+            tracing::warn!(%peer, "only the master removes a node");
+            return Vec::new();
+        }
+        if self.map.removed().len() >= MAX_REMOVED {
+            tracing::error!(%peer, "cannot remove a node: {MAX_REMOVED} were removed already, the most a list holds");
+            return Vec::new();
+        }
+        let effects = self.remove(vec![peer]);
+        let at = crate::now_ms().max(self.map.removals().signed_at_ms + 1);
+        let signed = Removals::sign(self.map.removed(), at, &self.keypair);
+        self.map.keep_removals(signed);
+        self.dirty = true;
+        effects
+    }
+
+    /// A list of removed nodes that reached us (in a notice, a join's
+    /// answer or a catch-up): taken only as the master signed it.
+    pub(super) fn take_removals(&mut self, from: PeerId, removals: Removals) -> Vec<Effect> {
+        if removals.peers.is_empty() {
+            return Vec::new();
+        }
+        if let Err(reason) = removals.verify(&self.network.master) {
+            tracing::warn!(%from, "ignored a list of removed nodes: {reason}");
+            return Vec::new();
+        }
+        let peers = removals.peers.clone();
+        self.map.keep_removals(removals);
+        self.dirty = true;
+        self.remove(peers)
     }
 
     /// A change of the map, if there is one: saved, and the owner told.
@@ -215,7 +255,9 @@ impl Members {
                 signed_at_ms,
             } => self.on_suspicion(author, peer, (version, signed_at_ms), Instant::now()),
             MapMessage::Leave { departure } => self.departed(&author, departure),
-            MapMessage::Removed { peers } if self.is_master(&author) => self.remove(peers),
+            MapMessage::Removed { removals } if self.is_master(&author) => {
+                self.take_removals(author, removals)
+            }
             MapMessage::Removed { .. } => {
                 tracing::warn!(%author, "ignored a removal from a node that is not the master");
                 Vec::new()
@@ -273,7 +315,7 @@ impl Members {
                     now(sealed(Welcome {
                         config: self.network.clone(),
                         map: self.map.entries(),
-                        removed: self.map.removed(),
+                        removed: self.map.removals().clone(),
                     })),
                     effects,
                 ),
@@ -344,8 +386,8 @@ impl Members {
     /// record it holds that is newer than ours, each as its own node signed
     /// it.
     pub(super) fn on_catch_up(&mut self, peer: PeerId, answer: &AnswerFrame) -> Vec<Effect> {
-        let map = match Join::open(answer) {
-            Ok(Ok(Welcome { map, .. })) => map,
+        let (map, removed) = match Join::open(answer) {
+            Ok(Ok(Welcome { map, removed, .. })) => (map, removed),
             Ok(Err(refusal)) => {
                 tracing::warn!(%peer, "peer refused us: {}", refusal.reason);
                 return Vec::new();
@@ -355,7 +397,8 @@ impl Members {
                 return Vec::new();
             }
         };
-        let mut effects = Vec::new();
+        // Removals first: a record of a node removed since is refused.
+        let mut effects = self.take_removals(peer, removed);
         for entry in map {
             if entry.record.peer_id == self.own.peer_id
                 || self.map.stamp(&entry.record.peer_id)

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use iris_behaviours::{
     libp2p::identity::Keypair, Asks, Hello, Join, MapMessage, MembershipRequest, NetworkConfig,
-    NetworkMode, NodeRecord, Probe, RefusalKind, Role,
+    NetworkMode, NodeRecord, Probe, RefusalKind, Removals, Role,
 };
 
 use super::{Effect, Members, Reply};
@@ -155,24 +155,37 @@ fn our_own_suspicion_is_published_naming_the_copy_we_hold() {
 }
 
 #[test]
-fn only_the_master_removes_nodes() {
+fn only_the_master_removes_nodes_and_only_its_signed_list_counts() {
     let (mut members, alice, bob) = with_bob();
     let bob_id = bob.public().to_peer_id();
-    let carol = Keypair::generate_ed25519().public().to_peer_id();
-    let removal = MapMessage::Removed {
-        peers: vec![bob_id],
-    };
-    assert!(members.on_map_message(carol, removal.clone()).is_empty());
-    assert!(members.is_current_member(&bob_id));
-    let effects = members.on_map_message(alice.public().to_peer_id(), removal);
+    let carol = Keypair::generate_ed25519();
+    let carol_id = carol.public().to_peer_id();
+    // A list no master signed, or another node signed, removes no one,
+    // whoever sends it.
+    for removals in [
+        Removals {
+            peers: vec![bob_id],
+            ..Removals::default()
+        },
+        Removals::sign(vec![bob_id], 1, &carol),
+    ] {
+        let removal = MapMessage::Removed { removals };
+        assert!(members.on_map_message(carol_id, removal.clone()).is_empty());
+        let master = alice.public().to_peer_id();
+        assert!(members.on_map_message(master, removal).is_empty());
+        assert!(members.is_current_member(&bob_id));
+    }
+    // The master removes bob: it signs the list, and tells everyone.
+    let effects = members.remove_as_master(bob_id);
     assert!(effects
         .iter()
         .any(|e| matches!(e, Effect::Disconnect(p) if *p == bob_id)));
     assert!(!members.is_current_member(&bob_id));
-    assert!(matches!(
-        members.removal_notice(),
-        Some(MapMessage::Removed { peers }) if peers == vec![bob_id]
-    ));
+    let Some(MapMessage::Removed { removals }) = members.removal_notice() else {
+        panic!("no removal notice");
+    };
+    assert_eq!(removals.peers, vec![bob_id]);
+    removals.verify(&alice.public().to_peer_id()).unwrap();
 }
 
 #[test]

@@ -183,7 +183,7 @@ impl EventLoop {
                     }
                     Some(Command::Call { peer, call, reply }) => self.call(peer, call, reply),
                     Some(Command::Remove { peer, reply }) => {
-                        let effects = self.members.remove(vec![peer]);
+                        let effects = self.members.remove_as_master(peer);
                         self.apply(effects);
                         self.publish_removed();
                         let _ = reply.send(());
@@ -500,16 +500,7 @@ impl EventLoop {
                 }
                 return self.publish_removed();
             }
-            gossipsub::Event::SlowPeer {
-                peer_id,
-                failed_messages,
-            } => {
-                // A map message that waited too long for a connection is
-                // dropped: that member learns it only at a catch-up.
-                return self.warnings.warn("slow-gossip", || {
-                    format!("gossip to {peer_id} dropped messages that waited too long: {failed_messages:?}")
-                });
-            }
+            gossipsub::Event::SlowPeer { peer_id, .. } => return self.warnings.dropped(peer_id),
             _ => return,
         };
         if let Some((author, decoded)) = self.topic.open(&message) {

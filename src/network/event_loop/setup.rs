@@ -16,7 +16,7 @@ use iris_behaviours::{
         Multiaddr, PeerId, Swarm,
     },
     AnswerFrame, Asks, IrisBehaviour, IrisBehaviourEvent, Join, MapEntry, MembershipRequest,
-    NetworkConfig, NodeRecord, Refusal, RefusalKind, Welcome,
+    NetworkConfig, NodeRecord, Refusal, RefusalKind, Removals, Welcome,
 };
 
 use super::{members::sign_now, warnings::Warnings};
@@ -39,6 +39,8 @@ pub(crate) enum Goal {
     Resume {
         map: Vec<MapEntry>,
         removed: Vec<PeerId>,
+        /// The master's signed list, checked.
+        removals: Removals,
     },
     /// A network to join through the member at `bootstrap`, which sends the
     /// config and the map; with `network_id` (a ticket's), only that one.
@@ -347,9 +349,14 @@ impl<'a> Setup<'a> {
                     event: Some(event),
                 })
             }
-            Goal::Resume { map, removed } => {
+            Goal::Resume {
+                map,
+                removed,
+                removals,
+            } => {
                 let mut resumed = NetworkMap::new(self.network, self.own.clone());
                 resumed.load(map, removed);
+                resumed.keep_removals(removals);
                 tracing::info!(network = %self.network.name, "rejoining network");
                 self.done(Joined {
                     network: self.network.clone(),
@@ -451,7 +458,7 @@ impl<'a> Setup<'a> {
         peer: PeerId,
         config: NetworkConfig,
         entries: Vec<MapEntry>,
-        removed: Vec<PeerId>,
+        removed: Removals,
         network_id: Option<String>,
     ) {
         if config.master == self.ctx.peer_id() {
@@ -461,6 +468,10 @@ impl<'a> Setup<'a> {
             });
         }
         if let Err(reason) = config.verify() {
+            return self.fail(NetworkError::BadWelcome { peer, reason });
+        }
+        // Unsigned, a bootstrap could make us refuse members of its choosing.
+        if let Err(reason) = removed.verify(&config.master) {
             return self.fail(NetworkError::BadWelcome { peer, reason });
         }
         match network_id {
@@ -492,7 +503,8 @@ impl<'a> Setup<'a> {
             })
             .collect();
         let mut map = NetworkMap::new(&config, self.own.clone());
-        map.load(entries, removed);
+        map.load(entries, removed.peers.clone());
+        map.keep_removals(removed);
         if map.get(&config.master).is_none() {
             return self.fail(NetworkError::BadWelcome {
                 peer,

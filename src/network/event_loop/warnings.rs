@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use iris_behaviours::libp2p::{swarm::ListenError, Multiaddr};
+use iris_behaviours::libp2p::{swarm::ListenError, Multiaddr, PeerId};
 
 /// The least time between two lines of one kind.
 const PERIOD: Duration = Duration::from_secs(10);
@@ -43,6 +43,14 @@ impl Warnings {
         }
     }
 
+    /// Gossip dropped messages to `peer` that waited too long for its
+    /// connection: that member learns them only at its next catch-up.
+    pub(super) fn dropped(&mut self, peer: PeerId) {
+        self.warn("slow-gossip", || {
+            format!("gossip to {peer} dropped messages that waited too long for its connection")
+        });
+    }
+
     /// A connection that failed in its handshake or was refused: a wrong
     /// key and a connection past the limits are worth a warning (at a
     /// bounded rate), a dialer that hung up is not.
@@ -59,6 +67,12 @@ impl Warnings {
                         crate::network::error_chain(error)
                     )
                 }),
+                crate::network::IncomingFailure::TimedOut => self.warn("handshake-timeout", || {
+                    format!(
+                        "refused an incoming connection from {from}: its handshake did not finish in time (a stuck or slow peer, or another network key) ({})",
+                        crate::network::error_chain(error)
+                    )
+                }),
                 crate::network::IncomingFailure::Incompatible(why) => {
                     self.warn("incompatible", || {
                         format!("refused an incoming connection from {from}: {why}")
@@ -71,5 +85,21 @@ impl Warnings {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::network::{classify_incoming, IncomingFailure};
+
+    /// Only a failure in noise hints at a key: a connection aborted for
+    /// any other reason was once logged as "wrong network key?".
+    #[test]
+    fn an_incoming_failure_outside_the_handshake_is_no_wrong_key() {
+        let aborted = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "aborted");
+        assert!(matches!(
+            classify_incoming(&aborted),
+            IncomingFailure::Other
+        ));
     }
 }

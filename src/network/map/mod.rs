@@ -12,7 +12,7 @@ use std::{
 };
 
 use iris_behaviours::{
-    libp2p::PeerId, Departure, Liveness, MapEntry, NetworkConfig, NodeRecord, Role,
+    libp2p::PeerId, Departure, Liveness, MapEntry, NetworkConfig, NodeRecord, Removals, Role,
 };
 
 use crate::events::EventKind;
@@ -50,6 +50,8 @@ pub struct NetworkMap {
     members: BTreeMap<PeerId, Member>,
     /// Nodes the master removed: refused from then on, their names free.
     removed: BTreeSet<PeerId>,
+    /// The master's latest signed list of them, to pass on to joiners.
+    removals: Removals,
 }
 
 impl NetworkMap {
@@ -60,6 +62,7 @@ impl NetworkMap {
             master: config.master,
             members: BTreeMap::new(),
             removed: BTreeSet::new(),
+            removals: Removals::default(),
         };
         map.set_own(own);
         map
@@ -126,9 +129,23 @@ impl NetworkMap {
         self.removed.contains(peer)
     }
 
-    /// The nodes the master removed, to keep and to pass on.
+    /// The nodes the master removed, to keep.
     pub fn removed(&self) -> Vec<PeerId> {
         self.removed.iter().copied().collect()
+    }
+
+    /// The master's latest signed list of removed nodes, to pass on.
+    pub fn removals(&self) -> &Removals {
+        &self.removals
+    }
+
+    /// Keeps `removals` (the caller checked the master's signature) to
+    /// pass on, if it is later than the one kept. Its nodes are removed
+    /// with [`Self::remove`].
+    pub fn keep_removals(&mut self, removals: Removals) {
+        if removals.signed_at_ms > self.removals.signed_at_ms {
+            self.removals = removals;
+        }
     }
 
     /// The master removed `peer`: its entry is pruned, its name is free and
