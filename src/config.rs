@@ -161,7 +161,7 @@ impl LivenessConfig {
 pub enum ConfigError {
     #[error("no node in {dir}: create one with `iris init --dir {dir}`", dir = .dir.display())]
     Missing { dir: PathBuf },
-    #[error("cannot read {path}: {source}{hint}", hint = permission_hint(source))]
+    #[error("cannot read {path}: {source}{hint}", hint = crate::store::permission_hint(source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -170,17 +170,6 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-}
-
-/// What to do about a file this user may not read: a node's directory
-/// belongs to the user that made it, and is private to it.
-pub fn permission_hint(error: &std::io::Error) -> &'static str {
-    match error.kind() {
-        std::io::ErrorKind::PermissionDenied => {
-            " (the node's directory is private to the user that ran `iris init`: run this as that user)"
-        }
-        _ => "",
-    }
 }
 
 impl NodeConfig {

@@ -27,7 +27,7 @@ pub const API_PORT_FILE: &str = "api.port";
 /// Why something on disk could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot read {path}: {source}{hint}", hint = crate::config::permission_hint(source))]
+    #[error("cannot read {path}: {source}{hint}", hint = permission_hint(source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -39,6 +39,17 @@ pub enum StoreError {
     },
     #[error("{path} is corrupt ({message}); {advice}", advice = advice_for(path))]
     Corrupt { path: PathBuf, message: String },
+}
+
+/// What to do about a file this user may not read: a node's directory
+/// belongs to the user that made it, and is private to it.
+pub fn permission_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (the node's directory is private to the user that ran `iris init`: run this as that user)"
+        }
+        _ => "",
+    }
 }
 
 /// What the owner can do about a corrupt file, which depends on the file.
