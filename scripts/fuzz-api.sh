@@ -16,8 +16,14 @@ venv=target/fuzz-venv
 iris=${IRIS_BIN:-target/debug/iris}
 dir=$(mktemp -d -t iris-fuzz.XXXXXX)
 node=
+peer=
 cleanup() {
     [ -n "$node" ] && kill "$node" 2>/dev/null && wait "$node" 2>/dev/null
+    # A session the fuzzer opened outlives the node on purpose (sessions
+    # survive a restart): its containers, labelled with the node, go here.
+    if [ -n "$peer" ]; then
+        docker ps -aq --filter "label=iris.node=$peer" | xargs -r docker rm -f >/dev/null
+    fi
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -60,6 +66,8 @@ for _ in $(seq 300); do
     sleep 0.2
 done
 base="http://127.0.0.1:$(cat "$dir/api.port")"
+peer=$(curl -sf "$base/v1/status" -H "Authorization: Bearer $(cat "$dir/api.token")" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["peer_id"])')
 # The node's own files are where the fuzzer may name them: its workspace.
 cd "$dir"
 "$OLDPWD/$venv/bin/st" --config-file "$OLDPWD/schemathesis.toml" run "$base/v1/openapi.json" \
