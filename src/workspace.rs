@@ -252,12 +252,6 @@ pub fn version_of(meta: &std::fs::Metadata) -> FileVersion {
     }
 }
 
-/// Regular files under `dir`, relative to it, sorted. Links are not
-/// followed.
-pub fn files_under(dir: &Path) -> Vec<String> {
-    outputs_under(dir).0
-}
-
 /// The regular files under `dir`, relative to it: those whose names are
 /// UTF-8, sorted, and the others, each shown with its bytes escaped (a
 /// name that is not UTF-8 cannot be asked for by name, so it is refused
@@ -456,7 +450,7 @@ mod tests {
         let paths: Vec<String> = ws.served_files().into_iter().map(|e| e.path).collect();
         assert_eq!(paths, ["image/w.tar", "public/a/r.json"]);
         assert_eq!(
-            files_under(&ws.local.join("public")),
+            outputs_under(&ws.local.join("public")).0,
             ["a/.r.json.partial", "a/r.json"]
         );
     }
