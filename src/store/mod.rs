@@ -108,6 +108,11 @@ impl Store {
         let keypair = Keypair::generate_ed25519();
         let encoded = keypair.to_protobuf_encoding().expect("ed25519 keys encode");
         write_private(&self.path(IDENTITY_FILE), &encoded)?;
+        self.write_new_token()
+    }
+
+    /// A new random API token, in place of any other.
+    fn write_new_token(&self) -> Result<(), StoreError> {
         write_private(
             &self.path(TOKEN_FILE),
             format!("{}\n", random_hex(32)).as_bytes(),
@@ -131,10 +136,7 @@ impl Store {
             Err(StoreError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                write_private(
-                    &self.path(TOKEN_FILE),
-                    format!("{}\n", random_hex(32)).as_bytes(),
-                )?;
+                self.write_new_token()?;
                 tracing::info!(
                     "made a new API token in {}",
                     self.path(TOKEN_FILE).display()
