@@ -378,7 +378,13 @@ struct TarImages {
     tags: Vec<String>,
 }
 
-/// Reads [`TarImages`] from a tar. Blocking.
+/// Most images one shipped tar may hold (`docker save` of a job's image
+/// and a few others), and most tags per image.
+const MAX_TAR_IMAGES: usize = 16;
+
+/// Reads [`TarImages`] from a tar, refusing one with more than one
+/// manifest or index, or more than [`MAX_TAR_IMAGES`] images or tags an
+/// image (refused, not cut: every tag is checked before loading). Blocking.
 fn tar_images(path: &Path) -> Result<TarImages, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -400,13 +406,18 @@ fn tar_images(path: &Path) -> Result<TarImages, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(file);
     let mut found = TarImages::default();
-    let mut has_manifest = false;
+    let (mut has_manifest, mut has_index) = (false, false);
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let entry = entry.map_err(|e| format!("not a readable tar: {e}"))?;
         let name = entry.path().map_err(|e| e.to_string())?.into_owned();
         let is_manifest = name == Path::new("manifest.json");
         if !is_manifest && name != Path::new("index.json") {
             continue;
+        }
+        // A tar holds one of each; a second could say something else than
+        // the one the engine reads, and each would cost another MiB.
+        if (is_manifest && has_manifest) || (!is_manifest && has_index) {
+            return Err(format!("it has more than one {}", name.display()));
         }
         if entry.size() > MAX_JSON {
             return Err(format!("its {} is larger than 1 MiB", name.display()));
@@ -417,7 +428,19 @@ fn tar_images(path: &Path) -> Result<TarImages, String> {
         if is_manifest {
             let entries: Vec<ManifestEntry> = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("its manifest.json is not a docker-save manifest: {e}"))?;
+            if entries.len() > MAX_TAR_IMAGES {
+                return Err(format!(
+                    "its manifest.json lists {} images, at most {MAX_TAR_IMAGES}",
+                    entries.len()
+                ));
+            }
             for entry in entries {
+                let tags = entry.repo_tags.as_ref().map_or(0, Vec::len);
+                if tags > MAX_TAR_IMAGES {
+                    return Err(format!(
+                        "its manifest.json gives an image {tags} tags, at most {MAX_TAR_IMAGES}"
+                    ));
+                }
                 found.ids.extend(config_id(&entry.config));
                 found.tags.extend(
                     entry
@@ -429,6 +452,12 @@ fn tar_images(path: &Path) -> Result<TarImages, String> {
             }
             has_manifest = true;
         } else if let Ok(index) = serde_json::from_slice::<Index>(&bytes) {
+            has_index = true;
+            if index.manifests.len() > MAX_TAR_IMAGES {
+                return Err(format!(
+                    "its index.json lists more than {MAX_TAR_IMAGES} images"
+                ));
+            }
             found
                 .ids
                 .extend(index.manifests.into_iter().map(|m| m.digest));
@@ -471,11 +500,22 @@ mod tests {
         let manifest = format!(
             r#"[{{"Config":"blobs/sha256/{hex}","RepoTags":["worker:1","localhost:5000/x"],"Layers":[]}}]"#
         );
-        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
-        for (name, body) in [
-            ("manifest.json", manifest.as_str()),
-            ("index.json", r#"{"manifests":[{"digest":"sha256:cd"}]}"#),
-        ] {
+        let index = r#"{"manifests":[{"digest":"sha256:cd"}]}"#.to_string();
+        tar_of(&path, &[("manifest.json", manifest), ("index.json", index)]);
+        let found = tar_images(&path).unwrap();
+        assert_eq!(
+            found.ids,
+            [format!("sha256:{hex}"), "sha256:cd".to_string()]
+        );
+        assert_eq!(found.tags, ["worker:1", "localhost:5000/x:latest"]);
+        std::fs::write(&path, b"not a tar at all").unwrap();
+        assert!(tar_images(&path).is_err());
+    }
+
+    /// A tar whose entries are named `manifest.json` and `index.json`.
+    fn tar_of(path: &Path, entries: &[(&str, String)]) {
+        let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+        for (name, body) in entries {
             let mut header = tar::Header::new_gnu();
             header.set_size(body.len() as u64);
             header.set_mode(0o644);
@@ -485,14 +525,39 @@ mod tests {
                 .unwrap();
         }
         builder.finish().unwrap();
-        drop(builder);
-        let found = tar_images(&path).unwrap();
-        assert_eq!(
-            found.ids,
-            [format!("sha256:{hex}"), "sha256:cd".to_string()]
-        );
-        assert_eq!(found.tags, ["worker:1", "localhost:5000/x:latest"]);
-        std::fs::write(&path, b"not a tar at all").unwrap();
-        assert!(tar_images(&path).is_err());
+    }
+
+    /// A second manifest (which the engine may read instead of the first),
+    /// or more images or tags than a shipped image needs, is refused
+    /// before the engine sees the tar.
+    #[test]
+    fn a_tar_with_two_manifests_or_too_many_images_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.tar");
+        let image = |tags: usize| {
+            let tags: Vec<String> = (0..tags).map(|i| format!("\"w:{i}\"")).collect();
+            let hex = "ab".repeat(32);
+            format!(
+                r#"{{"Config":"blobs/sha256/{hex}","RepoTags":[{}]}}"#,
+                tags.join(",")
+            )
+        };
+        let manifest =
+            |images: usize, tags: usize| format!("[{}]", vec![image(tags); images].join(","));
+        tar_of(&path, &[("manifest.json", manifest(1, 1))]);
+        assert!(tar_images(&path).is_ok());
+        let twice = [
+            ("manifest.json", manifest(1, 1)),
+            ("manifest.json", manifest(1, 1)),
+        ];
+        tar_of(&path, &twice);
+        let err = tar_images(&path).unwrap_err();
+        assert!(err.contains("more than one manifest.json"), "{err}");
+        tar_of(&path, &[("manifest.json", manifest(MAX_TAR_IMAGES + 1, 1))]);
+        let err = tar_images(&path).unwrap_err();
+        assert!(err.contains("lists 17 images"), "{err}");
+        tar_of(&path, &[("manifest.json", manifest(1, MAX_TAR_IMAGES + 1))]);
+        let err = tar_images(&path).unwrap_err();
+        assert!(err.contains("17 tags"), "{err}");
     }
 }

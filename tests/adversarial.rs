@@ -12,7 +12,7 @@ use common::{
     rogue::{version_on_disk, RoguePeer},
     *,
 };
-use iris_behaviours::{DescribeFile, FileManifest, ListFiles, Refusal, RefusalKind};
+use iris_behaviours::{AnswerFrame, DescribeFile, FileManifest, ListFiles, Refusal, RefusalKind};
 
 /// A member asks for the manifests of many large files at once. Each one is
 /// a whole-file hash: unbounded, they take every core and as many threads.
@@ -98,6 +98,44 @@ async fn a_member_that_never_answers_fails_its_task_within_a_minute() {
         started.elapsed()
     );
     silent.abort();
+}
+
+/// A member answers a call with far more than the call's answer can
+/// hold: here, mallory refuses a task with a 6 MiB reason. Before: any
+/// answer could be 8 MiB; the master read it whole and kept the reason as
+/// the task's error, in its job record and in every answer about the job.
+/// Now each call has a bound of its own (8 KiB for a task's
+/// acknowledgement), checked on the frame's length before its body is
+/// read, and the task fails saying so.
+#[tokio::test]
+async fn an_answer_larger_than_its_call_allows_is_refused_unread() {
+    let nodes = data_network(&["alice"]).await;
+    let alice = &nodes[0];
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let master = rogue.network.master;
+    let huge = Refusal {
+        kind: RefusalKind::Failed,
+        reason: "x".repeat(6 << 20),
+    };
+    let job = job_body("mallory", &["/iris-worker", "exit", "0"]);
+    let ((code, job), seen) = tokio::join!(
+        alice.post("/v1/jobs", job),
+        rogue.answer_calls(master, 1, DEADLINE, |_, _| {
+            Some(AnswerFrame::refused(huge.clone()))
+        })
+    );
+    let shown: String = job.to_string().chars().take(600).collect();
+    assert_eq!(code, 201, "{shown}");
+    assert_eq!(seen.len(), 1, "mallory was asked nothing");
+    let task = &job["tasks"]["mallory"];
+    assert_eq!(task["state"], "failed", "{shown}");
+    let error = task["error"].as_str().unwrap_or_default();
+    assert!(
+        error.len() < 4096,
+        "the task's error is {} bytes",
+        error.len()
+    );
+    assert!(error.contains("exceeds the limit"), "{error}");
 }
 
 /// Is this answer a refusal (of any kind)?

@@ -16,8 +16,13 @@ use crate::traffic::Traffic;
 
 /// Largest request, membership or call (a join carries one record).
 pub const MAX_CONTROL_REQUEST: usize = 64 * 1024;
-/// Largest answer, membership or call (a welcome carries the whole map).
+/// Largest answer any request may have (a welcome carries the whole map);
+/// each request bounds its own answer below it ([`AnswerLimit`]).
 pub const MAX_CONTROL_RESPONSE: usize = 8 * 1024 * 1024;
+/// The bound of an answer that says little (an acknowledgement, a fetch's
+/// id or state, a probe's result): room for any refusal, whose reason is
+/// at most [`crate::refusal::MAX_REASON_BYTES`].
+pub const SMALL_ANSWER: usize = 8 * 1024;
 /// Largest gossip message (one record).
 pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
 
@@ -105,11 +110,25 @@ impl<T: Serialize + DeserializeOwned + Send> Framed for T {
     }
 }
 
+/// A request that bounds its own answer: the codec reads at most this many
+/// bytes of the answer frame, checked on the frame's length before its
+/// body is read, so a peer cannot make an acknowledgement cost megabytes.
+pub trait AnswerLimit {
+    /// The largest answer frame this request may get, refusals included.
+    fn answer_limit(&self) -> usize;
+}
+
 /// A request-response codec for any pair of framed types, one frame each
-/// way.
+/// way. It is cloned for every stream, and each stream carries one request
+/// and its answer: the asker's clone keeps the bound of the request it
+/// wrote, and reads no more of the answer. (The answerer seals its answer
+/// within the same bound, `AnswerFrame::seal`, so that one too large
+/// becomes a refusal that says so rather than a stream cut short.)
 pub struct CborCodec<Req, Resp> {
     max_request: usize,
     max_response: usize,
+    /// The bound of this stream's answer, once its request is written.
+    answer_limit: Option<usize>,
     /// Every frame read or written is counted here.
     traffic: Arc<Traffic>,
     _types: PhantomData<fn() -> (Req, Resp)>,
@@ -125,9 +144,17 @@ impl<Req, Resp> CborCodec<Req, Resp> {
         Self {
             max_request,
             max_response,
+            answer_limit: None,
             traffic,
             _types: PhantomData,
         }
+    }
+
+    /// The bound of this stream's answer: its request's, within the
+    /// codec's own.
+    fn answer_max(&self) -> usize {
+        self.answer_limit
+            .map_or(self.max_response, |limit| limit.min(self.max_response))
     }
 
     fn read_counted(&self, body: &[u8]) {
@@ -150,7 +177,7 @@ impl<Req, Resp> Clone for CborCodec<Req, Resp> {
 
 impl<Req, Resp> request_response::Codec for CborCodec<Req, Resp>
 where
-    Req: Framed,
+    Req: Framed + AnswerLimit,
     Resp: Framed,
 {
     type Protocol = StreamProtocol;
@@ -170,7 +197,7 @@ where
     where
         T: AsyncRead + Unpin + Send,
     {
-        let body = read_frame(io, self.max_response).await?;
+        let body = read_frame(io, self.answer_max()).await?;
         self.read_counted(&body);
         Ok(Resp::from_frame(body)?)
     }
@@ -179,6 +206,7 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
+        self.answer_limit = Some(req.answer_limit());
         let body = req.to_frame(self.max_request)?;
         self.write_counted(&body);
         write_frame(io, &body).await
@@ -203,6 +231,7 @@ where
 mod tests {
     use super::*;
     use crate::{
+        calls::AnswerFrame,
         membership::{Leave, MembershipRequest},
         messages::Departure,
     };
@@ -248,6 +277,23 @@ mod tests {
         let err = block_on(codec().read_request(&protocol(), &mut Cursor::new(wire))).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("exceeds the limit"), "{err}");
+    }
+
+    /// The answer to a leave is an acknowledgement: a frame claiming more
+    /// than its bound is refused on its length, though it is far below the
+    /// codec's own bound.
+    #[test]
+    fn an_answer_is_bounded_by_its_request() {
+        let leave = MembershipRequest::Leave(Leave {
+            departure: Departure::Shutdown,
+        });
+        let mut asker = CborCodec::<MembershipRequest, AnswerFrame>::new(1024, 1 << 20);
+        block_on(asker.write_request(&protocol(), &mut Vec::new(), leave)).unwrap();
+        let mut wire = (100_000u32).to_be_bytes().to_vec();
+        wire.resize(4 + 100_000, 0);
+        let err = block_on(asker.read_response(&protocol(), &mut Cursor::new(wire))).unwrap_err();
+        let expected = format!("frame of 100000 bytes exceeds the limit of {SMALL_ANSWER} bytes");
+        assert!(err.to_string().contains(&expected), "{err}");
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub mod transport;
 pub use audit_head::AuditHead;
 pub use behaviour::{build_swarm, IrisBehaviour, IrisBehaviourEvent, SwarmSettings};
 pub use calls::*;
-pub use codec::{CborCodec, CodecError, MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE};
+pub use codec::{
+    AnswerLimit, CborCodec, CodecError, MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE, SMALL_ANSWER,
+};
 pub use datasets::{Column, ColumnType, DatasetCard};
 pub use files::{FileEntry, FileManifest, FileVersion, CHUNK_SIZE};
 pub use membership::*;
@@ -38,14 +40,17 @@ pub use psk::{derive_psk, validate_key, PreSharedKey, MIN_KEY_LEN};
 pub use record::{
     ExecutorState, ImageRef, NodeRecord, MAX_ADDRS, MAX_IMAGES, MAX_REASON, MAX_TAGS,
 };
-pub use refusal::{Refusal, RefusalKind};
+pub use refusal::{Refusal, RefusalKind, MAX_REASON_BYTES};
 pub use removals::{Removals, MAX_REMOVED};
 pub use tasks::*;
 pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 15: the list of removed nodes that a
+/// message naming both. Version 16: every request bounds its own answer
+/// (an acknowledgement 8 KiB, a page of a sum 4 MiB, a welcome 8 MiB),
+/// read no further, and a secure-sum step carries its answer's bound.
+/// Version 15: the list of removed nodes that a
 /// join's answer and the master's notice carry is signed by the master
 /// ([`Removals`]). Version 13: each step of a secure sum is answered
 /// with that step's own type (a key for a setup, a page for a fetch), not
@@ -64,7 +69,7 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 15;
+pub const PROTOCOL_VERSION: u32 = 16;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -10,6 +10,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
     calls::{Accepted, AnswerFrame},
+    codec::{AnswerLimit, MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE, SMALL_ANSWER},
     messages::{Departure, Liveness, MapEntry},
     NetworkConfig, NodeRecord, Removals,
 };
@@ -22,6 +23,9 @@ pub const MEMBERSHIP_PROTOCOL: &str = "/iris/membership/1";
 /// A membership request, and the type of its answer.
 pub trait Asks: Sized {
     type Answer: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The largest answer frame this request may get, refusals included.
+    const MAX_ANSWER: usize;
 
     /// The request as the wire carries it.
     fn into_request(self) -> MembershipRequest;
@@ -43,6 +47,18 @@ pub enum MembershipRequest {
     Leave(Leave),
     Probe(Probe),
     ProbeFor(ProbeFor),
+}
+
+impl AnswerLimit for MembershipRequest {
+    fn answer_limit(&self) -> usize {
+        match self {
+            Self::Join(_) => Join::MAX_ANSWER,
+            Self::Hello(_) => Hello::MAX_ANSWER,
+            Self::Leave(_) => Leave::MAX_ANSWER,
+            Self::Probe(_) => Probe::MAX_ANSWER,
+            Self::ProbeFor(_) => ProbeFor::MAX_ANSWER,
+        }
+    }
 }
 
 /// "Let me in": answered with a [`Welcome`], or refused. Members also ask
@@ -101,12 +117,13 @@ pub struct Probed {
     pub reached: bool,
 }
 
-/// Declares that `$request` is answered with `$answer`, carried as
-/// `MembershipRequest::$variant`.
+/// Declares that `$request` is answered with `$answer` of at most `$max`
+/// bytes, carried as `MembershipRequest::$variant`.
 macro_rules! asks {
-    ($request:ident => $answer:ty, $variant:ident) => {
+    ($request:ident => $answer:ty, $variant:ident, max_answer: $max:expr) => {
         impl Asks for $request {
             type Answer = $answer;
+            const MAX_ANSWER: usize = $max;
             fn into_request(self) -> MembershipRequest {
                 MembershipRequest::$variant(self)
             }
@@ -114,8 +131,10 @@ macro_rules! asks {
     };
 }
 
-asks!(Join => Welcome, Join);
-asks!(Hello => Hello, Hello);
-asks!(Leave => Accepted, Leave);
-asks!(Probe => Accepted, Probe);
-asks!(ProbeFor => Probed, ProbeFor);
+// A welcome carries the whole map; a hello one record, which travels in a
+// request too.
+asks!(Join => Welcome, Join, max_answer: MAX_CONTROL_RESPONSE);
+asks!(Hello => Hello, Hello, max_answer: MAX_CONTROL_REQUEST + SMALL_ANSWER);
+asks!(Leave => Accepted, Leave, max_answer: SMALL_ANSWER);
+asks!(Probe => Accepted, Probe, max_answer: SMALL_ANSWER);
+asks!(ProbeFor => Probed, ProbeFor, max_answer: SMALL_ANSWER);

@@ -21,6 +21,10 @@ pub enum RefusalKind {
     Failed,
 }
 
+/// The longest reason a refusal gives, in bytes: what a person reads, not
+/// a place for data. Longer reasons are cut at a character's boundary.
+pub const MAX_REASON_BYTES: usize = 2048;
+
 /// A refusal: its kind and a reason for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
@@ -29,11 +33,20 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// A refusal of `kind`, its reason cut to [`MAX_REASON_BYTES`], so
+    /// that it fits in the answer of any call.
     pub fn new(kind: RefusalKind, reason: impl Into<String>) -> Self {
-        Self {
-            kind,
-            reason: reason.into(),
+        let mut reason = reason.into();
+        if reason.len() > MAX_REASON_BYTES {
+            const CUT: &str = " [cut]";
+            let mut end = MAX_REASON_BYTES - CUT.len();
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            reason.push_str(CUT);
         }
+        Self { kind, reason }
     }
 
     pub fn invalid(reason: impl Into<String>) -> Self {
@@ -50,5 +63,24 @@ impl Refusal {
 
     pub fn failed(reason: impl Into<String>) -> Self {
         Self::new(RefusalKind::Failed, reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reason_is_cut_at_a_character_boundary() {
+        let short = Refusal::failed("no such task");
+        assert_eq!(short.reason, "no such task");
+        let long = Refusal::failed("é".repeat(MAX_REASON_BYTES));
+        assert!(
+            long.reason.len() <= MAX_REASON_BYTES,
+            "{}",
+            long.reason.len()
+        );
+        assert!(long.reason.ends_with(" [cut]"));
+        assert!(long.reason.starts_with("éé"));
     }
 }

@@ -29,7 +29,7 @@ use std::{future::Future, sync::Arc};
 
 use iris_behaviours::{
     libp2p::PeerId, AnswerFrame, AuditCall, Call, FileCall, PeerRequest, Refusal, RefusalKind,
-    SessionCall, SumCall, TaskCall, MAX_CONTROL_RESPONSE,
+    SessionCall, SumCall, TaskCall,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -191,7 +191,8 @@ impl Router {
                 return AnswerFrame::refused(refusal);
             }
         }
+        let max_answer = call.max_answer();
         let answer = call.handle(self, peer, from_master).await;
-        AnswerFrame::seal(answer, MAX_CONTROL_RESPONSE)
+        AnswerFrame::seal(answer, max_answer)
     }
 }

@@ -124,7 +124,7 @@ impl SecureSums {
         &self,
         peer: PeerId,
         from_master: bool,
-        SecureSumStep { body }: SecureSumStep,
+        SecureSumStep { body, .. }: SecureSumStep,
     ) -> Result<SumAnswer, Refusal> {
         let request: SaRequest = decode(&body).map_err(Refusal::invalid)?;
         if !from_master && !matches!(request, SaRequest::Shares(_)) {

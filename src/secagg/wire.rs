@@ -8,7 +8,7 @@
 //! protocol's arithmetic. Every step but [`Shares`] comes from the master;
 //! [`Shares`] goes from site to site.
 
-use iris_behaviours::{libp2p::PeerId, SecureSumStep};
+use iris_behaviours::{libp2p::PeerId, SecureSumStep, MAX_SUM_ANSWER, SMALL_ANSWER};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{Params, SessionId, ShareBundle, SignedMaskKey, Unmasking};
@@ -22,7 +22,19 @@ pub const PAGE_BYTES: usize = PAGE_WORDS * 8;
 /// A step of a secure sum, and what it is answered with.
 pub trait Step: Into<SaRequest> {
     type Answer: Serialize + DeserializeOwned;
+
+    /// The most bytes the answer's CBOR may take: the asker reads no
+    /// more. Most answers are a few words; a page is [`PAGE_BYTES`].
+    const MAX_ANSWER: usize = SMALL_ANSWER;
 }
+
+/// The most an [`Unmasking`] may take: two shares of some 70 bytes and a
+/// peer id for each of up to 255 sites.
+const MAX_UNMASKING: usize = 128 * 1024;
+
+// The largest step's answer, and its refusal, fit the wire's bound.
+const _: () = assert!(PAGE_BYTES + 64 + SMALL_ANSWER <= MAX_SUM_ANSWER);
+const _: () = assert!(MAX_UNMASKING + SMALL_ANSWER <= MAX_SUM_ANSWER);
 
 /// Every step, as a site reads it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,9 +51,10 @@ pub enum SaRequest {
 
 /// Declares a step: its variant of [`SaRequest`] and its answer.
 macro_rules! step {
-    ($step:ident => $answer:ty) => {
+    ($step:ident => $answer:ty $(, max_answer: $max:expr)?) => {
         impl Step for $step {
             type Answer = $answer;
+            $(const MAX_ANSWER: usize = $max;)?
         }
         impl From<$step> for SaRequest {
             fn from(step: $step) -> Self {
@@ -121,7 +134,7 @@ pub struct Page {
     #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
-step!(Fetch => Page);
+step!(Fetch => Page, max_answer: PAGE_BYTES + 64);
 
 /// Sign the list of survivors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,7 +156,7 @@ pub struct Unmask {
     pub survivors: Vec<PeerId>,
     pub signatures: Vec<(PeerId, Vec<u8>)>,
 }
-step!(Unmask => Unmasking);
+step!(Unmask => Unmasking, max_answer: MAX_UNMASKING);
 
 /// Asks `peer` one step, and reads the answer as that step's: the
 /// master's steps to a site, and a site's shares to another.
@@ -153,8 +166,11 @@ pub async fn ask<S: Step>(
     step: S,
 ) -> Result<S::Answer, String> {
     let request: SaRequest = step.into();
+    // The answer's CBOR, inside the wire's answer, or a refusal.
+    let max_answer = S::MAX_ANSWER + SMALL_ANSWER;
     let step = SecureSumStep {
         body: encode(&request),
+        max_answer: max_answer as u32,
     };
     let answer = membership.call(peer, step).await;
     decode(&answer.map_err(|e| e.to_string())?.body)

@@ -20,6 +20,9 @@ use iris_behaviours::{
     Refusal, Role, SwarmSettings, Welcome, MAX_CONTROL_RESPONSE,
 };
 
+mod incoming;
+use incoming::Incoming;
+
 pub struct RoguePeer {
     swarm: Swarm<IrisBehaviour>,
     /// Its identity, to sign what it says (or to sign lies).
@@ -275,6 +278,22 @@ impl RoguePeer {
         period: Duration,
         answer: impl Fn(&Envelope) -> AnswerFrame,
     ) -> Vec<Envelope> {
+        let first_cut = |seen: usize, call: &Envelope| (seen > 0).then(|| answer(call));
+        self.answer_calls(peer, count, period, first_cut).await
+    }
+
+    /// Answers the calls from `peer` with what `answer` says, given how
+    /// many came before and the call; `None` closes the connection under
+    /// the call instead. Returns every call seen from `peer`, once `count`
+    /// came or `period` ended. Calls from others are turned away,
+    /// membership requests answered as a member would.
+    pub async fn answer_calls(
+        &mut self,
+        peer: PeerId,
+        count: usize,
+        period: Duration,
+        answer: impl Fn(usize, &Envelope) -> Option<AnswerFrame>,
+    ) -> Vec<Envelope> {
         let mut seen = Vec::new();
         let until = tokio::time::Instant::now() + period;
         while seen.len() < count {
@@ -301,13 +320,14 @@ impl RoguePeer {
                     channel,
                     ..
                 }) => {
-                    seen.push(envelope.clone());
-                    if seen.len() == 1 {
+                    let answer = answer(seen.len(), &envelope);
+                    seen.push(envelope);
+                    let Some(answer) = answer else {
                         self.swarm.close_connection(connection);
                         continue;
-                    }
+                    };
                     let calls = &mut self.swarm.behaviour_mut().calls;
-                    let _ = calls.send_response(channel, answer(&envelope));
+                    let _ = calls.send_response(channel, answer);
                 }
                 None => {}
             }
@@ -525,57 +545,6 @@ pub type Answered<A> = Result<Result<A, Refusal>, String>;
 enum Answer {
     Membership(OutboundRequestId, Result<AnswerFrame, String>),
     Call(OutboundRequestId, Result<AnswerFrame, String>),
-}
-
-/// A membership request or a call a peer sent the rogue, with where to
-/// answer it.
-enum Incoming {
-    Membership {
-        peer: PeerId,
-        request: MembershipRequest,
-        channel: request_response::ResponseChannel<AnswerFrame>,
-    },
-    Call {
-        peer: PeerId,
-        connection: iris_behaviours::libp2p::swarm::ConnectionId,
-        envelope: Envelope,
-        channel: request_response::ResponseChannel<AnswerFrame>,
-    },
-}
-
-impl Incoming {
-    /// The request or call `event` carries, if it is one.
-    fn from(event: SwarmEvent<IrisBehaviourEvent>) -> Option<Self> {
-        use request_response::{Event, Message};
-        match event {
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            })) => Some(Self::Membership {
-                peer,
-                request,
-                channel,
-            }),
-            SwarmEvent::Behaviour(IrisBehaviourEvent::Calls(Event::Message {
-                peer,
-                connection_id,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-            })) => Some(Self::Call {
-                peer,
-                connection: connection_id,
-                envelope: request,
-                channel,
-            }),
-            _ => None,
-        }
-    }
 }
 
 /// The frame of an answer the rogue gives.

@@ -3,13 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::call;
-use crate::AuditHead;
+use super::{call, Call};
+use crate::{codec::SMALL_ANSWER, AuditHead};
 
 /// The calls about audit logs, as the wire carries them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AuditCall {
     Prove(ProveAudit),
+}
+
+impl AuditCall {
+    /// The bound of this call's answer.
+    pub fn max_answer(&self) -> usize {
+        match self {
+            Self::Prove(call) => call.max_answer(),
+        }
+    }
 }
 
 /// "Prove that your audit log extends these sizes": consistency proofs
@@ -33,4 +42,9 @@ pub struct AuditProofs {
     pub proofs: Vec<serde_bytes::ByteBuf>,
 }
 
-call!(ProveAudit => AuditProofs, Audit(AuditCall::Prove), repeatable: true);
+/// The bound of a proof's answer: a signed head, and for each size a
+/// proof of at most 64 hashes of 32 bytes (a log of up to 2⁶⁴ lines).
+pub const MAX_PROOFS_ANSWER: usize = SMALL_ANSWER + MAX_PROOF_SIZES * 64 * 34;
+
+call!(ProveAudit => AuditProofs, Audit(AuditCall::Prove), repeatable: true,
+    max_answer: MAX_PROOFS_ANSWER);

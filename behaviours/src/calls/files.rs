@@ -8,8 +8,11 @@ use std::time::Duration;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use super::{call, ANSWER_WITHIN};
-use crate::files::{FileEntry, FileManifest};
+use super::{call, Call, ANSWER_WITHIN};
+use crate::{
+    codec::{MAX_CONTROL_RESPONSE, SMALL_ANSWER},
+    files::{FileEntry, FileManifest},
+};
 
 /// The calls about files, as the wire carries them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,6 +22,25 @@ pub enum FileCall {
     Fetch(FetchFile),
     Status(FetchStatus),
 }
+
+impl FileCall {
+    /// The bound of this call's answer.
+    pub fn max_answer(&self) -> usize {
+        match self {
+            Self::List(call) => call.max_answer(),
+            Self::Describe(call) => call.max_answer(),
+            Self::Fetch(call) => call.max_answer(),
+            Self::Status(call) => call.max_answer(),
+        }
+    }
+}
+
+/// The bound of a listing's answer: some twenty thousand files.
+pub const MAX_LISTING: usize = 2 * 1024 * 1024;
+
+/// The bound of a manifest's answer: 34 bytes a chunk of 1 MiB, so files
+/// up to some 240 GiB; a larger file is refused as too large to describe.
+pub const MAX_MANIFEST: usize = MAX_CONTROL_RESPONSE;
 
 /// The public and image files this node serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,12 +85,16 @@ pub enum FetchProgress {
     Done { bytes: u64, blake3: String },
 }
 
-call!(ListFiles => Vec<FileEntry>, Files(FileCall::List), repeatable: true);
+call!(ListFiles => Vec<FileEntry>, Files(FileCall::List), repeatable: true,
+    max_answer: MAX_LISTING);
 call!(DescribeFile => FileManifest, Files(FileCall::Describe), repeatable: true,
+    max_answer: MAX_MANIFEST,
     /// The serving node hashes the whole file first.
     fn answer_within(&self) -> Duration {
         20 * ANSWER_WITHIN
     }
 );
-call!(FetchFile => FetchStarted, Files(FileCall::Fetch), repeatable: false);
-call!(FetchStatus => FetchProgress, Files(FileCall::Status), repeatable: false);
+call!(FetchFile => FetchStarted, Files(FileCall::Fetch), repeatable: false,
+    max_answer: SMALL_ANSWER);
+call!(FetchStatus => FetchProgress, Files(FileCall::Status), repeatable: false,
+    max_answer: SMALL_ANSWER);

@@ -18,20 +18,23 @@ mod sessions;
 mod sums;
 mod tasks;
 
-pub use audit::{AuditCall, AuditProofs, ProveAudit, MAX_PROOF_SIZES};
+pub use audit::{AuditCall, AuditProofs, ProveAudit, MAX_PROOFS_ANSWER, MAX_PROOF_SIZES};
 pub use files::{
     DescribeFile, FetchFile, FetchProgress, FetchStarted, FetchStatus, FileCall, ListFiles,
+    MAX_LISTING, MAX_MANIFEST,
 };
 pub use sessions::{CreateSession, ExecInSession, ExecOutput, RemoveSession, SessionCall};
-pub use sums::{SecureSumStep, SumAnswer, SumCall};
-pub use tasks::{Accepted, CancelTask, FetchLogs, Logs, RunTask, TaskCall, TaskUpdate};
+pub use sums::{SecureSumStep, SumAnswer, SumCall, MAX_SUM_ANSWER};
+pub use tasks::{
+    Accepted, CancelTask, FetchLogs, Logs, RunTask, TaskCall, TaskUpdate, OUTPUT_ANSWER,
+};
 
 use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
-    codec::{decode, encode, CodecError, Framed},
+    codec::{decode, encode, AnswerLimit, CodecError, Framed},
     refusal::Refusal,
 };
 
@@ -61,6 +64,12 @@ pub trait Call: Clone + Send + Sized + 'static {
     /// with its first answer.
     const REPEATABLE: bool;
 
+    /// The largest answer frame this call may get, refusals included:
+    /// the caller reads no more, and the answerer sends no more (an answer
+    /// that would not fit becomes a refusal that says so). Each call has
+    /// its own, from what its answer holds (docs/protocol.md's table).
+    fn max_answer(&self) -> usize;
+
     /// How long the caller waits for the answer. Work that runs before the
     /// answer has a deadline of its own: an exec its timeout, a manifest a
     /// whole-file hash.
@@ -82,6 +91,19 @@ pub enum PeerRequest {
     Audit(AuditCall),
 }
 
+impl PeerRequest {
+    /// The bound of this call's answer ([`Call::max_answer`]).
+    pub fn max_answer(&self) -> usize {
+        match self {
+            Self::Tasks(call) => call.max_answer(),
+            Self::Sessions(call) => call.max_answer(),
+            Self::Files(call) => call.max_answer(),
+            Self::Sums(call) => call.max_answer(),
+            Self::Audit(call) => call.max_answer(),
+        }
+    }
+}
+
 /// A call as it travels.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
@@ -92,6 +114,12 @@ pub struct Envelope {
     /// doing the work twice. Ids are the sender's, kept apart per sender.
     pub once: Option<u64>,
     pub request: PeerRequest,
+}
+
+impl AnswerLimit for Envelope {
+    fn answer_limit(&self) -> usize {
+        self.request.max_answer()
+    }
 }
 
 /// An answer as it travels: the CBOR of `Result<C::Answer, Refusal>` for
@@ -161,14 +189,17 @@ impl Framed for AnswerFrame {
     }
 }
 
-/// Declares that `$call` is a call answered with `$answer`, carried as
-/// `PeerRequest::$concern($group::$variant(..))`, with an optional
-/// `answer_within` of its own.
+/// Declares that `$call` is a call answered with `$answer` of at most
+/// `$max` bytes, carried as `PeerRequest::$concern($group::$variant(..))`,
+/// with an optional `answer_within` of its own.
 macro_rules! call {
-    ($call:ident => $answer:ty, $concern:ident($group:ident::$variant:ident), repeatable: $repeatable:expr $(, $within:item)?) => {
+    ($call:ident => $answer:ty, $concern:ident($group:ident::$variant:ident), repeatable: $repeatable:expr, max_answer: $max:expr $(, $within:item)?) => {
         impl $crate::calls::Call for $call {
             type Answer = $answer;
             const REPEATABLE: bool = $repeatable;
+            fn max_answer(&self) -> usize {
+                $max
+            }
             $($within)?
             fn into_request(self) -> $crate::calls::PeerRequest {
                 $crate::calls::PeerRequest::$concern($group::$variant(self))
@@ -194,6 +225,28 @@ mod tests {
         let opened = refused.open::<FetchLogs>().unwrap();
         assert_eq!(opened.unwrap_err().kind, RefusalKind::NotFound);
         assert_eq!(refused.refusal().unwrap().reason, "no such task");
+    }
+
+    /// Every call's bound has room for any refusal, and none is over the
+    /// codec's own.
+    #[test]
+    fn the_longest_refusal_fits_the_smallest_bound() {
+        let refusal = Refusal::failed("é".repeat(10 * crate::refusal::MAX_REASON_BYTES));
+        assert!(AnswerFrame::refused(refusal).len() <= crate::codec::SMALL_ANSWER);
+        let step = SecureSumStep {
+            body: Vec::new(),
+            max_answer: u32::MAX,
+        };
+        assert_eq!(
+            step.max_answer(),
+            MAX_SUM_ANSWER,
+            "a step's bound is capped"
+        );
+        const { assert!(MAX_SUM_ANSWER <= crate::codec::MAX_CONTROL_RESPONSE) };
+        assert_eq!(
+            CancelTask { job_id: "j".into() }.max_answer(),
+            crate::codec::SMALL_ANSWER
+        );
     }
 
     #[test]

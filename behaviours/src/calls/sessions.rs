@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{call, ANSWER_WITHIN};
-use crate::tasks::TaskSpec;
+use super::{call, tasks::OUTPUT_ANSWER, Call, ANSWER_WITHIN};
+use crate::{codec::SMALL_ANSWER, tasks::TaskSpec};
 
 /// The calls about sessions, as the wire carries them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -14,6 +14,17 @@ pub enum SessionCall {
     Create(CreateSession),
     Exec(ExecInSession),
     Remove(RemoveSession),
+}
+
+impl SessionCall {
+    /// The bound of this call's answer.
+    pub fn max_answer(&self) -> usize {
+        match self {
+            Self::Create(call) => call.max_answer(),
+            Self::Exec(call) => call.max_answer(),
+            Self::Remove(call) => call.max_answer(),
+        }
+    }
 }
 
 /// Start a long-lived container named `name`; `spec.argv` must keep
@@ -51,15 +62,18 @@ pub struct ExecOutput {
 }
 
 call!(CreateSession => super::Accepted, Sessions(SessionCall::Create), repeatable: false,
+    max_answer: SMALL_ANSWER,
     /// Pulling nothing, but creating and starting a container.
     fn answer_within(&self) -> Duration {
         4 * ANSWER_WITHIN
     }
 );
 call!(ExecInSession => ExecOutput, Sessions(SessionCall::Exec), repeatable: false,
+    max_answer: OUTPUT_ANSWER,
     /// The command's own timeout, and then the usual wait.
     fn answer_within(&self) -> Duration {
         Duration::from_millis(self.timeout_ms).saturating_add(ANSWER_WITHIN)
     }
 );
-call!(RemoveSession => super::Accepted, Sessions(SessionCall::Remove), repeatable: false);
+call!(RemoveSession => super::Accepted, Sessions(SessionCall::Remove), repeatable: false,
+    max_answer: SMALL_ANSWER);

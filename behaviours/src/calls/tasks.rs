@@ -3,8 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::call;
-use crate::tasks::{TaskReport, TaskSpec};
+use super::{call, Call};
+use crate::{
+    codec::SMALL_ANSWER,
+    tasks::{TaskReport, TaskSpec, MAX_LOG_CHUNK},
+};
 
 /// The calls about tasks, as the wire carries them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +29,18 @@ pub struct RunTask {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CancelTask {
     pub job_id: String,
+}
+
+impl TaskCall {
+    /// The bound of this call's answer.
+    pub fn max_answer(&self) -> usize {
+        match self {
+            Self::Run(call) => call.max_answer(),
+            Self::Cancel(call) => call.max_answer(),
+            Self::Update(call) => call.max_answer(),
+            Self::Logs(call) => call.max_answer(),
+        }
+    }
 }
 
 /// A task's new state, sent by the node running it to the node that asked
@@ -57,7 +72,12 @@ pub struct Logs {
     pub stderr: Vec<u8>,
 }
 
-call!(RunTask => Accepted, Tasks(TaskCall::Run), repeatable: false);
-call!(CancelTask => Accepted, Tasks(TaskCall::Cancel), repeatable: true);
-call!(TaskUpdate => Accepted, Tasks(TaskCall::Update), repeatable: true);
-call!(FetchLogs => Logs, Tasks(TaskCall::Logs), repeatable: true);
+/// The bound of an answer carrying two streams of output ([`Logs`], a
+/// session's `ExecOutput`): each at most [`MAX_LOG_CHUNK`], and room for
+/// the rest.
+pub const OUTPUT_ANSWER: usize = 2 * MAX_LOG_CHUNK + SMALL_ANSWER;
+
+call!(RunTask => Accepted, Tasks(TaskCall::Run), repeatable: false, max_answer: SMALL_ANSWER);
+call!(CancelTask => Accepted, Tasks(TaskCall::Cancel), repeatable: true, max_answer: SMALL_ANSWER);
+call!(TaskUpdate => Accepted, Tasks(TaskCall::Update), repeatable: true, max_answer: SMALL_ANSWER);
+call!(FetchLogs => Logs, Tasks(TaskCall::Logs), repeatable: true, max_answer: OUTPUT_ANSWER);

@@ -12,8 +12,8 @@ use std::time::Instant;
 use iris_behaviours::{
     libp2p::{identity::Keypair, PeerId},
     Accepted, AnswerFrame, Asks, Departure, Hello, Join, Leave, Liveness, MapMessage,
-    MembershipRequest, NetworkConfig, NodeRecord, ProbeFor, Refusal, Removals, Welcome,
-    MAX_CONTROL_RESPONSE, MAX_REMOVED,
+    MembershipRequest, NetworkConfig, NodeRecord, Probe, ProbeFor, Refusal, Removals, Welcome,
+    MAX_REMOVED,
 };
 
 use super::call_desk::Sender;
@@ -312,7 +312,7 @@ impl Members {
         match request {
             MembershipRequest::Join(Join { record }) => match self.take_record(peer, record) {
                 Ok(effects) => (
-                    now(sealed(Welcome {
+                    now(sealed::<Join>(Welcome {
                         config: self.network.clone(),
                         map: self.map.entries(),
                         removed: self.map.removals().clone(),
@@ -338,7 +338,7 @@ impl Members {
                             record: self.own.clone(),
                             seen_as: ours,
                         };
-                        (now(sealed(hello)), effects)
+                        (now(sealed::<Hello>(hello)), effects)
                     }
                     Err(reason) => (
                         now(AnswerFrame::refused(Refusal::invalid(reason))),
@@ -353,13 +353,14 @@ impl Members {
                     Refusal::forbidden("forbidden: you are not a current member of this network");
                 (now(AnswerFrame::refused(refusal)), Vec::new())
             }
-            MembershipRequest::Probe(_) => (now(sealed(Accepted)), Vec::new()),
+            MembershipRequest::Probe(_) => (now(sealed::<Probe>(Accepted)), Vec::new()),
             MembershipRequest::ProbeFor(ProbeFor { target }) => {
                 (Reply::ProbeFor(target), Vec::new())
             }
-            MembershipRequest::Leave(Leave { departure }) => {
-                (now(sealed(Accepted)), self.departed(&peer, departure))
-            }
+            MembershipRequest::Leave(Leave { departure }) => (
+                now(sealed::<Leave>(Accepted)),
+                self.departed(&peer, departure),
+            ),
         }
     }
 
@@ -504,9 +505,10 @@ pub(super) fn sign_now(own: &mut NodeRecord, keypair: &Keypair) {
     own.sign(keypair, at);
 }
 
-/// The frame of an answer the event loop gives.
-pub(super) fn sealed(answer: impl serde::Serialize) -> AnswerFrame {
-    AnswerFrame::seal(Ok(answer), MAX_CONTROL_RESPONSE)
+/// The frame of the answer to a request `R` the event loop answers, within
+/// `R`'s bound.
+pub(super) fn sealed<R: Asks>(answer: R::Answer) -> AnswerFrame {
+    AnswerFrame::seal(Ok(answer), R::MAX_ANSWER)
 }
 
 #[cfg(test)]

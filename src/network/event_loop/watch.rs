@@ -164,7 +164,7 @@ impl Watch {
                     around.swarm,
                     &self.metrics,
                     channel,
-                    sealed(Probed { reached: false }),
+                    sealed::<ProbeFor>(Probed { reached: false }),
                 );
             }
         }
@@ -256,7 +256,7 @@ impl Watch {
                     around.swarm,
                     &self.metrics,
                     channel,
-                    sealed(Probed { reached }),
+                    sealed::<ProbeFor>(Probed { reached }),
                 );
                 Vec::new()
             }
@@ -280,7 +280,7 @@ impl Watch {
                 around.swarm,
                 &self.metrics,
                 channel,
-                sealed(Probed { reached }),
+                sealed::<ProbeFor>(Probed { reached }),
             );
         }
         let id = self.send_probe(around.swarm, around.map, target, Probe.into_request());
