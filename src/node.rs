@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api_types::Status,
-    audit::AuditLog,
-    config::NodeConfig,
+    audit::{AuditLog, SavedFile},
+    config::{NodeConfig, CONFIG_FILE},
     egress::Egress,
     events::Events,
     executor::{Executor, TaskLimits, Workspace},
@@ -33,7 +33,7 @@ use crate::{
     policy::Policy,
     secagg::SecureSums,
     sessions::Sessions,
-    store::Store,
+    store::{Recovered, StagedFile, Store},
     witness::Witness,
 };
 use iris_behaviours::SwarmSettings;
@@ -75,6 +75,10 @@ impl Node {
     /// Loads the node in `dir` and, if it belonged to a network when it
     /// stopped, rejoins it.
     pub async fn start(dir: &Path) -> anyhow::Result<Arc<Node>> {
+        // Before anything reads them: the owner's changes that a crash cut
+        // short are in force if the audit log recorded them, gone if not.
+        finish_changes_cut_short(dir)
+            .map_err(|e| anyhow::anyhow!("cannot finish a change cut short by a crash: {e}"))?;
         let config = NodeConfig::load(dir)?;
         let store = Store::new(dir);
         let keypair = store.load_identity()?;
@@ -383,4 +387,36 @@ impl crate::secagg::SiteTasks for TaskRunner {
             })
         })
     }
+}
+
+/// The owner's changes that a crash cut short, for the config, the
+/// datasets' index and every file the audit log recorded a change of: the
+/// content left beside a file goes in place if the log recorded its hash
+/// last, and is removed if not (`audit/recovery.rs`).
+fn finish_changes_cut_short(dir: &Path) -> std::io::Result<()> {
+    let recorded = crate::audit::last_recorded(&dir.join("audit.log"));
+    let owned = [CONFIG_FILE, crate::datasets::INDEX_FILE].map(|f| dir.join(f));
+    let mut files: Vec<String> = owned
+        .iter()
+        .filter_map(|f| SavedFile::name_of(f).ok())
+        .chain(recorded.keys().cloned())
+        .collect();
+    files.sort();
+    files.dedup();
+    for file in files {
+        let hash = recorded.get(&file).map(String::as_str);
+        for done in StagedFile::recover(Path::new(&file), hash)? {
+            match done {
+                Recovered::PutInPlace(from) => tracing::warn!(
+                    "a change the audit log recorded was cut short by a crash: put {} in place",
+                    from.display()
+                ),
+                Recovered::Removed(from) => tracing::info!(
+                    "removed {}, left by a crash before its change was recorded",
+                    from.display()
+                ),
+            }
+        }
+    }
+    Ok(())
 }

@@ -196,7 +196,7 @@ fn forge_bob(bob: &TestNode, line: usize, extra: usize, sign: bool) {
     use iris::audit::{AuditEntry, AuditEvent};
     let path = bob.dir.join("audit.log");
     let mut entries = iris::audit::read(&path).unwrap();
-    let AuditEvent::PolicyChanged { change } = &mut entries[line - 1].event else {
+    let AuditEvent::PolicyChanged { change, .. } = &mut entries[line - 1].event else {
         panic!("line {line} is no policy change: {:?}", entries[line - 1]);
     };
     *change = "max_tasks_per_hour = 1".into();
@@ -205,6 +205,7 @@ fn forge_bob(bob: &TestNode, line: usize, extra: usize, sign: bool) {
         copy.seq += 1;
         copy.event = AuditEvent::PolicyChanged {
             change: format!("forged {i}"),
+            saved: Vec::new(),
         };
         entries.push(copy);
     }

@@ -98,8 +98,16 @@ pub enum AuditEvent {
         bytes: u64,
         sha256: String,
     },
-    /// The owner changed the policy.
-    PolicyChanged { change: String },
+    /// The owner changed the policy (or the declared datasets).
+    PolicyChanged {
+        change: String,
+        /// The files the change wrote, each with the hash of its new
+        /// content: what a restart after a crash puts in place (none in
+        /// entries written before they were named, which seal as they
+        /// were).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        saved: Vec<SavedFile>,
+    },
     /// This log begins: at `iris init`, or when the owner started a new
     /// one knowingly (`iris audit new`), after what became of the old one.
     LogStarted {
@@ -139,6 +147,35 @@ pub struct ContributionPrivacy {
     pub epsilon: f64,
     pub delta: f64,
     pub rho: f64,
+}
+
+/// A file an owner's change wrote: its path (absolute) and the BLAKE3
+/// hash of its new content, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SavedFile {
+    pub file: String,
+    pub blake3: String,
+}
+
+impl SavedFile {
+    /// The record of `path`'s new content, of hash `blake3`.
+    pub fn new(path: &std::path::Path, blake3: String) -> std::io::Result<Self> {
+        Ok(Self {
+            file: Self::name_of(path)?,
+            blake3,
+        })
+    }
+
+    /// How a record names the file at `path`: its directory's canonical
+    /// path, and its name, whatever directory the node was started from.
+    pub fn name_of(path: &std::path::Path) -> std::io::Result<String> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        let name = path.file_name().unwrap_or_default();
+        Ok(std::fs::canonicalize(dir)?.join(name).display().to_string())
+    }
 }
 
 /// What a decision was.

@@ -18,12 +18,14 @@
 mod entry;
 mod event;
 mod log;
+mod recovery;
 pub mod tree;
 mod verify;
 
 pub use entry::{AuditEntry, GENESIS};
-pub use event::{AuditEvent, ContributionPrivacy, DecidedBy, Verdict};
+pub use event::{AuditEvent, ContributionPrivacy, DecidedBy, SavedFile, Verdict};
 pub use log::AuditLog;
+pub use recovery::last_recorded;
 pub use verify::{read, verify, Verified};
 
 use std::path::PathBuf;

@@ -255,7 +255,7 @@ fn describe(event: &AuditEvent) -> (&'static str, String, String) {
             format!("session {name}"),
             format!("{bytes} bytes (sha256 {sha256}) to {to}"),
         ),
-        AuditEvent::PolicyChanged { change } => ("policy", "-".into(), change.clone()),
+        AuditEvent::PolicyChanged { change, .. } => ("policy", "-".into(), change.clone()),
         AuditEvent::LogStarted { after } => (
             "log_started",
             "-".into(),

@@ -22,11 +22,13 @@ use tokio::sync::watch;
 
 use crate::{
     api_types::AddDataset,
-    audit::{AuditEvent, AuditLog},
+    audit::{AuditEvent, AuditLog, SavedFile},
     network::Capabilities,
     store::StagedFile,
 };
 
+/// The index of declared datasets, in the node's directory.
+pub const INDEX_FILE: &str = "datasets.json";
 /// Most rows of a mock sample (`iris datasets add --mock-rows`).
 pub const MAX_MOCK_ROWS: usize = 100_000;
 /// The card's file, in the dataset's directory.
@@ -74,7 +76,7 @@ impl Datasets {
         capabilities: watch::Sender<Capabilities>,
         audit: Arc<AuditLog>,
     ) -> Arc<Self> {
-        let index_path = node_dir.join("datasets.json");
+        let index_path = node_dir.join(INDEX_FILE);
         let index: Index = std::fs::read(&index_path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -268,14 +270,27 @@ impl Datasets {
         let cannot_write = |e: std::io::Error| {
             DatasetError::Local(format!("cannot write {}: {e}", self.index_path.display()))
         };
-        let staged = tokio::task::spawn_blocking(move || StagedFile::write(&path, &json))
-            .await
-            .map_err(|e| DatasetError::Local(e.to_string()))?
-            .map_err(cannot_write)?;
+        let (staged, card, saved) = tokio::task::spawn_blocking(move || {
+            let staged = StagedFile::write(&path, &json)?;
+            let saved = [Some(&staged), card.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|f| SavedFile::new(f.path(), f.blake3()?))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            Ok((staged, card, saved))
+        })
+        .await
+        .map_err(|e| DatasetError::Local(e.to_string()))?
+        .map_err(cannot_write)?;
+        crate::faults::crash_if("IRIS_FAULT_CRASH_AFTER_STAGING");
         self.audit
-            .append(AuditEvent::PolicyChanged { change: what })
+            .append(AuditEvent::PolicyChanged {
+                change: what,
+                saved,
+            })
             .await
             .map_err(|e| DatasetError::Local(format!("cannot record it in the audit log: {e}")))?;
+        crate::faults::crash_if("IRIS_FAULT_CRASH_AFTER_RECORDING");
         tokio::task::spawn_blocking(move || {
             if let Some(card) = card {
                 card.commit()

@@ -20,7 +20,7 @@ use iris_behaviours::libp2p::PeerId;
 pub use known_site::KnownSite;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::{AuditEvent, AuditLog, SavedFile};
 
 /// Whether another node's job or session needs an approved image digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -359,14 +359,27 @@ impl Policy {
         change(&mut next).map_err(PolicyError::Invalid)?;
         next.validate().map_err(PolicyError::Invalid)?;
         let (save, policy) = (self.save.clone(), next.clone());
-        let staged = tokio::task::spawn_blocking(move || save(&policy))
-            .await
-            .map_err(|e| PolicyError::Local(e.to_string()))?
-            .map_err(PolicyError::Local)?;
+        let (staged, saved) = tokio::task::spawn_blocking(move || {
+            let staged = save(&policy)?;
+            let saved = staged
+                .blake3()
+                .and_then(|hash| SavedFile::new(staged.path(), hash))
+                .map_err(|e| format!("cannot read it back: {e}"))?;
+            Ok::<_, String>((staged, saved))
+        })
+        .await
+        .map_err(|e| PolicyError::Local(e.to_string()))?
+        .map_err(PolicyError::Local)?;
+        crate::faults::crash_if("IRIS_FAULT_CRASH_AFTER_STAGING");
+        let saved = vec![saved];
         self.audit
-            .append(AuditEvent::PolicyChanged { change: what })
+            .append(AuditEvent::PolicyChanged {
+                change: what,
+                saved,
+            })
             .await
             .map_err(|e| PolicyError::Local(format!("cannot record the change: {e}")))?;
+        crate::faults::crash_if("IRIS_FAULT_CRASH_AFTER_RECORDING");
         tokio::task::spawn_blocking(move || staged.commit())
             .await
             .map_err(|e| PolicyError::Local(e.to_string()))?

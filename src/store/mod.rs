@@ -11,7 +11,7 @@ use std::{
 };
 
 mod staged_file;
-pub use staged_file::StagedFile;
+pub use staged_file::{Recovered, StagedFile};
 
 use iris_behaviours::{libp2p::identity::Keypair, MapEntry, NetworkConfig, PreSharedKey};
 use serde::{Deserialize, Serialize};

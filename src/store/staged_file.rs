@@ -5,7 +5,10 @@
 //! The two steps are apart on purpose: what needs space (writing and
 //! syncing the content) happens first, and a change that must be recorded
 //! elsewhere (the audit log) is recorded between the two; the rename needs
-//! no new space, so a change in the log is a change on disk.
+//! no new space, so a change in the log is a change on disk. A crash
+//! between the record and the rename leaves the new content beside the
+//! file, whole and synced: [`StagedFile::recover`] puts it in place at the
+//! next start if the record names its hash, and removes it otherwise.
 
 use std::{
     fs,
@@ -47,7 +50,9 @@ impl StagedFile {
         // must not rename each other's half-written temporary away.
         static WRITES: AtomicU64 = AtomicU64::new(0);
         let n = WRITES.fetch_add(1, Ordering::Relaxed);
-        let temporary = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(format!("{TEMPORARY}{}-{n}", std::process::id()));
+        let temporary = path.with_file_name(name);
         let staged = Self {
             path: path.to_owned(),
             temporary: Some(temporary.clone()),
@@ -67,6 +72,17 @@ impl StagedFile {
         Ok(staged)
     }
 
+    /// The file the content is for.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The BLAKE3 hash of the content, in hex: what a record of the change
+    /// names, so that [`StagedFile::recover`] knows it after a crash.
+    pub fn blake3(&self) -> io::Result<String> {
+        hash_of(self.temporary.as_ref().expect("staged until committed"))
+    }
+
     /// Puts the content in place, and syncs the directory so that the
     /// rename itself outlives a power loss.
     pub fn commit(mut self) -> io::Result<()> {
@@ -75,14 +91,91 @@ impl StagedFile {
             let _ = fs::remove_file(&temporary);
             return Err(e);
         }
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // The content is in place either way; a directory that cannot
-            // be synced only makes the rename less durable.
-            if let Err(e) = fs::File::open(dir).and_then(|dir| dir.sync_all()) {
-                tracing::warn!("cannot sync {} after a rename: {e}", dir.display());
+        sync_parent(&self.path);
+        Ok(())
+    }
+
+    /// After a crash: the content staged for `path` and left beside it is
+    /// put in place if its hash is `recorded` (the change was recorded,
+    /// so it must be in force) and `path` does not hold it yet; any other
+    /// is removed (its change was never recorded, or its write was cut
+    /// short). Says what became of each.
+    pub fn recover(path: &Path, recorded: Option<&str>) -> io::Result<Vec<Recovered>> {
+        let mut done = Vec::new();
+        let mut current = hash_of(path).ok();
+        for leftover in leftovers(path)? {
+            let hash = hash_of(&leftover).ok();
+            if hash.is_some() && hash.as_deref() == recorded && current != hash {
+                fs::rename(&leftover, path)?;
+                sync_parent(path);
+                current = hash;
+                done.push(Recovered::PutInPlace(leftover));
+            } else {
+                fs::remove_file(&leftover)?;
+                done.push(Recovered::Removed(leftover));
             }
         }
-        Ok(())
+        Ok(done)
+    }
+}
+
+/// What [`StagedFile::recover`] did with content left by a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// Its change was recorded: it is in place now.
+    PutInPlace(PathBuf),
+    /// Its change was not recorded: it is gone.
+    Removed(PathBuf),
+}
+
+/// What a temporary's name adds to its file's: `iris.toml.tmp<pid>-<n>`.
+const TEMPORARY: &str = ".tmp";
+
+/// The temporaries of `path` in its directory, oldest process first.
+fn leftovers(path: &Path) -> io::Result<Vec<PathBuf>> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(Vec::new());
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}{TEMPORARY}", name.to_string_lossy());
+    let is_counter = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if rest
+            .split_once('-')
+            .is_some_and(|(pid, n)| is_counter(pid) && is_counter(n))
+        {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The BLAKE3 hash of the file at `path`, in hex.
+fn hash_of(path: &Path) -> io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(fs::File::open(path)?)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Syncs the directory of `path`, so that a rename in it outlives a power
+/// loss. The content is in place either way; a directory that cannot be
+/// synced only makes the rename less durable.
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Err(e) = fs::File::open(dir).and_then(|dir| dir.sync_all()) {
+            tracing::warn!("cannot sync {} after a rename: {e}", dir.display());
+        }
     }
 }
 
@@ -124,6 +217,36 @@ mod tests {
         assert_eq!(names(dir.path()), ["iris.toml"]);
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// A crash between the record and the rename: the content whose hash
+    /// was recorded goes in place, any other is removed, and content
+    /// already in place stays.
+    #[test]
+    fn content_left_by_a_crash_is_put_in_place_only_if_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iris.toml");
+        fs::write(&path, "old").unwrap();
+        let recorded = StagedFile::write(&path, b"recorded").unwrap();
+        let hash = recorded.blake3().unwrap();
+        std::mem::forget(recorded);
+        let unrecorded = StagedFile::write(&path, b"never recorded").unwrap();
+        std::mem::forget(unrecorded);
+        fs::write(dir.path().join("iris.toml.tmp-x"), "not ours").unwrap();
+        assert_eq!(names(dir.path()).len(), 4);
+
+        let done = StagedFile::recover(&path, Some(&hash)).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "recorded");
+        assert_eq!(done.len(), 2, "{done:?}");
+        assert_eq!(names(dir.path()), ["iris.toml", "iris.toml.tmp-x"]);
+
+        // Recorded, but already in place (or nothing recorded): removed.
+        std::mem::forget(StagedFile::write(&path, b"recorded").unwrap());
+        StagedFile::recover(&path, Some(&hash)).unwrap();
+        std::mem::forget(StagedFile::write(&path, b"other").unwrap());
+        StagedFile::recover(&path, None).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "recorded");
+        assert_eq!(names(dir.path()), ["iris.toml", "iris.toml.tmp-x"]);
     }
 
     #[test]
