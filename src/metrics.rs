@@ -205,20 +205,10 @@ impl Held {
             "Jobs this node submitted, by state",
             gauges(&self.job_states, &self.jobs),
         );
-        let all_tasks = [
-            TaskState::AwaitingApproval,
-            TaskState::Queued,
-            TaskState::Running,
-            TaskState::Succeeded,
-            TaskState::Failed,
-            TaskState::TimedOut,
-            TaskState::Cancelled,
-            TaskState::Lost,
-        ];
         registry.register(
             "tasks",
             "Tasks of the jobs this node submitted, by state",
-            gauges(&all_tasks, &self.tasks),
+            gauges(&TaskState::ALL, &self.tasks),
         );
         for (name, help, value) in [
             (

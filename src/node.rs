@@ -236,6 +236,7 @@ impl Node {
             Box::pin(courier.clone().run(delivery_queue, deliveries)),
         );
         supervise("departure watch", Box::pin(jobs.clone().watch_departures()));
+        supervise("deadline watch", Box::pin(jobs.clone().watch_deadlines()));
         supervise(
             "audit witness",
             Box::pin(

@@ -70,6 +70,8 @@ impl Sessions {
             timeout_secs: SESSION_LIFETIME_SECS,
             inputs: Vec::new(),
             dry_run: false,
+            quorum: None,
+            deadline_secs: None,
         };
         let spec = request
             .task_spec(&format!("session-{}", body.name))

@@ -164,9 +164,26 @@ pub enum TaskState {
     Cancelled,
     /// Its node went away (or restarted) before it finished.
     Lost,
+    /// Its job's deadline passed first, with the job's quorum met or
+    /// not: the master cancelled it and uses nothing it says later. Only
+    /// the master records it; no node reports it.
+    Late,
 }
 
 impl TaskState {
+    /// Every state, for counts by state.
+    pub const ALL: [TaskState; 9] = [
+        TaskState::AwaitingApproval,
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::TimedOut,
+        TaskState::Cancelled,
+        TaskState::Lost,
+        TaskState::Late,
+    ];
+
     pub fn is_terminal(self) -> bool {
         !matches!(
             self,
@@ -186,6 +203,7 @@ impl std::fmt::Display for TaskState {
             TaskState::TimedOut => "timed_out",
             TaskState::Cancelled => "cancelled",
             TaskState::Lost => "lost",
+            TaskState::Late => "late",
         })
     }
 }
@@ -304,6 +322,9 @@ impl TaskReport {
     /// reasons name the field, never its content.
     pub fn validate(&self) -> Result<(), String> {
         validate_job_id(&self.job_id)?;
+        if self.state == TaskState::Late {
+            return Err("the report's state: only the master records a task as late".into());
+        }
         let listed: usize = self.outputs.iter().map(|name| name.len() + 8).sum();
         if listed > MAX_REPORT_OUTPUT_BYTES {
             return Err(format!(

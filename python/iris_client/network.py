@@ -233,7 +233,9 @@ class Network:
         to `sum_resolution`, with differential privacy at `clip` and
         `epsilon`; see `secure_sum`). Options are the other fields of a job
         request: env, network, memory_mb, cpus, timeout_secs, inputs, any,
-        dry_run."""
+        dry_run, and `quorum` (how many tasks must succeed; default all) with
+        `deadline_secs` (when the job ends: tasks still going are cancelled
+        and shown as "late", and the job succeeded if its quorum did)."""
         if secure_sum is not None and sum_length is None:
             raise ValueError("secure_sum needs sum_length: how many numbers each update's vector holds")
         sum_options = _sum_options(sum_range, sum_resolution, clip, epsilon, delta)

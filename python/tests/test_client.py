@@ -83,6 +83,14 @@ def test_a_job_on_a_dataset_runs_waits_gathers_and_logs(lab):
         net.submit(WORKER, STATS, on="dataset:nowhere")
     assert refused.value.status == 404 and "dataset:nowhere" in refused.value.message
 
+    # A quorum and a deadline: every site answers in time here.
+    quick = net.run(WORKER, STATS, on="dataset:shard", quorum=2, deadline_secs=120).wait()
+    assert quick.state == "succeeded", quick.view
+    assert quick.view.request["quorum"] == 2
+    with pytest.raises(IrisError) as refused:
+        net.submit(WORKER, STATS, on="dataset:shard", quorum=4)
+    assert refused.value.status == 400 and "3 target(s)" in refused.value.message
+
 
 def test_a_secure_sum_over_the_sites(lab):
     net = lab["alice"].net

@@ -48,6 +48,19 @@ pub struct JobRequest {
     /// mock sample, fetched from a node that holds it.
     #[serde(default)]
     pub dry_run: bool,
+    /// How many tasks must succeed for the job to succeed (default: every
+    /// target). With `deadline_secs`, the job ends at the deadline with
+    /// whatever succeeded by then.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1024)]
+    pub quorum: Option<u32>,
+    /// Seconds after submission when the job ends: the tasks still going
+    /// (running, queued, awaiting approval) are cancelled and recorded as
+    /// `late`, and nothing they say later counts. The job succeeded if its
+    /// quorum did.
+    #[serde(default)]
+    #[schema(minimum = 0.001, maximum = 604800)]
+    pub deadline_secs: Option<f64>,
 }
 
 impl JobRequest {
@@ -200,10 +213,22 @@ impl Job {
         self.tasks.values().all(|t| t.state.is_terminal())
     }
 
+    /// How many tasks must succeed: the request's quorum, or every task.
+    pub fn quorum(&self) -> usize {
+        self.request
+            .quorum
+            .map_or(self.tasks.len(), |quorum| quorum as usize)
+    }
+
     fn derived_state(&self) -> JobState {
+        let succeeded = self
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Succeeded)
+            .count();
         if !self.finished() {
             JobState::Running
-        } else if self.tasks.values().all(|t| t.state == TaskState::Succeeded) {
+        } else if succeeded >= self.quorum() {
             JobState::Succeeded
         } else {
             JobState::Failed

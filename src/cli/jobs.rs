@@ -88,6 +88,16 @@ pub struct JobArgs {
     /// shows before any site runs anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// The job succeeds once this many tasks succeeded (default: every
+    /// target); the rest may fail. With --deadline, the job ends at the
+    /// deadline with whatever succeeded by then.
+    #[arg(long, value_name = "N")]
+    pub quorum: Option<u32>,
+    /// End the job this long after it was submitted, e.g. 90s or 10m: the
+    /// tasks still going are cancelled and shown as late, and nothing
+    /// they say later counts. The job succeeded if its quorum did.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+    pub deadline: Option<f64>,
     /// Print the job as JSON: when it is accepted (`submit`), or finished
     /// with what was gathered (`run`).
     #[arg(long)]
@@ -111,13 +121,16 @@ impl JobArgs {
             timeout_secs: self.timeout,
             inputs: self.inputs.clone(),
             dry_run: self.dry_run,
+            quorum: self.quorum,
+            deadline_secs: self.deadline,
         }
     }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Run a job and wait for it: a line per node; fails if any node failed.
+    /// Run a job and wait for it: a line per node; fails if the job failed
+    /// (any task, or fewer than --quorum succeeded).
     Run(JobArgs),
     /// Submit a job and print its id at once.
     Submit(JobArgs),

@@ -7,6 +7,7 @@
 //! checks that against the authenticated peer id before a request gets here.
 
 mod approvals;
+mod deadlines;
 pub mod deliver;
 mod hourly_cap;
 mod results;
@@ -35,6 +36,7 @@ use crate::{
     policy::PolicyError,
     workspace::WorkspacePath,
 };
+use deadlines::{ends_at, Deadlines};
 use runner::TaskRunner;
 use store::JobStore;
 
@@ -66,6 +68,8 @@ pub enum JobError {
 
 pub struct Jobs {
     store: JobStore,
+    /// When the jobs with a deadline end.
+    deadlines: Deadlines,
     pub runner: Arc<TaskRunner>,
     membership: Arc<Membership>,
     files: Arc<Files>,
@@ -83,6 +87,7 @@ impl Jobs {
         events: Events,
     ) -> Arc<Self> {
         Arc::new(Self {
+            deadlines: Deadlines::of(&store.list()),
             store,
             runner,
             membership,
@@ -113,6 +118,7 @@ impl Jobs {
             )
             .map_err(MembershipError::from)?
         };
+        let ends_at = ends_at(&request, targets.len()).map_err(JobError::Invalid)?;
         let ship = self.image_shipment(&request.image, &targets, &map);
         let id = format!("job-{}", crate::store::random_hex(6));
         let spec = request.task_spec(&id).map_err(JobError::Invalid)?;
@@ -121,14 +127,18 @@ impl Jobs {
             .iter()
             .map(|(peer, name)| (name.clone(), Task::queued(name.clone(), *peer)))
             .collect();
+        let created_ms = crate::now_ms();
         let job = Job {
             id: id.clone(),
             state: Default::default(),
             request,
-            created_ms: crate::now_ms(),
+            created_ms,
             tasks,
         };
         self.store.insert(job.with_state()).await;
+        if let Some(after) = ends_at {
+            self.deadlines.add(&id, created_ms + after);
+        }
         // All targets at once: each waits only for its own acknowledgement.
         let dispatches = targets.into_iter().map(|(peer, _)| {
             let spec = spec.clone();
@@ -356,6 +366,56 @@ impl Jobs {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+
+    /// Ends each job whose deadline has passed ([`Jobs::end_late`]),
+    /// looking once a second.
+    pub async fn watch_deadlines(self: Arc<Self>) {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            for id in self.deadlines.due(crate::now_ms()) {
+                self.end_late(&id).await;
+            }
+        }
+    }
+
+    /// The job's deadline has passed: its tasks still going are recorded
+    /// as late first (so that nothing they report from now on counts),
+    /// then their nodes are told to cancel them.
+    async fn end_late(&self, id: &str) {
+        let Ok(job) = self.job(id) else { return };
+        let late: Vec<Task> = job
+            .tasks
+            .into_values()
+            .filter(|t| !t.state.is_terminal())
+            .collect();
+        for task in &late {
+            let job = self
+                .store
+                .update_task(id, task.peer_id, |t| {
+                    t.state = TaskState::Late;
+                    t.finished_ms = Some(crate::now_ms());
+                    t.error = Some(
+                        "late: the job's deadline passed before it ended; cancelled, and \
+                         nothing it says later counts"
+                            .into(),
+                    );
+                    true
+                })
+                .await;
+            self.announce_if_finished(job);
+        }
+        let cancels = late.iter().map(|task| async move {
+            let cancel = CancelTask {
+                job_id: id.to_string(),
+            };
+            if let Err(e) = self.membership.call(task.peer_id, cancel).await {
+                tracing::warn!(job = %id, node = %task.node, "a late task's cancel was not delivered: {e}");
+            }
+        });
+        futures::future::join_all(cancels).await;
     }
 
     pub async fn cancel(&self, id: &str) -> Result<Job, JobError> {

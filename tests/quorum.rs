@@ -1,0 +1,107 @@
+//! Jobs with a quorum and a deadline: a site that never answers does not
+//! hold the job. Here the straggler is carol, whose owner never approves
+//! the image (as a site whose owner is away would): before, every job on
+//! all three waited for her for as long as the researcher did; now the
+//! job ends at its deadline, succeeds if its quorum did, and carol's task
+//! is recorded as late and cancelled on her node.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// A job on every node of the network that exits 0, with `extra` fields.
+fn job_with(extra: serde_json::Value) -> serde_json::Value {
+    let mut body = job_body("all", &["/iris-worker", "exit", "0"]);
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_job_ends_at_its_deadline_with_its_quorum_and_the_straggler_late() {
+    let nodes = unapproved_data_network(&["alice", "bob", "carol"]).await;
+    for node in &nodes[..2] {
+        node.approve_command("/iris-worker exit");
+    }
+    let (alice, carol) = (&nodes[0], &nodes[2]);
+
+    let started = Instant::now();
+    let id = submit(alice, job_with(json!({"quorum": 2, "deadline_secs": 4}))).await;
+    let job = wait_job(alice, &id).await;
+    let took = started.elapsed();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["tasks"]["alice"]["state"], "succeeded", "{job}");
+    assert_eq!(job["tasks"]["bob"]["state"], "succeeded", "{job}");
+    assert_eq!(job["tasks"]["carol"]["state"], "late", "{job}");
+    assert!(
+        took >= Duration::from_secs(4),
+        "ended before its deadline: {took:?}"
+    );
+    // The cancel reached carol: her owner is no longer asked.
+    wait_for("carol's approval to be withdrawn", DEADLINE, || async {
+        let (_, pending) = carol.get("/v1/approvals").await.ok()?;
+        pending.as_array()?.is_empty().then_some(())
+    })
+    .await;
+
+    // Without a quorum every task must succeed: the deadline fails it.
+    let id = submit(alice, job_with(json!({"deadline_secs": 3}))).await;
+    let job = wait_job(alice, &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["tasks"]["carol"]["state"], "late", "{job}");
+    assert_eq!(job["tasks"]["bob"]["state"], "succeeded", "{job}");
+
+    // A quorum no run could meet is refused before anything runs.
+    let (code, refused) = alice.post("/v1/jobs", job_with(json!({"quorum": 4}))).await;
+    assert_eq!(code, 400, "{refused}");
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(error.contains("3 target(s)"), "{error}");
+}
+
+/// A quorum without a deadline lets some tasks fail: the job waits for
+/// every task to end, and succeeds if enough succeeded. Here the job asks
+/// for a network, which alice's owner allows and bob's refuses. The CLI
+/// takes the quorum and fails when it is not met.
+#[tokio::test]
+async fn a_quorum_lets_a_task_fail_and_the_cli_takes_it() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let alice = &nodes[0];
+    alice.set_policy("network", "allow");
+    let networked = json!({"network": "bridge"});
+
+    let id = submit(alice, job_with(json!({"network": "bridge", "quorum": 1}))).await;
+    let job = wait_job(alice, &id).await;
+    assert_eq!(job["tasks"]["alice"]["state"], "succeeded", "{job}");
+    assert_eq!(job["tasks"]["bob"]["state"], "failed", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = submit(alice, job_with(networked)).await;
+    assert_eq!(wait_job(alice, &id).await["state"], "failed");
+
+    let run = |quorum: &str| {
+        alice.cli(&[
+            "job",
+            "run",
+            "--image",
+            "iris-probe:latest",
+            "--network",
+            "bridge",
+            "--quorum",
+            quorum,
+            "--deadline",
+            "2m",
+            "--",
+            "/iris-worker",
+            "exit",
+            "0",
+        ])
+    };
+    let out = run("1");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let out = run("2");
+    assert!(!out.status.success(), "a quorum of 2 was met with one task");
+}
