@@ -9,7 +9,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::{rogue::RoguePeer, *};
+use iris_behaviours::{
+    Accepted, AnswerFrame, Envelope, PeerRequest, TaskCall, TaskReport, TaskState, TaskUpdate,
+    MAX_CONTROL_RESPONSE,
+};
 use serde_json::json;
 
 /// A job on every node of the network that exits 0, with `extra` fields.
@@ -104,4 +108,57 @@ async fn a_quorum_lets_a_task_fail_and_the_cli_takes_it() {
     assert!(out.status.success(), "{said}");
     let out = run("2");
     assert!(!out.status.success(), "a quorum of 2 was met with one task");
+}
+
+/// A late answer: mallory takes its task, says nothing until the deadline
+/// has passed, then reports it succeeded, with an output. The master keeps
+/// the task late, lists no output of it, and a secure sum over the job
+/// would not count it (it takes the tasks that succeeded).
+#[tokio::test]
+async fn a_report_after_the_deadline_does_not_count() {
+    let nodes = data_network(&["alice", "bob"]).await;
+    let alice = &nodes[0];
+    let mut rogue = RoguePeer::join(KEY, &alice.bootstrap().await, "mallory").await;
+    let master = rogue.network.master;
+    // mallory acknowledges its task, and later its cancel.
+    let acknowledge =
+        |_: usize, _: &Envelope| Some(AnswerFrame::seal(Ok(Accepted), MAX_CONTROL_RESPONSE));
+    let body = job_with(json!({"quorum": 2, "deadline_secs": 3}));
+    let ((code, job), seen) = tokio::join!(
+        alice.post("/v1/jobs", body),
+        rogue.answer_calls(master, 2, DEADLINE, acknowledge)
+    );
+    assert_eq!(code, 201, "{job}");
+    let asked: Vec<bool> = seen
+        .iter()
+        .map(|e| matches!(e.request, PeerRequest::Tasks(TaskCall::Run(_))))
+        .collect();
+    assert_eq!(asked, [true, false], "mallory's calls: {seen:?}");
+    assert!(
+        matches!(seen[1].request, PeerRequest::Tasks(TaskCall::Cancel(_))),
+        "the late task was not cancelled: {seen:?}"
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    let job = wait_job(alice, &id).await;
+    assert_eq!(job["tasks"]["mallory"]["state"], "late", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    let mut report = TaskReport::queued(id.clone());
+    report.state = TaskState::Succeeded;
+    report.exit_code = Some(0);
+    report.started_ms = Some(now_ms() - 1000);
+    report.finished_ms = Some(now_ms());
+    report.outputs = vec!["update.json".into()];
+    let answered = rogue.call(master, TaskUpdate { report }).await;
+    assert!(answered.is_ok(), "{answered:?}");
+    let (_, job) = alice.get(&format!("/v1/jobs/{id}")).await.unwrap();
+    assert_eq!(job["tasks"]["mallory"]["state"], "late", "{job}");
+    assert_eq!(job["tasks"]["mallory"]["outputs"], json!([]), "{job}");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
