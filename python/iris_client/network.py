@@ -238,6 +238,8 @@ class Network:
         and shown as "late", and the job succeeded if its quorum did)."""
         if secure_sum is not None and sum_length is None:
             raise ValueError("secure_sum needs sum_length: how many numbers each update's vector holds")
+        if secure_sum is not None and options.get("quorum") is not None and options["quorum"] < 2:
+            raise ValueError("a quorum with secure_sum is at least 2: a sum over one site is that site's vector")
         sum_options = _sum_options(sum_range, sum_resolution, clip, epsilon, delta)
         if secure_sum is None and sum_options:
             raise ValueError("sum_range, sum_resolution, clip, epsilon and delta go with secure_sum")

@@ -94,6 +94,8 @@ def test_a_job_on_a_dataset_runs_waits_gathers_and_logs(lab):
 
 def test_a_secure_sum_over_the_sites(lab):
     net = lab["alice"].net
+    with pytest.raises(ValueError, match="at least 2"):
+        net.run(WORKER, GRADIENT, on="dataset:shard", secure_sum="update.json", sum_length=4, quorum=1)
     job = net.run(WORKER, GRADIENT, on="dataset:shard", secure_sum="update.json", sum_length=4).wait()
     assert job.state == "succeeded", job.view
     assert sorted(job.sum.nodes) == ["alice", "bob", "carol"]

@@ -280,6 +280,13 @@ fn print_gathered(gathered: &Gathered) {
 /// minute, no polling in between. A task that still awaits its owner's
 /// approval when `--timeout` has passed is given up: the job is cancelled.
 async fn run(args: JobArgs) -> anyhow::Result<()> {
+    // Checked before anything runs: the sum would be one site's vector,
+    // which no site takes part in.
+    if args.secure_sum.is_some() && args.quorum.is_some_and(|q| q < 2) {
+        bail!(
+            "--quorum with --secure-sum is at least 2: a sum over one site is that site's vector"
+        );
+    }
     let client = args.dir.client()?;
     let mut job = client.submit_job(&args.request()).await?;
     if !args.json {
