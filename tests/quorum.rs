@@ -59,11 +59,35 @@ async fn a_job_ends_at_its_deadline_with_its_quorum_and_the_straggler_late() {
     assert_eq!(job["tasks"]["carol"]["state"], "late", "{job}");
     assert_eq!(job["tasks"]["bob"]["state"], "succeeded", "{job}");
 
-    // A quorum no run could meet is refused before anything runs.
+    // A quorum no run could meet is refused before anything runs: a
+    // conflict with the network as it stands (3 nodes), not a bad request.
     let (code, refused) = alice.post("/v1/jobs", job_with(json!({"quorum": 4}))).await;
-    assert_eq!(code, 400, "{refused}");
+    assert_eq!(code, 409, "{refused}");
     let error = refused["error"].as_str().unwrap_or_default();
     assert!(error.contains("3 target(s)"), "{error}");
+}
+
+/// The master restarts before its job's deadline: the deadline is read
+/// back with the job, and the job still ends on time.
+#[tokio::test]
+async fn a_deadline_outlives_a_restart_of_the_master() {
+    let mut nodes = unapproved_data_network(&["alice", "bob"]).await;
+    nodes[0].approve_command("/iris-worker exit");
+    let id = submit(
+        &nodes[0],
+        job_with(json!({"quorum": 1, "deadline_secs": 8})),
+    )
+    .await;
+    wait_for("alice's own task to succeed", DEADLINE, || async {
+        let (_, job) = nodes[0].get(&format!("/v1/jobs/{id}")).await.ok()?;
+        (job["tasks"]["alice"]["state"] == "succeeded").then_some(())
+    })
+    .await;
+    nodes[0].terminate().await;
+    nodes[0].start().await;
+    let job = wait_job(&nodes[0], &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["tasks"]["bob"]["state"], "late", "{job}");
 }
 
 /// A quorum without a deadline lets some tasks fail: the job waits for

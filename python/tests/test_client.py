@@ -89,7 +89,7 @@ def test_a_job_on_a_dataset_runs_waits_gathers_and_logs(lab):
     assert quick.view.request["quorum"] == 2
     with pytest.raises(IrisError) as refused:
         net.submit(WORKER, STATS, on="dataset:shard", quorum=4)
-    assert refused.value.status == 400 and "3 target(s)" in refused.value.message
+    assert refused.value.status == 409 and "3 target(s)" in refused.value.message
 
 
 def test_a_secure_sum_over_the_sites(lab):

@@ -51,6 +51,10 @@ pub enum JobError {
     NoMockSample(String),
     #[error("{0}")]
     Invalid(String),
+    /// A valid quorum that the job's targets, as the network stands,
+    /// cannot meet.
+    #[error("quorum: {quorum} tasks must succeed, but the job has {targets} target(s)")]
+    QuorumOverTargets { quorum: u32, targets: usize },
     #[error(transparent)]
     Membership(#[from] MembershipError),
     #[error("cannot fetch logs from {node}: {source}")]
@@ -118,7 +122,11 @@ impl Jobs {
             )
             .map_err(MembershipError::from)?
         };
-        let ends_at = ends_at(&request, targets.len()).map_err(JobError::Invalid)?;
+        if let Some(quorum) = request.quorum.filter(|q| *q as usize > targets.len()) {
+            let targets = targets.len();
+            return Err(JobError::QuorumOverTargets { quorum, targets });
+        }
+        let ends_at = ends_at(&request).map_err(JobError::Invalid)?;
         let ship = self.image_shipment(&request.image, &targets, &map);
         let id = format!("job-{}", crate::store::random_hex(6));
         let spec = request.task_spec(&id).map_err(JobError::Invalid)?;
