@@ -51,7 +51,7 @@ pub struct JobRequest {
     /// How many tasks must succeed for the job to succeed (default: every
     /// target). With `deadline_secs`, the job ends at the deadline with
     /// whatever succeeded by then.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shapes::maybe_whole")]
     #[schema(minimum = 1, maximum = 1024)]
     pub quorum: Option<u32>,
     /// Seconds after submission when the job ends: the tasks still going

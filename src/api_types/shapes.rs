@@ -131,6 +131,18 @@ where
         .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range")))
 }
 
+/// [`whole`], or nothing (`null` or the field left out, with
+/// `#[serde(default)]`).
+pub fn maybe_whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole")] T);
+    Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|Whole(n)| n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +168,19 @@ mod tests {
             let err = count(&format!(r#"{{"n": {bad}}}"#)).unwrap_err();
             assert!(!err.is_empty(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_whole_number_may_be_left_out() {
+        #[derive(Deserialize)]
+        struct Maybe {
+            #[serde(default, deserialize_with = "maybe_whole")]
+            n: Option<u32>,
+        }
+        let maybe = |json: &str| serde_json::from_str::<Maybe>(json).map(|m| m.n);
+        assert_eq!(maybe(r#"{"n": 453.0}"#).unwrap(), Some(453));
+        assert_eq!(maybe(r#"{"n": null}"#).unwrap(), None);
+        assert_eq!(maybe("{}").unwrap(), None);
+        assert!(maybe(r#"{"n": 4.5}"#).is_err());
     }
 }
