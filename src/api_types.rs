@@ -244,7 +244,7 @@ pub struct PutFile {
 pub struct CreateContainers {
     #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
-    #[schema(pattern = r"^\S{1,256}$")]
+    #[schema(pattern = r"^[!-~]{1,256}$")]
     pub image: String,
     #[serde(default = "all")]
     #[schema(min_length = 1)]

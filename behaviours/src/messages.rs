@@ -9,7 +9,9 @@
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-pub use crate::names::{validate_name, validate_tag, MAX_FIELD, MAX_NAME_LEN, MAX_TAG_LEN};
+pub use crate::names::{
+    is_image_reference, validate_name, validate_tag, MAX_FIELD, MAX_NAME_LEN, MAX_TAG_LEN,
+};
 
 use crate::{NodeRecord, Removals};
 

@@ -55,10 +55,7 @@ impl TaskSpec {
     /// command (for long-lived containers).
     pub fn validate_allowing_image_command(&self) -> Result<(), String> {
         validate_job_id(&self.job_id)?;
-        if self.image.is_empty()
-            || self.image.len() > 256
-            || self.image.chars().any(char::is_whitespace)
-        {
+        if !crate::names::is_image_reference(&self.image) {
             return Err(format!(
                 "image '{}' is not a valid image reference",
                 self.image

@@ -108,10 +108,10 @@ pub(super) async fn allow_image(
     Ok(Json(policy))
 }
 
-/// An image reference as the engine takes one: 1 to 256 characters, no
-/// white space (an empty one would make the engine answer a redirect).
+/// An image reference as Iris takes one (`is_image_reference`: an empty
+/// one would make the engine answer a redirect).
 fn image_reference(image: &str) -> Result<(), PolicyError> {
-    if image.is_empty() || image.len() > 256 || image.chars().any(char::is_whitespace) {
+    if !iris_behaviours::is_image_reference(image) {
         return Err(PolicyError::Invalid(format!(
             "image '{image}' is not an image name or digest"
         )));

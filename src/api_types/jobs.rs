@@ -12,7 +12,7 @@ use super::shapes;
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
-    #[schema(pattern = r"^\S{1,256}$")]
+    #[schema(pattern = r"^[!-~]{1,256}$")]
     pub image: String,
     #[schema(min_items = 1, max_items = 1024)]
     pub argv: Vec<String>,
