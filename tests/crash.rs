@@ -11,18 +11,9 @@
 
 mod common;
 
-use std::{fs, path::Path, time::Duration};
+use std::{fs, time::Duration};
 
-use common::{wait_for, TestNode};
-
-/// The files in `dir` that a write left behind.
-fn temporaries(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.contains(".tmp"))
-        .collect()
-}
+use common::{temporaries, wait_for, TestNode};
 
 /// The `min_aggregate` changes the audit log recorded, in order.
 fn recorded(node: &TestNode) -> Vec<String> {

@@ -18,7 +18,7 @@ use std::{
     process::Command,
 };
 
-use common::{TestNode, KEY};
+use common::{temporaries, TestNode, KEY};
 use serde_json::json;
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped. Its
@@ -69,15 +69,6 @@ fn fill(dir: &Path) -> PathBuf {
         {}
     }
     path
-}
-
-/// The files in `dir` that a write left behind.
-fn temporaries(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.contains(".tmp"))
-        .collect()
 }
 
 fn verifies(node: &TestNode) -> Result<(), String> {

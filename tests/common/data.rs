@@ -137,3 +137,12 @@ pub fn declare_heart(node: &TestNode, extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     node.owner(&args)
 }
+
+/// The files in `dir` that a write left behind (`<file>.tmp<pid>-<n>`).
+pub fn temporaries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp"))
+        .collect()
+}
