@@ -224,6 +224,34 @@ pub struct Transfer {
     pub seconds: f64,
 }
 
+/// `POST /v1/files/upload?as=PATH&to=TARGETS`, the file's bytes as the
+/// body (`application/octet-stream`, at most 64 MiB).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Where the file goes, in this node's workspace and every target's:
+    /// `public/<as>`.
+    #[serde(rename = "as")]
+    #[param(value_type = shapes::WorkspaceFile)]
+    pub dest: String,
+    /// The nodes that get it too, as a job's `on` names them (default:
+    /// none, this node only).
+    #[param(min_length = 1)]
+    pub to: Option<String>,
+}
+
+/// `GET /v1/files/content?path=PATH`: a file of this node's own
+/// workspace, its bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ContentQuery {
+    /// `public/...` (the default area) or `gathered/...`.
+    #[param(value_type = shapes::ReadableFile)]
+    pub path: String,
+}
+
 /// `POST /v1/files/put`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

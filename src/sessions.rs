@@ -72,6 +72,7 @@ impl Sessions {
             dry_run: false,
             quorum: None,
             deadline_secs: None,
+            round: None,
         };
         let spec = request
             .task_spec(&format!("session-{}", body.name))

@@ -111,7 +111,9 @@ impl From<JobError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             JobError::Invalid(_) => StatusCode::BAD_REQUEST,
-            JobError::QuorumOverTargets { .. } => StatusCode::CONFLICT,
+            JobError::QuorumOverTargets { .. } | JobError::RoundTaken { .. } => {
+                StatusCode::CONFLICT
+            }
             JobError::Membership(e) => membership_status(e),
             JobError::Logs { source, .. } => membership_status(source),
             JobError::Gather { source, .. } => file_status(source),

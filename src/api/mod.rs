@@ -122,6 +122,8 @@ fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
         .routes(routes!(files::list))
         .routes(routes!(files::get))
         .routes(routes!(files::put))
+        .routes(routes!(files::upload))
+        .routes(routes!(files::content))
         .routes(routes!(containers::create))
         .routes(routes!(containers::exec))
         .routes(routes!(containers::remove))

@@ -61,6 +61,50 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(minimum = 0.001, maximum = 604800)]
     pub deadline_secs: Option<f64>,
+    /// The round of a training this job is: one job per round, so a
+    /// round submitted again (a driver resuming after a lost connection
+    /// or a restart of this node) is refused with the job that has it,
+    /// and a site never answers the same round twice.
+    #[serde(default)]
+    pub round: Option<RoundId>,
+}
+
+/// A round of a training, as the researcher's driver names it. The round
+/// is the job: every contribution to it (a task's report, a secure sum's
+/// keys, shares and masked vector) is bound to the job's id, so an answer
+/// for an earlier round never counts in a later one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoundId {
+    /// The training's name, the same for each of its rounds.
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
+    pub training: String,
+    /// The round's number, from 1.
+    #[serde(deserialize_with = "shapes::whole")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub number: u32,
+}
+
+/// The most rounds a training has.
+pub const MAX_ROUNDS: u32 = 1_000_000;
+
+impl RoundId {
+    pub fn validate(&self) -> Result<(), String> {
+        iris_behaviours::names::validate_name("a training's name", &self.training)?;
+        if !(1..=MAX_ROUNDS).contains(&self.number) {
+            return Err(format!(
+                "round {}: a round's number is 1 to {MAX_ROUNDS}",
+                self.number
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for RoundId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} round {}", self.training, self.number)
+    }
 }
 
 impl JobRequest {
@@ -78,6 +122,9 @@ impl JobRequest {
             None | Some("none") => None,
             Some(other) => Some(other.to_string()),
         };
+        if let Some(round) = &request.round {
+            round.validate()?;
+        }
         if !request.cpus.is_finite() || !request.timeout_secs.is_finite() {
             return Err("cpus and timeout must be finite numbers".into());
         }

@@ -36,6 +36,16 @@ pub struct WorkspaceFile(String);
 #[allow(dead_code)]
 pub struct Destination(String);
 
+/// A file of this node's own workspace that its API reads out: under
+/// `public/` or `gathered/`, segments as in [`WorkspaceFile`].
+#[derive(utoipa::ToSchema)]
+#[schema(
+    pattern = r"^(public|gathered)(/([^/.\u0000][^/\u0000]{0,62}|\.[^/.\u0000][^/\u0000]{0,61}|\.\.[^/\u0000]{1,61}))+$",
+    max_length = 1022
+)]
+#[allow(dead_code)]
+pub struct ReadableFile(String);
+
 /// A dataset's directory: `private/` and names below it.
 #[derive(utoipa::ToSchema)]
 #[schema(

@@ -9,7 +9,7 @@ use super::{
     output::{clock, header, print_json, print_table, print_tasks, printable, printable_lines},
     parse_duration_secs, parse_memory_mb, NodeDir, Output,
 };
-use crate::api_types::{Gathered, Job, JobRequest, JobState, LogsQuery, SecureSumRequest};
+use crate::api_types::{Gathered, Job, JobRequest, JobState, LogsQuery, RoundId, SecureSumRequest};
 use iris_behaviours::TaskState;
 
 /// How long one wait for a running job lasts before `job run` asks again.
@@ -98,6 +98,11 @@ pub struct JobArgs {
     /// they say later counts. The job succeeded if its quorum did.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
     pub deadline: Option<f64>,
+    /// The round of a training this job is, as TRAINING/N (e.g.
+    /// cancer-lr/3): a round runs once, and submitting it again is
+    /// refused with the job that has it.
+    #[arg(long, value_name = "TRAINING/N", value_parser = parse_round)]
+    pub round: Option<RoundId>,
     /// Print the job as JSON: when it is accepted (`submit`), or finished
     /// with what was gathered (`run`).
     #[arg(long)]
@@ -123,8 +128,25 @@ impl JobArgs {
             dry_run: self.dry_run,
             quorum: self.quorum,
             deadline_secs: self.deadline,
+            round: self.round.clone(),
         }
     }
+}
+
+/// `TRAINING/N`, checked as the node checks it.
+fn parse_round(text: &str) -> Result<RoundId, String> {
+    let (training, number) = text
+        .rsplit_once('/')
+        .ok_or("a round is TRAINING/N, e.g. cancer-lr/3")?;
+    let number = number
+        .parse()
+        .map_err(|_| format!("'{number}' is not a round's number"))?;
+    let round = RoundId {
+        training: training.to_string(),
+        number,
+    };
+    round.validate()?;
+    Ok(round)
 }
 
 #[derive(Debug, Subcommand)]

@@ -70,6 +70,19 @@ pub enum FileError {
 }
 
 /// Where a peer may have this node pull a file to, or its user a file in.
+/// The most bytes an upload takes, or a read of a local file gives, in
+/// one request of the API: a model or a checkpoint, not a dataset.
+pub const MAX_UPLOAD: usize = 64 << 20;
+
+/// `dest` under `public/`, as a put or an upload names its place.
+fn in_public(dest: &str) -> String {
+    if dest.starts_with("public/") {
+        dest.to_string()
+    } else {
+        format!("public/{dest}")
+    }
+}
+
 pub(super) const DESTINATIONS: [Area; 2] = [Area::Public, Area::Image];
 /// What this node serves (the router decides to whom).
 const SERVED: [Area; 3] = [Area::Public, Area::Image, Area::Outputs];
@@ -219,8 +232,7 @@ impl Files {
     /// target pull it to the same place.
     pub async fn put(&self, body: PutFile) -> Result<Vec<NodeAnswer>, FileError> {
         let dest = match body.dest {
-            Some(dest) if dest.starts_with("public/") => dest,
-            Some(dest) => format!("public/{dest}"),
+            Some(dest) => in_public(&dest),
             None => format!("public/{}", file_name(&body.source)?),
         };
         self.put_at(&body.source, &dest, &body.to).await
@@ -248,14 +260,85 @@ impl Files {
         let place = WorkspacePath::parse(dest)
             .and_then(|d| d.require(&DESTINATIONS, "a destination"))
             .map_err(FileError::Invalid)?;
-        let (from, workspace) = (PathBuf::from(source), self.workspace.clone());
+        let (from, workspace, into) =
+            (PathBuf::from(source), self.workspace.clone(), place.clone());
         tokio::task::spawn_blocking(move || {
             let mut source = std::fs::File::open(&from)?;
-            copy_into_place(&mut source, &workspace.area(place.area)?, &place.relative)
+            copy_into_place(&mut source, &workspace.area(into.area)?, &into.relative)
         })
         .await
         .map_err(|e| FileError::Local(e.to_string()))?
         .map_err(|e| FileError::Local(format!("cannot copy {source} to {dest}: {e}")))?;
+        self.ship(&place, to).await
+    }
+
+    /// Keeps `bytes` as `public/<dest>` in this node's workspace (whole,
+    /// or not at all), then has every other target of `to`, if any, pull
+    /// it to the same place: a researcher's model, sent from wherever the
+    /// client runs, delivered to the sites as a job's input.
+    pub async fn upload(
+        &self,
+        dest: &str,
+        to: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<NodeAnswer>, FileError> {
+        let place = WorkspacePath::parse(&in_public(dest))
+            .and_then(|d| d.require(&[Area::Public], "an upload's place"))
+            .map_err(FileError::Invalid)?;
+        if place.relative.as_os_str().is_empty() {
+            return Err(FileError::Invalid("an upload needs a file name".into()));
+        }
+        self.write_local(&place, bytes).await?;
+        match to {
+            Some(to) => self.ship(&place, to).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The bytes of a file of this node's own workspace, for its owner's
+    /// API: what it shares (`public/`) and what it gathered (a job's sum,
+    /// other nodes' released outputs); never a dataset, nor an output its
+    /// owner has not released. At most [`MAX_UPLOAD`] bytes.
+    pub async fn read_local(&self, path: &str) -> Result<Vec<u8>, FileError> {
+        let place = WorkspacePath::parse(path)
+            .and_then(|p| p.require(&[Area::Public, Area::Gathered], "a file to read"))
+            .map_err(FileError::Invalid)?;
+        let (workspace, shown) = (self.workspace.clone(), place.to_string());
+        tokio::task::spawn_blocking(move || {
+            let area = workspace
+                .area(place.area)
+                .map_err(|e| FileError::Local(e.to_string()))?;
+            let file = area
+                .open_file(&place.relative)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        FileError::NotFound(format!("no file '{shown}' here"))
+                    }
+                    _ => FileError::Invalid(format!("'{shown}': {e}")),
+                })?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, MAX_UPLOAD as u64 + 1),
+                &mut bytes,
+            )
+            .map_err(|e| FileError::Local(format!("cannot read {shown}: {e}")))?;
+            if bytes.len() > MAX_UPLOAD {
+                return Err(FileError::Invalid(format!(
+                    "{shown} is larger than the {} MiB this route gives; fetch it with files get",
+                    MAX_UPLOAD >> 20
+                )));
+            }
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| FileError::Local(e.to_string()))?
+    }
+
+    /// Has every target of `to` but this node pull `place` from this node,
+    /// to the same place.
+    async fn ship(&self, place: &WorkspacePath, to: &str) -> Result<Vec<NodeAnswer>, FileError> {
+        let dest = place.to_string();
+        let dest = dest.as_str();
         let local_peer = self.membership.local_peer();
         let targets = self
             .membership

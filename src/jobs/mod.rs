@@ -26,7 +26,8 @@ use iris_behaviours::{
 
 use crate::{
     api_types::{
-        Gathered, Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, Task, TaskLogs,
+        Gathered, Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, RoundId, Task,
+        TaskLogs,
     },
     events::{EventKind, Events, SHUT_DOWN},
     files::{FileError, Files},
@@ -55,6 +56,9 @@ pub enum JobError {
     /// cannot meet.
     #[error("quorum: {quorum} tasks must succeed, but the job has {targets} target(s)")]
     QuorumOverTargets { quorum: u32, targets: usize },
+    /// A training's round runs once: the job that has it is named.
+    #[error("{round} is job {job} already")]
+    RoundTaken { round: String, job: String },
     #[error(transparent)]
     Membership(#[from] MembershipError),
     #[error("cannot fetch logs from {node}: {source}")]
@@ -68,6 +72,11 @@ pub enum JobError {
         node: String,
         source: Box<FileError>,
     },
+}
+
+fn round_taken(round: Option<RoundId>, job: String) -> JobError {
+    let round = round.map(|r| r.to_string()).unwrap_or_default();
+    JobError::RoundTaken { round, job }
 }
 
 pub struct Jobs {
@@ -109,6 +118,12 @@ impl Jobs {
     /// stands once every target has accepted or refused. A target that
     /// lacks the image gets this node's tar of it first.
     pub async fn submit(&self, request: JobRequest) -> Result<Job, JobError> {
+        // A round already run is named before anything else is checked:
+        // a driver resuming learns which job has it.
+        let round = request.round.clone();
+        if let Some(holder) = round.as_ref().and_then(|r| self.store.round_holder(r)) {
+            return Err(round_taken(round, holder));
+        }
         let map = self.membership.map().await?;
         let targets = if request.dry_run {
             self.fetch_mock(&request.on, &map).await?;
@@ -143,7 +158,9 @@ impl Jobs {
             created_ms,
             tasks,
         };
-        self.store.insert(job.with_state()).await;
+        if let Err(holder) = self.store.insert(job.with_state()).await {
+            return Err(round_taken(round, holder));
+        }
         if let Some(after) = ends_at {
             self.deadlines.add(&id, created_ms + after);
         }

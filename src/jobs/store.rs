@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
 
 use iris_behaviours::{libp2p::PeerId, TaskReport, TaskState};
 
-pub use crate::api_types::{Job, JobRequest, JobState, Task};
+pub use crate::api_types::{Job, JobRequest, JobState, RoundId, Task};
 
 /// The format of the job files this version writes.
 pub const JOB_FORMAT: u32 = 2;
@@ -113,10 +113,26 @@ impl JobStore {
         }
     }
 
-    pub async fn insert(&self, job: Job) {
+    /// Keeps a new job, unless it names a round that another job already
+    /// has: then nothing is kept, and the error is that job's id. (Checked
+    /// and kept under one lock, so two submissions of a round at once
+    /// cannot both win.)
+    pub async fn insert(&self, job: Job) -> Result<(), String> {
         let id = job.id.clone();
-        self.jobs.lock().expect("lock").insert(id.clone(), job);
+        {
+            let mut jobs = self.jobs.lock().expect("lock");
+            if let Some(holder) = job.request.round.as_ref().and_then(|r| holder_of(&jobs, r)) {
+                return Err(holder);
+            }
+            jobs.insert(id.clone(), job);
+        }
         self.save(&id).await;
+        Ok(())
+    }
+
+    /// The job that is `round`, if one is.
+    pub fn round_holder(&self, round: &RoundId) -> Option<String> {
+        holder_of(&self.jobs.lock().expect("lock"), round)
     }
 
     pub fn get(&self, id: &str) -> Option<Job> {
@@ -266,3 +282,9 @@ impl JobStore {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+fn holder_of(jobs: &BTreeMap<String, Job>, round: &RoundId) -> Option<String> {
+    jobs.values()
+        .find(|j| j.request.round.as_ref() == Some(round))
+        .map(|j| j.id.clone())
+}

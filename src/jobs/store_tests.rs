@@ -71,7 +71,7 @@ async fn a_saved_job_names_its_format_and_reads_back_the_same() {
     let job = store.get("7d1c0b9e-job").unwrap();
     let mut copy = job.clone();
     copy.id = "second-job".into();
-    store.insert(copy).await;
+    store.insert(copy).await.unwrap();
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("second-job.json")).unwrap())
             .unwrap();
