@@ -24,6 +24,7 @@ from .models import (
     TaskLogs,
 )
 from .network import ROUTES, IrisError, Network
+from .training import Training, fedavg
 
 __all__ = [
     "Column",
@@ -40,4 +41,6 @@ __all__ = [
     "SumOutcome",
     "Task",
     "TaskLogs",
+    "Training",
+    "fedavg",
 ]

@@ -48,6 +48,8 @@ ROUTES = {
     ("get", "/v1/files"): "files",
     ("post", "/v1/files/get"): "get_file",
     ("post", "/v1/files/put"): "put_file",
+    ("post", "/v1/files/upload"): "upload",
+    ("get", "/v1/files/content"): "read_file",
     ("post", "/v1/containers"): "create_containers",
     ("post", "/v1/containers/{name}/exec"): "exec_containers",
     ("post", "/v1/containers/{name}/rm"): "remove_containers",
@@ -141,15 +143,22 @@ class Network:
 
     # -- plumbing
 
-    def _call(self, method: str, path: str, body: Any = None, params: Optional[dict] = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, params: Optional[dict] = None,
+              content: Optional[bytes] = None, raw: bool = False) -> Any:
         params = {k: v for k, v in (params or {}).items() if v is not None}
-        response = self._http.request(method, path, json=body, params=params)
+        if content is not None:
+            headers = {"content-type": "application/octet-stream"}
+            response = self._http.request(method, path, content=content, params=params, headers=headers)
+        else:
+            response = self._http.request(method, path, json=body, params=params)
         if response.status_code >= 400:
             try:
                 message = response.json().get("error", response.text)
             except ValueError:
                 message = response.text
             raise IrisError(response.status_code, message)
+        if raw:
+            return response.content
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text
@@ -209,6 +218,19 @@ class Network:
     def put_file(self, source: str, as_path: Optional[str] = None, to: str = "all") -> list[dict]:
         return self._call("POST", "/v1/files/put", {"source": source, "as": as_path, "to": to})
 
+    def upload(self, data: bytes, as_path: str, to: Optional[str] = None) -> list[dict]:
+        """Keeps `data` as public/`as_path` on this node (at most 64 MiB),
+        and has every node of `to` (as a job's `on` names them) pull it to
+        the same place: a model for a job's `inputs`, sent from wherever
+        this client runs. One answer per other node."""
+        params = {"as": as_path, "to": to}
+        return self._call("POST", "/v1/files/upload", content=data, params=params)
+
+    def read_file(self, path: str) -> bytes:
+        """The bytes of a file of this node's own workspace, under public/
+        or gathered/ (at most 64 MiB)."""
+        return self._call("GET", "/v1/files/content", params={"path": path}, raw=True)
+
     # -- jobs
 
     def run(
@@ -235,7 +257,9 @@ class Network:
         request: env, network, memory_mb, cpus, timeout_secs, inputs, any,
         dry_run, and `quorum` (how many tasks must succeed; default all) with
         `deadline_secs` (when the job ends: tasks still going are cancelled
-        and shown as "late", and the job succeeded if its quorum did)."""
+        and shown as "late", and the job succeeded if its quorum did), and
+        `round` ({"training": name, "number": n}: a round of a training runs
+        once; `Training` drives rounds)."""
         if secure_sum is not None and sum_length is None:
             raise ValueError("secure_sum needs sum_length: how many numbers each update's vector holds")
         if secure_sum is not None and options.get("quorum") is not None and options["quorum"] < 2:

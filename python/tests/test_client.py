@@ -4,6 +4,7 @@ once (test_every_public_function_is_exercised checks that these files do)."""
 from __future__ import annotations
 
 import inspect
+import json
 import queue
 import re
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import iris_client
-from iris_client import IrisError, Job, Network
+from iris_client import IrisError, Job, Network, Training
 from conftest import KEY, WORKER, WORKER_TAR, start_network, wait_for
 
 STATS = ["/iris-worker", "stats", "/workspace/data/shard.csv"]
@@ -121,6 +122,51 @@ def test_a_secure_sum_over_the_sites(lab):
             net.secure_sum(job.id, "update.json", 4)
     finally:
         assert [s["name"] for s in bob.recognise_site("carol")["recognised"]] == ["carol"]
+
+
+def test_a_training_runs_each_round_once_and_resumes_from_its_checkpoint(lab):
+    net = lab["alice"].net
+    # The worker's update is (weights, loss) by rows; the next model is the
+    # weights' weighted mean.
+    argv = ["/iris-worker", "gradient", "/workspace/data/shard.csv", "--target", "y",
+            "--model", "{model}", "--lr", "0.4", "--steps", "5"]
+    next_model = lambda _model, outcome: [v / outcome.weight for v in outcome.vector[:-1]]
+    said: list[str] = []
+    training = Training(net, "lab-lr", WORKER, argv, on="dataset:shard", rounds=2, length=4,
+                        combine=next_model, log=said.append)
+    model = training.run([0.0, 0.0, 0.0])
+    assert [r.number for r in training.history] == [1, 2], said
+    assert all(sorted(r.sites) == ["alice", "bob", "carol"] for r in training.history)
+    rounds = {j.request["round"]["number"]: j for j in net.jobs() if (j.request.get("round") or {}).get("training") == "lab-lr"}
+    assert sorted(rounds) == [1, 2]
+    # The model went as a file, never on the command line.
+    assert not any("0," in a for a in rounds[2].request["argv"]), rounds[2].request["argv"]
+    assert rounds[2].request["inputs"] == ["lab-lr/model-000002.json"]
+
+    # A round runs once: submitted again, it is refused with its job.
+    with pytest.raises(IrisError, match=rounds[1].id) as refused:
+        net.submit(WORKER, argv, on="dataset:shard", round={"training": "lab-lr", "number": 1})
+    assert refused.value.status == 409
+
+    # The checkpoint on the master is the model entering round 3; a driver
+    # that asks for 3 rounds resumes there and runs one more.
+    kept = json.loads(net.read_file("public/lab-lr/model-000003.json"))
+    assert kept["model"] == pytest.approx(model)
+    again = Training(net, "lab-lr", WORKER, argv, on="dataset:shard", rounds=3, length=4,
+                     combine=next_model, log=said.append)
+    again.run([9.0, 9.0, 9.0])
+    assert [r.number for r in again.history] == [3]
+    assert any("resuming lab-lr at round 3" in line for line in said), said
+
+    # An upload reaches the nodes named; a dataset is never read out.
+    assert net.upload(b"x" * 10, "lab-lr/note.txt", to="bob")[0]["ok"]
+    assert lab["bob"].net.read_file("public/lab-lr/note.txt") == b"x" * 10
+    with pytest.raises(IrisError) as refused:
+        net.read_file("private/shard/shard.csv")
+    assert refused.value.status == 400
+    with pytest.raises(IrisError) as refused:
+        net.read_file("public/lab-lr/absent.json")
+    assert refused.value.status == 404
 
 
 def test_events_arrive_as_an_iterator(lab, monkeypatch):

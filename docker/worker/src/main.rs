@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! iris-worker stats CSV                      row count, column sums and means
-//! iris-worker gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] [--delta]
+//! iris-worker gradient CSV --target COL (--weights W1,..,Wn,B | --model FILE) [--lr R] [--steps K] [--delta]
 //!                                            K gradient steps of a linear regression
 //! iris-worker average FILE...                row-weighted average of gradient outputs
 //! iris-worker fit CSV... --target COL        least-squares fit on all the CSVs at once
@@ -70,7 +70,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn usage() -> String {
-    let mut usage = "usage: iris-worker stats CSV | gradient CSV --target COL --weights W1,..,Wn,B [--lr R] [--steps K] [--delta] \
+    let mut usage = "usage: iris-worker stats CSV | gradient CSV --target COL (--weights W1,..,Wn,B | --model FILE) [--lr R] [--steps K] [--delta] \
      | average FILE... | fit CSV... --target COL | sleep SECS"
         .to_string();
     usage += probes::USAGE;
@@ -150,6 +150,22 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// The weights in a model file as a training driver delivers it:
+/// `{"model": [W1, .., Wn, B], ...}`.
+fn model_from(file: &str) -> Result<Vec<f64>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+    value["model"]
+        .as_array()
+        .ok_or(format!("{file} holds no \"model\" list"))?
+        .iter()
+        .map(|w| {
+            w.as_f64()
+                .ok_or(format!("{file}: the model holds a non-number"))
+        })
+        .collect()
+}
+
 /// With --delta, the vector is scaled up by this and the weight is its
 /// inverse: their product, what a secure sum adds, is the move itself.
 const DELTA_SCALE: f64 = 1000.0;
@@ -166,15 +182,18 @@ fn gradient(args: &[String]) -> Result<Value, String> {
         .position(|c| c == target)
         .ok_or_else(|| format!("no column '{target}' in {csv}"))?;
     let features: Vec<usize> = (0..table.columns.len()).filter(|&c| c != y_col).collect();
-    let mut weights: Vec<f64> = flag(args, "--weights")
-        .ok_or("--weights W1,..,Wn,B is required")?
-        .split(',')
-        .map(|w| {
-            w.trim()
-                .parse::<f64>()
-                .map_err(|e| format!("bad weight '{w}': {e}"))
-        })
-        .collect::<Result<_, _>>()?;
+    let mut weights = match (flag(args, "--weights"), flag(args, "--model")) {
+        (Some(list), None) => list
+            .split(',')
+            .map(|w| {
+                w.trim()
+                    .parse::<f64>()
+                    .map_err(|e| format!("bad weight '{w}': {e}"))
+            })
+            .collect::<Result<Vec<f64>, _>>()?,
+        (None, Some(file)) => model_from(file)?,
+        _ => return Err("one of --weights W1,..,Wn,B or --model FILE is required".into()),
+    };
     if weights.len() != features.len() + 1 {
         return Err(format!(
             "{} weights given, {} needed ({} features and a bias)",
