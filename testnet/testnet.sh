@@ -17,6 +17,11 @@
 #                                 that every site declared, after a dry run on
 #                                 its mock sample; checked against a central
 #                                 fit; no private file may leak
+#   testnet/testnet.sh train [R]  a real Python workload: logistic regression
+#                                 on breast-cancer data split over the
+#                                 sites, R rounds (default 20) of FedAvg from
+#                                 the Python client's Training driver,
+#                                 checked against a central fit
 #   testnet/testnet.sh chaos      kill -9 a member during a job, cut another
 #                                 off the network and back, restart the
 #                                 master; ends with a table of outcomes
@@ -490,6 +495,7 @@ down() {
     docker network rm "$prefix" >/dev/null
   fi
   for node in ${NODES:-}; do rm -rf "${data:?}/$node"; done
+  rm -rf "${data:?}/cancer"
   rm -f "$state"
   [ "$prefix" = iris-testnet ] || rmdir "$data" 2>/dev/null || true
   unset NODES
@@ -500,6 +506,8 @@ down() {
 source "$here/demo.sh"
 # shellcheck source=testnet/exfil.sh
 source "$here/exfil.sh"
+# shellcheck source=testnet/train.sh
+source "$here/train.sh"
 
 case "${1:-}" in
   up) shift; up "$@" ;;
@@ -508,7 +516,8 @@ case "${1:-}" in
   env) env_vars ;;
   ui) ui_link ;;
   demo) demo "${2:-10}" ;;
+  train) train "${2:-20}" ;;
   chaos) chaos ;;
   down) down ;;
-  *) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
