@@ -104,6 +104,21 @@ smoke() {
 }
 part "smoke: testnet/testnet.sh up 3, demo 2, the Python FedAvg example, exfil, chaos, down" smoke
 
+# The real Python workload (breast-cancer data, numpy and scikit-learn in
+# an image built from Debian's packages) trained over 5 nodes from the
+# Python client's driver, while a site is killed and the master restarts;
+# the model is checked against a central fit. Its own testnet.
+training() {
+    export IRIS_TESTNET_NAME=iris-train IRIS_NO_BUILD=1
+    trap 'testnet/testnet.sh down >/dev/null 2>&1 || true' EXIT
+    local status=0
+    { testnet/testnet.sh up 5 >/dev/null && testnet/testnet.sh train 10 --chaos; } 2>&1 || status=$?
+    testnet/testnet.sh down >/dev/null 2>&1 || true
+    trap - EXIT
+    return $status
+}
+part "training: testnet/testnet.sh up 5, train 10 --chaos (Python, scikit-learn, real data), down" training
+
 echo
 echo "== time taken"
 printf '%s\n' "${took[@]}"

@@ -69,6 +69,8 @@ pub struct Node {
     courier: Arc<Courier>,
     /// Turns true once [`Node::shutdown`] has finished.
     stopped: watch::Sender<bool>,
+    /// Set when [`Node::shutdown`] begins: the API then answers 503.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -286,6 +288,7 @@ impl Node {
             tasks: tokio::sync::Mutex::new(tasks),
             courier,
             stopped: watch::Sender::new(false),
+            shutting_down: Default::default(),
         }))
     }
 
@@ -305,6 +308,8 @@ impl Node {
     /// Says goodbye to the network for now (the map is saved), then ends
     /// every background task and waits for them.
     pub async fn shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.membership.shut_down().await;
         self.shutdown.cancel();
         let mut tasks = self.tasks.lock().await;
@@ -333,6 +338,12 @@ impl Node {
             }
         }
         self.stopped.send_replace(true);
+    }
+
+    /// Whether [`Node::shutdown`] has begun: what is asked of the node now
+    /// would meet services half stopped (a network already left, say).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Resolves once [`Node::shutdown`] has finished.

@@ -21,7 +21,9 @@
 #                                 on breast-cancer data split over the
 #                                 sites, R rounds (default 20) of FedAvg from
 #                                 the Python client's Training driver,
-#                                 checked against a central fit
+#                                 checked against a central fit; with
+#                                 --chaos (5 nodes), a site is killed and
+#                                 the master restarts during the training
 #   testnet/testnet.sh chaos      kill -9 a member during a job, cut another
 #                                 off the network and back, restart the
 #                                 master; ends with a table of outcomes
@@ -158,6 +160,11 @@ brief() { awk -v w="$1" 'BEGIN { n = split(w, a, ","); for (i = 1; i <= n; i++) 
 
 # ---------------------------------------------------------------- up
 
+# A TCP port free on this host's loopback now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # A node's private shard: y = 3 x1 - 2 x2 + 1 + noise. Shards differ in
 # size and in where x1 lies, as real sites' data would.
 make_shard() { # index rows
@@ -238,10 +245,12 @@ up() {
     # this host's engine, so all of them list it in the map; between
     # machines, a job ships the tar to nodes that lack the image.)
     [ "$i" -eq 0 ] && cp "$root/docker/.build/iris-worker.tar" "$dir/workspace/image/"
-    # The master's API is published on this host's loopback (a port Docker
-    # picks), for the Python client: `testnet.sh env` says where.
+    # The master's API is published on this host's loopback, for the Python
+    # client (`testnet.sh env` says where), on a port free now and kept
+    # across restarts of the container (a port Docker picks changes), so
+    # that a client outlives a restart of the master.
     local api=(--api-bind 127.0.0.1) publish=()
-    [ "$i" -eq 0 ] && api=(--api-bind 0.0.0.0) publish=(-p 127.0.0.1::8000)
+    [ "$i" -eq 0 ] && api=(--api-bind 0.0.0.0) publish=(-p "127.0.0.1:$(free_port):8000")
     docker run --rm "${user[@]}" --label "iris.testnet=$data" -v "$dir:/iris" "$image" \
       init --name "$node" --workspace-host-path "$dir/workspace" "${api[@]}" >/dev/null
     docker run -d --name "$prefix-$node" --hostname "$node" "${user[@]}" "${publish[@]}" \
@@ -516,7 +525,7 @@ case "${1:-}" in
   env) env_vars ;;
   ui) ui_link ;;
   demo) demo "${2:-10}" ;;
-  train) train "${2:-20}" ;;
+  train) train "${2:-20}" "${3:-}" ;;
   chaos) chaos ;;
   down) down ;;
   *) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;

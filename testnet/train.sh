@@ -5,6 +5,15 @@
 # against a central fit on the pooled rows (docs/testnet.md).
 #
 #   testnet/testnet.sh train [R]      R rounds (default 20)
+#   testnet/testnet.sh train R --chaos
+#                                     the same, while one site is killed
+#                                     (kill -9) after round 3 and the master
+#                                     restarts after round 6: each round
+#                                     needs all sites but two (a quorum) and
+#                                     ends 60 s after it began (a deadline),
+#                                     and the driver resumes from the
+#                                     master's checkpoint (5 nodes or more:
+#                                     a secure sum over the 3 sites left)
 #
 # The job image, iris-python, is Debian's python3 with numpy and
 # scikit-learn, built without a registry (docker/python/build.sh).
@@ -32,10 +41,18 @@ cancer_tool() { # dir args...
     -v "$dir:/work" "$python_image" /iris/cancer.py "$@"
 }
 
-train() { # rounds
+train() { # rounds [--chaos]
   load_state
-  local rounds=$1 split="$data/cancer" python name result i
+  local rounds=$1 chaos=${2:-} split="$data/cancer" python name result i
   [ "$rounds" -ge 1 ] 2>/dev/null || die "train: rounds must be a number from 1"
+  case "$chaos" in
+    "") ;;
+    --chaos)
+      [ "${#nodes[@]}" -ge 5 ] || die "train --chaos needs 5 nodes or more (testnet.sh up 5)"
+      [ "$rounds" -ge 8 ] || die "train --chaos needs 8 rounds or more"
+      ;;
+    *) die "train: unknown option '$chaos'" ;;
+  esac
   say "building $python_image from Debian's packages (kept after the first time)"
   [ -n "${IRIS_NO_BUILD:-}" ] && docker image inspect "$python_image" >/dev/null 2>&1 ||
     "$root/docker/python/build.sh"
@@ -65,8 +82,13 @@ train() { # rounds
   name="cancer-$(date +%s)"
   result="$split/result.json"
   say "training $name: $rounds rounds of FedAvg by secure sums, from Python"
-  (eval "$(env_vars)" && "$python" "$root/python/examples/cancer.py" --name "$name" \
-    --rounds "$rounds" --out "$result") || die "the training failed"
+  local driver=(--name "$name" --rounds "$rounds" --out "$result")
+  if [ -z "$chaos" ]; then
+    (eval "$(env_vars)" && "$python" "$root/python/examples/cancer.py" "${driver[@]}") ||
+      die "the training failed"
+  else
+    train_through_chaos "$python" --quorum $((${#nodes[@]} - 2)) --deadline 60 "${driver[@]}"
+  fi
 
   say "the federated model against a central fit on the pooled rows"
   local check federated central
@@ -78,6 +100,32 @@ train() { # rounds
     die "the federated model's accuracy $federated trails the central fit's $central by more than $accuracy_tolerance"
   echo "   federated $federated, central $central: within $accuracy_tolerance"
 }
+
+# The driver runs while the last node is killed after round 3 and the
+# master restarts after round 6; it must finish every round.
+train_through_chaos() { # python driver-args...
+  local python=$1 log="$data/cancer/driver.log" victim=${nodes[$((${#nodes[@]} - 1))]} pid
+  shift
+  (eval "$(env_vars)" && exec "$python" -u "$root/python/examples/cancer.py" "$@") >"$log" 2>&1 &
+  pid=$!
+  wait_until 600 driver_said "$log" "round   3:" >/dev/null || { cat "$log"; die "round 3 never ended"; }
+  say "kill -9 $victim, a site, in the middle of the training"
+  docker kill --signal KILL "$prefix-$victim" >/dev/null
+  wait_until 600 driver_said "$log" "round   6:" >/dev/null || { cat "$log"; die "round 6 never ended"; }
+  say "restart the master, $master, in the middle of the training"
+  docker restart "$prefix-$master" >/dev/null
+  if ! wait "$pid"; then
+    cat "$log"
+    die "the training did not survive the chaos"
+  fi
+  cat "$log"
+  docker start "$prefix-$victim" >/dev/null
+  [ "$(grep -c '^round ' "$log")" -eq "$rounds" ] || die "not every round ended once"
+  grep -q "the master is away" "$log" || die "the driver never saw the master away"
+  grep -q "from $((${#nodes[@]} - 1)) sites" "$log" || die "no round went on without $victim"
+}
+
+driver_said() { grep -q "$2" "$1" 2>/dev/null; }
 
 # Whether the last node lists the dataset on every node.
 all_hold() { # dataset

@@ -27,7 +27,7 @@ use axum::{
     },
     http::{request::Parts, StatusCode},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
     Json, Router,
 };
 use serde::de::DeserializeOwned;
@@ -90,6 +90,24 @@ async fn count(State(state): State<ApiState>, request: Request, next: Next) -> R
     response
 }
 
+/// Once the node has begun to shut down, a request would meet services
+/// half stopped (its network already left: "in no network", a 409 that
+/// is not so); it is a 503 that says why, which a client asks again.
+async fn refuse_while_shutting_down(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.node.is_shutting_down() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node is shutting down; ask again once it is back",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// Every route: the open ones (the page, logging in), then those behind
 /// the token or a session.
 fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
@@ -143,6 +161,10 @@ fn routes(state: ApiState) -> OpenApiRouter<ApiState> {
         .routes(routes!(datasets::list, datasets::add))
         .routes(routes!(datasets::reload))
         .routes(routes!(datasets::remove))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_shutting_down,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state,
             session::require_login,
