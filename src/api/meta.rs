@@ -66,8 +66,9 @@ pub(super) async fn openapi(State(state): State<ApiState>) -> Response {
         description = "The local REST API of one Iris node. docs/api.md describes each route."
     ),
     modifiers(&Security),
-    // What an event stream's envelope holds (`EventEnvelope`'s data).
-    components(schemas(crate::events::Event)),
+    // What an event stream's envelope holds (`EventEnvelope`'s data), and
+    // the shape of a query parameter no body refers to.
+    components(schemas(crate::events::Event, crate::api_types::shapes::ReadableFile)),
     security(("bearer" = []), ("cookie" = []))
 )]
 pub(super) struct ApiDoc;

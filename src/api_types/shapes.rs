@@ -36,6 +36,18 @@ pub struct WorkspaceFile(String);
 #[allow(dead_code)]
 pub struct Destination(String);
 
+/// A job's input: a path in each target's public workspace (or, on the
+/// node that submits the job, `gathered/...`), segments as in
+/// [`WorkspaceFile`], at most 1024 bytes.
+#[derive(utoipa::ToSchema)]
+#[schema(
+    pattern = r"^([^/.\u0000][^/\u0000]{0,62}|\.[^/.\u0000][^/\u0000]{0,61}|\.\.[^/\u0000]{1,61})(/([^/.\u0000][^/\u0000]{0,62}|\.[^/.\u0000][^/\u0000]{0,61}|\.\.[^/\u0000]{1,61}))*$",
+    min_length = 1,
+    max_length = 256
+)]
+#[allow(dead_code)]
+pub struct InputPath(String);
+
 /// A file of this node's own workspace that its API reads out: under
 /// `public/` or `gathered/`, segments as in [`WorkspaceFile`].
 #[derive(utoipa::ToSchema)]

@@ -415,7 +415,8 @@ impl Files {
                 .and_then(|n| n.to_str())
                 .ok_or_else(|| std::io::Error::other("names no file"))?;
             let dir = area.subdir(dest.relative.parent().unwrap_or(Path::new("")), true)?;
-            let partial = format!(".{name}.write");
+            // Named after the file's name, never longer than a name may be.
+            let partial = format!(".{}.write", &blake3::hash(name.as_bytes()).to_hex()[..16]);
             dir.remove(&partial)?;
             let mut file = dir.write_file(&partial, true)?;
             std::io::Write::write_all(&mut file, &bytes)?;
