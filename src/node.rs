@@ -240,6 +240,10 @@ impl Node {
         supervise("departure watch", Box::pin(jobs.clone().watch_departures()));
         supervise("deadline watch", Box::pin(jobs.clone().watch_deadlines()));
         supervise(
+            "warm workers",
+            Box::pin(runner.clone().watch_warm_workers()),
+        );
+        supervise(
             "audit witness",
             Box::pin(
                 Witness::open(dir.join("witnessed.json")).run(membership.clone(), events.clone()),

@@ -73,6 +73,7 @@ impl Sessions {
             quorum: None,
             deadline_secs: None,
             round: None,
+            warm: false,
         };
         let spec = request
             .task_spec(&format!("session-{}", body.name))

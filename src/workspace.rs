@@ -173,6 +173,19 @@ impl Workspace {
     /// (links followed, as the engine will follow them) must stay inside
     /// its area.
     pub fn input_source(&self, input: &str, own_job: bool) -> Result<PathBuf, String> {
+        let (area, relative) = self.input_place(input, own_job)?;
+        Ok(self.host.join(area).join(relative))
+    }
+
+    /// As [`Workspace::input_source`], the path on this node's side: what a
+    /// warm worker's round copies in.
+    pub fn input_local(&self, input: &str, own_job: bool) -> Result<PathBuf, String> {
+        let (area, relative) = self.input_place(input, own_job)?;
+        Ok(self.local.join(area).join(relative))
+    }
+
+    /// An input's area and its real path inside it, checked.
+    fn input_place(&self, input: &str, own_job: bool) -> Result<(&'static str, PathBuf), String> {
         let path = WorkspacePath::parse(&user_path(input))?;
         let areas: &[Area] = if own_job {
             &[Area::Public, Area::Gathered]
@@ -189,7 +202,7 @@ impl Workspace {
         let relative = real
             .strip_prefix(&root)
             .map_err(|_| format!("leads out of {}/", path.area.name()))?;
-        Ok(self.host.join(path.area.name()).join(relative))
+        Ok((path.area.name(), relative.to_path_buf()))
     }
 
     /// The user that owns the workspace, as `uid:gid`: job containers run

@@ -24,6 +24,10 @@
 #                                 checked against a central fit; with
 #                                 --chaos (5 nodes), a site is killed and
 #                                 the master restarts during the training
+#   testnet/testnet.sh bench [R]  the time of a training round, cold jobs,
+#                                 warm workers and bare `docker run` of the
+#                                 same containers, for the Rust worker and
+#                                 the Python workload, R rounds each
 #   testnet/testnet.sh chaos      kill -9 a member during a job, cut another
 #                                 off the network and back, restart the
 #                                 master; ends with a table of outcomes
@@ -504,7 +508,7 @@ down() {
     docker network rm "$prefix" >/dev/null
   fi
   for node in ${NODES:-}; do rm -rf "${data:?}/$node"; done
-  rm -rf "${data:?}/cancer"
+  rm -rf "${data:?}/cancer" "${data:?}/bench"
   rm -f "$state"
   [ "$prefix" = iris-testnet ] || rmdir "$data" 2>/dev/null || true
   unset NODES
@@ -517,6 +521,8 @@ source "$here/demo.sh"
 source "$here/exfil.sh"
 # shellcheck source=testnet/train.sh
 source "$here/train.sh"
+# shellcheck source=testnet/bench.sh
+source "$here/bench.sh"
 
 case "${1:-}" in
   up) shift; up "$@" ;;
@@ -526,7 +532,8 @@ case "${1:-}" in
   ui) ui_link ;;
   demo) demo "${2:-10}" ;;
   train) train "${2:-20}" "${3:-}" ;;
+  bench) bench "${2:-10}" ;;
   chaos) chaos ;;
   down) down ;;
-  *) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

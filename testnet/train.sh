@@ -23,7 +23,9 @@ python_image=iris-python:latest
 # much (one patient in the 114 held out is 0.009).
 accuracy_tolerance=0.03
 
-# A Python with iris_client, in the venv the tests use.
+# A Python with iris_client's dependencies, in the venv the tests use; the
+# client itself is this checkout's (PYTHONPATH), never an older install.
+export PYTHONPATH="$root/python${PYTHONPATH:+:$PYTHONPATH}"
 client_python() {
   local venv="$root/target/python-venv"
   if ! "$venv/bin/python" -c "import iris_client, httpx" 2>/dev/null; then
@@ -43,7 +45,7 @@ cancer_tool() { # dir args...
 
 train() { # rounds [--chaos]
   load_state
-  local rounds=$1 chaos=${2:-} split="$data/cancer" python name result i
+  local rounds=$1 chaos=${2:-} split="$data/cancer" python name result
   [ "$rounds" -ge 1 ] 2>/dev/null || die "train: rounds must be a number from 1"
   case "$chaos" in
     "") ;;
@@ -53,31 +55,8 @@ train() { # rounds [--chaos]
       ;;
     *) die "train: unknown option '$chaos'" ;;
   esac
-  say "building $python_image from Debian's packages (kept after the first time)"
-  [ -n "${IRIS_NO_BUILD:-}" ] && docker image inspect "$python_image" >/dev/null 2>&1 ||
-    "$root/docker/python/build.sh"
+  prepare_cancer
   python=$(client_python)
-
-  say "the data: $((569 - 114)) patients over ${#nodes[@]} sites, 114 held out for the test"
-  rm -rf "$split" && mkdir -p "$split"
-  cancer_tool "$split" split /work "${#nodes[@]}"
-  for i in "${!nodes[@]}"; do
-    local node=${nodes[$i]} dir="$data/${nodes[$i]}/workspace/private/cancer"
-    mkdir -p "$dir"
-    cp "$split/site-$((i + 1)).csv" "$dir/cancer.csv"
-    on "$node" datasets add cancer private/cancer --replace --tag testnet --tag classification \
-      --description "breast-cancer patients, this site's share" --rows-bucket 10 --mock-rows 20 |
-      sed -n "1s/^/   [$node's owner] /p"
-  done
-  # A site runs the researcher's code only with its owner's approval: here
-  # each owner approves the two commands of the image, pinned to its digest.
-  for node in "${nodes[@]:1}"; do
-    for command in stats round; do
-      echo "   [$node's owner] iris policy allow-image $python_image --prefix -- /iris/cancer.py $command"
-      on "$node" policy allow-image "$python_image" --prefix -- /iris/cancer.py "$command" >/dev/null
-    done
-  done
-  wait_until 30 all_hold cancer >/dev/null || die "the dataset 'cancer' did not reach every map"
 
   name="cancer-$(date +%s)"
   result="$split/result.json"
@@ -99,6 +78,35 @@ train() { # rounds [--chaos]
   awk -v f="$federated" -v c="$central" -v t="$accuracy_tolerance" 'BEGIN { exit !(f >= c - t) }' ||
     die "the federated model's accuracy $federated trails the central fit's $central by more than $accuracy_tolerance"
   echo "   federated $federated, central $central: within $accuracy_tolerance"
+}
+
+# The image, the data split over the nodes and declared by each owner as
+# the dataset `cancer`, and each site owner's approval of its commands.
+prepare_cancer() {
+  local split="$data/cancer" i
+  say "building $python_image from Debian's packages (kept after the first time)"
+  [ -n "${IRIS_NO_BUILD:-}" ] && docker image inspect "$python_image" >/dev/null 2>&1 ||
+    "$root/docker/python/build.sh"
+  say "the data: $((569 - 114)) patients over ${#nodes[@]} sites, 114 held out for the test"
+  rm -rf "$split" && mkdir -p "$split"
+  cancer_tool "$split" split /work "${#nodes[@]}"
+  for i in "${!nodes[@]}"; do
+    local node=${nodes[$i]} dir="$data/${nodes[$i]}/workspace/private/cancer"
+    mkdir -p "$dir"
+    cp "$split/site-$((i + 1)).csv" "$dir/cancer.csv"
+    on "$node" datasets add cancer private/cancer --replace --tag testnet --tag classification \
+      --description "breast-cancer patients, this site's share" --rows-bucket 10 --mock-rows 20 |
+      sed -n "1s/^/   [$node's owner] /p"
+  done
+  # A site runs the researcher's code only with its owner's approval: here
+  # each owner approves the two commands of the image, pinned to its digest.
+  for node in "${nodes[@]:1}"; do
+    for command in stats round; do
+      echo "   [$node's owner] iris policy allow-image $python_image --prefix -- /iris/cancer.py $command"
+      on "$node" policy allow-image "$python_image" --prefix -- /iris/cancer.py "$command" >/dev/null
+    done
+  done
+  wait_until 30 all_hold cancer >/dev/null || die "the dataset 'cancer' did not reach every map"
 }
 
 # The driver runs while the last node is killed after round 3 and the

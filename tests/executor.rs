@@ -69,6 +69,7 @@ impl Setup {
             inputs: vec![],
             dataset: None,
             dry_run: false,
+            warm: None,
         }
     }
 
@@ -77,7 +78,7 @@ impl Setup {
         let (_cancel, rx) = tokio::sync::watch::channel(false);
         let outcome = self
             .executor
-            .run(spec, &logs, true, &DataMount::Private, rx)
+            .run(spec, &logs, true, &DataMount::Private, rx, None)
             .await;
         let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap_or_default();
         (outcome, read("stdout.log"), read("stderr.log"))
@@ -156,7 +157,9 @@ async fn cancel_stops_a_running_task() {
     let spec = s.spec(&["/iris-worker", "sleep", "60"]);
     let (cancel, rx) = tokio::sync::watch::channel(false);
     let logs = s.root.join("logs");
-    let run = s.executor.run(&spec, &logs, true, &DataMount::Private, rx);
+    let run = s
+        .executor
+        .run(&spec, &logs, true, &DataMount::Private, rx, None);
     let trigger = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         cancel.send_replace(true);
@@ -216,9 +219,10 @@ async fn an_unreachable_engine_is_reported_not_fatal() {
         inputs: vec![],
         dataset: None,
         dry_run: false,
+        warm: None,
     };
     let outcome = executor
-        .run(&spec, tmp.path(), true, &DataMount::Private, rx)
+        .run(&spec, tmp.path(), true, &DataMount::Private, rx, None)
         .await;
     assert_eq!(outcome.end, TaskState::Failed);
     assert!(outcome.error.unwrap().contains("executor: unavailable"));

@@ -47,7 +47,8 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 16: every request bounds its own answer
+/// message naming both. Version 17: a task may be a round of a training
+/// for a warm worker ([`TaskSpec::warm`]). Version 16: every request bounds its own answer
 /// (an acknowledgement 8 KiB, a page of a sum 4 MiB, a welcome 8 MiB),
 /// read no further, and a secure-sum step carries its answer's bound.
 /// Version 15: the list of removed nodes that a
@@ -69,7 +70,7 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 16;
+pub const PROTOCOL_VERSION: u32 = 17;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

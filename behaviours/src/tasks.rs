@@ -37,6 +37,11 @@ pub struct TaskSpec {
     /// `gathered/mock/<dataset>/`. Only a node's own tasks may be.
     #[serde(default)]
     pub dry_run: bool,
+    /// A round of this training, run by a warm worker: the node may keep
+    /// the container of the training's last round running, and hand it
+    /// this round through its inputs, instead of starting a new one.
+    #[serde(default)]
+    pub warm: Option<String>,
 }
 
 /// Most inputs one task may mount.
@@ -83,6 +88,9 @@ impl TaskSpec {
         }
         if let Some(dataset) = &self.dataset {
             crate::names::validate_name("dataset name", dataset)?;
+        }
+        if let Some(training) = &self.warm {
+            crate::names::validate_name("a training's name", training)?;
         }
         if !(6 << 20..=1 << 40).contains(&self.memory_bytes) {
             return Err("memory must be between 6 MiB and 1 TiB".into());
@@ -447,6 +455,7 @@ mod tests {
             inputs: vec![],
             dataset: None,
             dry_run: false,
+            warm: None,
         }
     }
 

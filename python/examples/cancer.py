@@ -59,6 +59,8 @@ def main() -> int:
     parser.add_argument("--quorum", type=int)
     parser.add_argument("--deadline", type=float, help="seconds a round may take")
     parser.add_argument("--out", help="write {model, scaling} here as JSON")
+    parser.add_argument("--warm", action="store_true",
+                        help="each site keeps its container from round to round")
     args = parser.parse_args()
 
     net = Network.from_env()
@@ -72,13 +74,16 @@ def main() -> int:
             "--epochs", str(args.epochs), "--rows-in-all", str(scaling["rows"])]
     training = Training(
         net, args.name, IMAGE, argv, on=on, rounds=args.rounds, length=FEATURES + 1,
-        quorum=args.quorum, deadline_secs=args.deadline,
+        quorum=args.quorum, deadline_secs=args.deadline, warm=args.warm,
         job_options={**LIMITS, "inputs": [f"{args.name}/scaling.json"]},
     )
     model = training.run([0.0] * (FEATURES + 1))
     seconds = [r.seconds for r in training.history]
     if seconds:
         print(f"{len(seconds)} rounds, {sum(seconds) / len(seconds):.2f} s a round on average")
+    if len(seconds) > 1:
+        steady = seconds[1:]
+        print(f"mean of rounds 2 to {len(seconds)}: {sum(steady) / len(steady):.3f} s")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"model": model, "scaling": scaling}, f)

@@ -74,6 +74,10 @@ class Training:
     sum_options: dict = field(default_factory=dict)
     job_options: dict = field(default_factory=dict)
     combine: Callable[[list[float], SumOutcome], list[float]] = fedavg
+    # Each site may keep the training's container running from round to
+    # round (a warm worker): the program takes each round from the file
+    # IRIS_ROUND_FILE names (docs/warm-workers.md).
+    warm: bool = False
     # How long the driver keeps trying to reach the master when it is away.
     patience_secs: float = 600.0
     log: Callable[[str], None] = print
@@ -163,6 +167,8 @@ class Training:
         options: dict[str, Any] = dict(self.job_options)
         options["inputs"] = list(options.get("inputs", [])) + [self.checkpoint(number)]
         options["round"] = {"training": self.name, "number": number}
+        if self.warm:
+            options["warm"] = True
         if self.quorum is not None:
             options["quorum"] = self.quorum
         if self.deadline_secs is not None:

@@ -43,6 +43,7 @@ pub struct JobRequest {
     /// Paths in each target's public workspace, mounted read-only at
     /// `/workspace/in/<path>`.
     #[serde(default)]
+    #[schema(value_type = Vec<shapes::InputPath>, max_items = 16)]
     pub inputs: Vec<String>,
     /// With `on: "dataset:NAME"`: run on this node alone, on the dataset's
     /// mock sample, fetched from a node that holds it.
@@ -67,6 +68,13 @@ pub struct JobRequest {
     /// and a site never answers the same round twice.
     #[serde(default)]
     pub round: Option<RoundId>,
+    /// With `round`: each site may keep this training's container running
+    /// from one round to the next (a warm worker), so that start-up and
+    /// imports are paid once; the program takes each round from
+    /// `IRIS_ROUND_FILE` (docs/warm-workers.md). Everything else is as for
+    /// any job: approval, the egress gate, differential privacy, audit.
+    #[serde(default)]
+    pub warm: bool,
 }
 
 /// A round of a training, as the researcher's driver names it. The round
@@ -128,21 +136,30 @@ impl JobRequest {
         if !request.cpus.is_finite() || !request.timeout_secs.is_finite() {
             return Err("cpus and timeout must be finite numbers".into());
         }
-        let spec = TaskSpec {
-            job_id: job_id.to_string(),
-            image: request.image.clone(),
-            argv: request.argv.clone(),
-            env,
-            network,
-            memory_bytes: i64::try_from(request.memory_mb.saturating_mul(1 << 20))
-                .unwrap_or(i64::MAX),
-            nano_cpus: (request.cpus * 1e9) as i64,
-            pids_limit: 256,
-            timeout_ms: (request.timeout_secs * 1000.0) as u64,
-            inputs: request.inputs.clone(),
-            dataset: request.on.strip_prefix("dataset:").map(String::from),
-            dry_run: request.dry_run,
-        };
+        let spec =
+            TaskSpec {
+                job_id: job_id.to_string(),
+                image: request.image.clone(),
+                argv: request.argv.clone(),
+                env,
+                network,
+                memory_bytes: i64::try_from(request.memory_mb.saturating_mul(1 << 20))
+                    .unwrap_or(i64::MAX),
+                nano_cpus: (request.cpus * 1e9) as i64,
+                pids_limit: 256,
+                timeout_ms: (request.timeout_secs * 1000.0) as u64,
+                inputs: request.inputs.clone(),
+                dataset: request.on.strip_prefix("dataset:").map(String::from),
+                dry_run: request.dry_run,
+                warm: match (&request.round, request.warm) {
+                    (Some(round), true) => Some(round.training.clone()),
+                    (None, true) => return Err(
+                        "warm: a warm worker serves a training's rounds; give the job its round"
+                            .into(),
+                    ),
+                    (_, false) => None,
+                },
+            };
         spec.validate_allowing_image_command()?;
         Ok(spec)
     }

@@ -103,6 +103,10 @@ pub struct JobArgs {
     /// refused with the job that has it.
     #[arg(long, value_name = "TRAINING/N", value_parser = parse_round)]
     pub round: Option<RoundId>,
+    /// With --round: each site may keep the training's container running
+    /// from round to round (a warm worker, docs/warm-workers.md).
+    #[arg(long, requires = "round")]
+    pub warm: bool,
     /// Print the job as JSON: when it is accepted (`submit`), or finished
     /// with what was gathered (`run`).
     #[arg(long)]
@@ -129,6 +133,7 @@ impl JobArgs {
             quorum: self.quorum,
             deadline_secs: self.deadline,
             round: self.round.clone(),
+            warm: self.warm,
         }
     }
 }

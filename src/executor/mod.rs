@@ -28,9 +28,11 @@ use serde::{Deserialize, Serialize};
 
 mod sandbox;
 mod task;
+mod warm;
 pub use crate::workspace::Workspace;
 use sandbox::Sandbox;
 use task::TaskRun;
+pub use warm::{WarmWorkers, ROUND_FILE, WARM_IDLE};
 
 /// Every container Iris creates carries this label (value: the node's peer
 /// id), so a restarted node finds its own containers and nobody else's.
@@ -148,6 +150,20 @@ impl TaskOutcome {
     }
 }
 
+/// The engine's id of `image`: a task's container is made from the id,
+/// so its report names exactly the image that ran, whatever the tag
+/// means later.
+async fn image_id_of(docker: &Docker, image: &str) -> Result<String, ExecutorError> {
+    docker
+        .inspect_image(image)
+        .await?
+        .id
+        .ok_or_else(|| ExecutorError::File {
+            path: PathBuf::from(image),
+            message: "the engine gave this image no id".into(),
+        })
+}
+
 async fn create_dirs(dirs: &[&Path]) -> Result<(), ExecutorError> {
     for dir in dirs {
         tokio::fs::create_dir_all(dir)
@@ -168,6 +184,8 @@ pub struct Executor {
     docker_host: Option<String>,
     sandbox: Sandbox,
     limits: TaskLimits,
+    /// Trainings' containers between their rounds.
+    warm: WarmWorkers,
 }
 
 /// How long the engine has to answer a ping before it counts as away.
@@ -220,6 +238,7 @@ impl Executor {
                 workspace,
             },
             limits: TaskLimits::default(),
+            warm: WarmWorkers::default(),
         }
     }
 
@@ -267,6 +286,9 @@ impl Executor {
     /// receives stdout and stderr; `cancel` stops the task early.
     /// `own_job`: this node asked for the task itself, so its inputs may
     /// come from its `gathered/`. `data`: the private data it sees.
+    /// `warm_for`: the node that asked, when the task is a round of a
+    /// training ([`TaskSpec::warm`]): it runs on that training's warm
+    /// worker, started if there is none, which stays for the next round.
     pub async fn run(
         &self,
         spec: &TaskSpec,
@@ -274,31 +296,49 @@ impl Executor {
         own_job: bool,
         data: &DataMount,
         cancel: tokio::sync::watch::Receiver<bool>,
+        warm_for: Option<&str>,
     ) -> TaskOutcome {
         let run = async {
             let (docker, sandbox, limits) = (self.docker()?, &self.sandbox, self.limits);
-            let task = TaskRun {
-                docker: &docker,
-                sandbox,
-                limits,
-            };
-            task.run(spec, logs_dir, own_job, data, cancel).await
+            match warm_for.filter(|_| spec.warm.is_some()) {
+                Some(owner) => {
+                    let workers = &self.warm;
+                    let round = warm::WarmRun {
+                        docker: &docker,
+                        sandbox,
+                        limits,
+                        workers,
+                    };
+                    round
+                        .run(owner, spec, logs_dir, own_job, data, cancel)
+                        .await
+                }
+                None => {
+                    let task = TaskRun {
+                        docker: &docker,
+                        sandbox,
+                        limits,
+                    };
+                    task.run(spec, logs_dir, own_job, data, cancel).await
+                }
+            }
         };
         run.await
             .unwrap_or_else(|e| TaskOutcome::failed(e.to_string()))
     }
 
+    /// Stops the warm workers no round has used for `idle` (all of them,
+    /// with zero: at shutdown, no training's container outlives its node).
+    pub async fn stop_warm(&self, idle: Duration) {
+        if let Ok(docker) = self.docker() {
+            self.warm.stop_idle(&docker, idle).await;
+        }
+    }
+
     /// The engine's id (`sha256:...`) of `image`, a name or an id: what
     /// an owner approves, since a tag can be moved and an id cannot.
     pub async fn image_id(&self, image: &str) -> Result<String, ExecutorError> {
-        self.docker()?
-            .inspect_image(image)
-            .await?
-            .id
-            .ok_or_else(|| ExecutorError::File {
-                path: PathBuf::from(image),
-                message: "the engine gave this image no id".into(),
-            })
+        image_id_of(&self.docker()?, image).await
     }
 
     /// Tagged images the engine has.
@@ -520,6 +560,13 @@ impl Executor {
             docker.remove_container(&id, Some(remove)).await?;
             if let Some(job) = container.labels.and_then(|mut l| l.remove(LABEL_JOB)) {
                 jobs.push(job);
+            }
+        }
+        // Warm workers' directories: their containers are gone.
+        let warm = self.sandbox.workspace.local.join("warm");
+        if let Err(e) = tokio::fs::remove_dir_all(&warm).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %warm.display(), "cannot clear warm workers' files: {e}");
             }
         }
         Ok(jobs)

@@ -49,15 +49,7 @@ impl TaskRun<'_> {
         self.sandbox.give_to_job_user(&out_dir).await?;
         // The tag is resolved once, and the container made from that id: the
         // report names exactly the image that ran, whatever the tag means later.
-        let image_id =
-            docker
-                .inspect_image(&spec.image)
-                .await?
-                .id
-                .ok_or_else(|| ExecutorError::File {
-                    path: PathBuf::from(&spec.image),
-                    message: "the engine gave this image no id".into(),
-                })?;
+        let image_id = super::image_id_of(docker, &spec.image).await?;
         let name = format!("iris-{}-{}", spec.job_id, &crate::store::random_hex(4));
         let job = (LABEL_JOB, spec.job_id.as_str());
         let mut body = self
@@ -110,6 +102,7 @@ impl TaskRun<'_> {
             name.to_string(),
             logs_dir.to_path_buf(),
             self.limits.max_log_bytes,
+            None,
         ));
         let overflowing = watch_outputs(out_dir.to_owned(), self.limits.max_output_bytes);
         let mut wait = docker.wait_container(name, None);
@@ -157,7 +150,7 @@ impl TaskRun<'_> {
     }
 }
 
-fn exit_end(code: i64) -> (TaskState, Option<i64>, Option<String>) {
+pub(super) fn exit_end(code: i64) -> (TaskState, Option<i64>, Option<String>) {
     let end = if code == 0 {
         TaskState::Succeeded
     } else {
@@ -166,11 +159,19 @@ fn exit_end(code: i64) -> (TaskState, Option<i64>, Option<String>) {
     (end, Some(code), None)
 }
 
-/// Follows the container's output into `stdout.log` and `stderr.log`.
-/// Copies a container's stdout and stderr to files, each up to `cap`
-/// bytes; past that a line says the rest was cut, and the stream is read
-/// on (and dropped) so the container never blocks on a full pipe.
-async fn copy_logs(docker: Docker, name: String, dir: PathBuf, cap: u64) {
+/// Copies a container's stdout and stderr to `stdout.log` and
+/// `stderr.log` in `dir`, each up to `cap` bytes; past that a line says
+/// the rest was cut, and the stream is read on (and dropped) so the
+/// container never blocks on a full pipe. Without `since`, follows the
+/// container to its end; with it (seconds since the epoch), copies what
+/// it wrote from then on, as it stands (a warm worker's round).
+pub(super) async fn copy_logs(
+    docker: Docker,
+    name: String,
+    dir: PathBuf,
+    cap: u64,
+    since: Option<i32>,
+) {
     let open = |file: &str| {
         let path = dir.join(file);
         async move { tokio::fs::File::create(&path).await }
@@ -179,11 +180,14 @@ async fn copy_logs(docker: Docker, name: String, dir: PathBuf, cap: u64) {
     else {
         return tracing::warn!(dir = %dir.display(), "cannot create log files");
     };
-    let options = LogsOptionsBuilder::default()
-        .follow(true)
+    let mut options = LogsOptionsBuilder::default()
+        .follow(since.is_none())
         .stdout(true)
-        .stderr(true)
-        .build();
+        .stderr(true);
+    if let Some(since) = since {
+        options = options.since(since);
+    }
+    let options = options.build();
     let mut stream = docker.logs(&name, Some(options));
     let mut written = [0u64; 2];
     while let Some(Ok(output)) = stream.next().await {
@@ -213,7 +217,7 @@ async fn copy_logs(docker: Docker, name: String, dir: PathBuf, cap: u64) {
 
 /// Resolves with the outputs' size once they take more than `cap` bytes;
 /// checked every second while the task runs (a task's outputs are few).
-async fn watch_outputs(dir: PathBuf, cap: u64) -> u64 {
+pub(super) async fn watch_outputs(dir: PathBuf, cap: u64) -> u64 {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let dir = dir.clone();
@@ -226,7 +230,7 @@ async fn watch_outputs(dir: PathBuf, cap: u64) -> u64 {
     }
 }
 
-fn over_cap(size: u64, cap: u64) -> String {
+pub(super) fn over_cap(size: u64, cap: u64) -> String {
     format!(
         "its outputs took {size} bytes, more than the cap of {cap} (jobs.max_output_bytes); \
          they were deleted"

@@ -7,6 +7,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use iris_behaviours::{
@@ -25,7 +26,7 @@ use crate::{
     datasets::Datasets,
     egress::{Egress, Outgoing, Release},
     events::Events,
-    executor::{DataMount, Executor},
+    executor::{DataMount, Executor, WARM_IDLE},
     metrics::Metrics,
 };
 
@@ -89,9 +90,20 @@ impl TaskRunner {
         })
     }
 
-    /// Stops every task's life where it stands, and waits for them.
+    /// Stops every task's life where it stands, and waits for them; then
+    /// the warm workers, which no round uses any more.
     pub async fn stop(&self) {
         self.crew.stop().await;
+        self.executor.stop_warm(Duration::ZERO).await;
+    }
+
+    /// Stops the warm workers of trainings that have not run a round for
+    /// [`WARM_IDLE`], every minute, until the node stops.
+    pub async fn watch_warm_workers(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            self.executor.stop_warm(WARM_IDLE).await;
+        }
     }
 
     /// What private data a task sees: its dataset alone, or all of
@@ -208,11 +220,12 @@ impl TaskRunner {
                     Ok(spec) => runner.data_of(&spec).map(|data| (spec, data)),
                     Err(error) => Err(error),
                 };
+                let (executor, origin) = (&runner.executor, task.origin.to_string());
                 let outcome = match started {
                     Ok((spec, data)) => {
-                        runner
-                            .executor
-                            .run(&spec, &logs, own_job, &data, cancelled)
+                        let warm_for = Some(origin.as_str());
+                        executor
+                            .run(&spec, &logs, own_job, &data, cancelled, warm_for)
                             .await
                     }
                     Err(error) => crate::executor::TaskOutcome::failed(error),

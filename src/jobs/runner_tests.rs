@@ -17,6 +17,7 @@ fn spec(job_id: &str) -> TaskSpec {
         inputs: vec![],
         dataset: None,
         dry_run: false,
+        warm: None,
     }
 }
 

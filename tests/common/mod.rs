@@ -61,6 +61,8 @@ pub struct TestNode {
     pub api_port: u16,
     child: Option<Child>,
     http: reqwest::Client,
+    /// Its peer id once it ran: the label of every container it made.
+    peer: Option<String>,
 }
 
 impl TestNode {
@@ -109,6 +111,7 @@ impl TestNode {
             api_port: 0,
             child: None,
             http: reqwest::Client::new(),
+            peer: None,
         };
         node.set_liveness(500, 2000, 4000);
         node
@@ -173,7 +176,8 @@ impl TestNode {
                 .and_then(|p| p.trim().parse().ok())
             {
                 self.api_port = port;
-                if let Ok((200, _)) = self.get("/v1/status").await {
+                if let Ok((200, status)) = self.get("/v1/status").await {
+                    self.peer = status["peer_id"].as_str().map(String::from);
                     return;
                 }
             }
@@ -397,6 +401,26 @@ impl TestNode {
     }
 }
 
+/// Removes the containers the node `peer` made, by their label.
+fn remove_containers_of(peer: &str) {
+    let listed = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=iris.node={peer}")])
+        .output();
+    let Ok(listed) = listed else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 impl Drop for TestNode {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -406,6 +430,11 @@ impl Drop for TestNode {
                 .status();
             let _ = child.kill();
             let _ = child.wait();
+            // A node killed leaves its containers (a task's, a warm
+            // worker's); its next start would remove them, but there is none.
+            if let Some(peer) = &self.peer {
+                remove_containers_of(peer);
+            }
         }
         if std::thread::panicking() {
             self.keep_log();

@@ -17,6 +17,11 @@ tools around it. Runs in iris-python (numpy and scikit-learn from Debian).
 
 Every file a site writes is {"vector": [...], "weight": rows}: the master
 learns only the secure sum of the sites' files, and divides by the weight.
+
+Run as a warm worker (IRIS_ROUND_FILE set, docs/warm-workers.md), it
+serves round after round in one process: Python starts and numpy is
+imported once, each round's argv comes in the round file, its files go to the
+round's own directory, and its exit code to <that directory>.done.
 """
 
 import argparse
@@ -111,7 +116,44 @@ def check(args):
                       "test_rows": len(test_y)}))
 
 
-def main():
+def serve_rounds(round_file):
+    """Runs each round the node hands over, one after another; never
+    returns (the node stops the container)."""
+    import os
+    import time
+    import traceback
+
+    parser = parser_of()
+    last = None
+    while True:
+        try:
+            with open(round_file) as f:
+                round_ = json.load(f)
+        except (OSError, ValueError):
+            round_ = {}
+        job = round_.get("job")
+        if not job or job == last:
+            time.sleep(0.01)
+            continue
+        last, out = job, round_["out"]
+        code = 0
+        try:
+            args = parser.parse_args(round_["argv"][1:])
+            # What the argv names in /workspace/out goes to the round's own.
+            if getattr(args, "out", None):
+                args.out = os.path.join(out, os.path.basename(args.out))
+            args.run(args)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except Exception:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        with open(out + ".done", "w") as f:
+            f.write(f"{code}\n")
+
+
+def parser_of():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("split")
@@ -134,7 +176,16 @@ def main():
     for name in ("dir", "result"):
         p.add_argument(name)
     p.set_defaults(run=check)
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    import os
+
+    round_file = os.environ.get("IRIS_ROUND_FILE")
+    if round_file:
+        serve_rounds(round_file)
+    args = parser_of().parse_args()
     args.run(args)
 
 

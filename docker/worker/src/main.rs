@@ -12,6 +12,9 @@
 //! iris-worker sleep SECS                     idles (inf: for ever, a session's command)
 //! ```
 //!
+//! With `IRIS_ROUND_FILE` set (a warm worker's container), it serves the
+//! rounds the node hands over instead, one after another.
+//!
 //! Built with the feature `probes` (the image `iris-probe`, for tests
 //! only), it also runs the probes of `probes.rs`: commands that read, copy
 //! or leak private data on purpose, so that tests can attack with them.
@@ -29,12 +32,61 @@ use serde_json::{json, Value};
 mod probes;
 
 fn main() -> ExitCode {
+    if let Ok(round_file) = std::env::var("IRIS_ROUND_FILE") {
+        return serve_rounds(Path::new(&round_file));
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    run_once(&args)
+}
+
+fn run_once(args: &[String]) -> ExitCode {
+    match run(args) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("iris-worker: {message}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Where this round's results go, when the worker serves rounds.
+static ROUND_OUT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// A warm worker (docs/warm-workers.md): runs each round the node hands
+/// over in `round_file` (`{"job", "argv", "out"}`), writes its results to
+/// the round's `out`, then its exit code to `<out>.done`, and waits for
+/// the next round. Never returns; the node stops the container.
+fn serve_rounds(round_file: &Path) -> ExitCode {
+    let mut last = String::new();
+    loop {
+        let round = fs::read_to_string(round_file)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+        let job = round.as_ref().and_then(|r| r["job"].as_str()).unwrap_or("");
+        if job.is_empty() || job == last {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        let round = round.clone().expect("a round");
+        last = job.to_string();
+        let out = PathBuf::from(round["out"].as_str().unwrap_or("/workspace/out"));
+        let argv: Vec<String> = round["argv"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        *ROUND_OUT.lock().expect("lock") = Some(out.clone());
+        let code = if run_once(argv.get(1..).unwrap_or_default()) == ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        };
+        let done = out.with_extension("done");
+        if let Err(e) = fs::write(&done, format!("{code}\n")) {
+            eprintln!("iris-worker: cannot end round {last}: {e}");
         }
     }
 }
@@ -90,8 +142,12 @@ fn emit(name: &str, value: Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Where results go: `/workspace/out`, or `$IRIS_OUT`.
+/// Where results go: the round's directory for a warm worker, else
+/// `/workspace/out`, or `$IRIS_OUT`.
 fn output_dir() -> PathBuf {
+    if let Some(out) = ROUND_OUT.lock().expect("lock").clone() {
+        return out;
+    }
     PathBuf::from(std::env::var("IRIS_OUT").unwrap_or_else(|_| "/workspace/out".into()))
 }
 
