@@ -159,7 +159,7 @@ pub struct Images {
 pub struct LoadImage {
     /// A `docker save` tar on this machine (its name may not start with
     /// a dot).
-    #[schema(pattern = r"(^|/)[^./][^/]*\.tar$")]
+    #[schema(pattern = r"^([^\u0000]*/)?[^./\u0000][^/\u0000]*\.tar$")]
     pub path: String,
     /// Load it even if it gives a tag this engine has to another image.
     #[serde(default)]
@@ -179,10 +179,10 @@ pub struct LoadedImage {
 #[serde(deny_unknown_fields)]
 pub struct PushImage {
     /// A tar in the workspace's `image/` area.
-    #[schema(pattern = r"\.tar$")]
+    #[schema(pattern = r"^[^\u0000]*\.tar$")]
     pub path: String,
     #[serde(default = "all")]
-    #[schema(min_length = 1)]
+    #[schema(value_type = shapes::Targets)]
     pub to: String,
 }
 
@@ -237,7 +237,7 @@ pub struct UploadQuery {
     pub dest: String,
     /// The nodes that get it too, as a job's `on` names them (default:
     /// none, this node only).
-    #[param(min_length = 1)]
+    #[param(value_type = Option<shapes::Targets>)]
     pub to: Option<String>,
 }
 
@@ -256,13 +256,14 @@ pub struct ContentQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutFile {
-    /// A file on this machine.
-    #[schema(min_length = 1)]
+    /// A file on this machine (a path has no NUL).
+    #[schema(min_length = 1, pattern = r"^[^\u0000]+$")]
     pub source: String,
     /// Where it goes in every target's workspace (default public/<name>).
     #[serde(rename = "as")]
     pub dest: Option<String>,
     #[serde(default = "all")]
+    #[schema(value_type = shapes::Targets)]
     pub to: String,
 }
 
@@ -275,7 +276,7 @@ pub struct CreateContainers {
     #[schema(pattern = r"^[!-~]{1,256}$")]
     pub image: String,
     #[serde(default = "all")]
-    #[schema(min_length = 1)]
+    #[schema(value_type = shapes::Targets)]
     pub on: String,
     /// Empty: the image's own command, which must keep running.
     #[serde(default)]
@@ -300,7 +301,7 @@ pub struct CreateContainers {
 #[serde(deny_unknown_fields)]
 pub struct ExecContainers {
     #[serde(default = "all")]
-    #[schema(min_length = 1)]
+    #[schema(value_type = shapes::Targets)]
     pub on: String,
     #[schema(min_items = 1, max_items = 1024)]
     pub argv: Vec<String>,
@@ -319,7 +320,7 @@ fn default_exec_timeout() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct RemoveContainers {
     #[serde(default = "all")]
-    #[schema(min_length = 1)]
+    #[schema(value_type = shapes::Targets)]
     pub on: String,
 }
 

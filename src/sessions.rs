@@ -76,7 +76,7 @@ impl Sessions {
             warm: false,
         };
         let spec = request
-            .task_spec(&format!("session-{}", body.name))
+            .task_spec(&session_job_id(&body.name))
             .map_err(SessionError::Invalid)?;
         let request = CreateSession {
             name: body.name,
@@ -351,6 +351,19 @@ impl SessionAnswer for ExecOutput {
     }
 }
 
+/// The id a session's spec carries where a job's id goes: `session-` and
+/// its name, in the characters and length a job id may have (a name may
+/// hold `.` and `_`, and be 64 bytes long).
+fn session_job_id(name: &str) -> String {
+    let plain = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' });
+    format!("session-{}", plain.collect::<String>())
+        .chars()
+        .take(64)
+        .collect()
+}
+
 fn validate_name(name: &str) -> Result<(), SessionError> {
     iris_behaviours::validate_name("container name", name).map_err(SessionError::Invalid)
 }
@@ -368,5 +381,19 @@ fn executor_refusal(error: ExecutorError) -> Refusal {
             ..
         }) => Refusal::not_found(error.to_string()),
         _ => Refusal::failed(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_sessions_spec_id_is_a_job_id_whatever_its_name() {
+        for name in ["trainer", "0.RY1mr", "a_b", &"x".repeat(64)] {
+            let id = super::session_job_id(name);
+            assert!(
+                iris_behaviours::validate_job_id(&id).is_ok(),
+                "{name}: {id}"
+            );
+        }
     }
 }

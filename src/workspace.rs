@@ -66,6 +66,11 @@ impl WorkspacePath {
         let mut parts = Vec::new();
         for component in Path::new(path).components() {
             match component {
+                // No file system keeps a longer name: refused here, not
+                // failed at the disk.
+                Component::Normal(part) if part.len() > 255 => {
+                    return Err(format!("a name in '{path}' is longer than 255 bytes"))
+                }
                 Component::Normal(part) => parts.push(part),
                 Component::CurDir => {}
                 _ => return Err(format!("'{path}' leaves the workspace")),
@@ -397,9 +402,11 @@ mod tests {
             "public",
             "iris.toml",
             "sessions/s/out.txt",
+            &format!("public/{}", "0".repeat(256)),
         ] {
             assert!(WorkspacePath::parse(bad).is_err(), "{bad:?} parsed");
         }
+        assert!(WorkspacePath::parse(&format!("public/{}", "0".repeat(255))).is_ok());
         let gathered = WorkspacePath::parse("gathered/j/bob/x").unwrap();
         assert!(gathered
             .require(&[Area::Public, Area::Image], "a destination")

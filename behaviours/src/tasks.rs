@@ -44,6 +44,9 @@ pub struct TaskSpec {
     pub warm: Option<String>,
 }
 
+/// The longest input path, in characters (at most 1 KiB of UTF-8).
+pub const MAX_INPUT_CHARS: usize = 256;
+
 /// Most inputs one task may mount.
 pub const MAX_INPUTS: usize = 16;
 
@@ -132,7 +135,8 @@ pub const MAX_SPEC_BYTES: usize = crate::codec::MAX_CONTROL_REQUEST - 1024;
 /// An input is a plain relative path: its parts are names, never `..`,
 /// `.` or empty, so `/workspace/in/<path>` stays under `/workspace/in`.
 fn validate_input(path: &str) -> Result<(), String> {
-    let plain = path.len() <= 1024 && is_relative_path(path);
+    // Counted in characters, as the REST document counts them.
+    let plain = path.chars().count() <= MAX_INPUT_CHARS && is_relative_path(path);
     if plain {
         Ok(())
     } else {

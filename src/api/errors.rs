@@ -89,6 +89,7 @@ fn file_status(error: &FileError) -> StatusCode {
         FileError::Local(_) => StatusCode::INTERNAL_SERVER_ERROR,
         FileError::NoRoom(_) => StatusCode::INSUFFICIENT_STORAGE,
         FileError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
+        FileError::InTheWay(_) => StatusCode::CONFLICT,
     }
 }
 

@@ -57,6 +57,12 @@ pub(super) async fn upload(
             ),
         )
     })?;
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "an upload needs the file's bytes as its body",
+        ));
+    }
     let files = &state.node.files;
     Ok(Json(
         files

@@ -145,13 +145,19 @@ fn cross_field_rules(json: &mut Value) {
     }
     let data = &mut json["components"]["schemas"]["EventEnvelope"]["properties"]["data"];
     data["contentSchema"] = serde_json::json!({"$ref": "#/components/schemas/Event"});
+    // A dry run is on a dataset; a warm worker serves a training's rounds.
     let job = &mut json["components"]["schemas"]["JobRequest"];
-    job["if"] = serde_json::json!({
-        "properties": {"dry_run": {"const": true}},
-        "required": ["dry_run"]
-    });
-    job["then"] = serde_json::json!({
-        "properties": {"on": {"pattern": "^dataset:[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"}},
-        "required": ["on"]
-    });
+    job["allOf"] = serde_json::json!([
+        {
+            "if": {"properties": {"dry_run": {"const": true}}, "required": ["dry_run"]},
+            "then": {
+                "properties": {"on": {"pattern": "^dataset:[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"}},
+                "required": ["on"]
+            }
+        },
+        {
+            "if": {"properties": {"warm": {"const": true}}, "required": ["warm"]},
+            "then": {"required": ["round"], "properties": {"round": {"type": "object"}}}
+        }
+    ]);
 }

@@ -22,7 +22,7 @@ pub struct JobRequest {
     pub env: Vec<String>,
     /// `all`, `name,name`, `role:R` or `tag:T`.
     #[serde(default = "all")]
-    #[schema(min_length = 1)]
+    #[schema(value_type = shapes::Targets)]
     pub on: String,
     /// Run on one target only, the least loaded.
     #[serde(default)]

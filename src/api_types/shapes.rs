@@ -36,12 +36,23 @@ pub struct WorkspaceFile(String);
 #[allow(dead_code)]
 pub struct Destination(String);
 
-/// A job's input: a path in each target's public workspace (or, on the
-/// node that submits the job, `gathered/...`), segments as in
-/// [`WorkspaceFile`], at most 1024 bytes.
+/// Where a command goes: `all`, node names separated by commas,
+/// `role:master`, `role:slave`, `tag:T` or `dataset:NAME`. A name never
+/// holds a colon, so anything else with one is no target at all.
 #[derive(utoipa::ToSchema)]
 #[schema(
-    pattern = r"^([^/.\u0000][^/\u0000]{0,62}|\.[^/.\u0000][^/\u0000]{0,61}|\.\.[^/\u0000]{1,61})(/([^/.\u0000][^/\u0000]{0,62}|\.[^/.\u0000][^/\u0000]{0,61}|\.\.[^/\u0000]{1,61}))*$",
+    pattern = r"^(all|role:(master|slave)|tag:.*|dataset:[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}|[^:]+)$",
+    min_length = 1
+)]
+#[allow(dead_code)]
+pub struct Targets(String);
+
+/// A job's input: a path in each target's public workspace (or, on the
+/// node that submits the job, `gathered/...`): no segment empty, `.` or
+/// `..`, no NUL, at most 256 characters.
+#[derive(utoipa::ToSchema)]
+#[schema(
+    pattern = r"^([^/.\u0000][^/\u0000]*|\.[^/.\u0000][^/\u0000]*|\.\.[^/\u0000]+)(/([^/.\u0000][^/\u0000]*|\.[^/.\u0000][^/\u0000]*|\.\.[^/\u0000]+))*$",
     min_length = 1,
     max_length = 256
 )]

@@ -67,9 +67,12 @@ pub enum FileError {
     /// This node's Docker engine could not take a shipped image.
     #[error("{0}")]
     Engine(String),
+    /// The path is fine, but what this node holds stands in its way: a
+    /// file where it needs a directory, or the other way round.
+    #[error("{0}")]
+    InTheWay(String),
 }
 
-/// Where a peer may have this node pull a file to, or its user a file in.
 /// The most bytes an upload takes, or a read of a local file gives, in
 /// one request of the API: a model or a checkpoint, not a dataset.
 pub const MAX_UPLOAD: usize = 64 << 20;
@@ -83,6 +86,7 @@ fn in_public(dest: &str) -> String {
     }
 }
 
+/// Where a peer may have this node pull a file to, or its user a file in.
 pub(super) const DESTINATIONS: [Area; 2] = [Area::Public, Area::Image];
 /// What this node serves (the router decides to whom).
 const SERVED: [Area; 3] = [Area::Public, Area::Image, Area::Outputs];
@@ -425,7 +429,19 @@ impl Files {
         })
         .await
         .map_err(|e| FileError::Local(e.to_string()))?
-        .map_err(|e| FileError::Local(format!("cannot write {dest}: {e}")))
+        .map_err(|e| {
+            use std::io::ErrorKind::{AlreadyExists, InvalidInput, IsADirectory, NotADirectory};
+            match e.kind() {
+                // What the node holds stands in the path's way (a file
+                // where it needs a directory, or a link: `safe_fs`).
+                NotADirectory | IsADirectory | AlreadyExists | InvalidInput => {
+                    FileError::InTheWay(format!(
+                    "cannot write {dest}: a file or directory of another kind is in its way ({e})"
+                ))
+                }
+                _ => FileError::Local(format!("cannot write {dest}: {e}")),
+            }
+        })
     }
 
     /// Pulls `path` from `peer` into `dest` (a workspace path), one
