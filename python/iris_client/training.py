@@ -209,6 +209,7 @@ class Training:
             except IrisError as e:
                 if e.status not in (502, 503) or time.monotonic() > until:
                     raise
+                self.log(f"  the master is away (HTTP {e.status}: {e.message}); trying again")
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
