@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{rogue::RoguePeer, *};
 use iris_behaviours::{
-    Accepted, AnswerFrame, Envelope, PeerRequest, TaskCall, TaskReport, TaskState, TaskUpdate,
-    MAX_CONTROL_RESPONSE,
+    Accepted, AnswerFrame, Envelope, PeerRequest, TaskCall, TaskUpdate, MAX_CONTROL_RESPONSE,
 };
 use serde_json::json;
 
@@ -167,22 +166,10 @@ async fn a_report_after_the_deadline_does_not_count() {
     assert_eq!(job["tasks"]["mallory"]["state"], "late", "{job}");
     assert_eq!(job["state"], "succeeded", "{job}");
 
-    let mut report = TaskReport::queued(id.clone());
-    report.state = TaskState::Succeeded;
-    report.exit_code = Some(0);
-    report.started_ms = Some(now_ms() - 1000);
-    report.finished_ms = Some(now_ms());
-    report.outputs = vec!["update.json".into()];
+    let report = succeeded_report(&id);
     let answered = rogue.call(master, TaskUpdate { report }).await;
     assert!(answered.is_ok(), "{answered:?}");
     let (_, job) = alice.get(&format!("/v1/jobs/{id}")).await.unwrap();
     assert_eq!(job["tasks"]["mallory"]["state"], "late", "{job}");
     assert_eq!(job["tasks"]["mallory"]["outputs"], json!([]), "{job}");
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }

@@ -8,8 +8,7 @@ mod common;
 
 use common::{rogue::RoguePeer, *};
 use iris_behaviours::{
-    Accepted, AnswerFrame, Envelope, PeerRequest, TaskCall, TaskReport, TaskState, TaskUpdate,
-    MAX_CONTROL_RESPONSE,
+    Accepted, AnswerFrame, Envelope, PeerRequest, TaskCall, TaskUpdate, MAX_CONTROL_RESPONSE,
 };
 use serde_json::{json, Value};
 
@@ -111,12 +110,7 @@ async fn a_late_answer_for_an_earlier_round_never_counts_in_a_later_one() {
     let round_2 = job["id"].as_str().unwrap().to_string();
 
     // The replay: her round-1 answer, sent while round 2 runs.
-    let mut report = TaskReport::queued(round_1.clone());
-    report.state = TaskState::Succeeded;
-    report.exit_code = Some(0);
-    report.started_ms = Some(now_ms() - 1000);
-    report.finished_ms = Some(now_ms());
-    report.outputs = vec!["update.json".into()];
+    let report = succeeded_report(&round_1);
     let answered = rogue.call(master, TaskUpdate { report }).await;
     assert!(answered.is_ok(), "{answered:?}");
 
@@ -136,11 +130,4 @@ async fn a_late_answer_for_an_earlier_round_never_counts_in_a_later_one() {
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["tasks"]["mallory"]["state"], "late", "{job}");
     assert_eq!(job["tasks"]["mallory"]["outputs"], json!([]), "{job}");
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }

@@ -146,3 +146,17 @@ pub fn temporaries(dir: &std::path::Path) -> Vec<String> {
         .filter(|name| name.contains(".tmp"))
         .collect()
 }
+
+/// A report that the task of `job_id` succeeded a second ago with an
+/// update: what a late or replayed answer says (tests/quorum.rs,
+/// tests/rounds.rs).
+pub fn succeeded_report(job_id: &str) -> iris_behaviours::TaskReport {
+    let now = iris::now_ms();
+    let mut report = iris_behaviours::TaskReport::queued(job_id.to_string());
+    report.state = iris_behaviours::TaskState::Succeeded;
+    report.exit_code = Some(0);
+    report.started_ms = Some(now - 1000);
+    report.finished_ms = Some(now);
+    report.outputs = vec!["update.json".into()];
+    report
+}
