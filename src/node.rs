@@ -274,6 +274,15 @@ impl Node {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot rejoin network '{name}': {e}"))?;
         }
+        // The tasks a shutdown kept this node from handing out go now.
+        let (handing, token) = (jobs.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = handing.hand_out_queued() => {}
+                _ = token.cancelled() => {}
+            }
+            "hand-out of queued tasks"
+        });
         Ok(Arc::new(Node {
             audit,
             policy,

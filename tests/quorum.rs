@@ -173,3 +173,44 @@ async fn a_report_after_the_deadline_does_not_count() {
     assert_eq!(job["tasks"]["mallory"]["state"], "late", "{job}");
     assert_eq!(job["tasks"]["mallory"]["outputs"], json!([]), "{job}");
 }
+
+/// The master shuts down while it hands out a job's tasks: bob, frozen,
+/// has not taken his yet. Before, his task failed on the spot ("this node
+/// is in no network": the shutdown took the network away under the call),
+/// and a training's round was lost for good; now it stays queued, the
+/// master hands it out again when it starts, and bob runs it once.
+#[tokio::test]
+async fn a_task_not_handed_out_before_the_master_stopped_is_handed_out_when_it_starts() {
+    let mut nodes = data_network(&["alice", "bob"]).await;
+    nodes[1].pause();
+    let (url, token) = (nodes[0].url("/v1/jobs"), nodes[0].token());
+    let body = job_body("bob", &["/iris-worker", "exit", "0"]);
+    // The submission waits for bob, who cannot answer; its answer (or the
+    // connection's end) does not matter here.
+    let submitting = tokio::task::spawn(async move {
+        let _ = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&body)
+            .timeout(DEADLINE)
+            .send()
+            .await;
+    });
+    let id = wait_for("the job to be recorded", DEADLINE, || async {
+        let (_, jobs) = nodes[0].get("/v1/jobs").await.ok()?;
+        Some(jobs.as_array()?.first()?["id"].as_str()?.to_string())
+    })
+    .await;
+    nodes[0].terminate().await;
+    let _ = submitting.await;
+    nodes[1].resume();
+    nodes[0].start().await;
+    let job = wait_job(&nodes[0], &id).await;
+    assert_eq!(job["tasks"]["bob"]["state"], "succeeded", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(
+        nodes[0].log().contains("handing out queued tasks again"),
+        "{}",
+        nodes[0].log()
+    );
+}

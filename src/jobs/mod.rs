@@ -9,6 +9,7 @@
 mod approvals;
 mod deadlines;
 pub mod deliver;
+mod hand_out;
 mod hourly_cap;
 mod results;
 pub mod runner;
@@ -20,8 +21,7 @@ mod told;
 use std::{sync::Arc, time::Duration};
 
 use iris_behaviours::{
-    libp2p::PeerId, CancelTask, FetchLogs, Liveness, MapEntry, RunTask, TaskReport, TaskSpec,
-    TaskState,
+    libp2p::PeerId, CancelTask, FetchLogs, Liveness, MapEntry, TaskReport, TaskSpec, TaskState,
 };
 
 use crate::{
@@ -38,6 +38,7 @@ use crate::{
     workspace::WorkspacePath,
 };
 use deadlines::{ends_at, Deadlines};
+use hand_out::{HandOut, Handed};
 use runner::TaskRunner;
 use store::JobStore;
 
@@ -86,7 +87,7 @@ pub struct Jobs {
     pub runner: Arc<TaskRunner>,
     membership: Arc<Membership>,
     files: Arc<Files>,
-    images: Arc<ImageLibrary>,
+    hand_out: HandOut,
     events: Events,
 }
 
@@ -103,9 +104,9 @@ impl Jobs {
             deadlines: Deadlines::of(&store.list()),
             store,
             runner,
+            hand_out: HandOut::new(membership.clone(), images),
             membership,
             files,
-            images,
             events,
         })
     }
@@ -142,7 +143,6 @@ impl Jobs {
             return Err(JobError::QuorumOverTargets { quorum, targets });
         }
         let ends_at = ends_at(&request).map_err(JobError::Invalid)?;
-        let ship = self.image_shipment(&request.image, &targets, &map);
         let id = format!("job-{}", crate::store::random_hex(6));
         let spec = request.task_spec(&id).map_err(JobError::Invalid)?;
         spec.validate().map_err(JobError::Invalid)?;
@@ -164,21 +164,53 @@ impl Jobs {
         if let Some(after) = ends_at {
             self.deadlines.add(&id, created_ms + after);
         }
-        // All targets at once: each waits only for its own acknowledgement.
-        let dispatches = targets.into_iter().map(|(peer, _)| {
-            let spec = spec.clone();
-            let ship = ship
-                .as_ref()
-                .filter(|(_, to)| to.contains(&peer))
-                .map(|(tar, _)| tar.clone());
-            async move { (peer, self.dispatch(peer, spec, ship).await) }
-        });
-        for (peer, sent) in futures::future::join_all(dispatches).await {
-            if let Err(error) = sent {
-                self.fail_task(&id, peer, error).await;
+        let peers: Vec<PeerId> = targets.into_iter().map(|(peer, _)| peer).collect();
+        self.hand_out(&id, &peers, &spec, &map).await;
+        self.job(&id)
+    }
+
+    /// Hands `peers` their tasks of job `id`; a task that could not be
+    /// handed out failed, unless this node is shutting down.
+    async fn hand_out(&self, id: &str, peers: &[PeerId], spec: &TaskSpec, map: &[MapEntry]) {
+        for (peer, handed) in self.hand_out.to_all(peers, spec, map).await {
+            match handed {
+                Handed::Taken => {}
+                Handed::Failed(error) => self.fail_task(id, peer, error).await,
+                Handed::Interrupted => tracing::info!(
+                    job = %id,
+                    "the task for {peer} stays queued: this node is shutting down, and hands it out when it starts again"
+                ),
             }
         }
-        self.job(&id)
+    }
+
+    /// After a start: the tasks of unfinished jobs that no report has
+    /// moved past queued are handed out again. A target that took its task
+    /// before the restart acknowledges it again and runs it once.
+    pub async fn hand_out_queued(&self) {
+        let Ok(map) = self.membership.map().await else {
+            return;
+        };
+        for job in self.store.list().into_iter().filter(|j| !j.finished()) {
+            let peers: Vec<PeerId> = job
+                .tasks
+                .values()
+                .filter(|t| t.state == TaskState::Queued)
+                .map(|t| t.peer_id)
+                .collect();
+            if peers.is_empty() {
+                continue;
+            }
+            let spec = match job.request.task_spec(&job.id) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::warn!(job = %job.id, "cannot hand out its queued tasks again: {e}");
+                    continue;
+                }
+            };
+            tracing::info!(job = %job.id, tasks = peers.len(), "handing out queued tasks again after a restart");
+            self.hand_out(&job.id, &peers, &spec, &map).await;
+        }
     }
 
     /// For a dry run on `dataset:NAME`: fetches the mock sample of NAME from
@@ -218,59 +250,6 @@ impl Jobs {
             node: name.to_string(),
             source: Box::new(source),
         })
-    }
-
-    /// Hands one target its task, after shipping it the image `tar`.
-    async fn dispatch(
-        &self,
-        peer: PeerId,
-        spec: TaskSpec,
-        tar: Option<String>,
-    ) -> Result<(), String> {
-        // This node itself too: its own router takes the call, with the
-        // checks a peer's call gets.
-        if let Some(tar) = tar.filter(|_| peer != self.local()) {
-            // The target lacks the image: it pulls our tar first (once;
-            // its record lists the image afterwards).
-            crate::files::fetch_on(&self.membership, peer, self.local(), tar.clone(), tar)
-                .await
-                .map_err(|e| format!("cannot ship the image: {e}"))?;
-        }
-        self.membership
-            .call(peer, RunTask { spec })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Which targets lack `image` (by their map records), and the tar this
-    /// node loaded it from, if it has one to send them.
-    fn image_shipment(
-        &self,
-        image: &str,
-        targets: &[(PeerId, String)],
-        map: &[MapEntry],
-    ) -> Option<(String, Vec<PeerId>)> {
-        let tag = if image.contains(':') {
-            image.to_string()
-        } else {
-            format!("{image}:latest")
-        };
-        let lacking: Vec<PeerId> = targets
-            .iter()
-            .filter(|(peer, _)| *peer != self.local())
-            .filter(|(peer, _)| {
-                let entry = map.iter().find(|e| e.record.peer_id == *peer);
-                !entry.is_some_and(|e| e.record.images.iter().any(|i| i.tags.contains(&tag)))
-            })
-            .map(|(peer, _)| *peer)
-            .collect();
-        if lacking.is_empty() {
-            return None;
-        }
-        let tar = self.images.source_of(&tag)?;
-        let name = tar.file_name()?.to_string_lossy().into_owned();
-        Some((format!("image/{name}"), lacking))
     }
 
     async fn fail_task(&self, id: &str, peer: PeerId, error: String) {

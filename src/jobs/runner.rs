@@ -140,7 +140,18 @@ impl TaskRunner {
                 .path_of(dataset)
                 .map_err(|e| Refusal::new(RefusalKind::NotFound, e.to_string()))?;
         }
-        let dir = self.book.claim(&spec).await?;
+        let dir = match self.book.claim(&spec).await {
+            Ok(dir) => dir,
+            // The same task from the same node again (a master that
+            // restarted while handing it out asks again): it runs once,
+            // and is acknowledged again. Anything else is refused.
+            Err(refusal) => {
+                return match self.book.load(&spec.job_id).await {
+                    Some(held) if held.origin == origin && held.spec == spec => Ok(()),
+                    _ => Err(refusal),
+                };
+            }
+        };
         let admitted = self.approvals.admit(origin, &spec).await;
         let admitted = match admitted {
             Ok(admitted) => admitted,

@@ -1,5 +1,7 @@
 //! The runner's refusals and races, without an engine.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::executor::Workspace;
 
@@ -23,7 +25,13 @@ fn spec(job_id: &str) -> TaskSpec {
 
 /// A runner of a node whose engine is missing (every task fails at once)
 /// and whose policy lets any image run: what is tested is what comes before.
-fn runner() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<TaskRunner>) {
+/// Its reports come out of the queue returned with it.
+fn runner() -> (
+    tokio::runtime::Runtime,
+    tempfile::TempDir,
+    Arc<TaskRunner>,
+    mpsc::UnboundedReceiver<Delivery>,
+) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -40,7 +48,7 @@ fn runner() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<TaskRunner>) {
         workspace,
         Some("unix:///nonexistent/docker.sock"),
     ));
-    let (deliveries, _queue) = mpsc::unbounded_channel();
+    let (deliveries, queue) = mpsc::unbounded_channel();
     let audit = Arc::new(
         AuditLog::create(
             tmp.path().join("audit.log"),
@@ -75,16 +83,27 @@ fn runner() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<TaskRunner>) {
         2,
         deliveries,
     );
-    (runtime, tmp, runner)
+    (runtime, tmp, runner, queue)
+}
+
+/// How many times each job's task was queued, by the reports it sent: a
+/// task started twice reports queued twice.
+fn queued_reports(queue: &mut mpsc::UnboundedReceiver<Delivery>) -> BTreeMap<String, usize> {
+    let mut queued = BTreeMap::new();
+    while let Ok(delivery) = queue.try_recv() {
+        if delivery.report.state == TaskState::Queued {
+            *queued.entry(delivery.report.job_id).or_default() += 1;
+        }
+    }
+    queued
 }
 
 /// The same RunTask twice at the same moment (a resent request, a
 /// rogue master) must start one task, never two containers.
 #[test]
-fn a_duplicate_task_submitted_at_the_same_moment_is_accepted_once() {
-    let (runtime, _tmp, runner) = runner();
+fn a_duplicate_task_submitted_at_the_same_moment_starts_once() {
+    let (runtime, _tmp, runner, mut queue) = runner();
     let origin = PeerId::random();
-    let mut accepted_twice = 0;
     for round in 0..200 {
         let job_id = format!("job-{round}");
         let barrier = Arc::new(std::sync::Barrier::new(2));
@@ -104,21 +123,44 @@ fn a_duplicate_task_submitted_at_the_same_moment_is_accepted_once() {
             .filter(|ok| *ok)
             .count();
         assert!(accepted >= 1, "round {round}: neither was accepted");
-        if accepted == 2 {
-            accepted_twice += 1;
-        }
     }
-    assert_eq!(
-        accepted_twice, 0,
-        "{accepted_twice} of 200 duplicates accepted"
-    );
+    let queued = queued_reports(&mut queue);
+    assert_eq!(queued.len(), 200, "{queued:?}");
+    let twice: Vec<_> = queued.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "tasks started twice: {twice:?}");
+}
+
+/// A master that restarted while handing a task out asks again: the same
+/// task from the same node is acknowledged and not run again; the job's id
+/// with another spec, or from another node, is refused.
+#[test]
+fn the_same_task_asked_again_is_acknowledged_and_run_once() {
+    let (runtime, _tmp, runner, mut queue) = runner();
+    let origin = PeerId::random();
+    runtime
+        .block_on(runner.submit(origin, spec("job-again")))
+        .unwrap();
+    runtime
+        .block_on(runner.submit(origin, spec("job-again")))
+        .expect("the same task again is acknowledged");
+    let mut other_spec = spec("job-again");
+    other_spec.argv.push("more".into());
+    let refused = runtime
+        .block_on(runner.submit(origin, other_spec))
+        .unwrap_err();
+    assert!(refused.reason.contains("already has a task"), "{refused:?}");
+    let refused = runtime
+        .block_on(runner.submit(PeerId::random(), spec("job-again")))
+        .unwrap_err();
+    assert!(refused.reason.contains("already has a task"), "{refused:?}");
+    assert_eq!(queued_reports(&mut queue).get("job-again"), Some(&1));
 }
 
 /// Only a node's own tasks may be dry runs (on the mock sample it fetched),
 /// and a task for a dataset must find it declared here.
 #[test]
 fn another_nodes_dry_run_or_a_dataset_not_held_here_is_refused() {
-    let (runtime, _tmp, runner) = runner();
+    let (runtime, _tmp, runner, _queue) = runner();
     let mut dry = spec("job-dry");
     dry.dataset = Some("heart".into());
     dry.dry_run = true;

@@ -60,6 +60,9 @@ pub struct Membership {
     network: watch::Sender<Option<NetworkClient>>,
     /// Serializes create, join and leave.
     change: tokio::sync::Mutex<()>,
+    /// Set when the node begins to shut down: a request that fails from
+    /// then on failed because of this node, not because of its peer.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Membership {
@@ -68,6 +71,7 @@ impl Membership {
             ctx,
             network: watch::Sender::new(None),
             change: tokio::sync::Mutex::new(()),
+            stopping: Default::default(),
         })
     }
 
@@ -86,6 +90,11 @@ impl Membership {
     /// The handle to the network, if this node is in one.
     pub fn client(&self) -> Option<NetworkClient> {
         self.network.borrow().clone()
+    }
+
+    /// This node is shutting down: what fails now is no peer's doing.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Follows the handle as the node joins and leaves networks.
@@ -358,6 +367,8 @@ impl Membership {
     /// Says goodbye for now: the others see the node as gone until it
     /// restarts and rejoins.
     pub async fn shut_down(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _guard = self.change.lock().await;
         if let Some(client) = self.network.send_replace(None) {
             let _ =
