@@ -71,6 +71,7 @@ fn membership_status(error: &MembershipError) -> StatusCode {
         MembershipError::NotInNetwork | MembershipError::AlreadyInNetwork(_) => {
             StatusCode::CONFLICT
         }
+        MembershipError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         MembershipError::Invalid(_) => StatusCode::BAD_REQUEST,
         MembershipError::NoSuchNode(_) | MembershipError::NoTarget(_) => StatusCode::NOT_FOUND,
         MembershipError::Forbidden(_) => StatusCode::FORBIDDEN,

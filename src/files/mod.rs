@@ -456,7 +456,7 @@ impl Files {
         let client = self
             .membership
             .client()
-            .ok_or(MembershipError::NotInNetwork)?;
+            .ok_or_else(|| self.membership.no_network())?;
         let target = self.workspace.local.join(dest.to_string());
         if target.is_dir() {
             return Err(FileError::Invalid(format!("'{dest}' is a directory")));

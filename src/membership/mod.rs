@@ -29,6 +29,9 @@ use crate::{
 pub enum MembershipError {
     #[error("this node is in no network: create one with `iris network create` or join one with `iris network join`")]
     NotInNetwork,
+    /// The node is shutting down: its network is gone until it restarts.
+    #[error("this node is shutting down: try again once it has restarted")]
+    ShuttingDown,
     #[error("this node is already in network '{0}': leave it first with `iris network leave`")]
     AlreadyInNetwork(String),
     #[error("{0}")]
@@ -97,6 +100,16 @@ impl Membership {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Why there is no handle to a network: none was joined, or the node
+    /// is shutting down (and not a peer's fault).
+    pub fn no_network(&self) -> MembershipError {
+        if self.is_stopping() {
+            MembershipError::ShuttingDown
+        } else {
+            MembershipError::NotInNetwork
+        }
+    }
+
     /// Follows the handle as the node joins and leaves networks.
     pub fn subscribe(&self) -> watch::Receiver<Option<NetworkClient>> {
         self.network.subscribe()
@@ -109,7 +122,7 @@ impl Membership {
     pub async fn call<C: Call>(&self, peer: PeerId, call: C) -> Result<C::Answer, MembershipError> {
         let local = self.local_peer();
         if peer != local {
-            let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+            let client = self.client().ok_or_else(|| self.no_network())?;
             return client.call(peer, call).await.map_err(|e| self.settled(e));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -130,7 +143,7 @@ impl Membership {
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, MembershipError> {
-        let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+        let client = self.client().ok_or_else(|| self.no_network())?;
         client.snapshot().await.map_err(|e| self.settled(e))
     }
 
@@ -139,7 +152,7 @@ impl Membership {
     /// the node departs, and the handle is withdrawn before it does.
     fn settled(&self, error: NetworkError) -> MembershipError {
         match error {
-            NetworkError::Stopped if self.client().is_none() => MembershipError::NotInNetwork,
+            NetworkError::Stopped if self.client().is_none() => self.no_network(),
             other => other.into(),
         }
     }
@@ -323,7 +336,7 @@ impl Membership {
     /// does not rejoin.
     pub async fn leave(&self) -> Result<NetworkConfig, MembershipError> {
         let _guard = self.change.lock().await;
-        let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+        let client = self.client().ok_or_else(|| self.no_network())?;
         let network = client.snapshot().await?.network;
         // Withdrawn first: what asks while the goodbyes go out finds no
         // network, rather than a network that stopped under it.
@@ -339,7 +352,7 @@ impl Membership {
     /// Removes the node named `name` for good (the master only): its name
     /// is free again, and every member refuses its peer id from now on.
     pub async fn remove(&self, name: &str) -> Result<Removed, MembershipError> {
-        let client = self.client().ok_or(MembershipError::NotInNetwork)?;
+        let client = self.client().ok_or_else(|| self.no_network())?;
         let snapshot = client.snapshot().await?;
         if snapshot.network.master != self.local_peer() {
             return Err(MembershipError::Forbidden(
