@@ -14,6 +14,7 @@ use crate::{
     api_types::{
         Gathered, Job, JobRequest, LogsQuery, SecureSumRequest, TaskLogs, WaitQuery, MAX_WAIT_SECS,
     },
+    jobs::JobRecord,
     secagg::SumOutcome,
 };
 
@@ -24,13 +25,13 @@ pub(super) async fn submit(
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(state.node.jobs.submit(request).await?),
+        Json(state.node.jobs.submit(request).await?.view()),
     ))
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<Job>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
 pub(super) async fn list(State(state): State<ApiState>) -> Json<Vec<Job>> {
-    Json(state.node.jobs.jobs())
+    Json(state.node.jobs.jobs().iter().map(JobRecord::view).collect())
 }
 
 /// The job; with `?wait=S`, once it has ended or S seconds have passed.
@@ -52,7 +53,7 @@ pub(super) async fn show(
             ))
         }
     };
-    Ok(Json(state.node.jobs.wait(&id, wait).await?))
+    Ok(Json(state.node.jobs.wait(&id, wait).await?.view()))
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$")), responses((status = 200, body = Job), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
@@ -60,7 +61,7 @@ pub(super) async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.node.jobs.cancel(&id).await?))
+    Ok(Json(state.node.jobs.cancel(&id).await?.view()))
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "the job id", pattern = r"^[A-Za-z0-9-]{1,64}$"), LogsQuery), responses((status = 200, body = Vec<TaskLogs>), (status = "4XX", body = ErrorBody, description = "refused: the error says why")))]
@@ -87,7 +88,7 @@ pub(super) async fn secure_sum(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SecureSumRequest>,
 ) -> Result<Json<SumOutcome>, ApiError> {
-    let job = state.node.jobs.job(&id)?;
+    let job = state.node.jobs.job(&id)?.view();
     let (membership, files) = (&state.node.membership, &state.node.files);
     let sum = crate::secagg::sum_job(membership, &job, &body, files).await?;
     Ok(Json(sum))

@@ -35,7 +35,10 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
             .iter()
             .map(|n| n.state)
             .collect(),
-        jobs: jobs.iter().map(|j| j.state.to_string()).collect(),
+        jobs: jobs
+            .iter()
+            .map(|j| JobState::from(j.state).to_string())
+            .collect(),
         job_states: JobState::ALL.iter().map(JobState::to_string).collect(),
         tasks: jobs
             .iter()

@@ -231,73 +231,17 @@ pub struct Task {
     pub unnamed_outputs: Vec<String>,
 }
 
-impl Task {
-    /// A task just handed to `node`.
-    pub fn queued(node: String, peer_id: PeerId) -> Self {
-        Self {
-            node,
-            peer_id,
-            state: TaskState::Queued,
-            exit_code: None,
-            started_ms: None,
-            finished_ms: None,
-            outputs: Vec::new(),
-            outputs_truncated: false,
-            error: None,
-            image_id: None,
-            held: None,
-            unnamed_outputs: Vec::new(),
-        }
-    }
-}
-
-/// A job and every task's last known state.
+/// A job and every task's last known state, as the API shows it (the
+/// node keeps it as a `jobs::JobRecord`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
-    /// Derived from the tasks; kept current by [`Job::with_state`]. Every
-    /// answer carries it; job files written before it lack it.
-    #[serde(default)]
-    #[schema(required = true)]
+    /// Derived from the tasks: running until every task has ended.
     pub state: JobState,
     pub request: JobRequest,
     pub created_ms: u64,
     /// By node name.
     pub tasks: BTreeMap<String, Task>,
-}
-
-impl Job {
-    /// The job with its derived `state` filled in.
-    pub fn with_state(mut self) -> Self {
-        self.state = self.derived_state();
-        self
-    }
-
-    pub fn finished(&self) -> bool {
-        self.tasks.values().all(|t| t.state.is_terminal())
-    }
-
-    /// How many tasks must succeed: the request's quorum, or every task.
-    pub fn quorum(&self) -> usize {
-        self.request
-            .quorum
-            .map_or(self.tasks.len(), |quorum| quorum as usize)
-    }
-
-    fn derived_state(&self) -> JobState {
-        let succeeded = self
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Succeeded)
-            .count();
-        if !self.finished() {
-            JobState::Running
-        } else if succeeded >= self.quorum() {
-            JobState::Succeeded
-        } else {
-            JobState::Failed
-        }
-    }
 }
 
 /// `GET /v1/jobs/{id}?wait=S`: answer once the job has ended, or after S

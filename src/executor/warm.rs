@@ -395,16 +395,23 @@ async fn poll_done(done: &Path) -> i64 {
 }
 
 /// The exit code in a `.done` file: a decimal number (anything else is a
-/// failure, 1), read once the file is there.
+/// failure, 1), read once its line is whole. A file that is there but
+/// not yet written (a program's `open` before its `write`) is not an end:
+/// read then, it once failed a round that had succeeded.
 async fn read_exit_code(done: &Path) -> std::io::Result<i64> {
     use tokio::io::AsyncReadExt;
     let file = tokio::fs::File::open(done).await?;
-    let mut text = String::new();
-    file.take(MAX_DONE_BYTES)
-        .read_to_string(&mut text)
-        .await
-        .ok();
-    Ok(text.trim().parse().unwrap_or(1))
+    let mut bytes = Vec::new();
+    file.take(MAX_DONE_BYTES).read_to_end(&mut bytes).await?;
+    exit_code_of(&bytes).ok_or_else(|| std::io::ErrorKind::WouldBlock.into())
+}
+
+/// The exit code a `.done` file's bytes give, or none while its line is
+/// not whole; a line longer than [`MAX_DONE_BYTES`] is a failure.
+fn exit_code_of(bytes: &[u8]) -> Option<i64> {
+    let whole = bytes.ends_with(b"\n") || bytes.len() as u64 >= MAX_DONE_BYTES;
+    let text = std::str::from_utf8(bytes).unwrap_or("");
+    whole.then(|| text.trim().parse().unwrap_or(1))
 }
 
 /// Moves the round's files to the task's output directory; with `cold`
@@ -464,4 +471,21 @@ async fn discard(docker: &Docker, worker: Worker) {
         tracing::warn!(container = %worker.container, "cannot remove a warm worker: {e}");
     }
     let _ = tokio::fs::remove_dir_all(&worker.dir).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_code_of;
+
+    /// A `.done` file is read once its line is whole: one that is there
+    /// but empty, or half written, is not yet an end.
+    #[test]
+    fn an_exit_code_counts_once_its_line_is_whole() {
+        assert_eq!(exit_code_of(b""), None);
+        assert_eq!(exit_code_of(b"0"), None);
+        assert_eq!(exit_code_of(b"0\n"), Some(0));
+        assert_eq!(exit_code_of(b" 3 \n"), Some(3));
+        assert_eq!(exit_code_of(b"done\n"), Some(1));
+        assert_eq!(exit_code_of(&[b'7'; 64]), Some(1), "too long: a failure");
+    }
 }

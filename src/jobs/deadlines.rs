@@ -6,7 +6,8 @@
 
 use std::{collections::BTreeMap, sync::Mutex};
 
-use crate::api_types::{Job, JobRequest, JobState};
+use super::record::{JobRecord, JobState};
+use crate::api_types::JobRequest;
 
 /// The longest deadline a job may have: a week, as for a task's timeout.
 const MAX_DEADLINE_SECS: f64 = 604_800.0;
@@ -37,7 +38,7 @@ pub(super) struct Deadlines(Mutex<BTreeMap<String, u64>>);
 impl Deadlines {
     /// The deadlines of the jobs still running among `jobs` (after a
     /// restart: a deadline passed meanwhile ends its job at once).
-    pub fn of(jobs: &[Job]) -> Self {
+    pub fn of(jobs: &[JobRecord]) -> Self {
         let running = jobs.iter().filter(|j| j.state == JobState::Running);
         let deadlines = running
             .filter_map(|j| {

@@ -11,11 +11,15 @@ mod deadlines;
 pub mod deliver;
 mod hand_out;
 mod hourly_cap;
+mod record;
 mod results;
 pub mod runner;
 pub mod store;
 mod task_book;
+mod task_record;
+pub use record::{JobRecord, JobState};
 pub use task_book::TaskFile;
+pub use task_record::TaskRecord;
 mod told;
 
 use std::{sync::Arc, time::Duration};
@@ -26,8 +30,7 @@ use iris_behaviours::{
 
 use crate::{
     api_types::{
-        Gathered, Job, JobRequest, LogsQuery, PendingApproval, PendingRelease, RoundId, Task,
-        TaskLogs,
+        Gathered, JobRequest, LogsQuery, PendingApproval, PendingRelease, RoundId, TaskLogs,
     },
     events::{EventKind, Events, SHUT_DOWN},
     files::{FileError, Files},
@@ -118,7 +121,7 @@ impl Jobs {
     /// Records a job and hands each target its task; returns the job as it
     /// stands once every target has accepted or refused. A target that
     /// lacks the image gets this node's tar of it first.
-    pub async fn submit(&self, request: JobRequest) -> Result<Job, JobError> {
+    pub async fn submit(&self, request: JobRequest) -> Result<JobRecord, JobError> {
         // A round already run is named before anything else is checked:
         // a driver resuming learns which job has it.
         let round = request.round.clone();
@@ -148,10 +151,10 @@ impl Jobs {
         spec.validate().map_err(JobError::Invalid)?;
         let tasks = targets
             .iter()
-            .map(|(peer, name)| (name.clone(), Task::queued(name.clone(), *peer)))
+            .map(|(peer, name)| (name.clone(), TaskRecord::queued(name.clone(), *peer)))
             .collect();
         let created_ms = crate::now_ms();
-        let job = Job {
+        let job = JobRecord {
             id: id.clone(),
             state: Default::default(),
             request,
@@ -265,20 +268,20 @@ impl Jobs {
         self.announce_if_finished(job);
     }
 
-    fn announce_if_finished(&self, job: Option<Job>) {
-        if let Some(job) = job.filter(Job::finished) {
+    fn announce_if_finished(&self, job: Option<JobRecord>) {
+        if let Some(job) = job.filter(JobRecord::finished) {
             self.events.emit(EventKind::JobFinished {
                 job: job.id.clone(),
-                state: job.state.to_string(),
+                state: crate::api_types::JobState::from(job.state).to_string(),
             });
         }
     }
 
-    pub fn jobs(&self) -> Vec<Job> {
+    pub fn jobs(&self) -> Vec<JobRecord> {
         self.store.list()
     }
 
-    pub fn job(&self, id: &str) -> Result<Job, JobError> {
+    pub fn job(&self, id: &str) -> Result<JobRecord, JobError> {
         self.store
             .get(id)
             .ok_or_else(|| JobError::NotFound(id.to_string()))
@@ -292,7 +295,7 @@ impl Jobs {
     }
 
     /// The job once it has finished, or as it stands after `wait`.
-    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Job, JobError> {
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<JobRecord, JobError> {
         // Subscribe before looking, so the finish cannot slip in between.
         let mut events = self.events.subscribe();
         let job = self.job(id)?;
@@ -390,7 +393,7 @@ impl Jobs {
     /// then their nodes are told to cancel them.
     async fn end_late(&self, id: &str) {
         let Ok(job) = self.job(id) else { return };
-        let late: Vec<Task> = job
+        let late: Vec<TaskRecord> = job
             .tasks
             .into_values()
             .filter(|t| !t.state.is_terminal())
@@ -422,7 +425,7 @@ impl Jobs {
         futures::future::join_all(cancels).await;
     }
 
-    pub async fn cancel(&self, id: &str) -> Result<Job, JobError> {
+    pub async fn cancel(&self, id: &str) -> Result<JobRecord, JobError> {
         let job = self.job(id)?;
         for task in job.tasks.values().filter(|t| !t.state.is_terminal()) {
             let request = CancelTask {

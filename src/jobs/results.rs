@@ -3,9 +3,9 @@
 
 use iris_behaviours::libp2p::PeerId;
 
-use super::JobError;
+use super::{record::JobRecord, JobError};
 use crate::{
-    api_types::{Gathered, Job},
+    api_types::Gathered,
     files::{FileError, Files},
     workspace::WorkspacePath,
 };
@@ -13,7 +13,11 @@ use crate::{
 /// Pulls every task's released outputs into this node's (`local`)
 /// `gathered/<id>/<node>/`, which no container writes and no peer reads;
 /// says which nodes' owners hold theirs.
-pub(super) async fn gather(job: &Job, local: PeerId, files: &Files) -> Result<Gathered, JobError> {
+pub(super) async fn gather(
+    job: &JobRecord,
+    local: PeerId,
+    files: &Files,
+) -> Result<Gathered, JobError> {
     let id = &job.id;
     let mut gathered = Vec::new();
     let mut held = Vec::new();

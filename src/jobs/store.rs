@@ -10,7 +10,11 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
 
 use iris_behaviours::{libp2p::PeerId, TaskReport, TaskState};
 
-pub use crate::api_types::{Job, JobRequest, JobState, RoundId, Task};
+pub use super::{
+    record::{JobRecord, JobState},
+    task_record::TaskRecord,
+};
+pub use crate::api_types::{JobRequest, RoundId};
 
 /// The format of the job files this version writes.
 pub const JOB_FORMAT: u32 = 2;
@@ -20,7 +24,7 @@ pub const JOB_FORMAT: u32 = 2;
 struct JobFileOut<'a> {
     format: u32,
     #[serde(flatten)]
-    job: &'a Job,
+    job: &'a JobRecord,
 }
 
 fn first_format() -> u32 {
@@ -29,7 +33,7 @@ fn first_format() -> u32 {
 
 /// Reads a job file of any format this version knows, as a job of today's
 /// shape.
-fn read_job_file(bytes: &[u8]) -> Result<Job, String> {
+fn read_job_file(bytes: &[u8]) -> Result<JobRecord, String> {
     // The format first, so a newer file is named as newer rather than as
     // broken, whatever its fields became.
     #[derive(serde::Deserialize)]
@@ -46,7 +50,7 @@ fn read_job_file(bytes: &[u8]) -> Result<Job, String> {
     // Formats 1 and 2 differ only in the number, which a job ignores:
     // format 1 lacks the job's state at times, and it is derived anew from
     // the tasks either way.
-    let job: Job = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let job: JobRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     Ok(job.with_state())
 }
 
@@ -57,7 +61,7 @@ fn read_job_file(bytes: &[u8]) -> Result<Job, String> {
 /// in which concurrent saves run.
 pub struct JobStore {
     dir: PathBuf,
-    jobs: Mutex<BTreeMap<String, Job>>,
+    jobs: Mutex<BTreeMap<String, JobRecord>>,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -117,7 +121,7 @@ impl JobStore {
     /// has: then nothing is kept, and the error is that job's id. (Checked
     /// and kept under one lock, so two submissions of a round at once
     /// cannot both win.)
-    pub async fn insert(&self, job: Job) -> Result<(), String> {
+    pub async fn insert(&self, job: JobRecord) -> Result<(), String> {
         let id = job.id.clone();
         {
             let mut jobs = self.jobs.lock().expect("lock");
@@ -135,23 +139,23 @@ impl JobStore {
         holder_of(&self.jobs.lock().expect("lock"), round)
     }
 
-    pub fn get(&self, id: &str) -> Option<Job> {
+    pub fn get(&self, id: &str) -> Option<JobRecord> {
         self.jobs
             .lock()
             .expect("lock")
             .get(id)
             .cloned()
-            .map(Job::with_state)
+            .map(JobRecord::with_state)
     }
 
-    pub fn list(&self) -> Vec<Job> {
-        let mut jobs: Vec<Job> = self
+    pub fn list(&self) -> Vec<JobRecord> {
+        let mut jobs: Vec<JobRecord> = self
             .jobs
             .lock()
             .expect("lock")
             .values()
             .cloned()
-            .map(Job::with_state)
+            .map(JobRecord::with_state)
             .collect();
         jobs.sort_by_key(|j| j.created_ms);
         jobs
@@ -164,8 +168,8 @@ impl JobStore {
         &self,
         id: &str,
         peer: PeerId,
-        change: impl FnOnce(&mut Task) -> bool,
-    ) -> Option<Job> {
+        change: impl FnOnce(&mut TaskRecord) -> bool,
+    ) -> Option<JobRecord> {
         let job = {
             let mut jobs = self.jobs.lock().expect("lock");
             let job = jobs.get_mut(id)?;
@@ -182,7 +186,7 @@ impl JobStore {
     /// Applies a report from the node that runs the task. Reports travel
     /// independently and may arrive out of order: a task never goes back
     /// from running to queued.
-    pub async fn apply(&self, peer: PeerId, report: TaskReport) -> Option<Job> {
+    pub async fn apply(&self, peer: PeerId, report: TaskReport) -> Option<JobRecord> {
         let id = report.job_id.clone();
         if report.state.is_terminal() && self.ended_as(&id, peer) == Some(report.state) {
             return self.apply_release(peer, report).await;
@@ -217,7 +221,7 @@ impl JobStore {
     /// A report on a task that has ended already can change only what was
     /// released of its outputs: its node's owner released or denied them.
     /// The job ended before: returns None, so nobody announces it again.
-    async fn apply_release(&self, peer: PeerId, report: TaskReport) -> Option<Job> {
+    async fn apply_release(&self, peer: PeerId, report: TaskReport) -> Option<JobRecord> {
         let id = report.job_id.clone();
         {
             let mut jobs = self.jobs.lock().expect("lock");
@@ -239,7 +243,7 @@ impl JobStore {
     }
 
     /// Every unfinished task on `peer` becomes lost (its node is gone).
-    pub async fn node_lost(&self, peer: PeerId, reason: &str) -> Vec<Job> {
+    pub async fn node_lost(&self, peer: PeerId, reason: &str) -> Vec<JobRecord> {
         let ids: Vec<String> = self
             .jobs
             .lock()
@@ -283,7 +287,7 @@ impl JobStore {
 #[path = "store_tests.rs"]
 mod tests;
 
-fn holder_of(jobs: &BTreeMap<String, Job>, round: &RoundId) -> Option<String> {
+fn holder_of(jobs: &BTreeMap<String, JobRecord>, round: &RoundId) -> Option<String> {
     jobs.values()
         .find(|j| j.request.round.as_ref() == Some(round))
         .map(|j| j.id.clone())

@@ -98,3 +98,20 @@ fn a_job_file_from_a_newer_iris_is_left_alone() {
     let why = read_job_file(newer.as_bytes()).unwrap_err();
     assert!(why.contains("format 3, from a newer Iris"), "{why}");
 }
+
+/// The API shows a job as the node keeps it: the view made from a record
+/// names every field the record has, with the same values.
+#[test]
+fn the_view_of_a_job_says_what_its_record_says() {
+    let (_dir, store) = store_with(&[("7d1c0b9e-job.json", &format_1())]);
+    let mut job = store.get("7d1c0b9e-job").unwrap();
+    let bob = job.tasks.get_mut("bob").unwrap();
+    bob.held = Some("held for review".into());
+    bob.image_id = Some("sha256:00".into());
+    bob.unnamed_outputs = vec!["\\xff".into()];
+    bob.outputs_truncated = true;
+    assert_eq!(
+        serde_json::to_value(job.view()).unwrap(),
+        serde_json::to_value(&job).unwrap()
+    );
+}

@@ -8,7 +8,7 @@ use iris_behaviours::{libp2p::PeerId, TaskState};
 
 use super::{check_room, coordinator::SumError, Coordinator, FixedPoint, SumOutcome, MAX_LENGTH};
 use crate::{
-    api_types::{Job, SecureSumRequest},
+    api_types::{Job, JobState, SecureSumRequest},
     files::{FileError, Files},
     membership::Membership,
     workspace::WorkspacePath,
@@ -55,7 +55,7 @@ pub async fn sum_job(
                 request.length
             ))
         })?;
-    if !job.finished() {
+    if job.state == JobState::Running {
         return Err(SumJobError::Running(id.clone()));
     }
     let sites: Vec<(PeerId, String)> = job
