@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# A NAT lab on one machine (issue 28): real iris nodes in network
+# namespaces, a public master and sites each behind a NAT router of its
+# own that lets nothing new in, as a hospital's firewall would. It shows
+# what works when sites can only dial out, and what does not.
+#
+# Usage: testnet/natlab.sh up [SITES]   namespaces, nodes, a network (3 sites by default)
+#        testnet/natlab.sh check        joining, the map, a job on all, a secure
+#                                       sum over every site, and a transfer from
+#                                       one site to another; exits non-zero if
+#                                       any of them failed
+#        testnet/natlab.sh down         stops the nodes, removes the namespaces
+#
+# Topology (addresses only inside namespaces this script makes: the
+# "internet" is a bridge in a namespace of its own, on 198.51.100.0/24, a
+# documentation range):
+#
+#   irisnat-wan: bridge, the internet
+#     irisnat-alice    198.51.100.10   the master, reachable by anyone
+#     irisnat-r-bob    198.51.100.20   bob's NAT router: MASQUERADE out,
+#       irisnat-bob    10.0.1.2        nothing new in
+#     irisnat-r-carol  198.51.100.30   carol's, the same
+#       irisnat-carol  10.0.2.2
+#
+# Needs root, iproute2 and iptables. The binary is target/x86_64-unknown-
+# linux-gnu/debug/iris (IRIS_BIN to choose another); images come from
+# docker/.build (docker/build-images.sh). Everything it makes is named
+# irisnat-* (namespaces) or lives under $IRIS_NATLAB_DIR (nodes).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${IRIS_BIN:-$root/target/x86_64-unknown-linux-gnu/debug/iris}
+lab=${IRIS_NATLAB_DIR:-/tmp/irisnat}
+prefix=irisnat
+names=(alice bob carol dave erin)
+key=natlab-network-key-0123456789
+
+say() { echo "== $*"; }
+die() { echo "natlab: $*" >&2; exit 1; }
+in_ns() { # node command...: runs in the node's namespace
+  local ns=$prefix-$1; shift
+  ip netns exec "$ns" "$@"
+}
+iris() { # node args...: the node's own CLI, in its namespace
+  local node=$1; shift
+  IRIS_NETWORK_KEY=$key IRIS_DIR=$lab/$node in_ns "$node" "$bin" "$@"
+}
+sites() { cat "$lab/sites"; }
+
+# A veth pair from namespace $1 (named $2 there) to the wan bridge.
+wire_to_wan() { # ns ifname address
+  local ns=$1 if=$2 addr=$3 peer="w-${1#"$prefix"-}"
+  ip link add "$if" netns "$ns" type veth peer name "$peer" netns $prefix-wan
+  ip -n $prefix-wan link set "$peer" master br0 up
+  ip -n "$ns" addr add "$addr/24" dev "$if"
+  ip -n "$ns" link set "$if" up
+}
+
+up() {
+  local count=${1:-3}
+  [ "$count" -ge 1 ] && [ "$count" -le 4 ] || die "1 to 4 sites, not $count"
+  [ -x "$bin" ] || die "no iris binary at $bin: build it first (cargo build)"
+  ip netns list | grep -q "^$prefix-" && die "a lab is up already: testnet/natlab.sh down first"
+  mkdir -p "$lab"
+  printf '%s\n' "${names[@]:1:$count}" >"$lab/sites"
+
+  say "the internet: a bridge in $prefix-wan"
+  ip netns add $prefix-wan
+  ip -n $prefix-wan link add br0 type bridge
+  ip -n $prefix-wan link set br0 up
+  ip -n $prefix-wan link set lo up
+
+  say "alice, the master, on a public address (198.51.100.10)"
+  ip netns add $prefix-alice
+  ip -n $prefix-alice link set lo up
+  wire_to_wan $prefix-alice wan 198.51.100.10
+
+  local i=1 site
+  for site in $(sites); do
+    local public=198.51.100.$((10 + 10 * i)) lan=10.0.$i
+    say "$site behind a NAT of its own ($lan.2 inside, $public outside, nothing new in)"
+    ip netns add "$prefix-r-$site"
+    ip -n "$prefix-r-$site" link set lo up
+    wire_to_wan "$prefix-r-$site" wan "$public"
+    ip netns add "$prefix-$site"
+    ip -n "$prefix-$site" link set lo up
+    ip link add lan netns "$prefix-r-$site" type veth peer name eth0 netns "$prefix-$site"
+    ip -n "$prefix-r-$site" addr add "$lan.1/24" dev lan
+    ip -n "$prefix-r-$site" link set lan up
+    ip -n "$prefix-$site" addr add "$lan.2/24" dev eth0
+    ip -n "$prefix-$site" link set eth0 up
+    ip -n "$prefix-$site" route add default via "$lan.1"
+    in_ns "r-$site" sysctl -qw net.ipv4.ip_forward=1
+    in_ns "r-$site" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
+    in_ns "r-$site" iptables -A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    in_ns "r-$site" iptables -A FORWARD -i wan -j DROP
+    i=$((i + 1))
+  done
+
+  for node in alice $(sites); do
+    say "$node: iris init and run"
+    rm -rf "${lab:?}/$node"
+    "$bin" init --dir "$lab/$node" --name "$node" --p2p-port 7000 --api-port 0 >/dev/null
+    # Started directly in the namespace (not through a shell function in
+    # the background, which would leave the node behind when killed).
+    ip netns exec "$prefix-$node" "$bin" run --dir "$lab/$node" >"$lab/$node.log" 2>&1 &
+    echo $! >"$lab/$node.pid"
+  done
+  for node in alice $(sites); do
+    wait_for 30 "$node's API" iris "$node" status || die "$node did not start: $lab/$node.log"
+  done
+
+  say "alice creates the network; the sites join through her public address"
+  local created id peer
+  created=$(iris alice network create --name natlab)
+  id=$(grep -o '^iris:[0-9a-f]\{64\}' <<<"$created" | head -1)
+  [ -n "$id" ] || die "network create printed no join ticket"
+  peer=$(iris alice status | sed -n 's/^peer id: *//p')
+  for site in $(sites); do
+    iris "$site" network join "$id@/ip4/198.51.100.10/tcp/7000/p2p/$peer" >/dev/null
+  done
+
+  say "the probe image on alice; each site's owner approves it and recognises the others"
+  iris alice images load "$root/docker/.build/iris-probe.tar" >/dev/null
+  for site in $(sites); do
+    iris "$site" policy allow-image iris-probe:latest --whole-image >/dev/null
+    iris "$site" policy set noise_free_sums allow >/dev/null
+    iris "$site" policy set min_aggregate 2 >/dev/null
+    local others
+    others=$(sites | grep -vx "$site" || true)
+    # shellcheck disable=SC2086 # one name per word
+    [ -z "$others" ] || iris "$site" policy recognise $others >/dev/null
+  done
+  say "up: alice and $(sites | paste -sd' ')"
+}
+
+wait_for() { # seconds what command...
+  local limit=$1 deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "natlab: $what: not within $limit s" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# Every node is alive in alice's map.
+all_alive() {
+  local map
+  map=$(iris alice nodes) || return 1
+  for node in alice $(sites); do
+    grep -Eq "^$node( \*)? +[a-z]+ +alive" <<<"$map" || return 1
+  done
+}
+
+check() {
+  [ -f "$lab/sites" ] || die "no lab is up: testnet/natlab.sh up first"
+  local failed=() n
+  n=$(sites | wc -l)
+  step() { # name command...
+    local name=$1; shift
+    echo "-- $name"
+    if "$@"; then echo "   works"; else echo "   FAILS"; failed+=("$name"); fi
+  }
+  step "every node alive in the master's map" wait_for 30 "the map" all_alive
+  step "the addresses each site advertises" advertised
+  step "a job on all" iris alice job run --image iris-probe:latest --on all -- /iris-worker exit 0
+  step "a secure sum over the $n sites" iris alice job run --image iris-probe:latest --on "$(sites | paste -sd,)" \
+    --secure-sum update.json --sum-length 4 -- /iris-worker update 4 1
+  local first second
+  first=$(sites | sed -n 1p)
+  second=$(sites | sed -n 2p)
+  if [ -n "$second" ]; then
+    head -c 1048576 /dev/urandom >"$lab/$first/workspace/public/across.bin"
+    step "a transfer from $first to $second, asked by the master" \
+      iris alice files get --from "$first" across.bin --to "$second"
+  fi
+  echo
+  if [ ${#failed[@]} -gt 0 ]; then
+    printf 'natlab: fails: %s\n' "${failed[@]}"
+    return 1
+  fi
+  echo "natlab: everything works across the NATs"
+}
+
+# The map's addresses: a site behind NAT that advertises only its private
+# address (10.x) cannot be reached by anyone.
+advertised() {
+  local map
+  map=$(iris alice nodes --json | grep -o '"/ip4/[^"]*"' | sort -u)
+  echo "$map" | sed 's/^/   /'
+  ! grep -q '/ip4/10\.' <<<"$map"
+}
+
+down() {
+  local node
+  for pid in "$lab"/*.pid; do
+    [ -f "$pid" ] || continue
+    kill "$(cat "$pid")" 2>/dev/null || true
+  done
+  for pid in "$lab"/*.pid; do
+    [ -f "$pid" ] || continue
+    local p deadline=$((SECONDS + 20))
+    p=$(cat "$pid")
+    while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+    kill -9 "$p" 2>/dev/null || true
+    rm -f "$pid"
+  done
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$prefix-" || true); do
+    ip netns delete "$ns"
+  done
+  # Containers the lab's nodes made are labelled with their peer ids; the
+  # nodes removed theirs on the way out, and anything left goes with them.
+  for node in "${names[@]}"; do
+    [ -d "$lab/$node" ] || continue
+    rm -rf "${lab:?}/$node"
+  done
+  rm -f "$lab/sites"
+  say "down"
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  check) check ;;
+  down) down ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+esac
