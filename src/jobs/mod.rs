@@ -194,7 +194,16 @@ impl Jobs {
         let Ok(map) = self.membership.map().await else {
             return;
         };
-        for job in self.store.list().into_iter().filter(|j| !j.finished()) {
+        let now = crate::now_ms();
+        // A job whose deadline passed meanwhile is ended, not handed out.
+        let before_its_deadline = |job: &JobRecord| {
+            ends_at(&job.request)
+                .ok()
+                .flatten()
+                .is_none_or(|after| job.created_ms + after > now)
+        };
+        let unfinished = self.store.list().into_iter().filter(|j| !j.finished());
+        for job in unfinished.filter(before_its_deadline) {
             let peers: Vec<PeerId> = job
                 .tasks
                 .values()
