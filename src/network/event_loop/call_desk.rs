@@ -36,6 +36,11 @@ use crate::metrics::Metrics;
 pub(super) const MAX_ATTEMPTS: u32 = 4;
 /// The pause before the first repeat; it doubles with each.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// A dial that failed within this time was refused (a peer restarting,
+/// say) and may work in a moment; one that took longer waited out its
+/// timeout for a host that is gone, and would wait it out again each time
+/// (a dead site once cost a training round 4 × 3 s).
+const REFUSED_WITHIN: Duration = Duration::from_secs(1);
 
 /// The libp2p behaviour calls travel on.
 pub(super) type CallsBehaviour = request_response::Behaviour<CborCodec<Envelope, AnswerFrame>>;
@@ -56,6 +61,8 @@ struct Outbound {
     envelope: Envelope,
     /// How many times it was sent.
     attempts: u32,
+    /// When it was last sent.
+    sent_at: Instant,
     deadline: Instant,
     within: Duration,
     reply: oneshot::Sender<Result<AnswerFrame, String>>,
@@ -122,6 +129,7 @@ impl CallDesk {
             peer,
             envelope,
             attempts: 0,
+            sent_at: Instant::now(),
             deadline: Instant::now() + within,
             within,
             reply,
@@ -137,6 +145,7 @@ impl CallDesk {
         mut outbound: Outbound,
     ) {
         outbound.attempts += 1;
+        outbound.sent_at = Instant::now();
         let envelope = outbound.envelope.clone();
         let id = calls.send_request_with_addresses(&outbound.peer, envelope, addrs);
         self.outbound.insert(id, outbound);
@@ -160,7 +169,7 @@ impl CallDesk {
         };
         let now = Instant::now();
         let pause = FIRST_PAUSE * 2u32.pow(outbound.attempts.saturating_sub(1));
-        if lost_with_its_connection(error)
+        if worth_sending_again(error, now - outbound.sent_at)
             && outbound.attempts < MAX_ATTEMPTS
             && now + pause < outbound.deadline
         {
@@ -367,6 +376,16 @@ impl CallDesk {
 /// came), so that sending it again may work: the connection closed, the
 /// stream broke, or the dial failed. Not a timeout, a protocol the peer
 /// does not speak, or an answer we could not read.
+/// Whether a call that failed with `error`, `took` after it was sent, is
+/// sent again: its connection closed under it, or a dial was refused at
+/// once; not a dial that waited out its timeout.
+fn worth_sending_again(error: &OutboundFailure, took: Duration) -> bool {
+    match error {
+        OutboundFailure::DialFailure => took < REFUSED_WITHIN,
+        other => lost_with_its_connection(other),
+    }
+}
+
 pub(super) fn lost_with_its_connection(error: &OutboundFailure) -> bool {
     use std::io::ErrorKind::*;
     match error {
@@ -402,5 +421,21 @@ mod tests {
         assert!(!lost_with_its_connection(
             &OutboundFailure::UnsupportedProtocols
         ));
+    }
+
+    #[test]
+    fn a_dial_refused_at_once_is_tried_again_but_not_one_that_timed_out() {
+        let quick = Duration::from_millis(5);
+        let timed_out = Duration::from_secs(3);
+        assert!(worth_sending_again(&OutboundFailure::DialFailure, quick));
+        assert!(!worth_sending_again(
+            &OutboundFailure::DialFailure,
+            timed_out
+        ));
+        assert!(worth_sending_again(
+            &OutboundFailure::ConnectionClosed,
+            timed_out
+        ));
+        assert!(!worth_sending_again(&OutboundFailure::Timeout, quick));
     }
 }
