@@ -69,8 +69,6 @@ pub struct Node {
     courier: Arc<Courier>,
     /// Turns true once [`Node::shutdown`] has finished.
     stopped: watch::Sender<bool>,
-    /// Set when [`Node::shutdown`] begins: the API then answers 503.
-    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -301,7 +299,6 @@ impl Node {
             tasks: tokio::sync::Mutex::new(tasks),
             courier,
             stopped: watch::Sender::new(false),
-            shutting_down: Default::default(),
         }))
     }
 
@@ -321,8 +318,7 @@ impl Node {
     /// Says goodbye to the network for now (the map is saved), then ends
     /// every background task and waits for them.
     pub async fn shutdown(&self) {
-        self.shutting_down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Marks the node as stopping first (`is_shutting_down`).
         self.membership.shut_down().await;
         self.shutdown.cancel();
         let mut tasks = self.tasks.lock().await;
@@ -356,7 +352,7 @@ impl Node {
     /// Whether [`Node::shutdown`] has begun: what is asked of the node now
     /// would meet services half stopped (a network already left, say).
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+        self.membership.is_stopping()
     }
 
     /// Resolves once [`Node::shutdown`] has finished.

@@ -31,6 +31,12 @@ pub(super) fn ends_at(request: &JobRequest) -> Result<Option<u64>, String> {
     Ok(Some((secs * 1000.0).ceil() as u64))
 }
 
+/// When `job` ends, in ms since the epoch, if it has a deadline.
+pub(super) fn deadline_of(job: &JobRecord) -> Option<u64> {
+    let after = ends_at(&job.request).ok().flatten()?;
+    Some(job.created_ms + after)
+}
+
 /// When each job with a deadline ends, in ms since the epoch, by job id.
 #[derive(Debug, Default)]
 pub(super) struct Deadlines(Mutex<BTreeMap<String, u64>>);
@@ -41,10 +47,7 @@ impl Deadlines {
     pub fn of(jobs: &[JobRecord]) -> Self {
         let running = jobs.iter().filter(|j| j.state == JobState::Running);
         let deadlines = running
-            .filter_map(|j| {
-                let secs = j.request.deadline_secs.filter(|s| s.is_finite())?;
-                Some((j.id.clone(), j.created_ms + (secs * 1000.0).ceil() as u64))
-            })
+            .filter_map(|j| Some((j.id.clone(), deadline_of(j)?)))
             .collect();
         Self(Mutex::new(deadlines))
     }

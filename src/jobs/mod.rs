@@ -40,7 +40,7 @@ use crate::{
     policy::PolicyError,
     workspace::WorkspacePath,
 };
-use deadlines::{ends_at, Deadlines};
+use deadlines::{deadline_of, ends_at, Deadlines};
 use hand_out::{HandOut, Handed};
 use runner::TaskRunner;
 use store::JobStore;
@@ -196,12 +196,7 @@ impl Jobs {
         };
         let now = crate::now_ms();
         // A job whose deadline passed meanwhile is ended, not handed out.
-        let before_its_deadline = |job: &JobRecord| {
-            ends_at(&job.request)
-                .ok()
-                .flatten()
-                .is_none_or(|after| job.created_ms + after > now)
-        };
+        let before_its_deadline = |job: &JobRecord| deadline_of(job).is_none_or(|at| at > now);
         let unfinished = self.store.list().into_iter().filter(|j| !j.finished());
         for job in unfinished.filter(before_its_deadline) {
             let peers: Vec<PeerId> = job
