@@ -65,8 +65,14 @@ pub struct NodeView {
     /// Whether it is the node answering.
     #[serde(rename = "self")]
     pub is_self: bool,
-    /// Whether the node answering has a direct connection to it.
+    /// Whether the node answering has a connection to it.
     pub connected: bool,
+    /// Whether that connection goes through a relay (none direct).
+    #[serde(default)]
+    pub relayed: bool,
+    /// Whether it relays for members that cannot be dialed.
+    #[serde(default)]
+    pub relay: bool,
     pub executor: ExecutorState,
     pub images: Vec<ImageRef>,
     /// Where its audit log stands, as its record says.

@@ -70,6 +70,27 @@ pub struct P2pConfig {
     pub port: u16,
     /// Addresses to announce besides the listening ones, e.g. behind NAT.
     pub external: Vec<String>,
+    /// Whether this node relays for members that cannot be dialed.
+    pub relay: RelayMode,
+    /// An HTTP proxy every dial goes through (CONNECT), as `IP:PORT`, for
+    /// a site whose firewall lets connections out only through it.
+    pub proxy: Option<String>,
+}
+
+impl P2pConfig {
+    /// The proxy's address, if one is set.
+    pub fn proxy_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let Some(proxy) = &self.proxy else {
+            return Ok(None);
+        };
+        let bare = proxy
+            .strip_prefix("http://")
+            .unwrap_or(proxy)
+            .trim_end_matches('/');
+        bare.parse().map(Some).map_err(|_| {
+            format!("p2p.proxy '{proxy}' is not an IP address and port, e.g. \"10.0.0.1:3128\"")
+        })
+    }
 }
 
 impl Default for P2pConfig {
@@ -78,6 +99,41 @@ impl Default for P2pConfig {
             listen: [0, 0, 0, 0].into(),
             port: 7000,
             external: Vec::new(),
+            relay: RelayMode::Auto,
+            proxy: None,
+        }
+    }
+}
+
+/// Whether a node serves as a relay for the network's members that cannot
+/// be dialed (docs/site-it.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayMode {
+    /// The master serves, the other members do not.
+    Auto,
+    /// This node serves: give it an address every site can reach.
+    Serve,
+    /// This node never serves.
+    Off,
+}
+
+impl RelayMode {
+    /// As `iris.toml` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RelayMode::Auto => "auto",
+            RelayMode::Serve => "serve",
+            RelayMode::Off => "off",
+        }
+    }
+
+    /// Whether a node of this role serves.
+    pub fn serves(self, is_master: bool) -> bool {
+        match self {
+            RelayMode::Auto => is_master,
+            RelayMode::Serve => true,
+            RelayMode::Off => false,
         }
     }
 }
@@ -214,6 +270,7 @@ impl NodeConfig {
         for tag in &self.tags {
             validate_tag(tag)?;
         }
+        self.p2p.proxy_addr()?;
         for addr in &self.p2p.external {
             addr.parse::<libp2p::Multiaddr>()
                 .map_err(|e| format!("p2p.external address '{addr}' is not a multiaddr: {e}"))?;
@@ -287,6 +344,14 @@ listen = "{p2p_listen}"
 port = {p2p_port}
 # Extra addresses to announce, e.g. behind NAT: ["/ip4/203.0.113.7/tcp/7001"]
 external = [{external}]
+# Relay for members that cannot be dialed (behind NAT or a firewall):
+# "auto" (the master relays), "serve" (this node does: it needs an address
+# every site can reach) or "off".
+relay = "{relay}"
+# An HTTP proxy that every connection out goes through (CONNECT), when the
+# site's firewall allows nothing else: "10.0.0.1:3128". Others then reach
+# this node through a relay.
+{proxy}
 
 [api]
 # The local REST API and CLI endpoint. Every route needs the token in api.token.
@@ -325,6 +390,11 @@ max_output_bytes = {max_output_bytes}
             name = self.name,
             p2p_listen = self.p2p.listen,
             p2p_port = self.p2p.port,
+            relay = self.p2p.relay.name(),
+            proxy = match &self.p2p.proxy {
+                Some(p) => format!("proxy = {p:?}"),
+                None => "# proxy = \"10.0.0.1:3128\"".to_string(),
+            },
             api_bind = self.api.bind,
             api_port = self.api.port,
             workspace = self.workspace.path.display().to_string(),

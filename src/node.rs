@@ -123,6 +123,7 @@ impl Node {
         let metrics = Metrics::default();
         let settings = SwarmSettings {
             traffic: metrics.traffic.clone(),
+            proxy: config.p2p.proxy_addr().map_err(anyhow::Error::msg)?,
             ..Default::default()
         };
         let membership = Membership::new(Arc::new(NetworkContext {
@@ -386,6 +387,10 @@ fn network_settings(config: &NodeConfig) -> NodeSettings {
         listen: config.p2p.listen,
         p2p_port: config.p2p.port,
         external: config.p2p.external.clone(),
+        serve_relay: match config.p2p.relay {
+            crate::config::RelayMode::Auto => None,
+            mode => Some(mode.serves(false)),
+        },
         probe_interval: config.liveness.probe_interval(),
         suspect_after: config.liveness.suspect_after(),
         gone_after: config.liveness.gone_after(),

@@ -2,25 +2,42 @@
 # A NAT lab on one machine (issue 28): real iris nodes in network
 # namespaces, a public master and sites each behind a NAT router of its
 # own that lets nothing new in, as a hospital's firewall would. It shows
-# what works when sites can only dial out, and what does not.
+# that sites which can only dial out take full part: through the master's
+# relay, and directly where hole punching opens a way.
 #
-# Usage: testnet/natlab.sh up [SITES]   namespaces, nodes, a network (3 sites by default)
-#        testnet/natlab.sh check        joining, the map, a job on all, a secure
-#                                       sum over every site, and a transfer from
-#                                       one site to another; exits non-zero if
-#                                       any of them failed
-#        testnet/natlab.sh down         stops the nodes, removes the namespaces
+# Usage: testnet/natlab.sh up [SITES] [--strict] [--proxy]
+#                                namespaces, nodes, a network (3 sites by
+#                                default); --strict: a site may only dial out
+#                                to the master's port 443; --proxy: a site
+#                                may only go out through an HTTP proxy (the
+#                                last site; with both, the one before is the
+#                                strict one)
+#        testnet/natlab.sh check joining, the map, the addresses advertised,
+#                                a job on all, a secure sum over every site,
+#                                transfers from one site to another; exits
+#                                non-zero if any of them failed
+#        testnet/natlab.sh bench [MiB]
+#                                a transfer master -> site, site -> site after
+#                                hole punching, and through the relay (with
+#                                --strict); the hole punches the sites made
+#        testnet/natlab.sh down  stops the nodes, removes the namespaces
 #
 # Topology (addresses only inside namespaces this script makes: the
 # "internet" is a bridge in a namespace of its own, on 198.51.100.0/24, a
 # documentation range):
 #
 #   irisnat-wan: bridge, the internet
-#     irisnat-alice    198.51.100.10   the master, reachable by anyone
+#     irisnat-alice    198.51.100.10   the master, reachable by anyone on
+#                                      port 443 (its p2p port)
 #     irisnat-r-bob    198.51.100.20   bob's NAT router: MASQUERADE out,
 #       irisnat-bob    10.0.1.2        nothing new in
 #     irisnat-r-carol  198.51.100.30   carol's, the same
 #       irisnat-carol  10.0.2.2
+#
+# A --strict site's router lets out only TCP to 198.51.100.10 port 443, as
+# a hospital that allows nothing but HTTPS out would. A --proxy site's
+# router forwards nothing: an HTTP CONNECT proxy on the router
+# (testnet/connect_proxy.py, tunnels to port 443 only) is the way out.
 #
 # Needs root, iproute2 and iptables. The binary is target/x86_64-unknown-
 # linux-gnu/debug/iris (IRIS_BIN to choose another); images come from
@@ -45,6 +62,8 @@ iris() { # node args...: the node's own CLI, in its namespace
   IRIS_NETWORK_KEY=$key IRIS_DIR=$lab/$node in_ns "$node" "$bin" "$@"
 }
 sites() { cat "$lab/sites"; }
+strict_site() { cat "$lab/strict" 2>/dev/null || true; }
+proxied_site() { cat "$lab/proxied" 2>/dev/null || true; }
 
 # A veth pair from namespace $1 (named $2 there) to the wan bridge.
 wire_to_wan() { # ns ifname address
@@ -55,13 +74,27 @@ wire_to_wan() { # ns ifname address
   ip -n "$ns" link set "$if" up
 }
 
+master=/ip4/198.51.100.10/tcp/443
+
 up() {
-  local count=${1:-3}
+  local count=3 strict="" proxy=""
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --strict) strict=yes ;;
+      --proxy) proxy=yes ;;
+      [0-9]*) count=$1 ;;
+      *) die "unknown option $1" ;;
+    esac
+    shift
+  done
   [ "$count" -ge 1 ] && [ "$count" -le 4 ] || die "1 to 4 sites, not $count"
   [ -x "$bin" ] || die "no iris binary at $bin: build it first (cargo build)"
   ip netns list | grep -q "^$prefix-" && die "a lab is up already: testnet/natlab.sh down first"
   mkdir -p "$lab"
   printf '%s\n' "${names[@]:1:$count}" >"$lab/sites"
+  rm -f "$lab/strict" "$lab/proxied"
+  [ -z "$proxy" ] || sites | tail -1 >"$lab/proxied"
+  [ -z "$strict" ] || sites | grep -vxF "$(proxied_site)" | tail -1 >"$lab/strict"
 
   say "the internet: a bridge in $prefix-wan"
   ip netns add $prefix-wan
@@ -93,13 +126,37 @@ up() {
     in_ns "r-$site" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
     in_ns "r-$site" iptables -A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
     in_ns "r-$site" iptables -A FORWARD -i wan -j DROP
+    # Like a real router, it drops (does not refuse) what comes in for
+    # itself unasked: a hole punch's early packet then waits for a retry.
+    in_ns "r-$site" iptables -A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    in_ns "r-$site" iptables -A INPUT -i wan -j DROP
+    if [ "$site" = "$(strict_site)" ]; then
+      say "$site may only dial out to the master's port 443"
+      in_ns "r-$site" iptables -A FORWARD -i lan -p tcp -d 198.51.100.10 --dport 443 -j ACCEPT
+      in_ns "r-$site" iptables -A FORWARD -i lan -j DROP
+    fi
+    if [ "$site" = "$(proxied_site)" ]; then
+      say "$site may only go out through an HTTP proxy at $lan.1:3128"
+      in_ns "r-$site" iptables -A FORWARD -i lan -j DROP
+      ip netns exec "$prefix-r-$site" python3 "$root/testnet/connect_proxy.py" "$lan.1" 3128 \
+        >"$lab/proxy-$site.log" 2>&1 &
+      echo $! >"$lab/proxy-$site.pid"
+    fi
     i=$((i + 1))
   done
 
   for node in alice $(sites); do
     say "$node: iris init and run"
     rm -rf "${lab:?}/$node"
-    "$bin" init --dir "$lab/$node" --name "$node" --p2p-port 7000 --api-port 0 >/dev/null
+    local port=7000
+    [ "$node" != alice ] || port=443
+    "$bin" init --dir "$lab/$node" --name "$node" --p2p-port $port --api-port 0 >/dev/null
+    if [ "$node" = "$(proxied_site)" ]; then
+      local n
+      n=$(grep -nx "$node" "$lab/sites" | cut -d: -f1)
+      sed -i "s|^# proxy = .*|proxy = \"10.0.$n.1:3128\"|" "$lab/$node/iris.toml"
+      grep -q '^proxy = ' "$lab/$node/iris.toml" || die "could not set $node's proxy"
+    fi
     # Started directly in the namespace (not through a shell function in
     # the background, which would leave the node behind when killed).
     ip netns exec "$prefix-$node" "$bin" run --dir "$lab/$node" >"$lab/$node.log" 2>&1 &
@@ -116,7 +173,7 @@ up() {
   [ -n "$id" ] || die "network create printed no join ticket"
   peer=$(iris alice status | sed -n 's/^peer id: *//p')
   for site in $(sites); do
-    iris "$site" network join "$id@/ip4/198.51.100.10/tcp/7000/p2p/$peer" >/dev/null
+    iris "$site" network join "$id@$master/p2p/$peer" >/dev/null
   done
 
   say "the probe image on alice; each site's owner approves it and recognises the others"
@@ -150,7 +207,7 @@ all_alive() {
   local map
   map=$(iris alice nodes) || return 1
   for node in alice $(sites); do
-    grep -Eq "^$node( \*)? +[a-z]+ +alive" <<<"$map" || return 1
+    grep -Eq "^$node( \*)? +[a-z+]+ +alive" <<<"$map" || return 1
   done
 }
 
@@ -164,7 +221,7 @@ check() {
     if "$@"; then echo "   works"; else echo "   FAILS"; failed+=("$name"); fi
   }
   step "every node alive in the master's map" wait_for 30 "the map" all_alive
-  step "the addresses each site advertises" advertised
+  step "no site advertises a private address" wait_for 30 "the addresses" advertised
   step "a job on all" iris alice job run --image iris-probe:latest --on all -- /iris-worker exit 0
   step "a secure sum over the $n sites" iris alice job run --image iris-probe:latest --on "$(sites | paste -sd,)" \
     --secure-sum update.json --sum-length 4 -- /iris-worker update 4 1
@@ -176,6 +233,17 @@ check() {
     step "a transfer from $first to $second, asked by the master" \
       iris alice files get --from "$first" across.bin --to "$second"
   fi
+  local site how
+  for site in "$(strict_site)" "$(proxied_site)"; do
+    [ -n "$site" ] && [ "$site" != "$first" ] || continue
+    how="out to port 443 only"
+    [ "$site" != "$(proxied_site)" ] || how="out through a proxy only"
+    head -c 1048576 /dev/urandom >"$lab/$site/workspace/public/out.bin"
+    step "a transfer from $site ($how) to $first" \
+      iris alice files get --from "$site" out.bin --to "$first"
+    step "a transfer from $first to $site ($how)" \
+      iris alice files get --from "$first" across.bin --to "$site"
+  done
   echo
   if [ ${#failed[@]} -gt 0 ]; then
     printf 'natlab: fails: %s\n' "${failed[@]}"
@@ -184,13 +252,83 @@ check() {
   echo "natlab: everything works across the NATs"
 }
 
-# The map's addresses: a site behind NAT that advertises only its private
-# address (10.x) cannot be reached by anyone.
+# The map's addresses: a site behind NAT that advertises its private
+# address (10.x) sends everyone to an address no one else can reach.
 advertised() {
-  local map
-  map=$(iris alice nodes --json | grep -o '"/ip4/[^"]*"' | sort -u)
-  echo "$map" | sed 's/^/   /'
-  ! grep -q '/ip4/10\.' <<<"$map"
+  ! iris alice nodes --json | grep -o '"/ip4/[^"]*"' | grep -q '/ip4/10\.'
+}
+
+# The time (seconds since the epoch) of the first line of a node's log that
+# contains $2.
+log_time() { # node text
+  local line
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$lab/$1.log" | grep -m1 -F -- "$2") || return 1
+  date -d "${line%%Z*}Z" +%s.%N
+}
+peer_of() { iris "$1" status | sed -n 's/^peer id: *//p'; }
+# How $1 reaches $2 now: direct, relayed or not connected.
+reached() { # node other
+  iris "$1" nodes | awk -v n="$2" '$1 == n { for (i = 1; i <= NF; i++) if ($i == "direct" || $i == "relayed") { print $i; exit } }'
+}
+
+# Transfers of $1 MiB (256 by default), each timed by the node that fetched
+# it: master -> site over the connection the site opened (direct), site ->
+# site once hole punching made them a direct connection, and site -> the
+# --strict site, which only the relay reaches. Then the hole punches: how
+# many pairs of sites ended direct, and how long after a site joined.
+bench() {
+  [ -f "$lab/sites" ] || die "no lab is up: testnet/natlab.sh up first"
+  local mib=${1:-256} first second strict
+  first=$(sites | sed -n 1p)
+  second=$(sites | sed -n 2p)
+  strict=$(strict_site)
+  [ -n "$second" ] || die "bench needs 2 sites or more"
+  head -c $((mib << 20)) /dev/urandom >"$lab/alice/workspace/public/bench.bin"
+  cp "$lab/alice/workspace/public/bench.bin" "$lab/$first/workspace/public/bench.bin"
+  local direct_rate=""
+  transfer() { # label from to
+    local out rate ratio=""
+    out=$(iris alice files get --from "$2" bench.bin --to "$3") || { echo "   $1: FAILED"; return 1; }
+    rate=$(grep -o '[0-9.]* MiB/s' <<<"$out" | cut -d' ' -f1)
+    [ -n "$direct_rate" ] || direct_rate=$rate
+    ratio=$(awk -v r="$rate" -v d="$direct_rate" 'BEGIN { printf "%.2f", r / d }')
+    printf '   %-40s %8s MiB/s  x%s of direct\n' "$1" "$rate" "$ratio"
+  }
+  say "$mib MiB transfers (the receiving node's rate)"
+  transfer "alice -> $first (direct)" alice "$first"
+  [ "$(reached "$second" "$first")" = direct ] || echo "   ($second reaches $first $(reached "$second" "$first"))"
+  transfer "$first -> $second (hole punched)" "$first" "$second"
+  if [ -n "$strict" ] && [ "$strict" != "$second" ]; then
+    transfer "$first -> $strict (relayed)" "$first" "$strict"
+  fi
+  local proxied
+  proxied=$(proxied_site)
+  if [ -n "$proxied" ] && [ "$proxied" != "$second" ]; then
+    transfer "$first -> $proxied (relayed, its side proxied)" "$first" "$proxied"
+  fi
+  say "hole punching between sites"
+  local a b pairs=0 direct=0 t0 t1 id
+  for a in $(sites); do
+    for b in $(sites); do
+      [[ "$a" < "$b" ]] || continue
+      pairs=$((pairs + 1))
+      local how
+      how=$(reached "$a" "$b")
+      [ "$how" != direct ] || direct=$((direct + 1))
+      # From the later joiner's join to its first direct connection to
+      # the other (its log says when hole punching made one).
+      id=$(peer_of "$a")
+      t0=$(log_time "$b" "joined network") || t0=""
+      t1=$(sed 's/\x1b\[[0-9;]*m//g' "$lab/$b.log" | grep -F "hole punched" | grep -m1 -F "$id" |
+        sed 's/Z.*//' | xargs -r -I{} date -d "{}Z" +%s.%N) || t1=""
+      if [ -n "$t0" ] && [ -n "$t1" ]; then
+        printf '   %-14s %-8s %.2f s from %s joining\n' "$a - $b" "$how" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$b"
+      else
+        printf '   %-14s %s\n' "$a - $b" "${how:-not connected}"
+      fi
+    done
+  done
+  echo "   $direct of $pairs pairs of sites direct"
 }
 
 down() {
@@ -216,13 +354,14 @@ down() {
     [ -d "$lab/$node" ] || continue
     rm -rf "${lab:?}/$node"
   done
-  rm -f "$lab/sites"
+  rm -f "$lab/sites" "$lab/strict" "$lab/proxied" "$lab"/proxy-*.log
   say "down"
 }
 
 case "${1:-}" in
   up) shift; up "$@" ;;
   check) check ;;
+  bench) shift; bench "$@" ;;
   down) down ;;
   *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

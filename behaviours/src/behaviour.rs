@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use libp2p::{
+    autonat,
     connection_limits::{self, ConnectionLimits},
-    gossipsub, identify,
+    dcutr, gossipsub, identify,
     identity::Keypair,
     request_response::{self, ProtocolSupport},
     swarm::NetworkBehaviour,
@@ -16,13 +17,16 @@ use crate::{
     codec::CborCodec,
     membership::{MembershipRequest, MEMBERSHIP_PROTOCOL},
     psk::PreSharedKey,
+    reachability_server::ReachabilityServer,
+    relay::{relay_config, RelayGate},
     transport::build_transport,
 };
 
 pub use crate::codec::{MAX_CONTROL_REQUEST, MAX_CONTROL_RESPONSE, MAX_GOSSIP_MESSAGE};
-/// Connections to one peer at once: two, for when both sides dial at the
-/// same moment.
-pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections to one peer at once: two for when both sides dial at the
+/// same moment, one for a hole punch's direct connection beside the relayed
+/// one it replaces, one for a reachability test's dial-back.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Connections at once, to every peer together.
 pub const MAX_CONNECTIONS: u32 = 1024;
 
@@ -47,6 +51,21 @@ pub struct IrisBehaviour {
     pub identify: identify::Behaviour,
     /// Raw streams: file chunks ([`crate::files::CHUNKS_PROTOCOL`]).
     pub streams: libp2p_stream::Behaviour,
+    /// The relay this node serves to members that cannot be dialed, when
+    /// its owner chose it to ([`crate::relay`]).
+    pub relay: libp2p::relay::Behaviour,
+    /// Our side of other nodes' relays: a place reserved at one, and
+    /// circuits through them.
+    pub relay_client: libp2p::relay::client::Behaviour,
+    /// Hole punching: two members on a relayed connection try to open a
+    /// direct one, and move to it if they can.
+    pub dcutr: dcutr::Behaviour,
+    /// Asks members to dial us back (AutoNAT v2), to learn whether others
+    /// can reach us directly.
+    pub reachability: autonat::v2::client::Behaviour,
+    /// Dials members back when they ask, at their own address only
+    /// ([`ReachabilityServer`]).
+    pub reachability_server: ReachabilityServer,
 }
 
 /// Timings of the swarm; the node's config fills them in.
@@ -67,6 +86,10 @@ pub struct SwarmSettings {
     pub max_connections_per_peer: u32,
     /// What each protocol carried, for the node's metrics.
     pub traffic: crate::traffic::ProtocolTraffic,
+    /// Whom this node's relay serves; the node keeps it up to date.
+    pub relay_gate: RelayGate,
+    /// An HTTP proxy every dial goes through ([`crate::proxy`]).
+    pub proxy: Option<std::net::SocketAddr>,
 }
 
 impl Default for SwarmSettings {
@@ -77,6 +100,8 @@ impl Default for SwarmSettings {
             request_timeout: Duration::from_secs(24 * 3600),
             max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
             traffic: Default::default(),
+            relay_gate: RelayGate::default(),
+            proxy: None,
         }
     }
 }
@@ -96,8 +121,11 @@ pub fn build_swarm(
     psk: &PreSharedKey,
     settings: &SwarmSettings,
 ) -> Result<Swarm<IrisBehaviour>, BuildError> {
-    let transport = build_transport(&keypair, psk, settings.handshake_timeout)?;
-    let behaviour = build_behaviour(&keypair, settings)?;
+    let local = keypair.public().to_peer_id();
+    let (relayed, relay_client) = libp2p::relay::client::new(local);
+    let timeout = settings.handshake_timeout;
+    let transport = build_transport(&keypair, psk, timeout, relayed, settings.proxy)?;
+    let behaviour = build_behaviour(&keypair, settings, relay_client)?;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|_| transport)
@@ -123,7 +151,9 @@ pub fn build_swarm(
 fn build_behaviour(
     keypair: &Keypair,
     settings: &SwarmSettings,
+    relay_client: libp2p::relay::client::Behaviour,
 ) -> Result<IrisBehaviour, BuildError> {
+    let local = keypair.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(settings.gossip_heartbeat)
         .heartbeat_initial_delay(Duration::from_millis(100))
@@ -181,5 +211,10 @@ fn build_behaviour(
         calls,
         identify,
         streams: libp2p_stream::Behaviour::new(),
+        relay: libp2p::relay::Behaviour::new(local, relay_config(&settings.relay_gate)),
+        relay_client,
+        dcutr: dcutr::Behaviour::new(local),
+        reachability: Default::default(),
+        reachability_server: ReachabilityServer::default(),
     })
 }

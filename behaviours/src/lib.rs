@@ -16,9 +16,12 @@ pub mod membership;
 pub mod messages;
 pub mod names;
 pub mod network_config;
+pub mod proxy;
 pub mod psk;
+pub mod reachability_server;
 pub mod record;
 pub mod refusal;
+pub mod relay;
 pub mod removals;
 pub mod signed;
 pub mod tasks;
@@ -41,13 +44,16 @@ pub use record::{
     ExecutorState, ImageRef, NodeRecord, MAX_ADDRS, MAX_IMAGES, MAX_REASON, MAX_TAGS,
 };
 pub use refusal::{Refusal, RefusalKind, MAX_REASON_BYTES};
+pub use relay::{is_relayed, RelayGate};
 pub use removals::{Removals, MAX_REMOVED};
 pub use tasks::*;
 pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 
 /// The version of the whole wire protocol, said in the clear before the
 /// handshake ([`transport`]): a node of another version is refused with a
-/// message naming both. Version 17: a task may be a round of a training
+/// message naming both. Version 18: connections may go through a member
+/// that serves as a relay ([`relay`]), and a record says whether its node
+/// is one ([`NodeRecord::relay`]). Version 17: a task may be a round of a training
 /// for a warm worker ([`TaskSpec::warm`]). Version 16: every request bounds its own answer
 /// (an acknowledgement 8 KiB, a page of a sum 4 MiB, a welcome 8 MiB),
 /// read no further, and a secure-sum step carries its answer's bound.
@@ -70,7 +76,7 @@ pub use traffic::{ProtocolTraffic, Traffic, TrafficCounts};
 /// every node's heartbeat to every other. Version 5: the noise prologue carries the network
 /// key (pnet is gone), file chunks are BLAKE3 and travel on their own
 /// streams.
-pub const PROTOCOL_VERSION: u32 = 17;
+pub const PROTOCOL_VERSION: u32 = 18;
 
 /// Re-exported so the node and the wire agree on one libp2p version.
 pub use libp2p;

@@ -32,6 +32,10 @@ pub struct NodeRecord {
     pub api_port: u16,
     pub p2p_port: u16,
     pub role: Role,
+    /// Whether its node relays for members that cannot be dialed
+    /// ([`crate::relay`]): the others reserve a place there.
+    #[serde(default)]
+    pub relay: bool,
     #[serde(default)]
     pub tags: Vec<String>,
     /// Whether this node can run containers, and why not.
@@ -175,6 +179,7 @@ mod tests {
             api_port: 0,
             p2p_port: 4001,
             role: Role::Slave,
+            relay: false,
             tags: vec![],
             executor: ExecutorState::Available,
             images: vec![],

@@ -1,6 +1,6 @@
-//! TCP, then a version preamble in the clear, then noise (the node's
-//! identity, bound to the network key), then yamux (many streams over one
-//! connection).
+//! TCP (or a circuit through a relay, [`crate::relay`]), then a version
+//! preamble in the clear, then noise (the node's identity, bound to the
+//! network key), then yamux (many streams over one connection).
 //!
 //! One encryption layer: noise's. The network key enters the noise
 //! handshake as its prologue ([`PreSharedKey::noise_prologue`]), which both
@@ -22,23 +22,36 @@ use libp2p::{
         upgrade::{NegotiationError, Version},
     },
     identity::Keypair,
-    noise, tcp, yamux, PeerId, Transport,
+    noise, relay, tcp, yamux, PeerId, Transport,
 };
 
-use crate::{psk::PreSharedKey, PROTOCOL_VERSION};
+use crate::{proxy::MaybeProxied, psk::PreSharedKey, PROTOCOL_VERSION};
 
 /// Builds the authenticated, multiplexed transport of an Iris network.
 ///
 /// `handshake_timeout` bounds the whole upgrade: a peer that says nothing
 /// fails it promptly instead of hanging. Every failure carries the
-/// [`HandshakeStage`] it happened in.
+/// [`HandshakeStage`] it happened in. `relayed` is the relay client's
+/// transport: a circuit is upgraded exactly as a TCP connection is, so the
+/// relay in the middle sees only noise's ciphertext. With a `proxy`, every
+/// TCP dial is a tunnel through it ([`crate::proxy`]).
 pub fn build_transport(
     keypair: &Keypair,
     psk: &PreSharedKey,
     handshake_timeout: Duration,
+    relayed: relay::client::Transport,
+    proxy: Option<std::net::SocketAddr>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let noise = noise::Config::new(keypair)?.with_prologue(psk.noise_prologue(PROTOCOL_VERSION));
-    let transport = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let tcp = MaybeProxied::new(tcp, proxy);
+    let transport = relayed
+        .or_transport(tcp)
+        // A circuit that could not be made fails like a TCP connect.
+        .map_err(|error| match error {
+            Either::Left(relayed) => io::Error::other(relayed),
+            Either::Right(tcp) => tcp,
+        })
         .and_then(|socket, _| exchange_versions(socket, PROTOCOL_VERSION))
         .upgrade(Version::V1Lazy)
         .authenticate(noise)

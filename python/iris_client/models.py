@@ -62,6 +62,9 @@ class NodeView(_Model):
     tags: list[str] = []
     is_self: bool = Field(alias="self")
     connected: bool
+    # Reached only through a relay (sites behind NAT), and whether it is one.
+    relayed: bool = False
+    relay: bool = False
     datasets: list[DatasetCard] = []
 
 

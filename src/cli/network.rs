@@ -200,6 +200,7 @@ fn print_nodes(nodes: &[NodeView]) {
         "NAME",
         "ROLE",
         "STATE",
+        "REACHED",
         "PEER ID",
         "ADDRESS",
         "LAST SEEN",
@@ -215,10 +216,28 @@ fn print_nodes(nodes: &[NodeView]) {
             "{:.1}s ago",
             now.saturating_sub(node.last_seen) as f64 / 1000.0
         );
+        // The first address, without peer ids: a relayed one names the
+        // relay's address, and says so.
         let addr = node.addrs.first().map_or("-".into(), |a| {
             let text = a.to_string();
-            text.split("/p2p/").next().unwrap_or(&text).to_string()
+            let at = text.split("/p2p/").next().unwrap_or(&text).to_string();
+            match iris_behaviours::is_relayed(a) {
+                true => format!("{at} (relay)"),
+                false => at,
+            }
         });
+        // How the answering node reaches it now: a site behind NAT shows
+        // "relayed" until hole punching opens a direct way.
+        let reached = match (node.is_self, node.connected, node.relayed) {
+            (true, _, _) => "-",
+            (false, false, _) => "not connected",
+            (false, true, true) => "relayed",
+            (false, true, false) => "direct",
+        };
+        let role = match node.relay {
+            true => format!("{}+relay", node.role),
+            false => node.role.to_string(),
+        };
         let tags = if node.tags.is_empty() {
             "-".into()
         } else {
@@ -226,8 +245,9 @@ fn print_nodes(nodes: &[NodeView]) {
         };
         rows.push(vec![
             name,
-            node.role.to_string(),
+            role,
             node.state.to_string(),
+            reached.to_string(),
             node.peer_id.to_string(),
             addr,
             last_seen,

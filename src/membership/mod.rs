@@ -204,6 +204,7 @@ impl Membership {
                 api_port: config.api_port,
                 p2p_port: config.p2p_port,
                 role: Role::Master,
+                relay: false,
                 tags: config.tags.clone(),
                 executor: capabilities.executor,
                 images: capabilities.images,
@@ -246,10 +247,11 @@ impl Membership {
 
     pub async fn nodes(&self) -> Result<Vec<NodeView>, MembershipError> {
         let snapshot = self.snapshot().await?;
-        Ok(self.views(snapshot.map, &snapshot.connected))
+        Ok(self.views(&snapshot))
     }
 
-    fn views(&self, map: Vec<MapEntry>, connected: &[PeerId]) -> Vec<NodeView> {
+    fn views(&self, snapshot: &Snapshot) -> Vec<NodeView> {
+        let (map, connected) = (snapshot.map.clone(), &snapshot.connected);
         let local = self.ctx.peer_id();
         map.into_iter()
             .map(|e| NodeView {
@@ -265,6 +267,8 @@ impl Membership {
                 last_seen: e.last_seen_ms,
                 is_self: e.record.peer_id == local,
                 connected: connected.contains(&e.record.peer_id),
+                relayed: snapshot.relayed.contains(&e.record.peer_id),
+                relay: e.record.relay,
                 executor: e.record.executor,
                 images: e.record.images,
                 audit: e.record.audit,
@@ -278,14 +282,17 @@ impl Membership {
         let id = snapshot.network.id();
         NetworkMembership {
             role: snapshot.own.role,
+            // A newcomer is no member yet, and a relay lets only members
+            // through: a ticket names a direct address.
             tickets: addrs
                 .iter()
+                .filter(|a| !iris_behaviours::is_relayed(a))
                 .map(|a| JoinTicket::new(id.clone(), a.clone()).to_string())
                 .collect(),
             addrs,
             network_id: id,
+            nodes: self.views(&snapshot),
             network: snapshot.network,
-            nodes: self.views(snapshot.map, &snapshot.connected),
             master_on_trust: false,
         }
     }

@@ -114,6 +114,7 @@ mod tests {
                 api_port: 1,
                 p2p_port: 2,
                 role,
+                relay: false,
                 tags: tags.iter().map(|t| t.to_string()).collect(),
                 executor: Default::default(),
                 images: vec![],

@@ -136,8 +136,10 @@ pub struct Snapshot {
     pub network: NetworkConfig,
     pub own: NodeRecord,
     pub map: Vec<MapEntry>,
-    /// Peers this node has a direct connection to.
+    /// Peers this node has a connection to.
     pub connected: Vec<PeerId>,
+    /// Those of them it reaches only through a relay.
+    pub relayed: Vec<PeerId>,
 }
 
 pub(crate) enum Command {
@@ -449,6 +451,7 @@ fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
         addrs: Vec::new(),
         api_port: ctx.config.api_port,
         p2p_port: ctx.config.p2p_port,
+        relay: ctx.config.serve_relay.unwrap_or(role == Role::Master),
         role,
         tags: ctx.config.tags.clone(),
         executor: ctx.capabilities.borrow().executor.clone(),
@@ -463,8 +466,17 @@ fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
 }
 
 /// The addresses to put in our record: configured external ones first, then
-/// what we listen on.
-fn advertised(ctx: &NetworkContext, listening: Vec<Multiaddr>) -> Vec<Multiaddr> {
+/// what we listen on (a place at a relay included). A node that found it
+/// cannot be dialed (`reachable` false: behind NAT, say) leaves out the
+/// addresses it listens on directly, which nobody else could reach.
+fn advertised(
+    ctx: &NetworkContext,
+    mut listening: Vec<Multiaddr>,
+    reachable: bool,
+) -> Vec<Multiaddr> {
+    listening.retain(|a| reachable || iris_behaviours::is_relayed(a));
+    // Direct first: the first address is the one tickets and status show.
+    listening.sort_by_key(iris_behaviours::is_relayed);
     let mut addrs: Vec<Multiaddr> = ctx
         .config
         .external

@@ -18,6 +18,9 @@ pub struct NodeSettings {
     pub p2p_port: u16,
     /// Addresses to announce besides the listening ones, e.g. behind NAT.
     pub external: Vec<String>,
+    /// Whether this node relays for members that cannot be dialed: `None`
+    /// when it is the master, and only then.
+    pub serve_relay: Option<bool>,
     /// How often this node probes one of its neighbours.
     pub probe_interval: Duration,
     /// How long a probe may go unanswered before the neighbour is suspect.

@@ -21,6 +21,7 @@ use iris_behaviours::{
 };
 
 mod incoming;
+mod relay;
 use incoming::Incoming;
 
 pub struct RoguePeer {
@@ -41,6 +42,22 @@ impl RoguePeer {
     /// Joins the network of the node at `bootstrap` (ending in /p2p/<id>)
     /// as `name`, with the right key.
     pub async fn join(key: &str, bootstrap: &str, name: &str) -> Self {
+        let mut rogue = Self::stranger(key, bootstrap, name).await;
+        let member = rogue.network.master;
+        let record = rogue.record.clone();
+        match rogue.ask(member, Join { record }).await {
+            Ok(Ok(Welcome { config, map, .. })) => {
+                rogue.network = config;
+                rogue.map = map;
+            }
+            other => panic!("the rogue was not let in: {other:?}"),
+        }
+        rogue
+    }
+
+    /// A key holder connected to the node at `bootstrap` (ending in
+    /// /p2p/<id>, taken for the master) that never joined.
+    pub async fn stranger(key: &str, bootstrap: &str, name: &str) -> Self {
         let keypair = Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id();
         // A rogue keeps no bounds of its own: it tests the node's.
@@ -72,6 +89,7 @@ impl RoguePeer {
             api_port: 0,
             p2p_port: 0,
             role: Role::Slave,
+            relay: false,
             tags: vec![],
             executor: iris_behaviours::ExecutorState::Available,
             // It claims the worker image, so nobody ships it one.
@@ -92,7 +110,7 @@ impl RoguePeer {
             swarm,
             keypair,
             peer_id,
-            record: record.clone(),
+            record,
             network: NetworkConfig {
                 name: String::new(),
                 mode: iris_behaviours::NetworkMode::MasterSlave,
@@ -109,13 +127,6 @@ impl RoguePeer {
                 }
                 _ => {}
             }
-        }
-        match rogue.ask(member, Join { record }).await {
-            Ok(Ok(Welcome { config, map, .. })) => {
-                rogue.network = config;
-                rogue.map = map;
-            }
-            other => panic!("the rogue was not let in: {other:?}"),
         }
         rogue
     }

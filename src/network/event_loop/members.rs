@@ -107,12 +107,13 @@ impl Members {
 
     /// What the node's API shows of the network, with the peers this node
     /// is `connected` to.
-    pub(super) fn snapshot(&self, connected: Vec<PeerId>) -> Snapshot {
+    pub(super) fn snapshot(&self, connected: Vec<PeerId>, relayed: Vec<PeerId>) -> Snapshot {
         Snapshot {
             network: self.network.clone(),
             own: self.own.clone(),
             map: self.map.entries(),
             connected,
+            relayed,
         }
     }
 

@@ -2,16 +2,21 @@
 //! listens and joins ([`setup`]), keeps the members and answers their
 //! membership requests ([`members`], which decides; this file carries out),
 //! passes calls both ways ([`call_desk`]), announces this node, watches its
-//! neighbours ([`watch`]), saves the membership and says goodbye
-//! ([`goodbye`]).
+//! neighbours ([`watch`]), relays or reserves a place at a relay
+//! ([`relays`]), saves the membership and says goodbye ([`goodbye`]).
 
+mod answer;
 mod call_desk;
+mod chunk_streams;
 mod goodbye;
 mod map_topic;
 mod members;
+mod reachability;
+mod relays;
 pub(crate) mod setup;
 mod warnings;
 mod watch;
+mod ways;
 
 use std::{
     collections::HashMap,
@@ -37,10 +42,12 @@ use super::{
     saver::Saver,
     Command, NetworkContext, NetworkError, Snapshot,
 };
+use answer::answer;
 use call_desk::{CallDesk, Sender};
 use goodbye::Goodbye;
 use map_topic::MapTopic;
 use members::{Effect, Members, Reply};
+use relays::Relays;
 use setup::{Goal, Joined, Setup};
 use watch::{Around, ProbeRequest, Suspicion, Watch};
 
@@ -51,24 +58,6 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(100);
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// At most this often the membership is written to disk.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Answers a membership request on `channel`.
-fn answer(
-    swarm: &mut Swarm<IrisBehaviour>,
-    metrics: &crate::metrics::Metrics,
-    channel: request_response::ResponseChannel<AnswerFrame>,
-    response: AnswerFrame,
-) {
-    metrics.peer_request(response.refusal().is_some());
-    if swarm
-        .behaviour_mut()
-        .membership
-        .send_response(channel, response)
-        .is_err()
-    {
-        tracing::debug!("could not answer: the connection closed");
-    }
-}
 
 pub(super) struct EventLoop {
     ctx: Arc<NetworkContext>,
@@ -84,6 +73,8 @@ pub(super) struct EventLoop {
     unannounced: bool,
     /// Whom this node watches, and the connections it keeps ([`watch`]).
     watch: Watch,
+    /// Our relay, or our places at others' ([`relays`]).
+    relays: Relays,
     /// Our hellos and catch-ups waiting for an answer.
     asked: HashMap<OutboundRequestId, Asked>,
     /// Calls, ours to peers and peers' to our router.
@@ -127,6 +118,7 @@ impl EventLoop {
         );
         let detector = Detector::new(timings, Instant::now());
         let watch = Watch::new(detector, ctx.activity.clone(), ctx.metrics.clone());
+        let relays = Relays::new(ctx.settings.relay_gate.clone());
         Self {
             ctx,
             swarm,
@@ -136,6 +128,7 @@ impl EventLoop {
             saver: Some(saver),
             unannounced: true,
             watch,
+            relays,
             asked: HashMap::new(),
             desk,
             ready: Some(ready),
@@ -210,7 +203,10 @@ impl EventLoop {
                     self.apply(effects);
                 }
                 _ = upkeep.tick() => self.upkeep(),
-                Some((peer, stream)) = self.chunk_streams.next() => self.forward_stream(peer, stream),
+                Some((peer, stream)) = self.chunk_streams.next() => {
+                    let member = self.members.is_current_member(&peer);
+                    chunk_streams::forward(&self.ctx, member, &mut self.warnings, peer, stream);
+                }
                 reply = self.desk.next_reply() => {
                     self.desk.deliver(&mut self.swarm.behaviour_mut().calls, reply);
                 }
@@ -268,8 +264,11 @@ impl EventLoop {
             match effect {
                 Effect::Changed(event) => {
                     self.ctx.events.emit(event);
-                    // Who watches whom may change with the map.
+                    // Who watches whom, and whom a relay serves, may
+                    // change with the map.
                     self.update_neighbours();
+                    let (own, map) = (&self.members.own, &self.members.map);
+                    self.relays.serve(&mut self.swarm, own, map);
                 }
                 Effect::Announce => self.announce(),
                 Effect::Publish(message) => {
@@ -300,15 +299,33 @@ impl EventLoop {
         watch.update_neighbours(around);
     }
 
-    /// Looks after the connections, and now and then catches up on the
-    /// map from a neighbour.
+    /// Our record lists the addresses others can reach us at now: where we
+    /// listen and hold a place at a relay, and, if we found that others
+    /// cannot dial us, not where we listen directly.
+    fn refresh_addrs(&mut self) {
+        let listening = self.swarm.listeners().cloned().collect();
+        let reachable = self.relays.reachable() || self.members.own.relay;
+        let addrs = super::advertised(&self.ctx, listening, reachable);
+        if addrs != self.members.own.addrs {
+            let effects = self.members.change_own(|own| own.addrs = addrs);
+            self.apply(effects);
+        }
+    }
+
+    /// Looks after the connections, relays and our addresses, and now and
+    /// then catches up on the map from a neighbour.
     fn upkeep(&mut self) {
+        self.refresh_addrs();
+        let (own, map) = (&self.members.own, &self.members.map);
+        self.relays.serve(&mut self.swarm, own, map);
+        self.relays.reserve(&mut self.swarm, own, map);
         let around = Around {
             swarm: &mut self.swarm,
             map: &self.members.map,
             local: self.members.own.peer_id,
         };
-        if let Some(id) = self.watch.upkeep(around, &self.members.own) {
+        let keep = |peer: &PeerId| self.relays.keeps(peer);
+        if let Some(id) = self.watch.upkeep(around, &self.members.own, keep) {
             self.asked.insert(id, Asked::CatchUp);
         }
     }
@@ -337,8 +354,10 @@ impl EventLoop {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let connected = self.swarm.connected_peers().copied().collect();
-        self.members.snapshot(connected)
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let relayed_only = |p: &&PeerId| self.relays.relayed_only(p) == Some(true);
+        let relayed = connected.iter().filter(relayed_only).copied().collect();
+        self.members.snapshot(connected, relayed)
     }
 
     /// Hands the membership to the saver if it changed (or `always`): no
@@ -396,6 +415,11 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<IrisBehaviourEvent>) {
         let now = Instant::now();
+        // Relaying's own events end there; it sees every connection too.
+        let relays = &mut self.relays;
+        let Some(event) = relays.on_event(&mut self.swarm, event, &mut self.warnings) else {
+            return;
+        };
         match event {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -449,20 +473,8 @@ impl EventLoop {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, "dial failed: {}", super::error_chain(&error));
             }
-            SwarmEvent::NewListenAddr { address, .. }
-                if !self.members.own.addrs.contains(&address)
-                    && self.members.own.addrs.len() < iris_behaviours::MAX_ADDRS
-                    && (super::worth_announcing(&self.ctx, &address)
-                        || self.members.own.addrs.is_empty()) =>
-            {
-                let effects = self.members.change_own(|own| own.addrs.push(address));
-                self.apply(effects);
-            }
-            SwarmEvent::ExpiredListenAddr { address, .. } => {
-                let effects = self
-                    .members
-                    .change_own(|own| own.addrs.retain(|a| a != &address));
-                self.apply(effects);
+            SwarmEvent::NewListenAddr { .. } | SwarmEvent::ExpiredListenAddr { .. } => {
+                self.refresh_addrs()
             }
             SwarmEvent::Behaviour(IrisBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(IrisBehaviourEvent::Membership(event)) => {
@@ -579,21 +591,5 @@ impl EventLoop {
         let (watch, around) = self.around();
         let suspicions = watch.on_probe_answer(around, probe, answer);
         self.suspect_all(suspicions);
-    }
-
-    /// Hands a chunk stream to the router if a current member opened it;
-    /// anyone else's is dropped, which resets it.
-    fn forward_stream(&mut self, peer: PeerId, stream: iris_behaviours::libp2p::Stream) {
-        if !self.members.is_current_member(&peer) {
-            self.warnings.warn("non-member", || {
-                format!("refused a chunk stream from {peer}, which is not a current member")
-            });
-            return;
-        }
-        let stream = super::Busy::new(stream, self.ctx.activity.begin(peer));
-        let inbound = super::InboundStream { peer, stream };
-        if self.ctx.inbound_streams.try_send(inbound).is_err() {
-            tracing::warn!(%peer, "too many chunk streams waiting; refused one");
-        }
     }
 }

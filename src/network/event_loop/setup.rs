@@ -336,7 +336,8 @@ impl<'a> Setup<'a> {
                 _ => None,
             })
             .unwrap_or(self.ctx.config.p2p_port);
-        self.own.addrs = advertised(self.ctx, addrs);
+        // Whether others can dial us is found out later ([`super::relays`]).
+        self.own.addrs = advertised(self.ctx, addrs, true);
         sign_now(self.own, &self.ctx.keypair);
         match goal {
             Goal::Create => {

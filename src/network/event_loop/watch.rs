@@ -19,7 +19,7 @@ use iris_behaviours::{
     ProbeFor, Probed,
 };
 
-use super::{answer, members::sealed};
+use super::{answer::answer, members::sealed};
 use crate::{
     metrics::Metrics,
     network::{
@@ -292,13 +292,15 @@ impl Watch {
     /// Keeps the connections a node should hold: every neighbour's (dialed
     /// if missing) and, one at a time, a gone member's (so two halves of a
     /// network find each other again); any other that it dialed is closed
-    /// once idle (the side that dialed it closes it). Now and then it
+    /// once idle (the side that dialed it closes it), except those `keep`
+    /// names (a place at a relay lives on a connection to it). Now and then it
     /// catches up on the map ([`Watch::catch_up`]): the request's id, if
     /// it asked.
     pub(super) fn upkeep(
         &mut self,
         around: Around<'_>,
         own: &NodeRecord,
+        keep: impl Fn(&PeerId) -> bool,
     ) -> Option<OutboundRequestId> {
         let now = Instant::now();
         let (swarm, map) = (around.swarm, around.map);
@@ -313,6 +315,7 @@ impl Watch {
         let idle: Vec<PeerId> = swarm
             .connected_peers()
             .filter(|p| self.dialed.contains(p) && !self.detector.is_neighbour(p))
+            .filter(|p| !keep(p))
             .filter(|p| {
                 self.activity
                     .idle_for(p, now)

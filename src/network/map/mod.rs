@@ -316,12 +316,44 @@ impl NetworkMap {
             .collect()
     }
 
-    /// A member's addresses, as its record gives them.
+    /// A member's addresses, as its record gives them, those through a
+    /// relay last: a direct connection is tried first.
     pub fn addrs(&self, peer: &PeerId) -> Vec<iris_behaviours::libp2p::Multiaddr> {
-        self.members
+        let mut addrs = self
+            .members
             .get(peer)
             .map(|m| m.record.addrs.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        addrs.sort_by_key(iris_behaviours::is_relayed);
+        addrs
+    }
+
+    /// Members alive that relay for others, the master first: where a node
+    /// reserves a place so that those who cannot dial it reach it.
+    pub fn relays(&self) -> Vec<PeerId> {
+        let mut relays: Vec<PeerId> = self
+            .members
+            .values()
+            .filter(|m| m.record.relay && m.state == Liveness::Alive)
+            .map(|m| m.record.peer_id)
+            .filter(|p| *p != self.local)
+            .collect();
+        relays.sort_by_key(|p| *p != self.master);
+        relays
+    }
+
+    /// Whether `peer`'s record says it relays for others.
+    pub fn is_relay(&self, peer: &PeerId) -> bool {
+        self.members.get(peer).is_some_and(|m| m.record.relay)
+    }
+
+    /// Every member that has not left (the master's removed ones are out
+    /// of the map already): whom a relay of ours serves.
+    pub fn current_members(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.members
+            .values()
+            .filter(|m| m.state != Liveness::Left)
+            .map(|m| m.record.peer_id)
     }
 
     fn suspect(&mut self, peer: &PeerId, now: Instant, reason: &str) -> Option<EventKind> {

@@ -12,6 +12,7 @@ pub(crate) fn record(name: &str, peer_id: PeerId, role: Role) -> NodeRecord {
         api_port: 1,
         p2p_port: 2,
         role,
+        relay: false,
         tags: vec![],
         executor: Default::default(),
         images: vec![],
