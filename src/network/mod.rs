@@ -467,14 +467,10 @@ fn own_record(ctx: &NetworkContext, role: Role, previous: u64) -> NodeRecord {
 
 /// The addresses to put in our record: configured external ones first, then
 /// what we listen on (a place at a relay included). A node that found it
-/// cannot be dialed (`reachable` false: behind NAT, say) leaves out the
+/// cannot be dialed (`direct` false: behind NAT, say) leaves out the
 /// addresses it listens on directly, which nobody else could reach.
-fn advertised(
-    ctx: &NetworkContext,
-    mut listening: Vec<Multiaddr>,
-    reachable: bool,
-) -> Vec<Multiaddr> {
-    listening.retain(|a| reachable || iris_behaviours::is_relayed(a));
+fn advertised(ctx: &NetworkContext, mut listening: Vec<Multiaddr>, direct: bool) -> Vec<Multiaddr> {
+    listening.retain(|a| direct || iris_behaviours::is_relayed(a));
     // Direct first: the first address is the one tickets and status show.
     listening.sort_by_key(iris_behaviours::is_relayed);
     let mut addrs: Vec<Multiaddr> = ctx
