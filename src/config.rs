@@ -445,6 +445,20 @@ max_shared_log_bytes = {max_shared_log_bytes}
 # tells the master whether it succeeded and a class of its time, a few bits
 # (docs/security.md); the cap bounds how many an hour.
 max_tasks_per_hour = {max_tasks_per_hour}
+# allow: this node also takes part in secure sums without differential
+# privacy. Over chosen subsets of sites, or repeated, such sums tell the
+# master this site's update exactly; deny takes part only in sums that add
+# noise and spend the budget below (docs/data-owners.md).
+noise_free_sums = "{noise_free_sums}"
+# The privacy budget of each dataset, and of private/ as a whole: what
+# every noisy secure sum from it may cost over its whole life, as epsilon
+# at delta. `iris policy budget DATASET EPSILON` gives one dataset its own:
+# [[policy.budgets]]
+# dataset = "heart"
+# epsilon = 0.5
+# delta = 1e-6
+privacy_epsilon = {privacy_epsilon:?}
+privacy_delta = {privacy_delta:?}
 # Image digests approved ahead of time, each pinned to the content it had
 # when approved (`iris policy allow-image NAME`, `iris policy revoke-image`):
 # [[policy.approved]]
@@ -470,6 +484,9 @@ max_tasks_per_hour = {max_tasks_per_hour}
             min_aggregate = p.min_aggregate,
             max_shared_log_bytes = p.max_shared_log_bytes,
             max_tasks_per_hour = p.max_tasks_per_hour,
+            noise_free_sums = word(&p.noise_free_sums),
+            privacy_epsilon = p.privacy_epsilon,
+            privacy_delta = p.privacy_delta,
         );
         for image in &p.approved {
             text += &format!(
@@ -482,6 +499,14 @@ max_tasks_per_hour = {max_tasks_per_hour}
             // An inline table, its strings quoted as TOML quotes them.
             let command = toml::Value::try_from(&image.command).expect("rules serialize");
             text += &format!("command = {command}\n");
+        }
+        for budget in &p.budgets {
+            text += &format!(
+                "\n[[policy.budgets]]\ndataset = {}\nepsilon = {:?}\ndelta = {:?}\n",
+                toml::Value::String(budget.dataset.clone()),
+                budget.epsilon,
+                budget.delta
+            );
         }
         for site in &p.recognised {
             // Names are as TOML quotes them; a peer id is base58.
@@ -546,6 +571,22 @@ mod tests {
             peer_id: iris_behaviours::libp2p::identity::Keypair::generate_ed25519()
                 .public()
                 .to_peer_id(),
+        });
+        // Every setting `iris policy set` takes, away from its default: an
+        // owner's choice that the file forgot would be undone by a restart.
+        for (key, value) in [
+            ("noise_free_sums", "allow"),
+            ("privacy_epsilon", "0.25"),
+            ("privacy_delta", "1e-9"),
+            ("min_aggregate", "4"),
+            ("max_tasks_per_hour", "7"),
+        ] {
+            config.policy.set(key, value).unwrap();
+        }
+        config.policy.budgets.push(crate::policy::DatasetBudget {
+            dataset: "heart".into(),
+            epsilon: 0.5,
+            delta: 1e-7,
         });
         let back: NodeConfig = toml::from_str(&config.to_commented_toml()).unwrap();
         assert_eq!(back.policy, config.policy);
