@@ -87,17 +87,19 @@ part "api: schemathesis against /v1/openapi.json" scripts/fuzz-api.sh 10
 # Sites behind NAT, each in network namespaces of its own with a router
 # that lets nothing in (one lets out only TCP to the master's port 443,
 # one only an HTTP proxy): the map, a job on all, a secure sum and
-# transfers between sites, through the master's relay and hole punching.
-# Its own namespaces, all removed.
+# transfers between sites, through the master's relay and hole punching;
+# the Python FedAvg example; the master and a site restarted. Its own
+# namespaces, all removed.
 natlab() {
     trap 'testnet/natlab.sh down >/dev/null 2>&1 || true' EXIT
     local status=0
-    { testnet/natlab.sh up 4 --strict --proxy && testnet/natlab.sh check; } 2>&1 || status=$?
+    { testnet/natlab.sh up 4 --strict --proxy && testnet/natlab.sh check &&
+        testnet/natlab.sh demo 2 && testnet/natlab.sh chaos; } 2>&1 || status=$?
     testnet/natlab.sh down >/dev/null 2>&1 || true
     trap - EXIT
     return $status
 }
-part "nat: testnet/natlab.sh up 4 --strict --proxy, check, down (4 sites behind NAT, 2 outbound-only)" natlab
+part "nat: testnet/natlab.sh up 4 --strict --proxy, check, demo 2, chaos, down (4 sites behind NAT, 2 outbound-only)" natlab
 
 # The smoke run of the testnet: its steps build on each other, so it stops
 # at its first failure. Its own name: a testnet you have running stays as

@@ -16,6 +16,13 @@
 #                                a job on all, a secure sum over every site,
 #                                transfers from one site to another; exits
 #                                non-zero if any of them failed
+#        testnet/natlab.sh demo [ROUNDS]
+#                                the Python FedAvg example (2 rounds by
+#                                default) over shards the sites declare:
+#                                each round a secure sum across the NATs
+#        testnet/natlab.sh chaos  restarts the master (the relay) and kills a
+#                                site with -9 and starts it again; after each,
+#                                a secure sum and a transfer across the NATs
 #        testnet/natlab.sh bench [MiB]
 #                                a transfer master -> site, site -> site after
 #                                hole punching, and through the relay (with
@@ -40,8 +47,9 @@
 # (testnet/connect_proxy.py, tunnels to port 443 only) is the way out.
 #
 # Needs root, iproute2 and iptables. The binary is target/x86_64-unknown-
-# linux-gnu/debug/iris (IRIS_BIN to choose another); images come from
-# docker/.build (docker/build-images.sh). Everything it makes is named
+# linux-gnu/debug/iris (IRIS_BIN to choose another); the images are this
+# machine's Docker engine's (docker/build-images.sh), which every node of
+# the lab shares. Everything it makes is named
 # irisnat-* (namespaces) or lives under $IRIS_NATLAB_DIR (nodes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -157,10 +165,7 @@ up() {
       sed -i "s|^# proxy = .*|proxy = \"10.0.$n.1:3128\"|" "$lab/$node/iris.toml"
       grep -q '^proxy = ' "$lab/$node/iris.toml" || die "could not set $node's proxy"
     fi
-    # Started directly in the namespace (not through a shell function in
-    # the background, which would leave the node behind when killed).
-    ip netns exec "$prefix-$node" "$bin" run --dir "$lab/$node" >"$lab/$node.log" 2>&1 &
-    echo $! >"$lab/$node.pid"
+    start "$node"
   done
   for node in alice $(sites); do
     wait_for 30 "$node's API" iris "$node" status || die "$node did not start: $lab/$node.log"
@@ -176,8 +181,9 @@ up() {
     iris "$site" network join "$id@$master/p2p/$peer" >/dev/null
   done
 
-  say "the probe image on alice; each site's owner approves it and recognises the others"
-  iris alice images load "$root/docker/.build/iris-probe.tar" >/dev/null
+  # The lab's nodes share this machine's Docker engine, so every node has
+  # the images docker/build-images.sh made: nothing is shipped here.
+  say "each site's owner approves the probe image and recognises the other sites"
   for site in $(sites); do
     iris "$site" policy allow-image iris-probe:latest --whole-image >/dev/null
     iris "$site" policy set noise_free_sums allow >/dev/null
@@ -188,6 +194,13 @@ up() {
     [ -z "$others" ] || iris "$site" policy recognise $others >/dev/null
   done
   say "up: alice and $(sites | paste -sd' ')"
+}
+
+# Starts a node in its namespace, directly (not through a shell function in
+# the background, which would leave the node behind when killed).
+start() { # node
+  ip netns exec "$prefix-$1" "$bin" run --dir "$lab/$1" >>"$lab/$1.log" 2>&1 &
+  echo $! >"$lab/$1.pid"
 }
 
 wait_for() { # seconds what command...
@@ -256,6 +269,86 @@ check() {
 # address (10.x) sends everyone to an address no one else can reach.
 advertised() {
   ! iris alice nodes --json | grep -o '"/ip4/[^"]*"' | grep -q '/ip4/10\.'
+}
+
+# Faults where NAT makes them hard: the relay (the master) restarts, so
+# every site must come back to it and reserve again before sites can reach
+# each other; a site dies without a goodbye and comes back. After each, a
+# secure sum over every site and a transfer between two sites must work.
+chaos() {
+  [ -f "$lab/sites" ] || die "no lab is up: testnet/natlab.sh up first"
+  local first second failed=() sum
+  first=$(sites | sed -n 1p)
+  second=$(sites | sed -n 2p)
+  [ -n "$second" ] || die "chaos needs 2 sites or more"
+  head -c 1048576 /dev/urandom >"$lab/$first/workspace/public/chaos.bin"
+  both() { # a sum over every site and a transfer
+    sum=$(iris alice job run --image iris-probe:latest --on "$(sites | paste -sd,)" \
+      --secure-sum update.json --sum-length 4 -- /iris-worker update 4 1 2>&1) &&
+      iris alice files get --from "$first" chaos.bin --to "$second" >/dev/null 2>&1
+  }
+  across() { # what: both must work, at the first try or 5 s later (said)
+    local name=$1
+    if both; then
+      echo "   works: a secure sum and a transfer $first -> $second after $name"
+    elif echo "   first try after $name: $sum" && sleep 5 && both; then
+      echo "   works at the second try: a secure sum and a transfer after $name"
+    else
+      echo "   FAILS after $name: $sum"
+      failed+=("$name")
+    fi
+  }
+  say "restart the master, alice, the relay every site reserves a place at"
+  kill "$(cat "$lab/alice.pid")"
+  local p deadline=$((SECONDS + 20))
+  p=$(cat "$lab/alice.pid")
+  while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  start alice
+  wait_for 30 "alice's API" iris alice status || die "alice did not start again"
+  wait_for 60 "every node alive again" all_alive && wait_for 60 "places at the relay again" all_relayed &&
+    across "the master's restart" || failed+=("the master's restart")
+  say "kill -9 $second, then start it again"
+  kill -9 "$(cat "$lab/$second.pid")"
+  start "$second"
+  wait_for 30 "$second's API" iris "$second" status || die "$second did not start again"
+  wait_for 60 "every node alive again" all_alive && wait_for 60 "places at the relay again" all_relayed &&
+    across "$second's crash" || failed+=("$second's crash")
+  [ ${#failed[@]} -eq 0 ] || { printf 'natlab: chaos fails: %s\n' "${failed[@]}"; return 1; }
+  echo "natlab: the sites came back across the NATs after every fault"
+}
+# Every site is listed with a place at the relay in alice's map.
+all_relayed() {
+  [ "$(iris alice nodes --json | grep -c '/p2p-circuit/')" -ge "$(sites | wc -l)" ]
+}
+
+# python/examples/fedavg.py against the master, as testnet.sh demo's Python
+# twin runs on the Docker testnet: each site holds a shard (testnet/shard.awk)
+# and declares it, its owner approves the worker's gradient command, and
+# each round's secure sum sends shares between sites behind NAT. The Python
+# is scripts/test.sh's venv (IRIS_PYTHON to choose another), run inside the
+# master's namespace, where its API is.
+demo() {
+  [ -f "$lab/sites" ] || die "no lab is up: testnet/natlab.sh up first"
+  local rounds=${1:-2} py=${IRIS_PYTHON:-$root/target/python-venv/bin/python} i=0 site
+  [ -x "$py" ] || die "no Python at $py: run scripts/test.sh once, or set IRIS_PYTHON"
+  # The lab's nodes share this machine's Docker engine: the image is there
+  # for all of them (docker/build-images.sh made it).
+  docker image inspect iris-worker:latest >/dev/null 2>&1 || die "no iris-worker image: docker/build-images.sh all"
+  for site in $(sites); do
+    mkdir -p "$lab/$site/workspace/private/shard"
+    awk -v i=$i -v n=$((200 * (i + 2))) -f "$root/testnet/shard.awk" \
+      >"$lab/$site/workspace/private/shard/shard.csv"
+    iris "$site" policy allow-image iris-worker:latest --prefix -- /iris-worker gradient >/dev/null
+    iris "$site" datasets add shard private/shard --rows-bucket 100 --mock-rows 20 >/dev/null
+    i=$((i + 1))
+  done
+  wait_for 30 "the datasets on alice's map" all_listed || return 1
+  say "FedAvg over $(sites | paste -sd' '), $rounds rounds, from the master's namespace"
+  ip netns exec $prefix-alice "$py" "$root/python/examples/fedavg.py" --dir "$lab/alice" \
+    --rounds "$rounds"
+}
+all_listed() {
+  [ "$(iris alice datasets | awk 'NR > 1' | wc -l)" -eq "$(sites | wc -l)" ]
 }
 
 # The time (seconds since the epoch) of the first line of a node's log that
@@ -362,6 +455,8 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   check) check ;;
   bench) shift; bench "$@" ;;
+  demo) shift; demo "$@" ;;
+  chaos) chaos ;;
   down) down ;;
   *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

@@ -169,19 +169,9 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# A node's private shard: y = 3 x1 - 2 x2 + 1 + noise. Shards differ in
-# size and in where x1 lies, as real sites' data would.
+# A node's private shard (testnet/shard.awk).
 make_shard() { # index rows
-  awk -v i="$1" -v n="$2" -v seed=$((1000 + $1)) 'BEGIN {
-    srand(seed); pi = atan2(0, -1)
-    print "x1,x2,y"
-    for (r = 0; r < n; r++) {
-      x1 = rand() * 2 - 1 + 0.3 * (i % 4)
-      x2 = rand() * 2 - 1
-      noise = 0.3 * sqrt(-2 * log(1 - rand())) * cos(2 * pi * rand())
-      printf "%.6f,%.6f,%.6f\n", x1, x2, 3 * x1 - 2 * x2 + 1 + noise
-    }
-  }'
+  awk -v i="$1" -v n="$2" -f "$here/shard.awk"
 }
 
 docker_socket() {
