@@ -199,6 +199,7 @@ up() {
 # Starts a node in its namespace, directly (not through a shell function in
 # the background, which would leave the node behind when killed).
 start() { # node
+  [ -s "$lab/$1.pid" ] || : >"$lab/$1.log" # a fresh lab, a fresh log
   ip netns exec "$prefix-$1" "$bin" run --dir "$lab/$1" >>"$lab/$1.log" 2>&1 &
   echo $! >"$lab/$1.pid"
 }
@@ -399,14 +400,17 @@ bench() {
   if [ -n "$proxied" ] && [ "$proxied" != "$second" ]; then
     transfer "$first -> $proxied (relayed, its side proxied)" "$first" "$proxied"
   fi
-  say "hole punching between sites"
+  say "hole punching between sites (each pair made to talk first)"
   local a b pairs=0 direct=0 t0 t1 id
+  for a in $(sites); do head -c 1024 /dev/urandom >"$lab/$a/workspace/public/hello.bin"; done
   for a in $(sites); do
     for b in $(sites); do
       [[ "$a" < "$b" ]] || continue
       pairs=$((pairs + 1))
       local how
-      how=$(reached "$a" "$b")
+      iris alice files get --from "$a" hello.bin --to "$b" >/dev/null 2>&1 || true
+      sleep 1
+      how=$(reached "$b" "$a")
       [ "$how" != direct ] || direct=$((direct + 1))
       # From the later joiner's join to its first direct connection to
       # the other (its log says when hole punching made one).
