@@ -63,7 +63,8 @@ function shortId(id) {
 }
 
 const views = {
-  /** The map: the nodes on a circle, this node first, coloured by state. */
+  /** The map: the nodes on a circle, this node first, coloured by state;
+   * a dashed line to a node this one reaches only through a relay. */
   map(svg, nodes) {
     const radius = nodes.length > 1 ? 115 : 0;
     const spots = nodes.map((node, i) => {
@@ -71,7 +72,7 @@ const views = {
       return { node, x: radius * Math.cos(angle), y: radius * Math.sin(angle) };
     });
     const lines = spots.filter((s) => !s.node.self).map((s) =>
-      el("line", { x1: spots[0].x, y1: spots[0].y, x2: s.x, y2: s.y }));
+      el("line", { x1: spots[0].x, y1: spots[0].y, x2: s.x, y2: s.y, class: s.node.relayed ? "relayed" : "" }));
     const dots = spots.map(({ node, x, y }) => el("g", { "data-node": node.name, "data-state": node.state },
       el("circle", { class: `node ${node.state}${node.self ? " self" : ""}`, cx: x, cy: y, r: 16 },
         el("title", {}, `${node.name}: ${node.state}`)),
@@ -82,8 +83,9 @@ const views = {
   nodes(table, nodes) {
     const rows = nodes.map((node) => el("tr", { "data-node": node.name, "data-state": node.state },
       el("td", {}, node.name, node.self ? el("span", { class: "muted" }, " (this node)") : null),
-      el("td", {}, node.role),
-      el("td", { class: "node-state" }, stateBadge(node.state)),
+      el("td", {}, node.relay ? `${node.role}, relay` : node.role),
+      el("td", { class: "node-state" }, stateBadge(node.state),
+        node.relayed ? el("span", { class: "muted", title: "reached through a relay" }, " relayed") : null),
       el("td", {}, node.tags.map((t) => el("span", { class: "tag" }, t))),
       el("td", {}, (node.datasets || []).map((d) => el("span", {
         class: "tag", "data-dataset": d.name,
