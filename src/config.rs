@@ -78,18 +78,45 @@ pub struct P2pConfig {
 }
 
 impl P2pConfig {
-    /// The proxy's address, if one is set.
-    pub fn proxy_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+    /// The proxy as `iris.toml` gives it, `[http://][USER:PASSWORD@]HOST:PORT`,
+    /// in its parts: `HOST:PORT` and the credentials. Errors never repeat a
+    /// password.
+    fn proxy_parts(&self) -> Result<Option<(&str, Option<&str>)>, String> {
         let Some(proxy) = &self.proxy else {
             return Ok(None);
         };
-        let bare = proxy
-            .strip_prefix("http://")
-            .unwrap_or(proxy)
-            .trim_end_matches('/');
-        bare.parse().map(Some).map_err(|_| {
-            format!("p2p.proxy '{proxy}' is not an IP address and port, e.g. \"10.0.0.1:3128\"")
-        })
+        let bare = proxy.strip_prefix("http://").unwrap_or(proxy);
+        let bare = bare.trim_end_matches('/');
+        let (credentials, host_port) = match bare.rsplit_once('@') {
+            Some((credentials, host_port)) => (Some(credentials), host_port),
+            None => (None, bare),
+        };
+        let port = host_port.rsplit_once(':').map(|(_, port)| port);
+        if host_port.is_empty() || !port.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)) {
+            return Err(format!(
+                "p2p.proxy '{host_port}' is not a host and port, e.g. \"10.0.0.1:3128\" or \
+                 \"http://user:password@proxy.example:3128\""
+            ));
+        }
+        if credentials.is_some_and(|c| !c.contains(':')) {
+            return Err("p2p.proxy's credentials are not USER:PASSWORD".into());
+        }
+        Ok(Some((host_port, credentials)))
+    }
+
+    /// The proxy's address (a host name looked up now, at the node's start)
+    /// and credentials, if one is set.
+    pub fn proxy(&self) -> Result<Option<(std::net::SocketAddr, Option<String>)>, String> {
+        use std::net::ToSocketAddrs;
+        let Some((host_port, credentials)) = self.proxy_parts()? else {
+            return Ok(None);
+        };
+        let addr = host_port
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| format!("p2p.proxy '{host_port}': no address found for that host"))?;
+        Ok(Some((addr, credentials.map(str::to_string))))
     }
 }
 
@@ -270,7 +297,7 @@ impl NodeConfig {
         for tag in &self.tags {
             validate_tag(tag)?;
         }
-        self.p2p.proxy_addr()?;
+        self.p2p.proxy_parts()?;
         for addr in &self.p2p.external {
             addr.parse::<libp2p::Multiaddr>()
                 .map_err(|e| format!("p2p.external address '{addr}' is not a multiaddr: {e}"))?;
@@ -349,8 +376,9 @@ external = [{external}]
 # every site can reach) or "off".
 relay = "{relay}"
 # An HTTP proxy that every connection out goes through (CONNECT), when the
-# site's firewall allows nothing else: "10.0.0.1:3128". Others then reach
-# this node through a relay.
+# site's firewall allows nothing else: "10.0.0.1:3128", or with a name and
+# Basic credentials, "http://user:password@proxy.example:3128" (keep this
+# file private then). Others reach this node through a relay.
 {proxy}
 
 [api]
@@ -590,6 +618,40 @@ mod tests {
         });
         let back: NodeConfig = toml::from_str(&config.to_commented_toml()).unwrap();
         assert_eq!(back.policy, config.policy);
+    }
+
+    #[test]
+    fn a_proxy_is_a_host_and_port_with_credentials_if_any() {
+        let with = |proxy: &str| P2pConfig {
+            proxy: Some(proxy.into()),
+            ..P2pConfig::default()
+        };
+        let (addr, credentials) = with("10.0.0.1:3128").proxy().unwrap().unwrap();
+        assert_eq!(
+            (addr.to_string().as_str(), credentials),
+            ("10.0.0.1:3128", None)
+        );
+        let (addr, credentials) = with("http://site:s3:cret@127.0.0.1:8080/")
+            .proxy()
+            .unwrap()
+            .unwrap();
+        assert_eq!(addr.port(), 8080);
+        assert_eq!(credentials.as_deref(), Some("site:s3:cret"));
+        assert!(
+            with("localhost:3128").proxy().unwrap().is_some(),
+            "a host name"
+        );
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1:0",
+            "10.0.0.1:port",
+            "secret@10.0.0.1:1",
+            ":3128",
+        ] {
+            let error = with(bad).proxy().unwrap_err();
+            assert!(!error.contains("secret"), "a password repeated: {error}");
+        }
+        assert_eq!(P2pConfig::default().proxy().unwrap(), None);
     }
 
     #[test]

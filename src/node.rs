@@ -36,7 +36,7 @@ use crate::{
     store::{Recovered, StagedFile, Store},
     witness::Witness,
 };
-use iris_behaviours::SwarmSettings;
+use iris_behaviours::{proxy::Proxy, SwarmSettings};
 
 use crate::{datasets::Datasets, metrics::Metrics};
 
@@ -123,7 +123,11 @@ impl Node {
         let metrics = Metrics::default();
         let settings = SwarmSettings {
             traffic: metrics.traffic.clone(),
-            proxy: config.p2p.proxy_addr().map_err(anyhow::Error::msg)?,
+            proxy: config
+                .p2p
+                .proxy()
+                .map_err(anyhow::Error::msg)?
+                .map(|(addr, credentials)| Proxy { addr, credentials }),
             ..Default::default()
         };
         let membership = Membership::new(Arc::new(NetworkContext {

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """A small HTTP CONNECT proxy for the NAT lab (testnet/natlab.sh --proxy),
 standing in for a hospital's web proxy: it opens tunnels to port 443 only,
-answers anything else with 403, and copies bytes both ways.
+answers anything else with 403, asks for Basic credentials (407) when given
+some, and copies bytes both ways.
 
-Usage: connect_proxy.py LISTEN_IP PORT
+Usage: connect_proxy.py LISTEN_IP PORT [USER:PASSWORD]
 """
 
 import asyncio
+import base64
 import sys
+
+CREDENTIALS = None
 
 ALLOWED_PORT = 443
 
@@ -29,7 +33,15 @@ async def handle(reader, writer):
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
         writer.close()
         return
-    parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if CREDENTIALS is not None:
+        wanted = "proxy-authorization: basic " + base64.b64encode(CREDENTIALS.encode()).decode()
+        if not any(line.lower() == wanted.lower() for line in lines[1:]):
+            writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
     host, _, port = parts[1].rpartition(":") if len(parts) == 3 else ("", "", "")
     if parts[0] != "CONNECT" or not port.isdigit() or int(port) != ALLOWED_PORT:
         writer.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
@@ -55,4 +67,6 @@ async def main(ip, port):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        CREDENTIALS = sys.argv[3]
     asyncio.run(main(sys.argv[1], int(sys.argv[2])))

@@ -44,7 +44,8 @@
 # A --strict site's router lets out only TCP to 198.51.100.10 port 443, as
 # a hospital that allows nothing but HTTPS out would. A --proxy site's
 # router forwards nothing: an HTTP CONNECT proxy on the router
-# (testnet/connect_proxy.py, tunnels to port 443 only) is the way out.
+# (testnet/connect_proxy.py, tunnels to port 443 only, with a password) is
+# the way out.
 #
 # Needs root, iproute2 and iptables. The binary is target/x86_64-unknown-
 # linux-gnu/debug/iris (IRIS_BIN to choose another); the images are this
@@ -58,6 +59,8 @@ lab=${IRIS_NATLAB_DIR:-/tmp/irisnat}
 prefix=irisnat
 names=(alice bob carol dave erin)
 key=natlab-network-key-0123456789
+# What the --proxy site's proxy asks for (Basic authentication).
+proxy_user=site:natlab-proxy-password
 
 say() { echo "== $*"; }
 die() { echo "natlab: $*" >&2; exit 1; }
@@ -146,7 +149,7 @@ up() {
     if [ "$site" = "$(proxied_site)" ]; then
       say "$site may only go out through an HTTP proxy at $lan.1:3128"
       in_ns "r-$site" iptables -A FORWARD -i lan -j DROP
-      ip netns exec "$prefix-r-$site" python3 "$root/testnet/connect_proxy.py" "$lan.1" 3128 \
+      ip netns exec "$prefix-r-$site" python3 "$root/testnet/connect_proxy.py" "$lan.1" 3128 "$proxy_user" \
         >"$lab/proxy-$site.log" 2>&1 &
       echo $! >"$lab/proxy-$site.pid"
     fi
@@ -162,7 +165,7 @@ up() {
     if [ "$node" = "$(proxied_site)" ]; then
       local n
       n=$(grep -nx "$node" "$lab/sites" | cut -d: -f1)
-      sed -i "s|^# proxy = .*|proxy = \"10.0.$n.1:3128\"|" "$lab/$node/iris.toml"
+      sed -i "s|^# proxy = .*|proxy = \"http://$proxy_user@10.0.$n.1:3128\"|" "$lab/$node/iris.toml"
       grep -q '^proxy = ' "$lab/$node/iris.toml" || die "could not set $node's proxy"
     fi
     start "$node"

@@ -89,7 +89,7 @@ pub struct SwarmSettings {
     /// Whom this node's relay serves; the node keeps it up to date.
     pub relay_gate: RelayGate,
     /// An HTTP proxy every dial goes through ([`crate::proxy`]).
-    pub proxy: Option<std::net::SocketAddr>,
+    pub proxy: Option<crate::proxy::Proxy>,
 }
 
 impl Default for SwarmSettings {
@@ -124,7 +124,8 @@ pub fn build_swarm(
     let local = keypair.public().to_peer_id();
     let (relayed, relay_client) = libp2p::relay::client::new(local);
     let timeout = settings.handshake_timeout;
-    let transport = build_transport(&keypair, psk, timeout, relayed, settings.proxy)?;
+    let proxy = settings.proxy.clone();
+    let transport = build_transport(&keypair, psk, timeout, relayed, proxy)?;
     let behaviour = build_behaviour(&keypair, settings, relay_client)?;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()

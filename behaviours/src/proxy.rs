@@ -28,14 +28,34 @@ const MAX_PROXY_ANSWER: usize = 8 * 1024;
 type Tcp = tcp::tokio::Transport;
 type TcpStream = <Tcp as Transport>::Output;
 
+/// An HTTP proxy to tunnel through: where it is, and the `user:password`
+/// it asks for, if any (sent as Basic authentication).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub credentials: Option<String>,
+}
+
+impl std::fmt::Debug for Proxy {
+    // The password stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let with = if self.credentials.is_some() {
+            " (with credentials)"
+        } else {
+            ""
+        };
+        write!(f, "http://{}{with}", self.addr)
+    }
+}
+
 /// TCP, through `proxy` when there is one.
 pub struct MaybeProxied {
     tcp: Tcp,
-    proxy: Option<SocketAddr>,
+    proxy: Option<Proxy>,
 }
 
 impl MaybeProxied {
-    pub fn new(tcp: Tcp, proxy: Option<SocketAddr>) -> Self {
+    pub fn new(tcp: Tcp, proxy: Option<Proxy>) -> Self {
         Self { tcp, proxy }
     }
 }
@@ -60,13 +80,23 @@ fn authority(addr: &Multiaddr) -> Option<String> {
     }
 }
 
-/// Asks the proxy on `stream` for a tunnel to `authority`; the stream is
-/// the tunnel once the proxy answered 200.
-pub async fn connect<S>(stream: &mut S, authority: &str) -> io::Result<()>
+/// Asks the proxy on `stream` for a tunnel to `authority`, with Basic
+/// `credentials` if given; the stream is the tunnel once the proxy
+/// answered 200.
+pub async fn connect<S>(
+    stream: &mut S,
+    authority: &str,
+    credentials: Option<&str>,
+) -> io::Result<()>
 where
     S: futures::AsyncRead + futures::AsyncWrite + Unpin,
 {
-    let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    use base64::Engine;
+    let auth = credentials.map_or(String::new(), |c| {
+        let token = base64::engine::general_purpose::STANDARD.encode(c);
+        format!("Proxy-Authorization: Basic {token}\r\n")
+    });
+    let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n");
     stream.write_all(request.as_bytes()).await?;
     stream.flush().await?;
     // Byte by byte, so that nothing of the tunnel is read with the header.
@@ -115,7 +145,11 @@ impl Transport for MaybeProxied {
         addr: Multiaddr,
         opts: DialOpts,
     ) -> Result<Self::Dial, TransportError<io::Error>> {
-        let Some(proxy) = self.proxy else {
+        let Some(Proxy {
+            addr: proxy,
+            credentials,
+        }) = self.proxy.clone()
+        else {
             return Ok(self.tcp.dial(addr, opts)?.boxed());
         };
         let Some(target) = authority(&addr) else {
@@ -130,7 +164,7 @@ impl Transport for MaybeProxied {
         let dial = self.tcp.dial(proxy_addr, opts)?;
         Ok(async move {
             let mut stream = dial.await?;
-            connect(&mut stream, &target).await?;
+            connect(&mut stream, &target, credentials.as_deref()).await?;
             Ok(stream)
         }
         .boxed())
@@ -178,8 +212,8 @@ mod tests {
             request.truncate(n);
             (request, theirs)
         };
-        let (result, (request, _theirs)) =
-            tokio::join!(connect(&mut ours, "198.51.100.10:443"), proxy);
+        let asked = connect(&mut ours, "198.51.100.10:443", Some("site:s3cret"));
+        let (result, (request, _theirs)) = tokio::join!(asked, proxy);
         if result.is_ok() {
             let mut rest = [0u8; 6];
             ours.read_exact(&mut rest).await.unwrap();
@@ -196,8 +230,12 @@ mod tests {
         let (ok, request) =
             answered(b"HTTP/1.1 200 Connection established\r\nVia: x\r\n\r\n").await;
         ok.unwrap();
-        assert!(request
-            .starts_with(b"CONNECT 198.51.100.10:443 HTTP/1.1\r\nHost: 198.51.100.10:443\r\n"));
+        let request = String::from_utf8(request).unwrap();
+        let head = "CONNECT 198.51.100.10:443 HTTP/1.1\r\nHost: 198.51.100.10:443\r\n";
+        assert!(request.starts_with(head), "{request}");
+        // base64("site:s3cret")
+        let auth = "Proxy-Authorization: Basic c2l0ZTpzM2NyZXQ=\r\n\r\n";
+        assert!(request.contains(auth), "{request}");
         let (refused, _) = answered(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
         let error = refused.unwrap_err().to_string();
         assert!(error.contains("403 Forbidden"), "{error}");

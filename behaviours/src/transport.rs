@@ -40,7 +40,7 @@ pub fn build_transport(
     psk: &PreSharedKey,
     handshake_timeout: Duration,
     relayed: relay::client::Transport,
-    proxy: Option<std::net::SocketAddr>,
+    proxy: Option<crate::proxy::Proxy>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let noise = noise::Config::new(keypair)?.with_prologue(psk.noise_prologue(PROTOCOL_VERSION));
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
