@@ -9,6 +9,21 @@ use std::time::Duration;
 use common::{rogue::RoguePeer, *};
 use iris_behaviours::relay::{CIRCUIT_BURST, MAX_CIRCUITS_PER_MEMBER};
 
+/// `from` opens `count` circuits to `target` through `relay` while
+/// `target` takes them: how many were made, and why one was not.
+async fn circuits(
+    from: &mut RoguePeer,
+    relay: &str,
+    target: &mut RoguePeer,
+    count: usize,
+) -> (usize, Option<String>) {
+    let target_id = target.peer_id;
+    tokio::select! {
+        outcome = from.open_circuits(relay, target_id, count) => outcome,
+        () = target.idle(Duration::from_secs(300)) => panic!("the circuits did not end"),
+    }
+}
+
 /// A key holder that never joined, or that left, asks the master's relay
 /// for a place (to be reached through it) and for circuits to a member
 /// that holds one. Before the gate, libp2p's relay served any peer that
@@ -19,25 +34,18 @@ async fn a_key_holder_that_is_no_member_gets_no_place_and_no_circuit() {
     let relay = nodes[0].bootstrap().await;
     let mut target = RoguePeer::join(KEY, &relay, "trent").await;
     target.reserve(&relay).await.expect("a member gets a place");
-    let target_id = target.peer_id;
 
     let mut stranger = RoguePeer::stranger(KEY, &relay, "mallory").await;
     let refused = stranger.reserve(&relay).await;
     assert!(refused.is_err(), "a stranger got a place: {refused:?}");
-    let (made, why) = tokio::select! {
-        outcome = stranger.open_circuits(&relay, target_id, 1) => outcome,
-        () = target.idle(Duration::from_secs(300)) => panic!("the circuit did not end"),
-    };
+    let (made, why) = circuits(&mut stranger, &relay, &mut target, 1).await;
     assert_eq!(made, 0, "a stranger got a circuit to a member");
     assert!(why.is_some());
 
     // A member is served; once it left, it is not.
     let mut member = RoguePeer::join(KEY, &relay, "trudy").await;
     member.reserve(&relay).await.expect("a member gets a place");
-    let (made, why) = tokio::select! {
-        outcome = member.open_circuits(&relay, target_id, 1) => outcome,
-        () = target.idle(Duration::from_secs(300)) => panic!("the circuit did not end"),
-    };
+    let (made, why) = circuits(&mut member, &relay, &mut target, 1).await;
     assert_eq!(made, 1, "a member was refused a circuit: {why:?}");
     let left = iris_behaviours::Leave {
         departure: iris_behaviours::Departure::Leave,
@@ -45,10 +53,7 @@ async fn a_key_holder_that_is_no_member_gets_no_place_and_no_circuit() {
     let master = member.network.master;
     assert!(matches!(member.ask(master, left).await, Ok(Ok(_))));
     nodes[0].wait_state("trudy", "left").await;
-    let (made, _) = tokio::select! {
-        outcome = member.open_circuits(&relay, target_id, 1) => outcome,
-        () = target.idle(Duration::from_secs(300)) => panic!("the circuit did not end"),
-    };
+    let (made, _) = circuits(&mut member, &relay, &mut target, 1).await;
     assert_eq!(made, 0, "a member that left got a circuit");
 }
 
@@ -91,10 +96,7 @@ async fn a_member_that_floods_circuits_is_refused_past_its_share_and_others_are_
     assert!(made > 0, "the flooder's first circuits are served");
     assert!(refused.is_some(), "the relay refused nothing");
 
-    let (served, why) = tokio::select! {
-        outcome = other.open_circuits(&relay, target_id, 1) => outcome,
-        () = target.idle(Duration::from_secs(300)) => panic!("the circuit did not end"),
-    };
+    let (served, why) = circuits(&mut other, &relay, &mut target, 1).await;
     assert_eq!(served, 1, "another member was refused: {why:?}");
     let log = nodes[0].log();
     assert!(

@@ -2,11 +2,11 @@
 //! lets connections out only through its proxy names it in `iris.toml`
 //! (`[p2p] proxy`), and every dial of the node then asks the proxy for a
 //! tunnel to the address it dials. What flows in the tunnel is our whole
-//! handshake ([`crate::transport`]): the proxy sees the address and the
+//! handshake (transport.rs): the proxy sees the address and the
 //! bytes' count, never their content.
 //!
 //! Listening is plain TCP as always; a node behind such a proxy is reached
-//! through a relay ([`crate::relay`]).
+//! through a relay (relay.rs).
 
 use std::{
     io,

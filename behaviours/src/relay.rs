@@ -4,7 +4,7 @@
 //!
 //! A circuit is a stream through the relay, and our whole handshake runs
 //! inside it like over TCP: the version preamble, then noise with the
-//! network key in its prologue, then yamux ([`crate::transport`]). The
+//! network key in its prologue, then yamux (transport.rs). The
 //! relay copies bytes it cannot read, and a peer without the key fails
 //! inside the circuit as it would over TCP.
 //!

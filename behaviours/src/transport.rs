@@ -1,4 +1,4 @@
-//! TCP (or a circuit through a relay, [`crate::relay`]), then a version
+//! TCP (or a circuit through a relay: relay.rs), then a version
 //! preamble in the clear, then noise (the node's identity, bound to the
 //! network key), then yamux (many streams over one connection).
 //!

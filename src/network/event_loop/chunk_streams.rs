@@ -1,4 +1,4 @@
-//! Chunk streams peers open (file transfers, [`crate::files`]): a current
+//! Chunk streams peers open (file transfers, src/files/): a current
 //! member's goes to the router; anyone else's is dropped, which resets it.
 
 use iris_behaviours::libp2p::{PeerId, Stream};

@@ -342,11 +342,6 @@ impl NetworkMap {
         relays
     }
 
-    /// Whether `peer`'s record says it relays for others.
-    pub fn is_relay(&self, peer: &PeerId) -> bool {
-        self.members.get(peer).is_some_and(|m| m.record.relay)
-    }
-
     /// Every member that has not left (the master's removed ones are out
     /// of the map already): whom a relay of ours serves.
     pub fn current_members(&self) -> impl Iterator<Item = PeerId> + '_ {
