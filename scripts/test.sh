@@ -88,18 +88,19 @@ part "api: schemathesis against /v1/openapi.json" scripts/fuzz-api.sh 10
 # that lets nothing in (one lets out only TCP to the master's port 443,
 # one only an HTTP proxy): the map, a job on all, a secure sum and
 # transfers between sites, through the master's relay and hole punching;
-# the Python FedAvg example; the master and a site restarted. Its own
-# namespaces, all removed.
+# images shipped to a site with an empty engine of its own; the Python
+# FedAvg example; the master and a site restarted; the exfiltration
+# drill. Its own namespaces and that site's engine, all removed.
 natlab() {
     trap 'testnet/natlab.sh down >/dev/null 2>&1 || true' EXIT
     local status=0
     { testnet/natlab.sh up 4 --strict --proxy && testnet/natlab.sh check &&
-        testnet/natlab.sh demo 2 && testnet/natlab.sh chaos; } 2>&1 || status=$?
+        testnet/natlab.sh demo 2 && testnet/natlab.sh chaos && testnet/natlab.sh exfil; } 2>&1 || status=$?
     testnet/natlab.sh down >/dev/null 2>&1 || true
     trap - EXIT
     return $status
 }
-part "nat: testnet/natlab.sh up 4 --strict --proxy, check, demo 2, chaos, down (4 sites behind NAT, 2 outbound-only)" natlab
+part "nat: testnet/natlab.sh up 4 --strict --proxy, check, demo 2, chaos, exfil, down (4 sites behind NAT, 2 outbound-only, 1 with an engine of its own)" natlab
 
 # The smoke run of the testnet: its steps build on each other, so it stops
 # at its first failure. Its own name: a testnet you have running stays as

@@ -12,6 +12,12 @@
 #                                     existed; the policy is restored after
 #
 # Exits non-zero if any private byte reached the master.
+#
+# natlab.sh sources it too (`natlab.sh exfil`), to run the same attempts
+# across NATs. What a lab gives it: load_state (sets nodes, master first),
+# $data (a node's directory is $data/NODE), $here, on NODE ARGS... (the
+# node's CLI), stop_node and start_node, api_up, wait_until SECONDS CHECK...,
+# say and die, and outcomes.sh.
 
 # Runs an owner's command on a site, and says so.
 as_owner() { # node args...
@@ -155,9 +161,9 @@ exfil() {
   local witness=${nodes[2]:-$master}
   on "$witness" events --json >"$tmp/8.events" 2>&1 &
   local follower=$!
-  docker stop "$prefix-$site" >/dev/null
+  stop_node "$site"
   python3 "$here/reseal_audit.py" "$data/$site/audit.log" >"$tmp/8.out" 2>&1 || true
-  docker start "$prefix-$site" >/dev/null
+  start_node "$site"
   wait_until 60 api_up "$site" >/dev/null || die "$site did not come back after the rewrite"
   local verified=no alarm=no
   on "$site" audit verify >>"$tmp/8.out" 2>&1 && verified=yes

@@ -23,6 +23,10 @@
 #        testnet/natlab.sh chaos  restarts the master (the relay) and kills a
 #                                site with -9 and starts it again; after each,
 #                                a secure sum and a transfer across the NATs
+#        testnet/natlab.sh exfil [--open]
+#                                testnet.sh's exfiltration drill (exfil.sh),
+#                                the master against the first site, across
+#                                its NAT
 #        testnet/natlab.sh bench [MiB]
 #                                a transfer master -> site, site -> site after
 #                                hole punching, and through the relay (with
@@ -47,11 +51,17 @@
 # (testnet/connect_proxy.py, tunnels to port 443 only, with a password) is
 # the way out.
 #
-# Needs root, iproute2 and iptables. The binary is target/x86_64-unknown-
-# linux-gnu/debug/iris (IRIS_BIN to choose another); the images are this
-# machine's Docker engine's (docker/build-images.sh), which every node of
-# the lab shares. Everything it makes is named
-# irisnat-* (namespaces) or lives under $IRIS_NATLAB_DIR (nodes).
+# With 2 sites or more, the last site runs a Docker engine of its own
+# (dockerd, with its data under the lab's directory), empty, as a site on
+# another machine would: every image it runs is shipped to it by the master
+# across its NAT, and its owner approves it when it arrives. The other
+# nodes share this machine's engine and the images docker/build-images.sh
+# made.
+#
+# Needs root, iproute2, iptables and dockerd. The binary is target/x86_64-
+# unknown-linux-gnu/debug/iris (IRIS_BIN to choose another). Everything it
+# makes is named irisnat-* (namespaces) or lives under $IRIS_NATLAB_DIR
+# (nodes, the site's engine and its containers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${IRIS_BIN:-$root/target/x86_64-unknown-linux-gnu/debug/iris}
@@ -73,6 +83,7 @@ iris() { # node args...: the node's own CLI, in its namespace
   IRIS_NETWORK_KEY=$key IRIS_DIR=$lab/$node in_ns "$node" "$bin" "$@"
 }
 sites() { cat "$lab/sites"; }
+engine_site() { cat "$lab/engine" 2>/dev/null || true; }
 strict_site() { cat "$lab/strict" 2>/dev/null || true; }
 proxied_site() { cat "$lab/proxied" 2>/dev/null || true; }
 
@@ -103,7 +114,8 @@ up() {
   ip netns list | grep -q "^$prefix-" && die "a lab is up already: testnet/natlab.sh down first"
   mkdir -p "$lab"
   printf '%s\n' "${names[@]:1:$count}" >"$lab/sites"
-  rm -f "$lab/strict" "$lab/proxied"
+  rm -f "$lab/strict" "$lab/proxied" "$lab/engine"
+  [ "$count" -lt 2 ] || sites | tail -1 >"$lab/engine"
   [ -z "$proxy" ] || sites | tail -1 >"$lab/proxied"
   [ -z "$strict" ] || sites | grep -vxF "$(proxied_site)" | tail -1 >"$lab/strict"
 
@@ -156,6 +168,7 @@ up() {
     i=$((i + 1))
   done
 
+  [ -z "$(engine_site)" ] || start_engine "$(engine_site)"
   for node in alice $(sites); do
     say "$node: iris init and run"
     rm -rf "${lab:?}/$node"
@@ -184,11 +197,19 @@ up() {
     iris "$site" network join "$id@$master/p2p/$peer" >/dev/null
   done
 
-  # The lab's nodes share this machine's Docker engine, so every node has
-  # the images docker/build-images.sh made: nothing is shipped here.
-  say "each site's owner approves the probe image and recognises the other sites"
+  # The master loads the images from their tars, which it ships to the
+  # site with an engine of its own (check and demo do). The other sites
+  # share this machine's engine: they have the images already.
+  say "alice loads the probe and worker images from docker/.build"
+  local image
+  for image in iris-probe iris-worker; do
+    iris alice images load "$root/docker/.build/$image.tar" >/dev/null ||
+      die "alice cannot load $image.tar: docker/build-images.sh all first"
+  done
+  say "each site's owner approves the probe image (when it has it) and recognises the other sites"
   for site in $(sites); do
-    iris "$site" policy allow-image iris-probe:latest --whole-image >/dev/null
+    [ "$site" = "$(engine_site)" ] ||
+      iris "$site" policy allow-image iris-probe:latest --whole-image >/dev/null
     iris "$site" policy set noise_free_sums allow >/dev/null
     iris "$site" policy set min_aggregate 2 >/dev/null
     local others
@@ -200,12 +221,18 @@ up() {
 }
 
 # Starts a node in its namespace, directly (not through a shell function in
-# the background, which would leave the node behind when killed).
+# the background, which would leave the node behind when killed). The site
+# with an engine of its own is pointed at it.
 start() { # node
   [ -s "$lab/$1.pid" ] || : >"$lab/$1.log" # a fresh lab, a fresh log
-  ip netns exec "$prefix-$1" "$bin" run --dir "$lab/$1" >>"$lab/$1.log" 2>&1 &
+  local engine=()
+  [ "$1" != "$(engine_site)" ] || engine=(env "DOCKER_HOST=$(engine_host "$1")")
+  ip netns exec "$prefix-$1" "${engine[@]}" "$bin" run --dir "$lab/$1" >>"$lab/$1.log" 2>&1 &
   echo $! >"$lab/$1.pid"
 }
+
+# shellcheck source=testnet/site_engine.sh
+source "$root/testnet/site_engine.sh"
 
 wait_for() { # seconds what command...
   local limit=$1 deadline=$((SECONDS + $1)) what=$2
@@ -239,6 +266,13 @@ check() {
   }
   step "every node alive in the master's map" wait_for 30 "the map" all_alive
   step "no site advertises a private address" wait_for 30 "the addresses" advertised
+  local engine_site
+  engine_site=$(engine_site)
+  if [ -n "$engine_site" ]; then
+    step "the master ships iris-probe to $engine_site (an engine of its own) across its NAT" \
+      ship iris-probe:latest /iris-worker exit 0
+    iris "$engine_site" policy allow-image iris-probe:latest --whole-image >/dev/null || true
+  fi
   step "a job on all" iris alice job run --image iris-probe:latest --on all -- /iris-worker exit 0
   step "a secure sum over the $n sites" iris alice job run --image iris-probe:latest --on "$(sites | paste -sd,)" \
     --secure-sum update.json --sum-length 4 -- /iris-worker update 4 1
@@ -287,7 +321,7 @@ chaos() {
   [ -n "$second" ] || die "chaos needs 2 sites or more"
   head -c 1048576 /dev/urandom >"$lab/$first/workspace/public/chaos.bin"
   both() { # a sum over every site and a transfer
-    sum=$(iris alice job run --image iris-probe:latest --on "$(sites | paste -sd,)" \
+    sum=$(iris alice job run --image iris-probe:latest --on "$(sites | paste -sd,)" --timeout 60s \
       --secure-sum update.json --sum-length 4 -- /iris-worker update 4 1 2>&1) &&
       iris alice files get --from "$first" chaos.bin --to "$second" >/dev/null 2>&1
   }
@@ -335,21 +369,33 @@ demo() {
   [ -f "$lab/sites" ] || die "no lab is up: testnet/natlab.sh up first"
   local rounds=${1:-2} py=${IRIS_PYTHON:-$root/target/python-venv/bin/python} i=0 site
   [ -x "$py" ] || die "no Python at $py: run scripts/test.sh once, or set IRIS_PYTHON"
-  # The lab's nodes share this machine's Docker engine: the image is there
-  # for all of them (docker/build-images.sh made it).
+  # The nodes on this machine's engine have the image (docker/build-images.sh
+  # made it); the master ships it to the site with an engine of its own.
   docker image inspect iris-worker:latest >/dev/null 2>&1 || die "no iris-worker image: docker/build-images.sh all"
+  if [ -n "$(engine_site)" ]; then
+    say "alice ships iris-worker to $(engine_site) across its NAT; its owner approves it"
+    ship iris-worker:latest /iris-worker sleep 0 || die "iris-worker did not reach $(engine_site)"
+  fi
+  make_shards
   for site in $(sites); do
-    mkdir -p "$lab/$site/workspace/private/shard"
-    awk -v i=$i -v n=$((200 * (i + 2))) -f "$root/testnet/shard.awk" \
-      >"$lab/$site/workspace/private/shard/shard.csv"
     iris "$site" policy allow-image iris-worker:latest --prefix -- /iris-worker gradient >/dev/null
     iris "$site" datasets add shard private/shard --rows-bucket 100 --mock-rows 20 >/dev/null
-    i=$((i + 1))
   done
   wait_for 30 "the datasets on alice's map" all_listed || return 1
   say "FedAvg over $(sites | paste -sd' '), $rounds rounds, from the master's namespace"
   ip netns exec $prefix-alice "$py" "$root/python/examples/fedavg.py" --dir "$lab/alice" \
     --rounds "$rounds"
+}
+# Each site's private shard (testnet/shard.awk), as testnet.sh gives its nodes.
+make_shards() {
+  local i=0 site
+  for site in $(sites); do
+    mkdir -p "$lab/$site/workspace/private/shard"
+    [ -s "$lab/$site/workspace/private/shard/shard.csv" ] ||
+      awk -v i=$i -v n=$((200 * (i + 2))) -f "$root/testnet/shard.awk" \
+        >"$lab/$site/workspace/private/shard/shard.csv"
+    i=$((i + 1))
+  done
 }
 all_listed() {
   [ "$(iris alice datasets | awk 'NR > 1' | wc -l)" -eq "$(sites | wc -l)" ]
@@ -431,6 +477,52 @@ bench() {
   echo "   $direct of $pairs pairs of sites direct"
 }
 
+# exfil.sh, testnet.sh's drill, against the first site across its NAT,
+# with the hooks it asks of a lab.
+load_state() {
+  [ -f "$lab/sites" ] || die "no lab is up: testnet/natlab.sh up first"
+  read -r -a nodes <<<"alice $(sites | paste -sd' ')"
+  master=alice
+}
+data=$lab
+here=$root/testnet
+on() { iris "$@"; }
+api_up() { iris "$1" status >/dev/null 2>&1; }
+wait_until() { # seconds check...
+  local limit=$1; shift
+  wait_for "$limit" "$*" "$@"
+}
+stop_node() { # node: as `docker stop` would, TERM, then KILL after 10 s
+  local p deadline=$((SECONDS + 10))
+  p=$(cat "$lab/$1.pid")
+  kill "$p" 2>/dev/null || true
+  while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  kill -9 "$p" 2>/dev/null || true
+}
+start_node() { start "$1"; }
+# The drill starts from the policy it expects (testnet.sh's nodes start
+# from it): the probe image approved for no command. The lab's sites
+# approve it as a whole for check and chaos, which would let any of its
+# commands run, the copy of attempt 2 included. As up left them after.
+drill() {
+  load_state
+  make_shards
+  local site status=0
+  for site in $(sites); do
+    iris "$site" policy revoke-image iris-probe:latest >/dev/null 2>&1 || true
+  done
+  # In a subshell: the drill ends with `die` when an attempt got through.
+  (exfil "$@") || status=$?
+  for site in $(sites); do
+    iris "$site" policy allow-image iris-probe:latest --whole-image >/dev/null
+  done
+  return $status
+}
+# shellcheck source=testnet/outcomes.sh
+source "$root/testnet/outcomes.sh"
+# shellcheck source=testnet/exfil.sh
+source "$root/testnet/exfil.sh"
+
 down() {
   local node
   for pid in "$lab"/*.pid; do
@@ -445,6 +537,8 @@ down() {
     kill -9 "$p" 2>/dev/null || true
     rm -f "$pid"
   done
+  # After the nodes, which remove their containers on the way out.
+  stop_engines
   for ns in $(ip netns list | awk '{print $1}' | grep "^$prefix-" || true); do
     ip netns delete "$ns"
   done
@@ -454,7 +548,7 @@ down() {
     [ -d "$lab/$node" ] || continue
     rm -rf "${lab:?}/$node"
   done
-  rm -f "$lab/sites" "$lab/strict" "$lab/proxied" "$lab"/proxy-*.log
+  rm -f "$lab/sites" "$lab/strict" "$lab/proxied" "$lab/engine" "$lab"/proxy-*.log "$lab/ship.out"
   say "down"
 }
 
@@ -464,6 +558,7 @@ case "${1:-}" in
   bench) shift; bench "$@" ;;
   demo) shift; demo "$@" ;;
   chaos) chaos ;;
+  exfil) shift; drill "$@" ;;
   down) down ;;
-  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,/^# Topology/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

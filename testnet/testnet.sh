@@ -132,6 +132,11 @@ with_key() { # node args...
 
 api_up() { on "$1" status >/dev/null 2>&1; }
 
+# Stops a node's container and starts it again: the drills' hooks (natlab.sh
+# has its own, for nodes that are processes).
+stop_node() { docker stop "$prefix-$1" >/dev/null; }
+start_node() { docker start "$prefix-$1" >/dev/null; }
+
 # Every other node has heard from `node` since `since_ms`: a restarted node
 # announces a fresh record, which reaches every member (a node watches only
 # its few neighbours, so it need not hear from every member itself). Its
@@ -145,12 +150,6 @@ all_heard_from_since() { # node since_ms
       /^    "last_seen":/ && name == want { fresh = ($2 + 0 >= since) }
       END { exit !fresh }' || return 1
   done
-}
-
-# A field of our own JSON: `iris ... --json` output and the worker's files.
-# Top-level only, numbers and arrays of numbers; enough for what we read.
-json_field() { # key < json: the first such field
-  tr -d ' \n' | grep -o "\"$1\":\(\[[^]]*\]\|[^,}]*\)" | head -1 | sed "s/^\"$1\"://" | tr -d '[]"'
 }
 
 # "node state" per task of `iris job show --json`: each task names its node
@@ -373,29 +372,6 @@ status() {
 
 # ---------------------------------------------------------------- chaos
 
-outcomes=()
-# One row of the final table: fault, what should happen, what did, verdict.
-outcome() { # fault expected observed ok(0/1)
-  local verdict=FAILED
-  [ "$4" -eq 1 ] && verdict=ok
-  outcomes+=("$1|$2|$3|$verdict")
-  printf '   %s: %s\n' "$verdict" "$3"
-}
-
-# The outcomes as a table under `header`.
-print_outcomes() { # header
-  { echo "$1"; printf '%s\n' "${outcomes[@]}"; } |
-    awk -F'|' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } }
-      END { for (r = 1; r <= NR; r++) printf "%-*s  %-*s  %-*s  %s\n", w[1], cell[r, 1], w[2], cell[r, 2], w[3], cell[r, 3], cell[r, 4] }'
-}
-
-# How many outcomes were not as expected.
-failed_outcomes() {
-  local row failed=0
-  for row in "${outcomes[@]}"; do [[ "$row" == *"|FAILED" ]] && failed=$((failed + 1)); done
-  echo "$failed"
-}
-
 job_states() { on "$master" job show "$1" --json | task_states; }
 task_is() { [ "$(job_states "$1" | awk -v n="$2" '$1 == n { print $2 }')" = "$3" ]; }
 job_ended() { ! job_states "$1" | grep -qE ' (queued|running)$'; }
@@ -505,6 +481,8 @@ down() {
   echo "testnet down"
 }
 
+# shellcheck source=testnet/outcomes.sh
+source "$here/outcomes.sh"
 # shellcheck source=testnet/demo.sh
 source "$here/demo.sh"
 # shellcheck source=testnet/exfil.sh

@@ -1,0 +1,67 @@
+# A Docker engine of a site's own in the NAT lab, sourced by natlab.sh (it
+# uses natlab.sh's $lab, $prefix, say, die, wait_for, iris and engine_site).
+# The engine is empty, as a site on another machine has, so the images the
+# site runs must cross its NAT from the master: issue 28's image shipping.
+#
+# A dockerd of its own: data and sockets under $lab/engine-SITE, its own
+# (empty) configuration, not this machine's /etc/docker/daemon.json. It
+# touches no network of this machine: no bridge, no iptables rules (a job's
+# container has no network anyway). Its storage driver is vfs, which works
+# on any file system and mounts nothing for an image's layers. It listens
+# only on a unix socket, which the node reaches from inside its namespace
+# (a socket file is not behind the NAT).
+engine_host() { echo "unix://$lab/engine-$1/docker.sock"; }
+engine() { # site docker-args...: the docker CLI against the site's engine
+  local site=$1; shift
+  DOCKER_HOST=$(engine_host "$site") docker "$@"
+}
+start_engine() { # site
+  local dir=$lab/engine-$1
+  say "$1 runs a Docker engine of its own, empty: every image it runs is shipped to it"
+  command -v dockerd >/dev/null || die "no dockerd here: the lab's engine site needs one"
+  mkdir -p "$dir"
+  echo '{}' >"$dir/daemon.json"
+  dockerd --config-file "$dir/daemon.json" --data-root "$dir/data" --exec-root "$dir/exec" \
+    --pidfile "$dir/dockerd.pid" --host "$(engine_host "$1")" --bridge=none --iptables=false \
+    --ip-masq=false --storage-driver vfs --cgroup-parent "$prefix-$1" >"$dir/dockerd.log" 2>&1 &
+  wait_for 60 "$1's engine" engine "$1" info || die "$1's engine did not start: $dir/dockerd.log"
+}
+# Stops every site's engine (its containers with it) and removes its data.
+stop_engines() {
+  local dir p deadline
+  for dir in "$lab"/engine-*; do
+    [ -d "$dir" ] || continue
+    if [ -s "$dir/dockerd.pid" ]; then
+      p=$(cat "$dir/dockerd.pid")
+      kill "$p" 2>/dev/null || true
+      deadline=$((SECONDS + 30))
+      while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+      kill -9 "$p" 2>/dev/null || true
+    fi
+    # Whatever the engine left mounted under its directory, deepest first.
+    awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
+    rm -rf "$dir"
+    # The cgroups its containers ran in (cgroup v1: one tree a controller).
+    find /sys/fs/cgroup/*/"$prefix-${dir##*/engine-}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+
+# The master runs `argv` from `image` on the engine site, which lacks it:
+# the master ships the image's tar across the site's NAT, the task waits
+# for the site's owner, who approves it once it has arrived. Works if the
+# job succeeds and the site's own engine then has the image.
+ship() { # image argv...
+  local image=$1 site job id
+  shift
+  site=$(engine_site)
+  ! engine "$site" image inspect "$image" >/dev/null 2>&1 || { echo "   ($site has $image already)"; return 0; }
+  iris alice job run --image "$image" --on "$site" -- "$@" >"$lab/ship.out" 2>&1 &
+  job=$!
+  wait_for 120 "$site's owner to be asked about $image" awaits_approval "$site" || { kill $job; return 1; }
+  id=$(iris "$site" approvals --json | grep -o '"id": *"[^"]*"' | head -1 | cut -d'"' -f4)
+  echo "   [$site's owner] iris approvals approve $id"
+  iris "$site" approvals approve "$id" >/dev/null
+  wait "$job" || { cat "$lab/ship.out"; return 1; }
+  engine "$site" image inspect "$image" >/dev/null && [ -f "$lab/$site/workspace/image/${image%:*}.tar" ]
+}
+awaits_approval() { iris "$1" approvals --json | grep -q '"id"'; }
