@@ -13,9 +13,10 @@
 #                                last site; with both, the one before is the
 #                                strict one)
 #        testnet/natlab.sh check joining, the map, the addresses advertised,
-#                                a job on all, a secure sum over every site,
-#                                transfers from one site to another; exits
-#                                non-zero if any of them failed
+#                                image shipping, a job on all, a secure sum
+#                                over every site, transfers from one site to
+#                                another, sessions on the outbound-only
+#                                sites; exits non-zero if any of them failed
 #        testnet/natlab.sh demo [ROUNDS]
 #                                the Python FedAvg example (2 rounds by
 #                                default) over shards the sites declare:
@@ -295,12 +296,30 @@ check() {
     step "a transfer from $first to $site ($how)" \
       iris alice files get --from "$first" across.bin --to "$site"
   done
+  # Sessions on the sites that may only dial out (or the first site), whose
+  # owners allow them for this step alone.
+  local outbound
+  outbound=$({ strict_site; proxied_site; } | paste -sd, -)
+  [ -n "$outbound" ] || outbound=$first
+  for site in ${outbound//,/ }; do iris "$site" policy set sessions allow >/dev/null; done
+  step "a session on $outbound: create, exec, remove" session "$outbound"
+  for site in ${outbound//,/ }; do iris "$site" policy set sessions deny >/dev/null; done
   echo
   if [ ${#failed[@]} -gt 0 ]; then
     printf 'natlab: fails: %s\n' "${failed[@]}"
     return 1
   fi
   echo "natlab: everything works across the NATs"
+}
+
+# A long-lived container from the master on `targets`, a command in it, and
+# its removal: all must work.
+session() { # targets
+  local status=0
+  iris alice container create --on "$1" --image iris-probe:latest --name natlab || return 1
+  iris alice container exec --on "$1" --name natlab -- /iris-worker exit 0 || status=1
+  iris alice container rm --on "$1" --name natlab || status=1
+  return $status
 }
 
 # The map's addresses: a site behind NAT that advertises its private

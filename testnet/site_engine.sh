@@ -5,7 +5,12 @@
 #
 # A dockerd of its own: data and sockets under $lab/engine-SITE, its own
 # (empty) configuration, not this machine's /etc/docker/daemon.json. It
-# touches no network of this machine: no bridge, no iptables rules (a job's
+# runs in the site's network namespace, entered alone (nsenter --net: `ip
+# netns exec` would mount a fresh /sys and hide the cgroups), and touches no
+# network of this machine: a dockerd with no bridge deletes any interface
+# named docker0 where it runs, and in this machine's namespace that is the
+# machine's engine's bridge (seen: every container of the machine's engine
+# failed to start after the lab). No iptables rules either (a job's
 # container has no network anyway). Its storage driver is vfs, which works
 # on any file system and mounts nothing for an image's layers. It listens
 # only on a unix socket, which the node reaches from inside its namespace
@@ -21,10 +26,14 @@ start_engine() { # site
   command -v dockerd >/dev/null || die "no dockerd here: the lab's engine site needs one"
   mkdir -p "$dir"
   echo '{}' >"$dir/daemon.json"
-  dockerd --config-file "$dir/daemon.json" --data-root "$dir/data" --exec-root "$dir/exec" \
-    --pidfile "$dir/dockerd.pid" --host "$(engine_host "$1")" --bridge=none --iptables=false \
+  local bridge_before
+  bridge_before=$(ip -o link show docker0 2>/dev/null | cut -d: -f1)
+  nsenter --net="/run/netns/$prefix-$1" dockerd --config-file "$dir/daemon.json" \
+    --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" --host "$(engine_host "$1")" --bridge=none --iptables=false \
     --ip-masq=false --storage-driver vfs --cgroup-parent "$prefix-$1" >"$dir/dockerd.log" 2>&1 &
   wait_for 60 "$1's engine" engine "$1" info || die "$1's engine did not start: $dir/dockerd.log"
+  [ "$(ip -o link show docker0 2>/dev/null | cut -d: -f1)" = "$bridge_before" ] ||
+    die "$1's engine changed this machine's docker0: restart this machine's dockerd"
 }
 # Stops every site's engine (its containers with it) and removes its data.
 stop_engines() {
