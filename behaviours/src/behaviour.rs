@@ -33,6 +33,10 @@ pub const MAX_CONNECTIONS: u32 = 1024;
 /// How long a gossip message may wait for its connection before it is
 /// dropped.
 const GOSSIP_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// How many addresses of a peer one dial tries, at a handshake's timeout
+/// each, before the dial gives up: a record lists its best first (its
+/// reachable addresses, then its places at relays).
+const DIAL_ADDRESSES: u32 = 4;
 /// Incoming connections still in their handshake at once.
 pub const MAX_PENDING_INCOMING: u32 = 64;
 
@@ -144,7 +148,11 @@ pub fn build_swarm(
                 // a wrong key. A record lists its best addresses first.
                 .with_dial_concurrency_factor(std::num::NonZeroU8::MIN)
         })
-        .with_connection_timeout(settings.handshake_timeout)
+        // The swarm's own limit starts for every address of a dial at
+        // once (libp2p creates them together), so it bounds the whole dial
+        // of a peer, address after address: a few handshakes' worth. Each
+        // address has handshake_timeout from its own start (transport.rs).
+        .with_connection_timeout(settings.handshake_timeout * DIAL_ADDRESSES)
         .build();
     Ok(swarm)
 }

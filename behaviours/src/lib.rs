@@ -24,6 +24,7 @@ pub mod refusal;
 pub mod relay;
 pub mod removals;
 pub mod signed;
+pub mod started_timeout;
 pub mod tasks;
 pub mod traffic;
 pub mod transport;

@@ -25,12 +25,15 @@ use libp2p::{
     noise, relay, tcp, yamux, PeerId, Transport,
 };
 
-use crate::{proxy::MaybeProxied, psk::PreSharedKey, PROTOCOL_VERSION};
+use crate::{
+    proxy::MaybeProxied, psk::PreSharedKey, started_timeout::StartedTimeout, PROTOCOL_VERSION,
+};
 
 /// Builds the authenticated, multiplexed transport of an Iris network.
 ///
-/// `handshake_timeout` bounds the whole upgrade: a peer that says nothing
-/// fails it promptly instead of hanging. Every failure carries the
+/// `handshake_timeout` bounds the whole upgrade of each attempt, from its
+/// start (started_timeout.rs): a peer that says nothing fails it promptly
+/// instead of hanging. Every failure carries the
 /// [`HandshakeStage`] it happened in. `relayed` is the relay client's
 /// transport: a circuit is upgraded exactly as a TCP connection is, so the
 /// relay in the middle sees only noise's ciphertext. With a `proxy`, every
@@ -45,7 +48,7 @@ pub fn build_transport(
     let noise = noise::Config::new(keypair)?.with_prologue(psk.noise_prologue(PROTOCOL_VERSION));
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
     let tcp = MaybeProxied::new(tcp, proxy);
-    let transport = relayed
+    let upgraded = relayed
         .or_transport(tcp)
         // A circuit that could not be made fails like a TCP connect.
         .map_err(|error| match error {
@@ -55,8 +58,8 @@ pub fn build_transport(
         .and_then(|socket, _| exchange_versions(socket, PROTOCOL_VERSION))
         .upgrade(Version::V1Lazy)
         .authenticate(noise)
-        .multiplex(yamux::Config::default())
-        .timeout(handshake_timeout)
+        .multiplex(yamux::Config::default());
+    let transport = StartedTimeout::new(upgraded, handshake_timeout)
         .map_err(HandshakeError::from_steps)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .boxed();

@@ -23,6 +23,7 @@ use iris_behaviours::{
     DescribeFile, FileManifest, FileVersion, Refusal, CHUNK_SIZE,
 };
 use serde::{Deserialize, Serialize};
+use tokio::time::timeout;
 
 use super::FileError;
 use crate::{
@@ -50,6 +51,18 @@ const SAVE_EVERY: usize = 16;
 /// transfer; the wait before reopening grows by this step each time.
 const STREAM_ATTEMPTS: usize = 4;
 const STREAM_RETRY: Duration = Duration::from_millis(250);
+/// How long a stream may take to open, to take a request or to bring the
+/// next chunk before it counts as broken (and is opened anew). A stream
+/// whose connection closes under it is not always woken to hear so: in the
+/// NAT lab a transfer opened its first stream on a relayed connection 1.4
+/// ms before a hole punch replaced that connection, and without a limit
+/// its read waited for ever (a transfer still waiting after 15 minutes).
+/// Long enough for a 1 MiB chunk over a slow line.
+const STALL: Duration = Duration::from_secs(60);
+
+fn stalled(what: &str) -> String {
+    format!("{what} in {} s", STALL.as_secs())
+}
 
 /// What a receiver keeps beside a partial file, to resume it. Saved only
 /// after the chunks it names were synced to disk.
@@ -260,12 +273,13 @@ impl Puller {
             }
             let broken = match &mut stream {
                 Some(open) => self.pull_batch(open, path, work, &mut buf, &batch).await?,
-                None => match client.open_chunk_stream(work.peer).await {
-                    Ok(open) => {
+                None => match timeout(STALL, client.open_chunk_stream(work.peer)).await {
+                    Ok(Ok(open)) => {
                         let open = stream.insert(open);
                         self.pull_batch(open, path, work, &mut buf, &batch).await?
                     }
-                    Err(e) => Some((0, e.to_string())),
+                    Ok(Err(e)) => Some((0, e.to_string())),
+                    Err(_) => Some((0, stalled("no stream opened"))),
                 },
             };
             let Some((done, why)) = broken else {
@@ -307,15 +321,18 @@ impl Puller {
             version: work.manifest.version,
             indices: batch.iter().map(|(index, _)| *index).collect(),
         };
-        if let Err(e) = write_chunk_request(stream, &request).await {
-            return Ok(Some((0, e.to_string())));
+        match timeout(STALL, write_chunk_request(stream, &request)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Ok(Some((0, e.to_string()))),
+            Err(_) => return Ok(Some((0, stalled("the request not taken")))),
         }
         for (done, &(index, attempt)) in batch.iter().enumerate() {
             let len = work.manifest.version.chunk_len(index).unwrap_or(0);
-            match read_chunk(stream, buf, len).await {
-                Ok(Ok(())) => self.metrics.traffic.chunks.received(buf.len()),
-                Ok(Err(refusal)) => return Err(refused(work.peer, refusal)),
-                Err(e) => return Ok(Some((done, e.to_string()))),
+            match timeout(STALL, read_chunk(stream, buf, len)).await {
+                Ok(Ok(Ok(()))) => self.metrics.traffic.chunks.received(buf.len()),
+                Ok(Ok(Err(refusal))) => return Err(refused(work.peer, refusal)),
+                Ok(Err(e)) => return Ok(Some((done, e.to_string()))),
+                Err(_) => return Ok(Some((done, stalled("no chunk came")))),
             }
             let (manifest, file, data) = (
                 work.manifest.clone(),
