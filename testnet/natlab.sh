@@ -235,6 +235,15 @@ start() { # node
 # shellcheck source=testnet/site_engine.sh
 source "$root/testnet/site_engine.sh"
 
+# Asks a process to stop, waits up to `seconds` for it to end, then kills
+# it, as `docker stop` does.
+stop_pid() { # pid seconds
+  local deadline=$((SECONDS + $2))
+  kill "$1" 2>/dev/null || true
+  while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  kill -9 "$1" 2>/dev/null || true
+}
+
 wait_for() { # seconds what command...
   local limit=$1 deadline=$((SECONDS + $1)) what=$2
   shift 2
@@ -356,10 +365,7 @@ chaos() {
     fi
   }
   say "restart the master, alice, the relay every site reserves a place at"
-  kill "$(cat "$lab/alice.pid")"
-  local p deadline=$((SECONDS + 20))
-  p=$(cat "$lab/alice.pid")
-  while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  stop_pid "$(cat "$lab/alice.pid")" 20
   start alice
   wait_for 30 "alice's API" iris alice status || die "alice did not start again"
   wait_for 60 "every node alive again" all_alive && wait_for 60 "places at the relay again" all_relayed &&
@@ -386,7 +392,7 @@ all_relayed() {
 # master's namespace, where its API is.
 demo() {
   [ -f "$lab/sites" ] || die "no lab is up: testnet/natlab.sh up first"
-  local rounds=${1:-2} py=${IRIS_PYTHON:-$root/target/python-venv/bin/python} i=0 site
+  local rounds=${1:-2} py=${IRIS_PYTHON:-$root/target/python-venv/bin/python} site
   [ -x "$py" ] || die "no Python at $py: run scripts/test.sh once, or set IRIS_PYTHON"
   # The nodes on this machine's engine have the image (docker/build-images.sh
   # made it); the master ships it to the site with an engine of its own.
@@ -511,13 +517,7 @@ wait_until() { # seconds check...
   local limit=$1; shift
   wait_for "$limit" "$*" "$@"
 }
-stop_node() { # node: as `docker stop` would, TERM, then KILL after 10 s
-  local p deadline=$((SECONDS + 10))
-  p=$(cat "$lab/$1.pid")
-  kill "$p" 2>/dev/null || true
-  while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-  kill -9 "$p" 2>/dev/null || true
-}
+stop_node() { stop_pid "$(cat "$lab/$1.pid")" 10; }
 start_node() { start "$1"; }
 # The drill starts from the policy it expects (testnet.sh's nodes start
 # from it): the probe image approved for no command. The lab's sites
@@ -548,12 +548,10 @@ down() {
     [ -f "$pid" ] || continue
     kill "$(cat "$pid")" 2>/dev/null || true
   done
+  # Every node was asked above, so they stop together; each gets 20 s.
   for pid in "$lab"/*.pid; do
     [ -f "$pid" ] || continue
-    local p deadline=$((SECONDS + 20))
-    p=$(cat "$pid")
-    while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-    kill -9 "$p" 2>/dev/null || true
+    stop_pid "$(cat "$pid")" 20
     rm -f "$pid"
   done
   # After the nodes, which remove their containers on the way out.

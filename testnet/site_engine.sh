@@ -1,5 +1,6 @@
 # A Docker engine of a site's own in the NAT lab, sourced by natlab.sh (it
-# uses natlab.sh's $lab, $prefix, say, die, wait_for, iris and engine_site).
+# uses natlab.sh's $lab, $prefix, say, die, wait_for, stop_pid, iris and
+# engine_site).
 # The engine is empty, as a site on another machine has, so the images the
 # site runs must cross its NAT from the master: issue 28's image shipping.
 #
@@ -37,16 +38,10 @@ start_engine() { # site
 }
 # Stops every site's engine (its containers with it) and removes its data.
 stop_engines() {
-  local dir p deadline
+  local dir
   for dir in "$lab"/engine-*; do
     [ -d "$dir" ] || continue
-    if [ -s "$dir/dockerd.pid" ]; then
-      p=$(cat "$dir/dockerd.pid")
-      kill "$p" 2>/dev/null || true
-      deadline=$((SECONDS + 30))
-      while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-      kill -9 "$p" 2>/dev/null || true
-    fi
+    [ ! -s "$dir/dockerd.pid" ] || stop_pid "$(cat "$dir/dockerd.pid")" 30
     # Whatever the engine left mounted under its directory, deepest first.
     awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
     rm -rf "$dir"
