@@ -13,9 +13,10 @@
 //! The accounting is zCDP ([`zcdp`]); docs/secure-aggregation.md has the
 //! formulas and the papers.
 
+mod alias;
 mod budget;
-mod coins;
 mod discrete_gaussian;
+mod lazy_bernoulli;
 mod ledger;
 pub mod zcdp;
 

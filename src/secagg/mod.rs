@@ -75,10 +75,6 @@ pub struct Params {
     pub privacy: Option<Privacy>,
 }
 
-/// How far out a noise draw may land for the sum's room: 40 standard
-/// deviations, beyond which the probability is below e⁻⁸⁰⁰.
-const NOISE_REACH: f64 = 40.0;
-
 /// The noise each site adds to each entry of a session of `length`
 /// entries that it sums (the weighted entries and the weight; the count of
 /// clipped entries is not sent under differential privacy).
@@ -109,8 +105,8 @@ pub fn check_room(
     match noise_of(fixed, privacy, length)? {
         None => fixed.check_sum_of(n),
         Some(noise) => {
-            let reach = NOISE_REACH * (noise.variance() as f64).sqrt();
-            fixed.check_noisy_sum_of(n, reach)
+            // The sampler never draws beyond 40σ.
+            fixed.check_noisy_sum_of(n, noise.reach() as f64)
         }
     }
 }
