@@ -12,12 +12,12 @@ use iris_behaviours::{
 use tokio::sync::Mutex;
 
 use super::{
-    update::{check_file, read_update, Summand, UpdateError},
+    update::{check_file, Update, UpdateError},
     wire::{
         decode, encode, Collect, Fetch, Fits, Masked, Page, Probe, Received, Roster, SaRequest,
         Setup, Shared, Shares, Signature, Survivors, Unmask, PAGE_WORDS,
     },
-    FixedPoint, Participant, SecAggError, SessionId, SignedMaskKey, Unmasking,
+    Participant, SecAggError, SessionId, SignedMaskKey, Unmasking,
 };
 use crate::{
     audit::ContributionPrivacy,
@@ -32,6 +32,20 @@ const MAX_SESSIONS: usize = 16;
 const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
 /// The largest update file read.
 const MAX_UPDATE_BYTES: u64 = 256 << 20;
+/// How long the update a probe read is kept for its setup.
+const PROBED_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The update the newest probe read, kept for the setup that follows it,
+/// so that a site reads and parses its update once a sum (a vector of 10⁶
+/// entries is 19 MB of JSON, about 40 ms to parse). One slot: a probe of
+/// another update takes its place, and its setup reads the file again.
+struct Probed {
+    job_id: String,
+    file: String,
+    entries: usize,
+    update: Update,
+    at: Instant,
+}
 
 struct Session {
     participant: Participant,
@@ -91,6 +105,7 @@ pub struct SecureSums {
     egress: Arc<Egress>,
     membership: Arc<Membership>,
     sessions: Mutex<HashMap<SessionId, Session>>,
+    probed: std::sync::Mutex<Option<Probed>>,
 }
 
 fn refusal(error: SecAggError) -> Refusal {
@@ -116,6 +131,7 @@ impl SecureSums {
             egress,
             membership,
             sessions: Mutex::new(HashMap::new()),
+            probed: std::sync::Mutex::new(None),
         })
     }
 
@@ -174,17 +190,12 @@ impl SecureSums {
     }
 
     /// Reads the update file `file` (a name [`check_file`] passed) of task
-    /// `job_id`, a vector of `entries` entries. What is wrong with the file
-    /// itself is told in the closed words of [`UpdateError`].
-    async fn update_of(
-        &self,
-        job_id: &str,
-        file: &str,
-        entries: usize,
-        fixed: &FixedPoint,
-    ) -> Result<Summand, Refusal> {
+    /// `job_id`, a vector of `entries` entries, on a blocking thread. What
+    /// is wrong with the file itself is told in the closed words of
+    /// [`UpdateError`].
+    async fn update_of(&self, job_id: &str, file: &str, entries: usize) -> Result<Update, Refusal> {
         let (workspace, relative) = (self.workspace.clone(), Path::new(job_id).join(file));
-        let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, UpdateError> {
+        let read = tokio::task::spawn_blocking(move || -> Result<Update, UpdateError> {
             use std::io::Read;
             let file = workspace
                 .area(Area::Outputs)
@@ -198,12 +209,28 @@ impl SecureSums {
             if bytes.len() as u64 > MAX_UPDATE_BYTES {
                 return Err(UpdateError::NotAnUpdate);
             }
-            Ok(bytes)
+            Update::parse(&bytes, entries)
         })
         .await
         .map_err(|_| Refusal::failed("the update could not be read"))?;
-        read.and_then(|bytes| read_update(&bytes, entries, fixed))
-            .map_err(|e| e.refusal(file))
+        read.map_err(|e| e.refusal(file))
+    }
+
+    /// The update a probe of the same task, file and length read less than
+    /// [`PROBED_LIFETIME`] ago, taken from its slot (which an older one
+    /// leaves empty).
+    fn take_probed(&self, job_id: &str, file: &str, entries: usize) -> Option<Update> {
+        let mut slot = self.probed.lock().unwrap_or_else(|e| e.into_inner());
+        if slot
+            .as_ref()
+            .is_some_and(|p| p.at.elapsed() >= PROBED_LIFETIME)
+        {
+            *slot = None;
+        }
+        let same = slot
+            .as_ref()
+            .is_some_and(|p| p.job_id == job_id && p.file == file && p.entries == entries);
+        same.then(|| slot.take()).flatten().map(|p| p.update)
     }
 
     async fn probe(&self, peer: PeerId, step: Probe) -> Result<Fits, Refusal> {
@@ -216,8 +243,14 @@ impl SecureSums {
             usize::try_from(entries).map_err(|_| UpdateError::OtherLength.refusal(&file))?;
         check_file(&file).map_err(|e| e.refusal(&file))?;
         self.task_for(peer, &job_id).await?;
-        let fixed = FixedPoint::default();
-        self.update_of(&job_id, &file, entries, &fixed).await?;
+        let update = self.update_of(&job_id, &file, entries).await?;
+        *self.probed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Probed {
+            job_id,
+            file,
+            entries,
+            update,
+            at: Instant::now(),
+        });
         Ok(Fits)
     }
 
@@ -372,9 +405,11 @@ impl SecureSums {
         // The session's length counts the weight and the clipped count
         // as entries.
         let entries = params.length.saturating_sub(2);
-        let mut summand = self
-            .update_of(&params.job_id, &file, entries, &params.fixed)
-            .await?;
+        let update = match self.take_probed(&params.job_id, &file, entries) {
+            Some(update) => update,
+            None => self.update_of(&params.job_id, &file, entries).await?,
+        };
+        let mut summand = update.into_summand(&params.fixed);
         // Under differential privacy the vector is clipped to the declared
         // norm, and how many entries were clipped is not told (0), which
         // would leak; otherwise the count is a whole number whose sum is

@@ -75,43 +75,60 @@ pub struct Summand {
     pub clipped: u64,
 }
 
-/// Reads `{"vector": [numbers], "weight": w}` with a vector of `length`
-/// entries, as the entries summed: w·vector, then w, each clipped to
-/// the encoding's range (a value beyond it is not refused, which would
-/// tell the master that it was) and counted.
+/// An update file as read: `{"vector": [numbers], "weight": w}`, checked.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Update {
+    vector: Vec<f64>,
+    weight: f64,
+}
+
+impl Update {
+    /// Reads an update with a vector of `length` entries, a finite weight
+    /// of 0 or more and no NaN.
+    pub fn parse(bytes: &[u8], length: usize) -> Result<Self, UpdateError> {
+        let update: Self = serde_json::from_slice(bytes).map_err(|_| UpdateError::NotAnUpdate)?;
+        if !update.weight.is_finite() || update.weight < 0.0 {
+            return Err(UpdateError::BadWeight);
+        }
+        if update.vector.len() != length {
+            return Err(UpdateError::OtherLength);
+        }
+        if update.vector.iter().any(|v| v.is_nan()) {
+            return Err(UpdateError::NotANumber);
+        }
+        Ok(update)
+    }
+
+    /// The entries summed: w·vector, then w, each clipped to the
+    /// encoding's range (a value beyond it is not refused, which would
+    /// tell the master that it was) and counted.
+    pub fn into_summand(self, fixed: &FixedPoint) -> Summand {
+        let weight = self.weight;
+        // w·v can be NaN only as 0·∞, which is 0 here: a site of weight 0
+        // adds nothing.
+        let mut values: Vec<f64> = self
+            .vector
+            .into_iter()
+            .map(|v| v * weight)
+            .map(|v| if v.is_nan() { 0.0 } else { v })
+            .collect();
+        values.push(weight);
+        let clipped = values.iter().filter(|v| fixed.is_beyond(**v)).count() as u64;
+        for value in &mut values {
+            *value = fixed.clip(*value);
+        }
+        Summand { values, clipped }
+    }
+}
+
+/// Reads an update ([`Update::parse`]) as the entries summed
+/// ([`Update::into_summand`]).
 pub fn read_update(
     bytes: &[u8],
     length: usize,
     fixed: &FixedPoint,
 ) -> Result<Summand, UpdateError> {
-    #[derive(Deserialize)]
-    struct Update {
-        vector: Vec<f64>,
-        weight: f64,
-    }
-    let update: Update = serde_json::from_slice(bytes).map_err(|_| UpdateError::NotAnUpdate)?;
-    if !update.weight.is_finite() || update.weight < 0.0 {
-        return Err(UpdateError::BadWeight);
-    }
-    if update.vector.len() != length {
-        return Err(UpdateError::OtherLength);
-    }
-    if update.vector.iter().any(|v| v.is_nan()) {
-        return Err(UpdateError::NotANumber);
-    }
-    let mut values: Vec<f64> = update.vector.iter().map(|v| v * update.weight).collect();
-    values.push(update.weight);
-    // w·v can be NaN only as 0·∞, which is 0 here: a site of weight 0
-    // adds nothing.
-    let values: Vec<f64> = values
-        .into_iter()
-        .map(|v| if v.is_nan() { 0.0 } else { v })
-        .collect();
-    let clipped = values.iter().filter(|v| fixed.is_beyond(**v)).count() as u64;
-    Ok(Summand {
-        values: values.into_iter().map(|v| fixed.clip(v)).collect(),
-        clipped,
-    })
+    Update::parse(bytes, length).map(|update| update.into_summand(fixed))
 }
 
 #[cfg(test)]
