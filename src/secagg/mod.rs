@@ -25,6 +25,7 @@ mod fixed;
 mod job_sum;
 mod mask;
 mod participant;
+mod probed;
 pub mod site;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ use iris_behaviours::{
 use tokio::sync::Mutex;
 
 use super::{
+    probed::ProbedUpdate,
     update::{check_file, Update, UpdateError},
     wire::{
         decode, encode, Collect, Fetch, Fits, Masked, Page, Probe, Received, Roster, SaRequest,
@@ -32,20 +33,6 @@ const MAX_SESSIONS: usize = 16;
 const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
 /// The largest update file read.
 const MAX_UPDATE_BYTES: u64 = 256 << 20;
-/// How long the update a probe read is kept for its setup.
-const PROBED_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The update the newest probe read, kept for the setup that follows it,
-/// so that a site reads and parses its update once a sum (a vector of 10⁶
-/// entries is 19 MB of JSON, about 40 ms to parse). One slot: a probe of
-/// another update takes its place, and its setup reads the file again.
-struct Probed {
-    job_id: String,
-    file: String,
-    entries: usize,
-    update: Update,
-    at: Instant,
-}
 
 struct Session {
     participant: Participant,
@@ -105,7 +92,8 @@ pub struct SecureSums {
     egress: Arc<Egress>,
     membership: Arc<Membership>,
     sessions: Mutex<HashMap<SessionId, Session>>,
-    probed: std::sync::Mutex<Option<Probed>>,
+    /// The newest probe's reading of its update, for its setup.
+    probed: ProbedUpdate,
 }
 
 fn refusal(error: SecAggError) -> Refusal {
@@ -131,7 +119,7 @@ impl SecureSums {
             egress,
             membership,
             sessions: Mutex::new(HashMap::new()),
-            probed: std::sync::Mutex::new(None),
+            probed: ProbedUpdate::default(),
         })
     }
 
@@ -216,23 +204,6 @@ impl SecureSums {
         read.map_err(|e| e.refusal(file))
     }
 
-    /// The update a probe of the same task, file and length read less than
-    /// [`PROBED_LIFETIME`] ago, taken from its slot (which an older one
-    /// leaves empty).
-    fn take_probed(&self, job_id: &str, file: &str, entries: usize) -> Option<Update> {
-        let mut slot = self.probed.lock().unwrap_or_else(|e| e.into_inner());
-        if slot
-            .as_ref()
-            .is_some_and(|p| p.at.elapsed() >= PROBED_LIFETIME)
-        {
-            *slot = None;
-        }
-        let same = slot
-            .as_ref()
-            .is_some_and(|p| p.job_id == job_id && p.file == file && p.entries == entries);
-        same.then(|| slot.take()).flatten().map(|p| p.update)
-    }
-
     async fn probe(&self, peer: PeerId, step: Probe) -> Result<Fits, Refusal> {
         let Probe {
             job_id,
@@ -244,13 +215,7 @@ impl SecureSums {
         check_file(&file).map_err(|e| e.refusal(&file))?;
         self.task_for(peer, &job_id).await?;
         let update = self.update_of(&job_id, &file, entries).await?;
-        *self.probed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Probed {
-            job_id,
-            file,
-            entries,
-            update,
-            at: Instant::now(),
-        });
+        self.probed.keep(&job_id, &file, entries, update);
         Ok(Fits)
     }
 
@@ -405,7 +370,7 @@ impl SecureSums {
         // The session's length counts the weight and the clipped count
         // as entries.
         let entries = params.length.saturating_sub(2);
-        let update = match self.take_probed(&params.job_id, &file, entries) {
+        let update = match self.probed.take(&params.job_id, &file, entries) {
             Some(update) => update,
             None => self.update_of(&params.job_id, &file, entries).await?,
         };
