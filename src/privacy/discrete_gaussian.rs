@@ -183,19 +183,15 @@ impl DiscreteGaussian {
         self.reach
     }
 
-    /// One draw.
-    pub fn sample(&self, rng: &mut impl Rng) -> i64 {
-        self.draw(rng)
-    }
-
     /// Adds one draw to each word, in Z/2⁶⁴.
     pub fn add_to(&self, words: &mut [u64], rng: &mut impl Rng) {
         for word in words {
-            *word = word.wrapping_add(self.draw(rng) as u64);
+            *word = word.wrapping_add(self.sample(rng) as u64);
         }
     }
 
-    fn draw(&self, rng: &mut impl Rng) -> i64 {
+    /// One draw.
+    pub fn sample(&self, rng: &mut impl Rng) -> i64 {
         let Some(picker) = &self.picker else {
             return 0;
         };

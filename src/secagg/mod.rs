@@ -39,7 +39,7 @@ pub use fixed::FixedPoint;
 pub use job_sum::{sum_job, SumJobError};
 pub use participant::Participant;
 pub use site::{SecureSums, SiteTask, SiteTasks};
-pub use update::{read_update, UpdateError};
+pub use update::UpdateError;
 
 use crate::privacy::{DiscreteGaussian, Privacy};
 use iris_behaviours::libp2p::{identity::Keypair, PeerId};

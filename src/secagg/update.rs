@@ -121,19 +121,18 @@ impl Update {
     }
 }
 
-/// Reads an update ([`Update::parse`]) as the entries summed
-/// ([`Update::into_summand`]).
-pub fn read_update(
-    bytes: &[u8],
-    length: usize,
-    fixed: &FixedPoint,
-) -> Result<Summand, UpdateError> {
-    Update::parse(bytes, length).map(|update| update.into_summand(fixed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An update file as the entries summed, as a setup reads it.
+    fn read_update(
+        bytes: &[u8],
+        length: usize,
+        fixed: &FixedPoint,
+    ) -> Result<Summand, UpdateError> {
+        Update::parse(bytes, length).map(|update| update.into_summand(fixed))
+    }
 
     /// Hostile content: the site's own bytes, as a string, as numbers that
     /// carry them, beyond the range, NaN. No byte of it reaches the text
